@@ -1,0 +1,48 @@
+# Two entry points do everything on a fresh machine (Python 3.11, no GPU):
+#   make demo    set up .venv, build the extension, run `slt-hw demo`
+#   make test    set up .venv, build the extension, ruff, then the test suite
+# Set-up is incremental: the venv is reused, packages reinstall when constraints change,
+# the extension rebuilds when its sources change.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+DEPS   := $(VENV)/.deps-installed
+BUILT  := $(VENV)/.ext-built
+NATIVE_SOURCES := $(shell find csrc -type f) CMakeLists.txt setup.py pyproject.toml
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint build info bench clean
+
+demo: $(BUILT)
+	$(VENV)/bin/slt-hw demo
+
+test: $(BUILT) lint
+	SLT_HW_REQUIRE_CPP=1 $(PY) -P -m pytest $(PYTEST_ARGS)
+
+lint: $(DEPS)
+	$(VENV)/bin/ruff check .
+
+info: $(BUILT)
+	$(VENV)/bin/slt-hw info
+
+build: $(BUILT)
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+# torch comes first, pinned, so nothing later can pull a CUDA build of it.
+$(DEPS): constraints.txt requirements-dev.txt | $(VENV)/bin/python
+	$(PIP) install --quiet --upgrade "pip>=24"
+	$(PIP) install --quiet -c constraints.txt torch
+	$(PIP) install --quiet -c constraints.txt -r requirements-dev.txt
+	touch $@
+
+# --no-build-isolation: build with the pinned tools above, never a fresh (CUDA) torch.
+$(BUILT): $(DEPS) $(NATIVE_SOURCES)
+	SLT_HW_REQUIRE_CPP=1 $(PIP) install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+clean:
+	rm -rf build dist *.egg-info slt_hw/_C*.so $(VENV)

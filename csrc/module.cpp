@@ -1,0 +1,210 @@
+// pybind11 module slt_hw._C. Torch-free on purpose: tensors cross as data pointers (Python ints)
+// plus sizes, so the extension never depends on the torch C++ ABI and builds without torch.
+// The Python wrappers (slt_hw/backends/cpu_native.py) own dtype/shape/contiguity checks.
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <string>
+
+#include "core/slt_contract.h"
+#include "cpu/generate.h"
+
+#ifdef SLT_HW_WITH_CUDA
+#include "cuda/launch.h"
+#endif
+
+#ifndef SLT_HW_CXX_FLAGS
+#define SLT_HW_CXX_FLAGS ""
+#endif
+#ifndef SLT_HW_BUILD_TYPE
+#define SLT_HW_BUILD_TYPE ""
+#endif
+#ifndef SLT_HW_CUDA_ARCHS
+#define SLT_HW_CUDA_ARCHS ""
+#endif
+
+namespace py = pybind11;
+
+namespace {
+
+template <typename T>
+T* ptr(uintptr_t p) {
+  return reinterpret_cast<T*>(p);
+}
+
+std::string compiler_id() {
+#if defined(__clang__)
+  return "clang";
+#elif defined(__GNUC__)
+  return "gcc";
+#elif defined(_MSC_VER)
+  return "msvc";
+#else
+  return "unknown";
+#endif
+}
+
+std::string compiler_version() {
+#if defined(__VERSION__)
+  return __VERSION__;
+#elif defined(_MSC_VER)
+  return std::to_string(_MSC_VER);
+#else
+  return "";
+#endif
+}
+
+#ifdef SLT_HW_WITH_CUDA
+void check_cuda(cudaError_t e, const char* what) {
+  if (e == cudaErrorInvalidValue)
+    throw py::value_error(std::string(what) + ": invalid arguments");
+  if (e != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(e));
+}
+#endif
+
+}  // namespace
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "slt_hw native kernels (contract v1): torch-free, pointers as ints";
+
+  m.def("contract_version", [] { return slt::kContractVersion; });
+
+  m.def("hash32", [](uint32_t k0, uint32_t k1, uint32_t c) { return slt::hash32(k0, k1, c); },
+        py::arg("k0"), py::arg("k1"), py::arg("c"));
+
+  m.def(
+      "generate_weights",
+      [](uintptr_t out, int64_t n, int64_t K, uint32_t k0, uint32_t k1, int dist, float scale,
+         int64_t row_begin, int64_t row_end, int threads) {
+        py::gil_scoped_release nogil;
+        slt::cpu::generate_weights(ptr<float>(out), n, K, k0, k1, dist, scale, row_begin,
+                                   row_end, threads);
+      },
+      py::arg("out"), py::arg("n"), py::arg("k"), py::arg("k0"), py::arg("k1"), py::arg("dist"),
+      py::arg("scale"), py::arg("row_begin"), py::arg("row_end"), py::arg("threads") = 0,
+      "Rows [row_begin, row_end) of W0 (float32, (row_end-row_begin) x k) into `out`.");
+
+  m.def(
+      "freeze_states",
+      [](uintptr_t out, int64_t n, int64_t K, uint32_t fk0, uint32_t fk1, uint32_t prune_thr,
+         uint32_t lock_thr, int threads) {
+        py::gil_scoped_release nogil;
+        slt::cpu::freeze_states(ptr<uint8_t>(out), n, K, fk0, fk1, prune_thr, lock_thr,
+                                threads);
+      },
+      py::arg("out"), py::arg("n"), py::arg("k"), py::arg("fk0"), py::arg("fk1"),
+      py::arg("prune_thr"), py::arg("lock_thr"), py::arg("threads") = 0,
+      "(n x k) uint8 freeze states (0 pruned, 1 locked, 2 free); lock_thr = P + L.");
+
+  m.def(
+      "materialize_planes",
+      [](uintptr_t out, uintptr_t planes, int64_t C, uintptr_t coat_scales, int64_t n, int64_t K,
+         uint32_t k0, uint32_t k1, int dist, float scale, int64_t row_begin, int64_t row_end,
+         int threads) {
+        py::gil_scoped_release nogil;
+        slt::cpu::materialize_planes(ptr<float>(out), ptr<const int32_t>(planes), C,
+                                     ptr<const float>(coat_scales), n, K, k0, k1, dist, scale,
+                                     row_begin, row_end, threads);
+      },
+      py::arg("out"), py::arg("planes"), py::arg("C"), py::arg("coat_scales"), py::arg("n"),
+      py::arg("k"), py::arg("k0"), py::arg("k1"), py::arg("dist"), py::arg("scale"),
+      py::arg("row_begin"), py::arg("row_end"), py::arg("threads") = 0,
+      "Multicoat effective weights, planes (C, n, W) int32, coat_scales (C,) float32.");
+
+  m.def(
+      "materialize_frozen",
+      [](uintptr_t out, uintptr_t free_bits, int64_t free_words, uintptr_t offsets, int64_t n,
+         int64_t K, uint32_t k0, uint32_t k1, uint32_t fk0, uint32_t fk1, uint32_t prune_thr,
+         uint32_t lock_thr, int dist, float scale, int64_t row_begin, int64_t row_end,
+         int threads) {
+        py::gil_scoped_release nogil;
+        slt::cpu::materialize_frozen(ptr<float>(out), ptr<const int32_t>(free_bits), free_words,
+                                     ptr<const int64_t>(offsets), n, K, k0, k1, fk0, fk1,
+                                     prune_thr, lock_thr, dist, scale, row_begin, row_end,
+                                     threads);
+      },
+      py::arg("out"), py::arg("free_bits"), py::arg("free_words"), py::arg("offsets"),
+      py::arg("n"), py::arg("k"), py::arg("k0"), py::arg("k1"), py::arg("fk0"), py::arg("fk1"),
+      py::arg("prune_thr"), py::arg("lock_thr"), py::arg("dist"), py::arg("scale"),
+      py::arg("row_begin"), py::arg("row_end"), py::arg("threads") = 0,
+      "Partially frozen effective weights; offsets (n, ceil(W/32)) int64.");
+
+#ifdef SLT_HW_WITH_CUDA
+  // Device pointers and a cudaStream_t as ints; the launch is asynchronous on that stream.
+  m.def(
+      "cuda_generate_weights",
+      [](uintptr_t out, int64_t n, int64_t K, uint32_t k0, uint32_t k1, int dist, float scale,
+         int64_t row_begin, int64_t row_end, uintptr_t stream) {
+        check_cuda(slt::cuda::generate_weights(ptr<float>(out), n, K, k0, k1, dist, scale,
+                                               row_begin, row_end,
+                                               reinterpret_cast<cudaStream_t>(stream)),
+                   "cuda_generate_weights");
+      },
+      py::arg("out"), py::arg("n"), py::arg("k"), py::arg("k0"), py::arg("k1"), py::arg("dist"),
+      py::arg("scale"), py::arg("row_begin"), py::arg("row_end"), py::arg("stream") = 0);
+  m.def(
+      "cuda_freeze_states",
+      [](uintptr_t out, int64_t n, int64_t K, uint32_t fk0, uint32_t fk1, uint32_t prune_thr,
+         uint32_t lock_thr, uintptr_t stream) {
+        check_cuda(slt::cuda::freeze_states(ptr<uint8_t>(out), n, K, fk0, fk1, prune_thr,
+                                            lock_thr, reinterpret_cast<cudaStream_t>(stream)),
+                   "cuda_freeze_states");
+      },
+      py::arg("out"), py::arg("n"), py::arg("k"), py::arg("fk0"), py::arg("fk1"),
+      py::arg("prune_thr"), py::arg("lock_thr"), py::arg("stream") = 0);
+  m.def(
+      "cuda_materialize_planes",
+      [](uintptr_t out, uintptr_t planes, int64_t C, uintptr_t coat_scales, int64_t n, int64_t K,
+         uint32_t k0, uint32_t k1, int dist, float scale, int64_t row_begin, int64_t row_end,
+         uintptr_t stream) {
+        check_cuda(slt::cuda::materialize_planes(
+                       ptr<float>(out), ptr<const int32_t>(planes), C,
+                       ptr<const float>(coat_scales), n, K, k0, k1, dist, scale, row_begin,
+                       row_end, reinterpret_cast<cudaStream_t>(stream)),
+                   "cuda_materialize_planes");
+      },
+      py::arg("out"), py::arg("planes"), py::arg("C"), py::arg("coat_scales"), py::arg("n"),
+      py::arg("k"), py::arg("k0"), py::arg("k1"), py::arg("dist"), py::arg("scale"),
+      py::arg("row_begin"), py::arg("row_end"), py::arg("stream") = 0);
+  m.def(
+      "cuda_materialize_frozen",
+      [](uintptr_t out, uintptr_t free_bits, int64_t free_words, uintptr_t offsets, int64_t n,
+         int64_t K, uint32_t k0, uint32_t k1, uint32_t fk0, uint32_t fk1, uint32_t prune_thr,
+         uint32_t lock_thr, int dist, float scale, int64_t row_begin, int64_t row_end,
+         uintptr_t error_flag, uintptr_t stream) {
+        check_cuda(slt::cuda::materialize_frozen(
+                       ptr<float>(out), ptr<const int32_t>(free_bits), free_words,
+                       ptr<const int64_t>(offsets), n, K, k0, k1, fk0, fk1, prune_thr, lock_thr,
+                       dist, scale, row_begin, row_end, ptr<int>(error_flag),
+                       reinterpret_cast<cudaStream_t>(stream)),
+                   "cuda_materialize_frozen");
+      },
+      py::arg("out"), py::arg("free_bits"), py::arg("free_words"), py::arg("offsets"),
+      py::arg("n"), py::arg("k"), py::arg("k0"), py::arg("k1"), py::arg("fk0"), py::arg("fk1"),
+      py::arg("prune_thr"), py::arg("lock_thr"), py::arg("dist"), py::arg("scale"),
+      py::arg("row_begin"), py::arg("row_end"), py::arg("error_flag") = 0,
+      py::arg("stream") = 0);
+#endif
+
+  m.def("build_info", [] {
+    py::dict d;
+    d["contract_version"] = slt::kContractVersion;
+    d["compiler_id"] = compiler_id();
+    d["compiler_version"] = compiler_version();
+    d["cxx_standard"] = static_cast<long>(__cplusplus);
+    d["build_type"] = std::string(SLT_HW_BUILD_TYPE);
+    d["flags"] = std::string(SLT_HW_CXX_FLAGS);
+    d["openmp"] = slt::cpu::openmp_enabled();
+    d["openmp_max_threads"] = slt::cpu::openmp_max_threads();
+#ifdef SLT_HW_WITH_CUDA
+    d["cuda_built"] = true;
+    d["cuda_archs"] = std::string(SLT_HW_CUDA_ARCHS);
+    int rt = 0;
+    cudaRuntimeGetVersion(&rt);  // the linked runtime; does not need a GPU
+    d["cuda_runtime_version"] = rt;
+#else
+    d["cuda_built"] = false;
+#endif
+    return d;
+  });
+}

@@ -1,0 +1,250 @@
+"""Triton kernels that materialise W0, freeze states and effective weights as dense (N, K)
+tensors. Simple tiled kernels for tests and exports; the fused GEMV/GEMM kernels reuse the
+same helpers from `.contract` without materialising anything.
+
+Under TRITON_INTERPRET=1 they run on CPU tensors; otherwise tensors must be on a CUDA device.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from slt_hw.contract import (
+    OFFSET_BLOCK_WORDS,
+    WORD_BITS,
+    Dist,
+    Key,
+    check_geometry,
+    check_scale,
+    words_per_row,
+)
+from slt_hw.reference.prng import normal_table
+
+from .contract import FREE, LOCKED, expand_bits, freeze_tile, weight_tile
+
+__all__ = ["freeze_states", "generate_weights", "materialize_frozen", "materialize_planes"]
+
+OFFSET_BLOCK = OFFSET_BLOCK_WORDS * WORD_BITS  # 1024 columns per offset-table entry
+
+# Keys and thresholds: no value specialisation (a key equal to 1 would become a constexpr and
+# every distinct small value would recompile).
+_DNS = ["k0", "k1", "fk0", "fk1", "prune_thr", "lock_thr"]
+
+
+@triton.jit(do_not_specialize=_DNS)
+def _weights_kernel(out_ptr, N, K, Kp, k0, k1, scale, table_ptr,
+                    DIST: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    k_start = tl.program_id(1) * BLOCK_K
+    cols = k_start + tl.arange(0, BLOCK_K)
+    w0 = weight_tile(k0, k1, rows, k_start, Kp, DIST, scale, table_ptr, BLOCK_K)
+    mask = (rows[:, None] < N) & (cols[None, :] < K)
+    tl.store(out_ptr + rows.to(tl.int64)[:, None] * K + cols[None, :], w0, mask=mask)
+
+
+@triton.jit(do_not_specialize=_DNS)
+def _freeze_kernel(out_ptr, N, K, Kp, fk0, fk1, prune_thr, lock_thr,
+                   BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    k_start = tl.program_id(1) * BLOCK_K
+    cols = k_start + tl.arange(0, BLOCK_K)
+    st = freeze_tile(fk0, fk1, rows, k_start, Kp, prune_thr, lock_thr, BLOCK_K)
+    mask = (rows[:, None] < N) & (cols[None, :] < K)
+    tl.store(out_ptr + rows.to(tl.int64)[:, None] * K + cols[None, :], st.to(tl.uint8), mask=mask)
+
+
+@triton.jit(do_not_specialize=_DNS)
+def _planes_kernel(out_ptr, planes_ptr, coat_ptr, plane_stride, N, K, Kp, k0, k1, scale,
+                   table_ptr, DIST: tl.constexpr, C: tl.constexpr, BLOCK_N: tl.constexpr,
+                   BLOCK_K: tl.constexpr):
+    BLOCK_W: tl.constexpr = BLOCK_K // 32
+    W = Kp // 32
+    rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    k_start = tl.program_id(1) * BLOCK_K
+    cols = k_start + tl.arange(0, BLOCK_K)
+    wcols = k_start // 32 + tl.arange(0, BLOCK_W)
+    wmask = (rows[:, None] < N) & (wcols[None, :] < W)
+    wptr = planes_ptr + rows.to(tl.int64)[:, None] * W + wcols[None, :]
+    m = tl.zeros((BLOCK_N, BLOCK_K), dtype=tl.float32)
+    # m = sum_i g_i * bit_i in order; a select instead of g*bit so nothing can be fused into an FMA.
+    # C is a constexpr (a handful of coats): the loop unrolls.
+    for i in tl.static_range(C):
+        words = tl.load(wptr, mask=wmask, other=0)
+        bits = expand_bits(words, BLOCK_N, BLOCK_W)
+        g = tl.load(coat_ptr + i)
+        m = tl.where(bits != 0, m + g, m)
+        wptr += plane_stride
+    w0 = weight_tile(k0, k1, rows, k_start, Kp, DIST, scale, table_ptr, BLOCK_K)
+    w = tl.where(m == 0.0, 0.0, w0 * m)  # +0.0, never -0.0, where no coat is set
+    mask = (rows[:, None] < N) & (cols[None, :] < K)
+    tl.store(out_ptr + rows.to(tl.int64)[:, None] * K + cols[None, :], w, mask=mask)
+
+
+@triton.jit(do_not_specialize=_DNS)
+def _frozen_kernel(out_ptr, bits_ptr, offsets_ptr, NB, N, K, Kp, k0, k1, fk0, fk1, prune_thr,
+                   lock_thr, scale, table_ptr, DIST: tl.constexpr, BLOCK_N: tl.constexpr,
+                   BLOCK_K: tl.constexpr):
+    # BLOCK_K is the offset-table block (1024): offsets[n, b] is the stream index of the first
+    # free weight of the tile's row, and an exclusive prefix sum gives each one's index.
+    rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    b = tl.program_id(1)
+    k_start = b * BLOCK_K
+    cols = k_start + tl.arange(0, BLOCK_K)
+    valid = (rows[:, None] < N) & (cols[None, :] < K)
+    st = freeze_tile(fk0, fk1, rows, k_start, Kp, prune_thr, lock_thr, BLOCK_K)
+    free = (st == FREE) & valid  # padding columns are never in the stream
+    free_i = free.to(tl.int32)
+    before = tl.cumsum(free_i, axis=1) - free_i
+    base = tl.load(offsets_ptr + rows.to(tl.int64) * NB + b, mask=rows < N, other=0)
+    idx = base[:, None] + before.to(tl.int64)
+    word = tl.load(bits_ptr + (idx >> 5), mask=free, other=0)
+    bit = (word.to(tl.uint32, bitcast=True) >> (idx & 31).to(tl.uint32)) & 1
+    keep = (st == LOCKED) | (free & (bit != 0))
+    w0 = weight_tile(k0, k1, rows, k_start, Kp, DIST, scale, table_ptr, BLOCK_K)
+    w = tl.where(keep, w0, 0.0)
+    tl.store(out_ptr + rows.to(tl.int64)[:, None] * K + cols[None, :], w, mask=valid)
+
+
+# --------------------------------------------------------------------------- host side
+
+_TABLES: dict[torch.device, torch.Tensor] = {}
+
+
+def _table(device: torch.device) -> torch.Tensor:
+    t = _TABLES.get(device)
+    if t is None:
+        t = _TABLES[device] = normal_table(device).contiguous()
+    return t
+
+
+def _device(device) -> torch.device:
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(device)
+
+
+def _check_key(key: Key, arg: str) -> None:
+    if not (0 <= key.k0 < 2**32 and 0 <= key.k1 < 2**32):
+        raise ValueError(f"{arg}: key words must be in [0, 2**32), got {key}")
+
+
+def _check_thresholds(prune_thr: int, lock_thr: int) -> None:
+    if not 0 <= prune_thr <= lock_thr <= 65536:
+        raise ValueError(
+            f"thresholds: expected 0 <= prune_thr <= lock_thr <= 65536, got {prune_thr}, {lock_thr}"
+        )
+
+
+def _blocks(block_n, block_k, default_n, default_k):
+    bn = default_n if block_n is None else block_n
+    bk = default_k if block_k is None else block_k
+    if bn < 1 or bn & (bn - 1) or bk < 32 or bk & (bk - 1):
+        raise ValueError(f"block sizes: expected powers of two, block_k >= 32, got {bn}, {bk}")
+    return bn, bk
+
+
+def generate_weights(key: Key, n: int, k: int, dist: Dist | str, scale: float, device=None, *,
+                     block_n: int | None = None, block_k: int | None = None) -> torch.Tensor:
+    """W0 of an (n, k) tensor as float32, bit-identical to slt_hw.reference.prng.generate."""
+    dist = Dist.parse(dist)
+    check_geometry(n, k)
+    _check_key(key, "key")
+    s = check_scale(scale)
+    device = _device(device)
+    bn, bk = _blocks(block_n, block_k, 16, 128)
+    kp = words_per_row(k) * WORD_BITS
+    out = torch.empty(n, k, dtype=torch.float32, device=device)
+    grid = lambda meta: (triton.cdiv(n, meta["BLOCK_N"]), triton.cdiv(k, meta["BLOCK_K"]))  # noqa: E731
+    _weights_kernel[grid](out, n, k, kp, key.k0, key.k1, s, _table(device),
+                          DIST=dist.code, BLOCK_N=bn, BLOCK_K=bk)
+    return out
+
+
+def freeze_states(fkey: Key, n: int, k: int, prune_thr: int, lock_thr: int, device=None, *,
+                  block_n: int | None = None, block_k: int | None = None) -> torch.Tensor:
+    """(n, k) uint8 freeze states (0 pruned, 1 locked, 2 free); lock_thr is P + L."""
+    check_geometry(n, k)
+    _check_key(fkey, "fkey")
+    _check_thresholds(prune_thr, lock_thr)
+    device = _device(device)
+    bn, bk = _blocks(block_n, block_k, 16, 128)
+    kp = words_per_row(k) * WORD_BITS
+    out = torch.empty(n, k, dtype=torch.uint8, device=device)
+    grid = lambda meta: (triton.cdiv(n, meta["BLOCK_N"]), triton.cdiv(k, meta["BLOCK_K"]))  # noqa: E731
+    _freeze_kernel[grid](out, n, k, kp, fkey.k0, fkey.k1, prune_thr, lock_thr,
+                         BLOCK_N=bn, BLOCK_K=bk)
+    return out
+
+
+def materialize_planes(key: Key, n: int, k: int, dist: Dist | str, scale: float,
+                       planes: torch.Tensor, coat_scales: torch.Tensor, *,
+                       block_n: int | None = None, block_k: int | None = None) -> torch.Tensor:
+    """Effective weights w0*m of the binary / multicoat formats, (n, k) float32.
+
+    planes: int32 (C, n, W) (or (n, W) for one plane), bit k%32 of word k//32, LSB first;
+    coat_scales: float32 (C,) on the same device; m accumulates in float32 in coat order."""
+    dist = Dist.parse(dist)
+    check_geometry(n, k)
+    _check_key(key, "key")
+    s = check_scale(scale)
+    w = words_per_row(k)
+    if planes.dim() == 2:
+        planes = planes.unsqueeze(0)
+    if planes.dtype != torch.int32 or planes.dim() != 3 or tuple(planes.shape[1:]) != (n, w):
+        raise ValueError(f"planes: expected int32 (C, {n}, {w}), got {planes.dtype} {tuple(planes.shape)}")
+    c = planes.shape[0]
+    if coat_scales.dtype != torch.float32 or tuple(coat_scales.shape) != (c,):
+        raise ValueError(
+            f"coat_scales: expected float32 ({c},), got {coat_scales.dtype} {tuple(coat_scales.shape)}"
+        )
+    if coat_scales.device != planes.device:
+        raise ValueError(f"coat_scales: on {coat_scales.device}, planes on {planes.device}")
+    device = planes.device
+    planes = planes.contiguous()
+    coat_scales = coat_scales.contiguous()
+    bn, bk = _blocks(block_n, block_k, 16, 128)
+    kp = w * WORD_BITS
+    out = torch.empty(n, k, dtype=torch.float32, device=device)
+    grid = lambda meta: (triton.cdiv(n, meta["BLOCK_N"]), triton.cdiv(k, meta["BLOCK_K"]))  # noqa: E731
+    _planes_kernel[grid](out, planes, coat_scales, n * w, n, k, kp, key.k0, key.k1, s,
+                         _table(device), DIST=dist.code, C=c, BLOCK_N=bn, BLOCK_K=bk)
+    return out
+
+
+def materialize_frozen(key: Key, fkey: Key, n: int, k: int, dist: Dist | str, scale: float,
+                       free_bits: torch.Tensor, offsets: torch.Tensor, prune_thr: int, lock_thr: int,
+                       *, block_n: int | None = None) -> torch.Tensor:
+    """Effective weights of the partially frozen format, (n, k) float32: pruned +0.0, locked w0,
+    free w0 where its bit in the free-bit stream is set.
+
+    free_bits: int32 words of the stream (must cover every free weight);
+    offsets: int64 (n, ceil(W/32)) stream index of the first free weight of each 1024-column block."""
+    dist = Dist.parse(dist)
+    check_geometry(n, k)
+    _check_key(key, "key")
+    _check_key(fkey, "fkey")
+    _check_thresholds(prune_thr, lock_thr)
+    s = check_scale(scale)
+    w = words_per_row(k)
+    nb = (w + OFFSET_BLOCK_WORDS - 1) // OFFSET_BLOCK_WORDS
+    if free_bits.dtype != torch.int32:
+        raise ValueError(f"free_bits: expected int32 words, got {free_bits.dtype}")
+    if offsets.dtype != torch.int64 or tuple(offsets.shape) != (n, nb):
+        raise ValueError(f"offsets: expected int64 ({n}, {nb}), got {offsets.dtype} {tuple(offsets.shape)}")
+    if offsets.device != free_bits.device:
+        raise ValueError(f"offsets: on {offsets.device}, free_bits on {free_bits.device}")
+    device = free_bits.device
+    free_bits = free_bits.reshape(-1).contiguous()
+    if free_bits.numel() == 0:  # no free weight: every load is masked, but keep a valid pointer
+        free_bits = torch.zeros(1, dtype=torch.int32, device=device)
+    offsets = offsets.contiguous()
+    bn, _ = _blocks(block_n, None, 4, OFFSET_BLOCK)
+    kp = w * WORD_BITS
+    out = torch.empty(n, k, dtype=torch.float32, device=device)
+    grid = lambda meta: (triton.cdiv(n, meta["BLOCK_N"]), nb)  # noqa: E731
+    _frozen_kernel[grid](out, free_bits, offsets, nb, n, k, kp, key.k0, key.k1, fkey.k0, fkey.k1,
+                         prune_thr, lock_thr, s, _table(device), DIST=dist.code,
+                         BLOCK_N=bn, BLOCK_K=OFFSET_BLOCK)
+    return out

@@ -1,0 +1,158 @@
+"""The built-in backends. Each one states, per device, why it cannot run (empty: it can).
+
+For now the native and Triton backends regenerate the masked weights tile by tile (bounded
+memory, bit-identical weights) and hand each tile to torch's GEMM; the fused kernels of the
+CPU and GPU issues replace those tile loops behind the same registry entries.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.nn.functional as F
+
+from .. import _ext
+from ..contract import Dist, Key
+from ..dispatch import Backend, register
+from ..reference import masks as ref
+
+TILE_ELEMENTS = 1 << 22  # 16 MiB of float32 weights per tile
+
+
+def _finish(y: torch.Tensor, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    if bias is not None:
+        y = y + bias.to(torch.float32)
+    return y.to(x.dtype)
+
+
+# ---------------------------------------------------------------------- reference
+
+
+def _ref_linear_planes(x, planes, coat_scales, bias, k0, k1, k, dist, scale):
+    w = ref.materialize_planes(Key(k0, k1), planes.shape[1], k, Dist.parse(dist), scale, planes, coat_scales)
+    return _finish(F.linear(x.to(torch.float32), w), x, bias)
+
+
+def _ref_linear_frozen(x, free_bits, offsets, bias, k0, k1, fk0, fk1, k, dist, scale, prune, lock):
+    w = ref.materialize_frozen(Key(k0, k1), Key(fk0, fk1), offsets.shape[0], k, Dist.parse(dist), scale,
+                               free_bits, prune, lock)
+    return _finish(F.linear(x.to(torch.float32), w), x, bias)
+
+
+register(Backend(
+    name="reference", priority=0,
+    description="pure PyTorch: materialises the effective weight (the ground truth for every kernel)",
+    not_supported_reasons=lambda device: [],
+    ops={"linear_planes": _ref_linear_planes, "linear_frozen": _ref_linear_frozen},
+))
+
+
+# ---------------------------------------------------------------------- tiled regeneration
+
+
+def _tiled(x, n, k, bias, rows_fn):
+    """y = x @ W_effᵀ with W_eff regenerated `rows_fn(r0, r1)` a row tile at a time."""
+    x2 = x.reshape(-1, k).to(torch.float32)
+    y = torch.empty(x2.shape[0], n, dtype=torch.float32, device=x.device)
+    step = max(1, TILE_ELEMENTS // k)
+    for r0 in range(0, n, step):
+        r1 = min(n, r0 + step)
+        torch.mm(x2, rows_fn(r0, r1).t(), out=y[:, r0:r1])
+    return _finish(y.reshape(*x.shape[:-1], n), x, bias)
+
+
+def _cpp_reasons(device: torch.device) -> list[str]:
+    if device.type != "cpu":
+        return [f"runs on CPU tensors only, got {device.type}"]
+    mod, why = _ext.load()
+    return [why] if mod is None else []
+
+
+def _cpp_linear_planes(x, planes, coat_scales, bias, k0, k1, k, dist, scale):
+    from . import cpu_native
+
+    n = planes.shape[1]
+    key = Key(k0, k1)
+    planes, coat_scales = planes.contiguous(), coat_scales.contiguous()
+    return _tiled(x, n, k, bias, lambda r0, r1: cpu_native.materialize_planes(
+        key, n, k, dist, scale, planes, coat_scales, r0, r1))
+
+
+def _cpp_linear_frozen(x, free_bits, offsets, bias, k0, k1, fk0, fk1, k, dist, scale, prune, lock):
+    from . import cpu_native
+
+    n = offsets.shape[0]
+    key, fkey = Key(k0, k1), Key(fk0, fk1)
+    free_bits, offsets = free_bits.contiguous(), offsets.contiguous()
+    return _tiled(x, n, k, bias, lambda r0, r1: cpu_native.materialize_frozen(
+        key, fkey, n, k, dist, scale, free_bits, offsets, prune, lock, r0, r1))
+
+
+register(Backend(
+    name="cpp", priority=20,
+    description="slt_hw._C (C++/OpenMP): regenerates weight tiles into cache, torch GEMM per tile",
+    not_supported_reasons=_cpp_reasons,
+    ops={"linear_planes": _cpp_linear_planes, "linear_frozen": _cpp_linear_frozen},
+))
+
+
+# ---------------------------------------------------------------------- Triton
+
+
+def _triton_reasons(device: torch.device) -> list[str]:
+    try:
+        import triton  # noqa: F401
+    except ImportError as e:
+        return [f"triton not importable ({e})"]
+    if device.type == "cuda":
+        return []
+    if device.type == "cpu" and os.environ.get("TRITON_INTERPRET") == "1":
+        return []
+    return [f"needs CUDA tensors (or CPU tensors under TRITON_INTERPRET=1), got {device.type}"]
+
+
+def _triton_linear_planes(x, planes, coat_scales, bias, k0, k1, k, dist, scale):
+    from slt_hw import kernels
+
+    n = planes.shape[1]
+    w = kernels.materialize_planes(Key(k0, k1), n, k, dist, scale, planes.contiguous(), coat_scales.contiguous())
+    return _finish(F.linear(x.to(torch.float32), w), x, bias)
+
+
+def _triton_linear_frozen(x, free_bits, offsets, bias, k0, k1, fk0, fk1, k, dist, scale, prune, lock):
+    from slt_hw import kernels
+
+    w = kernels.materialize_frozen(Key(k0, k1), Key(fk0, fk1), offsets.shape[0], k, dist, scale,
+                                   free_bits.contiguous(), offsets.contiguous(), prune, lock)
+    return _finish(F.linear(x.to(torch.float32), w), x, bias)
+
+
+register(Backend(
+    name="triton", priority=40,
+    description="Triton: regenerates the masked weight on the GPU, then cuBLAS (fused kernels: GPU issue)",
+    not_supported_reasons=_triton_reasons,
+    ops={"linear_planes": _triton_linear_planes, "linear_frozen": _triton_linear_frozen},
+    auto_devices=("cuda",),
+))
+
+
+# ---------------------------------------------------------------------- CUDA C++
+
+
+def _cuda_reasons(device: torch.device) -> list[str]:
+    why = [] if device.type == "cuda" else [f"runs on CUDA tensors only, got {device.type}"]
+    mod, err = _ext.load()
+    if mod is None:
+        why.append(err)
+    elif not mod.build_info().get("cuda_built", False):
+        why.append("slt_hw._C was built without CUDA (needs nvcc and a CUDA-enabled torch at build time)")
+    return why
+
+
+register(Backend(
+    name="cuda", priority=30,
+    description="CUDA C++ kernels in slt_hw._C (csrc/cuda)",
+    not_supported_reasons=_cuda_reasons,
+    ops={},
+))

@@ -1,0 +1,132 @@
+"""The C++ CPU kernels (`slt_hw._C`) behind torch-tensor wrappers.
+
+The extension is torch-free: it takes data pointers and sizes. This module owns the checks a
+raw pointer cannot make (device, dtype, contiguity, shape) and raises ValueError naming the
+argument. Results are bit-identical to `slt_hw.reference` (tests/test_cpp_contract.py).
+Threads: torch.get_num_threads(), so `torch.set_num_threads` governs both.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .. import _ext
+from ..contract import OFFSET_BLOCK_WORDS, Dist, Key, check_geometry, check_scale, words_per_row
+
+__all__ = ["freeze_states", "generate_weights", "materialize_frozen", "materialize_planes"]
+
+
+def _check_tensor(t, arg: str, dtype: torch.dtype, shape: tuple[int, ...] | None = None) -> None:
+    if not isinstance(t, torch.Tensor):
+        raise ValueError(f"{arg}: expected a torch.Tensor, got {type(t).__name__}")
+    if t.device.type != "cpu":
+        raise ValueError(f"{arg}: expected a CPU tensor, got device {t.device}")
+    if t.dtype != dtype:
+        raise ValueError(f"{arg}: expected dtype {dtype}, got {t.dtype}")
+    if not t.is_contiguous():
+        raise ValueError(f"{arg}: expected a contiguous tensor")
+    if shape is not None and tuple(t.shape) != shape:
+        raise ValueError(f"{arg}: expected shape {shape}, got {tuple(t.shape)}")
+
+
+def _check_key(key, arg: str) -> Key:
+    if not isinstance(key, Key):
+        raise ValueError(f"{arg}: expected a slt_hw.contract.Key, got {type(key).__name__}")
+    for part in (key.k0, key.k1):
+        if not 0 <= part <= 0xFFFFFFFF:
+            raise ValueError(f"{arg}: key words must be uint32, got {key}")
+    return key
+
+
+def _check_rows(n: int, row_begin: int, row_end: int | None) -> tuple[int, int]:
+    row_end = n if row_end is None else row_end
+    if not 0 <= row_begin <= row_end <= n:
+        raise ValueError(f"row_begin/row_end: [{row_begin}, {row_end}) is not within [0, {n}]")
+    return row_begin, row_end
+
+
+def _check_thresholds(prune_thr: int, lock_thr: int) -> None:
+    if not 0 <= prune_thr <= lock_thr <= 65536:
+        raise ValueError(
+            f"prune_thr/lock_thr: expected 0 <= prune_thr <= lock_thr <= 65536 (lock_thr is P + L, "
+            f"see contract.freeze_thresholds), got {prune_thr}, {lock_thr}"
+        )
+
+
+def generate_weights(key: Key, n: int, k: int, dist: Dist | str, scale: float,
+                     row_begin: int = 0, row_end: int | None = None) -> torch.Tensor:
+    """Rows [row_begin, row_end) of W0, float32 (row_end - row_begin, k)."""
+    mod = _ext.require()
+    _check_key(key, "key")
+    check_geometry(n, k)
+    s = check_scale(scale)
+    code = Dist.parse(dist).code
+    row_begin, row_end = _check_rows(n, row_begin, row_end)
+    out = torch.empty(row_end - row_begin, k, dtype=torch.float32)
+    mod.generate_weights(out.data_ptr(), n, k, key.k0, key.k1, code, s, row_begin, row_end,
+                         torch.get_num_threads())
+    return out
+
+
+def freeze_states(fkey: Key, n: int, k: int, prune_thr: int, lock_thr: int) -> torch.Tensor:
+    """(n, k) uint8: 0 pruned, 1 locked, 2 free (lock_thr = P + L)."""
+    mod = _ext.require()
+    _check_key(fkey, "fkey")
+    check_geometry(n, k)
+    _check_thresholds(prune_thr, lock_thr)
+    out = torch.empty(n, k, dtype=torch.uint8)
+    mod.freeze_states(out.data_ptr(), n, k, fkey.k0, fkey.k1, prune_thr, lock_thr,
+                      torch.get_num_threads())
+    return out
+
+
+def materialize_planes(key: Key, n: int, k: int, dist: Dist | str, scale: float,
+                       planes: torch.Tensor, coat_scales: torch.Tensor | None = None,
+                       row_begin: int = 0, row_end: int | None = None) -> torch.Tensor:
+    """Binary / multicoat effective weights of rows [row_begin, row_end), float32.
+
+    planes: (C, n, ceil(k/32)) int32 words; coat_scales: (C,) float32 (None: all 1)."""
+    mod = _ext.require()
+    _check_key(key, "key")
+    check_geometry(n, k)
+    s = check_scale(scale)
+    code = Dist.parse(dist).code
+    if not isinstance(planes, torch.Tensor) or planes.dim() != 3 or planes.shape[0] < 1:
+        raise ValueError(f"planes: expected a (C >= 1, {n}, {words_per_row(k)}) int32 tensor")
+    c = planes.shape[0]
+    _check_tensor(planes, "planes", torch.int32, (c, n, words_per_row(k)))
+    if coat_scales is None:
+        coat_scales = torch.ones(c, dtype=torch.float32)
+    _check_tensor(coat_scales, "coat_scales", torch.float32, (c,))
+    row_begin, row_end = _check_rows(n, row_begin, row_end)
+    out = torch.empty(row_end - row_begin, k, dtype=torch.float32)
+    mod.materialize_planes(out.data_ptr(), planes.data_ptr(), c, coat_scales.data_ptr(), n, k,
+                           key.k0, key.k1, code, s, row_begin, row_end, torch.get_num_threads())
+    return out
+
+
+def materialize_frozen(key: Key, fkey: Key, n: int, k: int, dist: Dist | str, scale: float,
+                       free_bits: torch.Tensor, offsets: torch.Tensor, prune_thr: int, lock_thr: int,
+                       row_begin: int = 0, row_end: int | None = None) -> torch.Tensor:
+    """Partially frozen effective weights of rows [row_begin, row_end), float32.
+
+    free_bits: 1-D int32 free-bit stream; offsets: (n, ceil(W/32)) int64 (reference.masks.frozen_offsets).
+    Raises ValueError if a free weight's stream index falls outside free_bits."""
+    mod = _ext.require()
+    _check_key(key, "key")
+    _check_key(fkey, "fkey")
+    check_geometry(n, k)
+    s = check_scale(scale)
+    code = Dist.parse(dist).code
+    _check_thresholds(prune_thr, lock_thr)
+    if isinstance(free_bits, torch.Tensor) and free_bits.dim() != 1:
+        raise ValueError(f"free_bits: expected a 1-D int32 tensor, got shape {tuple(free_bits.shape)}")
+    _check_tensor(free_bits, "free_bits", torch.int32)
+    nb = (words_per_row(k) + OFFSET_BLOCK_WORDS - 1) // OFFSET_BLOCK_WORDS
+    _check_tensor(offsets, "offsets", torch.int64, (n, nb))
+    row_begin, row_end = _check_rows(n, row_begin, row_end)
+    out = torch.empty(row_end - row_begin, k, dtype=torch.float32)
+    mod.materialize_frozen(out.data_ptr(), free_bits.data_ptr(), free_bits.numel(), offsets.data_ptr(),
+                           n, k, key.k0, key.k1, fkey.k0, fkey.k1, prune_thr, lock_thr, code, s,
+                           row_begin, row_end, torch.get_num_threads())
+    return out

@@ -1,0 +1,87 @@
+"""`slt-hw` command line: `slt-hw info` (environment and backends), `slt-hw demo`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import platform
+import sys
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _devices() -> list[torch.device]:
+    devs = [torch.device("cpu")]
+    if torch.cuda.is_available():
+        devs.append(torch.device("cuda"))
+    return devs
+
+
+def cmd_info(args: argparse.Namespace, console: Console) -> int:
+    from . import __version__, _ext, dispatch
+    from .contract import CONTRACT_VERSION
+
+    t = Table(title="slt_hw environment", show_header=False)
+    t.add_row("slt_hw", f"{__version__} (weight-generation contract v{CONTRACT_VERSION})")
+    t.add_row("python", f"{platform.python_version()} on {platform.machine()} {platform.system()}")
+    t.add_row("torch", f"{torch.__version__} (CUDA {torch.version.cuda or 'none'}, "
+                       f"{torch.get_num_threads()} threads)")
+    for dist in ("triton", "numba", "numpy", "cupy"):
+        t.add_row(dist, _version(dist))
+    t.add_row("GPU", torch.cuda.get_device_name() if torch.cuda.is_available() else "none")
+    mod, why = _ext.load()
+    if mod is None:
+        t.add_row("slt_hw._C", f"[red]missing[/red]: {why}")
+    else:
+        info = mod.build_info()
+        t.add_row("slt_hw._C", ", ".join(f"{k}={v}" for k, v in sorted(info.items())))
+    console.print(t)
+
+    b = Table(title="backends (highest priority first)")
+    b.add_column("backend")
+    for dev in _devices():
+        b.add_column(f"{dev.type}")
+    b.add_column("what it is")
+    per_dev = [dispatch.reasons(dev, "linear_planes") for dev in _devices()]
+    for be in dispatch.backends():
+        cells = []
+        for dev, reasons in zip(_devices(), per_dev, strict=True):
+            why = reasons[be.name]
+            auto = be.auto_devices is None or dev.type in be.auto_devices
+            cells.append("[green]yes[/green]" + ("" if auto else " (forced only)") if not why
+                         else "[red]no[/red]: " + "; ".join(why))
+        b.add_row(be.name, *cells, be.description)
+    console.print(b)
+    sel = {dev.type: dispatch.select("linear_planes", dev).name for dev in _devices()}
+    console.print("automatic choice for slt_linear: " + ", ".join(f"{d} → {n}" for d, n in sel.items()))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, console: Console) -> int:
+    from .demo import run_demo
+
+    return run_demo(console, seed=args.seed)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="slt-hw", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("info", help="versions, native extension, available backends and why others are not")
+    demo = sub.add_parser("demo", help="pack a small SLT MLP, check every backend, print its memory")
+    demo.add_argument("--seed", type=int, default=0, help="model seed (default 0)")
+    args = parser.parse_args(argv)
+    console = Console(width=None if sys.stdout.isatty() else 120)
+    return {"info": cmd_info, "demo": cmd_demo}[args.command](args, console)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

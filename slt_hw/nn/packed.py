@@ -1,0 +1,71 @@
+"""Inference modules: a packed SLT layer holds seeds and bit-packed masks, never weights."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .. import _ops, dispatch
+from ..formats import Format, PackedWeight
+from ..ops import _check_linear_inputs
+
+
+class SLTPackedLinear(nn.Module):
+    """y = x W_effᵀ + b with W_eff regenerated from (seed, name) and the packed mask.
+
+    The masks are buffers (they move with `.to()` and live in the state dict); the seed, name,
+    distribution, scale and thresholds are plain attributes.
+    """
+
+    def __init__(self, packed: PackedWeight, bias: torch.Tensor | None = None, backend: str | None = None):
+        super().__init__()
+        if not isinstance(packed, PackedWeight):
+            raise TypeError(f"packed: expected a slt_hw.PackedWeight, got {type(packed).__name__}")
+        if len(packed.shape) != 2:
+            raise ValueError(f"packed: expected a 2-D (out, in) weight for a linear layer, got {packed.shape}")
+        self.in_features, self.out_features = packed.in_features, packed.out_features
+        self.backend = backend
+        self._meta = packed
+        self.format = packed.format
+        if packed.format is Format.FROZEN:
+            self.register_buffer("free_bits", packed.free_bits)
+            self.register_buffer("offsets", packed.offsets, persistent=False)  # derived from the seed
+        else:
+            self.register_buffer("planes", packed.planes)
+            self.register_buffer("coat_scales", packed.coat_scales)
+        self.bias = None if bias is None else nn.Parameter(bias.detach().clone(), requires_grad=False)
+        key, fkey = packed.key, packed.freeze_key
+        self._scalars = (key.k0, key.k1, fkey.k0, fkey.k1, packed.dist.code, packed.scale,
+                         packed.prune_threshold, packed.lock_threshold)
+
+    @property
+    def packed(self) -> PackedWeight:
+        """The packed weight, rebuilt (and re-validated) if the buffers were moved or replaced."""
+        p = self._meta
+        if self.format is Format.FROZEN:
+            if self.free_bits is not p.free_bits:
+                p = PackedWeight(p.shape, p.seed, p.name, p.dist, p.scale, p.format, free_bits=self.free_bits,
+                                 prune_threshold=p.prune_threshold, lock_threshold=p.lock_threshold)
+        elif self.planes is not p.planes or self.coat_scales is not p.coat_scales:
+            p = PackedWeight(p.shape, p.seed, p.name, p.dist, p.scale, p.format, planes=self.planes,
+                             coat_scales=self.coat_scales)
+        self._meta = p
+        return p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k0, k1, fk0, fk1, dist, scale, prune, lock = self._scalars
+        backend = dispatch.requested(self.backend)
+        if torch.compiler.is_compiling():
+            torch._check(x.shape[-1] == self.in_features)
+        else:
+            _check_linear_inputs(x, self.packed, self.bias)
+        if self.format is Format.FROZEN:
+            return _ops.linear_frozen(x, self.free_bits, self.offsets, self.bias, k0, k1, fk0, fk1,
+                                      self.in_features, dist, scale, prune, lock, backend)
+        return _ops.linear_planes(x, self.planes, self.coat_scales, self.bias, k0, k1, self.in_features,
+                                  dist, scale, backend)
+
+    def extra_repr(self) -> str:
+        p = self._meta
+        return (f"in_features={self.in_features}, out_features={self.out_features}, format={p.format.value}, "
+                f"dist={p.dist.value}, seed={p.seed}, name={p.name!r}, bias={self.bias is not None}")
