@@ -29,6 +29,11 @@ info: $(BUILT)
 
 build: $(BUILT)
 
+# Benchmarks are not tests: they print tables, write bench/results/*.csv, and never gate CI.
+bench: $(BUILT)
+	$(PY) bench/bench_regenerate.py
+	$(PY) -P -m pytest bench/test_bench_linear.py --benchmark-enable --benchmark-group-by=param:case -q
+
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 

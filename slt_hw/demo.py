@@ -82,12 +82,18 @@ def run_demo(console: Console, seed: int = 0) -> int:
         for name, why in dispatch.reasons(dev, "linear_planes").items():
             if why:
                 continue
-            ws = [p.to(dev) for p in weights]
-            layers = [SLTPackedLinear(p, backend=name) for p in ws]
-            h, t0 = x.to(dev), time.perf_counter()
-            for i, layer in enumerate(layers):
-                h = layer(h)
-                h = torch.relu(h) if i < len(layers) - 1 else h
+            layers = [SLTPackedLinear(p.to(dev), backend=name) for p in weights]
+
+            def run(layers=layers, dev=dev):
+                h = x.to(dev)
+                for i, layer in enumerate(layers):
+                    h = layer(h)
+                    h = torch.relu(h) if i < len(layers) - 1 else h
+                return h
+
+            run()  # first call pays one-time op registration and kernel set-up
+            t0 = time.perf_counter()
+            h = run()
             dt = time.perf_counter() - t0
             err = (h.cpu() - ref).abs().max().item()
             good = err <= TOLERANCE * max(1.0, ref.abs().max().item())

@@ -208,6 +208,20 @@ def test_wrapper_checks_name_the_argument(native):
         native.materialize_frozen(key, fkey, 4, 40, "normal", 0.1, fb, offsets, pl, p)
 
 
+def test_output_buffer_is_reused_and_checked(native):
+    key = derive_key(3, "w")
+    planes = nested_planes(6, 70, 2, 1)
+    want = masks.materialize_planes(key, 6, 70, "normal", 0.2, planes, torch.ones(2))
+    buf = torch.full((4, 70), float("nan"))
+    got = native.materialize_planes(key, 6, 70, "normal", 0.2, planes, None, 2, 6, out=buf)
+    assert got.data_ptr() == buf.data_ptr()
+    assert torch.equal(got.view(torch.int32), want[2:6].view(torch.int32))
+    with pytest.raises(ValueError, match=r"out: expected shape \(4, 70\), got \(5, 70\)"):
+        native.generate_weights(key, 6, 70, "normal", 0.2, 2, 6, out=torch.empty(5, 70))
+    with pytest.raises(ValueError, match=r"out: expected dtype torch.float32"):
+        native.generate_weights(key, 6, 70, "normal", 0.2, out=torch.empty(6, 70, dtype=torch.float64))
+
+
 def test_short_free_bit_stream_is_refused(native, threads):
     n, k = 40, 1100
     key, fkey = derive_key(1, "x", 0), derive_key(1, "x", 1)

@@ -42,3 +42,13 @@ def test_wheel_carries_the_native_extension(wheel):
         pytest.skip("SLT_HW_BUILD_CPP=0")
     names = zipfile.ZipFile(wheel).namelist()
     assert any(n.startswith("slt_hw/_C") and n.endswith(".so") for n in names), names
+
+
+def test_isolated_build_never_needs_torch():
+    """pip's build isolation installs [build-system].requires: torch there would pull CUDA wheels."""
+    import tomllib
+
+    requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]["requires"]
+    assert not [r for r in requires if r.lower().startswith("torch")], requires
+    cmake = (ROOT / "CMakeLists.txt").read_text()
+    assert "find_package(Torch" not in cmake and "TORCH_LIBRARIES" not in cmake

@@ -55,6 +55,26 @@ int resolve_threads(int threads) {
 #endif
 }
 
+// Calls fn(r, b, lo, hi) for every task (row r of [0, rows), column block b = [lo, hi) of
+// kBlock columns), in parallel; rows x blocks so that few, very wide rows still use every
+// thread. Returns true if any call returned false.
+template <class F>
+bool for_each_block(int64_t rows, int64_t K, int threads, F&& fn) {
+  const int64_t nb = (K + kBlock - 1) / kBlock;
+  const int64_t tasks = rows * nb;
+  const int nt = resolve_threads(threads);
+  (void)nt;
+  int failed = 0;
+#pragma omp parallel for schedule(static) num_threads(nt) reduction(| : failed) \
+    if (tasks > 1 && rows * K >= kMinParallel)
+  for (int64_t t = 0; t < tasks; ++t) {
+    const int64_t r = t / nb, b = t % nb;
+    const int64_t lo = b * kBlock, hi = lo + kBlock < K ? lo + kBlock : K;
+    if (!fn(r, b, lo, hi)) failed = 1;
+  }
+  return failed != 0;
+}
+
 // W0 of row n, columns [lo, hi) into dst[0 .. hi-lo). lo is a multiple of 32.
 void generate_block(float* dst, uint32_t n, uint32_t lo, uint32_t hi, uint32_t K, uint32_t k0,
                     uint32_t k1, int dist, float scale) {
@@ -102,17 +122,11 @@ void generate_weights(float* out, int64_t n, int64_t K, uint32_t k0, uint32_t k1
   const int64_t rows = row_end - row_begin;
   if (rows == 0) return;
   check_ptr(out, "out");
-  const int64_t nb = (K + kBlock - 1) / kBlock;
-  const int64_t tasks = rows * nb;
-  const int nt = resolve_threads(threads);
-  (void)nt;
-#pragma omp parallel for schedule(static) num_threads(nt) if (tasks > 1 && rows * K >= kMinParallel)
-  for (int64_t t = 0; t < tasks; ++t) {
-    const int64_t r = t / nb, b = t % nb;
-    const int64_t lo = b * kBlock, hi = lo + kBlock < K ? lo + kBlock : K;
+  for_each_block(rows, K, threads, [&](int64_t r, int64_t, int64_t lo, int64_t hi) {
     generate_block(out + r * K + lo, uint32_t(row_begin + r), uint32_t(lo), uint32_t(hi),
                    uint32_t(K), k0, k1, dist, scale);
-  }
+    return true;
+  });
 }
 
 void freeze_states(uint8_t* out, int64_t n, int64_t K, uint32_t fk0, uint32_t fk1,
@@ -120,16 +134,8 @@ void freeze_states(uint8_t* out, int64_t n, int64_t K, uint32_t fk0, uint32_t fk
   check_geometry(n, K);
   check_thresholds(prune_thr, lock_thr);
   check_ptr(out, "out");
-  const int64_t nb = (K + kBlock - 1) / kBlock;
-  const int64_t rows = n;
-  const int64_t tasks = rows * nb;
-  const int nt = resolve_threads(threads);
-  (void)nt;
   const uint32_t half = padded_cols(uint32_t(K)) / 2u;
-#pragma omp parallel for schedule(static) num_threads(nt) if (tasks > 1 && rows * K >= kMinParallel)
-  for (int64_t t = 0; t < tasks; ++t) {
-    const int64_t r = t / nb, b = t % nb;
-    const int64_t lo = b * kBlock, hi = lo + kBlock < K ? lo + kBlock : K;
+  for_each_block(n, K, threads, [&](int64_t r, int64_t, int64_t lo, int64_t hi) {
     uint8_t* d = out + r * K;
     const uint32_t base = uint32_t(r) * half;
     for (int64_t k = lo; k < hi; k += 2) {
@@ -137,7 +143,8 @@ void freeze_states(uint8_t* out, int64_t n, int64_t K, uint32_t fk0, uint32_t fk
       d[k] = state_from_chunk(h & 0xFFFFu, prune_thr, lock_thr);
       if (k + 1 < hi) d[k + 1] = state_from_chunk(h >> 16, prune_thr, lock_thr);
     }
-  }
+    return true;
+  });
 }
 
 void materialize_planes(float* out, const int32_t* planes, int64_t C, const float* coat_scales,
@@ -154,14 +161,8 @@ void materialize_planes(float* out, const int32_t* planes, int64_t C, const floa
   check_ptr(coat_scales, "coat_scales");
   const int64_t W = words_per_row(uint32_t(K));
   const int64_t plane_stride = n * W;
-  const int64_t nb = (K + kBlock - 1) / kBlock;
-  const int64_t tasks = rows * nb;
-  const int nt = resolve_threads(threads);
-  (void)nt;
-#pragma omp parallel for schedule(static) num_threads(nt) if (tasks > 1 && rows * K >= kMinParallel)
-  for (int64_t t = 0; t < tasks; ++t) {
-    const int64_t r = t / nb, b = t % nb, row = row_begin + r;
-    const int64_t lo = b * kBlock, hi = lo + kBlock < K ? lo + kBlock : K;
+  for_each_block(rows, K, threads, [&](int64_t r, int64_t, int64_t lo, int64_t hi) {
+    const int64_t row = row_begin + r;
     float* d = out + r * K;
     generate_block(d + lo, uint32_t(row), uint32_t(lo), uint32_t(hi), uint32_t(K), k0, k1, dist,
                    scale);
@@ -175,7 +176,8 @@ void materialize_planes(float* out, const int32_t* planes, int64_t C, const floa
         d[w * 32 + j] = apply_factor(d[w * 32 + j], m);
       }
     }
-  }
+    return true;
+  });
 }
 
 void materialize_frozen(float* out, const int32_t* free_bits, int64_t free_words,
@@ -193,22 +195,16 @@ void materialize_frozen(float* out, const int32_t* free_bits, int64_t free_words
   check_ptr(offsets, "offsets");
   if (free_words > 0) check_ptr(free_bits, "free_bits");
   const int64_t nb = (K + kBlock - 1) / kBlock;  // == ceil(W / 32)
-  const int64_t tasks = rows * nb;
   const int64_t total_bits = free_words * 32;
   const uint32_t half = padded_cols(uint32_t(K)) / 2u;
-  int bad = 0;
-  const int nt = resolve_threads(threads);
-  (void)nt;
-#pragma omp parallel for schedule(static) num_threads(nt) reduction(| : bad) \
-    if (tasks > 1 && rows * K >= kMinParallel)
-  for (int64_t t = 0; t < tasks; ++t) {
-    const int64_t r = t / nb, b = t % nb, row = row_begin + r;
-    const int64_t lo = b * kBlock, hi = lo + kBlock < K ? lo + kBlock : K;
+  const bool bad = for_each_block(rows, K, threads, [&](int64_t r, int64_t b, int64_t lo, int64_t hi) {
+    bool ok = true;
+    const int64_t row = row_begin + r;
     float* d = out + r * K;
     generate_block(d + lo, uint32_t(row), uint32_t(lo), uint32_t(hi), uint32_t(K), k0, k1, dist,
                    scale);
     int64_t idx = offsets[row * nb + b];
-    if (idx < 0) bad = 1;
+    if (idx < 0) ok = false;
     const uint32_t base = uint32_t(row) * half;
     for (int64_t k = lo; k < hi; k += 2) {
       const uint32_t h = hash32(fk0, fk1, base + uint32_t(k) / 2u);
@@ -221,13 +217,14 @@ void materialize_frozen(float* out, const int32_t* free_bits, int64_t free_words
           if (idx >= 0 && idx < total_bits)
             bit = (uint32_t(free_bits[idx >> 5]) >> (idx & 31)) & 1u;
           else
-            bad = 1;
+            ok = false;
           ++idx;
           if (!bit) d[q] = 0.0f;
         }  // locked: keep w0
       }
     }
-  }
+    return ok;
+  });
   if (bad)
     throw std::invalid_argument(
         "free_bits/offsets: a free weight's stream index is negative or past the end of "

@@ -52,13 +52,14 @@ register(Backend(
 
 
 def _tiled(x, n, k, bias, rows_fn):
-    """y = x @ W_effᵀ with W_eff regenerated `rows_fn(r0, r1)` a row tile at a time."""
+    """y = x @ W_effᵀ with W_eff regenerated a row tile at a time by `rows_fn(r0, r1, out)`."""
     x2 = x.reshape(-1, k).to(torch.float32)
     y = torch.empty(x2.shape[0], n, dtype=torch.float32, device=x.device)
-    step = max(1, TILE_ELEMENTS // k)
+    step = max(1, min(n, TILE_ELEMENTS // k))
+    tile = torch.empty(step, k, dtype=torch.float32, device=x.device)  # reused: no page faults per tile
     for r0 in range(0, n, step):
         r1 = min(n, r0 + step)
-        torch.mm(x2, rows_fn(r0, r1).t(), out=y[:, r0:r1])
+        torch.mm(x2, rows_fn(r0, r1, tile[: r1 - r0]).t(), out=y[:, r0:r1])
     return _finish(y.reshape(*x.shape[:-1], n), x, bias)
 
 
@@ -75,8 +76,8 @@ def _cpp_linear_planes(x, planes, coat_scales, bias, k0, k1, k, dist, scale):
     n = planes.shape[1]
     key = Key(k0, k1)
     planes, coat_scales = planes.contiguous(), coat_scales.contiguous()
-    return _tiled(x, n, k, bias, lambda r0, r1: cpu_native.materialize_planes(
-        key, n, k, dist, scale, planes, coat_scales, r0, r1))
+    return _tiled(x, n, k, bias, lambda r0, r1, out: cpu_native.materialize_planes(
+        key, n, k, dist, scale, planes, coat_scales, r0, r1, out=out))
 
 
 def _cpp_linear_frozen(x, free_bits, offsets, bias, k0, k1, fk0, fk1, k, dist, scale, prune, lock):
@@ -85,8 +86,8 @@ def _cpp_linear_frozen(x, free_bits, offsets, bias, k0, k1, fk0, fk1, k, dist, s
     n = offsets.shape[0]
     key, fkey = Key(k0, k1), Key(fk0, fk1)
     free_bits, offsets = free_bits.contiguous(), offsets.contiguous()
-    return _tiled(x, n, k, bias, lambda r0, r1: cpu_native.materialize_frozen(
-        key, fkey, n, k, dist, scale, free_bits, offsets, prune, lock, r0, r1))
+    return _tiled(x, n, k, bias, lambda r0, r1, out: cpu_native.materialize_frozen(
+        key, fkey, n, k, dist, scale, free_bits, offsets, prune, lock, r0, r1, out=out))
 
 
 register(Backend(

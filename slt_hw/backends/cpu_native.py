@@ -53,8 +53,17 @@ def _check_thresholds(prune_thr: int, lock_thr: int) -> None:
         )
 
 
+def _output(out: torch.Tensor | None, rows: int, k: int) -> torch.Tensor:
+    """A fresh (rows, k) float32 tensor, or the caller's, checked (reusing one avoids page faults)."""
+    if out is None:
+        return torch.empty(rows, k, dtype=torch.float32)
+    _check_tensor(out, "out", torch.float32, (rows, k))
+    return out
+
+
 def generate_weights(key: Key, n: int, k: int, dist: Dist | str, scale: float,
-                     row_begin: int = 0, row_end: int | None = None) -> torch.Tensor:
+                     row_begin: int = 0, row_end: int | None = None, *,
+                     out: torch.Tensor | None = None) -> torch.Tensor:
     """Rows [row_begin, row_end) of W0, float32 (row_end - row_begin, k)."""
     mod = _ext.require()
     _check_key(key, "key")
@@ -62,7 +71,7 @@ def generate_weights(key: Key, n: int, k: int, dist: Dist | str, scale: float,
     s = check_scale(scale)
     code = Dist.parse(dist).code
     row_begin, row_end = _check_rows(n, row_begin, row_end)
-    out = torch.empty(row_end - row_begin, k, dtype=torch.float32)
+    out = _output(out, row_end - row_begin, k)
     mod.generate_weights(out.data_ptr(), n, k, key.k0, key.k1, code, s, row_begin, row_end,
                          torch.get_num_threads())
     return out
@@ -82,7 +91,8 @@ def freeze_states(fkey: Key, n: int, k: int, prune_thr: int, lock_thr: int) -> t
 
 def materialize_planes(key: Key, n: int, k: int, dist: Dist | str, scale: float,
                        planes: torch.Tensor, coat_scales: torch.Tensor | None = None,
-                       row_begin: int = 0, row_end: int | None = None) -> torch.Tensor:
+                       row_begin: int = 0, row_end: int | None = None, *,
+                       out: torch.Tensor | None = None) -> torch.Tensor:
     """Binary / multicoat effective weights of rows [row_begin, row_end), float32.
 
     planes: (C, n, ceil(k/32)) int32 words; coat_scales: (C,) float32 (None: all 1)."""
@@ -99,7 +109,7 @@ def materialize_planes(key: Key, n: int, k: int, dist: Dist | str, scale: float,
         coat_scales = torch.ones(c, dtype=torch.float32)
     _check_tensor(coat_scales, "coat_scales", torch.float32, (c,))
     row_begin, row_end = _check_rows(n, row_begin, row_end)
-    out = torch.empty(row_end - row_begin, k, dtype=torch.float32)
+    out = _output(out, row_end - row_begin, k)
     mod.materialize_planes(out.data_ptr(), planes.data_ptr(), c, coat_scales.data_ptr(), n, k,
                            key.k0, key.k1, code, s, row_begin, row_end, torch.get_num_threads())
     return out
@@ -107,7 +117,8 @@ def materialize_planes(key: Key, n: int, k: int, dist: Dist | str, scale: float,
 
 def materialize_frozen(key: Key, fkey: Key, n: int, k: int, dist: Dist | str, scale: float,
                        free_bits: torch.Tensor, offsets: torch.Tensor, prune_thr: int, lock_thr: int,
-                       row_begin: int = 0, row_end: int | None = None) -> torch.Tensor:
+                       row_begin: int = 0, row_end: int | None = None, *,
+                       out: torch.Tensor | None = None) -> torch.Tensor:
     """Partially frozen effective weights of rows [row_begin, row_end), float32.
 
     free_bits: 1-D int32 free-bit stream; offsets: (n, ceil(W/32)) int64 (reference.masks.frozen_offsets).
@@ -125,7 +136,7 @@ def materialize_frozen(key: Key, fkey: Key, n: int, k: int, dist: Dist | str, sc
     nb = (words_per_row(k) + OFFSET_BLOCK_WORDS - 1) // OFFSET_BLOCK_WORDS
     _check_tensor(offsets, "offsets", torch.int64, (n, nb))
     row_begin, row_end = _check_rows(n, row_begin, row_end)
-    out = torch.empty(row_end - row_begin, k, dtype=torch.float32)
+    out = _output(out, row_end - row_begin, k)
     mod.materialize_frozen(out.data_ptr(), free_bits.data_ptr(), free_bits.numel(), offsets.data_ptr(),
                            n, k, key.k0, key.k1, fkey.k0, fkey.k1, prune_thr, lock_thr, code, s,
                            row_begin, row_end, torch.get_num_threads())

@@ -46,12 +46,12 @@ def sign_words(key: Key, n: int, k: int, device=None) -> torch.Tensor:
 
 def half_words(key: Key, n: int, k: int, device=None) -> torch.Tensor:
     """(n, k) int64 16-bit chunks: weight (r, c) takes half (c & 1) of hash r·Kp/2 + c//2."""
+    pairs = (k + 1) // 2  # one hash per pair of columns
     kp = words_per_row(k) * 32
-    cols = torch.arange(k, dtype=torch.int64, device=device)
     rows = torch.arange(n, dtype=torch.int64, device=device)
-    counters = rows[:, None] * (kp // 2) + (cols >> 1)[None, :]
+    counters = rows[:, None] * (kp // 2) + torch.arange(pairs, dtype=torch.int64, device=device)[None, :]
     h = hash32(key, counters)
-    return (h >> ((cols & 1) << 4)[None, :]) & 0xFFFF
+    return torch.stack((h & 0xFFFF, h >> 16), dim=-1).view(n, 2 * pairs)[:, :k]
 
 
 def normal_table(device=None) -> torch.Tensor:
