@@ -36,6 +36,7 @@ PACKAGES = {
     "slt_hw.reference": "slt_hw/reference",
     "slt_hw.backends": "slt_hw/backends",
     "slt_hw.nn": "slt_hw/nn",
+    "slt_hw.search": "slt_hw/search",
     "slt_hw.kernels": "kernels",
     "slt_hw.sim": "sim",
 }

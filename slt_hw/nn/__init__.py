@@ -1,5 +1,13 @@
-"""SLT layers. Inference (packed) modules now; the search layers arrive with the search issue."""
+"""SLT layers: search layers (scores over contract-generated random weights) and packed
+inference layers (seeds + bit-packed masks)."""
 
+from .attention import SLTMultiheadAttention, SLTTransformerBlock
+from .base import SLTConv2d, SLTLayer, SLTLinear
+from .gnn import SLTGCNConv, SLTGINConv, gcn_adjacency, sum_adjacency
 from .packed import SLTPackedLinear
+from .packed_layers import SLTPackedLayer
 
-__all__ = ["SLTPackedLinear"]
+__all__ = [
+    "SLTConv2d", "SLTGCNConv", "SLTGINConv", "SLTLayer", "SLTLinear", "SLTMultiheadAttention",
+    "SLTPackedLayer", "SLTPackedLinear", "SLTTransformerBlock", "gcn_adjacency", "sum_adjacency",
+]

@@ -1,0 +1,63 @@
+"""Inference forms of the search layers: seeds + packed masks, forward through slt_hw.ops.
+
+`SLTPackedLayer` wraps one SLTPackedLinear per mask copy (unshared folding masks share the
+weights: same seed and name) and applies it as a linear layer or, through im2col, as a 2-D
+convolution (the conv weight (out, in, kh, kw) is the contract's (out, in·kh·kw) matrix).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..formats import PackedWeight
+from .packed import SLTPackedLinear
+
+
+class SLTPackedLayer(nn.Module):
+    def __init__(self, packed: list[PackedWeight], *, kind: str = "linear", bias: torch.Tensor | None = None,
+                 conv: dict | None = None, arch: dict | None = None, backend: str | None = None):
+        super().__init__()
+        if kind not in ("linear", "conv2d"):
+            raise ValueError(f"kind: expected 'linear' or 'conv2d', got {kind!r}")
+        if not packed or not all(isinstance(p, PackedWeight) for p in packed):
+            raise TypeError("packed: expected a non-empty list of slt_hw.PackedWeight")
+        flat = [p if len(p.shape) == 2 else _flatten(p) for p in packed]
+        self.kind, self.conv, self.arch = kind, dict(conv or {}), dict(arch or {})
+        self.weight_shape = tuple(packed[0].shape) if kind == "linear" else (
+            packed[0].out_features, self.conv["in_channels"], *self.conv["kernel_size"])
+        self.copies = nn.ModuleList(SLTPackedLinear(p, None, backend) for p in flat)
+        self.bias = None if bias is None else nn.Parameter(bias.detach().clone(), requires_grad=False)
+        self.mask_index = 0
+
+    @property
+    def packed(self) -> list[PackedWeight]:
+        return [c.packed for c in self.copies]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lin = self.copies[self.mask_index]
+        if self.kind == "linear":
+            y = lin(x.to(torch.float32))
+            if self.bias is not None:
+                y = y + self.bias.to(torch.float32)
+            return y.to(x.dtype)
+        c = self.conv
+        b, _, hh, ww = x.shape
+        kh, kw = c["kernel_size"]
+        oh = (hh + 2 * c["padding"][0] - c["dilation"][0] * (kh - 1) - 1) // c["stride"][0] + 1
+        ow = (ww + 2 * c["padding"][1] - c["dilation"][1] * (kw - 1) - 1) // c["stride"][1] + 1
+        cols = F.unfold(x, (kh, kw), dilation=c["dilation"], padding=c["padding"], stride=c["stride"])
+        y = lin(cols.transpose(1, 2))  # (B, L, out)
+        y = y.transpose(1, 2).reshape(b, self.weight_shape[0], oh, ow)
+        return y if self.bias is None else y + self.bias[:, None, None]
+
+    def extra_repr(self) -> str:
+        p = self.copies[0].packed
+        return (f"kind={self.kind}, shape={self.weight_shape}, format={p.format.value}, name={p.name!r}, "
+                f"seed={p.seed}, masks={len(self.copies)}, bias={self.bias is not None}")
+
+
+def _flatten(p: PackedWeight) -> PackedWeight:
+    return PackedWeight((p.out_features, p.in_features), p.seed, p.name, p.dist, p.scale, p.format,
+                        p.planes, p.coat_scales, p.free_bits, p.prune_threshold, p.lock_threshold)
