@@ -8,6 +8,7 @@
 
 #include "core/slt_contract.h"
 #include "cpu/generate.h"
+#include "cpu/linear.h"
 
 #ifdef SLT_HW_WITH_CUDA
 #include "cuda/launch.h"
@@ -186,6 +187,66 @@ PYBIND11_MODULE(_C, m) {
       py::arg("stream") = 0);
 #endif
 
+  m.def(
+      "cpu_isas",
+      [] {
+        py::list out;
+        for (auto isa : {slt::cpu::Isa::kScalar, slt::cpu::Isa::kAvx2})
+          if (slt::cpu::isa_supported(isa)) out.append(slt::cpu::isa_name(isa));
+        return out;
+      },
+      "Instruction sets the fused CPU kernels can use on this machine, worst first.");
+
+  m.def(
+      "slt_linear",
+      [](uintptr_t x, int64_t M, int64_t ldx, uintptr_t y, int64_t ldy, int64_t N, int64_t K,
+         uint32_t k0, uint32_t k1, int dist, float scale, uintptr_t bias, uintptr_t planes,
+         int64_t C, uintptr_t coat_scales, uintptr_t free_bits, int64_t free_words,
+         uintptr_t offsets, uint32_t fk0, uint32_t fk1, uint32_t prune_thr, uint32_t lock_thr,
+         const std::string& isa, int threads) {
+        slt::cpu::LinearProblem p;
+        p.x = ptr<const float>(x);
+        p.M = M;
+        p.ldx = ldx;
+        p.y = ptr<float>(y);
+        p.ldy = ldy;
+        p.N = N;
+        p.K = K;
+        p.k0 = k0;
+        p.k1 = k1;
+        p.dist = dist;
+        p.scale = scale;
+        p.bias = ptr<const float>(bias);
+        p.planes = ptr<const int32_t>(planes);
+        p.C = C;
+        p.coat_scales = ptr<const float>(coat_scales);
+        p.free_bits = ptr<const int32_t>(free_bits);
+        p.free_words = free_words;
+        p.offsets = ptr<const int64_t>(offsets);
+        p.fk0 = fk0;
+        p.fk1 = fk1;
+        p.prune_thr = prune_thr;
+        p.lock_thr = lock_thr;
+        slt::cpu::Isa which;
+        if (isa == "scalar")
+          which = slt::cpu::Isa::kScalar;
+        else if (isa == "avx2")
+          which = slt::cpu::Isa::kAvx2;
+        else if (isa == "auto")
+          which = slt::cpu::best_isa();
+        else
+          throw py::value_error("isa: expected auto, scalar or avx2, got " + isa);
+        py::gil_scoped_release release;
+        slt::cpu::slt_linear(p, which, threads);
+      },
+      "Fused y = x W_eff^T + bias (float32, row-major; planes=0 selects the frozen format).",
+      py::arg("x"), py::arg("M"), py::arg("ldx"), py::arg("y"), py::arg("ldy"), py::arg("N"),
+      py::arg("K"), py::arg("k0"), py::arg("k1"), py::arg("dist"), py::arg("scale"),
+      py::arg("bias"), py::arg("planes"), py::arg("C"), py::arg("coat_scales"),
+      py::arg("free_bits"), py::arg("free_words"), py::arg("offsets"), py::arg("fk0"),
+      py::arg("fk1"), py::arg("prune_thr"), py::arg("lock_thr"), py::arg("isa"),
+      py::arg("threads"));
+
   m.def("build_info", [] {
     py::dict d;
     d["contract_version"] = slt::kContractVersion;
@@ -196,6 +257,7 @@ PYBIND11_MODULE(_C, m) {
     d["flags"] = std::string(SLT_HW_CXX_FLAGS);
     d["openmp"] = slt::cpu::openmp_enabled();
     d["openmp_max_threads"] = slt::cpu::openmp_max_threads();
+    d["cpu_isa"] = slt::cpu::isa_name(slt::cpu::best_isa());
 #ifdef SLT_HW_WITH_CUDA
     d["cuda_built"] = true;
     d["cuda_archs"] = std::string(SLT_HW_CUDA_ARCHS);

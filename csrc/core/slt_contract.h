@@ -17,7 +17,9 @@
 #if defined(__CUDACC__)
 #define SLT_HD __host__ __device__ __forceinline__
 #else
-#define SLT_HD inline
+// static: every translation unit keeps its own copy. The CPU kernels compile some TUs with
+// AVX2/AVX-512 flags; with external linkage the linker could pick such a copy for all callers.
+#define SLT_HD static inline
 #endif
 
 namespace slt {

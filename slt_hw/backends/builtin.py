@@ -1,8 +1,8 @@
 """The built-in backends. Each one states, per device, why it cannot run (empty: it can).
 
-For now the native and Triton backends regenerate the masked weights tile by tile (bounded
-memory, bit-identical weights) and hand each tile to torch's GEMM; the fused kernels of the
-CPU and GPU issues replace those tile loops behind the same registry entries.
+The C++ backend is the fused CPU kernel (csrc/cpu/linear*.cpp): weights are regenerated in
+registers and never materialised. The Triton backend still regenerates the masked weight and
+hands it to cuBLAS; the GPU issue's fused kernels replace it behind the same registry entry.
 """
 
 from __future__ import annotations
@@ -16,8 +16,6 @@ from .. import _ext
 from ..contract import Dist, Key
 from ..dispatch import Backend, register
 from ..reference import masks as ref
-
-TILE_ELEMENTS = 1 << 22  # 16 MiB of float32 weights per tile
 
 
 def _finish(y: torch.Tensor, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -48,19 +46,7 @@ register(Backend(
 ))
 
 
-# ---------------------------------------------------------------------- tiled regeneration
-
-
-def _tiled(x, n, k, bias, rows_fn):
-    """y = x @ W_effᵀ with W_eff regenerated a row tile at a time by `rows_fn(r0, r1, out)`."""
-    x2 = x.reshape(-1, k).to(torch.float32)
-    y = torch.empty(x2.shape[0], n, dtype=torch.float32, device=x.device)
-    step = max(1, min(n, TILE_ELEMENTS // k))
-    tile = torch.empty(step, k, dtype=torch.float32, device=x.device)  # reused: no page faults per tile
-    for r0 in range(0, n, step):
-        r1 = min(n, r0 + step)
-        torch.mm(x2, rows_fn(r0, r1, tile[: r1 - r0]).t(), out=y[:, r0:r1])
-    return _finish(y.reshape(*x.shape[:-1], n), x, bias)
+# ---------------------------------------------------------------------- fused C++ CPU
 
 
 def _cpp_reasons(device: torch.device) -> list[str]:
@@ -73,26 +59,21 @@ def _cpp_reasons(device: torch.device) -> list[str]:
 def _cpp_linear_planes(x, planes, coat_scales, bias, k0, k1, k, dist, scale):
     from . import cpu_native
 
-    n = planes.shape[1]
-    key = Key(k0, k1)
-    planes, coat_scales = planes.contiguous(), coat_scales.contiguous()
-    return _tiled(x, n, k, bias, lambda r0, r1, out: cpu_native.materialize_planes(
-        key, n, k, dist, scale, planes, coat_scales, r0, r1, out=out))
+    y = cpu_native.linear_planes(x, planes.contiguous(), coat_scales.contiguous(), bias, Key(k0, k1), k, dist, scale)
+    return y.to(x.dtype)
 
 
 def _cpp_linear_frozen(x, free_bits, offsets, bias, k0, k1, fk0, fk1, k, dist, scale, prune, lock):
     from . import cpu_native
 
-    n = offsets.shape[0]
-    key, fkey = Key(k0, k1), Key(fk0, fk1)
-    free_bits, offsets = free_bits.contiguous(), offsets.contiguous()
-    return _tiled(x, n, k, bias, lambda r0, r1, out: cpu_native.materialize_frozen(
-        key, fkey, n, k, dist, scale, free_bits, offsets, prune, lock, r0, r1, out=out))
+    y = cpu_native.linear_frozen(x, free_bits.contiguous(), offsets.contiguous(), bias, Key(k0, k1), Key(fk0, fk1),
+                                 k, dist, scale, prune, lock)
+    return y.to(x.dtype)
 
 
 register(Backend(
     name="cpp", priority=20,
-    description="slt_hw._C (C++/OpenMP): regenerates weight tiles into cache, torch GEMM per tile",
+    description="slt_hw._C fused CPU kernel (AVX2/scalar, OpenMP): weights regenerated in registers",
     not_supported_reasons=_cpp_reasons,
     ops={"linear_planes": _cpp_linear_planes, "linear_frozen": _cpp_linear_frozen},
 ))

@@ -13,7 +13,8 @@ import torch
 from .. import _ext
 from ..contract import OFFSET_BLOCK_WORDS, Dist, Key, check_geometry, check_scale, words_per_row
 
-__all__ = ["freeze_states", "generate_weights", "materialize_frozen", "materialize_planes"]
+__all__ = ["cpu_isas", "freeze_states", "generate_weights", "linear_frozen", "linear_planes", "materialize_frozen",
+           "materialize_planes"]
 
 
 def _check_tensor(t, arg: str, dtype: torch.dtype, shape: tuple[int, ...] | None = None) -> None:
@@ -141,3 +142,80 @@ def materialize_frozen(key: Key, fkey: Key, n: int, k: int, dist: Dist | str, sc
                            n, k, key.k0, key.k1, fkey.k0, fkey.k1, prune_thr, lock_thr, code, s,
                            row_begin, row_end, torch.get_num_threads())
     return out
+
+
+# --------------------------------------------------------------------------- fused linear
+
+ISA_ENV = "SLT_HW_CPU_ISA"
+
+
+def cpu_isas() -> list[str]:
+    """Instruction sets the fused kernels can use here, worst first (e.g. ['scalar', 'avx2'])."""
+    return list(_ext.require().cpu_isas())
+
+
+def _isa(isa: str | None) -> str:
+    import os
+
+    name = isa or os.environ.get(ISA_ENV, "auto") or "auto"
+    if name != "auto" and name not in cpu_isas():
+        source = "isa" if isa else ISA_ENV
+        raise ValueError(f"{source}: expected 'auto' or one of {cpu_isas()} (what this CPU supports), got {name!r}")
+    return name
+
+
+def _rows(x: torch.Tensor, k: int) -> torch.Tensor:
+    """x as a (M, k) float32 tensor with unit column stride (rows may be strided)."""
+    x2 = x.reshape(-1, k).to(torch.float32)
+    return x2 if x2.stride(-1) == 1 else x2.contiguous()
+
+
+def _linear(x, n, k, key, dist, scale, bias, isa, threads, planes=None, coat_scales=None, free_bits=None,
+            offsets=None, fkey=None, prune_thr=0, lock_thr=0):
+    mod = _ext.require()
+    _check_key(key, "key")
+    x2 = _rows(x, k)
+    y = torch.empty(x2.shape[0], n, dtype=torch.float32)
+    b = None if bias is None else bias.to(torch.float32).contiguous()
+    if b is not None:
+        _check_tensor(b, "bias", torch.float32, (n,))
+    ptr = lambda t: 0 if t is None else t.data_ptr()  # noqa: E731
+    fk0, fk1 = (fkey.k0, fkey.k1) if fkey is not None else (0, 0)
+    mod.slt_linear(x2.data_ptr(), x2.shape[0], x2.stride(0) if x2.shape[0] else k, y.data_ptr(), n, n, k,
+                   key.k0, key.k1, Dist.parse(dist).code, check_scale(scale), ptr(b), ptr(planes),
+                   0 if planes is None else planes.shape[0], ptr(coat_scales), ptr(free_bits),
+                   0 if free_bits is None else free_bits.numel(), ptr(offsets), fk0, fk1, prune_thr, lock_thr,
+                   _isa(isa), torch.get_num_threads() if threads is None else threads)
+    return y.reshape(*x.shape[:-1], n)
+
+
+def linear_planes(x: torch.Tensor, planes: torch.Tensor, coat_scales: torch.Tensor, bias: torch.Tensor | None,
+                  key: Key, k: int, dist: Dist | str, scale: float, *, isa: str | None = None,
+                  threads: int | None = None) -> torch.Tensor:
+    """Fused binary / multicoat linear: float32 (..., N); the weights are never materialised."""
+    if not isinstance(planes, torch.Tensor) or planes.dim() != 3:
+        raise ValueError("planes: expected a (C, N, W) int32 tensor")
+    c, n = planes.shape[0], planes.shape[1]
+    check_geometry(n, k)
+    _check_tensor(planes, "planes", torch.int32, (c, n, words_per_row(k)))
+    _check_tensor(coat_scales, "coat_scales", torch.float32, (c,))
+    return _linear(x, n, k, key, dist, scale, bias, isa, threads, planes=planes, coat_scales=coat_scales)
+
+
+def linear_frozen(x: torch.Tensor, free_bits: torch.Tensor, offsets: torch.Tensor, bias: torch.Tensor | None,
+                  key: Key, fkey: Key, k: int, dist: Dist | str, scale: float, prune_thr: int, lock_thr: int, *,
+                  isa: str | None = None, threads: int | None = None) -> torch.Tensor:
+    """Fused partially frozen linear: float32 (..., N)."""
+    _check_key(fkey, "fkey")
+    if not isinstance(offsets, torch.Tensor) or offsets.dim() != 2:
+        raise ValueError("offsets: expected an (N, ceil(W/32)) int64 tensor")
+    n = offsets.shape[0]
+    check_geometry(n, k)
+    _check_thresholds(prune_thr, lock_thr)
+    nb = (words_per_row(k) + OFFSET_BLOCK_WORDS - 1) // OFFSET_BLOCK_WORDS
+    _check_tensor(offsets, "offsets", torch.int64, (n, nb))
+    if isinstance(free_bits, torch.Tensor) and free_bits.dim() != 1:
+        raise ValueError(f"free_bits: expected a 1-D int32 tensor, got shape {tuple(free_bits.shape)}")
+    _check_tensor(free_bits, "free_bits", torch.int32)
+    return _linear(x, n, k, key, dist, scale, bias, isa, threads, free_bits=free_bits, offsets=offsets,
+                   fkey=fkey, prune_thr=prune_thr, lock_thr=lock_thr)

@@ -1,0 +1,118 @@
+// Validation, ISA choice and threading of the fused linear (linear.h).
+#include "linear.h"
+
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "../core/slt_contract.h"
+
+namespace slt {
+namespace cpu {
+
+bool isa_supported(Isa isa) {
+  switch (isa) {
+    case Isa::kScalar:
+      return true;
+    case Isa::kAvx2:
+#if defined(SLT_HW_HAVE_AVX2)
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+      return false;
+#endif
+  }
+  return false;
+}
+
+Isa best_isa() { return isa_supported(Isa::kAvx2) ? Isa::kAvx2 : Isa::kScalar; }
+
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::kScalar:
+      return "scalar";
+    case Isa::kAvx2:
+      return "avx2";
+  }
+  return "unknown";
+}
+
+int64_t scratch_floats(int64_t K) {
+  const int64_t W = (K + 31) / 32, Kp = 32 * W;
+  // small batch: sign words, mask words, hashes, values of a whole row; large batch: three
+  // 1024-column weight blocks plus one block's descriptor (and 32-byte alignment slack)
+  const int64_t row = 2 * W + Kp / 2 + Kp + 16;
+  const int64_t blocks = 3 * 1024 + 2 * 32 + 512 + 1024 + 16;
+  return row > blocks ? row : blocks;
+}
+
+namespace {
+
+void fail(const std::string& msg) { throw std::invalid_argument(msg); }
+
+void validate(const LinearProblem& p) {
+  if (p.N < 1 || p.K < 1 || !geometry_ok(uint64_t(p.N), uint64_t(p.K)))
+    fail("weight shape (" + std::to_string(p.N) + ", " + std::to_string(p.K) +
+         "): need N, K >= 1 and N * 32 * ceil(K/32) <= 2**32");
+  if (p.M < 0) fail("x: negative number of rows");
+  if (p.M > 0 && (p.x == nullptr || p.y == nullptr)) fail("x/y: null pointer");
+  if (p.ldx < p.K) fail("x: row stride smaller than in_features");
+  if (p.ldy < p.N) fail("y: row stride smaller than out_features");
+  if (p.dist != kSignedConstant && p.dist != kUniform && p.dist != kNormal)
+    fail("dist code " + std::to_string(p.dist) + ": expected 0, 1 or 2");
+  if (!std::isfinite(p.scale) || !(p.scale > 0.0f)) fail("scale: expected a finite float32 > 0");
+  if (p.planes != nullptr) {
+    if (p.C < 1 || p.coat_scales == nullptr) fail("planes: expected >= 1 coat and coat_scales");
+  } else {
+    if (p.offsets == nullptr) fail("offsets: null pointer (frozen format)");
+    if (p.free_words < 1 || p.free_bits == nullptr) fail("free_bits: expected at least one word");
+    if (p.prune_thr > p.lock_thr || p.lock_thr > 65536u)
+      fail("freeze thresholds: expected 0 <= prune_thr <= lock_thr <= 65536");
+  }
+}
+
+}  // namespace
+
+void slt_linear(const LinearProblem& p, Isa isa, int threads) {
+  validate(p);
+  if (!isa_supported(isa)) fail(std::string("isa: this CPU does not support ") + isa_name(isa));
+  if (p.M == 0) return;
+  const int64_t W = (p.K + 31) / 32, Kp = 32 * W;
+  // x copied once into zero-padded rows: every 32-column word load is in bounds.
+  std::vector<float> xp(size_t(p.M * Kp), 0.0f);
+  for (int64_t m = 0; m < p.M; ++m)
+    std::memcpy(xp.data() + m * Kp, p.x + m * p.ldx, size_t(p.K) * sizeof(float));
+  auto kernel = scalar::rows;
+#if defined(SLT_HW_HAVE_AVX2)
+  if (isa == Isa::kAvx2) kernel = avx2::rows;
+#endif
+  const int64_t block = p.M > 8 ? 48 : 8;  // rows per task (large batch: a multiple of 3)
+  const int64_t tasks = (p.N + block - 1) / block;
+  int failed = 0;
+#ifdef _OPENMP
+  const int nt = threads > 0 ? threads : omp_get_max_threads();
+#pragma omp parallel num_threads(nt) reduction(| : failed) if (tasks > 1 && p.N * p.K >= (1 << 14))
+#endif
+  {
+    std::vector<float> scratch(size_t(scratch_floats(p.K)));
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+    for (int64_t t = 0; t < tasks; ++t) {
+      const int64_t n0 = t * block, n1 = n0 + block < p.N ? n0 + block : p.N;
+      if (!kernel(p, xp.data(), scratch.data(), n0, n1)) failed = 1;
+    }
+  }
+  (void)threads;
+  if (failed)
+    fail("free_bits/offsets: the free-bit stream does not match the freeze pattern (a row's "
+         "stream index is negative or past the end of free_bits)");
+}
+
+}  // namespace cpu
+}  // namespace slt

@@ -1,0 +1,60 @@
+// Fused SLT linear on the CPU: y = x W_eff^T + b, W_eff regenerated from (k0, k1) and the masks
+// row by row into registers, never materialised. Torch-free: raw pointers and sizes.
+//
+// Per output row n (rows split across OpenMP threads):
+//   1. row descriptor: the row's sign words (signed constant: one hash per 32 weights) or its
+//      float values (uniform/normal: one hash per 2 weights), and for the frozen format its
+//      effective mask words (freeze states + the free-bit stream);
+//   2. for each 32-weight word with any mask bit set: the 32 effective weights are built in
+//      vector registers (sign xor scale, and-ed with the mask lanes, summed over coats) and
+//      multiplied into up to 8 activation rows at once (register-blocked over the batch).
+#pragma once
+
+#include <cstdint>
+
+namespace slt {
+namespace cpu {
+
+enum class Isa : int { kScalar = 0, kAvx2 = 1 };
+
+struct LinearProblem {
+  const float* x = nullptr;  // (M, K), row stride ldx
+  int64_t M = 0, ldx = 0;
+  float* y = nullptr;  // (M, N), row stride ldy
+  int64_t ldy = 0;
+  int64_t N = 0, K = 0;
+  uint32_t k0 = 0, k1 = 0;
+  int dist = 0;
+  float scale = 0.0f;
+  const float* bias = nullptr;  // (N) or null
+  // binary / multicoat: planes (C, N, W) nested bit-planes, coat_scales (C)
+  const int32_t* planes = nullptr;
+  int64_t C = 0;
+  const float* coat_scales = nullptr;
+  // frozen: free-bit stream, offsets (N, ceil(W/32)), freeze key and thresholds (lock = P + L)
+  const int32_t* free_bits = nullptr;
+  int64_t free_words = 0;
+  const int64_t* offsets = nullptr;
+  uint32_t fk0 = 0, fk1 = 0, prune_thr = 0, lock_thr = 0;
+};
+
+bool isa_supported(Isa isa);
+Isa best_isa();
+const char* isa_name(Isa isa);
+
+// Validates, then runs with `threads` OpenMP threads (<= 0: the OpenMP default).
+// Throws std::invalid_argument on bad arguments or a free-bit stream that does not match.
+void slt_linear(const LinearProblem& p, Isa isa, int threads);
+
+// Per-ISA row kernels (linear_<isa>.cpp). `xp` is x copied to (M, Kp) with zero padding;
+// `scratch` holds at least scratch_floats(K) floats for this thread.
+int64_t scratch_floats(int64_t K);
+namespace scalar {
+bool rows(const LinearProblem& p, const float* xp, float* scratch, int64_t n0, int64_t n1);
+}
+namespace avx2 {
+bool rows(const LinearProblem& p, const float* xp, float* scratch, int64_t n0, int64_t n1);
+}
+
+}  // namespace cpu
+}  // namespace slt

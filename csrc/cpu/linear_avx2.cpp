@@ -1,0 +1,240 @@
+// AVX2 + FMA row kernels of the fused linear (linear.h). Compiled with -mavx2 -mfma only in this
+// TU and called only after a runtime CPU check (linear.cpp).
+#include <immintrin.h>
+
+#include "../core/slt_contract.h"
+#include "linear.h"
+
+namespace slt {
+namespace cpu {
+namespace avx2 {
+namespace {
+
+constexpr int64_t kSmallBatch = 8;  // up to this many activation rows: weights in registers only
+
+inline __m256i lowbias32_v(__m256i x) {
+  x = _mm256_xor_si256(x, _mm256_srli_epi32(x, 16));
+  x = _mm256_mullo_epi32(x, _mm256_set1_epi32(0x7FEB352D));
+  x = _mm256_xor_si256(x, _mm256_srli_epi32(x, 15));
+  x = _mm256_mullo_epi32(x, _mm256_set1_epi32(int32_t(0x846CA68Bu)));
+  return _mm256_xor_si256(x, _mm256_srli_epi32(x, 16));
+}
+
+// out[i] = h(k0, k1, base + i), eight counters per step.
+inline void hash_range(uint32_t k0, uint32_t k1, uint32_t base, uint32_t count, uint32_t* out) {
+  const __m256i vk0 = _mm256_set1_epi32(int32_t(k0)), vk1 = _mm256_set1_epi32(int32_t(k1));
+  const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  uint32_t i = 0;
+  for (; i + 8 <= count; i += 8) {
+    const __m256i c = _mm256_add_epi32(_mm256_set1_epi32(int32_t(base + i)), lanes);
+    const __m256i h = lowbias32_v(_mm256_xor_si256(lowbias32_v(_mm256_xor_si256(c, vk0)), vk1));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), h);
+  }
+  for (; i < count; ++i) out[i] = hash32(k0, k1, base + i);
+}
+
+#include "linear_rowdesc.inc"
+
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// Bit (8j + lane) of a broadcast word moved to the lane's sign bit, which blendv reads.
+alignas(32) constexpr int32_t kShift[4][8] = {{31, 30, 29, 28, 27, 26, 25, 24},
+                                              {23, 22, 21, 20, 19, 18, 17, 16},
+                                              {15, 14, 13, 12, 11, 10, 9, 8},
+                                              {7, 6, 5, 4, 3, 2, 1, 0}};
+
+inline __m256 bit_select(__m256i word, int j) {
+  const __m256i shift = _mm256_load_si256(reinterpret_cast<const __m256i*>(kShift[j]));
+  return _mm256_castsi256_ps(_mm256_sllv_epi32(word, shift));
+}
+
+// What one row (or row block) needs to build its effective weights word by word.
+struct RowDesc {
+  const uint32_t* sw;         // sign words (signed constant)
+  const float* vals;          // values (uniform / normal)
+  const uint32_t* em;         // effective mask words (frozen)
+  const int32_t* row_planes;  // planes + n*W (binary / multicoat)
+};
+
+// The 32 effective weights of word w (index into the descriptor: wl) in four ymm; false if
+// no mask bit is set (the caller skips the word).
+inline bool word_weights(const LinearProblem& p, const RowDesc& d, int64_t w, int64_t wl, __m256* wv) {
+  const bool frozen = p.planes == nullptr;
+  const uint32_t any = frozen ? d.em[wl] : uint32_t(d.row_planes[w]);  // coats are nested
+  if (!any) return false;
+  const bool one_coat = frozen || p.C == 1;
+  const float g0 = frozen ? 1.0f : p.coat_scales[0];
+  __m256 base[4];
+  if (p.dist == kSignedConstant) {
+    const float s = one_coat ? p.scale * g0 : p.scale;  // fold the single coat scale in
+    const __m256 pos = _mm256_set1_ps(s), neg = _mm256_set1_ps(-s);
+    const __m256i sv = _mm256_set1_epi32(int32_t(d.sw[wl]));
+    for (int j = 0; j < 4; ++j) base[j] = _mm256_blendv_ps(pos, neg, bit_select(sv, j));
+  } else {
+    const __m256 g = _mm256_set1_ps(one_coat ? g0 : 1.0f);
+    for (int j = 0; j < 4; ++j) base[j] = _mm256_mul_ps(_mm256_loadu_ps(d.vals + 32 * wl + 8 * j), g);
+  }
+  const __m256 zero = _mm256_setzero_ps();
+  if (one_coat) {
+    const __m256i mv = _mm256_set1_epi32(int32_t(any));
+    for (int j = 0; j < 4; ++j) wv[j] = _mm256_blendv_ps(zero, base[j], bit_select(mv, j));
+    return true;
+  }
+  const int64_t stride = p.N * ((p.K + 31) / 32);
+  for (int j = 0; j < 4; ++j) wv[j] = zero;
+  for (int64_t i = 0; i < p.C; ++i) {
+    const __m256i mv = _mm256_set1_epi32(d.row_planes[i * stride + w]);
+    const __m256 g = _mm256_set1_ps(p.coat_scales[i]);
+    for (int j = 0; j < 4; ++j) wv[j] = _mm256_fmadd_ps(_mm256_blendv_ps(zero, base[j], bit_select(mv, j)), g, wv[j]);
+  }
+  return true;
+}
+
+// ---------------------------------------------------------------------------- small batch
+// Row n against activation rows [m0, m0 + M): weights built in registers once per word and
+// used for all M rows. A accumulators per activation row hide the FMA latency when M is small.
+template <int M, int A>
+void row_dot(const LinearProblem& p, const float* xp, int64_t Kp, int64_t m0, const RowDesc& d, float* out) {
+  const int64_t W = Kp / 32;
+  __m256 acc[M][A];
+  for (int r = 0; r < M; ++r)
+    for (int a = 0; a < A; ++a) acc[r][a] = _mm256_setzero_ps();
+  __m256 wv[4];
+  for (int64_t w = 0; w < W; ++w) {
+    if (!word_weights(p, d, w, w, wv)) continue;
+    for (int r = 0; r < M; ++r) {
+      const float* xr = xp + (m0 + r) * Kp + 32 * w;
+      for (int j = 0; j < 4; ++j) acc[r][j % A] = _mm256_fmadd_ps(wv[j], _mm256_loadu_ps(xr + 8 * j), acc[r][j % A]);
+    }
+  }
+  for (int r = 0; r < M; ++r) {
+    __m256 s = acc[r][0];
+    for (int a = 1; a < A; ++a) s = _mm256_add_ps(s, acc[r][a]);
+    out[r] = hsum(s);
+  }
+}
+
+using RowDot = void (*)(const LinearProblem&, const float*, int64_t, int64_t, const RowDesc&, float*);
+// Up to 8 activation rows per pass: 8 accumulators + 4 weight vectors fit the 16 ymm registers.
+constexpr RowDot kRowDot[9] = {nullptr,       row_dot<1, 4>, row_dot<2, 4>, row_dot<3, 2>, row_dot<4, 2>,
+                               row_dot<5, 1>, row_dot<6, 1>, row_dot<7, 1>, row_dot<8, 1>};
+
+// ---------------------------------------------------------------------------- large batch
+// Effective weights are built once per (row, 1024-column block) into an L1 buffer and shared by
+// every activation row; a 4 x 3 register-blocked kernel (4 activation rows, 3 weight rows) then
+// does 12 FMAs per 7 loads. Activation rows are taken 64 at a time so a block of them (256 KiB)
+// stays in L2 while the weight rows stream past.
+constexpr int64_t kBlockWords = 32;  // 1024 columns: the frozen offset table's granularity
+constexpr int64_t kMr = 4, kNr = 3, kMc = 64;
+
+template <int MR, int NR>
+void micro(const float* xp, int64_t Kp, const float* wb, int64_t len, float* out /* MR x NR */) {
+  __m256 acc[MR][NR];
+  for (int r = 0; r < MR; ++r)
+    for (int c = 0; c < NR; ++c) acc[r][c] = _mm256_setzero_ps();
+  for (int64_t k = 0; k < len; k += 8) {
+    __m256 wv[NR];
+    for (int c = 0; c < NR; ++c) wv[c] = _mm256_load_ps(wb + c * kBlockWords * 32 + k);
+    for (int r = 0; r < MR; ++r) {
+      const __m256 xv = _mm256_loadu_ps(xp + r * Kp + k);
+      for (int c = 0; c < NR; ++c) acc[r][c] = _mm256_fmadd_ps(xv, wv[c], acc[r][c]);
+    }
+  }
+  for (int r = 0; r < MR; ++r)
+    for (int c = 0; c < NR; ++c) out[r * NR + c] = hsum(acc[r][c]);
+}
+
+using Micro = void (*)(const float*, int64_t, const float*, int64_t, float*);
+constexpr Micro kMicro[kMr + 1][kNr + 1] = {
+    {nullptr, nullptr, nullptr, nullptr},
+    {nullptr, micro<1, 1>, micro<1, 2>, micro<1, 3>},
+    {nullptr, micro<2, 1>, micro<2, 2>, micro<2, 3>},
+    {nullptr, micro<3, 1>, micro<3, 2>, micro<3, 3>},
+    {nullptr, micro<4, 1>, micro<4, 2>, micro<4, 3>}};
+
+// Row n's effective weights for words [w0, w1) into dst (32 (w1 - w0) floats).
+bool build_block(const LinearProblem& p, int64_t n, uint32_t w0, uint32_t w1, uint32_t* desc, float* dst) {
+  const int64_t W = (p.K + 31) / 32;
+  uint32_t* sw = desc;
+  uint32_t* em = sw + kBlockWords;
+  uint32_t* h = em + kBlockWords;
+  float* vals = reinterpret_cast<float*>(h + 16 * kBlockWords);
+  if (p.dist == kSignedConstant)
+    sign_words(p, n, w0, w1, sw);
+  else
+    row_values(p, n, w0, w1, h, vals);
+  if (p.planes == nullptr && !frozen_mask_words(p, n, w0, w1, h, em)) return false;
+  const RowDesc d{sw, vals, em, p.planes ? p.planes + n * W : nullptr};
+  __m256 wv[4];
+  for (uint32_t w = w0; w < w1; ++w) {
+    if (!word_weights(p, d, w, w - w0, wv))
+      for (int j = 0; j < 4; ++j) wv[j] = _mm256_setzero_ps();
+    for (int j = 0; j < 4; ++j) _mm256_store_ps(dst + 32 * (w - w0) + 8 * j, wv[j]);
+  }
+  return true;
+}
+
+bool gemm_rows(const LinearProblem& p, const float* xp, float* scratch, int64_t n0, int64_t n1) {
+  const int64_t W = (p.K + 31) / 32, Kp = 32 * W;
+  // scratch: kNr weight blocks (32-byte aligned), then the descriptor of one block
+  float* wb = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(scratch) + 31) & ~uintptr_t(31));
+  uint32_t* desc = reinterpret_cast<uint32_t*>(wb + kNr * kBlockWords * 32);
+  float sums[kMr * kNr];
+  for (int64_t n = n0; n < n1; ++n)
+    for (int64_t m = 0; m < p.M; ++m) p.y[m * p.ldy + n] = p.bias ? p.bias[n] : 0.0f;
+  for (int64_t mc = 0; mc < p.M; mc += kMc) {
+    const int64_t mend = mc + kMc < p.M ? mc + kMc : p.M;
+    for (int64_t w0 = 0; w0 < W; w0 += kBlockWords) {
+      const int64_t w1 = w0 + kBlockWords < W ? w0 + kBlockWords : W, len = 32 * (w1 - w0);
+      for (int64_t n = n0; n < n1; n += kNr) {
+        const int64_t nr = n1 - n < kNr ? n1 - n : kNr;
+        for (int64_t c = 0; c < nr; ++c)
+          if (!build_block(p, n + c, uint32_t(w0), uint32_t(w1), desc, wb + c * kBlockWords * 32)) return false;
+        for (int64_t m = mc; m < mend; m += kMr) {
+          const int64_t mr = mend - m < kMr ? mend - m : kMr;
+          kMicro[mr][nr](xp + m * Kp + 32 * w0, Kp, wb, len, sums);
+          for (int64_t r = 0; r < mr; ++r)
+            for (int64_t c = 0; c < nr; ++c) p.y[(m + r) * p.ldy + n + c] += sums[r * nr + c];
+        }
+      }
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+bool rows(const LinearProblem& p, const float* xp, float* scratch, int64_t n0, int64_t n1) {
+  if (p.M > kSmallBatch) return gemm_rows(p, xp, scratch, n0, n1);
+  const int64_t W = words_per_row(uint32_t(p.K)), Kp = 32 * W;
+  uint32_t* sw = reinterpret_cast<uint32_t*>(scratch);
+  uint32_t* em = sw + W;
+  uint32_t* h = em + W;
+  float* vals = reinterpret_cast<float*>(h + Kp / 2);
+  float sums[8];
+  for (int64_t n = n0; n < n1; ++n) {
+    const uint32_t W32 = uint32_t(W);
+    if (p.dist == kSignedConstant)
+      sign_words(p, n, 0, W32, sw);
+    else
+      row_values(p, n, 0, W32, h, vals);
+    if (p.planes == nullptr && !frozen_mask_words(p, n, 0, W32, h, em)) return false;
+    const float b = p.bias ? p.bias[n] : 0.0f;
+    const RowDesc d{sw, vals, em, p.planes ? p.planes + n * W : nullptr};
+    for (int64_t m0 = 0; m0 < p.M; m0 += 8) {
+      const int64_t mb = p.M - m0 < 8 ? p.M - m0 : 8;
+      kRowDot[mb](p, xp, Kp, m0, d, sums);
+      for (int64_t r = 0; r < mb; ++r) p.y[(m0 + r) * p.ldy + n] = sums[r] + b;
+    }
+  }
+  return true;
+}
+
+}  // namespace avx2
+}  // namespace cpu
+}  // namespace slt

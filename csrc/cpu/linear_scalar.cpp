@@ -1,0 +1,66 @@
+// Portable row kernels of the fused linear (linear.h): the fallback on any CPU, and the
+// yardstick the SIMD variants are tested against.
+#include "../core/slt_contract.h"
+#include "linear.h"
+
+namespace slt {
+namespace cpu {
+namespace scalar {
+namespace {
+
+inline void hash_range(uint32_t k0, uint32_t k1, uint32_t base, uint32_t count, uint32_t* out) {
+  for (uint32_t i = 0; i < count; ++i) out[i] = hash32(k0, k1, base + i);
+}
+
+#include "linear_rowdesc.inc"
+
+}  // namespace
+
+bool rows(const LinearProblem& p, const float* xp, float* scratch, int64_t n0, int64_t n1) {
+  const int64_t W = words_per_row(uint32_t(p.K)), Kp = 32 * W;
+  const bool frozen = p.planes == nullptr;
+  uint32_t* sw = reinterpret_cast<uint32_t*>(scratch);
+  uint32_t* em = sw + W;
+  uint32_t* h = em + W;
+  float* vals = reinterpret_cast<float*>(h + Kp / 2);
+  float wv[32];
+  for (int64_t n = n0; n < n1; ++n) {
+    const uint32_t W32 = uint32_t(W);
+    if (p.dist == kSignedConstant)
+      sign_words(p, n, 0, W32, sw);
+    else
+      row_values(p, n, 0, W32, h, vals);
+    if (frozen && !frozen_mask_words(p, n, 0, W32, h, em)) return false;
+    const int32_t* row_planes = frozen ? nullptr : p.planes + n * W;
+    for (int64_t m = 0; m < p.M; ++m) p.y[m * p.ldy + n] = 0.0f;
+    for (int64_t w = 0; w < W; ++w) {
+      const uint32_t any = frozen ? em[w] : uint32_t(row_planes[w]);
+      if (!any) continue;
+      for (int j = 0; j < 32; ++j) {
+        const float base = p.dist == kSignedConstant ? signed_value((sw[w] >> j) & 1u, p.scale)
+                                                     : vals[32 * w + j];
+        float g = 0.0f;
+        if (frozen) {
+          g = float((any >> j) & 1u);
+        } else {
+          for (int64_t i = 0; i < p.C; ++i)
+            if ((uint32_t(row_planes[i * p.N * W + w]) >> j) & 1u) g += p.coat_scales[i];
+        }
+        wv[j] = base * g;
+      }
+      for (int64_t m = 0; m < p.M; ++m) {
+        const float* xr = xp + m * Kp + 32 * w;
+        float s = 0.0f;
+        for (int j = 0; j < 32; ++j) s += wv[j] * xr[j];
+        p.y[m * p.ldy + n] += s;
+      }
+    }
+    if (p.bias)
+      for (int64_t m = 0; m < p.M; ++m) p.y[m * p.ldy + n] += p.bias[n];
+  }
+  return true;
+}
+
+}  // namespace scalar
+}  // namespace cpu
+}  // namespace slt

@@ -1,0 +1,114 @@
+"""The fused C++ CPU kernel (csrc/cpu/linear*.cpp) against the pure-PyTorch reference, for every
+format, distribution and instruction-set variant this CPU has (forced one by one)."""
+
+import os
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from slt_hw import _ext, pack_binary, pack_frozen, pack_multicoat, slt_linear
+from slt_hw.ops import slt_linear_reference
+
+if _ext.native() is None:
+    if os.environ.get("SLT_HW_REQUIRE_CPP") == "1":
+        raise RuntimeError(f"SLT_HW_REQUIRE_CPP=1 but the extension is missing: {_ext.load()[1]}")
+    pytest.skip("slt_hw._C not built", allow_module_level=True)
+
+from slt_hw.backends import cpu_native  # noqa: E402
+
+ISAS = cpu_native.cpu_isas()
+
+
+def packed(fmt, n, k, seed, dist):
+    g = torch.Generator().manual_seed(seed)
+    if fmt == "binary":
+        return pack_binary(torch.rand(n, k, generator=g) < 0.5, seed=seed, name="fc", dist=dist)
+    if fmt == "multicoat":
+        return pack_multicoat(torch.randint(0, 4, (n, k), generator=g), 3, seed=seed, name="fc", dist=dist,
+                              coat_scales=torch.tensor([1.0, 0.5, -0.25]))
+    return pack_frozen(torch.rand(n, k, generator=g) < 0.5, seed=seed, name="fc", dist=dist, p_prune=0.3, p_lock=0.2)
+
+
+def fused(x, p, bias=None, isa=None, threads=None):
+    if p.format.value == "frozen":
+        return cpu_native.linear_frozen(x, p.free_bits, p.offsets, bias, p.key, p.freeze_key, p.in_features, p.dist,
+                                        p.scale, p.prune_threshold, p.lock_threshold, isa=isa, threads=threads)
+    return cpu_native.linear_planes(x, p.planes, p.coat_scales, bias, p.key, p.in_features, p.dist, p.scale,
+                                    isa=isa, threads=threads)
+
+
+def close(y, want):
+    # float32 sums of up to a few thousand terms in another order
+    torch.testing.assert_close(y, want, rtol=1e-4, atol=1e-4 * max(1.0, float(want.abs().max()) if want.numel() else 1))
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(fmt=st.sampled_from(["binary", "multicoat", "frozen"]), dist=st.sampled_from(["signed_constant", "uniform",
+       "normal"]), n=st.integers(1, 50), k=st.sampled_from([1, 5, 31, 32, 33, 95, 1024, 1025, 2100]),
+       m=st.sampled_from([0, 1, 2, 5, 8, 9, 17, 70]), seed=st.integers(0, 10_000), with_bias=st.booleans())
+def test_matches_reference(isa, fmt, dist, n, k, m, seed, with_bias):
+    """m <= 8 takes the small-batch path, m > 8 the blocked large-batch path; k > 1024 spans several
+    weight blocks (and offset-table blocks of the frozen format)."""
+    p = packed(fmt, n, k, seed, dist)
+    x = torch.randn(m, k, generator=torch.Generator().manual_seed(seed + 1))
+    bias = torch.randn(n) if with_bias else None
+    close(fused(x, p, bias, isa=isa), slt_linear_reference(x, p, bias))
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("m", [1, 8, 40])
+def test_same_result_for_one_and_two_threads(isa, m):
+    p = packed("multicoat", 67, 1500, 3, "uniform")
+    x = torch.randn(m, 1500)
+    assert torch.equal(fused(x, p, isa=isa, threads=1), fused(x, p, isa=isa, threads=2))
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_isa_variants_agree(isa):
+    p = packed("frozen", 40, 700, 4, "signed_constant")
+    x = torch.randn(12, 700)
+    close(fused(x, p, isa=isa), fused(x, p, isa="scalar"))
+
+
+def test_env_var_forces_isa(monkeypatch):
+    p = packed("binary", 9, 40, 0, "signed_constant")
+    x = torch.randn(2, 40)
+    for isa in ISAS:
+        monkeypatch.setenv("SLT_HW_CPU_ISA", isa)
+        close(fused(x, p), slt_linear_reference(x, p))
+    monkeypatch.setenv("SLT_HW_CPU_ISA", "avx1024")
+    with pytest.raises(ValueError, match=r"SLT_HW_CPU_ISA: expected 'auto' or one of .* got 'avx1024'"):
+        fused(x, p)
+
+
+def test_strided_3d_and_half_inputs_through_the_op():
+    p = packed("binary", 16, 45, 1, "normal")
+    base = torch.randn(2, 3, 90)
+    x = base[..., ::2]  # 3-D, non-contiguous, last stride 2
+    y = slt_linear(x, p, backend="cpp")
+    close(y, slt_linear_reference(x, p))
+    xb = x.to(torch.bfloat16)
+    torch.testing.assert_close(slt_linear(xb, p, backend="cpp"), slt_linear_reference(xb, p), rtol=1.6e-2, atol=1.6e-2)
+
+
+def test_wrong_free_bits_are_refused():
+    p = packed("frozen", 30, 300, 2, "signed_constant")
+    with pytest.raises(ValueError, match=r"free_bits/offsets: the free-bit stream does not match"):
+        cpu_native.linear_frozen(torch.randn(2, 300), p.free_bits[:3].contiguous(), p.offsets, None, p.key,
+                                 p.freeze_key, 300, p.dist, p.scale, p.prune_threshold, p.lock_threshold)
+
+
+def test_bad_arguments_name_themselves():
+    p = packed("binary", 8, 40, 0, "signed_constant")
+    x = torch.randn(2, 40)
+    with pytest.raises(ValueError, match=r"planes: expected dtype torch.int32"):
+        cpu_native.linear_planes(x, p.planes.long(), p.coat_scales, None, p.key, 40, p.dist, p.scale)
+    with pytest.raises(ValueError, match=r"coat_scales: expected shape \(1,\)"):
+        cpu_native.linear_planes(x, p.planes, torch.ones(2), None, p.key, 40, p.dist, p.scale)
+    with pytest.raises(ValueError, match=r"bias: expected shape \(8,\)"):
+        cpu_native.linear_planes(x, p.planes, p.coat_scales, torch.ones(9), p.key, 40, p.dist, p.scale)
+    with pytest.raises(ValueError, match=r"isa: expected 'auto' or one of"):
+        cpu_native.linear_planes(x, p.planes, p.coat_scales, None, p.key, 40, p.dist, p.scale, isa="sse9")
