@@ -11,7 +11,22 @@ from .contract import CONTRACT_VERSION, Dist, derive_key
 from .formats import Format, PackedWeight, pack_binary, pack_frozen, pack_multicoat
 from .ops import slt_linear
 
+# search, conversion and checkpoints import lazily: `import slt_hw` stays light
+_LAZY = {"convert": "conversion", "pack": "conversion", "export_dense": "conversion", "save": "checkpoint",
+         "load": "checkpoint", "CheckpointError": "checkpoint", "memory_report": "memory",
+         "find": "train", "FindConfig": "train"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'slt_hw' has no attribute {name!r}")
+
+
 __all__ = [
-    "CONTRACT_VERSION", "Dist", "Format", "PackedWeight", "__version__", "derive_key",
-    "pack_binary", "pack_frozen", "pack_multicoat", "slt_linear",
+    "CONTRACT_VERSION", "CheckpointError", "Dist", "FindConfig", "Format", "PackedWeight", "__version__",
+    "convert", "derive_key", "export_dense", "find", "load", "memory_report", "pack", "pack_binary",
+    "pack_frozen", "pack_multicoat", "save", "slt_linear",
 ]

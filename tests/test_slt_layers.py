@@ -7,7 +7,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from slt_hw.convert import pack, pack_layer
+from slt_hw.conversion import pack, pack_layer
 from slt_hw.nn import (
     SLTConv2d,
     SLTGCNConv,
