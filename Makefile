@@ -32,6 +32,7 @@ build: $(BUILT)
 # Benchmarks are not tests: they print tables, write bench/results/*.csv, and never gate CI.
 bench: $(BUILT)
 	$(PY) bench/bench_regenerate.py
+	$(PY) bench/bench_cpu_linear.py
 	$(PY) -P -m pytest bench/test_bench_linear.py --benchmark-enable --benchmark-group-by=param:case -q
 
 $(VENV)/bin/python:

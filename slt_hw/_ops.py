@@ -44,33 +44,42 @@ def _(free_bits, offsets, k0, k1, fk0, fk1, in_features, dist, scale, prune_thre
 
 
 # ---------------------------------------------------------------------- linear, binary/multicoat
+# row_begin/row_end select output rows [row_begin, row_end) of the weight (a convolution group);
+# row_end = -1 means all rows. Counters always use the absolute row.
+
+
+def _rows(n: int, row_begin: int, row_end: int) -> tuple[int, int]:
+    return row_begin, n if row_end < 0 else row_end
 
 
 @torch.library.custom_op("slt_hw::linear_planes", mutates_args=())
 def linear_planes(x: torch.Tensor, planes: torch.Tensor, coat_scales: torch.Tensor,
                   bias: torch.Tensor | None, k0: int, k1: int, in_features: int, dist: int,
-                  scale: float, backend: str) -> torch.Tensor:
+                  scale: float, backend: str, row_begin: int = 0, row_end: int = -1) -> torch.Tensor:
+    rows = _rows(planes.shape[1], row_begin, row_end)
     return dispatch.call("linear_planes", x.device, backend, x, planes, coat_scales, bias,
-                         k0, k1, in_features, dist, scale)
+                         k0, k1, in_features, dist, scale, rows)
 
 
 @linear_planes.register_fake
-def _(x, planes, coat_scales, bias, k0, k1, in_features, dist, scale, backend):
+def _(x, planes, coat_scales, bias, k0, k1, in_features, dist, scale, backend, row_begin=0, row_end=-1):
     torch._check(x.shape[-1] == in_features)
-    return x.new_empty((*x.shape[:-1], planes.shape[1]))
+    r0, r1 = _rows(planes.shape[1], row_begin, row_end)
+    return x.new_empty((*x.shape[:-1], r1 - r0))
 
 
 def _planes_setup(ctx, inputs, output):
-    x, planes, coat_scales, bias, k0, k1, in_features, dist, scale, _ = inputs
+    x, planes, coat_scales, bias, k0, k1, in_features, dist, scale, _, row_begin, row_end = inputs
     ctx.save_for_backward(planes, coat_scales)
-    ctx.meta = (k0, k1, in_features, dist, scale, x.dtype, None if bias is None else bias.dtype)
+    ctx.meta = (k0, k1, in_features, dist, scale, x.dtype, None if bias is None else bias.dtype,
+                _rows(planes.shape[1], row_begin, row_end))
 
 
 def _planes_backward(ctx, grad):
     planes, coat_scales = ctx.saved_tensors
-    k0, k1, k, dist, scale, dtype, bias_dtype = ctx.meta
-    w = materialize_planes(planes, coat_scales, k0, k1, k, dist, scale)
-    return _linear_grads(grad, w, dtype, bias_dtype, n_rest=8)
+    k0, k1, k, dist, scale, dtype, bias_dtype, (r0, r1) = ctx.meta
+    w = materialize_planes(planes, coat_scales, k0, k1, k, dist, scale)[r0:r1]
+    return _linear_grads(grad, w, dtype, bias_dtype, n_rest=10)
 
 
 linear_planes.register_autograd(_planes_backward, setup_context=_planes_setup)
@@ -83,28 +92,32 @@ linear_planes.register_autograd(_planes_backward, setup_context=_planes_setup)
 def linear_frozen(x: torch.Tensor, free_bits: torch.Tensor, offsets: torch.Tensor,
                   bias: torch.Tensor | None, k0: int, k1: int, fk0: int, fk1: int, in_features: int,
                   dist: int, scale: float, prune_threshold: int, lock_threshold: int,
-                  backend: str) -> torch.Tensor:
+                  backend: str, row_begin: int = 0, row_end: int = -1) -> torch.Tensor:
+    rows = _rows(offsets.shape[0], row_begin, row_end)
     return dispatch.call("linear_frozen", x.device, backend, x, free_bits, offsets, bias, k0, k1,
-                         fk0, fk1, in_features, dist, scale, prune_threshold, lock_threshold)
+                         fk0, fk1, in_features, dist, scale, prune_threshold, lock_threshold, rows)
 
 
 @linear_frozen.register_fake
-def _(x, free_bits, offsets, bias, k0, k1, fk0, fk1, in_features, dist, scale, prune, lock, backend):
+def _(x, free_bits, offsets, bias, k0, k1, fk0, fk1, in_features, dist, scale, prune, lock, backend,
+      row_begin=0, row_end=-1):
     torch._check(x.shape[-1] == in_features)
-    return x.new_empty((*x.shape[:-1], offsets.shape[0]))
+    r0, r1 = _rows(offsets.shape[0], row_begin, row_end)
+    return x.new_empty((*x.shape[:-1], r1 - r0))
 
 
 def _frozen_setup(ctx, inputs, output):
-    x, free_bits, offsets, bias, k0, k1, fk0, fk1, k, dist, scale, prune, lock, _ = inputs
+    x, free_bits, offsets, bias, k0, k1, fk0, fk1, k, dist, scale, prune, lock, _, row_begin, row_end = inputs
     ctx.save_for_backward(free_bits, offsets)
-    ctx.meta = (k0, k1, fk0, fk1, k, dist, scale, prune, lock, x.dtype, None if bias is None else bias.dtype)
+    ctx.meta = (k0, k1, fk0, fk1, k, dist, scale, prune, lock, x.dtype, None if bias is None else bias.dtype,
+                _rows(offsets.shape[0], row_begin, row_end))
 
 
 def _frozen_backward(ctx, grad):
     free_bits, offsets = ctx.saved_tensors
-    k0, k1, fk0, fk1, k, dist, scale, prune, lock, dtype, bias_dtype = ctx.meta
-    w = materialize_frozen(free_bits, offsets, k0, k1, fk0, fk1, k, dist, scale, prune, lock)
-    return _linear_grads(grad, w, dtype, bias_dtype, n_rest=12)
+    k0, k1, fk0, fk1, k, dist, scale, prune, lock, dtype, bias_dtype, (r0, r1) = ctx.meta
+    w = materialize_frozen(free_bits, offsets, k0, k1, fk0, fk1, k, dist, scale, prune, lock)[r0:r1]
+    return _linear_grads(grad, w, dtype, bias_dtype, n_rest=14)
 
 
 linear_frozen.register_autograd(_frozen_backward, setup_context=_frozen_setup)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from . import _ops, dispatch
 from .formats import Format, PackedWeight
@@ -61,4 +62,72 @@ def slt_linear_reference(x: torch.Tensor, packed: PackedWeight, bias: torch.Tens
     y = torch.nn.functional.linear(x.to(torch.float32), packed.materialize())
     if bias is not None:
         y = y + bias.to(torch.float32)
+    return y.to(x.dtype)
+
+
+def _pair(v: object, arg: str, minimum: int) -> tuple[int, int]:
+    t = (v, v) if isinstance(v, int) and not isinstance(v, bool) else tuple(v) if isinstance(v, (tuple, list)) else ()
+    if len(t) != 2 or not all(isinstance(i, int) and not isinstance(i, bool) and i >= minimum for i in t):
+        raise ValueError(f"{arg}: expected an int >= {minimum} or a pair of them, got {v!r}")
+    return t
+
+
+def slt_conv2d(x: torch.Tensor, packed: PackedWeight, bias: torch.Tensor | None = None, stride=1, padding=0,
+               dilation=1, groups: int = 1, *, backend: str | None = None) -> torch.Tensor:
+    """2-D convolution with the packed weight (out, in/groups, kh, kw), as F.conv2d.
+
+    im2col (F.unfold) per group, then the fused slt_linear over that group's output rows, so
+    the weights are regenerated, never materialised. Zero padding only.
+    """
+    if not isinstance(packed, PackedWeight):
+        raise TypeError(f"packed: expected a slt_hw.PackedWeight, got {type(packed).__name__}")
+    if len(packed.shape) != 4:
+        raise ValueError(f"packed: expected a conv weight (out, in/groups, kh, kw), got shape {packed.shape}")
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x: expected a torch.Tensor, got {type(x).__name__}")
+    if x.dtype not in ACTIVATION_DTYPES:
+        raise TypeError(f"x: expected dtype float32, float16 or bfloat16, got {x.dtype}")
+    stride, padding, dilation = _pair(stride, "stride", 1), _pair(padding, "padding", 0), _pair(dilation, "dilation", 1)
+    out_ch, cin_g, kh, kw = packed.shape
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1 or out_ch % groups:
+        raise ValueError(f"groups: expected an int >= 1 dividing out_channels={out_ch}, got {groups!r}")
+    if x.dim() != 4 or x.shape[1] != cin_g * groups:
+        raise ValueError(f"x: expected (batch, {cin_g * groups}, H, W) for a weight {packed.shape} with "
+                         f"groups={groups}, got {tuple(x.shape)}")
+    if x.device != packed.device:
+        raise ValueError(f"x: expected device {packed.device} (where the packed weight is), got {x.device}")
+    if bias is not None and (not isinstance(bias, torch.Tensor) or tuple(bias.shape) != (out_ch,)):
+        raise ValueError(f"bias: expected a tensor of shape ({out_ch},), got {getattr(bias, 'shape', bias)}")
+    b, _, h, w = x.shape
+    oh = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    ow = (w + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    if oh < 1 or ow < 1:
+        raise ValueError(f"x: spatial size {(h, w)} is smaller than the dilated kernel {(kh, kw)} with this padding")
+    backend = dispatch.requested(backend)
+    og = out_ch // groups
+    key = packed.key
+    outs = []
+    for g in range(groups):
+        cols = F.unfold(x[:, g * cin_g:(g + 1) * cin_g], (kh, kw), dilation=dilation, padding=padding, stride=stride)
+        cols = cols.transpose(1, 2)  # (B, L, cin_g·kh·kw): the contract's (in, kh, kw) column order
+        gb = None if bias is None else bias[g * og:(g + 1) * og]
+        rows = (g * og, (g + 1) * og)
+        if packed.format is Format.FROZEN:
+            fkey = packed.freeze_key
+            y = _ops.linear_frozen(cols, packed.free_bits, packed.offsets, gb, key.k0, key.k1, fkey.k0, fkey.k1,
+                                   packed.in_features, packed.dist.code, packed.scale, packed.prune_threshold,
+                                   packed.lock_threshold, backend, *rows)
+        else:
+            y = _ops.linear_planes(cols, packed.planes, packed.coat_scales, gb, key.k0, key.k1, packed.in_features,
+                                   packed.dist.code, packed.scale, backend, *rows)
+        outs.append(y)
+    y = torch.cat(outs, dim=-1) if groups > 1 else outs[0]  # (B, L, out)
+    return y.transpose(1, 2).reshape(b, out_ch, oh, ow)
+
+
+def slt_conv2d_reference(x, packed, bias=None, stride=1, padding=0, dilation=1, groups=1) -> torch.Tensor:
+    """The ground truth: F.conv2d in float32 with the materialised weight."""
+    w = packed.materialize().reshape(packed.shape)
+    y = F.conv2d(x.to(torch.float32), w, None if bias is None else bias.to(torch.float32), stride, padding,
+                 dilation, groups)
     return y.to(x.dtype)

@@ -162,3 +162,20 @@ def test_opcheck_materialize(fmt):
         args = (p.planes, p.coat_scales, key.k0, key.k1, 45, p.dist.code, p.scale)
         torch.library.opcheck(_ops.materialize_planes, args)
         assert torch.equal(_ops.materialize_planes(*args), p.materialize())
+
+
+@pytest.mark.parametrize("fmt", ["binary", "frozen"])
+def test_opcheck_row_range(fmt):
+    """The convolution-group form: output rows [row_begin, row_end) of the weight."""
+    p = make_packed(fmt, 12, 37, 2, "signed_constant")
+    x = torch.randn(3, 37, requires_grad=True)
+    key, fkey = p.key, p.freeze_key
+    if fmt == "frozen":
+        args = (x, p.free_bits, p.offsets, None, key.k0, key.k1, fkey.k0, fkey.k1, 37, p.dist.code, p.scale,
+                p.prune_threshold, p.lock_threshold, "auto", 4, 9)
+        op = _ops.linear_frozen
+    else:
+        args = (x, p.planes, p.coat_scales, None, key.k0, key.k1, 37, p.dist.code, p.scale, "auto", 4, 9)
+        op = _ops.linear_planes
+    torch.library.opcheck(op, args)
+    torch.testing.assert_close(op(*args), slt_linear_reference(x, p)[:, 4:9])

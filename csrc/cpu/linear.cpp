@@ -62,7 +62,10 @@ void validate(const LinearProblem& p) {
   if (p.M < 0) fail("x: negative number of rows");
   if (p.M > 0 && (p.x == nullptr || p.y == nullptr)) fail("x/y: null pointer");
   if (p.ldx < p.K) fail("x: row stride smaller than in_features");
-  if (p.ldy < p.N) fail("y: row stride smaller than out_features");
+  if (p.row_begin < 0 || p.row_begin >= p.row_end || p.row_end > p.N)
+    fail("rows: [" + std::to_string(p.row_begin) + ", " + std::to_string(p.row_end) + ") is not a non-empty range within [0, " +
+         std::to_string(p.N) + ")");
+  if (p.ldy < p.row_end - p.row_begin) fail("y: row stride smaller than the number of output rows");
   if (p.dist != kSignedConstant && p.dist != kUniform && p.dist != kNormal)
     fail("dist code " + std::to_string(p.dist) + ": expected 0, 1 or 2");
   if (!std::isfinite(p.scale) || !(p.scale > 0.0f)) fail("scale: expected a finite float32 > 0");
@@ -92,11 +95,12 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
   if (isa == Isa::kAvx2) kernel = avx2::rows;
 #endif
   const int64_t block = p.M > 8 ? 48 : 8;  // rows per task (large batch: a multiple of 3)
-  const int64_t tasks = (p.N + block - 1) / block;
+  const int64_t rows = p.row_end - p.row_begin;
+  const int64_t tasks = (rows + block - 1) / block;
   int failed = 0;
 #ifdef _OPENMP
   const int nt = threads > 0 ? threads : omp_get_max_threads();
-#pragma omp parallel num_threads(nt) reduction(| : failed) if (tasks > 1 && p.N * p.K >= (1 << 14))
+#pragma omp parallel num_threads(nt) reduction(| : failed) if (tasks > 1 && rows * p.K >= (1 << 14))
 #endif
   {
     std::vector<float> scratch(size_t(scratch_floats(p.K)));
@@ -104,7 +108,7 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
 #pragma omp for schedule(static)
 #endif
     for (int64_t t = 0; t < tasks; ++t) {
-      const int64_t n0 = t * block, n1 = n0 + block < p.N ? n0 + block : p.N;
+      const int64_t n0 = p.row_begin + t * block, n1 = n0 + block < p.row_end ? n0 + block : p.row_end;
       if (!kernel(p, xp.data(), scratch.data(), n0, n1)) failed = 1;
     }
   }

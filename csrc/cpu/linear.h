@@ -20,13 +20,16 @@ enum class Isa : int { kScalar = 0, kAvx2 = 1 };
 struct LinearProblem {
   const float* x = nullptr;  // (M, K), row stride ldx
   int64_t M = 0, ldx = 0;
-  float* y = nullptr;  // (M, N), row stride ldy
+  float* y = nullptr;  // (M, row_end - row_begin), row stride ldy
   int64_t ldy = 0;
   int64_t N = 0, K = 0;
   uint32_t k0 = 0, k1 = 0;
   int dist = 0;
   float scale = 0.0f;
-  const float* bias = nullptr;  // (N) or null
+  // computed rows [row_begin, row_end) of the weight (a convolution group); y and bias hold
+  // row_end - row_begin columns. Counters still use the absolute row.
+  int64_t row_begin = 0, row_end = 0;
+  const float* bias = nullptr;  // (row_end - row_begin) or null
   // binary / multicoat: planes (C, N, W) nested bit-planes, coat_scales (C)
   const int32_t* planes = nullptr;
   int64_t C = 0;

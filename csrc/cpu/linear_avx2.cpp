@@ -186,7 +186,7 @@ bool gemm_rows(const LinearProblem& p, const float* xp, float* scratch, int64_t 
   uint32_t* desc = reinterpret_cast<uint32_t*>(wb + kNr * kBlockWords * 32);
   float sums[kMr * kNr];
   for (int64_t n = n0; n < n1; ++n)
-    for (int64_t m = 0; m < p.M; ++m) p.y[m * p.ldy + n] = p.bias ? p.bias[n] : 0.0f;
+    for (int64_t m = 0; m < p.M; ++m) p.y[m * p.ldy + n - p.row_begin] = p.bias ? p.bias[n - p.row_begin] : 0.0f;
   for (int64_t mc = 0; mc < p.M; mc += kMc) {
     const int64_t mend = mc + kMc < p.M ? mc + kMc : p.M;
     for (int64_t w0 = 0; w0 < W; w0 += kBlockWords) {
@@ -199,7 +199,7 @@ bool gemm_rows(const LinearProblem& p, const float* xp, float* scratch, int64_t 
           const int64_t mr = mend - m < kMr ? mend - m : kMr;
           kMicro[mr][nr](xp + m * Kp + 32 * w0, Kp, wb, len, sums);
           for (int64_t r = 0; r < mr; ++r)
-            for (int64_t c = 0; c < nr; ++c) p.y[(m + r) * p.ldy + n + c] += sums[r * nr + c];
+            for (int64_t c = 0; c < nr; ++c) p.y[(m + r) * p.ldy + n + c - p.row_begin] += sums[r * nr + c];
         }
       }
     }
@@ -224,12 +224,12 @@ bool rows(const LinearProblem& p, const float* xp, float* scratch, int64_t n0, i
     else
       row_values(p, n, 0, W32, h, vals);
     if (p.planes == nullptr && !frozen_mask_words(p, n, 0, W32, h, em)) return false;
-    const float b = p.bias ? p.bias[n] : 0.0f;
+    const float b = p.bias ? p.bias[n - p.row_begin] : 0.0f;
     const RowDesc d{sw, vals, em, p.planes ? p.planes + n * W : nullptr};
     for (int64_t m0 = 0; m0 < p.M; m0 += 8) {
       const int64_t mb = p.M - m0 < 8 ? p.M - m0 : 8;
       kRowDot[mb](p, xp, Kp, m0, d, sums);
-      for (int64_t r = 0; r < mb; ++r) p.y[(m0 + r) * p.ldy + n] = sums[r] + b;
+      for (int64_t r = 0; r < mb; ++r) p.y[(m0 + r) * p.ldy + n - p.row_begin] = sums[r] + b;
     }
   }
   return true;

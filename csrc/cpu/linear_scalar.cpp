@@ -32,7 +32,7 @@ bool rows(const LinearProblem& p, const float* xp, float* scratch, int64_t n0, i
       row_values(p, n, 0, W32, h, vals);
     if (frozen && !frozen_mask_words(p, n, 0, W32, h, em)) return false;
     const int32_t* row_planes = frozen ? nullptr : p.planes + n * W;
-    for (int64_t m = 0; m < p.M; ++m) p.y[m * p.ldy + n] = 0.0f;
+    for (int64_t m = 0; m < p.M; ++m) p.y[m * p.ldy + n - p.row_begin] = 0.0f;
     for (int64_t w = 0; w < W; ++w) {
       const uint32_t any = frozen ? em[w] : uint32_t(row_planes[w]);
       if (!any) continue;
@@ -52,11 +52,11 @@ bool rows(const LinearProblem& p, const float* xp, float* scratch, int64_t n0, i
         const float* xr = xp + m * Kp + 32 * w;
         float s = 0.0f;
         for (int j = 0; j < 32; ++j) s += wv[j] * xr[j];
-        p.y[m * p.ldy + n] += s;
+        p.y[m * p.ldy + n - p.row_begin] += s;
       }
     }
     if (p.bias)
-      for (int64_t m = 0; m < p.M; ++m) p.y[m * p.ldy + n] += p.bias[n];
+      for (int64_t m = 0; m < p.M; ++m) p.y[m * p.ldy + n - p.row_begin] += p.bias[n - p.row_begin];
   }
   return true;
 }

@@ -27,15 +27,15 @@ def _finish(y: torch.Tensor, x: torch.Tensor, bias: torch.Tensor | None) -> torc
 # ---------------------------------------------------------------------- reference
 
 
-def _ref_linear_planes(x, planes, coat_scales, bias, k0, k1, k, dist, scale):
+def _ref_linear_planes(x, planes, coat_scales, bias, k0, k1, k, dist, scale, rows):
     w = ref.materialize_planes(Key(k0, k1), planes.shape[1], k, Dist.parse(dist), scale, planes, coat_scales)
-    return _finish(F.linear(x.to(torch.float32), w), x, bias)
+    return _finish(F.linear(x.to(torch.float32), w[rows[0]:rows[1]]), x, bias)
 
 
-def _ref_linear_frozen(x, free_bits, offsets, bias, k0, k1, fk0, fk1, k, dist, scale, prune, lock):
+def _ref_linear_frozen(x, free_bits, offsets, bias, k0, k1, fk0, fk1, k, dist, scale, prune, lock, rows):
     w = ref.materialize_frozen(Key(k0, k1), Key(fk0, fk1), offsets.shape[0], k, Dist.parse(dist), scale,
                                free_bits, prune, lock)
-    return _finish(F.linear(x.to(torch.float32), w), x, bias)
+    return _finish(F.linear(x.to(torch.float32), w[rows[0]:rows[1]]), x, bias)
 
 
 register(Backend(
@@ -56,18 +56,19 @@ def _cpp_reasons(device: torch.device) -> list[str]:
     return [why] if mod is None else []
 
 
-def _cpp_linear_planes(x, planes, coat_scales, bias, k0, k1, k, dist, scale):
+def _cpp_linear_planes(x, planes, coat_scales, bias, k0, k1, k, dist, scale, rows):
     from . import cpu_native
 
-    y = cpu_native.linear_planes(x, planes.contiguous(), coat_scales.contiguous(), bias, Key(k0, k1), k, dist, scale)
+    y = cpu_native.linear_planes(x, planes.contiguous(), coat_scales.contiguous(), bias, Key(k0, k1), k, dist, scale,
+                                 rows=rows)
     return y.to(x.dtype)
 
 
-def _cpp_linear_frozen(x, free_bits, offsets, bias, k0, k1, fk0, fk1, k, dist, scale, prune, lock):
+def _cpp_linear_frozen(x, free_bits, offsets, bias, k0, k1, fk0, fk1, k, dist, scale, prune, lock, rows):
     from . import cpu_native
 
     y = cpu_native.linear_frozen(x, free_bits.contiguous(), offsets.contiguous(), bias, Key(k0, k1), Key(fk0, fk1),
-                                 k, dist, scale, prune, lock)
+                                 k, dist, scale, prune, lock, rows=rows)
     return y.to(x.dtype)
 
 
@@ -94,20 +95,20 @@ def _triton_reasons(device: torch.device) -> list[str]:
     return [f"needs CUDA tensors (or CPU tensors under TRITON_INTERPRET=1), got {device.type}"]
 
 
-def _triton_linear_planes(x, planes, coat_scales, bias, k0, k1, k, dist, scale):
+def _triton_linear_planes(x, planes, coat_scales, bias, k0, k1, k, dist, scale, rows):
     from slt_hw import kernels
 
     n = planes.shape[1]
     w = kernels.materialize_planes(Key(k0, k1), n, k, dist, scale, planes.contiguous(), coat_scales.contiguous())
-    return _finish(F.linear(x.to(torch.float32), w), x, bias)
+    return _finish(F.linear(x.to(torch.float32), w[rows[0]:rows[1]]), x, bias)
 
 
-def _triton_linear_frozen(x, free_bits, offsets, bias, k0, k1, fk0, fk1, k, dist, scale, prune, lock):
+def _triton_linear_frozen(x, free_bits, offsets, bias, k0, k1, fk0, fk1, k, dist, scale, prune, lock, rows):
     from slt_hw import kernels
 
     w = kernels.materialize_frozen(Key(k0, k1), Key(fk0, fk1), offsets.shape[0], k, dist, scale,
                                    free_bits.contiguous(), offsets.contiguous(), prune, lock)
-    return _finish(F.linear(x.to(torch.float32), w), x, bias)
+    return _finish(F.linear(x.to(torch.float32), w[rows[0]:rows[1]]), x, bias)
 
 
 register(Backend(

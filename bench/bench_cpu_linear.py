@@ -1,0 +1,74 @@
+"""slt_linear on the CPU against dense torch linears, same shapes, same run, 2 threads.
+
+    .venv/bin/python bench/bench_cpu_linear.py [--shapes 11008x4096] [--batches 1,8,64,256]
+
+Baselines: F.linear with dense fp32 and bf16 weights, torch's dynamically quantized int8 linear;
+also the reference backend (materialises the weight each call). Shapes are out x in.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+import torch.nn.functional as F
+from utils import median_seconds, report
+
+from slt_hw import pack_binary, slt_linear
+from slt_hw.ops import slt_linear_reference
+
+
+def bench_shape(n: int, k: int, batches: list[int], density: float, with_reference: bool) -> list[dict]:
+    mask = torch.rand(n, k, generator=torch.Generator().manual_seed(0)) < density
+    packed = pack_binary(mask, seed=0, name="bench")
+    w32 = packed.materialize()
+    w16 = w32.to(torch.bfloat16)
+    lin = torch.nn.Linear(k, n, bias=False)
+    lin.weight.data.copy_(w32)
+    q8 = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(lin), {torch.nn.Linear}, dtype=torch.qint8)
+    slt_bytes = (packed.mask_bits() + 64) / 8
+    mem = {"F.linear fp32": 4 * n * k, "F.linear bf16": 2 * n * k, "dynamic int8": n * k + 4 * n,
+           "slt cpp": slt_bytes, "slt reference": slt_bytes}
+    rows = []
+    for b in batches:
+        x = torch.randn(b, k)
+        xb = x.to(torch.bfloat16)
+        impls = {
+            "F.linear fp32": lambda x=x: F.linear(x, w32),
+            "F.linear bf16": lambda xb=xb: F.linear(xb, w16),
+            "dynamic int8": lambda x=x: q8(x),
+            "slt cpp": lambda x=x: slt_linear(x, packed, backend="cpp"),
+        }
+        if with_reference:
+            impls["slt reference"] = lambda x=x: slt_linear_reference(x, packed)
+        times = {}
+        for name, fn in impls.items():
+            slow = name == "slt reference"
+            times[name] = median_seconds(fn, repeat=3 if slow else 15, warmup=1 if slow else 3)
+        for name, t in times.items():
+            rows.append({
+                "shape": f"{n}x{k}", "batch": b, "impl": name, "ms": f"{t * 1e3:.3f}",
+                "Gweights/s": f"{n * k / t / 1e9:.2f}", "GFLOP/s": f"{2 * n * k * b / t / 1e9:.1f}",
+                "vs fp32": f"{times['F.linear fp32'] / t:.2f}x", "weight MiB": f"{mem[name] / 2**20:.2f}",
+            })
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--shapes", default="4096x4096,11008x4096,4096x11008")
+    ap.add_argument("--batches", default="1,8,64,256")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--density", type=float, default=0.5, help="fraction of weights kept by the mask")
+    ap.add_argument("--no-reference", action="store_true", help="skip the (slow) reference backend")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    rows = []
+    for shape in args.shapes.split(","):
+        n, k = map(int, shape.split("x"))
+        rows += bench_shape(n, k, [int(b) for b in args.batches.split(",")], args.density, not args.no_reference)
+    report("cpu_linear", rows, list(rows[0]))
+
+
+if __name__ == "__main__":
+    main()
