@@ -1,4 +1,4 @@
-"""`slt-hw` command line: `slt-hw info` (environment and backends), `slt-hw demo`."""
+"""`slt-hw` command line: `slt-hw info` (environment and backends), `slt-hw demo`, `slt-hw find`."""
 
 from __future__ import annotations
 
@@ -72,15 +72,50 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
     return run_demo(console, seed=args.seed)
 
 
+def cmd_find(args: argparse.Namespace, console: Console) -> int:
+    from .memory import memory_report
+    from .train import FindConfig, find
+
+    cfg = FindConfig(dataset=args.dataset, data_root=args.data_root, method=args.method, sparsity=args.sparsity,
+                     num_coats=args.num_coats, p_prune=args.p_prune, p_lock=args.p_lock,
+                     freeze_distribution=args.freeze_distribution, threshold=args.threshold,
+                     ramp_epochs=args.ramp_epochs, hidden=args.hidden, epochs=args.epochs,
+                     batch_size=args.batch_size, lr=args.lr, seed=args.seed, out=args.out)
+    res = find(cfg, console=console, progress=not args.no_progress)
+    for h in res.history:
+        console.print("  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in h.items()))
+    console.print(f"test {res.metric_name}: [bold]{res.test_metric:.4f}[/bold] in {res.seconds:.1f} s")
+    console.print(memory_report(res.model).table())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="slt-hw", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="versions, native extension, available backends and why others are not")
     demo = sub.add_parser("demo", help="pack a small SLT MLP, check every backend, print its memory")
     demo.add_argument("--seed", type=int, default=0, help="model seed (default 0)")
+    fnd = sub.add_parser("find", help="search a supermask on a built-in or local dataset, save the checkpoint")
+    fnd.add_argument("--dataset", default="digits", help="digits | synthetic | sbm | angular_velocity | cifar10 | ogb")
+    fnd.add_argument("--data-root", default=None, help="directory of the cifar10 / ogb files")
+    fnd.add_argument("--method", default="edge_popup", help="edge_popup | multicoat | frozen")
+    fnd.add_argument("--sparsity", type=float, default=0.5, help="fraction of weights removed (default 0.5)")
+    fnd.add_argument("--num-coats", type=int, default=3, help="multicoat: coats (adaptive thresholds)")
+    fnd.add_argument("--p-prune", type=float, default=0.3, help="frozen: fraction pruned by the seed")
+    fnd.add_argument("--p-lock", type=float, default=0.1, help="frozen: fraction locked by the seed")
+    fnd.add_argument("--freeze-distribution", default="uniform", help="uniform | erk | epl")
+    fnd.add_argument("--threshold", default="layer", help="layer | global")
+    fnd.add_argument("--ramp-epochs", type=int, default=0, help="linear sparsity ramp over these epochs")
+    fnd.add_argument("--hidden", type=int, default=512)
+    fnd.add_argument("--epochs", type=int, default=30)
+    fnd.add_argument("--batch-size", type=int, default=128)
+    fnd.add_argument("--lr", type=float, default=0.01)
+    fnd.add_argument("--seed", type=int, default=0)
+    fnd.add_argument("--out", default="supermask.slt", help="checkpoint path (default supermask.slt)")
+    fnd.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     console = Console(width=None if sys.stdout.isatty() else 120)
-    return {"info": cmd_info, "demo": cmd_demo}[args.command](args, console)
+    return {"info": cmd_info, "demo": cmd_demo, "find": cmd_find}[args.command](args, console)
 
 
 if __name__ == "__main__":

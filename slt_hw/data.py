@@ -1,0 +1,164 @@
+"""Built-in datasets (no download) and loaders for local CIFAR-10 / OGB files.
+
+Every synthetic set is a function of its seed (a seeded torch.Generator: data, not weights).
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+
+@dataclass
+class Split:
+    x: torch.Tensor
+    y: torch.Tensor
+
+
+@dataclass
+class Dataset:
+    """Classification / regression tensors; `graph` tasks also carry a sparse adjacency and node masks."""
+
+    name: str
+    train: Split
+    test: Split
+    num_classes: int  # 0 for regression
+    adj: torch.Tensor | None = None  # node tasks: train/test are node index splits over `x`
+    features: torch.Tensor | None = None
+    labels: torch.Tensor | None = None
+
+
+def digits(seed: int = 0, test_fraction: float = 0.25) -> Dataset:
+    """scikit-learn's bundled 8×8 digits (1797 images, no download), standardised per pixel."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as e:
+        raise ImportError("dataset 'digits' needs scikit-learn: pip install scikit-learn") from e
+    d = load_digits()
+    x = torch.tensor(d.data, dtype=torch.float32)
+    y = torch.tensor(d.target, dtype=torch.int64)
+    return _split("digits", x, y, 10, seed, test_fraction)
+
+
+def _split(name: str, x: torch.Tensor, y: torch.Tensor, classes: int, seed: int, test_fraction: float) -> Dataset:
+    g = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(x.shape[0], generator=g)  # a data split, not a weight
+    n_test = int(round(test_fraction * x.shape[0]))
+    te, tr = perm[:n_test], perm[n_test:]
+    mean, std = x[tr].mean(0), x[tr].std(0).clamp_min(1e-3)
+    x = (x - mean) / std
+    return Dataset(name, Split(x[tr], y[tr]), Split(x[te], y[te]), classes)
+
+
+def synthetic_classification(num_samples: int = 2000, num_features: int = 20, num_classes: int = 4,
+                             seed: int = 0, noise: float = 1.0) -> Dataset:
+    """Gaussian clusters around random class centres."""
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(num_classes, num_features, generator=g) * 2.0
+    y = torch.randint(0, num_classes, (num_samples,), generator=g)
+    x = centres[y] + noise * torch.randn(num_samples, num_features, generator=g)
+    return _split("synthetic", x, y, num_classes, seed + 1, 0.25)
+
+
+def sbm_graph(num_nodes: int = 600, num_classes: int = 3, num_features: int = 16, p_in: float = 0.05,
+              p_out: float = 0.005, seed: int = 0) -> Dataset:
+    """Stochastic block model: edges with p_in inside a block, p_out across; noisy class features."""
+    from .nn.gnn import gcn_adjacency
+
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, num_classes, (num_nodes,), generator=g)
+    same = y[:, None] == y[None, :]
+    prob = torch.where(same, p_in, p_out)
+    upper = torch.triu(torch.rand(num_nodes, num_nodes, generator=g) < prob, 1)
+    src, dst = upper.nonzero(as_tuple=True)
+    edge_index = torch.stack([torch.cat([src, dst]), torch.cat([dst, src])])
+    centres = torch.randn(num_classes, num_features, generator=g)
+    x = centres[y] + 1.5 * torch.randn(num_nodes, num_features, generator=g)
+    perm = torch.randperm(num_nodes, generator=g)
+    n_test = num_nodes // 4
+    adj = gcn_adjacency(edge_index, num_nodes)
+    return Dataset("sbm", Split(perm[n_test:], y[perm[n_test:]]), Split(perm[:n_test], y[perm[:n_test]]),
+                   num_classes, adj=adj, features=x, labels=y)
+
+
+def angular_velocity(num_samples: int = 10000, seq_len: int = 4, seed: int = 0) -> Dataset:
+    """x_t = (cos(ωt + θ0), sin(ωt + θ0)), ω ∈ [−π, π], θ0 ∈ [0, π]; target ω (regression).
+
+    The model prepends the zero regression token (MHA-SLT paper, synthetic experiment)."""
+    def make(n: int, g: torch.Generator) -> Split:
+        w = (torch.rand(n, generator=g) * 2 - 1) * math.pi
+        th = torch.rand(n, generator=g) * math.pi
+        t = torch.arange(seq_len, dtype=torch.float32)
+        ang = w[:, None] * t[None, :] + th[:, None]
+        return Split(torch.stack([ang.cos(), ang.sin()], -1), w[:, None])
+
+    g = torch.Generator().manual_seed(seed)
+    return Dataset("angular_velocity", make(num_samples, g), make(num_samples, g), 0)
+
+
+# ---------------------------------------------------------------------- local files
+
+
+def _require(paths: list[Path], what: str, hint: str) -> None:
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise FileNotFoundError(f"{what}: missing {', '.join(missing)}. {hint}")
+
+
+def cifar10(root: str | Path) -> Dataset:
+    """CIFAR-10 from the python batches (cifar-10-batches-py/{data_batch_1..5,test_batch}) under `root`."""
+    root = Path(root)
+    base = root / "cifar-10-batches-py" if (root / "cifar-10-batches-py").exists() else root
+    files = [base / f"data_batch_{i}" for i in range(1, 6)] + [base / "test_batch"]
+    _require(files, "root", "Download and unpack cifar-10-python.tar.gz from "
+             "https://www.cs.toronto.edu/~kriz/cifar.html there (slt_hw never downloads).")
+
+    def read(paths):
+        xs, ys = [], []
+        for p in paths:
+            with open(p, "rb") as f:
+                d = pickle.load(f, encoding="bytes")
+            xs.append(torch.tensor(d[b"data"], dtype=torch.uint8).view(-1, 3, 32, 32))
+            ys.append(torch.tensor(d[b"labels"], dtype=torch.int64))
+        return torch.cat(xs).float() / 255.0, torch.cat(ys)
+
+    xtr, ytr = read(files[:5])
+    xte, yte = read(files[5:])
+    mean, std = xtr.mean((0, 2, 3), keepdim=True), xtr.std((0, 2, 3), keepdim=True)
+    return Dataset("cifar10", Split((xtr - mean) / std, ytr), Split((xte - mean) / std, yte), 10)
+
+
+def ogb_node(root: str | Path, name: str = "ogbn-arxiv") -> Dataset:
+    """An OGB node-property dataset in its raw layout: <root>/<name with _>/raw/{edge,node-feat,node-label}.csv.gz
+    and split/<scheme>/{train,test}.csv.gz (what `ogb` downloads; slt_hw reads it without the ogb package)."""
+    base = Path(root) / name.replace("-", "_")
+    raw = base / "raw"
+    splits = sorted((base / "split").glob("*")) if (base / "split").exists() else []
+    need = [raw / "edge.csv.gz", raw / "node-feat.csv.gz", raw / "node-label.csv.gz"]
+    _require(need + ([] if splits else [base / "split"]), "root",
+             f"Place the unpacked OGB dataset {name!r} there (e.g. from https://ogb.stanford.edu).")
+
+    def csv(p: Path, dtype) -> torch.Tensor:
+        with gzip.open(p, "rt") as f:
+            rows = [[float(v) for v in line.split(",")] for line in f if line.strip()]
+        return torch.tensor(rows, dtype=dtype)
+
+    from .nn.gnn import gcn_adjacency
+
+    edges = csv(raw / "edge.csv.gz", torch.int64).t()
+    x = csv(raw / "node-feat.csv.gz", torch.float32)
+    y = csv(raw / "node-label.csv.gz", torch.int64).reshape(-1)
+    tr = csv(splits[0] / "train.csv.gz", torch.int64).reshape(-1)
+    te = csv(splits[0] / "test.csv.gz", torch.int64).reshape(-1)
+    edge_index = torch.cat([edges, edges.flip(0)], 1)
+    return Dataset(name, Split(tr, y[tr]), Split(te, y[te]), int(y.max()) + 1,
+                   adj=gcn_adjacency(edge_index, x.shape[0]), features=x, labels=y)
+
+
+BUILTIN = {"digits": digits, "synthetic": synthetic_classification, "sbm": sbm_graph,
+           "angular_velocity": angular_velocity}

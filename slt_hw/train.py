@@ -1,0 +1,181 @@
+"""Supermask search entry point: `find(FindConfig(...))`, the Python side of `slt-hw find`."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import data as _data
+from .models import GNN, MLP, AttentionRegressor
+from .nn.base import SLTConv2d, SLTLinear
+from .search.schedules import constant, linear_ramp
+from .search.threshold import check_sparsity
+from .search.topk import global_threshold, set_sparsity
+
+METHODS = ("edge_popup", "multicoat", "frozen")
+
+
+@dataclass
+class FindConfig:
+    dataset: str = "digits"  # digits | synthetic | sbm | angular_velocity | cifar10 | ogb
+    data_root: str | None = None  # cifar10 / ogb: local directory
+    ogb_name: str = "ogbn-arxiv"
+    method: str = "edge_popup"  # edge_popup | multicoat | frozen
+    sparsity: float = 0.5  # fraction removed (coat 1 for multicoat)
+    num_coats: int = 3  # multicoat: adaptive coats
+    p_prune: float = 0.3  # frozen
+    p_lock: float = 0.1
+    freeze_distribution: str = "uniform"
+    threshold: str = "layer"  # layer | global
+    ramp_epochs: int = 0  # > 0: linear ramp from 0 to `sparsity` over these epochs
+    hidden: int = 512
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 0.01
+    seed: int = 0
+    dist: str = "signed_constant"
+    out: str | None = "supermask.slt"  # packed checkpoint; None: do not save
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.dataset not in (*_data.BUILTIN, "cifar10", "ogb"):
+            raise ValueError(f"dataset: expected one of {[*_data.BUILTIN, 'cifar10', 'ogb']}, got {self.dataset!r}")
+        if self.method not in METHODS:
+            raise ValueError(f"method: expected one of {METHODS}, got {self.method!r}")
+        check_sparsity(self.sparsity)
+        if self.threshold not in ("layer", "global"):
+            raise ValueError(f"threshold: expected 'layer' or 'global', got {self.threshold!r}")
+        for arg in ("epochs", "batch_size", "hidden"):
+            v = getattr(self, arg)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{arg}: expected an int >= 1, got {v!r}")
+        if self.dataset in ("cifar10", "ogb") and not self.data_root:
+            raise ValueError(f"data_root: the {self.dataset} loader reads local files; give their directory")
+
+
+@dataclass
+class FindResult:
+    model: nn.Module
+    test_metric: float  # accuracy, or MSE for regression
+    metric_name: str
+    history: list[dict]
+    saved: object | None
+    seconds: float
+
+
+def _slt_kwargs(cfg: FindConfig) -> dict:
+    kw = {"sparsity": cfg.sparsity, "dist": cfg.dist}
+    if cfg.method == "multicoat":
+        kw["num_coats"] = cfg.num_coats
+    if cfg.method == "frozen":
+        kw.update(p_prune=cfg.p_prune, p_lock=cfg.p_lock)
+    return kw
+
+
+def load_dataset(cfg: FindConfig) -> _data.Dataset:
+    if cfg.dataset == "cifar10":
+        return _data.cifar10(cfg.data_root)
+    if cfg.dataset == "ogb":
+        return _data.ogb_node(cfg.data_root, cfg.ogb_name)
+    return _data.BUILTIN[cfg.dataset](seed=cfg.seed)
+
+
+def build_model(cfg: FindConfig, ds: _data.Dataset) -> nn.Module:
+    kw = _slt_kwargs(cfg)
+    if ds.adj is not None:
+        return GNN(ds.features.shape[1], cfg.hidden, ds.num_classes, seed=cfg.seed, **kw)
+    if cfg.dataset == "angular_velocity":
+        return AttentionRegressor(seed=cfg.seed, qk_dim=min(cfg.hidden, 64), v_dim=min(cfg.hidden, 64), **kw)
+    if ds.train.x.dim() == 4:  # images: a Conv4-style network
+        c = ds.train.x.shape[1]
+        s = cfg.seed
+        return nn.Sequential(
+            SLTConv2d(c, 64, 3, seed=s, name="conv0", padding=1, **kw), nn.ReLU(),
+            SLTConv2d(64, 64, 3, seed=s, name="conv1", padding=1, **kw), nn.ReLU(), nn.MaxPool2d(2),
+            SLTConv2d(64, 128, 3, seed=s, name="conv2", padding=1, **kw), nn.ReLU(),
+            SLTConv2d(128, 128, 3, seed=s, name="conv3", padding=1, **kw), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), SLTLinear(128 * 8 * 8, 256, seed=s, name="fc0", **kw), nn.ReLU(),
+            SLTLinear(256, ds.num_classes, seed=s, name="fc1", **kw))
+    return MLP([ds.train.x.shape[1], cfg.hidden, cfg.hidden, ds.num_classes], seed=cfg.seed, **kw)
+
+
+def _batches(n: int, size: int, g: torch.Generator):
+    perm = torch.randperm(n, generator=g)
+    for i in range(0, n, size):
+        yield perm[i:i + size]
+
+
+def _loss(out: torch.Tensor, y: torch.Tensor, regression: bool) -> torch.Tensor:
+    return F.mse_loss(out, y) if regression else F.cross_entropy(out, y)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, ds: _data.Dataset, split: _data.Split) -> float:
+    """Accuracy (classification) or mean squared error (regression)."""
+    model.eval()
+    if ds.adj is not None:
+        out = model(ds.features, ds.adj)[split.x]
+    else:
+        out = torch.cat([model(split.x[i:i + 1024]) for i in range(0, split.x.shape[0], 1024)])
+    if ds.num_classes == 0:
+        return float(F.mse_loss(out, split.y))
+    return float((out.argmax(-1) == split.y).float().mean())
+
+
+def find(cfg: FindConfig, console=None, progress: bool = True) -> FindResult:
+    """Train a supermask (scores only), log loss and the test metric per epoch, save the packed checkpoint."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = console or Console()
+    t0 = time.perf_counter()
+    torch.manual_seed(cfg.seed)  # dropout and friends; weights come from the contract
+    ds = load_dataset(cfg)
+    model = build_model(cfg, ds)
+    if cfg.threshold == "global":
+        global_threshold(model, cfg.sparsity)
+    schedule = linear_ramp(0.0, cfg.sparsity, cfg.ramp_epochs) if cfg.ramp_epochs else constant(cfg.sparsity)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=cfg.lr)
+    regression = ds.num_classes == 0
+    graph = ds.adj is not None
+    g = torch.Generator().manual_seed(cfg.seed)
+    history = []
+    metric = "mse" if regression else "accuracy"
+    with Progress(TextColumn("[bold]find[/bold] {task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, disable=not progress, transient=False) as bar:
+        task = bar.add_task(f"{cfg.dataset} / {cfg.method}", total=cfg.epochs)
+        for epoch in range(cfg.epochs):
+            if cfg.ramp_epochs:
+                set_sparsity(model, schedule(epoch))
+            model.train()
+            total, count = 0.0, 0
+            if graph:
+                opt.zero_grad()
+                loss = _loss(model(ds.features, ds.adj)[ds.train.x], ds.train.y, regression)
+                loss.backward()
+                opt.step()
+                total, count = loss.item(), 1
+            else:
+                for idx in _batches(ds.train.x.shape[0], cfg.batch_size, g):
+                    opt.zero_grad()
+                    loss = _loss(model(ds.train.x[idx]), ds.train.y[idx], regression)
+                    loss.backward()
+                    opt.step()
+                    total, count = total + loss.item() * idx.numel(), count + idx.numel()
+            test = evaluate(model, ds, ds.test)
+            history.append({"epoch": epoch + 1, "loss": total / count, metric: test})
+            bar.update(task, advance=1, description=f"{cfg.dataset} / {cfg.method}  loss {total / count:.4f}  "
+                                                     f"test {metric} {test:.4f}")
+    saved = None
+    if cfg.out:
+        from .checkpoint import save
+
+        saved = save(model, Path(cfg.out))
+        console.print(f"saved {saved.path} ({saved.bytes_on_disk:,} bytes on disk, payload {saved.payload_bytes:,})")
+    return FindResult(model, history[-1][metric], metric, history, saved, time.perf_counter() - t0)
