@@ -53,43 +53,53 @@ inline __m256 bit_select(__m256i word, int j) {
   return _mm256_castsi256_ps(_mm256_sllv_epi32(word, shift));
 }
 
-// What one row (or row block) needs to build its effective weights word by word.
+// What one row (or row block) needs to build its effective weights word by word. The
+// broadcast constants are made once per row, not per word.
 struct RowDesc {
   const uint32_t* sw;         // sign words (signed constant)
   const float* vals;          // values (uniform / normal)
   const uint32_t* em;         // effective mask words (frozen)
   const int32_t* row_planes;  // planes + n*W (binary / multicoat)
+  int64_t plane_stride;       // N * W
+  int64_t C;
+  const float* coat_scales;
+  __m256 pos, neg, g0;        // +-scale (times the single coat's scale), that scale as a factor
 };
 
-// The 32 effective weights of word w (index into the descriptor: wl) in four ymm; false if
-// no mask bit is set (the caller skips the word).
-inline bool word_weights(const LinearProblem& p, const RowDesc& d, int64_t w, int64_t wl, __m256* wv) {
+RowDesc make_desc(const LinearProblem& p, const uint32_t* sw, const float* vals, const uint32_t* em, int64_t n) {
+  const int64_t W = (p.K + 31) / 32;
   const bool frozen = p.planes == nullptr;
-  const uint32_t any = frozen ? d.em[wl] : uint32_t(d.row_planes[w]);  // coats are nested
-  if (!any) return false;
-  const bool one_coat = frozen || p.C == 1;
   const float g0 = frozen ? 1.0f : p.coat_scales[0];
+  const bool one = frozen || p.C == 1;
+  const float s = one ? p.scale * g0 : p.scale;  // fold a single coat scale into the constant
+  return RowDesc{sw, vals, em, frozen ? nullptr : p.planes + n * W, p.N * W, p.C, p.coat_scales,
+                 _mm256_set1_ps(s), _mm256_set1_ps(-s), _mm256_set1_ps(one ? g0 : 1.0f)};
+}
+
+// The 32 effective weights of word w (wl: its index in the descriptor) in four ymm; false if no
+// mask bit is set (the caller skips the word). Specialised on the distribution and format so
+// the per-word path has no branches but the skip.
+template <bool SC, bool ONE, bool FRZ>
+inline bool word_weights(const RowDesc& d, int64_t w, int64_t wl, __m256* wv) {
+  const uint32_t any = FRZ ? d.em[wl] : uint32_t(d.row_planes[w]);  // coats are nested
+  if (!any) return false;
   __m256 base[4];
-  if (p.dist == kSignedConstant) {
-    const float s = one_coat ? p.scale * g0 : p.scale;  // fold the single coat scale in
-    const __m256 pos = _mm256_set1_ps(s), neg = _mm256_set1_ps(-s);
+  if (SC) {
     const __m256i sv = _mm256_set1_epi32(int32_t(d.sw[wl]));
-    for (int j = 0; j < 4; ++j) base[j] = _mm256_blendv_ps(pos, neg, bit_select(sv, j));
+    for (int j = 0; j < 4; ++j) base[j] = _mm256_blendv_ps(d.pos, d.neg, bit_select(sv, j));
   } else {
-    const __m256 g = _mm256_set1_ps(one_coat ? g0 : 1.0f);
-    for (int j = 0; j < 4; ++j) base[j] = _mm256_mul_ps(_mm256_loadu_ps(d.vals + 32 * wl + 8 * j), g);
+    for (int j = 0; j < 4; ++j) base[j] = _mm256_mul_ps(_mm256_loadu_ps(d.vals + 32 * wl + 8 * j), d.g0);
   }
   const __m256 zero = _mm256_setzero_ps();
-  if (one_coat) {
+  if (ONE) {
     const __m256i mv = _mm256_set1_epi32(int32_t(any));
     for (int j = 0; j < 4; ++j) wv[j] = _mm256_blendv_ps(zero, base[j], bit_select(mv, j));
     return true;
   }
-  const int64_t stride = p.N * ((p.K + 31) / 32);
   for (int j = 0; j < 4; ++j) wv[j] = zero;
-  for (int64_t i = 0; i < p.C; ++i) {
-    const __m256i mv = _mm256_set1_epi32(d.row_planes[i * stride + w]);
-    const __m256 g = _mm256_set1_ps(p.coat_scales[i]);
+  for (int64_t i = 0; i < d.C; ++i) {
+    const __m256i mv = _mm256_set1_epi32(d.row_planes[i * d.plane_stride + w]);
+    const __m256 g = _mm256_set1_ps(d.coat_scales[i]);
     for (int j = 0; j < 4; ++j) wv[j] = _mm256_fmadd_ps(_mm256_blendv_ps(zero, base[j], bit_select(mv, j)), g, wv[j]);
   }
   return true;
@@ -98,15 +108,15 @@ inline bool word_weights(const LinearProblem& p, const RowDesc& d, int64_t w, in
 // ---------------------------------------------------------------------------- small batch
 // Row n against activation rows [m0, m0 + M): weights built in registers once per word and
 // used for all M rows. A accumulators per activation row hide the FMA latency when M is small.
-template <int M, int A>
-void row_dot(const LinearProblem& p, const float* xp, int64_t Kp, int64_t m0, const RowDesc& d, float* out) {
+template <int M, int A, bool SC, bool ONE, bool FRZ>
+void row_dot(const float* xp, int64_t Kp, int64_t m0, const RowDesc& d, float* out) {
   const int64_t W = Kp / 32;
   __m256 acc[M][A];
   for (int r = 0; r < M; ++r)
     for (int a = 0; a < A; ++a) acc[r][a] = _mm256_setzero_ps();
   __m256 wv[4];
   for (int64_t w = 0; w < W; ++w) {
-    if (!word_weights(p, d, w, w, wv)) continue;
+    if (!word_weights<SC, ONE, FRZ>(d, w, w, wv)) continue;
     for (int r = 0; r < M; ++r) {
       const float* xr = xp + (m0 + r) * Kp + 32 * w;
       for (int j = 0; j < 4; ++j) acc[r][j % A] = _mm256_fmadd_ps(wv[j], _mm256_loadu_ps(xr + 8 * j), acc[r][j % A]);
@@ -119,10 +129,34 @@ void row_dot(const LinearProblem& p, const float* xp, int64_t Kp, int64_t m0, co
   }
 }
 
-using RowDot = void (*)(const LinearProblem&, const float*, int64_t, int64_t, const RowDesc&, float*);
+using RowDot = void (*)(const float*, int64_t, int64_t, const RowDesc&, float*);
+
 // Up to 8 activation rows per pass: 8 accumulators + 4 weight vectors fit the 16 ymm registers.
-constexpr RowDot kRowDot[9] = {nullptr,       row_dot<1, 4>, row_dot<2, 4>, row_dot<3, 2>, row_dot<4, 2>,
-                               row_dot<5, 1>, row_dot<6, 1>, row_dot<7, 1>, row_dot<8, 1>};
+template <bool SC, bool ONE, bool FRZ>
+RowDot row_dot_for(int64_t m) {
+  constexpr RowDot table[9] = {nullptr,
+                               row_dot<1, 4, SC, ONE, FRZ>, row_dot<2, 4, SC, ONE, FRZ>,
+                               row_dot<3, 2, SC, ONE, FRZ>, row_dot<4, 2, SC, ONE, FRZ>,
+                               row_dot<5, 1, SC, ONE, FRZ>, row_dot<6, 1, SC, ONE, FRZ>,
+                               row_dot<7, 1, SC, ONE, FRZ>, row_dot<8, 1, SC, ONE, FRZ>};
+  return table[m];
+}
+
+RowDot pick_row_dot(const LinearProblem& p, int64_t m) {
+  const bool sc = p.dist == kSignedConstant, frz = p.planes == nullptr, one = frz || p.C == 1;
+  if (frz) return sc ? row_dot_for<true, true, true>(m) : row_dot_for<false, true, true>(m);
+  if (one) return sc ? row_dot_for<true, true, false>(m) : row_dot_for<false, true, false>(m);
+  return sc ? row_dot_for<true, false, false>(m) : row_dot_for<false, false, false>(m);
+}
+
+using WordWeights = bool (*)(const RowDesc&, int64_t, int64_t, __m256*);
+
+WordWeights pick_word_weights(const LinearProblem& p) {
+  const bool sc = p.dist == kSignedConstant, frz = p.planes == nullptr, one = frz || p.C == 1;
+  if (frz) return sc ? word_weights<true, true, true> : word_weights<false, true, true>;
+  if (one) return sc ? word_weights<true, true, false> : word_weights<false, true, false>;
+  return sc ? word_weights<true, false, false> : word_weights<false, false, false>;
+}
 
 // ---------------------------------------------------------------------------- large batch
 // Effective weights are built once per (row, 1024-column block) into an L1 buffer and shared by
@@ -169,10 +203,11 @@ bool build_block(const LinearProblem& p, int64_t n, uint32_t w0, uint32_t w1, ui
   else
     row_values(p, n, w0, w1, h, vals);
   if (p.planes == nullptr && !frozen_mask_words(p, n, w0, w1, h, em)) return false;
-  const RowDesc d{sw, vals, em, p.planes ? p.planes + n * W : nullptr};
+  const RowDesc d = make_desc(p, sw, vals, em, n);
+  const WordWeights word = pick_word_weights(p);
   __m256 wv[4];
   for (uint32_t w = w0; w < w1; ++w) {
-    if (!word_weights(p, d, w, w - w0, wv))
+    if (!word(d, w, w - w0, wv))
       for (int j = 0; j < 4; ++j) wv[j] = _mm256_setzero_ps();
     for (int j = 0; j < 4; ++j) _mm256_store_ps(dst + 32 * (w - w0) + 8 * j, wv[j]);
   }
@@ -225,10 +260,10 @@ bool rows(const LinearProblem& p, const float* xp, float* scratch, int64_t n0, i
       row_values(p, n, 0, W32, h, vals);
     if (p.planes == nullptr && !frozen_mask_words(p, n, 0, W32, h, em)) return false;
     const float b = p.bias ? p.bias[n - p.row_begin] : 0.0f;
-    const RowDesc d{sw, vals, em, p.planes ? p.planes + n * W : nullptr};
+    const RowDesc d = make_desc(p, sw, vals, em, n);
     for (int64_t m0 = 0; m0 < p.M; m0 += 8) {
       const int64_t mb = p.M - m0 < 8 ? p.M - m0 : 8;
-      kRowDot[mb](p, xp, Kp, m0, d, sums);
+      pick_row_dot(p, mb)(xp, Kp, m0, d, sums);
       for (int64_t r = 0; r < mb; ++r) p.y[(m0 + r) * p.ldy + n - p.row_begin] = sums[r] + b;
     }
   }
