@@ -16,7 +16,7 @@ if _ext.native() is None:
         raise RuntimeError(f"SLT_HW_REQUIRE_CPP=1 but the extension is missing: {_ext.load()[1]}")
     pytest.skip("slt_hw._C not built", allow_module_level=True)
 
-from slt_hw.backends import cpu_native  # noqa: E402
+from slt_hw.backends import cpu_native
 
 ISAS = cpu_native.cpu_isas()
 
