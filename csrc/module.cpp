@@ -203,7 +203,8 @@ PYBIND11_MODULE(_C, m) {
          uint32_t k0, uint32_t k1, int dist, float scale, uintptr_t bias, uintptr_t planes,
          int64_t C, uintptr_t coat_scales, uintptr_t free_bits, int64_t free_words,
          uintptr_t offsets, uint32_t fk0, uint32_t fk1, uint32_t prune_thr, uint32_t lock_thr,
-         const std::string& isa, int threads, int64_t row_begin, int64_t row_end) {
+         const std::string& isa, int threads, int64_t row_begin, int64_t row_end, uintptr_t xq,
+         uintptr_t xscale) {
         slt::cpu::LinearProblem p;
         p.x = ptr<const float>(x);
         p.M = M;
@@ -227,6 +228,8 @@ PYBIND11_MODULE(_C, m) {
         p.fk1 = fk1;
         p.prune_thr = prune_thr;
         p.lock_thr = lock_thr;
+        p.xq = ptr<const int8_t>(xq);
+        p.xscale = ptr<const float>(xscale);
         p.row_begin = row_begin;
         p.row_end = row_end < 0 ? N : row_end;
         slt::cpu::Isa which;
@@ -247,7 +250,8 @@ PYBIND11_MODULE(_C, m) {
       py::arg("bias"), py::arg("planes"), py::arg("C"), py::arg("coat_scales"),
       py::arg("free_bits"), py::arg("free_words"), py::arg("offsets"), py::arg("fk0"),
       py::arg("fk1"), py::arg("prune_thr"), py::arg("lock_thr"), py::arg("isa"),
-      py::arg("threads"), py::arg("row_begin") = 0, py::arg("row_end") = -1);
+      py::arg("threads"), py::arg("row_begin") = 0, py::arg("row_end") = -1, py::arg("xq") = 0,
+      py::arg("xscale") = 0);
 
   m.def("build_info", [] {
     py::dict d;

@@ -131,3 +131,46 @@ def slt_conv2d_reference(x, packed, bias=None, stride=1, padding=0, dilation=1, 
     y = F.conv2d(x.to(torch.float32), w, None if bias is None else bias.to(torch.float32), stride, padding,
                  dilation, groups)
     return y.to(x.dtype)
+
+
+def quantize_activations(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dynamic per-token symmetric int8: x (..., K) ~ q * s[..., None], q in [-127, 127]."""
+    s = x.abs().amax(-1, keepdim=True).to(torch.float32) / 127.0
+    s = torch.where(s > 0, s, torch.ones_like(s))
+    q = torch.round(x.to(torch.float32) / s).clamp(-127, 127).to(torch.int8)
+    return q, s.squeeze(-1)
+
+
+def slt_linear_int8(x: torch.Tensor, packed: PackedWeight, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """Opt-in int8-activation slt_linear for signed-constant weights: x is quantized per token
+    (dynamic, symmetric), the ±1/0 weight sums are exact integers, then scaled back.
+
+    On CPU tensors with the native extension this is the fused int8 kernel; elsewhere the same
+    arithmetic in PyTorch (also the reference the kernel is tested against).
+    """
+    _check_linear_inputs(x, packed, bias)
+    if packed.dist.value != "signed_constant":
+        raise ValueError(f"packed: int8 activations need the signed_constant distribution, got {packed.dist.value}")
+    from . import _ext
+
+    if x.device.type == "cpu" and _ext.native() is not None:
+        from .backends import cpu_native
+
+        key = packed.key
+        if packed.format is Format.FROZEN:
+            y = cpu_native.linear_frozen(x, packed.free_bits, packed.offsets, bias, key, packed.freeze_key,
+                                         packed.in_features, packed.dist, packed.scale, packed.prune_threshold,
+                                         packed.lock_threshold, int8=True)
+        else:
+            y = cpu_native.linear_planes(x, packed.planes, packed.coat_scales, bias, key, packed.in_features,
+                                         packed.dist, packed.scale, int8=True)
+        return y.to(x.dtype)
+    return slt_linear_int8_reference(x, packed, bias)
+
+
+def slt_linear_int8_reference(x: torch.Tensor, packed: PackedWeight, bias: torch.Tensor | None = None) -> torch.Tensor:
+    q, s = quantize_activations(x)
+    y = torch.nn.functional.linear(q.to(torch.float32) * s[..., None], packed.materialize())
+    if bias is not None:
+        y = y + bias.to(torch.float32)
+    return y.to(x.dtype)

@@ -31,12 +31,13 @@ def packed(fmt, n, k, seed, dist):
     return pack_frozen(torch.rand(n, k, generator=g) < 0.5, seed=seed, name="fc", dist=dist, p_prune=0.3, p_lock=0.2)
 
 
-def fused(x, p, bias=None, isa=None, threads=None):
+def fused(x, p, bias=None, isa=None, threads=None, int8=False):
     if p.format.value == "frozen":
         return cpu_native.linear_frozen(x, p.free_bits, p.offsets, bias, p.key, p.freeze_key, p.in_features, p.dist,
-                                        p.scale, p.prune_threshold, p.lock_threshold, isa=isa, threads=threads)
+                                        p.scale, p.prune_threshold, p.lock_threshold, isa=isa, threads=threads,
+                                        int8=int8)
     return cpu_native.linear_planes(x, p.planes, p.coat_scales, bias, p.key, p.in_features, p.dist, p.scale,
-                                    isa=isa, threads=threads)
+                                    isa=isa, threads=threads, int8=int8)
 
 
 def close(y, want):
@@ -112,3 +113,31 @@ def test_bad_arguments_name_themselves():
         cpu_native.linear_planes(x, p.planes, p.coat_scales, torch.ones(9), p.key, 40, p.dist, p.scale)
     with pytest.raises(ValueError, match=r"isa: expected 'auto' or one of"):
         cpu_native.linear_planes(x, p.planes, p.coat_scales, None, p.key, 40, p.dist, p.scale, isa="sse9")
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(fmt=st.sampled_from(["binary", "multicoat", "frozen"]), n=st.integers(1, 40),
+       k=st.sampled_from([1, 31, 33, 1100, 2100]), m=st.sampled_from([0, 1, 4, 5, 13]), seed=st.integers(0, 10_000),
+       with_bias=st.booleans())
+def test_int8_activations_match_int8_reference(isa, fmt, n, k, m, seed, with_bias):
+    """The integer sums are exact, so the kernel equals quantize-then-float-linear up to rounding."""
+    from slt_hw.ops import slt_linear_int8_reference
+
+    p = packed(fmt, n, k, seed, "signed_constant")
+    x = 4 * torch.randn(m, k, generator=torch.Generator().manual_seed(seed + 1))
+    bias = torch.randn(n) if with_bias else None
+    want = slt_linear_int8_reference(x, p, bias)
+    close(fused(x, p, bias, isa=isa, int8=True), want)
+
+
+def test_int8_public_op_and_its_error():
+    from slt_hw.ops import slt_linear_int8
+
+    p = packed("binary", 16, 100, 0, "signed_constant")
+    x = torch.randn(3, 100)
+    y = slt_linear_int8(x, p)
+    rel = (y - slt_linear_reference(x, p)).norm() / slt_linear_reference(x, p).norm()
+    assert rel < 0.02  # int8 activations: about 1% relative error
+    with pytest.raises(ValueError, match=r"packed: int8 activations need the signed_constant distribution"):
+        slt_linear_int8(x, packed("binary", 16, 100, 0, "uniform"))

@@ -60,7 +60,10 @@ void validate(const LinearProblem& p) {
     fail("weight shape (" + std::to_string(p.N) + ", " + std::to_string(p.K) +
          "): need N, K >= 1 and N * 32 * ceil(K/32) <= 2**32");
   if (p.M < 0) fail("x: negative number of rows");
-  if (p.M > 0 && (p.x == nullptr || p.y == nullptr)) fail("x/y: null pointer");
+  const bool int8 = p.xq != nullptr;
+  if (p.M > 0 && ((int8 ? (p.xscale == nullptr) : (p.x == nullptr)) || p.y == nullptr)) fail("x/y: null pointer");
+  if (int8 && p.dist != kSignedConstant)
+    fail("dist: int8 activations need the signed_constant distribution (weights in {-s, 0, +s})");
   if (p.ldx < p.K) fail("x: row stride smaller than in_features");
   if (p.row_begin < 0 || p.row_begin >= p.row_end || p.row_end > p.N)
     fail("rows: [" + std::to_string(p.row_begin) + ", " + std::to_string(p.row_end) + ") is not a non-empty range within [0, " +
@@ -86,13 +89,23 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
   if (!isa_supported(isa)) fail(std::string("isa: this CPU does not support ") + isa_name(isa));
   if (p.M == 0) return;
   const int64_t W = (p.K + 31) / 32, Kp = 32 * W;
+  const bool int8 = p.xq != nullptr;
   // x copied once into zero-padded rows: every 32-column word load is in bounds.
-  std::vector<float> xp(size_t(p.M * Kp), 0.0f);
-  for (int64_t m = 0; m < p.M; ++m)
-    std::memcpy(xp.data() + m * Kp, p.x + m * p.ldx, size_t(p.K) * sizeof(float));
+  std::vector<float> xp(int8 ? 0 : size_t(p.M * Kp), 0.0f);
+  std::vector<int8_t> xq(int8 ? size_t(p.M * Kp) : 0, 0);
+  for (int64_t m = 0; m < p.M; ++m) {
+    if (int8)
+      std::memcpy(xq.data() + m * Kp, p.xq + m * p.ldx, size_t(p.K));
+    else
+      std::memcpy(xp.data() + m * Kp, p.x + m * p.ldx, size_t(p.K) * sizeof(float));
+  }
   auto kernel = scalar::rows;
+  auto kernel_i8 = scalar::rows_int8;
 #if defined(SLT_HW_HAVE_AVX2)
-  if (isa == Isa::kAvx2) kernel = avx2::rows;
+  if (isa == Isa::kAvx2) {
+    kernel = avx2::rows;
+    kernel_i8 = avx2::rows_int8;
+  }
 #endif
   const int64_t block = p.M > 8 ? 48 : 8;  // rows per task (large batch: a multiple of 3)
   const int64_t rows = p.row_end - p.row_begin;
@@ -109,7 +122,8 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
 #endif
     for (int64_t t = 0; t < tasks; ++t) {
       const int64_t n0 = p.row_begin + t * block, n1 = n0 + block < p.row_end ? n0 + block : p.row_end;
-      if (!kernel(p, xp.data(), scratch.data(), n0, n1)) failed = 1;
+      if (!(int8 ? kernel_i8(p, xq.data(), scratch.data(), n0, n1) : kernel(p, xp.data(), scratch.data(), n0, n1)))
+        failed = 1;
     }
   }
   (void)threads;

@@ -19,6 +19,9 @@ enum class Isa : int { kScalar = 0, kAvx2 = 1 };
 
 struct LinearProblem {
   const float* x = nullptr;  // (M, K), row stride ldx
+  // int8 activations (signed constant only): x quantized per row, x[m, k] ~ xq[m, k] * xscale[m]
+  const int8_t* xq = nullptr;
+  const float* xscale = nullptr;
   int64_t M = 0, ldx = 0;
   float* y = nullptr;  // (M, row_end - row_begin), row stride ldy
   int64_t ldy = 0;
@@ -52,11 +55,14 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads);
 // Per-ISA row kernels (linear_<isa>.cpp). `xp` is x copied to (M, Kp) with zero padding;
 // `scratch` holds at least scratch_floats(K) floats for this thread.
 int64_t scratch_floats(int64_t K);
+// The int8 variants take `xq` copied to (M, Kp) int8 with zero padding.
 namespace scalar {
 bool rows(const LinearProblem& p, const float* xp, float* scratch, int64_t n0, int64_t n1);
+bool rows_int8(const LinearProblem& p, const int8_t* xq, float* scratch, int64_t n0, int64_t n1);
 }
 namespace avx2 {
 bool rows(const LinearProblem& p, const float* xp, float* scratch, int64_t n0, int64_t n1);
+bool rows_int8(const LinearProblem& p, const int8_t* xq, float* scratch, int64_t n0, int64_t n1);
 }
 
 }  // namespace cpu

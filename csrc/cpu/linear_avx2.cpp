@@ -33,6 +33,62 @@ inline void hash_range(uint32_t k0, uint32_t k1, uint32_t base, uint32_t count, 
   for (; i < count; ++i) out[i] = hash32(k0, k1, base + i);
 }
 
+constexpr int64_t kI8Rows = 4;  // activation rows per int8 pass (2 accumulators each)
+
+inline __m256i expand_bytes(uint32_t word) {
+  // byte j of the result is 0xFF iff bit j of word is set
+  const __m256i shuf = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3,
+                                        3, 3, 3, 3, 3, 3);
+  const __m256i bitsel = _mm256_set1_epi64x(int64_t(0x8040201008040201ull));
+  const __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32(int32_t(word)), shuf);
+  return _mm256_cmpeq_epi8(_mm256_and_si256(v, bitsel), bitsel);
+}
+
+inline int32_t hsum_epi32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+  return _mm_cvtsi128_si32(s);
+}
+
+// Weights as int8 {-1, 0, +1} (32 per word: mask bytes, sign applied by vpsignb) against
+// int8 activations; maddubs pair sums stay in int16 for up to 64 words (|sum| <= 64 * 254).
+template <int M>
+void dot_i8_m(const int8_t* xq, int64_t Kp, int64_t m0, const uint32_t* sw, const uint32_t* mw, int64_t W,
+              int32_t* out) {
+  const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
+  __m256i acc[M], acc16[M];
+  for (int r = 0; r < M; ++r) acc[r] = acc16[r] = _mm256_setzero_si256();
+  int pending = 0;
+  for (int64_t w = 0; w < W; ++w) {
+    const uint32_t m = mw[w];
+    if (!m) continue;
+    const __m256i t = _mm256_and_si256(expand_bytes(m), _mm256_or_si256(expand_bytes(sw[w]), ones8));
+    for (int r = 0; r < M; ++r) {
+      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + (m0 + r) * Kp + 32 * w));
+      acc16[r] = _mm256_add_epi16(acc16[r], _mm256_maddubs_epi16(ones8, _mm256_sign_epi8(q, t)));
+    }
+    if (++pending == 64) {
+      for (int r = 0; r < M; ++r) {
+        acc[r] = _mm256_add_epi32(acc[r], _mm256_madd_epi16(acc16[r], ones16));
+        acc16[r] = _mm256_setzero_si256();
+      }
+      pending = 0;
+    }
+  }
+  for (int r = 0; r < M; ++r) out[r] = hsum_epi32(_mm256_add_epi32(acc[r], _mm256_madd_epi16(acc16[r], ones16)));
+}
+
+inline void dot_i8(const int8_t* xq, int64_t Kp, int64_t m0, int64_t mb, const uint32_t* sw, const uint32_t* mw,
+                   int64_t W, int32_t* out) {
+  switch (mb) {
+    case 1: return dot_i8_m<1>(xq, Kp, m0, sw, mw, W, out);
+    case 2: return dot_i8_m<2>(xq, Kp, m0, sw, mw, W, out);
+    case 3: return dot_i8_m<3>(xq, Kp, m0, sw, mw, W, out);
+    default: return dot_i8_m<4>(xq, Kp, m0, sw, mw, W, out);
+  }
+}
+
 #include "linear_rowdesc.inc"
 
 inline float hsum(__m256 v) {
@@ -268,6 +324,10 @@ bool rows(const LinearProblem& p, const float* xp, float* scratch, int64_t n0, i
     }
   }
   return true;
+}
+
+bool rows_int8(const LinearProblem& p, const int8_t* xq, float* scratch, int64_t n0, int64_t n1) {
+  return rows_int8_impl(p, xq, scratch, n0, n1);
 }
 
 }  // namespace avx2

@@ -12,6 +12,22 @@ inline void hash_range(uint32_t k0, uint32_t k1, uint32_t base, uint32_t count, 
   for (uint32_t i = 0; i < count; ++i) out[i] = hash32(k0, k1, base + i);
 }
 
+constexpr int64_t kI8Rows = 4;
+
+inline void dot_i8(const int8_t* xq, int64_t Kp, int64_t m0, int64_t mb, const uint32_t* sw, const uint32_t* mw,
+                   int64_t W, int32_t* out) {
+  for (int64_t r = 0; r < mb; ++r) {
+    const int8_t* x = xq + (m0 + r) * Kp;
+    int32_t s = 0;
+    for (int64_t w = 0; w < W; ++w)
+      for (uint32_t m = mw[w]; m; m &= m - 1) {
+        const int j = __builtin_ctz(m);
+        s += ((sw[w] >> j) & 1u) ? -int32_t(x[32 * w + j]) : int32_t(x[32 * w + j]);
+      }
+    out[r] = s;
+  }
+}
+
 #include "linear_rowdesc.inc"
 
 }  // namespace
@@ -59,6 +75,10 @@ bool rows(const LinearProblem& p, const float* xp, float* scratch, int64_t n0, i
       for (int64_t m = 0; m < p.M; ++m) p.y[m * p.ldy + n - p.row_begin] += p.bias[n - p.row_begin];
   }
   return true;
+}
+
+bool rows_int8(const LinearProblem& p, const int8_t* xq, float* scratch, int64_t n0, int64_t n1) {
+  return rows_int8_impl(p, xq, scratch, n0, n1);
 }
 
 }  // namespace scalar

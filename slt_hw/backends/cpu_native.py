@@ -171,45 +171,56 @@ def _rows(x: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def _linear(x, n, k, key, dist, scale, bias, isa, threads, rows, planes=None, coat_scales=None, free_bits=None,
-            offsets=None, fkey=None, prune_thr=0, lock_thr=0):
+            offsets=None, fkey=None, prune_thr=0, lock_thr=0, int8=False):
     mod = _ext.require()
     _check_key(key, "key")
     r0, r1 = (0, n) if rows is None else rows
     if not 0 <= r0 < r1 <= n:
         raise ValueError(f"rows: expected a non-empty range within [0, {n}), got [{r0}, {r1})")
     x2 = _rows(x, k)
+    xq = xs = None
+    if int8:
+        if Dist.parse(dist) is not Dist.SIGNED_CONSTANT:
+            got = Dist.parse(dist).value
+            raise ValueError(f"dist: int8 activations need the signed_constant distribution, got {got}")
+        from ..ops import quantize_activations  # one quantizer for the kernel and its reference
+
+        xq, xs = quantize_activations(x2)
     y = torch.empty(x2.shape[0], r1 - r0, dtype=torch.float32)
     b = None if bias is None else bias.to(torch.float32).contiguous()
     if b is not None:
         _check_tensor(b, "bias", torch.float32, (r1 - r0,))
     ptr = lambda t: 0 if t is None else t.data_ptr()  # noqa: E731
     fk0, fk1 = (fkey.k0, fkey.k1) if fkey is not None else (0, 0)
-    mod.slt_linear(x2.data_ptr(), x2.shape[0], x2.stride(0) if x2.shape[0] else k, y.data_ptr(), r1 - r0, n, k,
+    ldx = k if int8 or not x2.shape[0] else x2.stride(0)
+    mod.slt_linear(0 if int8 else x2.data_ptr(), x2.shape[0], ldx, y.data_ptr(), r1 - r0, n, k,
                    key.k0, key.k1, Dist.parse(dist).code, check_scale(scale), ptr(b), ptr(planes),
                    0 if planes is None else planes.shape[0], ptr(coat_scales), ptr(free_bits),
                    0 if free_bits is None else free_bits.numel(), ptr(offsets), fk0, fk1, prune_thr, lock_thr,
-                   _isa(isa), torch.get_num_threads() if threads is None else threads, r0, r1)
+                   _isa(isa), torch.get_num_threads() if threads is None else threads, r0, r1, ptr(xq), ptr(xs))
     return y.reshape(*x.shape[:-1], r1 - r0)
 
 
 def linear_planes(x: torch.Tensor, planes: torch.Tensor, coat_scales: torch.Tensor, bias: torch.Tensor | None,
                   key: Key, k: int, dist: Dist | str, scale: float, *, isa: str | None = None,
-                  threads: int | None = None, rows: tuple[int, int] | None = None) -> torch.Tensor:
+                  threads: int | None = None, rows: tuple[int, int] | None = None, int8: bool = False) -> torch.Tensor:
     """Fused binary / multicoat linear: float32 (..., N), or (..., r1 - r0) for rows=(r0, r1) (a
-    convolution group); the weights are never materialised."""
+    convolution group); the weights are never materialised. int8=True quantizes x per row
+    (signed-constant weights only) and sums in integers."""
     if not isinstance(planes, torch.Tensor) or planes.dim() != 3:
         raise ValueError("planes: expected a (C, N, W) int32 tensor")
     c, n = planes.shape[0], planes.shape[1]
     check_geometry(n, k)
     _check_tensor(planes, "planes", torch.int32, (c, n, words_per_row(k)))
     _check_tensor(coat_scales, "coat_scales", torch.float32, (c,))
-    return _linear(x, n, k, key, dist, scale, bias, isa, threads, rows, planes=planes, coat_scales=coat_scales)
+    return _linear(x, n, k, key, dist, scale, bias, isa, threads, rows, planes=planes, coat_scales=coat_scales,
+                   int8=int8)
 
 
 def linear_frozen(x: torch.Tensor, free_bits: torch.Tensor, offsets: torch.Tensor, bias: torch.Tensor | None,
                   key: Key, fkey: Key, k: int, dist: Dist | str, scale: float, prune_thr: int, lock_thr: int, *,
                   isa: str | None = None, threads: int | None = None,
-                  rows: tuple[int, int] | None = None) -> torch.Tensor:
+                  rows: tuple[int, int] | None = None, int8: bool = False) -> torch.Tensor:
     """Fused partially frozen linear: float32 (..., N) (or the rows=(r0, r1) slice)."""
     _check_key(fkey, "fkey")
     if not isinstance(offsets, torch.Tensor) or offsets.dim() != 2:
@@ -223,4 +234,4 @@ def linear_frozen(x: torch.Tensor, free_bits: torch.Tensor, offsets: torch.Tenso
         raise ValueError(f"free_bits: expected a 1-D int32 tensor, got shape {tuple(free_bits.shape)}")
     _check_tensor(free_bits, "free_bits", torch.int32)
     return _linear(x, n, k, key, dist, scale, bias, isa, threads, rows, free_bits=free_bits, offsets=offsets,
-                   fkey=fkey, prune_thr=prune_thr, lock_thr=lock_thr)
+                   fkey=fkey, prune_thr=prune_thr, lock_thr=lock_thr, int8=int8)
