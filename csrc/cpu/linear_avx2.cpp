@@ -109,6 +109,18 @@ inline __m256 bit_select(__m256i word, int j) {
   return _mm256_castsi256_ps(_mm256_sllv_epi32(word, shift));
 }
 
+// kSigns[b]: +1.0 in lane j if bit j of byte b is clear, -1.0 if set. Signed-constant weights are
+// built as +-1 (a table load per 8 lanes instead of a shift and a blend) and the row's sum is
+// scaled once at the end.
+struct SignTable {
+  alignas(32) float v[256][8];
+  SignTable() {
+    for (int b = 0; b < 256; ++b)
+      for (int j = 0; j < 8; ++j) v[b][j] = ((b >> j) & 1) ? -1.0f : 1.0f;
+  }
+};
+const SignTable kSigns;
+
 // What one row (or row block) needs to build its effective weights word by word. The
 // broadcast constants are made once per row, not per word.
 struct RowDesc {
@@ -119,7 +131,8 @@ struct RowDesc {
   int64_t plane_stride;       // N * W
   int64_t C;
   const float* coat_scales;
-  __m256 pos, neg, g0;        // +-scale (times the single coat's scale), that scale as a factor
+  __m256 g0;                  // the single coat's scale (uniform / normal values)
+  float factor;               // applied to each sum: the signed-constant scale (times g0)
 };
 
 RowDesc make_desc(const LinearProblem& p, const uint32_t* sw, const float* vals, const uint32_t* em, int64_t n) {
@@ -127,22 +140,30 @@ RowDesc make_desc(const LinearProblem& p, const uint32_t* sw, const float* vals,
   const bool frozen = p.planes == nullptr;
   const float g0 = frozen ? 1.0f : p.coat_scales[0];
   const bool one = frozen || p.C == 1;
-  const float s = one ? p.scale * g0 : p.scale;  // fold a single coat scale into the constant
+  const bool sc = p.dist == kSignedConstant;
   return RowDesc{sw, vals, em, frozen ? nullptr : p.planes + n * W, p.N * W, p.C, p.coat_scales,
-                 _mm256_set1_ps(s), _mm256_set1_ps(-s), _mm256_set1_ps(one ? g0 : 1.0f)};
+                 _mm256_set1_ps(one && !sc ? g0 : 1.0f), sc ? (one ? p.scale * g0 : p.scale) : 1.0f};
 }
 
 // The 32 effective weights of word w (wl: its index in the descriptor) in four ymm; false if no
 // mask bit is set (the caller skips the word). Specialised on the distribution and format so
 // the per-word path has no branches but the skip.
-template <bool SC, bool ONE, bool FRZ>
+// TABLE: signs from kSigns (fewer vector ops: best when few activation rows share the word) or
+// from a shift and a blend (fewer loads: better when many rows keep the load ports busy).
+template <bool SC, bool ONE, bool FRZ, bool TABLE = true>
 inline bool word_weights(const RowDesc& d, int64_t w, int64_t wl, __m256* wv) {
   const uint32_t any = FRZ ? d.em[wl] : uint32_t(d.row_planes[w]);  // coats are nested
   if (!any) return false;
   __m256 base[4];
   if (SC) {
-    const __m256i sv = _mm256_set1_epi32(int32_t(d.sw[wl]));
-    for (int j = 0; j < 4; ++j) base[j] = _mm256_blendv_ps(d.pos, d.neg, bit_select(sv, j));
+    const uint32_t s = d.sw[wl];
+    if (TABLE) {
+      for (int j = 0; j < 4; ++j) base[j] = _mm256_load_ps(kSigns.v[(s >> (8 * j)) & 0xFFu]);
+    } else {
+      const __m256 pos = _mm256_set1_ps(1.0f), neg = _mm256_set1_ps(-1.0f);
+      const __m256i sv = _mm256_set1_epi32(int32_t(s));
+      for (int j = 0; j < 4; ++j) base[j] = _mm256_blendv_ps(pos, neg, bit_select(sv, j));
+    }
   } else {
     for (int j = 0; j < 4; ++j) base[j] = _mm256_mul_ps(_mm256_loadu_ps(d.vals + 32 * wl + 8 * j), d.g0);
   }
@@ -172,7 +193,7 @@ void row_dot(const float* xp, int64_t Kp, int64_t m0, const RowDesc& d, float* o
     for (int a = 0; a < A; ++a) acc[r][a] = _mm256_setzero_ps();
   __m256 wv[4];
   for (int64_t w = 0; w < W; ++w) {
-    if (!word_weights<SC, ONE, FRZ>(d, w, w, wv)) continue;
+    if (!word_weights<SC, ONE, FRZ, (M <= 2)>(d, w, w, wv)) continue;
     for (int r = 0; r < M; ++r) {
       const float* xr = xp + (m0 + r) * Kp + 32 * w;
       for (int j = 0; j < 4; ++j) acc[r][j % A] = _mm256_fmadd_ps(wv[j], _mm256_loadu_ps(xr + 8 * j), acc[r][j % A]);
@@ -181,7 +202,7 @@ void row_dot(const float* xp, int64_t Kp, int64_t m0, const RowDesc& d, float* o
   for (int r = 0; r < M; ++r) {
     __m256 s = acc[r][0];
     for (int a = 1; a < A; ++a) s = _mm256_add_ps(s, acc[r][a]);
-    out[r] = hsum(s);
+    out[r] = hsum(s) * d.factor;
   }
 }
 
@@ -263,9 +284,10 @@ bool build_block(const LinearProblem& p, int64_t n, uint32_t w0, uint32_t w1, ui
   const WordWeights word = pick_word_weights(p);
   __m256 wv[4];
   for (uint32_t w = w0; w < w1; ++w) {
+    const __m256 factor = _mm256_set1_ps(d.factor);
     if (!word(d, w, w - w0, wv))
       for (int j = 0; j < 4; ++j) wv[j] = _mm256_setzero_ps();
-    for (int j = 0; j < 4; ++j) _mm256_store_ps(dst + 32 * (w - w0) + 8 * j, wv[j]);
+    for (int j = 0; j < 4; ++j) _mm256_store_ps(dst + 32 * (w - w0) + 8 * j, _mm256_mul_ps(wv[j], factor));
   }
   return true;
 }
