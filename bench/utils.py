@@ -25,6 +25,26 @@ def median_seconds(fn: Callable[[], object], repeat: int = 7, warmup: int = 2) -
     return statistics.median(times)
 
 
+def interleaved_medians(fns: dict[str, Callable[[], object]], rounds: int = 9, per_round: int = 3,
+                        warmup: int = 2) -> dict[str, float]:
+    """Median seconds per function, timed round-robin so every function sees the same machine.
+
+    On a shared VM the speed drifts by tens of percent over seconds; timing A fully and then B
+    would turn that drift into a fake ratio.
+    """
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            for _ in range(per_round):
+                t0 = time.perf_counter()
+                fn()
+                samples[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(ts) for name, ts in samples.items()}
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
