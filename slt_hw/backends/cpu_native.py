@@ -8,6 +8,8 @@ Threads: torch.get_num_threads(), so `torch.set_num_threads` governs both.
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from .. import _ext
@@ -155,8 +157,6 @@ def cpu_isas() -> list[str]:
 
 
 def _isa(isa: str | None) -> str:
-    import os
-
     name = isa or os.environ.get(ISA_ENV, "auto") or "auto"
     if name != "auto" and name not in cpu_isas():
         source = "isa" if isa else ISA_ENV
@@ -170,13 +170,17 @@ def _rows(x: torch.Tensor, k: int) -> torch.Tensor:
     return x2 if x2.stride(-1) == 1 else x2.contiguous()
 
 
+def _ptr(t: torch.Tensor | None) -> int:
+    return 0 if t is None else t.data_ptr()
+
+
 def _linear(x, n, k, key, dist, scale, bias, isa, threads, rows, planes=None, coat_scales=None, free_bits=None,
             offsets=None, fkey=None, prune_thr=0, lock_thr=0, int8=False):
     mod = _ext.require()
     _check_key(key, "key")
     r0, r1 = (0, n) if rows is None else rows
     if not 0 <= r0 < r1 <= n:
-        raise ValueError(f"rows: expected a non-empty range within [0, {n}), got [{r0}, {r1})")
+        raise ValueError(f"rows: expected 0 <= row_begin < row_end <= {n}, got [{r0}, {r1})")
     x2 = _rows(x, k)
     xq = xs = None
     if int8:
@@ -190,14 +194,13 @@ def _linear(x, n, k, key, dist, scale, bias, isa, threads, rows, planes=None, co
     b = None if bias is None else bias.to(torch.float32).contiguous()
     if b is not None:
         _check_tensor(b, "bias", torch.float32, (r1 - r0,))
-    ptr = lambda t: 0 if t is None else t.data_ptr()  # noqa: E731
     fk0, fk1 = (fkey.k0, fkey.k1) if fkey is not None else (0, 0)
     ldx = k if int8 or not x2.shape[0] else x2.stride(0)
     mod.slt_linear(0 if int8 else x2.data_ptr(), x2.shape[0], ldx, y.data_ptr(), r1 - r0, n, k,
-                   key.k0, key.k1, Dist.parse(dist).code, check_scale(scale), ptr(b), ptr(planes),
-                   0 if planes is None else planes.shape[0], ptr(coat_scales), ptr(free_bits),
-                   0 if free_bits is None else free_bits.numel(), ptr(offsets), fk0, fk1, prune_thr, lock_thr,
-                   _isa(isa), torch.get_num_threads() if threads is None else threads, r0, r1, ptr(xq), ptr(xs))
+                   key.k0, key.k1, Dist.parse(dist).code, check_scale(scale), _ptr(b), _ptr(planes),
+                   0 if planes is None else planes.shape[0], _ptr(coat_scales), _ptr(free_bits),
+                   0 if free_bits is None else free_bits.numel(), _ptr(offsets), fk0, fk1, prune_thr, lock_thr,
+                   _isa(isa), torch.get_num_threads() if threads is None else threads, r0, r1, _ptr(xq), _ptr(xs))
     return y.reshape(*x.shape[:-1], r1 - r0)
 
 
