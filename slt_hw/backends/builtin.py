@@ -1,8 +1,9 @@
 """The built-in backends. Each one states, per device, why it cannot run (empty: it can).
 
 The C++ backend is the fused CPU kernel (csrc/cpu/linear*.cpp): weights are regenerated in
-registers and never materialised. The Triton backend still regenerates the masked weight and
-hands it to cuBLAS; the GPU issue's fused kernels replace it behind the same registry entry.
+registers and never materialised. The Triton backend (kernels/linear.py) and the CUDA backend
+(csrc/cuda/linear.cu) do the same on the GPU: a GEMV for small batches, a tensor-core GEMM
+for large ones.
 """
 
 from __future__ import annotations
@@ -96,24 +97,21 @@ def _triton_reasons(device: torch.device) -> list[str]:
 
 
 def _triton_linear_planes(x, planes, coat_scales, bias, k0, k1, k, dist, scale, rows):
-    from slt_hw import kernels
+    from slt_hw.kernels import linear
 
-    n = planes.shape[1]
-    w = kernels.materialize_planes(Key(k0, k1), n, k, dist, scale, planes.contiguous(), coat_scales.contiguous())
-    return _finish(F.linear(x.to(torch.float32), w[rows[0]:rows[1]]), x, bias)
+    return linear.linear_planes(x, planes, coat_scales, bias, Key(k0, k1), k, dist, scale, rows=rows)
 
 
 def _triton_linear_frozen(x, free_bits, offsets, bias, k0, k1, fk0, fk1, k, dist, scale, prune, lock, rows):
-    from slt_hw import kernels
+    from slt_hw.kernels import linear
 
-    w = kernels.materialize_frozen(Key(k0, k1), Key(fk0, fk1), offsets.shape[0], k, dist, scale,
-                                   free_bits.contiguous(), offsets.contiguous(), prune, lock)
-    return _finish(F.linear(x.to(torch.float32), w[rows[0]:rows[1]]), x, bias)
+    return linear.linear_frozen(x, free_bits, offsets, bias, Key(k0, k1), Key(fk0, fk1), k, dist, scale, prune,
+                                lock, rows=rows)
 
 
 register(Backend(
     name="triton", priority=40,
-    description="Triton: regenerates the masked weight on the GPU, then cuBLAS (fused kernels: GPU issue)",
+    description="Triton fused slt_linear (kernels/linear.py): GEMV or tensor-core GEMM, weights made in registers",
     not_supported_reasons=_triton_reasons,
     ops={"linear_planes": _triton_linear_planes, "linear_frozen": _triton_linear_frozen},
     auto_devices=("cuda",),

@@ -1,0 +1,404 @@
+"""Fused slt_linear in Triton: y = x @ W_effᵀ (+ bias) with W_eff regenerated from (key, mask)
+inside the matmul, never written to memory.
+
+Two paths, one weight-tile helper (`_eff_tile`) shared by both:
+- GEMV (batch ≤ 8): CUDA cores. A program owns BLOCK_N output rows and one K split; per step it
+  hashes one sign word per 32 weights (signed constant) next to the row's 32-bit mask word,
+  expands both in registers and reduces against the few activation rows. Mask words of a row are
+  contiguous, so a (BLOCK_N, BLOCK_K/32) word tile is a coalesced load. When the output is narrow
+  the K range is split across programs (partials summed on the host, deterministically).
+- GEMM (batch > 8): tensor cores. A (BLOCK_N, BLOCK_K) tile of W_eff is rebuilt in registers,
+  cast to the activation dtype (fp16/bf16; fp32 stays IEEE fp32) and fed to tl.dot with an fp32
+  accumulator. The integer work per weight is independent of the batch, so it amortises.
+
+Rows [row_begin, row_end) of the weight are computed (a convolution group); counters always use
+the absolute row. The frozen format walks K in order and carries each row's free-bit stream
+index from tile to tile, reloading it from the offset table at every 1024-column block.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+from slt_hw.contract import OFFSET_BLOCK_WORDS, WORD_BITS, Dist, Key, check_geometry, check_scale, words_per_row
+
+from .contract import FREE, LOCKED, expand_bits, freeze_tile, weight_tile
+from .materialize import _check_key, _check_thresholds, _table
+
+__all__ = ["linear_frozen", "linear_planes"]
+
+OFFSET_BLOCK = OFFSET_BLOCK_WORDS * WORD_BITS  # 1024: BLOCK_K divides it, split-K chunks are multiples
+GEMV_MAX_BATCH = 8
+_DNS = ["k0", "k1", "fk0", "fk1", "prune_thr", "lock_thr"]
+
+
+def _interpreted() -> bool:
+    return os.environ.get("TRITON_INTERPRET") == "1"
+
+
+# --------------------------------------------------------------------------- the weight tile
+
+
+@triton.jit
+def _eff_tile(rows, row_ok, k_start, K, Kp, W, k0, k1, scale, table_ptr,
+              # binary / multicoat
+              planes_ptr, coat_ptr, plane_stride,
+              # frozen
+              bits_ptr, offsets_ptr, NB, fk0, fk1, prune_thr, lock_thr, idx,
+              DIST: tl.constexpr, FROZEN: tl.constexpr, C: tl.constexpr, BLOCK_K: tl.constexpr):
+    """(BLOCK_N, BLOCK_K) float32 W_eff of columns [k_start, k_start + BLOCK_K) (zero past K),
+    and the rows' free-bit stream index after the tile (frozen; passed through otherwise)."""
+    BLOCK_W: tl.constexpr = BLOCK_K // 32
+    BLOCK_N: tl.constexpr = rows.shape[0]
+    cols = k_start + tl.arange(0, BLOCK_K)
+    w0 = weight_tile(k0, k1, rows, k_start, Kp, DIST, scale, table_ptr, BLOCK_K)
+    if FROZEN:
+        valid = row_ok[:, None] & (cols[None, :] < K)
+        # The offset table restarts every row's stream index at each 1024-column block.
+        b = k_start // 1024
+        base = tl.load(offsets_ptr + rows.to(tl.int64) * NB + b, mask=row_ok, other=0)
+        idx = tl.where(k_start % 1024 == 0, base, idx)
+        st = freeze_tile(fk0, fk1, rows, k_start, Kp, prune_thr, lock_thr, BLOCK_K)
+        free = (st == FREE) & valid
+        free_i = free.to(tl.int32)
+        pos = idx[:, None] + (tl.cumsum(free_i, axis=1) - free_i).to(tl.int64)
+        word = tl.load(bits_ptr + (pos >> 5), mask=free, other=0)
+        bit = (word.to(tl.uint32, bitcast=True) >> (pos & 31).to(tl.uint32)) & 1
+        keep = ((st == LOCKED) & valid) | (free & (bit != 0))
+        w = tl.where(keep, w0, 0.0)
+        idx = idx + tl.sum(free_i, axis=1).to(tl.int64)
+    else:
+        wcols = k_start // 32 + tl.arange(0, BLOCK_W)
+        wmask = row_ok[:, None] & (wcols[None, :] < W)
+        wptr = planes_ptr + rows.to(tl.int64)[:, None] * W + wcols[None, :]
+        if C == 1:
+            # Binary: one mask word per 32 weights selects w0 or +0.0 (coat scale applied as in
+            # the reference: m = g where the bit is set).
+            bits = expand_bits(tl.load(wptr, mask=wmask, other=0), BLOCK_N, BLOCK_W)
+            m = tl.where(bits != 0, tl.load(coat_ptr), 0.0)
+            w = tl.where(m == 0.0, 0.0, w0 * m)
+        else:
+            m = tl.zeros((BLOCK_N, BLOCK_K), dtype=tl.float32)
+            for i in tl.static_range(C):
+                bits = expand_bits(tl.load(wptr + i * plane_stride, mask=wmask, other=0), BLOCK_N, BLOCK_W)
+                m = tl.where(bits != 0, m + tl.load(coat_ptr + i), m)
+            w = tl.where(m == 0.0, 0.0, w0 * m)
+    return w, idx
+
+
+# --------------------------------------------------------------------------- GEMV
+
+
+@triton.jit(do_not_specialize=_DNS)
+def _gemv_kernel(
+    # pointers
+    x_ptr, out_ptr, bias_ptr, table_ptr, planes_ptr, coat_ptr, bits_ptr, offsets_ptr,
+    # sizes
+    M, K, Kp, W, NB, row_begin, row_end, R, plane_stride, K_PER_SPLIT,
+    # strides
+    stride_xm, stride_os, stride_om,
+    # contract
+    k0, k1, scale, fk0, fk1, prune_thr, lock_thr,
+    # meta-parameters
+    DIST: tl.constexpr, FROZEN: tl.constexpr, C: tl.constexpr, HAS_BIAS: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    pid_n = tl.program_id(0)
+    pid_k = tl.program_id(1)
+    rows = row_begin + pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    row_ok = rows < row_end
+    ms = tl.arange(0, BLOCK_M)
+    m_ok = ms < M
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    idx = tl.zeros((BLOCK_N,), dtype=tl.int64)
+    k_lo = pid_k * K_PER_SPLIT
+    k_hi = tl.minimum(k_lo + K_PER_SPLIT, K)
+    for k_start in range(k_lo, k_hi, BLOCK_K):
+        w, idx = _eff_tile(rows, row_ok, k_start, K, Kp, W, k0, k1, scale, table_ptr,
+                           planes_ptr, coat_ptr, plane_stride,
+                           bits_ptr, offsets_ptr, NB, fk0, fk1, prune_thr, lock_thr, idx,
+                           DIST, FROZEN, C, BLOCK_K)
+        cols = k_start + tl.arange(0, BLOCK_K)
+        x = tl.load(x_ptr + ms.to(tl.int64)[:, None] * stride_xm + cols[None, :],
+                    mask=m_ok[:, None] & (cols[None, :] < K), other=0.0).to(tl.float32)
+        acc += tl.sum(x[:, None, :] * w[None, :, :], axis=2)
+    out_cols = rows - row_begin
+    if HAS_BIAS:
+        acc += tl.load(bias_ptr + out_cols, mask=row_ok, other=0.0).to(tl.float32)[None, :]
+    optr = out_ptr + pid_k * stride_os + ms.to(tl.int64)[:, None] * stride_om + out_cols[None, :]
+    tl.store(optr, acc.to(out_ptr.dtype.element_ty), mask=m_ok[:, None] & (out_cols < R)[None, :])
+
+
+# --------------------------------------------------------------------------- GEMM
+
+
+@triton.jit(do_not_specialize=_DNS)
+def _gemm_kernel(
+    # pointers
+    x_ptr, out_ptr, bias_ptr, table_ptr, planes_ptr, coat_ptr, bits_ptr, offsets_ptr,
+    # sizes
+    M, K, Kp, W, NB, row_begin, row_end, R, plane_stride,
+    # strides
+    stride_xm, stride_om,
+    # contract
+    k0, k1, scale, fk0, fk1, prune_thr, lock_thr,
+    # meta-parameters
+    DIST: tl.constexpr, FROZEN: tl.constexpr, C: tl.constexpr, HAS_BIAS: tl.constexpr,
+    PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    GROUP_M: tl.constexpr,
+):
+    # Grouped ordering: GROUP_M row-blocks of x share each regenerated weight column in L2.
+    pid = tl.program_id(0)
+    num_m = tl.cdiv(M, BLOCK_M)
+    num_n = tl.cdiv(R, BLOCK_N)
+    group = GROUP_M * num_n
+    first_m = (pid // group) * GROUP_M
+    size_m = tl.minimum(num_m - first_m, GROUP_M)
+    pid_m = first_m + (pid % group) % size_m
+    pid_n = (pid % group) // size_m
+
+    ms = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    m_ok = ms < M
+    rows = row_begin + pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    row_ok = rows < row_end
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    idx = tl.zeros((BLOCK_N,), dtype=tl.int64)
+    for k_start in range(0, K, BLOCK_K):
+        w, idx = _eff_tile(rows, row_ok, k_start, K, Kp, W, k0, k1, scale, table_ptr,
+                           planes_ptr, coat_ptr, plane_stride,
+                           bits_ptr, offsets_ptr, NB, fk0, fk1, prune_thr, lock_thr, idx,
+                           DIST, FROZEN, C, BLOCK_K)
+        cols = k_start + tl.arange(0, BLOCK_K)
+        x = tl.load(x_ptr + ms.to(tl.int64)[:, None] * stride_xm + cols[None, :],
+                    mask=m_ok[:, None] & (cols[None, :] < K), other=0.0)
+        acc = tl.dot(x, tl.trans(w.to(x.dtype)), acc, input_precision=PRECISION)
+    out_cols = rows - row_begin
+    if HAS_BIAS:
+        acc += tl.load(bias_ptr + out_cols, mask=row_ok, other=0.0).to(tl.float32)[None, :]
+    optr = out_ptr + ms.to(tl.int64)[:, None] * stride_om + out_cols[None, :]
+    tl.store(optr, acc.to(out_ptr.dtype.element_ty), mask=m_ok[:, None] & (out_cols < R)[None, :])
+
+
+# --------------------------------------------------------------------------- autotuning
+
+
+def _gemv_configs():
+    def keep(bn, bk, warps):
+        # A (BLOCK_N, BLOCK_K) fp32 tile per program: beyond 16 K elements per 4 warps it spills.
+        return bn * bk <= 4096 * warps
+    return [triton.Config({"BLOCK_N": bn, "BLOCK_K": bk}, num_warps=w, num_stages=s)
+            for bn in (4, 8, 16, 32) for bk in (256, 512, 1024) for w in (4, 8) for s in (1, 2)
+            if keep(bn, bk, w)]
+
+
+def _gemm_configs():
+    def keep(bm, bn, bk, warps):
+        # Regeneration runs on every warp: bigger weight tiles need more warps to hide it.
+        return bm * bn <= 128 * 64 * warps and bn * bk <= 128 * 128
+    return [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": 8},
+                          num_warps=w, num_stages=s)
+            for bm in (64, 128) for bn in (64, 128, 256) for bk in (32, 64, 128) for w in (4, 8)
+            for s in (3, 4) if keep(bm, bn, bk, w)]
+
+
+# Interpreter: one fixed, small config (autotuning would run every config in numpy).
+_GEMV_FIXED = {"BLOCK_N": 16, "BLOCK_K": 256}
+_GEMM_FIXED = {"BLOCK_M": 16, "BLOCK_N": 32, "BLOCK_K": 64, "GROUP_M": 4}
+
+_TUNED: dict[str, object] = {}
+
+
+def _kernel(name: str):
+    """The autotuned kernel on a GPU, the plain one (plus the fixed config) in the interpreter."""
+    if _interpreted():
+        return (_gemv_kernel, _GEMV_FIXED) if name == "gemv" else (_gemm_kernel, _GEMM_FIXED)
+    if name not in _TUNED:
+        if name == "gemv":
+            _TUNED[name] = triton.autotune(_gemv_configs(), key=["R", "K", "BLOCK_M"])(_gemv_kernel)
+        else:
+            _TUNED[name] = triton.autotune(_gemm_configs(), key=["M", "R", "K"])(_gemm_kernel)
+    return _TUNED[name], {}
+
+
+def _num_sms(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).multi_processor_count
+    return 4
+
+
+def _split_k(rows: int, k: int, device: torch.device) -> int:
+    """Split K (in 1024-column chunks) until about two programs per SM are busy: a narrow
+    output (few row tiles) would otherwise leave most SMs idle."""
+    tiles = triton.cdiv(rows, 16)
+    want = triton.cdiv(2 * _num_sms(device), max(tiles, 1))
+    return max(1, min(want, triton.cdiv(k, OFFSET_BLOCK)))
+
+
+# --------------------------------------------------------------------------- host side
+
+
+def _check_x(x: torch.Tensor, k: int, device: torch.device) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x: expected a torch.Tensor, got {type(x).__name__}")
+    if x.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise TypeError(f"x: expected dtype float32, float16 or bfloat16, got {x.dtype}")
+    if x.dim() < 1 or x.shape[-1] != k:
+        raise ValueError(f"x: expected (..., {k}), got {tuple(x.shape)}")
+    if x.device != device:
+        raise ValueError(f"x: on {x.device}, the mask on {device}")
+    return x.reshape(-1, k).contiguous()
+
+
+def _check_bias(bias: torch.Tensor | None, n: int, device: torch.device) -> None:
+    """bias has one value per computed row (row_end - row_begin), as the ops pass it."""
+    if bias is None:
+        return
+    if not isinstance(bias, torch.Tensor) or bias.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise TypeError(f"bias: expected a float tensor or None, got {getattr(bias, 'dtype', type(bias).__name__)}")
+    if tuple(bias.shape) != (n,) or bias.device != device:
+        raise ValueError(f"bias: expected ({n},) on {device}, got {tuple(bias.shape)} on {bias.device}")
+
+
+def _check_rows(rows, n: int) -> tuple[int, int]:
+    r0, r1 = (0, n) if rows is None else rows
+    if not 0 <= r0 <= r1 <= n:
+        raise ValueError(f"rows: expected 0 <= row_begin <= row_end <= {n}, got ({r0}, {r1})")
+    return r0, r1
+
+
+def _check_path(path: str | None) -> None:
+    if path not in (None, "gemv", "gemm"):
+        raise ValueError(f"path: expected None, 'gemv' or 'gemm', got {path!r}")
+
+
+def _launch(x2, bias, n, k, rows, dist, scale, key, planes, coat_scales, plane_stride, c,
+            free_bits, offsets, fkey, prune_thr, lock_thr, frozen, path, split_k):
+    device = x2.device
+    r0, r1 = rows
+    r = r1 - r0
+    mrows = x2.shape[0]
+    out = torch.empty(mrows, r, dtype=x2.dtype, device=device)
+    if mrows == 0 or r == 0:
+        return out
+    w = words_per_row(k)
+    kp = w * WORD_BITS
+    nb = triton.cdiv(w, OFFSET_BLOCK_WORDS)
+    table = _table(device)
+    has_bias = bias is not None
+    bias_arg = bias if has_bias else table  # any valid pointer; never read
+    contract = (key.k0, key.k1, scale, fkey.k0, fkey.k1, prune_thr, lock_thr)
+    if path is None:
+        path = "gemv" if mrows <= GEMV_MAX_BATCH else "gemm"
+    if path == "gemv":
+        if mrows > 16:
+            raise ValueError(f"path: the GEMV path takes at most 16 activation rows, got {mrows}")
+        splits = _split_k(r, k, device) if split_k is None else split_k
+        if splits < 1:
+            raise ValueError(f"split_k: expected >= 1, got {splits}")
+        chunk = triton.cdiv(triton.cdiv(k, splits), OFFSET_BLOCK) * OFFSET_BLOCK
+        splits = triton.cdiv(k, chunk)
+        block_m = max(1, triton.next_power_of_2(mrows))
+        part = out if splits == 1 else torch.empty(splits, mrows, r, dtype=torch.float32, device=device)
+        kern, fixed = _kernel("gemv")
+        grid = lambda meta: (triton.cdiv(r, meta["BLOCK_N"]), splits)  # noqa: E731
+        kern[grid](x2, part, bias_arg, table, planes, coat_scales, free_bits, offsets,
+                   mrows, k, kp, w, nb, r0, r1, r, plane_stride, chunk,
+                   x2.stride(0), part.stride(0) if splits > 1 else 0, part.stride(-2),
+                   *contract, DIST=dist.code, FROZEN=frozen, C=c, HAS_BIAS=has_bias and splits == 1,
+                   BLOCK_M=block_m, **fixed)
+        if splits == 1:
+            return out
+        y = part.sum(0)
+        if has_bias:
+            y = y + bias.to(torch.float32)
+        return y.to(x2.dtype)
+    precision = "ieee" if x2.dtype == torch.float32 else "tf32"
+    kern, fixed = _kernel("gemm")
+    grid = lambda meta: (triton.cdiv(mrows, meta["BLOCK_M"]) * triton.cdiv(r, meta["BLOCK_N"]),)  # noqa: E731
+    kern[grid](x2, out, bias_arg, table, planes, coat_scales, free_bits, offsets,
+               mrows, k, kp, w, nb, r0, r1, r, plane_stride,
+               x2.stride(0), out.stride(0),
+               *contract, DIST=dist.code, FROZEN=frozen, C=c, HAS_BIAS=has_bias, PRECISION=precision,
+               **fixed)
+    return out
+
+
+def linear_planes(x: torch.Tensor, planes: torch.Tensor, coat_scales: torch.Tensor, bias: torch.Tensor | None,
+                  key: Key, in_features: int, dist: Dist | str, scale: float, *, rows=None,
+                  path: str | None = None, split_k: int | None = None) -> torch.Tensor:
+    """y = x @ W_eff[rows]ᵀ + bias for the binary / multicoat formats, in x's dtype.
+
+    planes: int32 (C, N, W) (or (N, W)); coat_scales: float32 (C,); rows: (row_begin, row_end)
+    of the weight, default all; path: force "gemv" or "gemm" (default by batch size);
+    split_k: GEMV K splits (default: enough to fill the GPU)."""
+    dist = Dist.parse(dist)
+    _check_key(key, "key")
+    s = check_scale(scale)
+    if not isinstance(planes, torch.Tensor):
+        raise TypeError(f"planes: expected a torch.Tensor, got {type(planes).__name__}")
+    if planes.dim() == 2:
+        planes = planes.unsqueeze(0)
+    if planes.dim() != 3:
+        raise ValueError(f"planes: expected (C, N, W), got {tuple(planes.shape)}")
+    n = planes.shape[1]
+    check_geometry(n, in_features)
+    w = words_per_row(in_features)
+    if planes.dtype != torch.int32 or planes.shape[2] != w or planes.shape[0] < 1:
+        raise ValueError(f"planes: expected int32 (C, {n}, {w}), got {planes.dtype} {tuple(planes.shape)}")
+    c = planes.shape[0]
+    if (not isinstance(coat_scales, torch.Tensor) or coat_scales.dtype != torch.float32
+            or tuple(coat_scales.shape) != (c,) or coat_scales.device != planes.device):
+        raise ValueError(f"coat_scales: expected float32 ({c},) on {planes.device}")
+    _check_path(path)
+    x2 = _check_x(x, in_features, planes.device)
+    r = _check_rows(rows, n)
+    _check_bias(bias, r[1] - r[0], planes.device)
+    planes = planes.contiguous()
+    dummy = torch.zeros(1, dtype=torch.int64, device=planes.device)
+    y = _launch(x2, bias, n, in_features, r, dist, s, key, planes, coat_scales.contiguous(), n * w, c,
+                dummy, dummy, Key(0, 0), 0, 0, False, path, split_k)
+    return y.reshape(*x.shape[:-1], r[1] - r[0])
+
+
+def linear_frozen(x: torch.Tensor, free_bits: torch.Tensor, offsets: torch.Tensor, bias: torch.Tensor | None,
+                  key: Key, fkey: Key, in_features: int, dist: Dist | str, scale: float, prune_thr: int,
+                  lock_thr: int, *, rows=None, path: str | None = None,
+                  split_k: int | None = None) -> torch.Tensor:
+    """y = x @ W_eff[rows]ᵀ + bias for the partially frozen format, in x's dtype (bias: one value
+    per computed row).
+
+    free_bits: int32 words of the free-bit stream; offsets: int64 (N, ceil(W/32)) stream index
+    of each row's first free weight per 1024-column block (PackedWeight.offsets)."""
+    dist = Dist.parse(dist)
+    _check_key(key, "key")
+    _check_key(fkey, "fkey")
+    _check_thresholds(prune_thr, lock_thr)
+    s = check_scale(scale)
+    if not isinstance(free_bits, torch.Tensor) or free_bits.dtype != torch.int32:
+        raise TypeError(f"free_bits: expected an int32 tensor, got {getattr(free_bits, 'dtype', type(free_bits))}")
+    if not isinstance(offsets, torch.Tensor) or offsets.dtype != torch.int64 or offsets.dim() != 2:
+        raise ValueError("offsets: expected an int64 (N, ceil(W/32)) tensor")
+    n = offsets.shape[0]
+    check_geometry(n, in_features)
+    nb = triton.cdiv(words_per_row(in_features), OFFSET_BLOCK_WORDS)
+    if offsets.shape[1] != nb:
+        raise ValueError(f"offsets: expected ({n}, {nb}), got {tuple(offsets.shape)}")
+    if offsets.device != free_bits.device:
+        raise ValueError(f"offsets: on {offsets.device}, free_bits on {free_bits.device}")
+    _check_path(path)
+    device = free_bits.device
+    x2 = _check_x(x, in_features, device)
+    r = _check_rows(rows, n)
+    _check_bias(bias, r[1] - r[0], device)
+    free_bits = free_bits.reshape(-1).contiguous()
+    if free_bits.numel() == 0:  # no free weight: every load is masked, but keep a valid pointer
+        free_bits = torch.zeros(1, dtype=torch.int32, device=device)
+    dummy_planes = torch.zeros(1, dtype=torch.int32, device=device)
+    dummy_g = torch.ones(1, dtype=torch.float32, device=device)
+    y = _launch(x2, bias, n, in_features, r, dist, s, key, dummy_planes, dummy_g, 0, 1,
+                free_bits, offsets.contiguous(), fkey, prune_thr, lock_thr, True, path, split_k)
+    return y.reshape(*x.shape[:-1], r[1] - r[0])
