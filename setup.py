@@ -198,6 +198,7 @@ def _ext_modules():
 setup(
     packages=list(PACKAGES),
     package_dir=PACKAGES,
+    package_data={"slt_hw.sim": ["presets/*.yaml"]},
     ext_modules=_ext_modules(),
     cmdclass={"build_ext": CMakeBuild},
 )

@@ -1,0 +1,99 @@
+"""Simulator config (every bad field named), presets and the energy table."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from slt_hw.sim import config, energy
+
+
+def test_presets_load_and_match_each_other():
+    names = config.presets()
+    assert {"hiddenite", "dense-4k", "binary-4k", "ternary-4k"} <= set(names)
+    h = config.load_design("hiddenite")
+    assert h.array.pes == 4096 and h.is_slt and h.node_nm == 40
+    for base in ("dense-4k", "binary-4k", "ternary-4k"):
+        b = config.load_design(base)
+        assert b.array == h.array and b.sram == h.sram and b.clock_mhz == h.clock_mhz and not b.is_slt
+    assert config.load_design("binary-4k").weights.stored_bits == 1
+    assert config.load_design("ternary-4k").weights.stored_bits == 2
+
+
+@pytest.mark.parametrize("path, value, field", [
+    ("array.rows", 0, "array.rows"),
+    ("array.cols", 2.5, "array.cols"),
+    ("dataflow", "row_stationary", "dataflow"),
+    ("sram.activations.kib", -1, "sram.activations.kib"),
+    ("sram.outputs.double_buffered", "yes", "sram.outputs.double_buffered"),
+    ("sram.cell", "ulp", "sram.cell"),
+    ("dram.bytes_per_cycle", 0, "dram.bytes_per_cycle"),
+    ("clock_mhz", float("nan"), "clock_mhz"),
+    ("weights.kind", "quaternary", "weights.kind"),
+    ("generator.fanout", 0, "generator.fanout"),
+    ("generator.kind", "trng", "generator.kind"),
+    ("mask_memory.frozen", -0.1, "mask_memory.frozen"),
+])
+def test_bad_fields_are_named(path, value, field):
+    raw = config.to_dict(config.load_design("hiddenite"))
+    node = raw
+    *head, last = path.split(".")
+    for p in head:
+        node = node[p]
+    node[last] = value
+    with pytest.raises(config.ConfigError, match=f"^{field.replace('.', '[.]')}"):
+        config.from_dict(raw)
+
+
+def test_unknown_and_missing_fields_named(tmp_path):
+    raw = config.to_dict(config.load_design("dense-4k"))
+    raw["sram"]["weights"]["kbi"] = 3
+    with pytest.raises(config.ConfigError, match="sram.weights.kbi: unknown field"):
+        config.from_dict(raw)
+    with pytest.raises(config.ConfigError, match="sram.weights.kib: required"):
+        config.from_dict({"name": "x", "sram": {"weights": {"banks": 2}}})
+    with pytest.raises(config.ConfigError, match="generator"):
+        config.from_dict({"name": "x", "weights": {"kind": "slt"}})
+    with pytest.raises(config.ConfigError, match="generator"):
+        config.from_dict({"name": "x", "weights": {"kind": "dense"}, "generator": {}})
+    with pytest.raises(config.ConfigError, match="design"):
+        config.load_design("no-such-preset")
+    f = tmp_path / "d.yaml"
+    f.write_text(yaml.safe_dump({**config.to_dict(config.load_design("hiddenite")), "name": "mine"}))
+    assert config.load_design(f).name == "mine"
+    with pytest.raises(config.ConfigError, match="array.rowz: no such config field"):
+        config.load_design("hiddenite").replace({"array.rowz": 3})
+
+
+def test_designs_are_frozen():
+    d = config.load_design("hiddenite")
+    with pytest.raises(AttributeError):
+        d.clock_mhz = 1.0
+
+
+def test_energy_table_reproduces_its_sources():
+    # CACTI points are returned exactly at their capacities (64-bit words, 45 nm, hp cells)
+    for kib, read64, leak in energy.SRAM_TABLE_45NM:
+        assert energy.sram_pj_per_bit(kib, 64) * 64 == pytest.approx(read64)
+        assert energy.sram_leak_mw(kib) == pytest.approx(leak)
+    # the width factor reproduces the 128 KB width sweep
+    for width, pj in energy.SRAM_WIDTH_PJ_PER_BIT:
+        assert energy.sram_pj_per_bit(128, width) == pytest.approx(pj * 39.2 / 64 / 0.61)
+    # monotone in capacity; wider words cost less per bit
+    assert energy.sram_pj_per_bit(64, 64) < energy.sram_pj_per_bit(256, 64)
+    assert energy.sram_pj_per_bit(128, 256) < energy.sram_pj_per_bit(128, 8)
+    # node rule: the 22 nm CACTI points within 10 %
+    f = energy.node_factor(22)
+    assert energy.sram_pj_per_bit(32, 64) * 64 * f == pytest.approx(5.29, rel=0.1)
+    assert energy.sram_pj_per_bit(1024, 64) * 64 * f == pytest.approx(32.3, rel=0.1)
+    assert energy.node_factor(45) == 1.0 and energy.node_factor(45, 0.45) == pytest.approx(0.25)
+    # Horowitz: an 8x8 MAC = mult + 32-bit add; binary/SLT MACs are accumulates only
+    assert energy.mac_pj("dense", 8, 8) == pytest.approx(0.3)
+    assert energy.mac_pj("slt", 0, 8) == energy.INT32_ADD_PJ
+    # the hash generator lands in the cited 0.06-0.6 pJ/bit range
+    assert 0.06 <= energy.GEN_HASH_PJ_PER_STEP / 32 <= 0.6
+
+
+def test_lstp_cells_trade_read_energy_for_leakage():
+    assert energy.sram_leak_mw(1024, "lstp") == pytest.approx(0.32)
+    assert energy.sram_pj_per_bit(1024, 64, "lstp") * 64 == pytest.approx(153.0)
