@@ -1,4 +1,5 @@
-"""`slt-hw` command line: `slt-hw info` (environment and backends), `slt-hw demo`, `slt-hw find`."""
+"""`slt-hw` command line: `slt-hw info` (environment and backends), `slt-hw demo`, `slt-hw find`,
+`slt-hw sim` (accelerator simulator)."""
 
 from __future__ import annotations
 
@@ -89,6 +90,20 @@ def cmd_find(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def cmd_sim(args: argparse.Namespace, console: Console) -> int:
+    from .sim.cli import run  # numba and matplotlib load only for this command
+
+    return run(args, console)
+
+
+def _add_sim_parser(sub) -> None:
+    sim = sub.add_parser("sim", help="simulate an SLT accelerator against dense/binary/ternary baselines; "
+                                     "`slt-hw sim sweep <sweep.yaml>` for design-space sweeps")
+    from .sim.cli import add_arguments
+
+    add_arguments(sim)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="slt-hw", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -113,9 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     fnd.add_argument("--seed", type=int, default=0)
     fnd.add_argument("--out", default="supermask.slt", help="checkpoint path (default supermask.slt)")
     fnd.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_sim_parser(sub)
     args = parser.parse_args(argv)
     console = Console(width=None if sys.stdout.isatty() else 120)
-    return {"info": cmd_info, "demo": cmd_demo, "find": cmd_find}[args.command](args, console)
+    return {"info": cmd_info, "demo": cmd_demo, "find": cmd_find, "sim": cmd_sim}[args.command](args, console)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,59 @@
+"""`slt-hw sim`: comparison tables, plots, CSV; sweeps with a Pareto plot; errors name the field."""
+
+from __future__ import annotations
+
+import csv
+
+import yaml
+
+from slt_hw.cli import main
+from slt_hw.sim import report
+
+
+def test_sim_compare_writes_tables_and_plots(tmp_path, capsys):
+    assert main(["sim", "--design", "hiddenite", "--workload", "mlp", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    for name in ("hiddenite", "dense-4k", "binary-4k", "ternary-4k", "energy breakdown"):
+        assert name in out
+    for f in ("mlp.csv", "mlp-energy.png", "mlp-memory.png"):
+        assert (tmp_path / f).stat().st_size > 0
+    assert (tmp_path / "mlp-energy.png").read_bytes()[:4] == b"\x89PNG"
+    rows = list(csv.DictReader((tmp_path / "mlp.csv").open()))
+    by = {r["design"]: r for r in rows}
+    # 784-300-100-10: 266,200 weights; binary masks 1 bit, dense 8 bits
+    assert int(by["hiddenite"]["model_bits"]) == 266_200 and int(by["dense-4k"]["model_bits"]) == 8 * 266_200
+
+
+def test_sim_bad_inputs_named(tmp_path, capsys):
+    assert main(["sim", "--design", "nope", "--out", str(tmp_path)]) == 2
+    assert "design" in capsys.readouterr().out
+    assert main(["sim", "--workload", "nope", "--out", str(tmp_path)]) == 2
+    assert "workload" in capsys.readouterr().out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"base": "hiddenite", "workloads": ["mlp"], "grid": {"array.rowz": [8]}}))
+    assert main(["sim", "sweep", str(bad)]) == 2
+    assert "array.rowz" in capsys.readouterr().out
+    bad.write_text(yaml.safe_dump({"base": "hiddenite", "workloads": ["mlp"], "gird": {}}))
+    assert main(["sim", "sweep", str(bad)]) == 2
+    assert "gird: unknown sweep field" in capsys.readouterr().out
+
+
+def test_sweep_csv_and_pareto(tmp_path, capsys):
+    spec = {"base": "hiddenite", "workloads": ["mlp", "gpt2-decode"], "mode": "cycle", "workers": 2,
+            "grid": {"array.rows": [16, 64], "generator.units": [1, 4]}, "designs": ["dense-4k"], "out": "res"}
+    f = tmp_path / "sweep.yaml"
+    f.write_text(yaml.safe_dump(spec))
+    assert main(["sim", "sweep", str(f), "--no-progress"]) == 0
+    rows = list(csv.DictReader((tmp_path / "res" / "sweep.csv").open()))
+    assert len(rows) == (4 + 1) * 2
+    assert {r["design"] for r in rows} >= {"hiddenite[rows=16,units=1]", "dense-4k"}
+    assert (tmp_path / "res" / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+    # fewer rows means fewer PEs: never faster on the same workload
+    c = {(r["design"], r["workload"]): float(r["cycles"]) for r in rows}
+    assert c[("hiddenite[rows=16,units=4]", "mlp")] >= c[("hiddenite[rows=64,units=4]", "mlp")]
+
+
+def test_pareto_front():
+    pts = [(1, 5), (2, 3), (3, 4), (4, 1), (2, 6), (5, 1)]
+    assert report.pareto_front(pts) == [0, 1, 3]
+    assert report.pareto_front([(1, 2)]) == [0]
