@@ -128,17 +128,16 @@ def _plan(d: Design, L: Layer) -> _Plan:
 
 
 def _fold_cycles(d: Design, L: Layer, p: _Plan, m, n, k):
-    """Compute cycles of folds with m×n output tiles and k-long reductions (k = K for OS);
-    scalars or numpy arrays."""
+    """Compute cycles of folds with m×n output tiles and k-long reductions (k = K for OS), in
+    closed form; scalars or numpy arrays."""
     R, C = d.array.rows, d.array.cols
-    wbw = d.sram.weights.bits_per_cycle
-    abw = d.sram.activations.bits_per_cycle
-    w_supply = k * n / (p.gen_rate * p.fanout) if p.gen_rate else k * n * p.wbits / wbw
+    w_rate, a_rate = _rates(d, p)
+    w_supply = k * n / w_rate
     if p.os:
-        stream = np.maximum(np.maximum(k, w_supply), k * m * d.array.act_bits / abw)
+        stream = np.maximum(np.maximum(k, w_supply), k * m / a_rate)
         return np.ceil(stream) + 2 * R + C - 2
     load = np.maximum(R, w_supply)
-    stream = np.maximum(m, m * k * d.array.act_bits / abw)
+    stream = np.maximum(m, m * k / a_rate)
     return np.ceil(load) + np.ceil(stream) + R + C - 2
 
 
@@ -186,13 +185,48 @@ def _tiles(d: Design, L: Layer, p: _Plan):
     a_in = m * k * ab * np.where(first_n | (not p.a_fit), 1, 0)
     last_k = np.tile(np.arange(kk) == kk - 1, p.outer * nn_)
     out = m * n * ab * last_k
-    comp_t = _fold_cycles(d, L, p, m, n, k)
-    return (w_in + a_in).astype(np.float64), out.astype(np.float64), comp_t.astype(np.float64)
+    return (w_in + a_in).astype(np.float64), out.astype(np.float64), m, n, k
+
+
+def _rates(d: Design, p: _Plan) -> tuple[float, float]:
+    """Weights and activations the supplies deliver per cycle: the weight SRAM port (weights, or
+    the masks of generated weights) and, for SLT layers, the generators."""
+    w = d.sram.weights.bits_per_cycle / p.wbits if p.wbits > 0 else float("inf")
+    if p.gen_rate:
+        w = min(w * p.fanout, p.gen_rate * p.fanout)
+    return float(w), d.sram.activations.bits_per_cycle / d.array.act_bits
 
 
 @numba.njit(cache=False, nogil=True)
-def _event_sim(din, dout, comp, bits_per_cycle, double_buffered):
-    """Per-tile events on one DRAM channel; returns total cycles."""
+def _fold(pre_w, pre_min, steps, w_step, a_step, overhead, w_rate, a_rate):
+    """One fold cycle by cycle: preload (WS weights; at least pre_min cycles), then a stream of
+    `steps` array steps, each taking w_step weights and a_step activations from two FIFOs that the
+    supplies refill every cycle (depth: two steps), then fill/drain `overhead`."""
+    t = 0
+    loaded = 0.0
+    while loaded < pre_w or t < pre_min:
+        loaded += w_rate
+        t += 1
+    wq = 0.0
+    aq = 0.0
+    wcap = 2.0 * w_step + w_rate
+    acap = 2.0 * a_step + a_rate
+    done = 0
+    while done < steps:
+        wq = min(wq + w_rate, wcap)
+        aq = min(aq + a_rate, acap)
+        t += 1
+        if wq >= w_step - 1e-9 and aq >= a_step - 1e-9:
+            wq -= w_step
+            aq -= a_step
+            done += 1
+    return t + overhead
+
+
+@numba.njit(cache=False, nogil=True)
+def _event_sim(din, dout, pre_w, pre_min, steps, w_step, a_step, overhead, w_rate, a_rate, bits_per_cycle,
+               double_buffered):
+    """Tiles in order on one DRAM channel, each fold simulated cycle by cycle; returns total cycles."""
     n = din.shape[0]
     chan = 0.0  # time the DRAM channel is free
     end = np.zeros(n)  # compute end per tile
@@ -206,7 +240,8 @@ def _event_sim(din, dout, comp, bits_per_cycle, double_buffered):
         ld = max(chan, slot) + np.ceil(din[i] / bits_per_cycle)
         chan = ld
         prev = end[i - 1] if i >= 1 else 0.0
-        end[i] = max(ld, prev) + comp[i]
+        comp = _fold(pre_w[i], pre_min, steps[i], w_step[i], a_step[i], overhead, w_rate, a_rate)
+        end[i] = max(ld, prev) + comp
         if i >= 1:  # write-back of the previous tile, queued behind this tile's prefetch
             chan = max(chan, end[i - 1]) + np.ceil(dout[i - 1] / bits_per_cycle)
     return max(end[n - 1], chan) + np.ceil(dout[n - 1] / bits_per_cycle)
@@ -226,14 +261,21 @@ def simulate_layer(d: Design, L: Layer, mode: str = "analytical", table: E.Energ
     macs1 = L.M * L.N * L.K
     bounds = {"compute": macs1 / (R * C), "dram": dram_total / bw,
               "generator": p.gen_weights / (p.gen_rate * 1.0) if p.gen_rate else 0.0}
-    din, dout, comp = _tiles(d, L, p)
+    din, dout, m, n, k = _tiles(d, L, p)
     if mode == "analytical":
         # per-tile roofline: each tile's compute overlaps the next tile's prefetch and the previous
         # tile's write-back (double buffering), plus the first load and the last write-back
+        comp = _fold_cycles(d, L, p, m, n, k)
         io = np.ceil(din[1:] / bw) + np.ceil(dout[:-1] / bw)
         one = float(np.ceil(din[0] / bw) + np.maximum(comp[:-1], io).sum() + comp[-1] + np.ceil(dout[-1] / bw))
     else:
-        one = float(_event_sim(din, dout, comp, float(bw), d.sram.activations.double_buffered))
+        w_rate, a_rate = _rates(d, p)
+        f64 = np.float64
+        if p.os:
+            args = (np.zeros(len(m)), 0, k.astype(np.int64), n.astype(f64), m.astype(f64), 2 * R + C - 2)
+        else:
+            args = ((k * n).astype(f64), R, m.astype(np.int64), np.zeros(len(m)), k.astype(f64), R + C - 2)
+        one = float(_event_sim(din, dout, *args, w_rate, a_rate, float(bw), d.sram.activations.double_buffered))
     reps = L.repeats
     cycles = one * reps
     # energy (pJ)
