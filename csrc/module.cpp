@@ -185,6 +185,50 @@ PYBIND11_MODULE(_C, m) {
       py::arg("prune_thr"), py::arg("lock_thr"), py::arg("dist"), py::arg("scale"),
       py::arg("row_begin"), py::arg("row_end"), py::arg("error_flag") = 0,
       py::arg("stream") = 0);
+  m.def(
+      "cuda_linear",
+      [](uintptr_t x, int act, int64_t M, int64_t ldx, uintptr_t out, uintptr_t bias, int64_t n,
+         int64_t K, uint32_t k0, uint32_t k1, int dist, float scale, int64_t row_begin,
+         int64_t row_end, bool frozen, uintptr_t planes, int64_t C, uintptr_t coat_scales,
+         uintptr_t free_bits, int64_t free_words, uintptr_t offsets, uint32_t fk0, uint32_t fk1,
+         uint32_t prune_thr, uint32_t lock_thr, int path, int64_t split_k, uintptr_t stream) {
+        slt::cuda::LinearArgs a;
+        a.x = ptr<const void>(x);
+        a.act = act;
+        a.M = M;
+        a.ldx = ldx;
+        a.out = ptr<float>(out);
+        a.bias = ptr<const float>(bias);
+        a.n = n;
+        a.K = K;
+        a.k0 = k0;
+        a.k1 = k1;
+        a.dist = dist;
+        a.scale = scale;
+        a.row_begin = row_begin;
+        a.row_end = row_end;
+        a.frozen = frozen;
+        a.planes = ptr<const int32_t>(planes);
+        a.C = C;
+        a.coat_scales = ptr<const float>(coat_scales);
+        a.free_bits = ptr<const int32_t>(free_bits);
+        a.free_words = free_words;
+        a.offsets = ptr<const int64_t>(offsets);
+        a.fk0 = fk0;
+        a.fk1 = fk1;
+        a.prune_thr = prune_thr;
+        a.lock_thr = lock_thr;
+        a.path = path;
+        a.split_k = split_k;
+        check_cuda(slt::cuda::linear(a, reinterpret_cast<cudaStream_t>(stream)), "cuda_linear");
+      },
+      py::arg("x"), py::arg("act"), py::arg("M"), py::arg("ldx"), py::arg("out"), py::arg("bias"),
+      py::arg("n"), py::arg("k"), py::arg("k0"), py::arg("k1"), py::arg("dist"), py::arg("scale"),
+      py::arg("row_begin"), py::arg("row_end"), py::arg("frozen"), py::arg("planes"), py::arg("C"),
+      py::arg("coat_scales"), py::arg("free_bits"), py::arg("free_words"), py::arg("offsets"),
+      py::arg("fk0"), py::arg("fk1"), py::arg("prune_thr"), py::arg("lock_thr"), py::arg("path") = 0,
+      py::arg("split_k") = 0, py::arg("stream") = 0,
+      "Fused slt_linear into float32 `out` (M x rows); see csrc/cuda/launch.h.");
 #endif
 
   m.def(

@@ -192,3 +192,132 @@ def test_kernels_match_cpu_on_gpu(tmp_path):
     if proc.returncode == 77:
         pytest.skip("compiled and linked; no CUDA device to run the kernels on")
     assert proc.returncode == 0 and proc.stdout.strip().endswith("OK"), proc.stdout[-4000:] + proc.stderr[-2000:]
+
+
+LINEAR_SELFTEST = r"""
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+#include <cuda_runtime.h>
+#include "core/slt_contract.h"
+#include "cpu/generate.h"
+#include "cuda/launch.h"
+
+#define CK(x) do { cudaError_t e_ = (x); if (e_ != cudaSuccess) { \
+  std::printf("CUDA error %s at line %d\n", cudaGetErrorString(e_), __LINE__); std::exit(2); } } while (0)
+
+static uint32_t g_rng = 99u;
+static uint32_t rnd() { g_rng = slt::lowbias32(g_rng + 0x9E3779B9u); return g_rng; }
+template <typename T> static T* dev(const std::vector<T>& v) {
+  T* p = nullptr; CK(cudaMalloc(&p, (v.size() ? v.size() : 1) * sizeof(T)));
+  if (!v.empty()) CK(cudaMemcpy(p, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice));
+  return p;
+}
+
+int main() {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) return 77;
+  int failures = 0;
+  const long n = 70, K = 2100, W = (K + 31) / 32, NB = (W + 31) / 32;
+  for (int frozen = 0; frozen < 2; ++frozen)
+  for (int dist = 0; dist < 3; ++dist) {
+    const float scale = 0.03f;
+    std::vector<float> weff(size_t(n * K));
+    std::vector<int32_t> planes, bits;
+    std::vector<float> coat = {0.75f, 1.5f, -0.5f};
+    std::vector<int64_t> offs(size_t(n * NB));
+    const uint32_t P = 20000u, L = 35000u;
+    if (!frozen) {  // three nested planes
+      planes.assign(size_t(3 * n * W), 0);
+      for (long r = 0; r < n; ++r) for (long w = 0; w < W; ++w) {
+        uint32_t a = rnd(), b = a & rnd(), c = b & rnd();
+        if (w == W - 1) { uint32_t keep = (K % 32) ? (1u << (K % 32)) - 1u : ~0u; a &= keep; b &= keep; c &= keep; }
+        planes[size_t(r * W + w)] = int32_t(a); planes[size_t(n * W + r * W + w)] = int32_t(b);
+        planes[size_t(2 * n * W + r * W + w)] = int32_t(c);
+      }
+      slt::cpu::materialize_planes(weff.data(), planes.data(), 3, coat.data(), n, K, 5u, 6u, dist, scale, 0, n, 1);
+    } else {
+      int64_t f = 0;
+      for (long r = 0; r < n; ++r) for (long k = 0; k < K; ++k) {
+        if (k % 1024 == 0) offs[size_t(r * NB + k / 1024)] = f;
+        if (slt::freeze_state(3u, 4u, uint32_t(r), uint32_t(k), uint32_t(K), P, L) == slt::kFree) ++f;
+      }
+      bits.resize(size_t((f + 31) / 32));
+      for (auto& b : bits) b = int32_t(rnd());
+      slt::cpu::materialize_frozen(weff.data(), bits.data(), long(bits.size()), offs.data(), n, K, 5u, 6u, 3u, 4u,
+                                   P, L, dist, scale, 0, n, 1);
+    }
+    int32_t* dplanes = dev(planes); float* dcoat = dev(coat); int32_t* dbits = dev(bits); int64_t* doffs = dev(offs);
+    for (int path = 1; path <= 2; ++path)
+    for (long M : {1L, 3L, 8L, 77L}) {
+      if (path == 1 && M > 8) continue;
+      std::vector<float> x(size_t(M * K));
+      for (auto& v : x) v = float(int32_t(rnd() % 2001u) - 1000) / 1000.0f;
+      for (long rb : {0L, 13L}) {
+        const long re = n - rb / 2;
+        float* dx = dev(x); float* dout = nullptr;
+        CK(cudaMalloc(&dout, size_t(M * (re - rb)) * sizeof(float)));
+        slt::cuda::LinearArgs a;
+        a.x = dx; a.act = slt::cuda::kActFloat32; a.M = M; a.ldx = K; a.out = dout; a.n = n; a.K = K;
+        a.k0 = 5u; a.k1 = 6u; a.dist = dist; a.scale = scale; a.row_begin = rb; a.row_end = re;
+        a.frozen = frozen; a.planes = dplanes; a.C = 3; a.coat_scales = dcoat; a.free_bits = dbits;
+        a.free_words = long(bits.size()); a.offsets = doffs; a.fk0 = 3u; a.fk1 = 4u; a.prune_thr = P;
+        a.lock_thr = L; a.path = path; a.split_k = path == 1 ? 3 : 0;
+        CK(slt::cuda::linear(a, 0));
+        CK(cudaDeviceSynchronize());
+        std::vector<float> y(size_t(M * (re - rb)));
+        CK(cudaMemcpy(y.data(), dout, y.size() * sizeof(float), cudaMemcpyDeviceToHost));
+        for (long m = 0; m < M; ++m) for (long r = rb; r < re; ++r) {
+          double want = 0.0, mag = 1.0;
+          for (long k = 0; k < K; ++k) {
+            want += double(x[size_t(m * K + k)]) * weff[size_t(r * K + k)];
+            mag += std::fabs(double(x[size_t(m * K + k)]) * weff[size_t(r * K + k)]);
+          }
+          if (std::fabs(y[size_t(m * (re - rb) + r - rb)] - want) > 1e-5 * mag) {
+            if (failures < 10) std::printf("frozen=%d dist=%d path=%d M=%ld row=%ld: %g vs %g\n", frozen, dist,
+                                           path, M, r, y[size_t(m * (re - rb) + r - rb)], want);
+            ++failures;
+          }
+        }
+        cudaFree(dx); cudaFree(dout);
+      }
+    }
+    cudaFree(dplanes); cudaFree(dcoat); cudaFree(dbits); cudaFree(doffs);
+  }
+  slt::cuda::LinearArgs bad;
+  bad.n = 4; bad.K = 40; bad.row_end = 4; bad.dist = 7;
+  if (slt::cuda::linear(bad, 0) != cudaErrorInvalidValue) { std::printf("bad dist accepted\n"); ++failures; }
+  if (failures) { std::printf("FAILED %d\n", failures); return 1; }
+  std::printf("OK\n");
+  return 0;
+}
+"""
+
+
+def test_linear_matches_cpu_on_gpu(tmp_path):
+    """The fused CUDA slt_linear (both paths, all formats and distributions, row ranges, split-K)
+    against the CPU-materialised weight. Built and linked everywhere nvcc is; run on a GPU."""
+    (tmp_path / "linear_selftest.cu").write_text(LINEAR_SELFTEST)
+    srcs = ["linear_selftest.cu", str(CSRC / "cuda" / "linear.cu"), str(CSRC / "cpu" / "generate.cpp")]
+    _run([NVCC, *FLAGS, "-Xcompiler", "-Wno-unknown-pragmas", *srcs, "-o", "linear_selftest"], tmp_path)
+    proc = subprocess.run([str(tmp_path / "linear_selftest")], capture_output=True, text=True, timeout=200)
+    if proc.returncode == 77:
+        pytest.skip("compiled and linked; no CUDA device to run the kernels on")
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("OK"), proc.stdout[-4000:] + proc.stderr[-2000:]
+
+
+def test_module_binds_cuda_kernels(tmp_path):
+    """csrc/module.cpp with SLT_HW_WITH_CUDA (the bindings this machine's build leaves out)."""
+    pybind11 = pytest.importorskip("pybind11")
+    import sysconfig
+
+    cuda_inc = pathlib.Path(NVCC).resolve().parents[1] / "include"
+    if not (cuda_inc / "cuda_runtime_api.h").exists():
+        cuda_inc = pathlib.Path("/usr/local/cuda/include")
+    cxx = shutil.which("g++") or shutil.which("c++")
+    if cxx is None or not (cuda_inc / "cuda_runtime_api.h").exists():
+        pytest.skip("no host C++ compiler or CUDA headers")
+    _run([cxx, "-std=c++17", "-fsyntax-only", "-Wall", "-Wextra", "-Werror", "-DSLT_HW_WITH_CUDA=1", f"-I{CSRC}",
+          f"-I{pybind11.get_include()}", f"-I{sysconfig.get_paths()['include']}", f"-I{cuda_inc}",
+          str(CSRC / "module.cpp")], tmp_path)

@@ -131,9 +131,22 @@ def _cuda_reasons(device: torch.device) -> list[str]:
     return why
 
 
+def _cuda_linear_planes(x, planes, coat_scales, bias, k0, k1, k, dist, scale, rows):
+    from . import cuda_native
+
+    return cuda_native.linear_planes(x, planes, coat_scales, bias, Key(k0, k1), k, dist, scale, rows=rows)
+
+
+def _cuda_linear_frozen(x, free_bits, offsets, bias, k0, k1, fk0, fk1, k, dist, scale, prune, lock, rows):
+    from . import cuda_native
+
+    return cuda_native.linear_frozen(x, free_bits, offsets, bias, Key(k0, k1), Key(fk0, fk1), k, dist, scale,
+                                     prune, lock, rows=rows)
+
+
 register(Backend(
     name="cuda", priority=30,
-    description="CUDA C++ kernels in slt_hw._C (csrc/cuda)",
+    description="CUDA C++ fused slt_linear in slt_hw._C (csrc/cuda/linear.cu): GEMV or WMMA GEMM",
     not_supported_reasons=_cuda_reasons,
-    ops={},
+    ops={"linear_planes": _cuda_linear_planes, "linear_frozen": _cuda_linear_frozen},
 ))
