@@ -46,9 +46,11 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
     names = {d.name for d in designs}
     designs += [load_design(b) for b in (args.baseline or DEFAULT_BASELINES) if b not in names]
     w = load_workload(args.workload)
-    rows = [report.summary(d, w, simulate(d, w, args.mode)) for d in designs]
+    results = [simulate(d, w, args.mode) for d in designs]
+    rows = [report.summary(d, w, r) for d, r in zip(designs, results, strict=True)]
     ref = next((r["design"] for r in rows if r["design"] == "dense-4k"), rows[-1]["design"])
     console.print(report.comparison_table(rows, ref))
+    console.print(report.traffic_table(rows, results))
     console.print(report.energy_table(rows))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

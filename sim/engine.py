@@ -166,8 +166,9 @@ def _traffic(d: Design, L: Layer, p: _Plan):
     return dram, sram
 
 
-def _tiles(d: Design, L: Layer, p: _Plan):
-    """Per-fold arrays (dram bits in, dram bits out, compute cycles) in execution order."""
+def _tiles(d: Design, L: Layer, p: _Plan, weights_resident: bool = False):
+    """Per-fold arrays (DRAM bits in, DRAM bits out, m, n, k) in execution order; with
+    `weights_resident` the weights (masks) are already on chip (a later folding iteration)."""
     R, C = d.array.rows, d.array.cols
     ab = d.array.act_bits
     mt = np.minimum(R if p.os else p.mc, L.M - np.arange(p.outer) * (R if p.os else p.mc))
@@ -181,7 +182,7 @@ def _tiles(d: Design, L: Layer, p: _Plan):
     k = np.tile(kt, p.outer * nn_)
     first_m = np.repeat(np.arange(p.outer) == 0, nn_ * kk)
     first_n = np.tile(np.repeat(np.arange(nn_) == 0, kk), p.outer)
-    w_in = n * k * p.wbits * np.where(first_m | (not p.w_fit), 1, 0)
+    w_in = n * k * p.wbits * np.where(first_m | (not p.w_fit), 1, 0) * (0 if weights_resident else 1)
     a_in = m * k * ab * np.where(first_n | (not p.a_fit), 1, 0)
     last_k = np.tile(np.arange(kk) == kk - 1, p.outer * nn_)
     out = m * n * ab * last_k
@@ -259,25 +260,32 @@ def simulate_layer(d: Design, L: Layer, mode: str = "analytical", table: E.Energ
     dram, sram = _traffic(d, L, p)
     dram_total = sum(dram.values())
     macs1 = L.M * L.N * L.K
-    bounds = {"compute": macs1 / (R * C), "dram": dram_total / bw,
-              "generator": p.gen_weights / (p.gen_rate * 1.0) if p.gen_rate else 0.0}
-    din, dout, m, n, k = _tiles(d, L, p)
-    if mode == "analytical":
-        # per-tile roofline: each tile's compute overlaps the next tile's prefetch and the previous
-        # tile's write-back (double buffering), plus the first load and the last write-back
-        comp = _fold_cycles(d, L, p, m, n, k)
-        io = np.ceil(din[1:] / bw) + np.ceil(dout[:-1] / bw)
-        one = float(np.ceil(din[0] / bw) + np.maximum(comp[:-1], io).sum() + comp[-1] + np.ceil(dout[-1] / bw))
-    else:
+    reps = L.repeats
+    # folding with one shared mask: weights/masks that fit stay on chip for the later iterations
+    resident = reps > 1 and L.mask_copies == 1 and p.w_fit and L.has_weights
+    w_loads = 1 if resident else reps
+    dram_total = dram_total * reps - dram["weights"] * (reps - w_loads)
+    bounds = {"compute": macs1 * reps / (R * C), "dram": dram_total / bw,
+              "generator": p.gen_weights * reps / p.gen_rate if p.gen_rate else 0.0}
+
+    def run(weights_resident: bool) -> float:
+        din, dout, m, n, k = _tiles(d, L, p, weights_resident)
+        if mode == "analytical":
+            # per-tile roofline: each tile's compute overlaps the next tile's prefetch and the previous
+            # tile's write-back (double buffering), plus the first load and the last write-back
+            comp = _fold_cycles(d, L, p, m, n, k)
+            io = np.ceil(din[1:] / bw) + np.ceil(dout[:-1] / bw)
+            return float(np.ceil(din[0] / bw) + np.maximum(comp[:-1], io).sum() + comp[-1] + np.ceil(dout[-1] / bw))
         w_rate, a_rate = _rates(d, p)
         f64 = np.float64
         if p.os:
             args = (np.zeros(len(m)), 0, k.astype(np.int64), n.astype(f64), m.astype(f64), 2 * R + C - 2)
         else:
             args = ((k * n).astype(f64), R, m.astype(np.int64), np.zeros(len(m)), k.astype(f64), R + C - 2)
-        one = float(_event_sim(din, dout, *args, w_rate, a_rate, float(bw), d.sram.activations.double_buffered))
-    reps = L.repeats
-    cycles = one * reps
+        return float(_event_sim(din, dout, *args, w_rate, a_rate, float(bw), d.sram.activations.double_buffered))
+
+    first = run(False)
+    cycles = first + (reps - 1) * (run(True) if resident else first)
     # energy (pJ)
     f = E.node_factor(d.node_nm, d.vdd)
     if L.format == "activation" or (d.is_slt and L.format == "dense"):
@@ -291,19 +299,21 @@ def simulate_layer(d: Design, L: Layer, mode: str = "analytical", table: E.Energ
     sram_e = sum(sram[f"{op}_{rw}"] * table.sram_pj_per_bit[op] for op in ops for rw in ("read", "write"))
     gen_bits = p.gen_weights * p.gen_bits_per_weight
     seconds_factor = cycles / d.clock_mhz * 1e3  # P[mW] · this = pJ
+    sram_e -= sram["weights_write"] * table.sram_pj_per_bit["weights"] * (reps - w_loads) / reps
     e = {"mac": macs1 * mac_e * toggles * reps, "sram": sram_e * reps,
-         "dram": dram_total * table.dram_pj_per_bit * reps,
+         "dram": dram_total * table.dram_pj_per_bit,
          "generation": gen_bits * table.gen_pj_per_bit * reps,
          "leakage": (table.sram_leak_mw + table.logic_leak_mw) * seconds_factor}
     peak = 0
-    for op, resident in (("activations", min(L.M, p.mc) * L.K * d.array.act_bits if p.a_fit else R * L.K),
+    for op, tile in (("activations", min(L.M, p.mc) * L.K * d.array.act_bits),
                          ("weights", L.weights * p.wbits if p.w_fit else min(L.N, C) * L.K * p.wbits),
                          ("outputs", min(L.M, p.mc) * min(L.N, C) * d.array.psum_bits)):
         s = getattr(d.sram, op)
-        peak += min(s.bits, resident * (2 if s.double_buffered else 1))
-    return LayerResult(L.name, macs1 * reps, cycles, comp_sum * reps, {k: v * reps for k, v in bounds.items()},
-                       macs1 * reps / (cycles * R * C), {k: v * reps for k, v in dram.items()},
-                       {k: v * reps for k, v in sram.items()}, gen_bits * reps, e, int(peak), p.folds)
+        peak += min(s.bits, tile * (2 if s.double_buffered else 1))
+    dram = {k: v * (w_loads if k == "weights" else reps) for k, v in dram.items()}
+    sram = {k: v * (w_loads if k == "weights_write" else reps) for k, v in sram.items()}
+    return LayerResult(L.name, macs1 * reps, cycles, comp_sum * reps, bounds, macs1 * reps / (cycles * R * C),
+                       dram, sram, gen_bits * reps, e, int(peak), p.folds)
 
 
 def simulate(d: Design, w: Workload, mode: str = "analytical") -> Result:

@@ -60,6 +60,24 @@ def energy_table(rows: list[dict]):
     return t
 
 
+def traffic_table(rows: list[dict], results: list) -> object:
+    """DRAM and SRAM bits per operand (Mbit) and peak on-chip memory of each design."""
+    from rich.table import Table
+
+    t = Table(title="traffic per inference (Mbit) and peak on-chip memory")
+    cols = ["design", "DRAM act", "DRAM w/mask", "DRAM out", "SRAM act r/w", "SRAM w/mask r/w", "SRAM out r/w",
+            "generated Mbit", "peak KiB"]
+    for c in cols:
+        t.add_column(c, justify="left" if c == "design" else "right")
+    for row, res in zip(rows, results, strict=True):
+        sr = {k: sum(r.sram_bits[k] for r in res.layers) / 1e6 for k in res.layers[0].sram_bits}
+        ops = ("activations", "weights", "outputs")
+        t.add_row(row["design"], *(f"{row[f'dram_{k}_bits'] / 1e6:.1f}" for k in ops),
+                  *(f"{sr[f'{op}_read']:.1f} / {sr[f'{op}_write']:.1f}" for op in ops),
+                  f"{res.total('generated_bits') / 1e6:.1f}", f"{row['peak_onchip_bits'] / 8192:.0f}")
+    return t
+
+
 def _plt():
     import matplotlib
 

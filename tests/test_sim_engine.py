@@ -107,13 +107,20 @@ def test_leakage_is_power_times_time():
     assert r.energy_pj["leakage"] == pytest.approx(t.sram_leak_mw * 1e-3 * r.cycles / (d.clock_mhz * 1e6) * 1e12)
 
 
-def test_repeats_scale_everything():
+def test_folding_unshared_masks_scale_everything_shared_masks_stay_on_chip():
     d = config.load_design("hiddenite")
-    one = engine.simulate_layer(d, Layer("l", 100, 70, 90))
-    three = engine.simulate_layer(d, Layer("l", 100, 70, 90, repeats=3))
-    assert three.cycles == 3 * one.cycles
-    assert three.energy_pj["mac"] == pytest.approx(3 * one.energy_pj["mac"])
-    assert math.isclose(three.dram_bits["weights"], 3 * one.dram_bits["weights"])
+    for mode in ("analytical", "cycle"):
+        one = engine.simulate_layer(d, Layer("l", 100, 70, 90), mode)
+        unshared = engine.simulate_layer(d, Layer("l", 100, 70, 90, repeats=3, mask_copies=3), mode)
+        assert unshared.cycles == 3 * one.cycles
+        assert unshared.energy_pj["mac"] == pytest.approx(3 * one.energy_pj["mac"])
+        assert math.isclose(unshared.dram_bits["weights"], 3 * one.dram_bits["weights"])
+        # one shared mask fits the mask SRAM: loaded once, weights regenerated every iteration
+        shared = engine.simulate_layer(d, Layer("l", 100, 70, 90, repeats=3), mode)
+        assert shared.dram_bits["weights"] == one.dram_bits["weights"]
+        assert shared.generated_bits == 3 * one.generated_bits
+        assert shared.dram_bits["activations"] == 3 * one.dram_bits["activations"]
+        assert one.cycles * 2 < shared.cycles < 3 * one.cycles
 
 
 def test_bad_mode_named():
