@@ -106,3 +106,19 @@ def test_generator_bits_match_the_contract_hash_count():
         n, k = 7, 96
         assert 32 * rng.hash_count(n, k, code) == engine.GEN_BITS[dist] * n * k
     assert np.isfinite(engine.GEN_BITS["uniform"])
+
+
+def test_from_model_conv_rows_are_batch_times_output_pixels():
+    import slt_hw
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1, stride=2), torch.nn.ReLU(), torch.nn.Flatten(),
+                              torch.nn.Linear(8 * 4 * 4, 10))
+    cnn = slt_hw.convert(net, seed=0, sparsity=0.7)
+    x = torch.randn(5, 3, 8, 8)
+    for model in (cnn, slt_hw.pack(cnn)):
+        conv, fc = workload.from_model(model, (x,)).layers
+        assert (conv.M, conv.N, conv.K) == (5 * 4 * 4, 8, 27) and (fc.M, fc.N, fc.K) == (5, 10, 128)
+        assert conv.density == pytest.approx(0.3, abs=0.02)
+    without = workload.from_model(cnn, rows=7)
+    assert [L.M for L in without.layers] == [7, 7]
