@@ -321,3 +321,8 @@ def test_module_binds_cuda_kernels(tmp_path):
     _run([cxx, "-std=c++17", "-fsyntax-only", "-Wall", "-Wextra", "-Werror", "-DSLT_HW_WITH_CUDA=1", f"-I{CSRC}",
           f"-I{pybind11.get_include()}", f"-I{sysconfig.get_paths()['include']}", f"-I{cuda_inc}",
           str(CSRC / "module.cpp")], tmp_path)
+
+
+def test_linear_compiles_without_wmma(tmp_path):
+    """The FMA-only GEMM that the CuPy loader falls back to when NVRTC has no <mma.h>."""
+    _run([NVCC, *FLAGS, "-DSLT_HW_NO_WMMA", "-c", str(CSRC / "cuda" / "linear.cu"), "-o", "linear_fma.o"], tmp_path)

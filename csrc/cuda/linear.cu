@@ -15,7 +15,9 @@
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#ifndef SLT_HW_NO_WMMA  // NVRTC callers without the toolkit's mma.h: FMA GEMM for every dtype
 #include <mma.h>
+#endif
 
 #ifndef __CUDACC_RTC__
 #include "cuda/launch.h"
@@ -224,8 +226,15 @@ __global__ void __launch_bounds__(kLinearThreads) slt_gemv(SLT_LINEAR_PARAMS, in
 }
 
 // ------------------------------------------------------------------------------------- GEMM
-template <typename T> struct IsFloat { static constexpr bool value = false; };
-template <> struct IsFloat<float> { static constexpr bool value = true; };
+// FMA instead of tensor cores: fp32 activations (no exact fp32 MMA), or WMMA compiled out.
+template <typename T> struct UseFma {
+#ifdef SLT_HW_NO_WMMA
+  static constexpr bool value = true;
+#else
+  static constexpr bool value = false;
+#endif
+};
+template <> struct UseFma<float> { static constexpr bool value = true; };
 
 // grid (ceil(M / 64), ceil(rows / 64)), 128 threads.
 template <typename T, bool FROZEN>
@@ -246,20 +255,24 @@ __global__ void __launch_bounds__(kLinearThreads) slt_gemm(SLT_LINEAR_PARAMS) {
   const uint32_t row = uint32_t(row_begin + (row_live ? rr : 0));
   int64_t carry = 0;  // frozen: stream index of the row's next free weight
 
+#ifndef SLT_HW_NO_WMMA
   namespace wmma = nvcuda::wmma;
   const uint32_t warp = tid >> 5, wm = (warp >> 1) * 32u, wn = (warp & 1u) * 32u;
   wmma::fragment<wmma::accumulator, 16, 16, 16, float> facc[2][2];
+#endif
   float sacc[4][8];  // fp32 path: thread computes rows (tid/8)*4.., cols (tid%8)*8..
-  if constexpr (IsFloat<T>::value) {
+  if constexpr (UseFma<T>::value) {
 #pragma unroll
     for (int i = 0; i < 4; ++i)
 #pragma unroll
       for (int j = 0; j < 8; ++j) sacc[i][j] = 0.0f;
   } else {
+#ifndef SLT_HW_NO_WMMA
 #pragma unroll
     for (int i = 0; i < 2; ++i)
 #pragma unroll
       for (int j = 0; j < 2; ++j) wmma::fill_fragment(facc[i][j], 0.0f);
+#endif
   }
 
   for (uint32_t wd = 0; wd < W; ++wd) {
@@ -298,7 +311,7 @@ __global__ void __launch_bounds__(kLinearThreads) slt_gemm(SLT_LINEAR_PARAMS) {
       ws[wrow][lo + j] = from_float<T>(row_live && c0 + lo + j < K ? v[j] : 0.0f);
     __syncthreads();
 
-    if constexpr (IsFloat<T>::value) {
+    if constexpr (UseFma<T>::value) {
       const uint32_t ti = (tid / 8u) * 4u, tj = (tid % 8u) * 8u;
 #pragma unroll 4
       for (int kk = 0; kk < kTileK; ++kk)
@@ -308,6 +321,7 @@ __global__ void __launch_bounds__(kLinearThreads) slt_gemm(SLT_LINEAR_PARAMS) {
           for (int j = 0; j < 8; ++j)
             sacc[i][j] += to_float(xs[ti + i][kk]) * to_float(ws[tj + j][kk]);
     } else {
+#ifndef SLT_HW_NO_WMMA
 #pragma unroll
       for (int kk = 0; kk < kTileK; kk += 16) {
         wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> fa[2];
@@ -321,22 +335,25 @@ __global__ void __launch_bounds__(kLinearThreads) slt_gemm(SLT_LINEAR_PARAMS) {
 #pragma unroll
           for (int j = 0; j < 2; ++j) wmma::mma_sync(facc[i][j], fa[i], fb[j], facc[i][j]);
       }
+#endif
     }
     __syncthreads();
   }
 
-  if constexpr (IsFloat<T>::value) {
+  if constexpr (UseFma<T>::value) {
     const uint32_t ti = (tid / 8u) * 4u, tj = (tid % 8u) * 8u;
 #pragma unroll
     for (int i = 0; i < 4; ++i)
 #pragma unroll
       for (int j = 0; j < 8; ++j) cs[ti + i][tj + j] = sacc[i][j];
   } else {
+#ifndef SLT_HW_NO_WMMA
 #pragma unroll
     for (int i = 0; i < 2; ++i)
 #pragma unroll
       for (int j = 0; j < 2; ++j)
         wmma::store_matrix_sync(&cs[wm + 16 * i][wn + 16 * j], facc[i][j], kTile + 4, wmma::mem_row_major);
+#endif
   }
   __syncthreads();
   for (uint32_t i = tid; i < uint32_t(kTile * kTile); i += kLinearThreads) {

@@ -76,19 +76,26 @@ def _module(device_id: int):
         cuda_path = cupy.cuda.get_cuda_path()
         if cuda_path and os.path.isdir(os.path.join(cuda_path, "include")):
             include.append(f"-I{os.path.join(cuda_path, 'include')}")  # mma.h, cuda_fp16.h
-        options = ("-std=c++17", f"--gpu-architecture=sm_{cc}", *include)
-        try:
-            mod = cupy.RawModule(code=source(), options=options, name_expressions=_names(), backend="nvrtc")
-            mod.compile()
-        except cupy.cuda.compiler.CompileException as e:
-            if "cstdint" not in str(e):
-                raise
-            shim = pathlib.Path(tempfile.mkdtemp(prefix="slt_hw_nvrtc_"))
-            (shim / "cstdint").write_text(_CSTDINT_SHIM)
-            mod = cupy.RawModule(code=source(), options=(*options, f"-I{shim}"), name_expressions=_names(),
-                                 backend="nvrtc")
-            mod.compile()
-        return mod
+        options = ["-std=c++17", f"--gpu-architecture=sm_{cc}", *include]
+        # Retry once per missing piece of a bare NVRTC: <cstdint> (shimmed), <mma.h> (FMA GEMM).
+        for _ in range(3):
+            try:
+                mod = cupy.RawModule(code=source(), options=tuple(options), name_expressions=_names(),
+                                     backend="nvrtc")
+                mod.compile()
+                return mod
+            except cupy.cuda.compiler.CompileException as e:
+                msg = str(e)
+                if "cstdint" in msg and not any(o.endswith("slt_hw_shim") for o in options):
+                    shim = pathlib.Path(tempfile.mkdtemp(prefix="slt_hw_nvrtc_")) / "slt_hw_shim"
+                    shim.mkdir()
+                    (shim / "cstdint").write_text(_CSTDINT_SHIM)
+                    options.append(f"-I{shim}")
+                elif "mma.h" in msg and "-DSLT_HW_NO_WMMA" not in options:
+                    options.append("-DSLT_HW_NO_WMMA")
+                else:
+                    raise
+        raise RuntimeError("cupy_backend: NVRTC compilation kept failing")
 
 
 def _arr(a, arg: str, dtype: str | None = None):
