@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from .config import ConfigError, load_design
 
@@ -71,7 +72,7 @@ def _sweep(args: argparse.Namespace, console: Console) -> int:
     rows = run_sweep(spec, progress=not args.no_progress)
     files = write_outputs(spec, rows)
     best = min(rows, key=lambda r: r["energy_pj"])
-    console.print(f"{len(rows)} points; lowest energy: {best['design']} on {best['workload']} "
+    console.print(f"{len(rows)} points; lowest energy: {escape(best['design'])} on {best['workload']} "
                   f"({best['energy_pj'] / 1e6:.2f} µJ, {best['cycles']:,.0f} cycles)")
     console.print("wrote " + ", ".join(str(f) for f in files.values()))
     return 0

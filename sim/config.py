@@ -130,14 +130,15 @@ class GeneratorConfig:
     kind: str = "hash"
     units: int = 4  # generator instances
     bits_per_step: int = 32  # random bits one unit yields per cycle
-    pj_per_step: float = 13.0  # see energy.py: GEN_HASH_PJ_PER_STEP
+    pj_per_step: float | None = None  # at 45 nm; None = energy.py's figure for `kind` and bits_per_step
     fanout: int = 1  # output-row folds one generated weight serves by broadcast (1 = none)
 
     def validate(self, p: str) -> None:
         _choice(f"{p}.kind", self.kind, GENERATOR_KINDS)
         _num(f"{p}.units", self.units, integer=True)
         _num(f"{p}.bits_per_step", self.bits_per_step, integer=True, hi=4096)
-        _num(f"{p}.pj_per_step", self.pj_per_step, lo_open=False)
+        if self.pj_per_step is not None:
+            _num(f"{p}.pj_per_step", self.pj_per_step, lo_open=False)
         _num(f"{p}.fanout", self.fanout, integer=True)
 
     def weights_per_cycle(self, bits_per_weight: int) -> float:

@@ -53,6 +53,13 @@ GEN_XORSHIFT_PJ_PER_BIT = 0.06  # [RNG] estimate
 GEN_LFSR_PJ_PER_BIT = 0.57  # [RNG] 65 nm silicon, used unscaled (conservative at 45 nm)
 
 
+def generator_pj_per_step(kind: str, bits_per_step: int) -> float:
+    """Default step energy at 45 nm: the hash per 32-bit hash (scaled to the step width), the
+    xorshift / LFSR figures per bit."""
+    per_bit = {"hash": GEN_HASH_PJ_PER_STEP / 32, "xorshift": GEN_XORSHIFT_PJ_PER_BIT, "lfsr": GEN_LFSR_PJ_PER_BIT}
+    return per_bit[kind] * bits_per_step
+
+
 def node_factor(node_nm: float, vdd: float = BASE_VDD) -> float:
     """Scale of dynamic and leakage energy from 45 nm, 0.9 V: (node/45)^1.85 · (V/0.9)²."""
     return (node_nm / BASE_NODE_NM) ** NODE_EXPONENT * (vdd / BASE_VDD) ** 2
@@ -111,7 +118,9 @@ class EnergyTable:
         leak = sum(sram_leak_mw(getattr(s, op).kib, s.cell) for op in ("activations", "weights", "outputs")) * f
         gen = 0.0
         if d.generator is not None:
-            gen = d.generator.pj_per_step / d.generator.bits_per_step * f
+            g = d.generator
+            step = g.pj_per_step if g.pj_per_step is not None else generator_pj_per_step(g.kind, g.bits_per_step)
+            gen = step / g.bits_per_step * f
         return cls(mac_pj=mac_pj(d.weights.kind, d.weights.bits, d.array.act_bits) * f, sram_pj_per_bit=per_bit,
                    sram_leak_mw=leak, dram_pj_per_bit=d.dram.pj_per_bit, gen_pj_per_bit=gen,
                    logic_leak_mw=d.logic_leak_uw_per_pe * d.array.pes / 1000.0 * f)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rich.markup import escape  # sweep design names carry [field=value] labels
+
 from .config import Design
 from .engine import ENERGY_PARTS, Result
 from .workload import Workload, model_bits
@@ -38,7 +40,7 @@ def comparison_table(rows: list[dict], reference: str | None = None):
     for r in rows:
         dram = sum(r[f"dram_{k}_bits"] for k in ("activations", "weights", "outputs"))
         ref_dram = sum(ref[f"dram_{k}_bits"] for k in ("activations", "weights", "outputs"))
-        t.add_row(r["design"], f"{r['cycles']:,.0f}", f"{r['latency_ms']:.3f}", f"{r['utilization']:.1%}",
+        t.add_row(escape(r["design"]), f"{r['cycles']:,.0f}", f"{r['latency_ms']:.3f}", f"{r['utilization']:.1%}",
                   f"{r['model_bits'] / 1e6:.2f}", f"{dram / 1e6:.1f}", f"{r['energy_pj'] / 1e6:.1f}",
                   f"{r['tops_per_w']:.2f}", f"{r['tops_per_w_onchip']:.2f}",
                   f"{r['energy_pj'] / ref['energy_pj']:.3f}", f"{dram / ref_dram:.3f}",
@@ -56,7 +58,7 @@ def energy_table(rows: list[dict]):
     t.add_column("total", justify="right")
     for r in rows:
         parts = (f"{r[f'energy_{k}_pj'] / 1e6:.2f}" for k in ENERGY_PARTS)
-        t.add_row(r["design"], *parts, f"{r['energy_pj'] / 1e6:.2f}")
+        t.add_row(escape(r["design"]), *parts, f"{r['energy_pj'] / 1e6:.2f}")
     return t
 
 
@@ -72,7 +74,7 @@ def traffic_table(rows: list[dict], results: list) -> object:
     for row, res in zip(rows, results, strict=True):
         sr = {k: sum(r.sram_bits[k] for r in res.layers) / 1e6 for k in res.layers[0].sram_bits}
         ops = ("activations", "weights", "outputs")
-        t.add_row(row["design"], *(f"{row[f'dram_{k}_bits'] / 1e6:.1f}" for k in ops),
+        t.add_row(escape(row["design"]), *(f"{row[f'dram_{k}_bits'] / 1e6:.1f}" for k in ops),
                   *(f"{sr[f'{op}_read']:.1f} / {sr[f'{op}_write']:.1f}" for op in ops),
                   f"{res.total('generated_bits') / 1e6:.1f}", f"{row['peak_onchip_bits'] / 8192:.0f}")
     return t
@@ -142,11 +144,12 @@ def plot_pareto(rows: list[dict], path: Path, x: str = "cycles", y: str = "energ
     for w in sorted({r["workload"] for r in rows}):
         sub = [r for r in rows if r["workload"] == w]
         pts = [(r[x], r[y]) for r in sub]
-        ax.scatter(*zip(*pts, strict=True), s=12, alpha=0.5, label=f"{w}")
+        sc = ax.scatter(*zip(*pts, strict=True), s=12, alpha=0.5, label=f"{w}")
         front = pareto_front(pts)
-        ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], "-o", ms=4)
-        for i in front:
-            ax.annotate(str(sub[i][label])[:24], pts[i], fontsize=6)
+        ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], "-o", ms=4, color=sc.get_facecolor()[0])
+        for i in front:  # a sweep point's name is base[field=value,...]: show the values
+            name = str(sub[i][label])
+            ax.annotate(name.split("[", 1)[1].rstrip("]") if "[" in name else name, pts[i], fontsize=6)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel(x)

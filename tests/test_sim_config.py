@@ -97,3 +97,13 @@ def test_energy_table_reproduces_its_sources():
 def test_lstp_cells_trade_read_energy_for_leakage():
     assert energy.sram_leak_mw(1024, "lstp") == pytest.approx(0.32)
     assert energy.sram_pj_per_bit(1024, 64, "lstp") * 64 == pytest.approx(153.0)
+
+
+def test_generator_energy_follows_its_kind_unless_given():
+    h = config.load_design("hiddenite")
+    f = energy.node_factor(h.node_nm, h.vdd)
+    assert energy.EnergyTable.for_design(h).gen_pj_per_bit == pytest.approx(energy.GEN_HASH_PJ_PER_STEP / 32 * f)
+    lfsr = h.replace({"generator.kind": "lfsr", "generator.bits_per_step": 1})
+    assert energy.EnergyTable.for_design(lfsr).gen_pj_per_bit == pytest.approx(energy.GEN_LFSR_PJ_PER_BIT * f)
+    given = h.replace({"generator.pj_per_step": 3.2})
+    assert energy.EnergyTable.for_design(given).gen_pj_per_bit == pytest.approx(3.2 / 32 * f)
