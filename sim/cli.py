@@ -21,6 +21,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"designs to compare against (repeatable; default {', '.join(DEFAULT_BASELINES)})")
     p.add_argument("--workload", default="resnet18", help="zoo name or topology CSV (default resnet18)")
     p.add_argument("--mode", default="analytical", choices=("analytical", "cycle"))
+    p.add_argument("--format", choices=("binary", "multicoat", "frozen"),
+                   help="re-mask every weight layer of the workload in this SLT format")
+    p.add_argument("--density", type=float, default=0.3, help="with --format: kept fraction (default 0.3)")
+    p.add_argument("--coat-densities", default="0.3,0.0788,0.0315",
+                   help="with --format multicoat: density of each coat (default: the M-Sup ResNet-50 example)")
+    p.add_argument("--free-fraction", type=float, default=0.3,
+                   help="with --format frozen: fraction of free weights (default 0.3 = 70%% frozen)")
     p.add_argument("--out", default="sim-out", help="directory for the PNG plots and CSV (default sim-out)")
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--no-progress", action="store_true", help="sweep: no progress bar")
@@ -41,12 +48,20 @@ def run(args: argparse.Namespace, console: Console) -> int:
 def _compare(args: argparse.Namespace, console: Console) -> int:
     from . import report
     from .engine import simulate
-    from .workload import load_workload
+    from .workload import load_workload, with_format
 
     designs = [load_design(d) for d in (args.design or ["hiddenite"])]
     names = {d.name for d in designs}
     designs += [load_design(b) for b in (args.baseline or DEFAULT_BASELINES) if b not in names]
     w = load_workload(args.workload)
+    if args.format:
+        try:
+            coats = tuple(float(c) for c in args.coat_densities.split(","))
+        except ValueError:
+            raise ValueError(f"--coat-densities: expected comma-separated numbers, got {args.coat_densities!r}") \
+                from None
+        w = with_format(w, args.format, args.density, coats if args.format == "multicoat" else (),
+                        args.free_fraction if args.format == "frozen" else 1.0)
     results = [simulate(d, w, args.mode) for d in designs]
     rows = [report.summary(d, w, r) for d, r in zip(designs, results, strict=True)]
     ref = next((r["design"] for r in rows if r["design"] == "dense-4k"), rows[-1]["design"])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 FORMATS = ("dense", "binary", "multicoat", "frozen", "activation")
@@ -192,9 +192,40 @@ def mlp(sizes=(784, 300, 100, 10), batch: int = 64, **kw) -> Workload:
                                  for i, (a, b) in enumerate(zip(sizes, sizes[1:], strict=False))))
 
 
+def fold(w: Workload, stages: tuple[str, ...], shared_masks: bool = True) -> Workload:
+    """Hidden-Fold networks: in each stage (a layer-name prefix such as "layer3"), the blocks after
+    the first have the same shapes and become one block applied `iters` times with the same random
+    weights; one mask for all iterations (shared) or one per iteration (unshared)."""
+    out: list[Layer] = []
+    folded: dict[str, int] = {}
+    for L in w.layers:
+        parts = L.name.split(".")
+        if len(parts) == 3 and parts[0] in stages and parts[1] != "0":
+            key = f"{parts[0]}.folded.{parts[2]}"
+            if key in folded:
+                i = folded[key]
+                reps = out[i].repeats + 1
+                out[i] = replace(out[i], repeats=reps, mask_copies=1 if shared_masks else reps)
+                continue
+            folded[key] = len(out)
+            L = replace(L, name=key)
+        out.append(L)
+    return Workload(f"{w.name}-folded{'' if shared_masks else '-unshared'}", tuple(out))
+
+
+def with_format(w: Workload, fmt: str, density: float = 0.3, coat_densities: tuple[float, ...] = (),
+                free_fraction: float = 1.0) -> Workload:
+    """The same layers with another SLT mask format (layers with weights only)."""
+    layers = tuple(replace(L, format=fmt, density=density, coat_densities=tuple(coat_densities),
+                           free_fraction=free_fraction, mask_bits_exact=None) if L.has_weights else L
+                   for L in w.layers)
+    return Workload(f"{w.name}-{fmt}", layers)
+
+
 ZOO = {
     "resnet18": lambda: resnet(18),
     "resnet50": lambda: resnet(50),
+    "resnet50-folded": lambda: fold(resnet(50), ("layer3", "layer4")),
     "gpt2-prefill": lambda: gpt2_block("prefill"),
     "gpt2-decode": lambda: gpt2_block("decode"),
     "gin-arxiv": gin_arxiv,

@@ -57,3 +57,12 @@ def test_pareto_front():
     pts = [(1, 5), (2, 3), (3, 4), (4, 1), (2, 6), (5, 1)]
     assert report.pareto_front(pts) == [0, 1, 3]
     assert report.pareto_front([(1, 2)]) == [0]
+
+
+def test_sim_format_option(tmp_path, capsys):
+    assert main(["sim", "--workload", "mlp", "--format", "multicoat", "--design", "hiddenite", "--baseline",
+                 "binary-4k", "--no-plots", "--out", str(tmp_path)]) == 0
+    rows = {r["design"]: r for r in csv.DictReader((tmp_path / "mlp-multicoat.csv").open())}
+    assert int(rows["hiddenite"]["model_bits"]) == round(266_200 * (1 + 0.3 + 0.0788))
+    assert main(["sim", "--format", "multicoat", "--coat-densities", "0.3,x", "--out", str(tmp_path)]) == 2
+    assert "--coat-densities" in capsys.readouterr().out

@@ -122,3 +122,22 @@ def test_from_model_conv_rows_are_batch_times_output_pixels():
         assert conv.density == pytest.approx(0.3, abs=0.02)
     without = workload.from_model(cnn, rows=7)
     assert [L.M for L in without.layers] == [7, 7]
+
+
+def test_folded_resnet50_shares_weights_and_masks():
+    r50, folded = workload.ZOO["resnet50"](), workload.ZOO["resnet50-folded"]()
+    unshared = workload.fold(r50, ("layer3", "layer4"), shared_masks=False)
+    assert folded.macs == r50.macs == unshared.macs
+    # stage 3: 5 of 6 blocks fold into one, stage 4: 2 of 3; conv1 of block 1 is 1024 -> 256 (stage 3)
+    removed = 4 * (1024 * 256 + 256 * 2304 + 256 * 1024) + 1 * (2048 * 512 + 512 * 4608 + 512 * 2048)
+    assert model_bits(folded, "slt") == model_bits(r50, "slt") - removed
+    assert model_bits(unshared, "slt") == model_bits(r50, "slt")  # one mask per iteration
+    assert model_bits(folded, "dense", 8) == 8 * (r50.weights - removed)  # weights are stored once
+    layer = next(L for L in folded.layers if L.name == "layer3.folded.conv2")
+    assert layer.repeats == 5 and layer.mask_copies == 1
+
+
+def test_with_format_remasks_weight_layers_only():
+    w = workload.with_format(workload.ZOO["gpt2-prefill"](), "frozen", free_fraction=0.3)
+    assert {L.format for L in w.layers} == {"frozen", "activation"}
+    assert model_bits(w, "slt") == round(0.3 * w.weights)
