@@ -188,21 +188,31 @@ def _gemm_kernel(
 
 def _gemv_configs():
     def keep(bn, bk, warps):
-        # A (BLOCK_N, BLOCK_K) fp32 tile per program: beyond 16 K elements per 4 warps it spills.
-        return bn * bk <= 4096 * warps
-    return [triton.Config({"BLOCK_N": bn, "BLOCK_K": bk}, num_warps=w, num_stages=s)
-            for bn in (4, 8, 16, 32) for bk in (256, 512, 1024) for w in (4, 8) for s in (1, 2)
-            if keep(bn, bk, w)]
+        # A (BLOCK_N, BLOCK_K) fp32 weight tile per program: past ~128 values per thread it spills.
+        return bn * bk <= 128 * 32 * warps
+    # Each config costs a compile on first use (seconds): a short list, not a grid sweep.
+    return [triton.Config({"BLOCK_N": bn, "BLOCK_K": bk}, num_warps=w, num_stages=2)
+            for bn in (8, 16, 32) for bk in (512, 1024) for w in (4, 8) if keep(bn, bk, w)]
 
 
 def _gemm_configs():
     def keep(bm, bn, bk, warps):
         # Regeneration runs on every warp: bigger weight tiles need more warps to hide it.
-        return bm * bn <= 128 * 64 * warps and bn * bk <= 128 * 128
-    return [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": 8},
-                          num_warps=w, num_stages=s)
-            for bm in (64, 128) for bn in (64, 128, 256) for bk in (32, 64, 128) for w in (4, 8)
-            for s in (3, 4) if keep(bm, bn, bk, w)]
+        return bm * bn <= 128 * 64 * warps // 2 and bn * bk <= 128 * 128
+    candidates = [  # (BLOCK_M, BLOCK_N, BLOCK_K, warps, stages)
+        (128, 256, 64, 8, 3), (128, 128, 64, 8, 3), (128, 128, 64, 4, 4), (64, 128, 64, 4, 4),
+        (128, 64, 64, 4, 4), (64, 64, 64, 4, 4), (64, 256, 32, 8, 3),
+        (32, 128, 128, 4, 3), (16, 128, 128, 4, 3), (16, 64, 128, 4, 3),  # batches of 9-64
+    ]
+    return [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": 8}, num_warps=w, num_stages=s)
+            for bm, bn, bk, w, s in candidates if keep(bm, bn, bk, w)]
+
+
+def _prune_gemm(configs, named_args, **kwargs):
+    """Drop tiles much taller than the batch: they only add padding rows to every tl.dot."""
+    m = named_args["M"]
+    fit = [c for c in configs if c.kwargs["BLOCK_M"] <= max(16, triton.next_power_of_2(m))]
+    return fit or configs
 
 
 # Interpreter: one fixed, small config (autotuning would run every config in numpy).
@@ -220,7 +230,8 @@ def _kernel(name: str):
         if name == "gemv":
             _TUNED[name] = triton.autotune(_gemv_configs(), key=["R", "K", "BLOCK_M"])(_gemv_kernel)
         else:
-            _TUNED[name] = triton.autotune(_gemm_configs(), key=["M", "R", "K"])(_gemm_kernel)
+            _TUNED[name] = triton.autotune(_gemm_configs(), key=["M", "R", "K"],
+                                           prune_configs_by={"early_config_prune": _prune_gemm})(_gemm_kernel)
     return _TUNED[name], {}
 
 

@@ -172,3 +172,15 @@ def test_argument_checks():
         linear.linear_frozen(x, fz.free_bits, fz.offsets, None, fz.key, fz.freeze_key, 40, "uniform", 1.0, 9, 3)
     with pytest.raises(ValueError, match="dist"):
         linear.linear_planes(x, pw.planes, pw.coat_scales, None, pw.key, 40, "gaussian", 1.0)
+
+
+def test_autotune_configs():
+    # GPU tuning lists: short (each config compiles on first use), within the keep() limits,
+    # and tiles taller than the batch are pruned for small batches.
+    gemv, gemm = linear._gemv_configs(), linear._gemm_configs()
+    assert 4 <= len(gemv) <= 16 and 4 <= len(gemm) <= 16
+    assert all(c.kwargs["BLOCK_N"] * c.kwargs["BLOCK_K"] <= 4096 * c.num_warps for c in gemv)
+    assert all(linear.OFFSET_BLOCK % c.kwargs["BLOCK_K"] == 0 for c in gemv + gemm)  # frozen resets
+    small = linear._prune_gemm(gemm, {"M": 12})
+    assert small and all(c.kwargs["BLOCK_M"] <= 16 for c in small)
+    assert linear._prune_gemm(gemm, {"M": 4096}) == gemm
