@@ -26,7 +26,7 @@ import triton.language as tl
 
 from slt_hw.contract import OFFSET_BLOCK_WORDS, WORD_BITS, Dist, Key, check_geometry, check_scale, words_per_row
 
-from .contract import FREE, LOCKED, expand_bits, freeze_tile, weight_tile
+from .contract import FREE, LOCKED, expand_bits, freeze_tile, sign_word, weight_tile
 from .materialize import _check_key, _check_thresholds, _table
 
 __all__ = ["linear_frozen", "linear_planes"]
@@ -41,6 +41,25 @@ def _interpreted() -> bool:
 
 
 # --------------------------------------------------------------------------- the weight tile
+
+
+@triton.jit
+def _unit_tile(rows, row_ok, k_start, W, Kp, k0, k1, planes_ptr, BLOCK_K: tl.constexpr):
+    """Binary signed-constant fast path: W_eff / (scale·g) in {-1, 0, +1}. Per 32 weights one sign
+    hash and one mask word are combined into a "+1" and a "-1" word; the common factor scale·g
+    (the reference's single rounding of w0·m) is applied once to the accumulator. ±1 is exact in
+    fp16/bf16, so the tensor-core path loses nothing to the weight cast either."""
+    BLOCK_W: tl.constexpr = BLOCK_K // 32
+    BLOCK_N: tl.constexpr = rows.shape[0]
+    wcols = k_start // 32 + tl.arange(0, BLOCK_W)
+    wmask = row_ok[:, None] & (wcols[None, :] < W)
+    mw = tl.load(planes_ptr + rows.to(tl.int64)[:, None] * W + wcols[None, :], mask=wmask, other=0)
+    mw = mw.to(tl.uint32, bitcast=True)
+    h = sign_word(k0, k1, rows[:, None], wcols[None, :].to(tl.uint32), Kp)
+    neg = mw & h  # masked-in weights whose sign bit says -scale
+    plus = expand_bits(mw ^ neg, BLOCK_N, BLOCK_W)
+    minus = expand_bits(neg, BLOCK_N, BLOCK_W)
+    return plus.to(tl.float32) - minus.to(tl.float32)
 
 
 @triton.jit
@@ -104,7 +123,7 @@ def _gemv_kernel(
     # contract
     k0, k1, scale, fk0, fk1, prune_thr, lock_thr,
     # meta-parameters
-    DIST: tl.constexpr, FROZEN: tl.constexpr, C: tl.constexpr, HAS_BIAS: tl.constexpr,
+    DIST: tl.constexpr, FROZEN: tl.constexpr, C: tl.constexpr, HAS_BIAS: tl.constexpr, UNIT: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     pid_n = tl.program_id(0)
@@ -118,15 +137,20 @@ def _gemv_kernel(
     k_lo = pid_k * K_PER_SPLIT
     k_hi = tl.minimum(k_lo + K_PER_SPLIT, K)
     for k_start in range(k_lo, k_hi, BLOCK_K):
-        w, idx = _eff_tile(rows, row_ok, k_start, K, Kp, W, k0, k1, scale, table_ptr,
-                           planes_ptr, coat_ptr, plane_stride,
-                           bits_ptr, offsets_ptr, NB, fk0, fk1, prune_thr, lock_thr, idx,
-                           DIST, FROZEN, C, BLOCK_K)
+        if UNIT:
+            w = _unit_tile(rows, row_ok, k_start, W, Kp, k0, k1, planes_ptr, BLOCK_K)
+        else:
+            w, idx = _eff_tile(rows, row_ok, k_start, K, Kp, W, k0, k1, scale, table_ptr,
+                               planes_ptr, coat_ptr, plane_stride,
+                               bits_ptr, offsets_ptr, NB, fk0, fk1, prune_thr, lock_thr, idx,
+                               DIST, FROZEN, C, BLOCK_K)
         cols = k_start + tl.arange(0, BLOCK_K)
         x = tl.load(x_ptr + ms.to(tl.int64)[:, None] * stride_xm + cols[None, :],
                     mask=m_ok[:, None] & (cols[None, :] < K), other=0.0).to(tl.float32)
         acc += tl.sum(x[:, None, :] * w[None, :, :], axis=2)
     out_cols = rows - row_begin
+    if UNIT:
+        acc = acc * (scale * tl.load(coat_ptr))
     if HAS_BIAS:
         acc += tl.load(bias_ptr + out_cols, mask=row_ok, other=0.0).to(tl.float32)[None, :]
     optr = out_ptr + pid_k * stride_os + ms.to(tl.int64)[:, None] * stride_om + out_cols[None, :]
@@ -147,7 +171,7 @@ def _gemm_kernel(
     # contract
     k0, k1, scale, fk0, fk1, prune_thr, lock_thr,
     # meta-parameters
-    DIST: tl.constexpr, FROZEN: tl.constexpr, C: tl.constexpr, HAS_BIAS: tl.constexpr,
+    DIST: tl.constexpr, FROZEN: tl.constexpr, C: tl.constexpr, HAS_BIAS: tl.constexpr, UNIT: tl.constexpr,
     PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     GROUP_M: tl.constexpr,
 ):
@@ -168,15 +192,20 @@ def _gemm_kernel(
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     idx = tl.zeros((BLOCK_N,), dtype=tl.int64)
     for k_start in range(0, K, BLOCK_K):
-        w, idx = _eff_tile(rows, row_ok, k_start, K, Kp, W, k0, k1, scale, table_ptr,
-                           planes_ptr, coat_ptr, plane_stride,
-                           bits_ptr, offsets_ptr, NB, fk0, fk1, prune_thr, lock_thr, idx,
-                           DIST, FROZEN, C, BLOCK_K)
+        if UNIT:
+            w = _unit_tile(rows, row_ok, k_start, W, Kp, k0, k1, planes_ptr, BLOCK_K)
+        else:
+            w, idx = _eff_tile(rows, row_ok, k_start, K, Kp, W, k0, k1, scale, table_ptr,
+                               planes_ptr, coat_ptr, plane_stride,
+                               bits_ptr, offsets_ptr, NB, fk0, fk1, prune_thr, lock_thr, idx,
+                               DIST, FROZEN, C, BLOCK_K)
         cols = k_start + tl.arange(0, BLOCK_K)
         x = tl.load(x_ptr + ms.to(tl.int64)[:, None] * stride_xm + cols[None, :],
                     mask=m_ok[:, None] & (cols[None, :] < K), other=0.0)
         acc = tl.dot(x, tl.trans(w.to(x.dtype)), acc, input_precision=PRECISION)
     out_cols = rows - row_begin
+    if UNIT:
+        acc = acc * (scale * tl.load(coat_ptr))
     if HAS_BIAS:
         acc += tl.load(bias_ptr + out_cols, mask=row_ok, other=0.0).to(tl.float32)[None, :]
     optr = out_ptr + ms.to(tl.int64)[:, None] * stride_om + out_cols[None, :]
@@ -302,6 +331,7 @@ def _launch(x2, bias, n, k, rows, dist, scale, key, planes, coat_scales, plane_s
     has_bias = bias is not None
     bias_arg = bias if has_bias else table  # any valid pointer; never read
     contract = (key.k0, key.k1, scale, fkey.k0, fkey.k1, prune_thr, lock_thr)
+    unit = dist is Dist.SIGNED_CONSTANT and not frozen and c == 1
     if path is None:
         path = "gemv" if mrows <= GEMV_MAX_BATCH else "gemm"
     if path == "gemv":
@@ -319,7 +349,7 @@ def _launch(x2, bias, n, k, rows, dist, scale, key, planes, coat_scales, plane_s
         kern[grid](x2, part, bias_arg, table, planes, coat_scales, free_bits, offsets,
                    mrows, k, kp, w, nb, r0, r1, r, plane_stride, chunk,
                    x2.stride(0), part.stride(0) if splits > 1 else 0, part.stride(-2),
-                   *contract, DIST=dist.code, FROZEN=frozen, C=c, HAS_BIAS=has_bias and splits == 1,
+                   *contract, DIST=dist.code, FROZEN=frozen, C=c, HAS_BIAS=has_bias and splits == 1, UNIT=unit,
                    BLOCK_M=block_m, **fixed)
         if splits == 1:
             return out
@@ -333,7 +363,7 @@ def _launch(x2, bias, n, k, rows, dist, scale, key, planes, coat_scales, plane_s
     kern[grid](x2, out, bias_arg, table, planes, coat_scales, free_bits, offsets,
                mrows, k, kp, w, nb, r0, r1, r, plane_stride,
                x2.stride(0), out.stride(0),
-               *contract, DIST=dist.code, FROZEN=frozen, C=c, HAS_BIAS=has_bias, PRECISION=precision,
+               *contract, DIST=dist.code, FROZEN=frozen, C=c, HAS_BIAS=has_bias, UNIT=unit, PRECISION=precision,
                **fixed)
     return out
 

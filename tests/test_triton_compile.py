@@ -36,15 +36,17 @@ SCRIPT = textwrap.dedent("""
                            options={"num_warps": warps, "num_stages": 3})
         assert ".entry" in k.asm["ptx"] and len(k.asm["cubin"]) > 0
 
-    build(L._gemv_kernel, "bf16", "fp32", dict(DIST=2, FROZEN=True, C=1, HAS_BIAS=True, BLOCK_M=8,
+    build(L._gemv_kernel, "bf16", "fp32", dict(DIST=2, FROZEN=True, C=1, HAS_BIAS=True, UNIT=False, BLOCK_M=8,
                                                BLOCK_N=8, BLOCK_K=512), 4)
-    build(L._gemv_kernel, "fp32", "fp32", dict(DIST=0, FROZEN=False, C=3, HAS_BIAS=False, BLOCK_M=1,
+    build(L._gemv_kernel, "fp32", "fp32", dict(DIST=0, FROZEN=False, C=1, HAS_BIAS=False, UNIT=True, BLOCK_M=1,
                                                BLOCK_N=32, BLOCK_K=1024), 8)
-    build(L._gemm_kernel, "bf16", "bf16", dict(DIST=0, FROZEN=False, C=1, HAS_BIAS=True, PRECISION="tf32",
+    build(L._gemm_kernel, "bf16", "bf16", dict(DIST=0, FROZEN=False, C=1, HAS_BIAS=True, UNIT=True, PRECISION="tf32",
                                                BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=8), 8)
-    build(L._gemm_kernel, "fp16", "fp16", dict(DIST=1, FROZEN=True, C=1, HAS_BIAS=False, PRECISION="tf32",
+    build(L._gemv_kernel, "bf16", "fp32", dict(DIST=0, FROZEN=False, C=3, HAS_BIAS=False, UNIT=False, BLOCK_M=2,
+                                               BLOCK_N=16, BLOCK_K=512), 4)
+    build(L._gemm_kernel, "fp16", "fp16", dict(DIST=1, FROZEN=True, C=1, HAS_BIAS=False, UNIT=False, PRECISION="tf32",
                                                BLOCK_M=64, BLOCK_N=64, BLOCK_K=32, GROUP_M=8), 4)
-    build(L._gemm_kernel, "fp32", "fp32", dict(DIST=2, FROZEN=False, C=2, HAS_BIAS=False, PRECISION="ieee",
+    build(L._gemm_kernel, "fp32", "fp32", dict(DIST=2, FROZEN=False, C=2, HAS_BIAS=False, UNIT=False, PRECISION="ieee",
                                                BLOCK_M=64, BLOCK_N=64, BLOCK_K=32, GROUP_M=8), 4)
     print("OK")
 """)

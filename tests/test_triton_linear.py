@@ -74,12 +74,14 @@ def test_formats_and_dists(fmt, dist):
         _close(_fused(x, pw, bias), ops.slt_linear_reference(x, pw, bias), torch.float32)
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
-def test_regenerated_weights_bit_identical(fmt):
+@pytest.mark.parametrize("fmt,dist", [("binary", "normal"), ("binary", "signed_constant"), ("multicoat", "normal"),
+                                      ("frozen", "normal")])
+def test_regenerated_weights_bit_identical(fmt, dist):
     # x = rows of the identity picks columns of W_eff: every product but one is an exact zero,
-    # so both paths must return W_effᵀ bit for bit (the contract, not a tolerance).
+    # so both paths must return W_effᵀ bit for bit (the contract, not a tolerance). Binary signed
+    # constant takes the ±1 fast path, scaled once at the end: still the same bits.
     n, k = 20, 1070
-    pw = _packed(fmt, "normal", n, k)
+    pw = _packed(fmt, dist, n, k)
     want = pw.materialize().t()
     cols = torch.tensor([0, 1, 31, 32, 500, 1023, 1024, 1069])
     eye = torch.eye(k, device=DEVICE)
