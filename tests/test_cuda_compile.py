@@ -220,8 +220,10 @@ int main() {
   if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) return 77;
   int failures = 0;
   const long n = 70, K = 2100, W = (K + 31) / 32, NB = (W + 31) / 32;
-  for (int frozen = 0; frozen < 2; ++frozen)
+  for (int variant = 0; variant < 3; ++variant)  // binary (C = 1), multicoat (C = 3), frozen
   for (int dist = 0; dist < 3; ++dist) {
+    const int frozen = variant == 2;
+    const long coats = variant == 0 ? 1 : 3;
     const float scale = 0.03f;
     std::vector<float> weff(size_t(n * K));
     std::vector<int32_t> planes, bits;
@@ -236,7 +238,9 @@ int main() {
         planes[size_t(r * W + w)] = int32_t(a); planes[size_t(n * W + r * W + w)] = int32_t(b);
         planes[size_t(2 * n * W + r * W + w)] = int32_t(c);
       }
-      slt::cpu::materialize_planes(weff.data(), planes.data(), 3, coat.data(), n, K, 5u, 6u, dist, scale, 0, n, 1);
+      if (coats == 1) coat = {-1.25f};  // a negative binary coat scale flips every sign
+      slt::cpu::materialize_planes(weff.data(), planes.data(), coats, coat.data(), n, K, 5u, 6u, dist, scale, 0, n,
+                                   1);
     } else {
       int64_t f = 0;
       for (long r = 0; r < n; ++r) for (long k = 0; k < K; ++k) {
@@ -261,7 +265,7 @@ int main() {
         slt::cuda::LinearArgs a;
         a.x = dx; a.act = slt::cuda::kActFloat32; a.M = M; a.ldx = K; a.out = dout; a.n = n; a.K = K;
         a.k0 = 5u; a.k1 = 6u; a.dist = dist; a.scale = scale; a.row_begin = rb; a.row_end = re;
-        a.frozen = frozen; a.planes = dplanes; a.C = 3; a.coat_scales = dcoat; a.free_bits = dbits;
+        a.frozen = frozen; a.planes = dplanes; a.C = coats; a.coat_scales = dcoat; a.free_bits = dbits;
         a.free_words = long(bits.size()); a.offsets = doffs; a.fk0 = 3u; a.fk1 = 4u; a.prune_thr = P;
         a.lock_thr = L; a.path = path; a.split_k = path == 1 ? 3 : 0;
         CK(slt::cuda::linear(a, 0));
@@ -275,7 +279,7 @@ int main() {
             mag += std::fabs(double(x[size_t(m * K + k)]) * weff[size_t(r * K + k)]);
           }
           if (std::fabs(y[size_t(m * (re - rb) + r - rb)] - want) > 1e-5 * mag) {
-            if (failures < 10) std::printf("frozen=%d dist=%d path=%d M=%ld row=%ld: %g vs %g\n", frozen, dist,
+            if (failures < 10) std::printf("variant=%d dist=%d path=%d M=%ld row=%ld: %g vs %g\n", variant, dist,
                                            path, M, r, y[size_t(m * (re - rb) + r - rb)], want);
             ++failures;
           }

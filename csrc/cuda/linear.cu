@@ -95,6 +95,19 @@ __device__ __forceinline__ void apply_planes(float* v, const MaskView& mv, uint3
   for (int j = 0; j < NCOL; ++j) v[j] = apply_factor(v[j], m[j]);
 }
 
+// Binary signed constant: W_eff / (scale * g) in {-1, 0, +1}. The sign hash and the mask word
+// combine per 32 weights; the factor scale * g (the reference's one rounding of w0 * m) is applied
+// once to the accumulator, and +-1 is exact in fp16/bf16 tensor-core tiles.
+template <int NCOL>
+__device__ __forceinline__ void unit_values(float* v, const MaskView& mv, uint32_t k0, uint32_t k1,
+                                            uint32_t row, uint32_t wd, uint32_t lo, uint32_t W) {
+  const uint32_t h = hash32(k0, k1, row * W + wd) >> lo;
+  const uint32_t mw = uint32_t(__ldg(mv.planes + int64_t(row) * W + wd)) >> lo;
+  const uint32_t neg = mw & h, plus = mw ^ neg;
+#pragma unroll
+  for (int j = 0; j < NCOL; ++j) v[j] = float((plus >> j) & 1u) - float((neg >> j) & 1u);
+}
+
 // Free / locked masks of NCOL columns starting at column c0 (bit j = column c0 + j); columns at or
 // past K are neither.
 template <int NCOL>
@@ -163,6 +176,8 @@ template <typename T, bool FROZEN>
 __global__ void __launch_bounds__(kLinearThreads) slt_gemv(SLT_LINEAR_PARAMS, int64_t blocks_per_split) {
   const MaskView mv = make_view(planes, C, n * int64_t((K + 31u) / 32u), coat_scales, free_bits,
                                 free_total, offsets, fk0, fk1, prune_thr, lock_thr);
+  const bool unit = !FROZEN && dist == kSignedConstant && C == 1;  // uniform over the grid
+  const float unit_factor = unit ? fmul(scale, __ldg(coat_scales)) : 1.0f;
   const uint32_t lane = threadIdx.x & 31u;
   const int64_t r = int64_t(blockIdx.x) * (kLinearThreads / 32) + (threadIdx.x >> 5);
   if (r >= rows) return;  // whole warp
@@ -192,12 +207,16 @@ __global__ void __launch_bounds__(kLinearThreads) slt_gemv(SLT_LINEAR_PARAMS, in
       if (live) lock_m = frozen_keep(mv, free_m, lock_m, pos);
     }
     if (!live) continue;
-    w0_values<32>(v, k0, k1, row, wd, 0u, W, half, dist, scale);
-    if (FROZEN) {
-#pragma unroll
-      for (int j = 0; j < 32; ++j) v[j] = (lock_m >> j) & 1u ? v[j] : 0.0f;
+    if (unit) {
+      unit_values<32>(v, mv, k0, k1, row, wd, 0u, W);
     } else {
-      apply_planes<32>(v, mv, row, wd, 0u, W);
+      w0_values<32>(v, k0, k1, row, wd, 0u, W, half, dist, scale);
+      if (FROZEN) {
+#pragma unroll
+        for (int j = 0; j < 32; ++j) v[j] = (lock_m >> j) & 1u ? v[j] : 0.0f;
+      } else {
+        apply_planes<32>(v, mv, row, wd, 0u, W);
+      }
     }
     const uint32_t c0 = wd * 32u;
     const int ncol = K - c0 < 32u ? int(K - c0) : 32;
@@ -216,6 +235,7 @@ __global__ void __launch_bounds__(kLinearThreads) slt_gemv(SLT_LINEAR_PARAMS, in
 #pragma unroll
     for (int d = 16; d > 0; d >>= 1) s += __shfl_xor_sync(0xFFFFFFFFu, s, d);
     if (lane == 0u && m < M) {
+      if (unit) s = fmul(s, unit_factor);
       if (bias != nullptr && blockIdx.y == 0) s += bias[r];
       if (gridDim.y == 1)
         out[m * rows + r] = s;
@@ -244,6 +264,8 @@ __global__ void __launch_bounds__(kLinearThreads) slt_gemm(SLT_LINEAR_PARAMS) {
   __shared__ __align__(32) float cs[kTile][kTile + 4];
   const MaskView mv = make_view(planes, C, n * int64_t((K + 31u) / 32u), coat_scales, free_bits,
                                 free_total, offsets, fk0, fk1, prune_thr, lock_thr);
+  const bool unit = !FROZEN && dist == kSignedConstant && C == 1;  // uniform over the grid
+  const float unit_factor = unit ? fmul(scale, __ldg(coat_scales)) : 1.0f;
   const uint32_t tid = threadIdx.x;
   const int64_t m0 = int64_t(blockIdx.x) * kTile;
   const int64_t r0 = int64_t(blockIdx.y) * kTile;
@@ -297,7 +319,9 @@ __global__ void __launch_bounds__(kLinearThreads) slt_gemm(SLT_LINEAR_PARAMS) {
       if (row_live) lock_m = frozen_keep(mv, free_m, lock_m, pos);
       carry += cnt + other;
     }
-    if (row_live) {
+    if (row_live && unit) {
+      unit_values<16>(v, mv, k0, k1, row, wd, lo, W);
+    } else if (row_live) {
       w0_values<16>(v, k0, k1, row, wd, lo, W, half, dist, scale);
       if (FROZEN) {
 #pragma unroll
@@ -358,7 +382,10 @@ __global__ void __launch_bounds__(kLinearThreads) slt_gemm(SLT_LINEAR_PARAMS) {
   __syncthreads();
   for (uint32_t i = tid; i < uint32_t(kTile * kTile); i += kLinearThreads) {
     const int64_t gm = m0 + i / kTile, gr = r0 + i % kTile;
-    if (gm < M && gr < rows) out[gm * rows + gr] = cs[i / kTile][i % kTile] + (bias ? bias[gr] : 0.0f);
+    if (gm < M && gr < rows) {
+      const float y = cs[i / kTile][i % kTile];
+      out[gm * rows + gr] = (unit ? fmul(y, unit_factor) : y) + (bias ? bias[gr] : 0.0f);
+    }
   }
 }
 
