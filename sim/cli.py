@@ -70,7 +70,9 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
     console.print(report.energy_table(rows))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    files = [report.write_csv(rows, out / f"{w.name}.csv")]
+    files = [report.write_csv(rows, out / f"{w.name}.csv"),
+             report.write_csv([x for d, r in zip(designs, results, strict=True) for x in report.layer_rows(d, r)],
+                              out / f"{w.name}-layers.csv")]
     if not args.no_plots:
         files += [report.plot_energy(rows, out / f"{w.name}-energy.png"),
                   report.plot_memory(rows, out / f"{w.name}-memory.png")]

@@ -162,6 +162,17 @@ def plot_pareto(rows: list[dict], path: Path, x: str = "cycles", y: str = "energ
     return path
 
 
+def layer_rows(d: Design, r: Result) -> list[dict]:
+    """Per-layer rows: cycles, bounds, utilisation, DRAM and SRAM bits per operand, energy parts."""
+    return [{"design": d.name, "workload": r.workload, "mode": r.mode, "layer": x.name, "macs": x.macs,
+             "cycles": x.cycles, "folds": x.folds, "utilization": x.utilization,
+             **{f"bound_{k}": v for k, v in x.bounds.items()},
+             **{f"dram_{k}_bits": v for k, v in x.dram_bits.items()},
+             **{f"sram_{k}_bits": v for k, v in x.sram_bits.items()},
+             "generated_bits": x.generated_bits, "peak_onchip_bits": x.peak_onchip_bits,
+             **{f"energy_{k}_pj": v for k, v in x.energy_pj.items()}} for x in r.layers]
+
+
 def write_csv(rows: list[dict], path: Path) -> Path:
     import csv
 
