@@ -1,7 +1,8 @@
 """Fused slt_linear in Triton: y = x @ W_effᵀ (+ bias) with W_eff regenerated from (key, mask)
 inside the matmul, never written to memory.
 
-Two paths, one weight-tile helper (`_eff_tile`) shared by both:
+Two paths, sharing the weight-tile helpers (`_eff_tile` for every format, `_unit_tile` for the
+binary signed-constant fast path, whose ±1 tile is scaled once at the end):
 - GEMV (batch ≤ 8): CUDA cores. A program owns BLOCK_N output rows and one K split; per step it
   hashes one sign word per 32 weights (signed constant) next to the row's 32-bit mask word,
   expands both in registers and reduces against the few activation rows. Mask words of a row are
