@@ -151,3 +151,24 @@ def test_cupy_backend_without_cupy_or_gpu():
 
 def _packed_cpu():
     return pack_binary(torch.ones(2, 4, dtype=torch.bool), seed=1, name="w")
+
+
+def test_cuda_wrappers_check_arguments_first():
+    """The torch wrappers reject bad inputs with errors naming the argument before any launch
+    (so this runs without a GPU or a CUDA build)."""
+    from slt_hw import dispatch
+    from slt_hw.backends import cuda_native
+
+    pw = _packed_cpu()
+    x = torch.zeros(1, 4)
+    with pytest.raises(ValueError, match="x: expected a CUDA tensor"):
+        cuda_native.linear_planes(x, pw.planes, pw.coat_scales, None, pw.key, 4, pw.dist, pw.scale)
+    with pytest.raises(TypeError, match="x"):
+        cuda_native.linear_planes(x.to(torch.int64), pw.planes, pw.coat_scales, None, pw.key, 4, pw.dist, pw.scale)
+    with pytest.raises(ValueError, match="planes"):
+        cuda_native.linear_planes(x, pw.planes[:, :, :0], pw.coat_scales, None, pw.key, 4, pw.dist, pw.scale)
+    with pytest.raises(ValueError, match="prune_thr"):
+        cuda_native.linear_frozen(x, torch.zeros(1, dtype=torch.int32), torch.zeros(2, 1, dtype=torch.int64), None,
+                                  pw.key, pw.key, 4, pw.dist, pw.scale, 9, 3)
+    if not _cuda_built():
+        assert any("without CUDA" in why for why in dispatch.reasons("cuda", "linear_planes")["cuda"])
