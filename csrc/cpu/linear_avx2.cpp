@@ -270,17 +270,9 @@ constexpr Micro kMicro[kMr + 1][kNr + 1] = {
 
 // Row n's effective weights for words [w0, w1) into dst (32 (w1 - w0) floats).
 bool build_block(const LinearProblem& p, int64_t n, uint32_t w0, uint32_t w1, uint32_t* desc, float* dst) {
-  const int64_t W = (p.K + 31) / 32;
-  uint32_t* sw = desc;
-  uint32_t* em = sw + kBlockWords;
-  uint32_t* h = em + kBlockWords;
-  float* vals = reinterpret_cast<float*>(h + 16 * kBlockWords);
-  if (p.dist == kSignedConstant)
-    sign_words(p, n, w0, w1, sw);
-  else
-    row_values(p, n, w0, w1, h, vals);
-  if (p.planes == nullptr && !frozen_mask_words(p, n, w0, w1, h, em)) return false;
-  const RowDesc d = make_desc(p, sw, vals, em, n);
+  const RowScratch s = row_scratch(desc, kBlockWords);
+  if (!describe(p, n, w0, w1, s)) return false;
+  const RowDesc d = make_desc(p, s.sw, s.vals, s.em, n);
   const WordWeights word = pick_word_weights(p);
   __m256 wv[4];
   for (uint32_t w = w0; w < w1; ++w) {
@@ -325,20 +317,12 @@ bool gemm_rows(const LinearProblem& p, const float* xp, float* scratch, int64_t 
 bool rows(const LinearProblem& p, const float* xp, float* scratch, int64_t n0, int64_t n1) {
   if (p.M > kSmallBatch) return gemm_rows(p, xp, scratch, n0, n1);
   const int64_t W = words_per_row(uint32_t(p.K)), Kp = 32 * W;
-  uint32_t* sw = reinterpret_cast<uint32_t*>(scratch);
-  uint32_t* em = sw + W;
-  uint32_t* h = em + W;
-  float* vals = reinterpret_cast<float*>(h + Kp / 2);
+  const RowScratch s = row_scratch(scratch, W);
   float sums[8];
   for (int64_t n = n0; n < n1; ++n) {
-    const uint32_t W32 = uint32_t(W);
-    if (p.dist == kSignedConstant)
-      sign_words(p, n, 0, W32, sw);
-    else
-      row_values(p, n, 0, W32, h, vals);
-    if (p.planes == nullptr && !frozen_mask_words(p, n, 0, W32, h, em)) return false;
+    if (!describe(p, n, 0, uint32_t(W), s)) return false;
     const float b = p.bias ? p.bias[n - p.row_begin] : 0.0f;
-    const RowDesc d = make_desc(p, sw, vals, em, n);
+    const RowDesc d = make_desc(p, s.sw, s.vals, s.em, n);
     for (int64_t m0 = 0; m0 < p.M; m0 += 8) {
       const int64_t mb = p.M - m0 < 8 ? p.M - m0 : 8;
       pick_row_dot(p, mb)(xp, Kp, m0, d, sums);

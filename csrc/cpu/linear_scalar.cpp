@@ -35,18 +35,13 @@ inline void dot_i8(const int8_t* xq, int64_t Kp, int64_t m0, int64_t mb, const u
 bool rows(const LinearProblem& p, const float* xp, float* scratch, int64_t n0, int64_t n1) {
   const int64_t W = words_per_row(uint32_t(p.K)), Kp = 32 * W;
   const bool frozen = p.planes == nullptr;
-  uint32_t* sw = reinterpret_cast<uint32_t*>(scratch);
-  uint32_t* em = sw + W;
-  uint32_t* h = em + W;
-  float* vals = reinterpret_cast<float*>(h + Kp / 2);
+  const RowScratch s = row_scratch(scratch, W);
+  const uint32_t* sw = s.sw;
+  const uint32_t* em = s.em;
+  const float* vals = s.vals;
   float wv[32];
   for (int64_t n = n0; n < n1; ++n) {
-    const uint32_t W32 = uint32_t(W);
-    if (p.dist == kSignedConstant)
-      sign_words(p, n, 0, W32, sw);
-    else
-      row_values(p, n, 0, W32, h, vals);
-    if (frozen && !frozen_mask_words(p, n, 0, W32, h, em)) return false;
+    if (!describe(p, n, 0, uint32_t(W), s)) return false;
     const int32_t* row_planes = frozen ? nullptr : p.planes + n * W;
     for (int64_t m = 0; m < p.M; ++m) p.y[m * p.ldy + n - p.row_begin] = 0.0f;
     for (int64_t w = 0; w < W; ++w) {
