@@ -70,7 +70,7 @@ def cmd_info(args: argparse.Namespace, console: Console) -> int:
 def cmd_demo(args: argparse.Namespace, console: Console) -> int:
     from .demo import run_demo
 
-    return run_demo(console, seed=args.seed)
+    return run_demo(console, seed=args.seed, out=args.out, epochs=args.epochs)
 
 
 def cmd_find(args: argparse.Namespace, console: Console) -> int:
@@ -108,8 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="slt-hw", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="versions, native extension, available backends and why others are not")
-    demo = sub.add_parser("demo", help="pack a small SLT MLP, check every backend, print its memory")
+    demo = sub.add_parser("demo", help="find, pack, run on every backend, memory, simulate: the story in a minute")
     demo.add_argument("--seed", type=int, default=0, help="model seed (default 0)")
+    demo.add_argument("--out", default="demo-out", help="folder for the checkpoint, CSV and plots (default demo-out)")
+    demo.add_argument("--epochs", type=int, default=5, help="supermask search epochs (default 5)")
     fnd = sub.add_parser("find", help="search a supermask on a built-in or local dataset, save the checkpoint")
     fnd.add_argument("--dataset", default="digits", help="digits | synthetic | sbm | angular_velocity | cifar10 | ogb")
     fnd.add_argument("--data-root", default=None, help="directory of the cifar10 / ogb files")

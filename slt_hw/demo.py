@@ -1,8 +1,13 @@
-"""`slt-hw demo`: a small SLT MLP in all three mask formats, checked on every backend."""
+"""`slt-hw demo`: the package's story in about a minute on a CPU — find a supermask on digits, pack
+it, run it on every backend against the reference, show its memory, simulate it on the SLT
+accelerator against a dense chip, and write the plots."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
+from pathlib import Path
 
 import torch
 from rich.console import Console
@@ -58,22 +63,22 @@ def _kib(bits: int) -> str:
     return f"{bits / 8192:.2f} KiB"
 
 
-def run_demo(console: Console, seed: int = 0) -> int:
-    weights = build_mlp(seed)
-    console.print(f"[bold]slt_hw demo[/bold]: a {'-'.join(str(i) for _, _, i in LAYERS)}-10 SLT MLP, "
-                  f"seed {seed}; weights regenerated from the seed, only masks stored")
-    x = torch.randn(33, LAYERS[0][2], generator=torch.Generator().manual_seed(seed + 1))
+@contextlib.contextmanager
+def _forced_backend(name: str):
+    old = os.environ.get(dispatch.ENV_VAR)
+    os.environ[dispatch.ENV_VAR] = name
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(dispatch.ENV_VAR, None)
+        else:
+            os.environ[dispatch.ENV_VAR] = old
 
-    def forward(fn):
-        h = x
-        for i, p in enumerate(weights):
-            h = fn(h, p)
-            if i < len(weights) - 1:
-                h = torch.relu(h)
-        return h
 
-    ref = forward(slt_linear_reference)
-    checks = Table(title="packed forward vs the reference (batch 33)")
+def _check_backends(console: Console, model: torch.nn.Module, x: torch.Tensor, want: torch.Tensor) -> bool:
+    """The packed model on every backend that can run here, against the search model's eval output."""
+    checks = Table(title=f"packed forward on each backend vs the search model (batch {x.shape[0]})")
     for col in ("device", "backend", "max |Δ|", "time", "result"):
         checks.add_column(col)
     ok = True
@@ -82,31 +87,99 @@ def run_demo(console: Console, seed: int = 0) -> int:
         for name, why in dispatch.reasons(dev, "linear_planes").items():
             if why:
                 continue
-            layers = [SLTPackedLinear(p.to(dev), backend=name) for p in weights]
-
-            def run(layers=layers, dev=dev):
-                h = x.to(dev)
-                for i, layer in enumerate(layers):
-                    h = layer(h)
-                    h = torch.relu(h) if i < len(layers) - 1 else h
-                return h
-
-            run()  # first call pays one-time op registration and kernel set-up
-            t0 = time.perf_counter()
-            h = run()
-            dt = time.perf_counter() - t0
-            err = (h.cpu() - ref).abs().max().item()
-            good = err <= TOLERANCE * max(1.0, ref.abs().max().item())
+            m = model.to(dev)
+            with _forced_backend(name), torch.no_grad():
+                m(x.to(dev))  # first call pays one-time op registration and kernel set-up
+                t0 = time.perf_counter()
+                y = m(x.to(dev)).cpu()
+                dt = time.perf_counter() - t0
+            err = (y - want).abs().max().item()
+            good = err <= TOLERANCE * max(1.0, want.abs().max().item())
             ok &= good
             checks.add_row(dev.type, name, f"{err:.2e}", f"{dt * 1e3:.1f} ms",
                            "[green]ok[/green]" if good else "[red]MISMATCH[/red]")
-    # the functional op with the automatic backend, too
-    auto = forward(lambda h, p: slt_linear(h, p))
-    ok &= bool(torch.allclose(auto, ref, atol=TOLERANCE, rtol=TOLERANCE))
+    model.to("cpu")
     console.print(checks)
+    for name, why in dispatch.reasons("cpu", "linear_planes").items():
+        if why:
+            console.print(f"[dim]cpu backend {name} not run: {'; '.join(why)}[/dim]")
+    return ok
+
+
+def _formats_check(console: Console, seed: int) -> bool:
+    """The three mask formats on one small MLP: every backend equals the reference; their sizes."""
+    weights = build_mlp(seed)
+    x = torch.randn(33, LAYERS[0][2], generator=torch.Generator().manual_seed(seed + 1))
+
+    def forward(fn):
+        h = x
+        for i, p in enumerate(weights):
+            h = fn(h, p)
+            h = torch.relu(h) if i < len(weights) - 1 else h
+        return h
+
+    ref = forward(slt_linear_reference)
+    ok = bool(torch.allclose(forward(lambda h, p: slt_linear(h, p)), ref, atol=TOLERANCE, rtol=TOLERANCE))
+    for name, why in dispatch.reasons("cpu", "linear_planes").items():
+        if not why:
+            got = forward(lambda h, p, name=name: SLTPackedLinear(p, backend=name)(h))
+            ok &= bool(torch.allclose(got, ref, atol=TOLERANCE, rtol=TOLERANCE))
     console.print(memory_table(weights))
-    skipped = {n: w for n, w in dispatch.reasons("cpu", "linear_planes").items() if w}
-    for n, why in skipped.items():
-        console.print(f"[dim]cpu backend {n} not run: {'; '.join(why)}[/dim]")
+    return ok
+
+
+def _simulate(console: Console, model: torch.nn.Module, x: torch.Tensor, out: Path) -> list[Path]:
+    from slt_hw.sim import report
+    from slt_hw.sim.config import load_design
+    from slt_hw.sim.engine import simulate
+    from slt_hw.sim.workload import from_model
+
+    w = from_model(model, (x,), name="digits-mlp")
+    designs = [load_design("hiddenite"), load_design("dense-4k")]
+    results = [simulate(d, w) for d in designs]
+    rows = [report.summary(d, w, r) for d, r in zip(designs, results, strict=True)]
+    console.print(report.comparison_table(rows, "dense-4k"))
+    console.print(report.energy_table(rows))
+    return [report.write_csv(rows, out / "sim.csv"), report.plot_energy(rows, out / "sim-energy.png"),
+            report.plot_memory(rows, out / "sim-memory.png")]
+
+
+def run_demo(console: Console, seed: int = 0, out: str | Path = "demo-out", epochs: int = 5) -> int:
+    """find → pack → run on every backend → memory → simulate, in about a minute on a CPU."""
+    from .checkpoint import load
+    from .memory import memory_report
+    from .train import FindConfig, evaluate, find, load_dataset
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    console.print(f"[bold]slt_hw demo[/bold]: a strong lottery ticket on digits, seed {seed}. The weights are "
+                  "regenerated from the seed; only the supermask is learned and stored.")
+
+    console.rule("1. find a supermask (Edge-Popup, 50 % sparsity; the random weights are never trained)")
+    cfg = FindConfig(dataset="digits", sparsity=0.5, epochs=epochs, hidden=256, seed=seed,
+                     out=str(out / "digits.slt"))
+    res = find(cfg, console)
+
+    console.rule("2. pack: seeds + bit-packed masks, reloaded and verified from the checkpoint")
+    packed = load(out / "digits.slt")
+    ds = load_dataset(cfg)
+    acc = evaluate(packed, ds, ds.test)
+    console.print(f"checkpoint {res.saved.bytes_on_disk:,} bytes on disk; test accuracy packed {acc:.4f}, "
+                  f"search model {res.test_metric:.4f}")
+
+    console.rule("3. run it: the packed model on every available backend")
+    x = ds.test.x
+    with torch.no_grad():
+        want = res.model.eval()(x)
+    ok = _check_backends(console, packed, x, want)
+
+    console.rule("4. memory: what is stored, against dense weights")
+    console.print(memory_report(packed).table())
+    ok &= _formats_check(console, seed)
+
+    console.rule("5. simulate: the model on the Hiddenite-class SLT accelerator vs a dense chip")
+    files = [out / "digits.slt", *_simulate(console, packed, x[:1], out)]
+
     console.print("[green]all backends agree with the reference[/green]" if ok else "[red]mismatch[/red]")
+    console.print(f"outputs in {out.resolve()}: " + ", ".join(f.name for f in files))
     return 0 if ok else 1

@@ -15,12 +15,15 @@ def test_info_lists_backends_and_reasons(capsys):
     assert "runs on CUDA tensors only" in out or "built without CUDA" in out
 
 
-def test_demo_checks_backends_and_prints_memory_table():
+def test_demo_tells_the_story_and_writes_its_outputs(tmp_path):
     env = {**os.environ, "COLUMNS": "160"}
     env.pop("TRITON_INTERPRET", None)  # the demo as a user runs it
-    out = subprocess.run([sys.executable, "-P", "-m", "slt_hw.cli", "demo"], capture_output=True, text=True,
-                         env=env, timeout=600)
+    out = subprocess.run([sys.executable, "-P", "-m", "slt_hw.cli", "demo", "--out", str(tmp_path), "--epochs", "3"],
+                         capture_output=True, text=True, env=env, timeout=600)
     assert out.returncode == 0, out.stdout + out.stderr
-    for word in ("reference", "bits/weight", "dense fp32", "dense bf16", "multicoat", "frozen", "agree"):
-        assert word in out.stdout
+    for word in ("find", "test accuracy packed", "reference", "bits/weight", "dense fp32", "dense bf16",
+                 "multicoat", "frozen", "hiddenite", "dense-4k", "energy", "agree", str(tmp_path)):
+        assert word in out.stdout, word
     assert "MISMATCH" not in out.stdout
+    for name in ("digits.slt", "sim.csv", "sim-energy.png", "sim-memory.png"):
+        assert (tmp_path / name).stat().st_size > 0
