@@ -1,0 +1,134 @@
+"""Partially frozen random networks contain compact SLTs — the accuracy vs model-size trade-off on digits.
+
+For each source kind (dense; randomly pruned: p_prune = r only; partially frozen: p_prune = p_lock =
+r/2 for a freeze ratio r) and each hidden width, find a supermask with Edge-Popup (slt_hw.find)
+that keeps half of the free (neither pruned nor locked) weights,
+and record the test accuracy and the checkpoint payload in bits (slt_hw.memory_report: the mask
+bits of the free weights, biases, seeds). Writes results.csv and tradeoff.png to --out.
+
+    python bench/papers/partial_freezing.py            # full: 4 widths x 9 sources x 3 seeds
+    python bench/papers/partial_freezing.py --quick    # a smoke run for the tests
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from slt_hw.memory import memory_report
+from slt_hw.train import FindConfig, find
+
+
+def sources(freeze_ratios: list[float]) -> list[tuple[str, str, float, float]]:
+    """(kind, label, p_prune, p_lock)."""
+    out = [("dense", "dense", 0.0, 0.0)]
+    for r in freeze_ratios:
+        out.append(("pruned", f"pruned p={r:g}", r, 0.0))
+    for r in freeze_ratios:
+        out.append(("frozen", f"frozen r={r:g}", r / 2, r / 2))
+    return out
+
+
+def run(widths: list[int], freeze_ratios: list[float], seeds: list[int], epochs: int, out: Path) -> list[dict]:
+    rows = []
+    for hidden in widths:
+        for kind, label, pp, pl in sources(freeze_ratios):
+            for seed in seeds:
+                t0 = time.perf_counter()
+                method = "edge_popup" if kind == "dense" else "frozen"
+                # keep half of the free weights; the sparsity counts pruned weights (docs/search.md)
+                sparsity = pp + 0.5 * (1.0 - pp - pl)
+                cfg = FindConfig(dataset="digits", method=method, sparsity=sparsity, p_prune=pp, p_lock=pl,
+                                 hidden=hidden, epochs=epochs, seed=seed, out=None)
+                res = find(cfg, progress=False)
+                rep = memory_report(res.model)
+                n = sum(e.weights for e in rep.layers)
+                rows.append({"kind": kind, "source": label, "p_prune": pp, "p_lock": pl, "sparsity": round(sparsity, 4),
+                             "hidden": hidden, "seed": seed, "accuracy": round(res.test_metric, 4),
+                             "payload_bits": rep.payload_bits, "mask_bits": sum(e.mask_bits for e in rep.layers),
+                             "weights": n,
+                             "dense_fp32_bits": 32 * n, "seconds": round(time.perf_counter() - t0, 2)})
+                print(f"{label:>16} h={hidden:<4} seed={seed} acc={res.test_metric:.4f} "
+                      f"bits={rep.payload_bits:,}", flush=True)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "results.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return rows
+
+
+def aggregate(rows: list[dict]) -> dict[tuple[str, int], tuple[float, float, float]]:
+    """(source, hidden) -> (mean payload bits, mean accuracy, std accuracy)."""
+    groups: dict[tuple[str, int], list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["source"], r["hidden"]), []).append(r)
+    agg = {}
+    for k, rs in groups.items():
+        acc = torch.tensor([r["accuracy"] for r in rs])
+        agg[k] = (sum(r["payload_bits"] for r in rs) / len(rs), float(acc.mean()),
+                  float(acc.std()) if len(rs) > 1 else 0.0)
+    return agg
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    agg = aggregate(rows)
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=100)
+    labels = list(dict.fromkeys(r["source"] for r in rows))
+    styles = {"dense": ("k", "o-"), "pruned": ("tab:blue", "s--"), "frozen": ("tab:red", "^-")}
+    kinds = {r["source"]: r["kind"] for r in rows}
+    shade = {}
+    for lab in labels:
+        k = kinds[lab]
+        shade[k] = shade.get(k, 0) + 1
+    seen: dict[str, int] = {}
+    for lab in labels:
+        k = kinds[lab]
+        seen[k] = seen.get(k, 0) + 1
+        color, style = styles[k]
+        alpha = 1.0 if k == "dense" else 0.35 + 0.65 * seen[k] / shade[k]
+        pts = sorted((v[0], v[1], v[2]) for (s, _), v in agg.items() if s == lab)
+        xs, ys, es = zip(*pts, strict=True)
+        ax.errorbar(xs, ys, yerr=es, fmt=style, color=color, alpha=alpha, label=lab, ms=4, capsize=2)
+    ax.set_xscale("log")
+    ax.set_xlabel("model size (checkpoint payload, bits)")
+    ax.set_ylabel("test accuracy (digits)")
+    ax.set_title("SLTs in dense, pruned and partially frozen sources")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="tiny sweep (the test's smoke run)")
+    p.add_argument("--out", default="paper-out/partial_freezing")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (0: leave as is)")
+    a = p.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    if a.quick:
+        widths, ratios, seeds, epochs = [32, 64], [0.5], [0], 2
+    else:
+        widths, ratios, seeds, epochs = [32, 64, 128, 256], [0.2, 0.4, 0.6, 0.8], [0, 1, 2], 10
+    out = Path(a.out)
+    rows = run(widths, ratios, seeds, epochs, out)
+    plot(rows, out / "tradeoff.png")
+    print(f"wrote {out / 'results.csv'} and {out / 'tradeoff.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
