@@ -4,6 +4,8 @@ import csv
 import importlib.util
 import pathlib
 
+import numpy as np
+
 PAPERS = pathlib.Path(__file__).resolve().parents[1] / "bench" / "papers"
 
 
@@ -42,3 +44,28 @@ def test_msup_folded_gnn_quick(tmp_path):
     assert bits["binary unfolded"] < bits["multicoat unfolded"]
     assert all(float(v["reduction"]) > 0.8 for k, v in rows.items() if "dense" not in k)
     assert max(float(v["accuracy"]) for v in rows.values()) > 0.6
+
+
+def test_mha_slt_quick(tmp_path):
+    mod = _load("mha_slt")
+    assert mod.main(["--quick", "--out", str(tmp_path)]) == 0
+    rows = _rows(tmp_path / "results.csv")
+    milp = {}
+    for r in rows:
+        if r["method"] == "milp":
+            milp.setdefault(int(r["n"]), []).append(float(r["error"]))
+    assert len(milp) == 3 and all(len(v) == 3 for v in milp.values())
+    ns = sorted(milp)
+    # wider sources approximate the target better (subset sums over more products)
+    assert sum(milp[ns[-1]]) < sum(milp[ns[0]])
+    assert any(r["method"] == "edge_popup" for r in rows)
+    assert "fit (MILP)" in (tmp_path / "fit.txt").read_text()
+    for name in ("error_vs_n.png", "error_vs_T.png", "seq_len.csv"):
+        assert (tmp_path / name).stat().st_size > 0
+
+
+def test_subset_sum_milp_hits_reachable_target():
+    mod = _load("mha_slt")
+    items = np.array([0.3, -0.7, 0.25, 0.9, -0.1])
+    z = mod.subset_sum(items, 0.3 + 0.9 - 0.1, time_limit=5.0)
+    assert abs(items[z].sum() - 1.1) < 1e-9
