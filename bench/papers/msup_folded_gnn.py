@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.quick:
         kw = dict(hidden=32, depth=2, seeds=[0], epochs=15, nodes=300)
     else:
-        kw = dict(hidden=128, depth=4, seeds=[0, 1, 2], epochs=200, nodes=1000, p_in=0.012, p_out=0.008)
+        kw = dict(hidden=128, depth=4, seeds=[0, 1, 2], epochs=200, nodes=1000, p_in=0.02, p_out=0.006)
     out = Path(a.out)
     rows = run(**kw, sparsity=0.5, coats=3, out=out)
     plot(rows, out / "memory_accuracy.png")
