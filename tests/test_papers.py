@@ -60,7 +60,7 @@ def test_mha_slt_quick(tmp_path):
     assert sum(milp[ns[-1]]) < sum(milp[ns[0]])
     assert any(r["method"] == "edge_popup" for r in rows)
     assert "fit (MILP)" in (tmp_path / "fit.txt").read_text()
-    for name in ("error_vs_n.png", "error_vs_T.png", "seq_len.csv"):
+    for name in ("error_vs_n.png", "error_vs_T.png", "seq_len.csv", "transformer.csv"):
         assert (tmp_path / name).stat().st_size > 0
 
 

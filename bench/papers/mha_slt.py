@@ -143,6 +143,54 @@ def edge_popup(src: SLTMultiheadAttention, tgt: dict, x_train: torch.Tensor, x_t
         return error(src(x_test)[0], ref)
 
 
+def target_transformer(blocks: int, seed: int, d: int = 2, dk: int = 8, dff: int = 8) -> list[dict]:
+    """Untrained dense target (paper: in/out 2, Q/K dim 8, one head), entries U[-1, 1]/sqrt(fan-in)."""
+    g = torch.Generator().manual_seed(seed)
+
+    def u(o: int, i: int) -> torch.Tensor:
+        return (torch.rand(o, i, generator=g) * 2 - 1) / math.sqrt(i)
+    return [{"wq": u(dk, d), "wk": u(dk, d), "wv": u(d, d), "wo": u(d, d), "w1": u(dff, d), "w2": u(d, dff)}
+            for _ in range(blocks)]
+
+
+def transformer_forward(x: torch.Tensor, blks: list[dict]) -> torch.Tensor:
+    """Blk(x) = F(a) + a, a = Attn(x) + x, no normalization (as slt_hw.nn.SLTTransformerBlock)."""
+    for b in blks:
+        a = attention(x, b["wq"], b["wk"], b["wv"], b["wo"], 1 / math.sqrt(b["wq"].shape[0])) + x
+        x = torch.relu(a @ b["w1"].T) @ b["w2"].T + a
+    return x
+
+
+def transformer_edge_popup(blocks: int, n: int, seed: int, steps: int, samples: int) -> tuple[float, float]:
+    """Edge-Popup (50 % kept, default signed-constant source) on `blocks` SLT blocks with Q/K and FFN
+    width n, matching an untrained target transformer at every token; mean |error| on test data, and
+    the error of the residual path alone (all masks empty: output = input) for scale."""
+    from torch import nn
+
+    from slt_hw.nn.attention import SLTTransformerBlock
+
+    tgt = target_transformer(blocks, seed)
+    src = nn.ModuleList(SLTTransformerBlock(2, 1, n, seed=2000 + seed, name=f"blocks.{i}", qk_dim=n,
+                                            sparsity=0.5) for i in range(blocks))
+    ds = data.angular_velocity(num_samples=samples, seq_len=4, seed=3 + seed)
+    xtr, xte = with_token(ds.train.x), with_token(ds.test.x)
+    ytr, yte = transformer_forward(xtr, tgt), transformer_forward(xte, tgt)
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        for blk in src:
+            x = blk(x)
+        return x
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam([p for p in src.parameters() if p.requires_grad], lr=0.05)
+    for _ in range(steps):
+        idx = torch.randint(0, xtr.shape[0], (256,), generator=g)
+        opt.zero_grad()
+        F.mse_loss(run(xtr[idx]), ytr[idx]).backward()
+        opt.step()
+    with torch.no_grad():
+        return error(run(xte), yte), error(xte, yte)
+
+
 FLOOR = 1e-4  # the float32 evaluation floor is ~5e-6: points at or below FLOOR are left out of the fit
 
 
@@ -161,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="paper-out/mha_slt")
     p.add_argument("--threads", type=int, default=1, help="torch threads (0: leave as is)")
     p.add_argument("--resume", action="store_true", help="reuse --out/results.csv (skip the n sweep)")
+    p.add_argument("--no-transformer", action="store_true", help="skip the 1-4 block transformer sweep")
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -171,6 +220,9 @@ def main(argv: list[str] | None = None) -> int:
         ns, sources, ep_sources, ep_ns, lens, tl, epochs, samples, steps, n_test = \
             [4, 8, 12, 16, 20, 30, 40, 60, 80, 100], 20, 5, [20, 40, 60, 100], \
             [4, 16, 64, 256, 1024, 4096], 0.5, 25, 10000, 400, 1000
+    tf_blocks, tf_ns, tf_sources = ([1], [16], 1) if a.quick else ([1, 2, 3, 4], [100, 225], 3)
+    if a.no_transformer:
+        tf_blocks = []
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -231,12 +283,27 @@ def main(argv: list[str] | None = None) -> int:
         wr.writeheader()
         wr.writerows(seq_rows)
     ep = {n: [r["error"] for r in rows if r["method"] == "edge_popup" and r["n"] == n] for n in ep_ns}
+    tf_rows = []
+    for blocks in tf_blocks:
+        for n in tf_ns:
+            res = [transformer_edge_popup(blocks, n, s, steps, samples=n_test) for s in range(tf_sources)]
+            errs = [r[0] for r in res]
+            tf_rows.append({"blocks": blocks, "n": n, "mean": float(np.mean(errs)), "std": float(np.std(errs)),
+                            "sources": tf_sources, "residual_only": float(np.mean([r[1] for r in res]))})
+            print(f"transformer blocks={blocks} n={n}: edge-popup error {np.mean(errs):.4f}", flush=True)
+    if tf_rows:
+        with open(out / "transformer.csv", "w", newline="") as f:
+            wr = csv.DictWriter(f, fieldnames=list(tf_rows[0]))
+            wr.writeheader()
+            wr.writerows(tf_rows)
     lines = [f"target test MSE {tgt['test_mse']:.4f}",
              f"fit (MILP): eps = {gamma:.3f} * exp(-{delta:.4f} n)   paper: {PAPER[0]} * exp(-{PAPER[1]} n)",
              *(f"n={n}: milp {mu:.5f} ± {sd:.5f}" for n, mu, sd in zip(ns, mean, std, strict=True)),
              *(f"n={n}: edge-popup (50 % kept) {np.mean(v):.5f} ± {np.std(v):.5f} ({len(v)} sources)"
                for n, v in ep.items() if v),
-             *(f"T={r['T']}: error {r['error']:.5f} (n={n_fix}, fixed masks)" for r in seq_rows)]
+             *(f"T={r['T']}: error {r['error']:.5f} (n={n_fix}, fixed masks)" for r in seq_rows),
+             *(f"transformer, {r['blocks']} block(s), n={r['n']}: edge-popup {r['mean']:.5f} ± {r['std']:.5f} "
+               f"({r['sources']} sources; output = input: {r['residual_only']:.5f})" for r in tf_rows)]
     (out / "fit.txt").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     plot(ns, mean, std, gamma, delta, ep, seq_rows, out)
