@@ -3,6 +3,7 @@
 import csv
 import importlib.util
 import pathlib
+import sys
 
 import numpy as np
 
@@ -10,6 +11,8 @@ PAPERS = pathlib.Path(__file__).resolve().parents[1] / "bench" / "papers"
 
 
 def _load(name: str):
+    if str(PAPERS) not in sys.path:  # the scripts share bench/papers/paper_io.py
+        sys.path.insert(0, str(PAPERS))
     spec = importlib.util.spec_from_file_location(f"paper_{name}", PAPERS / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from paper_io import write_csv  # bench/papers/ is on sys.path when a script runs
 from scipy.optimize import Bounds, LinearConstraint, milp
 
 from slt_hw import data
@@ -255,10 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         m = [r["error"] for r in rows if r["method"] == "milp" and r["n"] == n]
         print(f"n={n:<4} milp error {np.mean(m):.5f} ± {np.std(m):.5f} ({len(m)} sources, "
               f"{time.perf_counter() - t0:.0f} s)", flush=True)
-    with open(out / "results.csv", "w", newline="") as f:
-        wr = csv.DictWriter(f, fieldnames=list(rows[0]))
-        wr.writeheader()
-        wr.writerows(rows)
+    write_csv(rows, out / "results.csv")
     milp_rows = [r for r in rows if r["method"] == "milp"]
     mean = np.array([np.mean([r["error"] for r in milp_rows if r["n"] == n]) for n in ns])
     std = np.array([np.std([r["error"] for r in milp_rows if r["n"] == n]) for n in ns])
@@ -278,10 +276,7 @@ def main(argv: list[str] | None = None) -> int:
                 total += error(source_output(src, masks, xc), ref_c) * xc.shape[0]
         err = total / xs.shape[0]
         seq_rows.append({"T": t, "n": n_fix, "error": err})
-    with open(out / "seq_len.csv", "w", newline="") as f:
-        wr = csv.DictWriter(f, fieldnames=list(seq_rows[0]))
-        wr.writeheader()
-        wr.writerows(seq_rows)
+    write_csv(seq_rows, out / "seq_len.csv")
     ep = {n: [r["error"] for r in rows if r["method"] == "edge_popup" and r["n"] == n] for n in ep_ns}
     tf_rows = []
     for blocks in tf_blocks:
@@ -292,10 +287,7 @@ def main(argv: list[str] | None = None) -> int:
                             "sources": tf_sources, "residual_only": float(np.mean([r[1] for r in res]))})
             print(f"transformer blocks={blocks} n={n}: edge-popup error {np.mean(errs):.4f}", flush=True)
     if tf_rows:
-        with open(out / "transformer.csv", "w", newline="") as f:
-            wr = csv.DictWriter(f, fieldnames=list(tf_rows[0]))
-            wr.writeheader()
-            wr.writerows(tf_rows)
+        write_csv(tf_rows, out / "transformer.csv")
     lines = [f"target test MSE {tgt['test_mse']:.4f}",
              f"fit (MILP): eps = {gamma:.3f} * exp(-{delta:.4f} n)   paper: {PAPER[0]} * exp(-{PAPER[1]} n)",
              *(f"n={n}: milp {mu:.5f} ± {sd:.5f}" for n, mu, sd in zip(ns, mean, std, strict=True)),

@@ -15,13 +15,13 @@ gives the accuracy reference. Writes results.csv and memory_accuracy.png to --ou
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from paper_io import write_csv  # bench/papers/ is on sys.path when a script runs
 from torch import nn
 
 from slt_hw import data
@@ -126,11 +126,7 @@ def run(hidden: int, depth: int, seeds: list[int], epochs: int, nodes: int, spar
                      "hidden": hidden, "depth": depth, "accuracy": round(acc, 4), "payload_bits": dense_bits,
                      "dense_fp32_bits": dense_bits, "reduction": 0.0, "seconds": 0.0})
         print(f"{'dense':>9} {'unfolded':<16} seed={seed} acc={acc:.4f} bits={dense_bits:,}", flush=True)
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "results.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    write_csv(rows, out / "results.csv")
     return rows
 
 

@@ -13,12 +13,12 @@ bits of the free weights, biases, seeds). Writes results.csv and tradeoff.png to
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 import time
 from pathlib import Path
 
 import torch
+from paper_io import write_csv  # bench/papers/ is on sys.path when a script runs
 
 from slt_hw.memory import memory_report
 from slt_hw.train import FindConfig, find
@@ -55,11 +55,7 @@ def run(widths: list[int], freeze_ratios: list[float], seeds: list[int], epochs:
                              "dense_fp32_bits": 32 * n, "seconds": round(time.perf_counter() - t0, 2)})
                 print(f"{label:>16} h={hidden:<4} seed={seed} acc={res.test_metric:.4f} "
                       f"bits={rep.payload_bits:,}", flush=True)
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "results.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    write_csv(rows, out / "results.csv")
     return rows
 
 
