@@ -113,8 +113,9 @@ def _eff_tile(rows, row_ok, k_start, K, Kp, W, k0, k1, scale, table_ptr,
 # --------------------------------------------------------------------------- GEMV
 
 
-@triton.jit(do_not_specialize=_DNS)
-def _gemv_kernel(
+@triton.jit
+def _gemv_tile(
+    pid_n, pid_k,
     # pointers
     x_ptr, out_ptr, bias_ptr, table_ptr, planes_ptr, coat_ptr, bits_ptr, offsets_ptr,
     # sizes
@@ -127,8 +128,6 @@ def _gemv_kernel(
     DIST: tl.constexpr, FROZEN: tl.constexpr, C: tl.constexpr, HAS_BIAS: tl.constexpr, UNIT: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
-    pid_n = tl.program_id(0)
-    pid_k = tl.program_id(1)
     rows = row_begin + pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     row_ok = rows < row_end
     ms = tl.arange(0, BLOCK_M)
@@ -158,11 +157,27 @@ def _gemv_kernel(
     tl.store(optr, acc.to(out_ptr.dtype.element_ty), mask=m_ok[:, None] & (out_cols < R)[None, :])
 
 
+@triton.jit(do_not_specialize=_DNS)
+def _gemv_kernel(
+    x_ptr, out_ptr, bias_ptr, table_ptr, planes_ptr, coat_ptr, bits_ptr, offsets_ptr,
+    M, K, Kp, W, NB, row_begin, row_end, R, plane_stride, K_PER_SPLIT,
+    stride_xm, stride_os, stride_om,
+    k0, k1, scale, fk0, fk1, prune_thr, lock_thr,
+    DIST: tl.constexpr, FROZEN: tl.constexpr, C: tl.constexpr, HAS_BIAS: tl.constexpr, UNIT: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    _gemv_tile(tl.program_id(0), tl.program_id(1), x_ptr, out_ptr, bias_ptr, table_ptr, planes_ptr, coat_ptr,
+               bits_ptr, offsets_ptr, M, K, Kp, W, NB, row_begin, row_end, R, plane_stride, K_PER_SPLIT,
+               stride_xm, stride_os, stride_om, k0, k1, scale, fk0, fk1, prune_thr, lock_thr,
+               DIST, FROZEN, C, HAS_BIAS, UNIT, BLOCK_M, BLOCK_N, BLOCK_K)
+
+
 # --------------------------------------------------------------------------- GEMM
 
 
-@triton.jit(do_not_specialize=_DNS)
-def _gemm_kernel(
+@triton.jit
+def _gemm_tile(
+    pid,
     # pointers
     x_ptr, out_ptr, bias_ptr, table_ptr, planes_ptr, coat_ptr, bits_ptr, offsets_ptr,
     # sizes
@@ -177,7 +192,6 @@ def _gemm_kernel(
     GROUP_M: tl.constexpr,
 ):
     # Grouped ordering: GROUP_M row-blocks of x share each regenerated weight column in L2.
-    pid = tl.program_id(0)
     num_m = tl.cdiv(M, BLOCK_M)
     num_n = tl.cdiv(R, BLOCK_N)
     group = GROUP_M * num_n
@@ -211,6 +225,22 @@ def _gemm_kernel(
         acc += tl.load(bias_ptr + out_cols, mask=row_ok, other=0.0).to(tl.float32)[None, :]
     optr = out_ptr + ms.to(tl.int64)[:, None] * stride_om + out_cols[None, :]
     tl.store(optr, acc.to(out_ptr.dtype.element_ty), mask=m_ok[:, None] & (out_cols < R)[None, :])
+
+
+@triton.jit(do_not_specialize=_DNS)
+def _gemm_kernel(
+    x_ptr, out_ptr, bias_ptr, table_ptr, planes_ptr, coat_ptr, bits_ptr, offsets_ptr,
+    M, K, Kp, W, NB, row_begin, row_end, R, plane_stride,
+    stride_xm, stride_om,
+    k0, k1, scale, fk0, fk1, prune_thr, lock_thr,
+    DIST: tl.constexpr, FROZEN: tl.constexpr, C: tl.constexpr, HAS_BIAS: tl.constexpr, UNIT: tl.constexpr,
+    PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    GROUP_M: tl.constexpr,
+):
+    _gemm_tile(tl.program_id(0), x_ptr, out_ptr, bias_ptr, table_ptr, planes_ptr, coat_ptr, bits_ptr, offsets_ptr,
+               M, K, Kp, W, NB, row_begin, row_end, R, plane_stride, stride_xm, stride_om,
+               k0, k1, scale, fk0, fk1, prune_thr, lock_thr,
+               DIST, FROZEN, C, HAS_BIAS, UNIT, PRECISION, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M)
 
 
 # --------------------------------------------------------------------------- autotuning

@@ -19,12 +19,17 @@ SCRIPT = textwrap.dedent("""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
+    from slt_hw.kernels import attention as A
     from slt_hw.kernels import linear as L
+    from slt_hw.kernels import linear_grouped as LG
 
     def build(kern, act, out, consts, warps):
         types = {"x_ptr": "*" + act, "out_ptr": "*" + out, "bias_ptr": "*fp32", "table_ptr": "*fp32",
                  "planes_ptr": "*i32", "coat_ptr": "*fp32", "bits_ptr": "*i32", "offsets_ptr": "*i64",
-                 "scale": "fp32"}
+                 "scale": "fp32", "meta_ptr": "*i32", "q_ptr": "*" + act, "k_ptr": "*" + act, "v_ptr": "*" + act,
+                 "o_ptr": "*" + out, "lse_ptr": "*fp32", "kpm_ptr": "*u8", "qk_scale": "fp32"}
+        types.update({f"{p}{i}": t for p, t in (("planes", "*i32"), ("bits", "*i32"), ("offs", "*i64"))
+                      for i in range(3)})
         sig, cx = {}, {}
         for i, name in enumerate(kern.arg_names):
             if name in consts:
@@ -48,6 +53,19 @@ SCRIPT = textwrap.dedent("""
                                                BLOCK_M=64, BLOCK_N=64, BLOCK_K=32, GROUP_M=8), 4)
     build(L._gemm_kernel, "fp32", "fp32", dict(DIST=2, FROZEN=False, C=2, HAS_BIAS=False, UNIT=False, PRECISION="ieee",
                                                BLOCK_M=64, BLOCK_N=64, BLOCK_K=32, GROUP_M=8), 4)
+    # One launch for several weights: pointer sets picked by a branch on the grid axis.
+    build(LG._gemv_grouped_kernel, "bf16", "bf16", dict(DIST=0, FROZEN=False, C=1, HAS_BIAS=True, UNIT=True,
+                                                        BLOCK_M=1, BLOCK_N=16, BLOCK_K=1024), 4)
+    build(LG._gemm_grouped_kernel, "bf16", "bf16", dict(DIST=2, FROZEN=True, C=1, HAS_BIAS=False, UNIT=False,
+                                                        PRECISION="tf32", BLOCK_M=128, BLOCK_N=128, BLOCK_K=64,
+                                                        GROUP_M=8), 8)
+    # Flash attention: prefill tile (causal, padded) and a split decode tile with D != DV.
+    build(A._attn_kernel, "bf16", "bf16", dict(D=128, DV=128, CAUSAL=True, HAS_KPM=True, SPLIT=False,
+                                               PRECISION="tf32", BLOCK_M=128, BLOCK_N=64, BLOCK_D=128,
+                                               BLOCK_DV=128), 8)
+    build(A._attn_kernel, "fp16", "fp32", dict(D=80, DV=64, CAUSAL=True, HAS_KPM=False, SPLIT=True,
+                                               PRECISION="tf32", BLOCK_M=16, BLOCK_N=128, BLOCK_D=128,
+                                               BLOCK_DV=64), 4)
     print("OK")
 """)
 

@@ -1,0 +1,244 @@
+"""Several slt_linear projections of one input in one launch (attention's Q/K/V, or K/V).
+
+y = x @ [W_0; W_1; W_2]ᵀ: each weight keeps its own seed, name, mask and scale (its own contract
+counters), only the launch is shared. A grid axis picks the weight; its scalars come from a
+small int32 table (so every program sees the same argument types) and its mask tensors from a
+branch over at most three pointer sets. The tile bodies are the single-weight kernels' own
+(`_gemv_tile`, `_gemm_tile`), so the arithmetic, and the results, are theirs.
+
+The weights must share the input width, format, distribution and coat count (constexprs of
+the tile body); slt_hw.mha falls back to one launch per projection otherwise.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+
+import torch
+import triton
+import triton.language as tl
+
+from slt_hw.contract import OFFSET_BLOCK_WORDS, WORD_BITS, Dist, words_per_row
+from slt_hw.formats import Format, PackedWeight
+
+from .linear import (
+    _GEMM_FIXED,
+    _GEMV_FIXED,
+    GEMV_MAX_BATCH,
+    OFFSET_BLOCK,
+    _gemm_configs,
+    _gemm_tile,
+    _gemv_configs,
+    _gemv_tile,
+    _interpreted,
+    _prune_gemm,
+    _split_k,
+)
+from .materialize import _table
+
+__all__ = ["MAX_GROUPS", "groupable", "linear_grouped"]
+
+MAX_GROUPS = 3
+_META = 10  # int32 fields per weight: k0 k1 fk0 fk1 scale(bits) prune lock rows out_col plane_stride
+
+
+@triton.jit
+def _weight_args(g, meta_ptr, coat_ptr, planes0, planes1, planes2, bits0, bits1, bits2, offs0, offs1, offs2,
+                 C: tl.constexpr):
+    meta = meta_ptr + g * 10
+    k0 = tl.load(meta + 0).to(tl.uint32, bitcast=True)
+    k1 = tl.load(meta + 1).to(tl.uint32, bitcast=True)
+    fk0 = tl.load(meta + 2).to(tl.uint32, bitcast=True)
+    fk1 = tl.load(meta + 3).to(tl.uint32, bitcast=True)
+    scale = tl.load(meta + 4).to(tl.float32, bitcast=True)
+    prune = tl.load(meta + 5)
+    lock = tl.load(meta + 6)
+    rows = tl.load(meta + 7)
+    col = tl.load(meta + 8)
+    plane_stride = tl.load(meta + 9)
+    planes, bits, offs = planes0, bits0, offs0
+    if g == 1:
+        planes, bits, offs = planes1, bits1, offs1
+    if g == 2:
+        planes, bits, offs = planes2, bits2, offs2
+    return k0, k1, fk0, fk1, scale, prune, lock, rows, col, plane_stride, planes, coat_ptr + g * C, bits, offs
+
+
+@triton.jit
+def _gemv_grouped_kernel(
+    x_ptr, out_ptr, bias_ptr, table_ptr, meta_ptr, coat_ptr,
+    planes0, planes1, planes2, bits0, bits1, bits2, offs0, offs1, offs2,
+    M, K, Kp, W, NB, K_PER_SPLIT, RMAX,
+    stride_xm, stride_os, stride_om,
+    DIST: tl.constexpr, FROZEN: tl.constexpr, C: tl.constexpr, HAS_BIAS: tl.constexpr, UNIT: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    pid_n = tl.program_id(0)
+    g = tl.program_id(2)
+    k0, k1, fk0, fk1, scale, prune, lock, R, col, pstride, planes, coat, bits, offs = _weight_args(
+        g, meta_ptr, coat_ptr, planes0, planes1, planes2, bits0, bits1, bits2, offs0, offs1, offs2, C)
+    if pid_n * BLOCK_N < R:  # the grid is sized for the widest weight
+        _gemv_tile(pid_n, tl.program_id(1), x_ptr, out_ptr + col, bias_ptr + col, table_ptr, planes, coat, bits, offs,
+                   M, K, Kp, W, NB, 0, R, R, pstride, K_PER_SPLIT, stride_xm, stride_os, stride_om,
+                   k0, k1, scale, fk0, fk1, prune, lock, DIST, FROZEN, C, HAS_BIAS, UNIT, BLOCK_M, BLOCK_N, BLOCK_K)
+
+
+@triton.jit
+def _gemm_grouped_kernel(
+    x_ptr, out_ptr, bias_ptr, table_ptr, meta_ptr, coat_ptr,
+    planes0, planes1, planes2, bits0, bits1, bits2, offs0, offs1, offs2,
+    M, K, Kp, W, NB, RMAX,
+    stride_xm, stride_om,
+    DIST: tl.constexpr, FROZEN: tl.constexpr, C: tl.constexpr, HAS_BIAS: tl.constexpr, UNIT: tl.constexpr,
+    PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    GROUP_M: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    g = tl.program_id(1)
+    k0, k1, fk0, fk1, scale, prune, lock, R, col, pstride, planes, coat, bits, offs = _weight_args(
+        g, meta_ptr, coat_ptr, planes0, planes1, planes2, bits0, bits1, bits2, offs0, offs1, offs2, C)
+    if pid < tl.cdiv(M, BLOCK_M) * tl.cdiv(R, BLOCK_N):
+        _gemm_tile(pid, x_ptr, out_ptr + col, bias_ptr + col, table_ptr, planes, coat, bits, offs,
+                   M, K, Kp, W, NB, 0, R, R, pstride, stride_xm, stride_om,
+                   k0, k1, scale, fk0, fk1, prune, lock,
+                   DIST, FROZEN, C, HAS_BIAS, UNIT, PRECISION, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M)
+
+
+_TUNED: dict[str, object] = {}
+
+
+def _kernel(name: str):
+    if _interpreted():
+        return (_gemv_grouped_kernel, _GEMV_FIXED) if name == "gemv" else (_gemm_grouped_kernel, _GEMM_FIXED)
+    if name not in _TUNED:
+        if name == "gemv":
+            _TUNED[name] = triton.autotune(_gemv_configs(), key=["RMAX", "K", "BLOCK_M"])(_gemv_grouped_kernel)
+        else:
+            _TUNED[name] = triton.autotune(_gemm_configs(), key=["M", "RMAX", "K"],
+                                           prune_configs_by={"early_config_prune": _prune_gemm})(_gemm_grouped_kernel)
+    return _TUNED[name], {}
+
+
+def _i32(v: int) -> int:
+    v &= 0xFFFFFFFF
+    return v - (1 << 32) if v >= 1 << 31 else v
+
+
+def _f32_bits(v: float) -> int:
+    return struct.unpack("<i", struct.pack("<f", v))[0]
+
+
+def groupable(packed: Sequence[PackedWeight]) -> str | None:
+    """None if `packed` can share one launch, else why not."""
+    if not 1 <= len(packed) <= MAX_GROUPS:
+        return f"expected 1 to {MAX_GROUPS} weights, got {len(packed)}"
+    p0 = packed[0]
+    for p in packed[1:]:
+        for what in ("in_features", "format", "dist", "num_coats", "device"):
+            if getattr(p, what) != getattr(p0, what):
+                return f"{what} differs ({getattr(p0, what)} vs {getattr(p, what)})"
+    return None
+
+
+def linear_grouped(x: torch.Tensor, packed: Sequence[PackedWeight],
+                   biases: Sequence[torch.Tensor | None] | None = None, *, path: str | None = None,
+                   split_k: int | None = None) -> torch.Tensor:
+    """[x W_0ᵀ + b_0, x W_1ᵀ + b_1, …] concatenated on the last axis, in one launch.
+
+    x: (..., in_features) float32/float16/bfloat16 on the weights' device; returns
+    (..., Σ out_features) in x's dtype. path: force "gemv" or "gemm" (default by batch size)."""
+    packed = list(packed)
+    if not all(isinstance(p, PackedWeight) for p in packed):
+        raise TypeError("packed: expected a sequence of slt_hw.PackedWeight")
+    why = groupable(packed)
+    if why is not None:
+        raise ValueError(f"packed: these weights cannot share a launch: {why}")
+    biases = [None] * len(packed) if biases is None else list(biases)
+    if len(biases) != len(packed):
+        raise ValueError(f"biases: expected {len(packed)} entries (tensor or None), got {len(biases)}")
+    if path not in (None, "gemv", "gemm"):
+        raise ValueError(f"path: expected None, 'gemv' or 'gemm', got {path!r}")
+    p0 = packed[0]
+    device, k = p0.device, p0.in_features
+    if not isinstance(x, torch.Tensor) or x.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise TypeError(f"x: expected a float32/float16/bfloat16 tensor, got {getattr(x, 'dtype', type(x))}")
+    if x.dim() < 1 or x.shape[-1] != k or x.device != device:
+        raise ValueError(f"x: expected (..., {k}) on {device}, got {tuple(x.shape)} on {x.device}")
+    ns = [p.out_features for p in packed]
+    for i, (b, n) in enumerate(zip(biases, ns, strict=True)):
+        if b is not None and (not isinstance(b, torch.Tensor) or tuple(b.shape) != (n,) or b.device != device):
+            raise ValueError(f"biases[{i}]: expected a ({n},) tensor on {device}, got {getattr(b, 'shape', b)}")
+    x2 = x.reshape(-1, k).contiguous()
+    m, ntot = x2.shape[0], sum(ns)
+    out = torch.empty(m, ntot, dtype=x.dtype, device=device)
+    if m == 0 or ntot == 0:
+        return out.reshape(*x.shape[:-1], ntot)
+
+    frozen = p0.format is Format.FROZEN
+    c = 1 if frozen else p0.num_coats
+    w = words_per_row(k)
+    nb = triton.cdiv(w, OFFSET_BLOCK_WORDS)
+    cols = [sum(ns[:i]) for i in range(len(ns))]
+    meta, planes, bits, offs, coats = [], [], [], [], []
+    dummy_i32 = torch.zeros(1, dtype=torch.int32, device=device)
+    dummy_i64 = torch.zeros(1, dtype=torch.int64, device=device)
+    for p, col in zip(packed, cols, strict=True):
+        fk = p.freeze_key if frozen else p.key
+        meta += [_i32(p.key.k0), _i32(p.key.k1), _i32(fk.k0), _i32(fk.k1), _f32_bits(p.scale),
+                 p.prune_threshold if frozen else 0, p.lock_threshold if frozen else 0, p.out_features, col,
+                 0 if frozen else p.out_features * w]
+        if frozen:
+            fb = p.free_bits.reshape(-1).contiguous()
+            planes.append(dummy_i32)
+            bits.append(fb if fb.numel() else dummy_i32)
+            offs.append(p.offsets.contiguous())
+            coats.append(torch.ones(1, dtype=torch.float32, device=device))
+        else:
+            planes.append(p.planes.contiguous())
+            bits.append(dummy_i32)
+            offs.append(dummy_i64)
+            coats.append(p.coat_scales)
+    pad = MAX_GROUPS - len(packed)
+    planes, bits, offs = planes + planes[:1] * pad, bits + bits[:1] * pad, offs + offs[:1] * pad
+    meta_t = torch.tensor(meta, dtype=torch.int32).to(device, non_blocking=True)
+    coat_t = torch.cat(coats).contiguous()
+    has_bias = any(b is not None for b in biases)
+    bias_t = (torch.cat([torch.zeros(n, device=device) if b is None else b.to(torch.float32)
+                         for b, n in zip(biases, ns, strict=True)]) if has_bias else coat_t)
+    table = _table(device)
+    dist = p0.dist
+    unit = dist is Dist.SIGNED_CONSTANT and not frozen and c == 1
+    rmax = max(ns)
+    kp = w * WORD_BITS
+    common = (table, meta_t, coat_t, *planes, *bits, *offs)
+    if path is None:
+        path = "gemv" if m <= GEMV_MAX_BATCH else "gemm"
+    if path == "gemv":
+        if m > 16:
+            raise ValueError(f"path: the GEMV path takes at most 16 activation rows, got {m}")
+        splits = _split_k(ntot, k, device) if split_k is None else split_k
+        if splits < 1:
+            raise ValueError(f"split_k: expected >= 1, got {splits}")
+        chunk = triton.cdiv(triton.cdiv(k, splits), OFFSET_BLOCK) * OFFSET_BLOCK
+        splits = triton.cdiv(k, chunk)
+        part = out if splits == 1 else torch.empty(splits, m, ntot, dtype=torch.float32, device=device)
+        kern, fixed = _kernel("gemv")
+        grid = lambda meta: (triton.cdiv(rmax, meta["BLOCK_N"]), splits, len(packed))  # noqa: E731
+        kern[grid](x2, part, bias_t, *common, m, k, kp, w, nb, chunk, rmax,
+                   x2.stride(0), part.stride(0) if splits > 1 else 0, part.stride(-2),
+                   DIST=dist.code, FROZEN=frozen, C=c, HAS_BIAS=has_bias and splits == 1, UNIT=unit,
+                   BLOCK_M=max(1, triton.next_power_of_2(m)), **fixed)
+        if splits > 1:
+            y = part.sum(0)
+            if has_bias:
+                y = y + bias_t
+            out = y.to(x.dtype)
+    else:
+        precision = "ieee" if x2.dtype == torch.float32 else "tf32"
+        kern, fixed = _kernel("gemm")
+        grid = lambda meta: (triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(rmax, meta["BLOCK_N"]),  # noqa: E731
+                             len(packed))
+        kern[grid](x2, out, bias_t, *common, m, k, kp, w, nb, rmax, x2.stride(0), out.stride(0),
+                   DIST=dist.code, FROZEN=frozen, C=c, HAS_BIAS=has_bias, UNIT=unit, PRECISION=precision, **fixed)
+    return out.reshape(*x.shape[:-1], ntot)
