@@ -190,7 +190,7 @@ def _project(x, p, b, backend):
 
 
 def _heads(y, h):
-    return y.view(*y.shape[:2], h, -1)
+    return y.view(*y.shape[:2], h, y.shape[-1] // h)
 
 
 def _run(x, q, k, v, o, h, key, value, bias, kpm, attn_mask, causal, cache, scale, backend):
@@ -211,7 +211,7 @@ def _run(x, q, k, v, o, h, key, value, bias, kpm, attn_mask, causal, cache, scal
         out = F.scaled_dot_product_attention(qh.transpose(1, 2), kh.transpose(1, 2), vh.transpose(1, 2),
                                              attn_mask=mask, scale=scale).transpose(1, 2)
         out = torch.where(allowed.any(-1).transpose(1, 2)[..., None], out, 0.0)  # (B, T, 1, 1)
-    out = out.to(x.dtype).reshape(b, t, -1)
+    out = out.to(x.dtype).reshape(b, t, v.out_features)
     return _project(out, o, bo, backend)
 
 

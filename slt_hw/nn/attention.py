@@ -7,12 +7,15 @@ the Q and K weight scales (the MHA-SLT paper's n_K^{1/4}); it is folded into the
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
 from torch import nn
 
+from ..mha import KVCache, _allowed, slt_mha
 from .base import SLTLinear
+from .packed_layers import SLTPackedLayer
 
 
 class SLTMultiheadAttention(nn.Module):
@@ -51,40 +54,79 @@ class SLTMultiheadAttention(nn.Module):
                       "qk_init_scale": qk_init_scale, "batch_first": batch_first, "bias": bias,
                       "dropout": dropout, **slt}
 
+    def new_cache(self, batch: int, max_len: int, *, dtype: torch.dtype = torch.float32,
+                  device: torch.device | str | None = None) -> KVCache:
+        """An empty KV cache for decode with this layer (owned by the caller)."""
+        h = self.num_heads
+        if device is None:  # where the layer lives
+            t = next(itertools.chain(self.buffers(), self.parameters()), None)
+            device = "cpu" if t is None else t.device
+        return KVCache(batch, h, max_len, self._arch["qk_dim"] // h, self._arch["v_dim"] // h, dtype=dtype,
+                       device=device)
+
+    def _packed_weights(self):
+        """((q, k, v, o) packed weights, biases, backend) in the packed form, else None."""
+        layers = (self.q_proj, self.k_proj, self.v_proj, self.out_proj)
+        if not all(isinstance(m, SLTPackedLayer) for m in layers):
+            return None
+        lins = [m.copies[m.mask_index] for m in layers]
+        return [lin.packed for lin in lins], [m.bias for m in layers], lins[0].backend
+
     def forward(self, query: torch.Tensor, key: torch.Tensor | None = None, value: torch.Tensor | None = None,
                 key_padding_mask: torch.Tensor | None = None, need_weights: bool = False,
-                attn_mask: torch.Tensor | None = None, is_causal: bool = False, **_unused):
+                attn_mask: torch.Tensor | None = None, is_causal: bool = False, cache: KVCache | None = None,
+                **_unused):
+        """cache: a KVCache (see new_cache) to decode: this call's keys and values are appended and
+        its queries attend to all cached positions. A query with no key left gets zeros.
+
+        The packed form (after slt_hw.pack) runs slt_hw.mha.slt_mha (fused on CUDA), unless
+        need_weights is set; the search form runs the attention written out (with autograd)."""
         if not isinstance(query, torch.Tensor) or query.dim() != 3:
             raise ValueError(f"query: expected a 3-D tensor, got {getattr(query, 'shape', type(query))}")
+        self_attn = (key is None or key is query) and (value is None or value is key or value is query)
         key = query if key is None else key
         value = key if value is None else value
         if not self.batch_first:
             query, key, value = (t.transpose(0, 1) for t in (query, key, value))
-        b, t, _ = query.shape
-        s = key.shape[1]
-        h = self.num_heads
-        q = self.q_proj(query).view(b, t, h, -1).transpose(1, 2)  # (B, H, T, dk)
-        k = self.k_proj(key).view(b, s, h, -1).transpose(1, 2)  # (B, H, S, dk)
-        v = self.v_proj(value).view(b, s, h, -1).transpose(1, 2)  # (B, H, S, dv)
-        logits = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(self.head_dim))  # (B, H, T, S)
-        if attn_mask is not None:
-            if attn_mask.dtype == torch.bool:
-                logits = logits.masked_fill(attn_mask, float("-inf"))
-            else:
-                logits = logits + attn_mask
-        if is_causal:
-            causal = torch.ones(t, s, dtype=torch.bool, device=query.device).triu(1 + s - t)
-            logits = logits.masked_fill(causal, float("-inf"))
-        if key_padding_mask is not None:
-            if key_padding_mask.shape != (b, s):
-                raise ValueError(f"key_padding_mask: expected shape ({b}, {s}), got {tuple(key_padding_mask.shape)}")
-            logits = logits.masked_fill(key_padding_mask.bool()[:, None, None, :], float("-inf"))
-        attn = torch.softmax(logits, dim=-1)
-        if self.dropout and self.training:
-            attn = torch.nn.functional.dropout(attn, self.dropout)
-        out = self.out_proj((attn @ v).transpose(1, 2).reshape(b, t, -1))  # (B, T, out)
+        kpm = None if key_padding_mask is None else key_padding_mask.bool()
+        packed = self._packed_weights()
+        if packed is not None and not need_weights and not (self.dropout and self.training):
+            (q, k, v, o), bias, backend = packed
+            out = slt_mha(query, q, k, v, o, self.num_heads, key=None if self_attn else key,
+                          value=None if self_attn else value, bias=bias, key_padding_mask=kpm, attn_mask=attn_mask,
+                          causal=is_causal, cache=cache, softmax_scale=1.0 / math.sqrt(self.head_dim),
+                          backend=backend)
+            weights = None
+        else:
+            out, weights = self._attend(query, key, value, kpm, need_weights, attn_mask, is_causal, cache)
         if not self.batch_first:
             out = out.transpose(0, 1)
+        return out, weights
+
+    def _attend(self, query, key, value, kpm, need_weights, attn_mask, is_causal, cache):
+        b, t, _ = query.shape
+        h = self.num_heads
+        dk, dv = self.head_dim, self._arch["v_dim"] // h
+        q = self.q_proj(query).view(b, t, h, dk).transpose(1, 2)  # (B, H, T, dk)
+        k = self.k_proj(key).view(b, key.shape[1], h, dk)  # (B, S, H, dk)
+        v = self.v_proj(value).view(b, value.shape[1], h, dv)  # (B, S, H, dv)
+        if kpm is not None and kpm.shape != k.shape[:2]:
+            raise ValueError(f"key_padding_mask: expected shape {tuple(k.shape[:2])}, got {tuple(kpm.shape)}")
+        if cache is not None:
+            k, v, kpm = cache.append(k, v, kpm)
+        s = k.shape[1]
+        k, v = k.transpose(1, 2), v.transpose(1, 2)
+        if attn_mask is not None and tuple(attn_mask.shape) != (t, s):
+            raise ValueError(f"attn_mask: expected shape ({t}, {s}), got {tuple(attn_mask.shape)}")
+        allowed, add = _allowed(b, t, s, is_causal, kpm, attn_mask, query.device)
+        logits = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(self.head_dim))  # (B, H, T, S)
+        if add is not None:
+            logits = logits + add
+        attn = torch.softmax(logits.masked_fill(~allowed, float("-inf")), dim=-1)
+        attn = torch.where(allowed.any(-1, keepdim=True), attn, 0.0)  # no key left: zeros, not NaN
+        if self.dropout and self.training:
+            attn = torch.nn.functional.dropout(attn, self.dropout)
+        out = self.out_proj((attn @ v).transpose(1, 2).reshape(b, t, h * dv))  # (B, T, out)
         return out, (attn.mean(1) if need_weights else None)
 
 
@@ -102,6 +144,10 @@ class SLTTransformerBlock(nn.Module):
         self._arch = {"d_model": d_model, "num_heads": num_heads, "d_ff": d_ff, "seed": seed, "name": name,
                       "qk_dim": qk_dim, "qk_init_scale": qk_init_scale, "causal": causal, **slt}
 
-    def forward(self, x: torch.Tensor, key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
-        a = self.attn(x, x, x, key_padding_mask=key_padding_mask, is_causal=self.causal)[0] + x
+    def new_cache(self, batch: int, max_len: int, **kw) -> KVCache:
+        return self.attn.new_cache(batch, max_len, **kw)
+
+    def forward(self, x: torch.Tensor, key_padding_mask: torch.Tensor | None = None,
+                cache: KVCache | None = None) -> torch.Tensor:
+        a = self.attn(x, x, x, key_padding_mask=key_padding_mask, is_causal=self.causal, cache=cache)[0] + x
         return self.fc2(torch.relu(self.fc1(a))) + a
