@@ -14,7 +14,7 @@ from .ops import slt_linear
 # search, conversion and checkpoints import lazily: `import slt_hw` stays light
 _LAZY = {"convert": "conversion", "pack": "conversion", "export_dense": "conversion", "save": "checkpoint",
          "load": "checkpoint", "CheckpointError": "checkpoint", "memory_report": "memory",
-         "find": "train", "FindConfig": "train"}
+         "find": "train", "FindConfig": "train", "slt_mha": "mha", "KVCache": "mha"}
 
 
 def __getattr__(name: str):
@@ -26,7 +26,7 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "CONTRACT_VERSION", "CheckpointError", "Dist", "FindConfig", "Format", "PackedWeight", "__version__",
+    "CONTRACT_VERSION", "CheckpointError", "Dist", "FindConfig", "Format", "KVCache", "PackedWeight", "__version__",
     "convert", "derive_key", "export_dense", "find", "load", "memory_report", "pack", "pack_binary",
-    "pack_frozen", "pack_multicoat", "save", "slt_linear",
+    "pack_frozen", "pack_multicoat", "save", "slt_linear", "slt_mha",
 ]

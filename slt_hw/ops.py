@@ -174,3 +174,12 @@ def slt_linear_int8_reference(x: torch.Tensor, packed: PackedWeight, bias: torch
     if bias is not None:
         y = y + bias.to(torch.float32)
     return y.to(x.dtype)
+
+
+def __getattr__(name: str):
+    # slt_hw.mha builds on the functions above; resolving its names lazily avoids an import cycle.
+    if name in ("slt_mha", "slt_mha_reference", "KVCache"):
+        from . import mha
+
+        return getattr(mha, name)
+    raise AttributeError(f"module 'slt_hw.ops' has no attribute {name!r}")

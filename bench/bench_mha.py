@@ -1,0 +1,193 @@
+"""slt_mha against dense attention: the attention core against SDPA's flash backend, and the
+whole attention block (Q/K/V projections, attention, O projection) against the
+nn.MultiheadAttention-equivalent with dense weights (one in_proj GEMM, SDPA, out_proj), at
+prefill and at decode with a KV cache. Prints a table, writes bench/results/mha_<device>.csv.
+
+    python bench/bench_mha.py [--quick] [--dist signed_constant]
+
+GPU (bf16, the fused Triton path): prefill batch 4, T 1k-8k, 16 heads, head dim 64 and 128;
+decode batch 1-64, context 1k-32k, head dim 128. Timing: triton.testing.do_bench (median, L2
+flushed), round-robin over the implementations. Targets (issue 6, H100/H200 class): attention
+core >= 0.9x SDPA flash; the SLT block at decode >= 2x the dense-weight block.
+CPU (fp32, the composed path: C++ slt_linear + SDPA): smaller shapes, timed round-robin.
+
+TFLOP/s counts 4·B·H·T·S·D for the attention core (half the square when causal) plus 2·rows·
+out·in per projection; GB/s counts weights (mask bits for SLT, dense weights otherwise) and
+the KV cache read at decode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+
+import torch
+import torch.nn.functional as F
+from utils import interleaved_medians, report  # bench/ is the script's directory
+
+from slt_hw.contract import Dist, default_scale
+from slt_hw.formats import Format, PackedWeight
+from slt_hw.mha import KVCache, slt_mha
+
+COLUMNS = ["mode", "batch", "T", "context", "heads", "head_dim", "impl", "ms", "TFLOP/s", "GB/s", "vs_dense"]
+
+
+def _packed(n: int, k: int, dist: str, name: str, device: str) -> PackedWeight:
+    words = torch.randint(-(2**31), 2**31, (1, n, k // 32), dtype=torch.int64, device=device).to(torch.int32)
+    d = Dist.parse(dist)
+    return PackedWeight(shape=(n, k), seed=1, name=name, dist=d, scale=default_scale(d, k), format=Format.BINARY,
+                        planes=words)
+
+
+class Block:
+    """One attention layer as packed weights and as the dense nn.MultiheadAttention equivalent."""
+
+    def __init__(self, e: int, h: int, dist: str, dtype: torch.dtype, device: str):
+        self.e, self.h, self.d = e, h, e // h
+        self.q, self.k, self.v, self.o = (_packed(e, e, dist, f"bench.{p}", device) for p in "qkvo")
+        self.in_proj = torch.cat([p.materialize() for p in (self.q, self.k, self.v)]).to(dtype)
+        self.out_proj = self.o.materialize().to(dtype)
+        self.weight_bytes = {"slt": 4 * e * e // 8, "dense": 4 * e * e * torch.finfo(dtype).bits // 8}
+
+    def slt(self, x, cache=None, causal=False):
+        return slt_mha(x, self.q, self.k, self.v, self.o, self.h, cache=cache, causal=causal)
+
+    def dense(self, x, kv=None, causal=False):
+        """kv: (k_cache, v_cache, length) in (B, H, S, D) for decode; the new token goes at `length`."""
+        b, t, e = x.shape
+        qkv = F.linear(x, self.in_proj).view(b, t, 3, self.h, self.d)
+        q, k, v = (qkv[:, :, i].transpose(1, 2) for i in range(3))
+        if kv is not None:
+            kc, vc, n = kv
+            kc[:, :, n:n + t], vc[:, :, n:n + t] = k, v
+            k, v = kc[:, :, :n + t], vc[:, :, :n + t]
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=causal and kv is None)
+        return F.linear(y.transpose(1, 2).reshape(b, t, e), self.out_proj)
+
+
+def _time_gpu(fns: dict, rounds: int) -> dict[str, float]:
+    import triton.testing
+
+    samples = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            samples[name].append(triton.testing.do_bench(fn, warmup=5, rep=30, return_mode="median"))
+    return {name: statistics.median(v) for name, v in samples.items()}
+
+
+def _time_cpu(fns: dict, rounds: int) -> dict[str, float]:
+    return {n: s * 1e3 for n, s in interleaved_medians(fns, rounds=rounds, per_round=2, warmup=1).items()}
+
+
+def _check(name: str, got: torch.Tensor, want: torch.Tensor, tol: float) -> None:
+    err = (got.float() - want.float()).abs().max().item()
+    if not err <= tol * max(1.0, want.float().abs().max().item()):
+        print(f"bench_mha: {name} disagrees with the dense block (max error {err:.3g})")
+
+
+def _rows(base: dict, ms: dict, flops: dict, nbytes: dict, dense: str) -> list[dict]:
+    return [{**base, "impl": name, "ms": f"{t:.4f}", "TFLOP/s": f"{flops[name] / t / 1e9:.2f}",
+             "GB/s": f"{nbytes[name] / t / 1e6:.0f}", "vs_dense": f"{ms[dense] / t:.2f}"} for name, t in ms.items()]
+
+
+def prefill(blk: Block, b: int, t: int, dtype, device, timer, rounds, core: bool) -> list[dict]:
+    e, h, d = blk.e, blk.h, blk.d
+    x = torch.randn(b, t, e, dtype=dtype, device=device)
+    attn_flops = 2 * b * h * t * t * d  # causal: half of 4·B·H·T²·D
+    proj_flops = 2 * b * t * e * e * 4
+    fns = {"dense_block": lambda: blk.dense(x, causal=True), "slt_block": lambda: blk.slt(x, causal=True)}
+    with torch.no_grad():
+        _check("slt_block", fns["slt_block"](), fns["dense_block"](), 0.05)
+    flops = {"dense_block": attn_flops + proj_flops, "slt_block": attn_flops + proj_flops}
+    io = 2 * b * t * e * x.element_size()
+    nbytes = {"dense_block": blk.weight_bytes["dense"] + io, "slt_block": blk.weight_bytes["slt"] + io}
+    rows = []
+    if core:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        from slt_hw.kernels.attention import flash_attention
+
+        q, k, v = (torch.randn(b, t, h, d, dtype=dtype, device=device) for _ in range(3))
+        qs, ks, vs = (z.transpose(1, 2).contiguous() for z in (q, k, v))
+
+        def sdpa():
+            with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+                return F.scaled_dot_product_attention(qs, ks, vs, is_causal=True)
+
+        core_fns = {"sdpa_flash": sdpa, "slt_attention": lambda: flash_attention(q, k, v, causal=True)}
+        _check("slt_attention", core_fns["slt_attention"]().transpose(1, 2), sdpa(), 0.05)
+        ms = timer(core_fns, rounds)
+        kv_bytes = 4 * b * t * h * d * q.element_size()
+        rows += _rows({"mode": "prefill-core", "batch": b, "T": t, "context": t, "heads": h, "head_dim": d}, ms,
+                      dict.fromkeys(core_fns, attn_flops), dict.fromkeys(core_fns, kv_bytes), "sdpa_flash")
+    with torch.no_grad():
+        ms = timer(fns, rounds)
+    rows += _rows({"mode": "prefill-block", "batch": b, "T": t, "context": t, "heads": h, "head_dim": d}, ms,
+                  flops, nbytes, "dense_block")
+    return rows
+
+
+def decode(blk: Block, b: int, ctx: int, dtype, device, timer, rounds) -> list[dict]:
+    e, h, d = blk.e, blk.h, blk.d
+    x = torch.randn(b, 1, e, dtype=dtype, device=device)
+    cache = KVCache(b, h, ctx, d, dtype=dtype, device=device)
+    cache.k.normal_()
+    cache.v.normal_()
+    kc = cache.k[:, :ctx].transpose(1, 2).contiguous()  # the dense block keeps (B, H, S, D)
+    vc = cache.v[:, :ctx].transpose(1, 2).contiguous()
+
+    def slt():
+        cache.length = ctx - 1  # every call decodes the same last position
+        return blk.slt(x, cache=cache, causal=True)
+
+    fns = {"dense_block": lambda: blk.dense(x, (kc, vc, ctx - 1)), "slt_block": slt}
+    with torch.no_grad():
+        _check("slt_block", fns["slt_block"](), fns["dense_block"](), 0.05)
+        ms = timer(fns, rounds)
+    kv = 2 * b * ctx * e * x.element_size()
+    flops = 4 * b * ctx * e + 2 * b * e * e * 4
+    nbytes = {"dense_block": blk.weight_bytes["dense"] + kv, "slt_block": blk.weight_bytes["slt"] + kv}
+    return _rows({"mode": "decode", "batch": b, "T": 1, "context": ctx, "heads": h, "head_dim": d}, ms,
+                 dict.fromkeys(fns, flops), nbytes, "dense_block")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dist", default="signed_constant", choices=[d.value for d in Dist])
+    ap.add_argument("--quick", action="store_true", help="one shape per mode")
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args(argv)
+    gpu = torch.cuda.is_available()
+    device = "cuda" if gpu else "cpu"
+    dtype = torch.bfloat16 if gpu else torch.float32
+    timer = _time_gpu if gpu else _time_cpu
+    heads = 16
+    if gpu:
+        pre = [(4, t, hd) for hd in (64, 128) for t in (1024, 2048, 4096, 8192)]
+        dec = [(b, c) for b in (1, 16, 64) for c in (1024, 4096, 16384, 32768)]
+        dec_hd = 128
+    else:  # the composed path; shapes a 2-core CPU gets through in a minute or two
+        pre = [(1, 128, 64), (1, 512, 64)]
+        dec = [(1, 1024), (1, 4096), (8, 1024)]
+        dec_hd = 64
+    if args.quick:
+        pre, dec = pre[:1], dec[:1]
+    rows = []
+    blocks = {}
+    for b, t, hd in pre:
+        blk = blocks.setdefault(hd, Block(heads * hd, heads, args.dist, dtype, device))
+        rows += prefill(blk, b, t, dtype, device, timer, args.rounds, core=gpu)
+    for b, ctx in dec:
+        blk = blocks.setdefault(dec_hd, Block(heads * dec_hd, heads, args.dist, dtype, device))
+        rows += decode(blk, b, ctx, dtype, device, timer, args.rounds)
+        if gpu:
+            torch.cuda.empty_cache()
+    report(f"mha_{device}", rows, COLUMNS)
+    where = torch.cuda.get_device_name() if gpu else "CPU (composed path: C++ slt_linear + SDPA)"
+    print(f"# {where}, dist {args.dist}, {dtype}, {heads} heads (embed = heads x head_dim)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
