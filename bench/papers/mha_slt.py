@@ -1,24 +1,27 @@
 """SLTs within multi-head attention (Otsuka et al., AAAI 2026): the synthetic angular-velocity experiment.
 
-1. Train a target MHA (one head, in 2, out 1, no bias/normalization) on the angular-velocity task
-   (regression token first, output at the regression token).
+1. Train a target MHA (one head, in 2, out 1, d_K = d_V = 4, no bias/normalization) on the angular-
+   velocity task (zero regression token first, output omega / pi at the regression token), AdamW lr 0.1,
+   batch 1024, 25 epochs, wd 0.01 as the paper. Tokens are scaled to norm 2 and get a learned positional
+   embedding (norm <= 2); every weight is projected to spectral norm <= 1 after each step (see
+   train_target for why: without positions a single attention layer cannot resolve the sign of omega).
 2. For each source hidden dim n = n_K = n_V draw random source MHAs from the weight-generation
    contract (slt_hw.nn.SLTMultiheadAttention, dist "uniform": W_Q, W_K ~ U[-n^1/4, n^1/4] through
    qk_init_scale, W_V, W_O ~ U[-1, 1], logits scaled by 1/sqrt(n)) and find masks with the paper's
-   construction: merge the target into W_QK = W_Q W_K^T / sqrt(d_K) and W_VO = W_V W_O; split the
+   construction: merge the target into W_QK = W_Q^T W_K / sqrt(d_K) and W_VO = W_V^T W_O^T; split the
    hidden units into d_in blocks (M_Q and M_V keep only input coordinate a in block a), then each
    entry of W_QK (via M_K) and of W_VO (via M_O) is a subset sum of the block's products
    q_ia k_ib / sqrt(n) resp. v_ja o_j, each solved as a MILP (scipy.optimize.milp / HiGHS).
 3. Separately: Edge-Popup (scores trained, 50 % kept) on the same sources, distilling the target.
-4. Error: mean |source output - target output| over test sequences at every token (the
-   regression-token output alone does not see W_QK: its query is the zero token); the fit
+4. Error: mean |source output - target output| over test sequences at every token; the fit
    eps = gamma * exp(-delta * n) next to the paper's 0.8 * exp(-0.06 n); the error against the
-   sequence length T for fixed masks.
+   sequence length T for fixed masks. Transformer blocks: transformer_slt.py.
 
 Writes results.csv, seq_len.csv, error_vs_n.png, error_vs_T.png and fit.txt to --out.
 
-    python bench/papers/mha_slt.py            # full: n = 4..100, 20 sources per point (MILP limit 0.5 s each)
-    python bench/papers/mha_slt.py --quick    # smoke run for the tests
+    python bench/papers/mha_slt.py                 # full: n = 4..100, 20 sources per point, 2 processes
+    python bench/papers/mha_slt.py --sources 100   # the paper's 100 sources per point
+    python bench/papers/mha_slt.py --quick         # smoke run for the tests
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ from slt_hw.nn.attention import SLTMultiheadAttention
 
 PAPER = (0.8, 0.06)  # eps ~ 0.8 exp(-0.06 n)
 D_IN, D_K, D_V = 2, 4, 4
+X_SCALE = 2.0  # tokens (cos, sin) scaled to norm 2; learned positional embeddings of norm <= 2: |x| <= 4
+T_TRAIN = 4
 
 
 def attention(x: torch.Tensor, wq, wk, wv, wo, scale: float) -> torch.Tensor:
@@ -54,27 +59,54 @@ def with_token(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([x.new_zeros(x.shape[0], 1, x.shape[2]), x], 1)
 
 
+def embed(x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """MHA input: zero regression token first, tokens x X_SCALE, plus the learned positional embedding
+    (positions past the trained length reuse the last one, so any T can be fed)."""
+    x = with_token(x * X_SCALE)
+    idx = torch.arange(x.shape[1]).clamp(max=pos.shape[0] - 1)
+    return x + pos[idx]
+
+
+def project_(w: dict[str, torch.Tensor], pos: torch.Tensor) -> None:
+    """The theory's target: spectral norm <= 1 per weight matrix; positional embeddings of norm <= X_SCALE."""
+    for t in w.values():
+        sn = torch.linalg.matrix_norm(t, 2)
+        if sn > 1:
+            t /= sn
+    pos *= (X_SCALE / pos.norm(dim=1, keepdim=True).clamp_min(1e-12)).clamp(max=1)
+
+
 def train_target(epochs: int, samples: int, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Weight-trained target (ordinary dense parameters, AdamW lr 0.1, batch 1024, wd 0.01 as the paper)."""
+    """Weight-trained target (AdamW lr 0.1, batch 1024, wd 0.01 as the paper), regressing omega / pi at the
+    regression token. A learned positional embedding is added to every token (the regression token's is
+    its learned value): without one, the output at one token is a function of the *set* of tokens, which
+    cannot tell omega from -omega (a sequence read backwards is again a valid sample). Every weight is
+    projected to spectral norm <= 1 after each step (the theorem's target class)."""
     g = torch.Generator().manual_seed(seed)
     w = {"wq": torch.randn(D_K, D_IN, generator=g) * 0.5, "wk": torch.randn(D_K, D_IN, generator=g) * 0.5,
          "wv": torch.randn(D_V, D_IN, generator=g) * 0.5, "wo": torch.randn(1, D_V, generator=g) * 0.5}
-    for t in w.values():
+    pos = torch.randn(T_TRAIN + 1, D_IN, generator=g) * 0.1
+    params = [*w.values(), pos]
+    for t in params:
         t.requires_grad_(True)
-    ds = data.angular_velocity(num_samples=samples, seq_len=4, seed=seed)
-    opt = torch.optim.AdamW(list(w.values()), lr=0.1, weight_decay=0.01)
-    x, y = with_token(ds.train.x), ds.train.y
+    ds = data.angular_velocity(num_samples=samples, seq_len=T_TRAIN, seed=seed)
+    opt = torch.optim.AdamW(params, lr=0.1, weight_decay=0.01)
+    x, y = ds.train.x, ds.train.y / math.pi
     for _ in range(epochs):
         perm = torch.randperm(x.shape[0], generator=g)
         for i in range(0, x.shape[0], 1024):
             idx = perm[i:i + 1024]
             opt.zero_grad()
-            out = attention(x[idx], **w, scale=1 / math.sqrt(D_K))[:, 0]
+            out = attention(embed(x[idx], pos), **w, scale=1 / math.sqrt(D_K))[:, 0]
             F.mse_loss(out, y[idx]).backward()
             opt.step()
+            with torch.no_grad():
+                project_(w, pos)
     with torch.no_grad():
-        mse = float(F.mse_loss(attention(with_token(ds.test.x), **w, scale=1 / math.sqrt(D_K))[:, 0], ds.test.y))
-    return {k: t.detach() for k, t in w.items()} | {"test_mse": mse}
+        pred = attention(embed(ds.test.x, pos), **w, scale=1 / math.sqrt(D_K))[:, 0] * math.pi
+        mse = float(F.mse_loss(pred, ds.test.y))
+        base = float(F.mse_loss(ds.train.y.mean().expand_as(ds.test.y), ds.test.y))
+    return {k: t.detach() for k, t in w.items()} | {"pos": pos.detach(), "test_mse": mse, "mean_mse": base}
 
 
 def source(n: int, seed: int) -> SLTMultiheadAttention:
@@ -83,39 +115,57 @@ def source(n: int, seed: int) -> SLTMultiheadAttention:
                                  qk_init_scale=n ** 0.25, dist="uniform", scale=1.0, sparsity=0.5)
 
 
-def subset_sum(items: np.ndarray, target: float, time_limit: float) -> np.ndarray:
-    """Binary z minimising |items . z - target| (MILP: min t, -t <= items.z - target <= t)."""
+def subset_sum(items: np.ndarray, target: float, time_limit: float, tol: float = 0.0) -> np.ndarray:
+    """Binary z minimising |items . z - target| (MILP: min t, -t <= items.z - target <= t, t >= tol).
+
+    tol > 0 lets HiGHS stop as soon as an incumbent is within tol (its bound then meets the objective);
+    with tol = 0 it stops at its absolute gap (1e-6) or at time_limit, keeping the incumbent."""
     m = items.size
     if m == 0:
         return np.zeros(0, dtype=bool)
     c = np.r_[np.zeros(m), 1.0]
     a = np.vstack([np.r_[items, -1.0], np.r_[-items, -1.0]])
     cons = LinearConstraint(a, -np.inf, np.array([target, -target]))
-    res = milp(c, constraints=cons, integrality=np.r_[np.ones(m), 0], bounds=Bounds(np.r_[np.zeros(m), 0],
-                                                                                     np.r_[np.ones(m), np.inf]),
+    res = milp(c, constraints=cons, integrality=np.r_[np.ones(m), 0],
+               bounds=Bounds(np.r_[np.zeros(m), tol], np.r_[np.ones(m), np.inf]),
                options={"time_limit": time_limit, "disp": False})
     if res.x is None:  # no incumbent within the time limit: the empty subset
         return np.zeros(m, dtype=bool)
     return res.x[:m] > 0.5
 
 
-def milp_masks(src: SLTMultiheadAttention, tgt: dict, time_limit: float) -> dict[str, torch.Tensor]:
-    """The paper's construction: block-diagonal M_Q / M_V, subset sums through M_K / M_O."""
-    wq, wk = src.q_proj.weight0.double().numpy(), src.k_proj.weight0.double().numpy()
-    wv, wo = src.v_proj.weight0.double().numpy(), src.out_proj.weight0.double().numpy()
-    n = wq.shape[0]
-    w_qk = (tgt["wq"].T @ tgt["wk"]).double().numpy() / math.sqrt(D_K)  # (d_in, d_in)
-    w_vo = (tgt["wv"].T @ tgt["wo"].T).double().numpy()  # (d_in, out)
-    mq, mk = np.zeros((n, D_IN), bool), np.zeros((n, D_IN), bool)
-    mv, mo = np.zeros((n, D_IN), bool), np.zeros((1, n), bool)
-    blocks = np.array_split(np.arange(n), D_IN)
-    for a, blk in enumerate(blocks):
+def attention_masks(wq: np.ndarray, wk: np.ndarray, wv: np.ndarray, wo: np.ndarray, w_qk: np.ndarray,
+                    w_vo: np.ndarray, time_limit: float, tol: float) -> dict[str, np.ndarray]:
+    """The paper's construction for one head. Source wq, wk (n_K, d), wv (n_V, d), wo (out, n_V), logits
+    scaled by 1/sqrt(n_K); merged target w_qk (d, d) (logit scale included) and w_vo (d, out). The hidden
+    units are split into d blocks; M_Q / M_V keep only input coordinate a in block a; entry (a, b) of
+    W_QK is a subset sum (through M_K[:, b]) of block a's q_ia k_ib / sqrt(n_K), entry (a, c) of W_VO a
+    subset sum (through M_O[c]) of block a's v_ia o_ci."""
+    n_k, d = wq.shape
+    n_v, out = wv.shape[0], wo.shape[0]
+    mq, mk = np.zeros((n_k, d), bool), np.zeros((n_k, d), bool)
+    mv, mo = np.zeros((n_v, d), bool), np.zeros((out, n_v), bool)
+    for a, blk in enumerate(np.array_split(np.arange(n_k), d)):
         mq[blk, a] = True
+        for b in range(d):
+            mk[blk, b] = subset_sum(wq[blk, a] * wk[blk, b] / math.sqrt(n_k), w_qk[a, b], time_limit, tol)
+    for a, blk in enumerate(np.array_split(np.arange(n_v), d)):
         mv[blk, a] = True
-        for b in range(D_IN):
-            mk[blk, b] = subset_sum(wq[blk, a] * wk[blk, b] / math.sqrt(n), w_qk[a, b], time_limit)
-        mo[0, blk] = subset_sum(wv[blk, a] * wo[0, blk], w_vo[a, 0], time_limit)
-    return {"q": torch.from_numpy(mq), "k": torch.from_numpy(mk), "v": torch.from_numpy(mv), "o": torch.from_numpy(mo)}
+        for c in range(out):
+            mo[c, blk] = subset_sum(wv[blk, a] * wo[c, blk], w_vo[a, c], time_limit, tol)
+    return {"q": mq, "k": mk, "v": mv, "o": mo}
+
+
+def merged(wq: torch.Tensor, wk: torch.Tensor, wv: torch.Tensor, wo: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """W_QK = W_Q^T W_K / sqrt(d_K) (d, d) and W_VO = W_V^T W_O^T (d, out) of a dense one-head target."""
+    w_qk = (wq.T @ wk).double().numpy() / math.sqrt(wq.shape[0])
+    return w_qk, (wv.T @ wo.T).double().numpy()
+
+
+def milp_masks(src: SLTMultiheadAttention, tgt: dict, time_limit: float, tol: float = 0.0) -> dict[str, torch.Tensor]:
+    w = [m.weight0.double().numpy() for m in (src.q_proj, src.k_proj, src.v_proj, src.out_proj)]
+    masks = attention_masks(*w, *merged(tgt["wq"], tgt["wk"], tgt["wv"], tgt["wo"]), time_limit, tol)
+    return {k: torch.from_numpy(v) for k, v in masks.items()}
 
 
 def source_output(src: SLTMultiheadAttention, masks: dict, x: torch.Tensor) -> torch.Tensor:
@@ -144,52 +194,31 @@ def edge_popup(src: SLTMultiheadAttention, tgt: dict, x_train: torch.Tensor, x_t
         return error(src(x_test)[0], ref)
 
 
-def target_transformer(blocks: int, seed: int, d: int = 2, dk: int = 8, dff: int = 8) -> list[dict]:
-    """Untrained dense target (paper: in/out 2, Q/K dim 8, one head), entries U[-1, 1]/sqrt(fan-in)."""
-    g = torch.Generator().manual_seed(seed)
-
-    def u(o: int, i: int) -> torch.Tensor:
-        return (torch.rand(o, i, generator=g) * 2 - 1) / math.sqrt(i)
-    return [{"wq": u(dk, d), "wk": u(dk, d), "wv": u(d, d), "wo": u(d, d), "w1": u(dff, d), "w2": u(d, dff)}
-            for _ in range(blocks)]
+_CTX: dict = {}  # set in the parent before the worker pool forks; read by the task functions
 
 
-def transformer_forward(x: torch.Tensor, blks: list[dict]) -> torch.Tensor:
-    """Blk(x) = F(a) + a, a = Attn(x) + x, no normalization (as slt_hw.nn.SLTTransformerBlock)."""
-    for b in blks:
-        a = attention(x, b["wq"], b["wk"], b["wv"], b["wo"], 1 / math.sqrt(b["wq"].shape[0])) + x
-        x = torch.relu(a @ b["w1"].T) @ b["w2"].T + a
-    return x
+def run_tasks(fn, tasks: list, workers: int) -> list:
+    """fn over tasks, in order; `workers` > 1 forks a process pool (each worker inherits _CTX)."""
+    if workers <= 1 or len(tasks) <= 1:
+        return [fn(t) for t in tasks]
+    import multiprocessing as mp
+
+    with mp.get_context("fork").Pool(workers) as pool:
+        return pool.map(fn, tasks, chunksize=1)
 
 
-def transformer_edge_popup(blocks: int, n: int, seed: int, steps: int, samples: int) -> tuple[float, float]:
-    """Edge-Popup (50 % kept, default signed-constant source) on `blocks` SLT blocks with Q/K and FFN
-    width n, matching an untrained target transformer at every token; mean |error| on test data, and
-    the error of the residual path alone (all masks empty: output = input) for scale."""
-    from torch import nn
-
-    from slt_hw.nn.attention import SLTTransformerBlock
-
-    tgt = target_transformer(blocks, seed)
-    src = nn.ModuleList(SLTTransformerBlock(2, 1, n, seed=2000 + seed, name=f"blocks.{i}", qk_dim=n,
-                                            sparsity=0.5) for i in range(blocks))
-    ds = data.angular_velocity(num_samples=samples, seq_len=4, seed=3 + seed)
-    xtr, xte = with_token(ds.train.x), with_token(ds.test.x)
-    ytr, yte = transformer_forward(xtr, tgt), transformer_forward(xte, tgt)
-
-    def run(x: torch.Tensor) -> torch.Tensor:
-        for blk in src:
-            x = blk(x)
-        return x
-    g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam([p for p in src.parameters() if p.requires_grad], lr=0.05)
-    for _ in range(steps):
-        idx = torch.randint(0, xtr.shape[0], (256,), generator=g)
-        opt.zero_grad()
-        F.mse_loss(run(xtr[idx]), ytr[idx]).backward()
-        opt.step()
+def _mha_task(task: tuple) -> dict:
+    kind, n, s = task
+    c = _CTX
+    if kind == "edge_popup":
+        err = edge_popup(source(n, seed=1000 + s), c["tgt"], c["x_train"], c["x_test"], c["steps"], seed=s)
+        return {"method": "edge_popup", "n": n, "source": s, "error": err, "error_reg_token": ""}
+    src = source(n, seed=1000 + s)
+    masks = milp_masks(src, c["tgt"], c["time_limit"], c["tol"])
     with torch.no_grad():
-        return error(run(xte), yte), error(xte, yte)
+        pred = source_output(src, masks, c["x_test"])
+    return {"method": "milp", "n": n, "source": s, "error": error(pred, c["ref"]),
+            "error_reg_token": error(pred[:, 0], c["ref"][:, 0])}
 
 
 FLOOR = 1e-4  # the float32 evaluation floor is ~5e-6: points at or below FLOOR are left out of the fit
@@ -208,122 +237,121 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true")
     p.add_argument("--out", default="paper-out/mha_slt")
+    p.add_argument("--sources", type=int, default=None, help="random sources per n (default 20; quick 3)")
+    p.add_argument("--ep-sources", type=int, default=None, help="Edge-Popup sources per n (default 5; quick 1)")
+    p.add_argument("--workers", type=int, default=None, help="processes for the sources (default 2; quick 1)")
+    p.add_argument("--time-limit", type=float, default=0.5, help="seconds per subset-sum MILP")
+    p.add_argument("--tol", type=float, default=1e-5, help="stop a subset-sum MILP once |error| <= tol")
     p.add_argument("--threads", type=int, default=1, help="torch threads (0: leave as is)")
     p.add_argument("--resume", action="store_true", help="reuse --out/results.csv (skip the n sweep)")
-    p.add_argument("--no-transformer", action="store_true", help="skip the 1-4 block transformer sweep")
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
     if a.quick:
-        ns, sources, ep_sources, ep_ns, lens, tl, epochs, samples, steps, n_test = \
-            [8, 16, 32], 3, 1, [16], [4, 64], 0.25, 3, 2000, 60, 200
+        ns, sources, ep_sources, ep_ns, lens, epochs, samples, steps, n_test, workers = \
+            [8, 16, 32], 3, 1, [16], [4, 64], 3, 2000, 60, 200, 1
     else:
-        ns, sources, ep_sources, ep_ns, lens, tl, epochs, samples, steps, n_test = \
+        ns, sources, ep_sources, ep_ns, lens, epochs, samples, steps, n_test, workers = \
             [4, 8, 12, 16, 20, 30, 40, 60, 80, 100], 20, 5, [20, 40, 60, 100], \
-            [4, 16, 64, 256, 1024, 4096], 0.5, 25, 10000, 400, 1000
-    tf_blocks, tf_ns, tf_sources = ([1], [16], 1) if a.quick else ([1, 2, 3, 4], [100, 225], 3)
-    if a.no_transformer:
-        tf_blocks = []
+            [4, 16, 64, 256, 1024, 4096], 25, 10000, 400, 1000, 2
+    sources = a.sources if a.sources is not None else sources
+    ep_sources = a.ep_sources if a.ep_sources is not None else ep_sources
+    workers = a.workers if a.workers is not None else workers
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     tgt = train_target(epochs, samples)
-    print(f"target MHA: test MSE {tgt['test_mse']:.4f} on angular velocity (T = 4)", flush=True)
+    print(f"target MHA: test MSE {tgt['test_mse']:.4f} (predicting the mean: {tgt['mean_mse']:.4f}) on angular "
+          f"velocity (T = {T_TRAIN})", flush=True)
     w = {k: tgt[k] for k in ("wq", "wk", "wv", "wo")}
-    test = data.angular_velocity(num_samples=n_test, seq_len=4, seed=1)
-    x_test, x_train = with_token(test.test.x), with_token(test.train.x)
+    test = data.angular_velocity(num_samples=n_test, seq_len=T_TRAIN, seed=1)
+    x_test, x_train = embed(test.test.x, tgt["pos"]), embed(test.train.x, tgt["pos"])
     ref = attention(x_test, **w, scale=1 / math.sqrt(D_K))
-    rows, keep = [], {}
+    rows = []
     if a.resume and (out / "results.csv").exists():  # reuse a finished n-sweep, redo fit, T sweep, plots
         with open(out / "results.csv") as f:
             rows = [r | {"n": int(r["n"]), "source": int(r["source"]), "error": float(r["error"])}
                     for r in csv.DictReader(f)]
         ns = sorted({r["n"] for r in rows})
         ep_ns = sorted({r["n"] for r in rows if r["method"] == "edge_popup"})
-    for n in [] if rows else ns:
-        for s in range(sources):
-            src = source(n, seed=1000 + s)
-            masks = milp_masks(src, tgt, tl)
-            with torch.no_grad():
-                pred = source_output(src, masks, x_test)
-            rows.append({"method": "milp", "n": n, "source": s, "error": error(pred, ref),
-                         "error_reg_token": error(pred[:, 0], ref[:, 0])})
-            if s == 0:
-                keep[n] = (src, masks)
-            if s < ep_sources and n in ep_ns:
-                err = edge_popup(source(n, seed=1000 + s), tgt, x_train, x_test, steps, seed=s)
-                rows.append({"method": "edge_popup", "n": n, "source": s, "error": err, "error_reg_token": ""})
-        m = [r["error"] for r in rows if r["method"] == "milp" and r["n"] == n]
-        print(f"n={n:<4} milp error {np.mean(m):.5f} ± {np.std(m):.5f} ({len(m)} sources, "
-              f"{time.perf_counter() - t0:.0f} s)", flush=True)
+    else:
+        _CTX.update(tgt=tgt, x_train=x_train, x_test=x_test, ref=ref, steps=steps, time_limit=a.time_limit,
+                    tol=a.tol)
+        tasks = [("edge_popup", n, s) for n in ep_ns for s in range(ep_sources)]  # the long ones first
+        tasks += [("milp", n, s) for n in ns for s in range(sources)]
+        rows = run_tasks(_mha_task, tasks, workers)
+        rows = sorted(rows, key=lambda r: (r["method"] != "milp", r["n"], r["source"]))
+        for n in ns:
+            m = [r["error"] for r in rows if r["method"] == "milp" and r["n"] == n]
+            print(f"n={n:<4} milp error {np.mean(m):.5f} ± {np.std(m):.5f} ({len(m)} sources)", flush=True)
+        print(f"n sweep: {time.perf_counter() - t0:.0f} s ({workers} workers)", flush=True)
     write_csv(rows, out / "results.csv")
     milp_rows = [r for r in rows if r["method"] == "milp"]
     mean = np.array([np.mean([r["error"] for r in milp_rows if r["n"] == n]) for n in ns])
     std = np.array([np.std([r["error"] for r in milp_rows if r["n"] == n]) for n in ns])
+    med = np.array([np.median([r["error"] for r in milp_rows if r["n"] == n]) for n in ns])
+    zero = float(ref.abs().mean())  # the error of an empty mask (output 0), for scale
     gamma, delta = fit(np.array(ns, float), mean)
-    # error against the sequence length T for fixed masks (n = the largest swept dim's first source)
+    # error against the sequence length T for fixed masks (the middle swept dim's first source)
     n_fix = ns[len(ns) // 2]
-    src, masks = keep[n_fix] if n_fix in keep else (source(n_fix, seed=1000), None)
-    masks = masks or milp_masks(src, tgt, tl)
+    src = source(n_fix, seed=1000)
+    masks = milp_masks(src, tgt, a.time_limit, a.tol)
     seq_rows = []
     for t in lens:
-        xs = with_token(data.angular_velocity(num_samples=200 if t <= 1024 else 50, seq_len=t, seed=2).test.x)
+        xs = embed(data.angular_velocity(num_samples=200 if t <= 1024 else 50, seq_len=t, seed=2).test.x, tgt["pos"])
         chunk = max(1, int(2.5e8 // (t + 1) ** 2))  # bound the (B, T, T) logits to ~1 GB
         total = 0.0
         with torch.no_grad():
             for xc in xs.split(chunk):
                 ref_c = attention(xc, **w, scale=1 / math.sqrt(D_K))
                 total += error(source_output(src, masks, xc), ref_c) * xc.shape[0]
-        err = total / xs.shape[0]
-        seq_rows.append({"T": t, "n": n_fix, "error": err})
+        seq_rows.append({"T": t, "n": n_fix, "error": total / xs.shape[0]})
     write_csv(seq_rows, out / "seq_len.csv")
     ep = {n: [r["error"] for r in rows if r["method"] == "edge_popup" and r["n"] == n] for n in ep_ns}
-    tf_rows = []
-    for blocks in tf_blocks:
-        for n in tf_ns:
-            res = [transformer_edge_popup(blocks, n, s, steps, samples=n_test) for s in range(tf_sources)]
-            errs = [r[0] for r in res]
-            tf_rows.append({"blocks": blocks, "n": n, "mean": float(np.mean(errs)), "std": float(np.std(errs)),
-                            "sources": tf_sources, "residual_only": float(np.mean([r[1] for r in res]))})
-            print(f"transformer blocks={blocks} n={n}: edge-popup error {np.mean(errs):.4f}", flush=True)
-    if tf_rows:
-        write_csv(tf_rows, out / "transformer.csv")
-    lines = [f"target test MSE {tgt['test_mse']:.4f}",
+    w_qk, w_vo = merged(*w.values())
+    srcs = max(len([r for r in milp_rows if r["n"] == n]) for n in ns)
+    lines = [f"target test MSE {tgt['test_mse']:.4f} (omega units; predicting the mean {tgt['mean_mse']:.4f})",
+             f"target merged W_QK {np.round(w_qk, 3).tolist()}  W_VO {np.round(w_vo, 3).ravel().tolist()}",
+             f"mean |target output| {zero:.4f} (the error of all-empty masks)",
              f"fit (MILP): eps = {gamma:.3f} * exp(-{delta:.4f} n)   paper: {PAPER[0]} * exp(-{PAPER[1]} n)",
-             *(f"n={n}: milp {mu:.5f} ± {sd:.5f}" for n, mu, sd in zip(ns, mean, std, strict=True)),
+             *(f"n={n}: milp {mu:.6f} ± {sd:.6f} (median {md:.6f}; {srcs} sources)"
+               for n, mu, sd, md in zip(ns, mean, std, med, strict=True)),
              *(f"n={n}: edge-popup (50 % kept) {np.mean(v):.5f} ± {np.std(v):.5f} ({len(v)} sources)"
                for n, v in ep.items() if v),
-             *(f"T={r['T']}: error {r['error']:.5f} (n={n_fix}, fixed masks)" for r in seq_rows),
-             *(f"transformer, {r['blocks']} block(s), n={r['n']}: edge-popup {r['mean']:.5f} ± {r['std']:.5f} "
-               f"({r['sources']} sources; output = input: {r['residual_only']:.5f})" for r in tf_rows)]
+             *(f"T={r['T']}: error {r['error']:.5f} (n={n_fix}, fixed masks)" for r in seq_rows)]
     (out / "fit.txt").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    plot(ns, mean, std, gamma, delta, ep, seq_rows, out)
+    plot(ns, mean, std, med, gamma, delta, ep, seq_rows, out, srcs, zero)
     print(f"wrote {out} ({time.perf_counter() - t0:.0f} s)")
     return 0
 
 
-def plot(ns, mean, std, gamma, delta, ep, seq_rows, out: Path) -> None:
+def plot(ns, mean, std, med, gamma, delta, ep, seq_rows, out: Path, srcs: int, zero: float) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=100)
-    ax.errorbar(ns, mean, yerr=std, fmt="o", capsize=3, label="MILP subset sums (mean ± std)")
+    fig, ax = plt.subplots(figsize=(8.4, 4.2), dpi=90)
+    ax.errorbar(ns, mean, yerr=std, fmt="o", capsize=3, label=f"MILP subset sums (mean ± std, {srcs} sources)")
+    ax.plot(ns, med, "x", color="C0", label="MILP, median")
+    fitted = [n for n, m in zip(ns, mean, strict=True) if m > FLOOR]
+    xs = np.linspace(min(fitted), max(fitted), 100)
+    ax.plot(xs, gamma * np.exp(-delta * xs), "-", label=f"fit {gamma:.2f}·exp(−{delta:.3f}n) (mean > {FLOOR:g})")
     xs = np.linspace(min(ns), max(ns), 100)
-    ax.plot(xs, gamma * np.exp(-delta * xs), "-", label=f"fit {gamma:.2f}·exp(−{delta:.3f}n)")
     ax.plot(xs, PAPER[0] * np.exp(-PAPER[1] * xs), "--", color="gray", label="paper 0.8·exp(−0.06n)")
     epn = [n for n, v in ep.items() if v]
     if epn:
         ax.errorbar(epn, [np.mean(ep[n]) for n in epn], yerr=[np.std(ep[n]) for n in epn], fmt="s", capsize=3,
                     label="Edge-Popup (50 % kept)")
+    ax.axhline(zero, color="k", lw=0.8, ls=":", label="all masks empty (output 0)")
     ax.set_yscale("log")
+    ax.set_ylim(bottom=max(1e-7, 0.3 * float(np.min(med))))
     ax.set_xlabel("source hidden dim n = n_K = n_V")
     ax.set_ylabel("mean |output error|")
     ax.set_title("SLTs in MHA: angular velocity, T = 4")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     fig.savefig(out / "error_vs_n.png")
     plt.close(fig)
