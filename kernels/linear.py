@@ -110,6 +110,31 @@ def _eff_tile(rows, row_ok, k_start, K, Kp, W, k0, k1, scale, table_ptr,
     return w, idx
 
 
+@triton.jit
+def _weight_tile(rows, row_ok, k_start, K, Kp, W, k0, k1, scale, table_ptr, planes_ptr, coat_ptr, plane_stride,
+                 bits_ptr, offsets_ptr, NB, fk0, fk1, prune_thr, lock_thr, idx,
+                 DIST: tl.constexpr, FROZEN: tl.constexpr, C: tl.constexpr, UNIT: tl.constexpr,
+                 BLOCK_K: tl.constexpr):
+    """The tile both paths multiply: {-1, 0, +1} on the UNIT fast path (scaled in _epilogue),
+    else W_eff; and the frozen rows' stream index after it."""
+    if UNIT:
+        w = _unit_tile(rows, row_ok, k_start, W, Kp, k0, k1, planes_ptr, BLOCK_K)
+    else:
+        w, idx = _eff_tile(rows, row_ok, k_start, K, Kp, W, k0, k1, scale, table_ptr, planes_ptr, coat_ptr,
+                           plane_stride, bits_ptr, offsets_ptr, NB, fk0, fk1, prune_thr, lock_thr, idx,
+                           DIST, FROZEN, C, BLOCK_K)
+    return w, idx
+
+
+@triton.jit
+def _epilogue(acc, out_cols, row_ok, scale, coat_ptr, bias_ptr, HAS_BIAS: tl.constexpr, UNIT: tl.constexpr):
+    if UNIT:
+        acc = acc * (scale * tl.load(coat_ptr))
+    if HAS_BIAS:
+        acc += tl.load(bias_ptr + out_cols, mask=row_ok, other=0.0).to(tl.float32)[None, :]
+    return acc
+
+
 # --------------------------------------------------------------------------- GEMV
 
 
@@ -137,22 +162,15 @@ def _gemv_tile(
     k_lo = pid_k * K_PER_SPLIT
     k_hi = tl.minimum(k_lo + K_PER_SPLIT, K)
     for k_start in range(k_lo, k_hi, BLOCK_K):
-        if UNIT:
-            w = _unit_tile(rows, row_ok, k_start, W, Kp, k0, k1, planes_ptr, BLOCK_K)
-        else:
-            w, idx = _eff_tile(rows, row_ok, k_start, K, Kp, W, k0, k1, scale, table_ptr,
-                               planes_ptr, coat_ptr, plane_stride,
-                               bits_ptr, offsets_ptr, NB, fk0, fk1, prune_thr, lock_thr, idx,
-                               DIST, FROZEN, C, BLOCK_K)
+        w, idx = _weight_tile(rows, row_ok, k_start, K, Kp, W, k0, k1, scale, table_ptr, planes_ptr, coat_ptr,
+                              plane_stride, bits_ptr, offsets_ptr, NB, fk0, fk1, prune_thr, lock_thr, idx,
+                              DIST, FROZEN, C, UNIT, BLOCK_K)
         cols = k_start + tl.arange(0, BLOCK_K)
         x = tl.load(x_ptr + ms.to(tl.int64)[:, None] * stride_xm + cols[None, :],
                     mask=m_ok[:, None] & (cols[None, :] < K), other=0.0).to(tl.float32)
         acc += tl.sum(x[:, None, :] * w[None, :, :], axis=2)
     out_cols = rows - row_begin
-    if UNIT:
-        acc = acc * (scale * tl.load(coat_ptr))
-    if HAS_BIAS:
-        acc += tl.load(bias_ptr + out_cols, mask=row_ok, other=0.0).to(tl.float32)[None, :]
+    acc = _epilogue(acc, out_cols, row_ok, scale, coat_ptr, bias_ptr, HAS_BIAS, UNIT)
     optr = out_ptr + pid_k * stride_os + ms.to(tl.int64)[:, None] * stride_om + out_cols[None, :]
     tl.store(optr, acc.to(out_ptr.dtype.element_ty), mask=m_ok[:, None] & (out_cols < R)[None, :])
 
@@ -207,22 +225,15 @@ def _gemm_tile(
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     idx = tl.zeros((BLOCK_N,), dtype=tl.int64)
     for k_start in range(0, K, BLOCK_K):
-        if UNIT:
-            w = _unit_tile(rows, row_ok, k_start, W, Kp, k0, k1, planes_ptr, BLOCK_K)
-        else:
-            w, idx = _eff_tile(rows, row_ok, k_start, K, Kp, W, k0, k1, scale, table_ptr,
-                               planes_ptr, coat_ptr, plane_stride,
-                               bits_ptr, offsets_ptr, NB, fk0, fk1, prune_thr, lock_thr, idx,
-                               DIST, FROZEN, C, BLOCK_K)
+        w, idx = _weight_tile(rows, row_ok, k_start, K, Kp, W, k0, k1, scale, table_ptr, planes_ptr, coat_ptr,
+                              plane_stride, bits_ptr, offsets_ptr, NB, fk0, fk1, prune_thr, lock_thr, idx,
+                              DIST, FROZEN, C, UNIT, BLOCK_K)
         cols = k_start + tl.arange(0, BLOCK_K)
         x = tl.load(x_ptr + ms.to(tl.int64)[:, None] * stride_xm + cols[None, :],
                     mask=m_ok[:, None] & (cols[None, :] < K), other=0.0)
         acc = tl.dot(x, tl.trans(w.to(x.dtype)), acc, input_precision=PRECISION)
     out_cols = rows - row_begin
-    if UNIT:
-        acc = acc * (scale * tl.load(coat_ptr))
-    if HAS_BIAS:
-        acc += tl.load(bias_ptr + out_cols, mask=row_ok, other=0.0).to(tl.float32)[None, :]
+    acc = _epilogue(acc, out_cols, row_ok, scale, coat_ptr, bias_ptr, HAS_BIAS, UNIT)
     optr = out_ptr + ms.to(tl.int64)[:, None] * stride_om + out_cols[None, :]
     tl.store(optr, acc.to(out_ptr.dtype.element_ty), mask=m_ok[:, None] & (out_cols < R)[None, :])
 
