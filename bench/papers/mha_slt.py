@@ -359,6 +359,8 @@ def plot(ns, mean, std, med, gamma, delta, ep, seq_rows, out: Path, srcs: int, z
     ax.plot([r["T"] for r in seq_rows], [r["error"] for r in seq_rows], "o-")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
+    errs = [r["error"] for r in seq_rows]
+    ax.set_ylim(min(errs) * 0.2, max(errs) * 20)  # a wide range: the point is that the error stays bounded
     ax.set_xlabel("sequence length T")
     ax.set_ylabel("mean |output error|")
     ax.set_title(f"fixed MILP masks, n = {seq_rows[0]['n']}")
