@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from . import dispatch
-from .formats import PackedWeight
+from .formats import Format, PackedWeight
 from .ops import slt_linear, slt_linear_reference
 
 __all__ = ["KVCache", "slt_mha", "slt_mha_reference"]
@@ -186,7 +186,19 @@ def _attend_math(qh, kh, vh, allowed, add, scale):
 
 
 def _project(x, p, b, backend):
-    return slt_linear_reference(x, p, b) if backend == "reference" else slt_linear(x, p, b, backend=backend)
+    """slt_linear without the torch-op layer: this path never needs autograd, and the op's
+    Python overhead (~80 µs a call on CPU) would cost more than a decode step's projection."""
+    if backend == "reference":
+        return slt_linear_reference(x, p, b)
+    key = p.key
+    if p.format is Format.FROZEN:
+        fk = p.freeze_key
+        fn = dispatch.select("linear_frozen", x.device, backend).ops["linear_frozen"]
+        return fn(x, p.free_bits, p.offsets, b, key.k0, key.k1, fk.k0, fk.k1, p.in_features, p.dist.code, p.scale,
+                  p.prune_threshold, p.lock_threshold, (0, p.out_features))
+    fn = dispatch.select("linear_planes", x.device, backend).ops["linear_planes"]
+    return fn(x, p.planes, p.coat_scales, b, key.k0, key.k1, p.in_features, p.dist.code, p.scale,
+              (0, p.out_features))
 
 
 def _heads(y, h):
@@ -203,10 +215,15 @@ def _run(x, q, k, v, o, h, key, value, bias, kpm, attn_mask, causal, cache, scal
     if cache is not None:
         kh, vh, kpm = cache.append(kh, vh, kpm)
     s = kh.shape[1]
-    allowed, add = _allowed(b, t, s, causal, kpm, attn_mask, x.device)
     if backend == "reference":
+        allowed, add = _allowed(b, t, s, causal, kpm, attn_mask, x.device)
         out = _attend_math(qh, kh, vh, allowed, add, scale)
+    elif kpm is None and attn_mask is None and (not causal or t == 1 or t == s):
+        # No mask to build: causal is SDPA's own (t == s) or allows every key (one query, last).
+        out = F.scaled_dot_product_attention(qh.transpose(1, 2), kh.transpose(1, 2), vh.transpose(1, 2),
+                                             is_causal=causal and t > 1, scale=scale).transpose(1, 2)
     else:
+        allowed, add = _allowed(b, t, s, causal, kpm, attn_mask, x.device)
         mask = allowed if add is None else torch.where(allowed, add, float("-inf")).to(qh.dtype)
         out = F.scaled_dot_product_attention(qh.transpose(1, 2), kh.transpose(1, 2), vh.transpose(1, 2),
                                              attn_mask=mask, scale=scale).transpose(1, 2)
