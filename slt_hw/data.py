@@ -121,10 +121,26 @@ def cifar10(root: str | Path) -> Dataset:
     def read(paths):
         xs, ys = [], []
         for p in paths:
-            with open(p, "rb") as f:
-                d = pickle.load(f, encoding="bytes")
-            xs.append(torch.tensor(d[b"data"], dtype=torch.uint8).view(-1, 3, 32, 32))
-            ys.append(torch.tensor(d[b"labels"], dtype=torch.int64))
+            try:
+                with open(p, "rb") as f:
+                    d = pickle.load(f, encoding="bytes")
+            except Exception as e:  # truncated / not a pickle
+                raise ValueError(f"root: {p} is not a readable CIFAR-10 python batch ({type(e).__name__}: {e})") from e
+            if not isinstance(d, dict):
+                raise ValueError(f"root: {p}: expected a dict with 'data' and 'labels', got {type(d).__name__}")
+            get = {(k.decode() if isinstance(k, bytes) else k): v for k, v in d.items()}
+            if "data" not in get or "labels" not in get:
+                raise ValueError(f"root: {p}: expected keys 'data' and 'labels', got {sorted(get)}")
+            x = torch.as_tensor(get["data"])
+            y = torch.as_tensor(get["labels"]).to(torch.int64).reshape(-1)
+            if x.dim() != 2 or x.shape[1] != 3 * 32 * 32 or x.dtype != torch.uint8:
+                raise ValueError(f"root: {p}: expected 'data' uint8 of shape (N, 3072), got {x.dtype} "
+                                 f"{tuple(x.shape)}")
+            if y.numel() != x.shape[0] or (y.numel() and (int(y.min()) < 0 or int(y.max()) > 9)):
+                raise ValueError(f"root: {p}: expected {x.shape[0]} labels in 0..9, got {y.numel()} "
+                                 f"(range {int(y.min()) if y.numel() else '-'}..{int(y.max()) if y.numel() else '-'})")
+            xs.append(x.view(-1, 3, 32, 32))
+            ys.append(y)
         return torch.cat(xs).float() / 255.0, torch.cat(ys)
 
     xtr, ytr = read(files[:5])
@@ -135,7 +151,12 @@ def cifar10(root: str | Path) -> Dataset:
 
 def ogb_node(root: str | Path, name: str = "ogbn-arxiv") -> Dataset:
     """An OGB node-property dataset in its raw layout: <root>/<name with _>/raw/{edge,node-feat,node-label}.csv.gz
-    and split/<scheme>/{train,test}.csv.gz (what `ogb` downloads; slt_hw reads it without the ogb package)."""
+    and split/<scheme>/{train,test}.csv.gz (what `ogb` downloads; slt_hw reads it without the ogb package).
+
+    edge.csv.gz: one "src,dst" row per (directed) edge, made undirected here; node-feat.csv.gz: one row of
+    floats per node; node-label.csv.gz: one int per node; train/test.csv.gz: one node id per row (the first
+    split scheme in alphabetical order is used, e.g. split/time for ogbn-arxiv; valid.csv.gz is not read).
+    A file that cannot be parsed or whose sizes / ids do not match raises ValueError."""
     base = Path(root) / name.replace("-", "_")
     raw = base / "raw"
     splits = sorted((base / "split").glob("*")) if (base / "split").exists() else []
@@ -143,18 +164,36 @@ def ogb_node(root: str | Path, name: str = "ogbn-arxiv") -> Dataset:
     _require(need + ([] if splits else [base / "split"]), "root",
              f"Place the unpacked OGB dataset {name!r} there (e.g. from https://ogb.stanford.edu).")
 
-    def csv(p: Path, dtype) -> torch.Tensor:
-        with gzip.open(p, "rt") as f:
-            rows = [[float(v) for v in line.split(",")] for line in f if line.strip()]
-        return torch.tensor(rows, dtype=dtype)
+    def csv(p: Path, dtype, cols: int | None = None) -> torch.Tensor:
+        try:
+            with gzip.open(p, "rt") as f:
+                rows = [[float(v) for v in line.split(",")] for line in f if line.strip()]
+            t = torch.tensor(rows, dtype=dtype)
+        except (OSError, EOFError, ValueError, UnicodeDecodeError) as e:  # not gzip, truncated, ragged, not numbers
+            raise ValueError(f"root: {p} is not a readable gzipped CSV of numbers ({type(e).__name__}: {e})") from e
+        if t.dim() == 1:  # empty file
+            t = t.reshape(0, cols or 1)
+        if cols is not None and t.shape[1] != cols:
+            raise ValueError(f"root: {p}: expected {cols} column(s) per row, got {t.shape[1]}")
+        return t
 
     from .nn.gnn import gcn_adjacency
 
-    edges = csv(raw / "edge.csv.gz", torch.int64).t()
+    split = splits[0]
+    _require([split / "train.csv.gz", split / "test.csv.gz"], "root", f"Expected the OGB split files of {name!r}.")
+    edges = csv(raw / "edge.csv.gz", torch.int64, 2).t()
     x = csv(raw / "node-feat.csv.gz", torch.float32)
-    y = csv(raw / "node-label.csv.gz", torch.int64).reshape(-1)
-    tr = csv(splits[0] / "train.csv.gz", torch.int64).reshape(-1)
-    te = csv(splits[0] / "test.csv.gz", torch.int64).reshape(-1)
+    y = csv(raw / "node-label.csv.gz", torch.int64, 1).reshape(-1)
+    tr = csv(split / "train.csv.gz", torch.int64, 1).reshape(-1)
+    te = csv(split / "test.csv.gz", torch.int64, 1).reshape(-1)
+    n = x.shape[0]
+    if y.numel() != n:
+        raise ValueError(f"root: node-label.csv.gz has {y.numel()} rows, node-feat.csv.gz {n}: expected the same")
+    for what, idx in (("edge.csv.gz", edges), (f"{split.name}/train.csv.gz", tr), (f"{split.name}/test.csv.gz", te)):
+        if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= n):
+            raise ValueError(f"root: {what} has node ids in {int(idx.min())}..{int(idx.max())}, expected 0..{n - 1}")
+    if y.numel() and int(y.min()) < 0:
+        raise ValueError(f"root: node-label.csv.gz has a negative label ({int(y.min())})")
     edge_index = torch.cat([edges, edges.flip(0)], 1)
     return Dataset(name, Split(tr, y[tr]), Split(te, y[te]), int(y.max()) + 1,
                    adj=gcn_adjacency(edge_index, x.shape[0]), features=x, labels=y)

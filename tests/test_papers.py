@@ -61,8 +61,13 @@ def test_mha_slt_quick(tmp_path):
     ns = sorted(milp)
     # wider sources approximate the target better (subset sums over more products)
     assert sum(milp[ns[-1]]) < sum(milp[ns[0]])
-    assert any(r["method"] == "edge_popup" for r in rows)
-    assert "fit (MILP)" in (tmp_path / "fit.txt").read_text()
+    ep = [float(r["error"]) for r in rows if r["method"] == "edge_popup"]
+    assert ep
+    fit = (tmp_path / "fit.txt").read_text()
+    assert "fit (MILP)" in fit
+    zero = float(fit.split("mean |target output| ")[1].split()[0])  # the error of all-empty masks
+    # Edge-Popup (10 % kept, lr 0.01 cosine) finds a mask better than switching every weight off
+    assert max(ep) < 0.9 * zero
     for name in ("error_vs_n.png", "error_vs_T.png", "seq_len.csv"):
         assert (tmp_path / name).stat().st_size > 0
 

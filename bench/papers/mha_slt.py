@@ -12,7 +12,7 @@
    hidden units into d_in blocks (M_Q and M_V keep only input coordinate a in block a), then each
    entry of W_QK (via M_K) and of W_VO (via M_O) is a subset sum of the block's products
    q_ia k_ib / sqrt(n) resp. v_ja o_j, each solved as a MILP (scipy.optimize.milp / HiGHS).
-3. Separately: Edge-Popup (scores trained, 50 % kept) on the same sources, distilling the target.
+3. Separately: Edge-Popup (scores trained, 50 % and 10 % kept) on the same sources, distilling the target.
 4. Error: mean |source output - target output| over test sequences at every token; the fit
    eps = gamma * exp(-delta * n) next to the paper's 0.8 * exp(-0.06 n); the error against the
    sequence length T for fixed masks. Transformer blocks: transformer_slt.py.
@@ -109,10 +109,11 @@ def train_target(epochs: int, samples: int, seed: int = 0) -> dict[str, torch.Te
     return {k: t.detach() for k, t in w.items()} | {"pos": pos.detach(), "test_mse": mse, "mean_mse": base}
 
 
-def source(n: int, seed: int) -> SLTMultiheadAttention:
-    """Random source from the contract: U[-1, 1] weights, Q/K scaled by n^(1/4)."""
+def source(n: int, seed: int, sparsity: float = 0.5) -> SLTMultiheadAttention:
+    """Random source from the contract: U[-1, 1] weights, Q/K scaled by n^(1/4). `sparsity` only matters
+    for Edge-Popup (the fraction of weights its top-k masks drop); the MILP masks set their own."""
     return SLTMultiheadAttention(D_IN, 1, seed=seed, name="attn", qk_dim=n, v_dim=n, out_dim=1,
-                                 qk_init_scale=n ** 0.25, dist="uniform", scale=1.0, sparsity=0.5)
+                                 qk_init_scale=n ** 0.25, dist="uniform", scale=1.0, sparsity=sparsity)
 
 
 def subset_sum(items: np.ndarray, target: float, time_limit: float, tol: float = 0.0) -> np.ndarray:
@@ -178,17 +179,23 @@ def error(pred: torch.Tensor, ref: torch.Tensor) -> float:
     return float((pred - ref).abs().mean())
 
 
+EP_LR = 0.01  # Adam on the scores, cosine-annealed to 0 (0.05 without a schedule diverged at n >= 40)
+
+
 def edge_popup(src: SLTMultiheadAttention, tgt: dict, x_train: torch.Tensor, x_test: torch.Tensor, steps: int,
-               seed: int) -> float:
-    """Scores trained (Adam) to match the target at every token; error of the found 50 % mask."""
+               seed: int, lr: float = EP_LR) -> float:
+    """Scores trained (Adam, cosine schedule) on the MSE to the target's outputs at every token of the task's
+    inputs; returns the mean |error| of the found top-k mask on x_test."""
     g = torch.Generator().manual_seed(seed)
     ref_train = attention(x_train, **{k: tgt[k] for k in ("wq", "wk", "wv", "wo")}, scale=1 / math.sqrt(D_K))
-    opt = torch.optim.Adam([p for p in src.parameters() if p.requires_grad], lr=0.05)
+    opt = torch.optim.Adam([p for p in src.parameters() if p.requires_grad], lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, steps))
     for _ in range(steps):
         idx = torch.randint(0, x_train.shape[0], (256,), generator=g)
         opt.zero_grad()
         F.mse_loss(src(x_train[idx])[0], ref_train[idx]).backward()
         opt.step()
+        sched.step()
     with torch.no_grad():
         ref = attention(x_test, **{k: tgt[k] for k in ("wq", "wk", "wv", "wo")}, scale=1 / math.sqrt(D_K))
         return error(src(x_test)[0], ref)
@@ -208,17 +215,18 @@ def run_tasks(fn, tasks: list, workers: int) -> list:
 
 
 def _mha_task(task: tuple) -> dict:
-    kind, n, s = task
+    kind, n, s, sp = task
     c = _CTX
     if kind == "edge_popup":
-        err = edge_popup(source(n, seed=1000 + s), c["tgt"], c["x_train"], c["x_test"], c["steps"], seed=s)
-        return {"method": "edge_popup", "n": n, "source": s, "error": err, "error_reg_token": ""}
+        err = edge_popup(source(n, seed=1000 + s, sparsity=sp), c["tgt"], c["x_train"], c["x_test"], c["steps"],
+                         seed=s)
+        return {"method": "edge_popup", "n": n, "source": s, "error": err, "error_reg_token": "", "sparsity": sp}
     src = source(n, seed=1000 + s)
     masks = milp_masks(src, c["tgt"], c["time_limit"], c["tol"])
     with torch.no_grad():
         pred = source_output(src, masks, c["x_test"])
     return {"method": "milp", "n": n, "source": s, "error": error(pred, c["ref"]),
-            "error_reg_token": error(pred[:, 0], c["ref"][:, 0])}
+            "error_reg_token": error(pred[:, 0], c["ref"][:, 0]), "sparsity": ""}
 
 
 FLOOR = 1e-4  # the float32 evaluation floor is ~5e-6: points at or below FLOOR are left out of the fit
@@ -239,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="paper-out/mha_slt")
     p.add_argument("--sources", type=int, default=None, help="random sources per n (default 20; quick 3)")
     p.add_argument("--ep-sources", type=int, default=None, help="Edge-Popup sources per n (default 5; quick 1)")
+    p.add_argument("--ep-sparsity", default=None,
+                   help="comma-separated Edge-Popup sparsities (fraction dropped; default 0.5,0.9; quick 0.9)")
     p.add_argument("--workers", type=int, default=None, help="processes for the sources (default 2; quick 1)")
     p.add_argument("--time-limit", type=float, default=0.5, help="seconds per subset-sum MILP")
     p.add_argument("--tol", type=float, default=1e-5, help="stop a subset-sum MILP once |error| <= tol")
@@ -257,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     sources = a.sources if a.sources is not None else sources
     ep_sources = a.ep_sources if a.ep_sources is not None else ep_sources
     workers = a.workers if a.workers is not None else workers
+    ep_sps = [float(v) for v in a.ep_sparsity.split(",")] if a.ep_sparsity else ([0.9] if a.quick else [0.5, 0.9])
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -270,15 +281,18 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     if a.resume and (out / "results.csv").exists():  # reuse a finished n-sweep, redo fit, T sweep, plots
         with open(out / "results.csv") as f:
-            rows = [r | {"n": int(r["n"]), "source": int(r["source"]), "error": float(r["error"])}
-                    for r in csv.DictReader(f)]
+            rows = [r | {"n": int(r["n"]), "source": int(r["source"]), "error": float(r["error"]),
+                         "sparsity": float(r["sparsity"]) if r.get("sparsity") else (0.5 if r["method"] ==
+                                                                                        "edge_popup" else "")}
+                    for r in csv.DictReader(f)]  # CSVs without the column: Edge-Popup at 50 %
         ns = sorted({r["n"] for r in rows})
         ep_ns = sorted({r["n"] for r in rows if r["method"] == "edge_popup"})
+        ep_sps = sorted({r["sparsity"] for r in rows if r["method"] == "edge_popup"})
     else:
         _CTX.update(tgt=tgt, x_train=x_train, x_test=x_test, ref=ref, steps=steps, time_limit=a.time_limit,
                     tol=a.tol)
-        tasks = [("edge_popup", n, s) for n in ep_ns for s in range(ep_sources)]  # the long ones first
-        tasks += [("milp", n, s) for n in ns for s in range(sources)]
+        tasks = [("edge_popup", n, s, sp) for sp in ep_sps for n in ep_ns for s in range(ep_sources)]  # long first
+        tasks += [("milp", n, s, None) for n in ns for s in range(sources)]
         rows = run_tasks(_mha_task, tasks, workers)
         rows = sorted(rows, key=lambda r: (r["method"] != "milp", r["n"], r["source"]))
         for n in ns:
@@ -307,7 +321,8 @@ def main(argv: list[str] | None = None) -> int:
                 total += error(source_output(src, masks, xc), ref_c) * xc.shape[0]
         seq_rows.append({"T": t, "n": n_fix, "error": total / xs.shape[0]})
     write_csv(seq_rows, out / "seq_len.csv")
-    ep = {n: [r["error"] for r in rows if r["method"] == "edge_popup" and r["n"] == n] for n in ep_ns}
+    ep = {(sp, n): [r["error"] for r in rows if r["method"] == "edge_popup" and r["n"] == n and r["sparsity"] == sp]
+          for sp in ep_sps for n in ep_ns}
     w_qk, w_vo = merged(*w.values())
     srcs = max(len([r for r in milp_rows if r["n"] == n]) for n in ns)
     lines = [f"target test MSE {tgt['test_mse']:.4f} (omega units; predicting the mean {tgt['mean_mse']:.4f})",
@@ -316,8 +331,8 @@ def main(argv: list[str] | None = None) -> int:
              f"fit (MILP): eps = {gamma:.3f} * exp(-{delta:.4f} n)   paper: {PAPER[0]} * exp(-{PAPER[1]} n)",
              *(f"n={n}: milp {mu:.6f} ± {sd:.6f} (median {md:.6f}; {srcs} sources)"
                for n, mu, sd, md in zip(ns, mean, std, med, strict=True)),
-             *(f"n={n}: edge-popup (50 % kept) {np.mean(v):.5f} ± {np.std(v):.5f} ({len(v)} sources)"
-               for n, v in ep.items() if v),
+             *(f"n={n}: edge-popup ({100 * (1 - sp):.0f} % kept) {np.mean(v):.5f} ± {np.std(v):.5f} "
+               f"({len(v)} sources)" for (sp, n), v in ep.items() if v),
              *(f"T={r['T']}: error {r['error']:.5f} (n={n_fix}, fixed masks)" for r in seq_rows)]
     (out / "fit.txt").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
@@ -340,10 +355,11 @@ def plot(ns, mean, std, med, gamma, delta, ep, seq_rows, out: Path, srcs: int, z
     ax.plot(xs, gamma * np.exp(-delta * xs), "-", label=f"fit {gamma:.2f}·exp(−{delta:.3f}n) (mean > {FLOOR:g})")
     xs = np.linspace(min(ns), max(ns), 100)
     ax.plot(xs, PAPER[0] * np.exp(-PAPER[1] * xs), "--", color="gray", label="paper 0.8·exp(−0.06n)")
-    epn = [n for n, v in ep.items() if v]
-    if epn:
-        ax.errorbar(epn, [np.mean(ep[n]) for n in epn], yerr=[np.std(ep[n]) for n in epn], fmt="s", capsize=3,
-                    label="Edge-Popup (50 % kept)")
+    for i, sp in enumerate(sorted({sp for sp, _ in ep})):
+        epn = [n for (s, n), v in ep.items() if s == sp and v]
+        if epn:
+            ax.errorbar(epn, [np.mean(ep[sp, n]) for n in epn], yerr=[np.std(ep[sp, n]) for n in epn],
+                        fmt="sD^v"[i % 4], capsize=3, label=f"Edge-Popup ({100 * (1 - sp):.0f} % kept)")
     ax.axhline(zero, color="k", lw=0.8, ls=":", label="all masks empty (output 0)")
     ax.set_yscale("log")
     ax.set_ylim(bottom=max(1e-7, 0.3 * float(np.min(med))))
