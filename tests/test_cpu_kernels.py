@@ -118,8 +118,8 @@ def test_bad_arguments_name_themselves():
 @pytest.mark.parametrize("isa", ISAS)
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(fmt=st.sampled_from(["binary", "multicoat", "frozen"]), n=st.integers(1, 40),
-       k=st.sampled_from([1, 31, 33, 1100, 2100]), m=st.sampled_from([0, 1, 4, 5, 13]), seed=st.integers(0, 10_000),
-       with_bias=st.booleans())
+       k=st.sampled_from([1, 31, 33, 1100, 2100]), m=st.sampled_from([0, 1, 4, 5, 9, 13, 70]),
+       seed=st.integers(0, 10_000), with_bias=st.booleans())
 def test_int8_activations_match_int8_reference(isa, fmt, n, k, m, seed, with_bias):
     """The integer sums are exact, so the kernel equals quantize-then-float-linear up to rounding."""
     from slt_hw.ops import slt_linear_int8_reference
