@@ -27,13 +27,14 @@ bool isa_supported(Isa isa) {
       return false;
 #endif
     case Isa::kAvx512:
+    case Isa::kAvx512Vnni:
 #if defined(SLT_HW_AVX512_EMULATED)
       return true;  // SIMDe: plain C++ underneath
 #elif defined(SLT_HW_HAVE_AVX512)
       // libgcc's check includes the OS saving the zmm/k registers (xgetbv)
       return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
              __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-             __builtin_cpu_supports("fma");
+             __builtin_cpu_supports("fma") && (isa == Isa::kAvx512 || __builtin_cpu_supports("avx512vnni"));
 #else
       return false;
 #endif
@@ -43,6 +44,7 @@ bool isa_supported(Isa isa) {
 
 Isa best_isa() {
 #if !defined(SLT_HW_AVX512_EMULATED)
+  if (isa_supported(Isa::kAvx512Vnni)) return Isa::kAvx512Vnni;
   if (isa_supported(Isa::kAvx512)) return Isa::kAvx512;
 #endif
   return isa_supported(Isa::kAvx2) ? Isa::kAvx2 : Isa::kScalar;
@@ -59,6 +61,12 @@ const char* isa_name(Isa isa) {
       return "avx512-emulated";
 #else
       return "avx512";
+#endif
+    case Isa::kAvx512Vnni:
+#if defined(SLT_HW_AVX512_EMULATED)
+      return "avx512vnni-emulated";
+#else
+      return "avx512vnni";
 #endif
   }
   return "unknown";
@@ -146,6 +154,10 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
   if (isa == Isa::kAvx512) {
     kernel = avx512::rows;
     kernel_i8 = avx512::rows_int8;
+  }
+  if (isa == Isa::kAvx512Vnni) {
+    kernel = avx512vnni::rows;
+    kernel_i8 = avx512vnni::rows_int8;
   }
 #endif
   const int64_t block = p.M > kSmallBatch ? kTaskRows : 8;  // weight rows per task

@@ -18,10 +18,11 @@
 namespace slt {
 namespace cpu {
 
-// kAvx512: AVX512F/BW/VL/DQ + FMA. A test build may compile it against SIMDe instead
-// (SLT_HW_AVX512_EMULATED): then it is named "avx512-emulated" and never chosen by best_isa().
-enum class Isa : int { kScalar = 0, kAvx2 = 1, kAvx512 = 2 };
-constexpr Isa kAllIsas[] = {Isa::kScalar, Isa::kAvx2, Isa::kAvx512};
+// kAvx512: AVX512F/BW/VL/DQ + FMA; kAvx512Vnni: the same plus VNNI for the int8 sums. A test
+// build may compile both against SIMDe instead (SLT_HW_AVX512_EMULATED): then they are named
+// "avx512-emulated" / "avx512vnni-emulated" and never chosen by best_isa().
+enum class Isa : int { kScalar = 0, kAvx2 = 1, kAvx512 = 2, kAvx512Vnni = 3 };
+constexpr Isa kAllIsas[] = {Isa::kScalar, Isa::kAvx2, Isa::kAvx512, Isa::kAvx512Vnni};
 
 constexpr int64_t kSmallBatch = 8;   // up to this many activation rows: weights in registers only
 constexpr int64_t kTaskRows = 48;    // weight rows per thread task above it (a multiple of 3)
@@ -79,6 +80,10 @@ bool rows(const LinearProblem& p, const float* xp, float* scratch, int64_t n0, i
 bool rows_int8(const LinearProblem& p, const int8_t* xq, float* scratch, int64_t n0, int64_t n1);
 }
 namespace avx512 {
+bool rows(const LinearProblem& p, const float* xp, float* scratch, int64_t n0, int64_t n1);
+bool rows_int8(const LinearProblem& p, const int8_t* xq, float* scratch, int64_t n0, int64_t n1);
+}
+namespace avx512vnni {
 bool rows(const LinearProblem& p, const float* xp, float* scratch, int64_t n0, int64_t n1);
 bool rows_int8(const LinearProblem& p, const int8_t* xq, float* scratch, int64_t n0, int64_t n1);
 }

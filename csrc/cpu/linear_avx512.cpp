@@ -2,16 +2,30 @@
 // flags only in this TU and called only after a runtime CPU check (linear.cpp).
 // A mask word is two __mmask16 (k registers): a weight is zeroed by maskz and its sign picked
 // by a mask blend, one instruction each per 16 weights instead of AVX2's shift-and-blend.
-// Test builds compile this file against SIMDe (SLT_HW_AVX512_EMULATED, CMakeLists.txt), so the
-// variant is checked against the reference on CPUs without AVX-512.
+// linear_avx512vnni.cpp compiles this file again with SLT_HW_AVX512_VNNI (+ -mavx512vnni): the
+// int8 sums then take one vpdpbusd per 64 products instead of maddubs + add.
+// Test builds compile both against SIMDe (SLT_HW_AVX512_EMULATED, CMakeLists.txt), so the
+// variants are checked against the reference on CPUs without AVX-512.
 #include "../core/slt_contract.h"
 #include "avx512_intrin.h"
 #include "linear.h"
 
+#if defined(SLT_HW_AVX512_VNNI)
+#define SLT_AVX512_NS avx512vnni
+#else
+#define SLT_AVX512_NS avx512
+#endif
+
 namespace slt {
 namespace cpu {
-namespace avx512 {
+namespace SLT_AVX512_NS {
 namespace {
+
+#if defined(SLT_HW_AVX512_VNNI)
+constexpr bool kVnni = true;
+#else
+constexpr bool kVnni = false;
+#endif
 
 inline __m512i lowbias32_v(__m512i x) {
   x = _mm512_xor_si512(x, _mm512_srli_epi32(x, 16));
@@ -60,17 +74,29 @@ inline __m512i tile64(uint64_t m, uint64_t s) {
 
 inline int32_t tile_sum(uint32_t m, uint32_t s) { return __builtin_popcount(m & ~s) - __builtin_popcount(m & s); }
 
+// acc += xu * t for 64 (uint8, int8) pairs. VNNI: int32 lanes, one instruction. Otherwise
+// int16 lanes of pair sums (|.| <= 510 per step), which the caller widens with widen() in time.
+inline __m512i mac_u8i8(__m512i acc, __m512i xu, __m512i t) {
+#if defined(SLT_HW_AVX512_VNNI)
+  return _mm512_dpbusd_epi32(acc, xu, t);
+#else
+  return _mm512_add_epi16(acc, _mm512_maddubs_epi16(xu, t));
+#endif
+}
+
+inline __m512i widen(__m512i acc) { return kVnni ? acc : _mm512_madd_epi16(acc, _mm512_set1_epi16(1)); }
+
 constexpr int64_t kI8Rows = 8;  // activation rows per int8 pass (small batch)
 
-// sum_k t * xq: maddubs(xq + 128, t) pair sums (|.| <= 510) in int16 for up to 64 steps, then
-// widened; 128 * sum t is taken off at the end. Word pairs: an odd last word pairs with zeros
-// (the 64-byte load runs into the next row or the copy's slack, times t = 0).
+// sum_k t * xq as sum_k (xq + 128) * t - 128 * sum_k t: maddubs/vpdpbusd take an unsigned
+// operand. Without VNNI, int16 pair sums for up to 64 steps, then widened. Word pairs: an odd
+// last word pairs with zeros (the 64-byte load runs into the next row or the copy's slack).
 template <int M>
 void dot_i8_m(const int8_t* xq, int64_t Kp, int64_t m0, const uint32_t* sw, const uint32_t* mw, int64_t W,
               int32_t* out) {
-  const __m512i flip = _mm512_set1_epi8(int8_t(0x80)), ones16 = _mm512_set1_epi16(1);
-  __m512i acc[M], acc16[M];
-  for (int r = 0; r < M; ++r) acc[r] = acc16[r] = _mm512_setzero_si512();
+  const __m512i flip = _mm512_set1_epi8(int8_t(0x80));
+  __m512i acc[M], part[M];
+  for (int r = 0; r < M; ++r) acc[r] = part[r] = _mm512_setzero_si512();
   int32_t tsum = 0;
   int pending = 0;
   for (int64_t w = 0; w < W; w += 2) {
@@ -79,20 +105,17 @@ void dot_i8_m(const int8_t* xq, int64_t Kp, int64_t m0, const uint32_t* sw, cons
     const uint32_t s_lo = sw[w], s_hi = w + 1 < W ? sw[w + 1] : 0u;
     tsum += tile_sum(m_lo, s_lo) + tile_sum(m_hi, s_hi);
     const __m512i t = tile64(m_lo | uint64_t(m_hi) << 32, s_lo | uint64_t(s_hi) << 32);
-    for (int r = 0; r < M; ++r) {
-      const __m512i q = _mm512_xor_si512(_mm512_loadu_si512(xq + (m0 + r) * Kp + 32 * w), flip);
-      acc16[r] = _mm512_add_epi16(acc16[r], _mm512_maddubs_epi16(q, t));
-    }
-    if (++pending == 64) {
+    for (int r = 0; r < M; ++r)
+      part[r] = mac_u8i8(part[r], _mm512_xor_si512(_mm512_loadu_si512(xq + (m0 + r) * Kp + 32 * w), flip), t);
+    if (!kVnni && ++pending == 64) {
       for (int r = 0; r < M; ++r) {
-        acc[r] = _mm512_add_epi32(acc[r], _mm512_madd_epi16(acc16[r], ones16));
-        acc16[r] = _mm512_setzero_si512();
+        acc[r] = _mm512_add_epi32(acc[r], widen(part[r]));
+        part[r] = _mm512_setzero_si512();
       }
       pending = 0;
     }
   }
-  for (int r = 0; r < M; ++r)
-    out[r] = hsum_epi32(_mm512_add_epi32(acc[r], _mm512_madd_epi16(acc16[r], ones16))) - 128 * tsum;
+  for (int r = 0; r < M; ++r) out[r] = hsum_epi32(_mm512_add_epi32(acc[r], widen(part[r]))) - 128 * tsum;
 }
 
 inline void dot_i8(const int8_t* xq, int64_t Kp, int64_t m0, int64_t mb, const uint32_t* sw, const uint32_t* mw,
@@ -283,7 +306,7 @@ constexpr int64_t kMrI8 = 8, kNrI8 = 3;
 
 template <int MR, int NR>
 void micro_i8(const int8_t* xq, int64_t Kp, const int8_t* tb, int64_t len, int32_t* out /* MR x NR */) {
-  const __m512i flip = _mm512_set1_epi8(int8_t(0x80)), ones16 = _mm512_set1_epi16(1);
+  const __m512i flip = _mm512_set1_epi8(int8_t(0x80));
   __m512i acc[MR][NR];
   for (int r = 0; r < MR; ++r)
     for (int c = 0; c < NR; ++c) acc[r][c] = _mm512_setzero_si512();
@@ -292,11 +315,11 @@ void micro_i8(const int8_t* xq, int64_t Kp, const int8_t* tb, int64_t len, int32
     for (int c = 0; c < NR; ++c) t[c] = _mm512_load_si512(tb + c * kBlockCols + k);
     for (int r = 0; r < MR; ++r) {
       const __m512i xv = _mm512_xor_si512(_mm512_loadu_si512(xq + r * Kp + k), flip);
-      for (int c = 0; c < NR; ++c) acc[r][c] = _mm512_add_epi16(acc[r][c], _mm512_maddubs_epi16(xv, t[c]));
+      for (int c = 0; c < NR; ++c) acc[r][c] = mac_u8i8(acc[r][c], xv, t[c]);
     }
   }
   for (int r = 0; r < MR; ++r)
-    for (int c = 0; c < NR; ++c) out[r * NR + c] = hsum_epi32(_mm512_madd_epi16(acc[r][c], ones16));
+    for (int c = 0; c < NR; ++c) out[r * NR + c] = hsum_epi32(widen(acc[r][c]));
 }
 
 using MicroI8 = void (*)(const int8_t*, int64_t, const int8_t*, int64_t, int32_t*);
@@ -345,6 +368,8 @@ bool rows_int8(const LinearProblem& p, const int8_t* xq, float* scratch, int64_t
   return rows_int8_impl(p, xq, scratch, n0, n1);
 }
 
-}  // namespace avx512
+}  // namespace SLT_AVX512_NS
 }  // namespace cpu
 }  // namespace slt
+
+#undef SLT_AVX512_NS

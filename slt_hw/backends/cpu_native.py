@@ -151,7 +151,7 @@ def materialize_frozen(key: Key, fkey: Key, n: int, k: int, dist: Dist | str, sc
 ISA_ENV = "SLT_HW_CPU_ISA"
 
 
-KNOWN_ISAS = ("scalar", "avx2", "avx512")
+KNOWN_ISAS = ("scalar", "avx2", "avx512", "avx512vnni")
 
 
 def cpu_isas() -> list[str]:
