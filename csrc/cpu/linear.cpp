@@ -83,13 +83,13 @@ bool isa_from_name(const char* name, Isa* isa) {
 
 int64_t scratch_floats(int64_t K) {
   const int64_t W = (K + 31) / 32, Kp = 32 * W;
-  // small batch: sign words, mask words, hashes, values of a whole row. Large batch: three
-  // 1024-column float blocks or int8 tiles with int and float sums of a task, plus one block's
+  // small batch: sign words, mask words, hashes, values of a whole row. Large batch: a task's
+  // 1024-column float blocks, or its int8 tiles with its int and float sums, plus one block's
   // descriptor (and 64-byte alignment slack)
   const int64_t row = 2 * W + Kp / 2 + Kp + 16;
   const int64_t desc = 2 * kBlockWords + 16 * kBlockWords + kBlockCols;
-  const int64_t blocks = 3 * kBlockCols + desc + 16;
-  const int64_t tiles = 3 * kBlockCols / 4 + 2 * kTaskRows * kChunkRows + kTaskRows + desc + 16;
+  const int64_t blocks = kTaskRows * kBlockCols + desc + 16;
+  const int64_t tiles = kTaskRows * kBlockCols / 4 + 2 * kTaskRows * kChunkRows + kTaskRows + desc + 16;
   const int64_t big = blocks > tiles ? blocks : tiles;
   return row > big ? row : big;
 }
