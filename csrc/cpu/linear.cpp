@@ -160,7 +160,8 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
     kernel_i8 = avx512vnni::rows_int8;
   }
 #endif
-  const int64_t block = p.M > kSmallBatch ? kTaskRows : 8;  // weight rows per task
+  const bool blocked = p.M > (int8 ? kSmallBatchInt8 : kSmallBatch);
+  const int64_t block = blocked ? kTaskRows : 8;  // weight rows per task
   const int64_t rows = p.row_end - p.row_begin;
   const int64_t tasks = (rows + block - 1) / block;
   int failed = 0;

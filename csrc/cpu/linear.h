@@ -25,6 +25,7 @@ enum class Isa : int { kScalar = 0, kAvx2 = 1, kAvx512 = 2, kAvx512Vnni = 3 };
 constexpr Isa kAllIsas[] = {Isa::kScalar, Isa::kAvx2, Isa::kAvx512, Isa::kAvx512Vnni};
 
 constexpr int64_t kSmallBatch = 8;   // up to this many activation rows: weights in registers only
+constexpr int64_t kSmallBatchInt8 = 4;  // int8: the blocked path wins from 5 rows
 constexpr int64_t kTaskRows = 48;    // weight rows per thread task above it (a multiple of 3)
 constexpr int64_t kBlockWords = 32;  // large-batch column block: the frozen offset table's 1024
 constexpr int64_t kBlockCols = 32 * kBlockWords;

@@ -344,7 +344,7 @@ bool rows(const LinearProblem& p, const float* xp, float* scratch, int64_t n0, i
 }
 
 bool rows_int8(const LinearProblem& p, const int8_t* xq, float* scratch, int64_t n0, int64_t n1) {
-  if (p.M > kSmallBatch) return gemm_rows_int8(p, xq, scratch, n0, n1);
+  if (p.M > kSmallBatchInt8) return gemm_rows_int8(p, xq, scratch, n0, n1);
   return rows_int8_impl(p, xq, scratch, n0, n1);
 }
 
