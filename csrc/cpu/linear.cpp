@@ -81,17 +81,18 @@ bool isa_from_name(const char* name, Isa* isa) {
   return false;
 }
 
-int64_t scratch_floats(int64_t K) {
+int64_t scratch_floats(int64_t K, bool blocked) {
   const int64_t W = (K + 31) / 32, Kp = 32 * W;
   // small batch: sign words, mask words, hashes, values of a whole row. Large batch: a task's
   // 1024-column float blocks, or its int8 tiles with its int and float sums, plus one block's
   // descriptor (and 64-byte alignment slack)
   const int64_t row = 2 * W + Kp / 2 + Kp + 16;
+  if (!blocked) return row;
   const int64_t desc = 2 * kBlockWords + 16 * kBlockWords + kBlockCols;
   const int64_t blocks = kTaskRows * kBlockCols + desc + 16;
   const int64_t tiles = kTaskRows * kBlockCols / 4 + 2 * kTaskRows * kChunkRows + kTaskRows + desc + 16;
   const int64_t big = blocks > tiles ? blocks : tiles;
-  return row > big ? row : big;
+  return row > big ? row : big;  // the scalar variant takes whole rows at any batch
 }
 
 namespace {
@@ -170,7 +171,7 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
 #pragma omp parallel num_threads(nt) reduction(| : failed) if (tasks > 1 && rows * p.K >= (1 << 14))
 #endif
   {
-    std::vector<float> scratch(size_t(scratch_floats(p.K)));
+    std::vector<float> scratch(size_t(scratch_floats(p.K, blocked)));
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif

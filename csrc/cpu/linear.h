@@ -68,8 +68,9 @@ bool isa_from_name(const char* name, Isa* isa);
 void slt_linear(const LinearProblem& p, Isa isa, int threads);
 
 // Per-ISA row kernels (linear_<isa>.cpp). `xp` is x copied to (M, Kp) with zero padding;
-// `scratch` holds at least scratch_floats(K) floats for this thread.
-int64_t scratch_floats(int64_t K);
+// `scratch` holds at least scratch_floats(K, blocked) floats for this thread (blocked: more
+// than kSmallBatch, or kSmallBatchInt8 int8, activation rows).
+int64_t scratch_floats(int64_t K, bool blocked);
 // The int8 variants take `xq` copied to (M, Kp) int8 with zero padding. Both copies have 64
 // bytes of slack after the last row (a 64-byte load may run past a row's end into it).
 namespace scalar {
