@@ -1,6 +1,7 @@
 """The fused C++ CPU kernel (csrc/cpu/linear*.cpp) against the pure-PyTorch reference, for every
 format, distribution and instruction-set variant this CPU has (forced one by one), plus the
-AVX-512 variant emulated by SIMDe in a test-only build (tests/avx512_emulation.py)."""
+AVX-512 variants (with and without VNNI) emulated by SIMDe in a test-only build
+(tests/avx512_emulation.py)."""
 
 import contextlib
 import functools
