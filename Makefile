@@ -1,6 +1,7 @@
 # Two entry points do everything on a fresh machine (Python 3.11, no GPU):
 #   make demo    set up .venv, build the extension, run `slt-hw demo`
-#   make test    set up .venv, build the extension, ruff, then the test suite
+#   make test    set up .venv, build the extension, ruff, then the test suite (which also
+#                builds a test-only copy with the AVX-512 kernels on SIMDe: tests/avx512_emulation.py)
 # Set-up is incremental: the venv is reused, packages reinstall when constraints change,
 # the extension rebuilds when its sources change.
 
@@ -19,7 +20,7 @@ demo: $(BUILT)
 	$(VENV)/bin/slt-hw demo
 
 test: $(BUILT) lint
-	SLT_HW_REQUIRE_CPP=1 $(PY) -P -m pytest $(PYTEST_ARGS)
+	SLT_HW_REQUIRE_CPP=1 SLT_HW_REQUIRE_AVX512_EMULATION=1 $(PY) -P -m pytest $(PYTEST_ARGS)
 
 lint: $(DEPS)
 	$(VENV)/bin/ruff check .

@@ -1,6 +1,7 @@
 """slt_linear on the CPU against dense torch linears, same shapes, same run, 2 threads.
 
     .venv/bin/python bench/bench_cpu_linear.py [--shapes 11008x4096] [--batches 1,8,64,256]
+    .venv/bin/python bench/bench_cpu_linear.py --threads 1 --cpu-time   # steadier on a busy machine
 
 Baselines: F.linear with dense fp32 and bf16 weights, torch's dynamically quantized int8 linear;
 also the reference backend (materialises the weight each call). "slt cpp int8" is the opt-in
@@ -10,6 +11,7 @@ int8-activation path. Shapes are out x in; "vs fp32" is F.linear fp32 time / thi
 from __future__ import annotations
 
 import argparse
+import time
 import warnings
 
 import torch
@@ -20,7 +22,8 @@ from slt_hw import pack_binary, slt_linear
 from slt_hw.ops import slt_linear_int8, slt_linear_reference
 
 
-def bench_shape(n: int, k: int, batches: list[int], density: float, with_reference: bool) -> list[dict]:
+def bench_shape(n: int, k: int, batches: list[int], density: float, with_reference: bool,
+                clock=time.perf_counter) -> list[dict]:
     mask = torch.rand(n, k, generator=torch.Generator().manual_seed(0)) < density
     packed = pack_binary(mask, seed=0, name="bench")
     w32 = packed.materialize()
@@ -44,7 +47,7 @@ def bench_shape(n: int, k: int, batches: list[int], density: float, with_referen
             "slt cpp": lambda x=x: slt_linear(x, packed, backend="cpp"),
             "slt cpp int8": lambda x=x: slt_linear_int8(x, packed),
         }
-        times = interleaved_medians(impls)
+        times = interleaved_medians(impls, clock=clock)
         if with_reference:  # seconds per call: timed on its own, a few times
             times["slt reference"] = median_seconds(lambda x=x: slt_linear_reference(x, packed), repeat=3, warmup=1)
         for name, t in times.items():
@@ -63,13 +66,18 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--density", type=float, default=0.5, help="fraction of weights kept by the mask")
     ap.add_argument("--no-reference", action="store_true", help="skip the (slow) reference backend")
+    ap.add_argument("--cpu-time", action="store_true",
+                    help="time with this process's CPU time (all threads) instead of wall time; with --threads 1, "
+                         "other processes on the machine do not count; writes cpu_linear_cputime.csv")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    clock = time.process_time if args.cpu_time else time.perf_counter
     rows = []
     for shape in args.shapes.split(","):
         n, k = map(int, shape.split("x"))
-        rows += bench_shape(n, k, [int(b) for b in args.batches.split(",")], args.density, not args.no_reference)
-    report("cpu_linear", rows, list(rows[0]))
+        rows += bench_shape(n, k, [int(b) for b in args.batches.split(",")], args.density, not args.no_reference,
+                            clock)
+    report("cpu_linear_cputime" if args.cpu_time else "cpu_linear", rows, list(rows[0]))
 
 
 if __name__ == "__main__":

@@ -26,11 +26,12 @@ def median_seconds(fn: Callable[[], object], repeat: int = 7, warmup: int = 2) -
 
 
 def interleaved_medians(fns: dict[str, Callable[[], object]], rounds: int = 9, per_round: int = 3,
-                        warmup: int = 2) -> dict[str, float]:
+                        warmup: int = 2, clock: Callable[[], float] = time.perf_counter) -> dict[str, float]:
     """Median seconds per function, timed round-robin so every function sees the same machine.
 
     On a shared VM the speed drifts by tens of percent over seconds; timing A fully and then B
-    would turn that drift into a fake ratio.
+    would turn that drift into a fake ratio. clock=time.process_time counts this process's CPU
+    time instead (all its threads): with one thread, immune to other processes taking the CPU.
     """
     for fn in fns.values():
         for _ in range(warmup):
@@ -39,9 +40,9 @@ def interleaved_medians(fns: dict[str, Callable[[], object]], rounds: int = 9, p
     for _ in range(rounds):
         for name, fn in fns.items():
             for _ in range(per_round):
-                t0 = time.perf_counter()
+                t0 = clock()
                 fn()
-                samples[name].append(time.perf_counter() - t0)
+                samples[name].append(clock() - t0)
     return {name: statistics.median(ts) for name, ts in samples.items()}
 
 

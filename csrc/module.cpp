@@ -235,7 +235,7 @@ PYBIND11_MODULE(_C, m) {
       "cpu_isas",
       [] {
         py::list out;
-        for (auto isa : {slt::cpu::Isa::kScalar, slt::cpu::Isa::kAvx2})
+        for (auto isa : slt::cpu::kAllIsas)
           if (slt::cpu::isa_supported(isa)) out.append(slt::cpu::isa_name(isa));
         return out;
       },
@@ -276,15 +276,12 @@ PYBIND11_MODULE(_C, m) {
         p.xscale = ptr<const float>(xscale);
         p.row_begin = row_begin;
         p.row_end = row_end < 0 ? N : row_end;
-        slt::cpu::Isa which;
-        if (isa == "scalar")
-          which = slt::cpu::Isa::kScalar;
-        else if (isa == "avx2")
-          which = slt::cpu::Isa::kAvx2;
-        else if (isa == "auto")
-          which = slt::cpu::best_isa();
-        else
-          throw py::value_error("isa: expected auto, scalar or avx2, got " + isa);
+        slt::cpu::Isa which = slt::cpu::best_isa();
+        if (isa != "auto" && !slt::cpu::isa_from_name(isa.c_str(), &which)) {
+          std::string names = "auto";
+          for (auto i : slt::cpu::kAllIsas) names += std::string(", ") + slt::cpu::isa_name(i);
+          throw py::value_error("isa: expected one of " + names + ", got " + isa);
+        }
         py::gil_scoped_release release;
         slt::cpu::slt_linear(p, which, threads);
       },

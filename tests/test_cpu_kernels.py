@@ -1,7 +1,12 @@
 """The fused C++ CPU kernel (csrc/cpu/linear*.cpp) against the pure-PyTorch reference, for every
-format, distribution and instruction-set variant this CPU has (forced one by one)."""
+format, distribution and instruction-set variant this CPU has (forced one by one), plus the
+AVX-512 variants (with and without VNNI) emulated by SIMDe in a test-only build
+(tests/avx512_emulation.py)."""
 
+import contextlib
+import functools
 import os
+from unittest import mock
 
 import pytest
 import torch
@@ -16,9 +21,20 @@ if _ext.native() is None:
         raise RuntimeError(f"SLT_HW_REQUIRE_CPP=1 but the extension is missing: {_ext.load()[1]}")
     pytest.skip("slt_hw._C not built", allow_module_level=True)
 
+import avx512_emulation
+
 from slt_hw.backends import cpu_native
 
 ISAS = cpu_native.cpu_isas()
+# the kernel tests also run on the emulated AVX-512 build, whatever this CPU has
+TESTED_ISAS = [*ISAS, *avx512_emulation.ISAS]
+
+
+def extension_for(isa):
+    """The emulated build stands in for slt_hw._C while its variant is tested."""
+    if isa not in avx512_emulation.ISAS:
+        return contextlib.nullcontext()
+    return mock.patch.object(_ext, "require", return_value=avx512_emulation.module())
 
 
 def packed(fmt, n, k, seed, dist):
@@ -32,12 +48,13 @@ def packed(fmt, n, k, seed, dist):
 
 
 def fused(x, p, bias=None, isa=None, threads=None, int8=False):
-    if p.format.value == "frozen":
-        return cpu_native.linear_frozen(x, p.free_bits, p.offsets, bias, p.key, p.freeze_key, p.in_features, p.dist,
-                                        p.scale, p.prune_threshold, p.lock_threshold, isa=isa, threads=threads,
-                                        int8=int8)
-    return cpu_native.linear_planes(x, p.planes, p.coat_scales, bias, p.key, p.in_features, p.dist, p.scale,
-                                    isa=isa, threads=threads, int8=int8)
+    with extension_for(isa):
+        if p.format.value == "frozen":
+            return cpu_native.linear_frozen(x, p.free_bits, p.offsets, bias, p.key, p.freeze_key, p.in_features,
+                                            p.dist, p.scale, p.prune_threshold, p.lock_threshold, isa=isa,
+                                            threads=threads, int8=int8)
+        return cpu_native.linear_planes(x, p.planes, p.coat_scales, bias, p.key, p.in_features, p.dist, p.scale,
+                                        isa=isa, threads=threads, int8=int8)
 
 
 def close(y, want):
@@ -45,7 +62,7 @@ def close(y, want):
     torch.testing.assert_close(y, want, rtol=1e-4, atol=1e-4 * max(1.0, float(want.abs().max()) if want.numel() else 1))
 
 
-@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("isa", TESTED_ISAS)
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(fmt=st.sampled_from(["binary", "multicoat", "frozen"]), dist=st.sampled_from(["signed_constant", "uniform",
        "normal"]), n=st.integers(1, 50), k=st.sampled_from([1, 5, 31, 32, 33, 95, 1024, 1025, 2100]),
@@ -59,7 +76,36 @@ def test_matches_reference(isa, fmt, dist, n, k, m, seed, with_bias):
     close(fused(x, p, bias, isa=isa), slt_linear_reference(x, p, bias))
 
 
-@pytest.mark.parametrize("isa", ISAS)
+BATCHES = (*range(1, 10), 70)
+
+
+@functools.cache
+def batch_path_cases(fmt, dist, k, int8):
+    """Inputs and reference outputs for BATCHES, shared by every ISA's run (one reference call:
+    it materialises the weight)."""
+    from slt_hw.ops import slt_linear_int8_reference
+
+    p = packed(fmt, 50, k, k, dist)
+    x = torch.randn(sum(BATCHES), k, generator=torch.Generator().manual_seed(k))
+    want = (slt_linear_int8_reference if int8 else slt_linear_reference)(x, p)
+    return p, list(zip(x.split(BATCHES), want.split(BATCHES), strict=True))
+
+
+@pytest.mark.parametrize("isa", TESTED_ISAS)
+@pytest.mark.parametrize("fmt", ["binary", "multicoat", "frozen"])
+@pytest.mark.parametrize("dist", ["signed_constant", "uniform", "normal"])
+def test_every_batch_path(isa, fmt, dist):
+    """Every small-batch row count (1..8: one kernel each), the blocked path with row and column
+    tails (9, 70 > one 64-row chunk; 50 weight rows: a 48-row task and a 2-row one), an even and
+    an odd number of words (2; 65 over three 1024-column blocks); int8 too for signed constant."""
+    for k in (33, 2080):
+        for int8 in (False, True) if dist == "signed_constant" else (False,):
+            p, cases = batch_path_cases(fmt, dist, k, int8)
+            for x, want in cases:
+                close(fused(x, p, isa=isa, int8=int8), want)
+
+
+@pytest.mark.parametrize("isa", TESTED_ISAS)
 @pytest.mark.parametrize("m", [1, 8, 40])
 def test_same_result_for_one_and_two_threads(isa, m):
     p = packed("multicoat", 67, 1500, 3, "uniform")
@@ -67,7 +113,7 @@ def test_same_result_for_one_and_two_threads(isa, m):
     assert torch.equal(fused(x, p, isa=isa, threads=1), fused(x, p, isa=isa, threads=2))
 
 
-@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("isa", TESTED_ISAS)
 def test_isa_variants_agree(isa):
     p = packed("frozen", 40, 700, 4, "signed_constant")
     x = torch.randn(12, 700)
@@ -115,11 +161,11 @@ def test_bad_arguments_name_themselves():
         cpu_native.linear_planes(x, p.planes, p.coat_scales, None, p.key, 40, p.dist, p.scale, isa="sse9")
 
 
-@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("isa", TESTED_ISAS)
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(fmt=st.sampled_from(["binary", "multicoat", "frozen"]), n=st.integers(1, 40),
-       k=st.sampled_from([1, 31, 33, 1100, 2100]), m=st.sampled_from([0, 1, 4, 5, 13]), seed=st.integers(0, 10_000),
-       with_bias=st.booleans())
+       k=st.sampled_from([1, 31, 33, 1100, 2100]), m=st.sampled_from([0, 1, 4, 5, 9, 13, 70]),
+       seed=st.integers(0, 10_000), with_bias=st.booleans())
 def test_int8_activations_match_int8_reference(isa, fmt, n, k, m, seed, with_bias):
     """The integer sums are exact, so the kernel equals quantize-then-float-linear up to rounding."""
     from slt_hw.ops import slt_linear_int8_reference
@@ -141,3 +187,21 @@ def test_int8_public_op_and_its_error():
     assert rel < 0.02  # int8 activations: about 1% relative error
     with pytest.raises(ValueError, match=r"packed: int8 activations need the signed_constant distribution"):
         slt_linear_int8(x, packed("binary", 16, 100, 0, "uniform"))
+
+
+def test_emulated_avx512_is_never_chosen_automatically():
+    emu = avx512_emulation.module()
+    assert set(avx512_emulation.ISAS) <= set(emu.cpu_isas())
+    assert emu.build_info()["cpu_isa"] not in avx512_emulation.ISAS
+    assert not set(avx512_emulation.ISAS) & set(ISAS)  # the installed extension never has them
+
+
+@pytest.mark.skipif("avx512" in ISAS, reason="this CPU has AVX-512")
+def test_forcing_avx512_without_it_is_refused(monkeypatch):
+    p = packed("binary", 8, 40, 0, "signed_constant")
+    x = torch.randn(2, 40)
+    with pytest.raises(ValueError, match=r"isa: this CPU does not support 'avx512'"):
+        fused(x, p, isa="avx512")
+    monkeypatch.setenv("SLT_HW_CPU_ISA", "avx512")
+    with pytest.raises(ValueError, match=r"SLT_HW_CPU_ISA: this CPU does not support 'avx512'"):
+        fused(x, p)

@@ -26,11 +26,29 @@ bool isa_supported(Isa isa) {
 #else
       return false;
 #endif
+    case Isa::kAvx512:
+    case Isa::kAvx512Vnni:
+#if defined(SLT_HW_AVX512_EMULATED)
+      return true;  // SIMDe: plain C++ underneath
+#elif defined(SLT_HW_HAVE_AVX512)
+      // libgcc's check includes the OS saving the zmm/k registers (xgetbv)
+      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+             __builtin_cpu_supports("fma") && (isa == Isa::kAvx512 || __builtin_cpu_supports("avx512vnni"));
+#else
+      return false;
+#endif
   }
   return false;
 }
 
-Isa best_isa() { return isa_supported(Isa::kAvx2) ? Isa::kAvx2 : Isa::kScalar; }
+Isa best_isa() {
+#if !defined(SLT_HW_AVX512_EMULATED)
+  if (isa_supported(Isa::kAvx512Vnni)) return Isa::kAvx512Vnni;
+  if (isa_supported(Isa::kAvx512)) return Isa::kAvx512;
+#endif
+  return isa_supported(Isa::kAvx2) ? Isa::kAvx2 : Isa::kScalar;
+}
 
 const char* isa_name(Isa isa) {
   switch (isa) {
@@ -38,17 +56,43 @@ const char* isa_name(Isa isa) {
       return "scalar";
     case Isa::kAvx2:
       return "avx2";
+    case Isa::kAvx512:
+#if defined(SLT_HW_AVX512_EMULATED)
+      return "avx512-emulated";
+#else
+      return "avx512";
+#endif
+    case Isa::kAvx512Vnni:
+#if defined(SLT_HW_AVX512_EMULATED)
+      return "avx512vnni-emulated";
+#else
+      return "avx512vnni";
+#endif
   }
   return "unknown";
 }
 
-int64_t scratch_floats(int64_t K) {
+bool isa_from_name(const char* name, Isa* isa) {
+  for (Isa i : kAllIsas)
+    if (std::strcmp(name, isa_name(i)) == 0) {
+      *isa = i;
+      return true;
+    }
+  return false;
+}
+
+int64_t scratch_floats(int64_t K, bool blocked) {
   const int64_t W = (K + 31) / 32, Kp = 32 * W;
-  // small batch: sign words, mask words, hashes, values of a whole row; large batch: three
-  // 1024-column weight blocks plus one block's descriptor (and 32-byte alignment slack)
+  // small batch: sign words, mask words, hashes, values of a whole row. Large batch: a task's
+  // 1024-column float blocks, or its int8 tiles with its int and float sums, plus one block's
+  // descriptor (and 64-byte alignment slack)
   const int64_t row = 2 * W + Kp / 2 + Kp + 16;
-  const int64_t blocks = 3 * 1024 + 2 * 32 + 512 + 1024 + 16;
-  return row > blocks ? row : blocks;
+  if (!blocked) return row;
+  const int64_t desc = 2 * kBlockWords + 16 * kBlockWords + kBlockCols;
+  const int64_t blocks = kTaskRows * kBlockCols + desc + 16;
+  const int64_t tiles = kTaskRows * kBlockCols / 4 + 2 * kTaskRows * kChunkRows + kTaskRows + desc + 16;
+  const int64_t big = blocks > tiles ? blocks : tiles;
+  return row > big ? row : big;  // the scalar variant takes whole rows at any batch
 }
 
 namespace {
@@ -91,8 +135,8 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
   const int64_t W = (p.K + 31) / 32, Kp = 32 * W;
   const bool int8 = p.xq != nullptr;
   // x copied once into zero-padded rows: every 32-column word load is in bounds.
-  std::vector<float> xp(int8 ? 0 : size_t(p.M * Kp), 0.0f);
-  std::vector<int8_t> xq(int8 ? size_t(p.M * Kp) : 0, 0);
+  std::vector<float> xp(int8 ? 0 : size_t(p.M * Kp + 16), 0.0f);
+  std::vector<int8_t> xq(int8 ? size_t(p.M * Kp + 64) : 0, 0);
   for (int64_t m = 0; m < p.M; ++m) {
     if (int8)
       std::memcpy(xq.data() + m * Kp, p.xq + m * p.ldx, size_t(p.K));
@@ -107,7 +151,18 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
     kernel_i8 = avx2::rows_int8;
   }
 #endif
-  const int64_t block = p.M > 8 ? 48 : 8;  // rows per task (large batch: a multiple of 3)
+#if defined(SLT_HW_HAVE_AVX512)
+  if (isa == Isa::kAvx512) {
+    kernel = avx512::rows;
+    kernel_i8 = avx512::rows_int8;
+  }
+  if (isa == Isa::kAvx512Vnni) {
+    kernel = avx512vnni::rows;
+    kernel_i8 = avx512vnni::rows_int8;
+  }
+#endif
+  const bool blocked = p.M > (int8 ? kSmallBatchInt8 : kSmallBatch);
+  const int64_t block = blocked ? kTaskRows : 8;  // weight rows per task
   const int64_t rows = p.row_end - p.row_begin;
   const int64_t tasks = (rows + block - 1) / block;
   int failed = 0;
@@ -116,7 +171,7 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
 #pragma omp parallel num_threads(nt) reduction(| : failed) if (tasks > 1 && rows * p.K >= (1 << 14))
 #endif
   {
-    std::vector<float> scratch(size_t(scratch_floats(p.K)));
+    std::vector<float> scratch(size_t(scratch_floats(p.K, blocked)));
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif

@@ -8,6 +8,9 @@
 //   2. for each 32-weight word with any mask bit set: the 32 effective weights are built in
 //      vector registers (sign xor scale, and-ed with the mask lanes, summed over coats) and
 //      multiplied into up to 8 activation rows at once (register-blocked over the batch).
+// More activation rows than that: the weights of a 1024-column block are built once into an L1
+// buffer (float32, or int8 {-1, 0, +1} for int8 activations) and a register-blocked micro-kernel
+// multiplies them into every row (linear_blocked.inc).
 #pragma once
 
 #include <cstdint>
@@ -15,7 +18,18 @@
 namespace slt {
 namespace cpu {
 
-enum class Isa : int { kScalar = 0, kAvx2 = 1 };
+// kAvx512: AVX512F/BW/VL/DQ + FMA; kAvx512Vnni: the same plus VNNI for the int8 sums. A test
+// build may compile both against SIMDe instead (SLT_HW_AVX512_EMULATED): then they are named
+// "avx512-emulated" / "avx512vnni-emulated" and never chosen by best_isa().
+enum class Isa : int { kScalar = 0, kAvx2 = 1, kAvx512 = 2, kAvx512Vnni = 3 };
+constexpr Isa kAllIsas[] = {Isa::kScalar, Isa::kAvx2, Isa::kAvx512, Isa::kAvx512Vnni};
+
+constexpr int64_t kSmallBatch = 8;   // up to this many activation rows: weights in registers only
+constexpr int64_t kSmallBatchInt8 = 4;  // int8: the blocked path wins from 5 rows
+constexpr int64_t kTaskRows = 48;    // weight rows per thread task above it (a multiple of 3)
+constexpr int64_t kBlockWords = 32;  // large-batch column block: the frozen offset table's 1024
+constexpr int64_t kBlockCols = 32 * kBlockWords;
+constexpr int64_t kChunkRows = 64;   // large batch: activation rows per pass (kept in L2)
 
 struct LinearProblem {
   const float* x = nullptr;  // (M, K), row stride ldx
@@ -47,20 +61,31 @@ struct LinearProblem {
 bool isa_supported(Isa isa);
 Isa best_isa();
 const char* isa_name(Isa isa);
+bool isa_from_name(const char* name, Isa* isa);
 
 // Validates, then runs with `threads` OpenMP threads (<= 0: the OpenMP default).
 // Throws std::invalid_argument on bad arguments or a free-bit stream that does not match.
 void slt_linear(const LinearProblem& p, Isa isa, int threads);
 
 // Per-ISA row kernels (linear_<isa>.cpp). `xp` is x copied to (M, Kp) with zero padding;
-// `scratch` holds at least scratch_floats(K) floats for this thread.
-int64_t scratch_floats(int64_t K);
-// The int8 variants take `xq` copied to (M, Kp) int8 with zero padding.
+// `scratch` holds at least scratch_floats(K, blocked) floats for this thread (blocked: more
+// than kSmallBatch, or kSmallBatchInt8 int8, activation rows).
+int64_t scratch_floats(int64_t K, bool blocked);
+// The int8 variants take `xq` copied to (M, Kp) int8 with zero padding. Both copies have 64
+// bytes of slack after the last row (a 64-byte load may run past a row's end into it).
 namespace scalar {
 bool rows(const LinearProblem& p, const float* xp, float* scratch, int64_t n0, int64_t n1);
 bool rows_int8(const LinearProblem& p, const int8_t* xq, float* scratch, int64_t n0, int64_t n1);
 }
 namespace avx2 {
+bool rows(const LinearProblem& p, const float* xp, float* scratch, int64_t n0, int64_t n1);
+bool rows_int8(const LinearProblem& p, const int8_t* xq, float* scratch, int64_t n0, int64_t n1);
+}
+namespace avx512 {
+bool rows(const LinearProblem& p, const float* xp, float* scratch, int64_t n0, int64_t n1);
+bool rows_int8(const LinearProblem& p, const int8_t* xq, float* scratch, int64_t n0, int64_t n1);
+}
+namespace avx512vnni {
 bool rows(const LinearProblem& p, const float* xp, float* scratch, int64_t n0, int64_t n1);
 bool rows_int8(const LinearProblem& p, const int8_t* xq, float* scratch, int64_t n0, int64_t n1);
 }

@@ -10,8 +10,6 @@ namespace cpu {
 namespace avx2 {
 namespace {
 
-constexpr int64_t kSmallBatch = 8;  // up to this many activation rows: weights in registers only
-
 inline __m256i lowbias32_v(__m256i x) {
   x = _mm256_xor_si256(x, _mm256_srli_epi32(x, 16));
   x = _mm256_mullo_epi32(x, _mm256_set1_epi32(0x7FEB352D));
@@ -236,12 +234,8 @@ WordWeights pick_word_weights(const LinearProblem& p) {
 }
 
 // ---------------------------------------------------------------------------- large batch
-// Effective weights are built once per (row, 1024-column block) into an L1 buffer and shared by
-// every activation row; a 4 x 3 register-blocked kernel (4 activation rows, 3 weight rows) then
-// does 12 FMAs per 7 loads. Activation rows are taken 64 at a time so a block of them (256 KiB)
-// stays in L2 while the weight rows stream past.
-constexpr int64_t kBlockWords = 32;  // 1024 columns: the frozen offset table's granularity
-constexpr int64_t kMr = 4, kNr = 3, kMc = 64;
+// A 4 x 3 register-blocked kernel (4 activation rows, 3 weight rows) does 12 FMAs per 7 loads.
+constexpr int64_t kMr = 4, kNr = 3;
 
 template <int MR, int NR>
 void micro(const float* xp, int64_t Kp, const float* wb, int64_t len, float* out /* MR x NR */) {
@@ -250,7 +244,7 @@ void micro(const float* xp, int64_t Kp, const float* wb, int64_t len, float* out
     for (int c = 0; c < NR; ++c) acc[r][c] = _mm256_setzero_ps();
   for (int64_t k = 0; k < len; k += 8) {
     __m256 wv[NR];
-    for (int c = 0; c < NR; ++c) wv[c] = _mm256_load_ps(wb + c * kBlockWords * 32 + k);
+    for (int c = 0; c < NR; ++c) wv[c] = _mm256_load_ps(wb + c * kBlockCols + k);
     for (int r = 0; r < MR; ++r) {
       const __m256 xv = _mm256_loadu_ps(xp + r * Kp + k);
       for (int c = 0; c < NR; ++c) acc[r][c] = _mm256_fmadd_ps(xv, wv[c], acc[r][c]);
@@ -284,33 +278,50 @@ bool build_block(const LinearProblem& p, int64_t n, uint32_t w0, uint32_t w1, ui
   return true;
 }
 
-bool gemm_rows(const LinearProblem& p, const float* xp, float* scratch, int64_t n0, int64_t n1) {
-  const int64_t W = (p.K + 31) / 32, Kp = 32 * W;
-  // scratch: kNr weight blocks (32-byte aligned), then the descriptor of one block
-  float* wb = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(scratch) + 31) & ~uintptr_t(31));
-  uint32_t* desc = reinterpret_cast<uint32_t*>(wb + kNr * kBlockWords * 32);
-  float sums[kMr * kNr];
-  for (int64_t n = n0; n < n1; ++n)
-    for (int64_t m = 0; m < p.M; ++m) p.y[m * p.ldy + n - p.row_begin] = p.bias ? p.bias[n - p.row_begin] : 0.0f;
-  for (int64_t mc = 0; mc < p.M; mc += kMc) {
-    const int64_t mend = mc + kMc < p.M ? mc + kMc : p.M;
-    for (int64_t w0 = 0; w0 < W; w0 += kBlockWords) {
-      const int64_t w1 = w0 + kBlockWords < W ? w0 + kBlockWords : W, len = 32 * (w1 - w0);
-      for (int64_t n = n0; n < n1; n += kNr) {
-        const int64_t nr = n1 - n < kNr ? n1 - n : kNr;
-        for (int64_t c = 0; c < nr; ++c)
-          if (!build_block(p, n + c, uint32_t(w0), uint32_t(w1), desc, wb + c * kBlockWords * 32)) return false;
-        for (int64_t m = mc; m < mend; m += kMr) {
-          const int64_t mr = mend - m < kMr ? mend - m : kMr;
-          kMicro[mr][nr](xp + m * Kp + 32 * w0, Kp, wb, len, sums);
-          for (int64_t r = 0; r < mr; ++r)
-            for (int64_t c = 0; c < nr; ++c) p.y[(m + r) * p.ldy + n + c - p.row_begin] += sums[r * nr + c];
-        }
-      }
+// Int8: weights t in {-1, 0, +1} per byte; maddubs(xq + 128, t) pair sums (|.| <= 510) stay in
+// int16 over a whole 1024-column block (32 steps: |sum| <= 16320), widened once at its end.
+constexpr int64_t kMrI8 = 4, kNrI8 = 2;
+
+template <int MR, int NR>
+void micro_i8(const int8_t* xq, int64_t Kp, const int8_t* tb, int64_t len, int32_t* out /* MR x NR */) {
+  const __m256i flip = _mm256_set1_epi8(int8_t(0x80)), ones16 = _mm256_set1_epi16(1);
+  __m256i acc[MR][NR];
+  for (int r = 0; r < MR; ++r)
+    for (int c = 0; c < NR; ++c) acc[r][c] = _mm256_setzero_si256();
+  for (int64_t k = 0; k < len; k += 32) {
+    __m256i t[NR];
+    for (int c = 0; c < NR; ++c) t[c] = _mm256_load_si256(reinterpret_cast<const __m256i*>(tb + c * kBlockCols + k));
+    for (int r = 0; r < MR; ++r) {
+      const __m256i xv =
+          _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + r * Kp + k)), flip);
+      for (int c = 0; c < NR; ++c) acc[r][c] = _mm256_add_epi16(_mm256_maddubs_epi16(xv, t[c]), acc[r][c]);
     }
   }
-  return true;
+  for (int r = 0; r < MR; ++r)
+    for (int c = 0; c < NR; ++c) out[r * NR + c] = hsum_epi32(_mm256_madd_epi16(acc[r][c], ones16));
 }
+
+using MicroI8 = void (*)(const int8_t*, int64_t, const int8_t*, int64_t, int32_t*);
+constexpr MicroI8 kMicroI8[kMrI8 + 1][kNrI8 + 1] = {
+    {nullptr, nullptr, nullptr},
+    {nullptr, micro_i8<1, 1>, micro_i8<1, 2>},
+    {nullptr, micro_i8<2, 1>, micro_i8<2, 2>},
+    {nullptr, micro_i8<3, 1>, micro_i8<3, 2>},
+    {nullptr, micro_i8<4, 1>, micro_i8<4, 2>}};
+
+int32_t build_tile_i8(const uint32_t* sw, const uint32_t* mw, int64_t words, int8_t* dst) {
+  const __m256i ones8 = _mm256_set1_epi8(1);
+  int32_t sum = 0;
+  for (int64_t w = 0; w < words; ++w) {
+    const uint32_t m = mw[w], s = sw[w];
+    const __m256i t = _mm256_and_si256(expand_bytes(m), _mm256_or_si256(expand_bytes(s), ones8));
+    _mm256_store_si256(reinterpret_cast<__m256i*>(dst + 32 * w), t);
+    sum += __builtin_popcount(m & ~s) - __builtin_popcount(m & s);
+  }
+  return sum;
+}
+
+#include "linear_blocked.inc"
 
 }  // namespace
 
@@ -333,6 +344,7 @@ bool rows(const LinearProblem& p, const float* xp, float* scratch, int64_t n0, i
 }
 
 bool rows_int8(const LinearProblem& p, const int8_t* xq, float* scratch, int64_t n0, int64_t n1) {
+  if (p.M > kSmallBatchInt8) return gemm_rows_int8(p, xq, scratch, n0, n1);
   return rows_int8_impl(p, xq, scratch, n0, n1);
 }
 

@@ -151,8 +151,12 @@ def materialize_frozen(key: Key, fkey: Key, n: int, k: int, dist: Dist | str, sc
 ISA_ENV = "SLT_HW_CPU_ISA"
 
 
+KNOWN_ISAS = ("scalar", "avx2", "avx512", "avx512vnni")
+
+
 def cpu_isas() -> list[str]:
-    """Instruction sets the fused kernels can use here, worst first (e.g. ['scalar', 'avx2'])."""
+    """Instruction sets the fused kernels can use here, worst first (e.g. ['scalar', 'avx2',
+    'avx512']); 'auto' takes the last."""
     return list(_ext.require().cpu_isas())
 
 
@@ -160,6 +164,8 @@ def _isa(isa: str | None) -> str:
     name = isa or os.environ.get(ISA_ENV, "auto") or "auto"
     if name != "auto" and name not in cpu_isas():
         source = "isa" if isa else ISA_ENV
+        if name in KNOWN_ISAS:
+            raise ValueError(f"{source}: this CPU does not support {name!r} (it supports {cpu_isas()})")
         raise ValueError(f"{source}: expected 'auto' or one of {cpu_isas()} (what this CPU supports), got {name!r}")
     return name
 

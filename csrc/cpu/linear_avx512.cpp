@@ -1,0 +1,375 @@
+// AVX-512 (F/BW/VL/DQ + FMA) row kernels of the fused linear (linear.h). Compiled with those
+// flags only in this TU and called only after a runtime CPU check (linear.cpp).
+// A mask word is two __mmask16 (k registers): a weight is zeroed by maskz and its sign picked
+// by a mask blend, one instruction each per 16 weights instead of AVX2's shift-and-blend.
+// linear_avx512vnni.cpp compiles this file again with SLT_HW_AVX512_VNNI (+ -mavx512vnni): the
+// int8 sums then take one vpdpbusd per 64 products instead of maddubs + add.
+// Test builds compile both against SIMDe (SLT_HW_AVX512_EMULATED, CMakeLists.txt), so the
+// variants are checked against the reference on CPUs without AVX-512.
+#include "../core/slt_contract.h"
+#include "avx512_intrin.h"
+#include "linear.h"
+
+#if defined(SLT_HW_AVX512_VNNI)
+#define SLT_AVX512_NS avx512vnni
+#else
+#define SLT_AVX512_NS avx512
+#endif
+
+namespace slt {
+namespace cpu {
+namespace SLT_AVX512_NS {
+namespace {
+
+#if defined(SLT_HW_AVX512_VNNI)
+constexpr bool kVnni = true;
+#else
+constexpr bool kVnni = false;
+#endif
+
+inline __m512i lowbias32_v(__m512i x) {
+  x = _mm512_xor_si512(x, _mm512_srli_epi32(x, 16));
+  x = _mm512_mullo_epi32(x, _mm512_set1_epi32(0x7FEB352D));
+  x = _mm512_xor_si512(x, _mm512_srli_epi32(x, 15));
+  x = _mm512_mullo_epi32(x, _mm512_set1_epi32(int32_t(0x846CA68Bu)));
+  return _mm512_xor_si512(x, _mm512_srli_epi32(x, 16));
+}
+
+// out[i] = h(k0, k1, base + i), sixteen counters per step.
+inline void hash_range(uint32_t k0, uint32_t k1, uint32_t base, uint32_t count, uint32_t* out) {
+  const __m512i vk0 = _mm512_set1_epi32(int32_t(k0)), vk1 = _mm512_set1_epi32(int32_t(k1));
+  const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  uint32_t i = 0;
+  for (; i + 16 <= count; i += 16) {
+    const __m512i c = _mm512_add_epi32(_mm512_set1_epi32(int32_t(base + i)), lanes);
+    const __m512i h = lowbias32_v(_mm512_xor_si512(lowbias32_v(_mm512_xor_si512(c, vk0)), vk1));
+    _mm512_storeu_si512(reinterpret_cast<void*>(out + i), h);
+  }
+  for (; i < count; ++i) out[i] = hash32(k0, k1, base + i);
+}
+
+inline int32_t hsum_epi32(__m512i v) {
+  const __m256i s8 = _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(s8), _mm256_extracti128_si256(s8, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+  return _mm_cvtsi128_si32(s);
+}
+
+inline float hsum(__m512 v) {
+  const __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+  const __m256 s8 = _mm256_add_ps(_mm512_castps512_ps256(v), hi);
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// ---------------------------------------------------------------------------- int8
+// 64 int8 weights {-1, 0, +1} from two mask words and two sign words.
+inline __m512i tile64(uint64_t m, uint64_t s) {
+  return _mm512_maskz_mov_epi8(slt_mask64(m), _mm512_mask_blend_epi8(slt_mask64(s), _mm512_set1_epi8(1),
+                                                                     _mm512_set1_epi8(-1)));
+}
+
+inline int32_t tile_sum(uint32_t m, uint32_t s) { return __builtin_popcount(m & ~s) - __builtin_popcount(m & s); }
+
+// acc += xu * t for 64 (uint8, int8) pairs. VNNI: int32 lanes, one instruction. Otherwise
+// int16 lanes of pair sums (|.| <= 510 per step), which the caller widens with widen() in time.
+inline __m512i mac_u8i8(__m512i acc, __m512i xu, __m512i t) {
+#if defined(SLT_HW_AVX512_VNNI)
+  return _mm512_dpbusd_epi32(acc, xu, t);
+#else
+  return _mm512_add_epi16(acc, _mm512_maddubs_epi16(xu, t));
+#endif
+}
+
+inline __m512i widen(__m512i acc) { return kVnni ? acc : _mm512_madd_epi16(acc, _mm512_set1_epi16(1)); }
+
+constexpr int64_t kI8Rows = 8;  // activation rows per int8 pass (small batch)
+
+// sum_k t * xq as sum_k (xq + 128) * t - 128 * sum_k t: maddubs/vpdpbusd take an unsigned
+// operand. Without VNNI, int16 pair sums for up to 64 steps, then widened. Word pairs: an odd
+// last word pairs with zeros (the 64-byte load runs into the next row or the copy's slack).
+template <int M>
+void dot_i8_m(const int8_t* xq, int64_t Kp, int64_t m0, const uint32_t* sw, const uint32_t* mw, int64_t W,
+              int32_t* out) {
+  const __m512i flip = _mm512_set1_epi8(int8_t(0x80));
+  __m512i acc[M], part[M];
+  for (int r = 0; r < M; ++r) acc[r] = part[r] = _mm512_setzero_si512();
+  int32_t tsum = 0;
+  int pending = 0;
+  for (int64_t w = 0; w < W; w += 2) {
+    const uint32_t m_lo = mw[w], m_hi = w + 1 < W ? mw[w + 1] : 0u;
+    if (!(m_lo | m_hi)) continue;
+    const uint32_t s_lo = sw[w], s_hi = w + 1 < W ? sw[w + 1] : 0u;
+    tsum += tile_sum(m_lo, s_lo) + tile_sum(m_hi, s_hi);
+    const __m512i t = tile64(m_lo | uint64_t(m_hi) << 32, s_lo | uint64_t(s_hi) << 32);
+    for (int r = 0; r < M; ++r)
+      part[r] = mac_u8i8(part[r], _mm512_xor_si512(_mm512_loadu_si512(xq + (m0 + r) * Kp + 32 * w), flip), t);
+    if (!kVnni && ++pending == 64) {
+      for (int r = 0; r < M; ++r) {
+        acc[r] = _mm512_add_epi32(acc[r], widen(part[r]));
+        part[r] = _mm512_setzero_si512();
+      }
+      pending = 0;
+    }
+  }
+  for (int r = 0; r < M; ++r) out[r] = hsum_epi32(_mm512_add_epi32(acc[r], widen(part[r]))) - 128 * tsum;
+}
+
+inline void dot_i8(const int8_t* xq, int64_t Kp, int64_t m0, int64_t mb, const uint32_t* sw, const uint32_t* mw,
+                   int64_t W, int32_t* out) {
+  switch (mb) {
+    case 1: return dot_i8_m<1>(xq, Kp, m0, sw, mw, W, out);
+    case 2: return dot_i8_m<2>(xq, Kp, m0, sw, mw, W, out);
+    case 3: return dot_i8_m<3>(xq, Kp, m0, sw, mw, W, out);
+    case 4: return dot_i8_m<4>(xq, Kp, m0, sw, mw, W, out);
+    case 5: return dot_i8_m<5>(xq, Kp, m0, sw, mw, W, out);
+    case 6: return dot_i8_m<6>(xq, Kp, m0, sw, mw, W, out);
+    case 7: return dot_i8_m<7>(xq, Kp, m0, sw, mw, W, out);
+    default: return dot_i8_m<8>(xq, Kp, m0, sw, mw, W, out);
+  }
+}
+
+#include "linear_rowdesc.inc"
+
+// ---------------------------------------------------------------------------- float weights
+struct RowDesc {
+  const uint32_t* sw;         // sign words (signed constant)
+  const float* vals;          // values (uniform / normal)
+  const uint32_t* em;         // effective mask words (frozen)
+  const int32_t* row_planes;  // planes + n*W (binary / multicoat)
+  int64_t plane_stride;       // N * W
+  int64_t C;
+  const float* coat_scales;
+  __m512 g0;                  // the single coat's scale (uniform / normal values)
+  float factor;               // applied to each sum: the signed-constant scale (times g0)
+};
+
+RowDesc make_desc(const LinearProblem& p, const uint32_t* sw, const float* vals, const uint32_t* em, int64_t n) {
+  const int64_t W = (p.K + 31) / 32;
+  const bool frozen = p.planes == nullptr;
+  const float g0 = frozen ? 1.0f : p.coat_scales[0];
+  const bool one = frozen || p.C == 1;
+  const bool sc = p.dist == kSignedConstant;
+  return RowDesc{sw, vals, em, frozen ? nullptr : p.planes + n * W, p.N * W, p.C, p.coat_scales,
+                 _mm512_set1_ps(one && !sc ? g0 : 1.0f), sc ? (one ? p.scale * g0 : p.scale) : 1.0f};
+}
+
+template <bool FRZ>
+inline uint32_t word_mask(const RowDesc& d, int64_t w, int64_t wl) {
+  return FRZ ? d.em[wl] : uint32_t(d.row_planes[w]);  // coats are nested: the first has every bit
+}
+
+// The 32 effective weights of word w (wl: its index in the descriptor) in two zmm; all zero
+// where the mask is. Signed constant: +-1 (scaled by d.factor at the end).
+template <bool SC, bool ONE, bool FRZ>
+inline void word_weights(const RowDesc& d, int64_t w, int64_t wl, __m512* wv) {
+  __m512 base[2];
+  if (SC) {
+    const uint32_t s = d.sw[wl];
+    const __m512 pos = _mm512_set1_ps(1.0f), neg = _mm512_set1_ps(-1.0f);
+    base[0] = _mm512_mask_blend_ps(slt_mask16(s), pos, neg);
+    base[1] = _mm512_mask_blend_ps(slt_mask16(s >> 16), pos, neg);
+  } else {
+    base[0] = _mm512_loadu_ps(d.vals + 32 * wl);
+    base[1] = _mm512_loadu_ps(d.vals + 32 * wl + 16);
+  }
+  if (ONE) {
+    const uint32_t m = word_mask<FRZ>(d, w, wl);
+    for (int j = 0; j < 2; ++j) {
+      const slt_mask16 k = slt_mask16(m >> (16 * j));
+      wv[j] = SC ? _mm512_maskz_mov_ps(k, base[j]) : _mm512_maskz_mul_ps(k, base[j], d.g0);
+    }
+    return;
+  }
+  // several coats: each lane sums the scales of the coats that keep it (the reference's order)
+  __m512 g[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+  for (int64_t i = 0; i < d.C; ++i) {
+    const uint32_t m = uint32_t(d.row_planes[i * d.plane_stride + w]);
+    const __m512 gi = _mm512_set1_ps(d.coat_scales[i]);
+    for (int j = 0; j < 2; ++j) g[j] = _mm512_mask_add_ps(g[j], slt_mask16(m >> (16 * j)), g[j], gi);
+  }
+  for (int j = 0; j < 2; ++j) wv[j] = _mm512_mul_ps(base[j], g[j]);
+}
+
+// ---------------------------------------------------------------------------- small batch
+// Row n against activation rows [m0, m0 + M), two words (64 weights) per step so that A
+// accumulator chains per activation row hide the FMA latency when M is small.
+template <int M, int A, bool SC, bool ONE, bool FRZ>
+void row_dot(const float* xp, int64_t Kp, int64_t m0, const RowDesc& d, float* out) {
+  const int64_t W = Kp / 32;
+  __m512 acc[M][A];
+  for (int r = 0; r < M; ++r)
+    for (int a = 0; a < A; ++a) acc[r][a] = _mm512_setzero_ps();
+  __m512 wv[4];
+  int64_t w = 0;
+  for (; w + 2 <= W; w += 2) {
+    if (!(word_mask<FRZ>(d, w, w) | word_mask<FRZ>(d, w + 1, w + 1))) continue;
+    word_weights<SC, ONE, FRZ>(d, w, w, wv);
+    word_weights<SC, ONE, FRZ>(d, w + 1, w + 1, wv + 2);
+    for (int r = 0; r < M; ++r) {
+      const float* xr = xp + (m0 + r) * Kp + 32 * w;
+      for (int j = 0; j < 4; ++j) acc[r][j % A] = _mm512_fmadd_ps(wv[j], _mm512_loadu_ps(xr + 16 * j), acc[r][j % A]);
+    }
+  }
+  if (w < W && word_mask<FRZ>(d, w, w)) {
+    word_weights<SC, ONE, FRZ>(d, w, w, wv);
+    for (int r = 0; r < M; ++r) {
+      const float* xr = xp + (m0 + r) * Kp + 32 * w;
+      for (int j = 0; j < 2; ++j) acc[r][j % A] = _mm512_fmadd_ps(wv[j], _mm512_loadu_ps(xr + 16 * j), acc[r][j % A]);
+    }
+  }
+  for (int r = 0; r < M; ++r) {
+    __m512 s = acc[r][0];
+    for (int a = 1; a < A; ++a) s = _mm512_add_ps(s, acc[r][a]);
+    out[r] = hsum(s) * d.factor;
+  }
+}
+
+using RowDot = void (*)(const float*, int64_t, int64_t, const RowDesc&, float*);
+
+template <bool SC, bool ONE, bool FRZ>
+RowDot row_dot_for(int64_t m) {
+  constexpr RowDot table[9] = {nullptr,
+                               row_dot<1, 4, SC, ONE, FRZ>, row_dot<2, 4, SC, ONE, FRZ>,
+                               row_dot<3, 4, SC, ONE, FRZ>, row_dot<4, 4, SC, ONE, FRZ>,
+                               row_dot<5, 2, SC, ONE, FRZ>, row_dot<6, 2, SC, ONE, FRZ>,
+                               row_dot<7, 2, SC, ONE, FRZ>, row_dot<8, 2, SC, ONE, FRZ>};
+  return table[m];
+}
+
+RowDot pick_row_dot(const LinearProblem& p, int64_t m) {
+  const bool sc = p.dist == kSignedConstant, frz = p.planes == nullptr, one = frz || p.C == 1;
+  if (frz) return sc ? row_dot_for<true, true, true>(m) : row_dot_for<false, true, true>(m);
+  if (one) return sc ? row_dot_for<true, true, false>(m) : row_dot_for<false, true, false>(m);
+  return sc ? row_dot_for<true, false, false>(m) : row_dot_for<false, false, false>(m);
+}
+
+// ---------------------------------------------------------------------------- large batch
+// 8 activation rows x 3 weight rows: 24 accumulators + 3 weight vectors + 1 activation vector
+// of the 32 zmm.
+constexpr int64_t kMr = 8, kNr = 3;
+
+template <int MR, int NR>
+void micro(const float* xp, int64_t Kp, const float* wb, int64_t len, float* out /* MR x NR */) {
+  __m512 acc[MR][NR];
+  for (int r = 0; r < MR; ++r)
+    for (int c = 0; c < NR; ++c) acc[r][c] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < len; k += 16) {
+    __m512 wv[NR];
+    for (int c = 0; c < NR; ++c) wv[c] = _mm512_load_ps(wb + c * kBlockCols + k);
+    for (int r = 0; r < MR; ++r) {
+      const __m512 xv = _mm512_loadu_ps(xp + r * Kp + k);
+      for (int c = 0; c < NR; ++c) acc[r][c] = _mm512_fmadd_ps(xv, wv[c], acc[r][c]);
+    }
+  }
+  for (int r = 0; r < MR; ++r)
+    for (int c = 0; c < NR; ++c) out[r * NR + c] = hsum(acc[r][c]);
+}
+
+using Micro = void (*)(const float*, int64_t, const float*, int64_t, float*);
+#define SLT_MICRO_ROW(f, r) {nullptr, f<r, 1>, f<r, 2>, f<r, 3>}
+constexpr Micro kMicro[kMr + 1][kNr + 1] = {
+    {nullptr, nullptr, nullptr, nullptr}, SLT_MICRO_ROW(micro, 1), SLT_MICRO_ROW(micro, 2),
+    SLT_MICRO_ROW(micro, 3), SLT_MICRO_ROW(micro, 4), SLT_MICRO_ROW(micro, 5), SLT_MICRO_ROW(micro, 6),
+    SLT_MICRO_ROW(micro, 7), SLT_MICRO_ROW(micro, 8)};
+
+using WordWeights = void (*)(const RowDesc&, int64_t, int64_t, __m512*);
+
+WordWeights pick_word_weights(const LinearProblem& p) {
+  const bool sc = p.dist == kSignedConstant, frz = p.planes == nullptr, one = frz || p.C == 1;
+  if (frz) return sc ? word_weights<true, true, true> : word_weights<false, true, true>;
+  if (one) return sc ? word_weights<true, true, false> : word_weights<false, true, false>;
+  return sc ? word_weights<true, false, false> : word_weights<false, false, false>;
+}
+
+// Row n's effective weights for words [w0, w1) into dst (32 (w1 - w0) floats, 64-byte aligned).
+bool build_block(const LinearProblem& p, int64_t n, uint32_t w0, uint32_t w1, uint32_t* desc, float* dst) {
+  const RowScratch s = row_scratch(desc, kBlockWords);
+  if (!describe(p, n, w0, w1, s)) return false;
+  const RowDesc d = make_desc(p, s.sw, s.vals, s.em, n);
+  const WordWeights word = pick_word_weights(p);
+  const __m512 factor = _mm512_set1_ps(d.factor);
+  __m512 wv[2];
+  for (uint32_t w = w0; w < w1; ++w) {
+    word(d, w, w - w0, wv);
+    for (int j = 0; j < 2; ++j) _mm512_store_ps(dst + 32 * (w - w0) + 16 * j, _mm512_mul_ps(wv[j], factor));
+  }
+  return true;
+}
+
+// Int8, 64 bytes per step: a 1024-column block is 16 steps, so int16 pair sums (|.| <= 510)
+// cannot overflow before the block's end. 8 x 3: 24 accumulators of the 32 zmm.
+constexpr int64_t kMrI8 = 8, kNrI8 = 3;
+
+template <int MR, int NR>
+void micro_i8(const int8_t* xq, int64_t Kp, const int8_t* tb, int64_t len, int32_t* out /* MR x NR */) {
+  const __m512i flip = _mm512_set1_epi8(int8_t(0x80));
+  __m512i acc[MR][NR];
+  for (int r = 0; r < MR; ++r)
+    for (int c = 0; c < NR; ++c) acc[r][c] = _mm512_setzero_si512();
+  for (int64_t k = 0; k < len; k += 64) {  // len may end half-way: the tile is zero-padded
+    __m512i t[NR];
+    for (int c = 0; c < NR; ++c) t[c] = _mm512_load_si512(tb + c * kBlockCols + k);
+    for (int r = 0; r < MR; ++r) {
+      const __m512i xv = _mm512_xor_si512(_mm512_loadu_si512(xq + r * Kp + k), flip);
+      for (int c = 0; c < NR; ++c) acc[r][c] = mac_u8i8(acc[r][c], xv, t[c]);
+    }
+  }
+  for (int r = 0; r < MR; ++r)
+    for (int c = 0; c < NR; ++c) out[r * NR + c] = hsum_epi32(widen(acc[r][c]));
+}
+
+using MicroI8 = void (*)(const int8_t*, int64_t, const int8_t*, int64_t, int32_t*);
+constexpr MicroI8 kMicroI8[kMrI8 + 1][kNrI8 + 1] = {
+    {nullptr, nullptr, nullptr, nullptr}, SLT_MICRO_ROW(micro_i8, 1), SLT_MICRO_ROW(micro_i8, 2),
+    SLT_MICRO_ROW(micro_i8, 3), SLT_MICRO_ROW(micro_i8, 4), SLT_MICRO_ROW(micro_i8, 5), SLT_MICRO_ROW(micro_i8, 6),
+    SLT_MICRO_ROW(micro_i8, 7), SLT_MICRO_ROW(micro_i8, 8)};
+#undef SLT_MICRO_ROW
+
+// Whole 64-byte pairs of words (an odd last word pairs with zeros, inside the 1024-byte tile).
+int32_t build_tile_i8(const uint32_t* sw, const uint32_t* mw, int64_t words, int8_t* dst) {
+  int32_t sum = 0;
+  for (int64_t w = 0; w < words; w += 2) {
+    const uint32_t m_lo = mw[w], m_hi = w + 1 < words ? mw[w + 1] : 0u;
+    const uint32_t s_lo = sw[w], s_hi = w + 1 < words ? sw[w + 1] : 0u;
+    _mm512_store_si512(dst + 32 * w, tile64(m_lo | uint64_t(m_hi) << 32, s_lo | uint64_t(s_hi) << 32));
+    sum += tile_sum(m_lo, s_lo) + tile_sum(m_hi, s_hi);
+  }
+  return sum;
+}
+
+#include "linear_blocked.inc"
+
+}  // namespace
+
+bool rows(const LinearProblem& p, const float* xp, float* scratch, int64_t n0, int64_t n1) {
+  if (p.M > kSmallBatch) return gemm_rows(p, xp, scratch, n0, n1);
+  const int64_t W = words_per_row(uint32_t(p.K)), Kp = 32 * W;
+  const RowScratch s = row_scratch(scratch, W);
+  float sums[8];
+  for (int64_t n = n0; n < n1; ++n) {
+    if (!describe(p, n, 0, uint32_t(W), s)) return false;
+    const float b = p.bias ? p.bias[n - p.row_begin] : 0.0f;
+    const RowDesc d = make_desc(p, s.sw, s.vals, s.em, n);
+    for (int64_t m0 = 0; m0 < p.M; m0 += 8) {
+      const int64_t mb = p.M - m0 < 8 ? p.M - m0 : 8;
+      pick_row_dot(p, mb)(xp, Kp, m0, d, sums);
+      for (int64_t r = 0; r < mb; ++r) p.y[(m0 + r) * p.ldy + n - p.row_begin] = sums[r] + b;
+    }
+  }
+  return true;
+}
+
+bool rows_int8(const LinearProblem& p, const int8_t* xq, float* scratch, int64_t n0, int64_t n1) {
+  if (p.M > kSmallBatchInt8) return gemm_rows_int8(p, xq, scratch, n0, n1);
+  return rows_int8_impl(p, xq, scratch, n0, n1);
+}
+
+}  // namespace SLT_AVX512_NS
+}  // namespace cpu
+}  // namespace slt
+
+#undef SLT_AVX512_NS
