@@ -290,20 +290,26 @@ def _prune_gemm(configs, named_args, **kwargs):
 _GEMV_FIXED = {"BLOCK_N": 16, "BLOCK_K": 256}
 _GEMM_FIXED = {"BLOCK_M": 16, "BLOCK_N": 32, "BLOCK_K": 64, "GROUP_M": 4}
 
-_TUNED: dict[str, object] = {}
+_TUNED: dict[object, object] = {}
+
+
+def _select(name: str, gemv, gemm, rows_arg: str = "R"):
+    """The autotuned `gemv`/`gemm` kernel on a GPU (tuning keyed on the batch, the output width
+    argument `rows_arg` and K), the plain one plus the fixed config in the interpreter."""
+    if _interpreted():
+        return (gemv, _GEMV_FIXED) if name == "gemv" else (gemm, _GEMM_FIXED)
+    fn = gemv if name == "gemv" else gemm
+    if fn not in _TUNED:
+        if name == "gemv":
+            _TUNED[fn] = triton.autotune(_gemv_configs(), key=[rows_arg, "K", "BLOCK_M"])(fn)
+        else:
+            _TUNED[fn] = triton.autotune(_gemm_configs(), key=["M", rows_arg, "K"],
+                                         prune_configs_by={"early_config_prune": _prune_gemm})(fn)
+    return _TUNED[fn], {}
 
 
 def _kernel(name: str):
-    """The autotuned kernel on a GPU, the plain one (plus the fixed config) in the interpreter."""
-    if _interpreted():
-        return (_gemv_kernel, _GEMV_FIXED) if name == "gemv" else (_gemm_kernel, _GEMM_FIXED)
-    if name not in _TUNED:
-        if name == "gemv":
-            _TUNED[name] = triton.autotune(_gemv_configs(), key=["R", "K", "BLOCK_M"])(_gemv_kernel)
-        else:
-            _TUNED[name] = triton.autotune(_gemm_configs(), key=["M", "R", "K"],
-                                           prune_configs_by={"early_config_prune": _prune_gemm})(_gemm_kernel)
-    return _TUNED[name], {}
+    return _select(name, _gemv_kernel, _gemm_kernel)
 
 
 def _num_sms(device: torch.device) -> int:
@@ -321,6 +327,17 @@ def _split_k(rows: int, k: int, device: torch.device) -> int:
 
 
 # --------------------------------------------------------------------------- host side
+
+
+def _gemv_plan(m: int, rows: int, k: int, device: torch.device, split_k: int | None) -> tuple[int, int]:
+    """(splits, columns per split) of a GEMV launch; splits are whole 1024-column chunks."""
+    if m > 16:
+        raise ValueError(f"path: the GEMV path takes at most 16 activation rows, got {m}")
+    splits = _split_k(rows, k, device) if split_k is None else split_k
+    if splits < 1:
+        raise ValueError(f"split_k: expected >= 1, got {splits}")
+    chunk = triton.cdiv(triton.cdiv(k, splits), OFFSET_BLOCK) * OFFSET_BLOCK
+    return triton.cdiv(k, chunk), chunk
 
 
 def _check_x(x: torch.Tensor, k: int, device: torch.device) -> torch.Tensor:
@@ -377,13 +394,7 @@ def _launch(x2, bias, n, k, rows, dist, scale, key, planes, coat_scales, plane_s
     if path is None:
         path = "gemv" if mrows <= GEMV_MAX_BATCH else "gemm"
     if path == "gemv":
-        if mrows > 16:
-            raise ValueError(f"path: the GEMV path takes at most 16 activation rows, got {mrows}")
-        splits = _split_k(r, k, device) if split_k is None else split_k
-        if splits < 1:
-            raise ValueError(f"split_k: expected >= 1, got {splits}")
-        chunk = triton.cdiv(triton.cdiv(k, splits), OFFSET_BLOCK) * OFFSET_BLOCK
-        splits = triton.cdiv(k, chunk)
+        splits, chunk = _gemv_plan(mrows, r, k, device, split_k)
         block_m = max(1, triton.next_power_of_2(mrows))
         part = out if splits == 1 else torch.empty(splits, mrows, r, dtype=torch.float32, device=device)
         kern, fixed = _kernel("gemv")

@@ -23,17 +23,11 @@ from slt_hw.contract import OFFSET_BLOCK_WORDS, WORD_BITS, Dist, words_per_row
 from slt_hw.formats import Format, PackedWeight
 
 from .linear import (
-    _GEMM_FIXED,
-    _GEMV_FIXED,
     GEMV_MAX_BATCH,
-    OFFSET_BLOCK,
-    _gemm_configs,
     _gemm_tile,
-    _gemv_configs,
+    _gemv_plan,
     _gemv_tile,
-    _interpreted,
-    _prune_gemm,
-    _split_k,
+    _select,
 )
 from .materialize import _table
 
@@ -105,19 +99,8 @@ def _gemm_grouped_kernel(
                    DIST, FROZEN, C, HAS_BIAS, UNIT, PRECISION, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M)
 
 
-_TUNED: dict[str, object] = {}
-
-
 def _kernel(name: str):
-    if _interpreted():
-        return (_gemv_grouped_kernel, _GEMV_FIXED) if name == "gemv" else (_gemm_grouped_kernel, _GEMM_FIXED)
-    if name not in _TUNED:
-        if name == "gemv":
-            _TUNED[name] = triton.autotune(_gemv_configs(), key=["RMAX", "K", "BLOCK_M"])(_gemv_grouped_kernel)
-        else:
-            _TUNED[name] = triton.autotune(_gemm_configs(), key=["M", "RMAX", "K"],
-                                           prune_configs_by={"early_config_prune": _prune_gemm})(_gemm_grouped_kernel)
-    return _TUNED[name], {}
+    return _select(name, _gemv_grouped_kernel, _gemm_grouped_kernel, rows_arg="RMAX")
 
 
 def _i32(v: int) -> int:
@@ -215,13 +198,7 @@ def linear_grouped(x: torch.Tensor, packed: Sequence[PackedWeight],
     if path is None:
         path = "gemv" if m <= GEMV_MAX_BATCH else "gemm"
     if path == "gemv":
-        if m > 16:
-            raise ValueError(f"path: the GEMV path takes at most 16 activation rows, got {m}")
-        splits = _split_k(ntot, k, device) if split_k is None else split_k
-        if splits < 1:
-            raise ValueError(f"split_k: expected >= 1, got {splits}")
-        chunk = triton.cdiv(triton.cdiv(k, splits), OFFSET_BLOCK) * OFFSET_BLOCK
-        splits = triton.cdiv(k, chunk)
+        splits, chunk = _gemv_plan(m, ntot, k, device, split_k)
         part = out if splits == 1 else torch.empty(splits, m, ntot, dtype=torch.float32, device=device)
         kern, fixed = _kernel("gemv")
         grid = lambda meta: (triton.cdiv(rmax, meta["BLOCK_N"]), splits, len(packed))  # noqa: E731
