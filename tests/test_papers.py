@@ -6,6 +6,7 @@ import pathlib
 import sys
 
 import numpy as np
+import pytest
 
 PAPERS = pathlib.Path(__file__).resolve().parents[1] / "bench" / "papers"
 
@@ -34,6 +35,34 @@ def test_partial_freezing_quick(tmp_path):
         # frozen/pruned sources store bits only for their free weights: smaller than the dense source's
         assert int(by["frozen", h]["payload_bits"]) < int(by["dense", h]["payload_bits"])
     assert max(float(r["accuracy"]) for r in rows) > 0.6
+
+
+def test_partial_freezing_quick_on_a_local_cifar10_copy(tmp_path):
+    """--dataset cifar10 --data-root: the documented command, on fake batches in the real on-disk format."""
+    from test_data_loaders import _fake_cifar  # tests/ is on sys.path (conftest)
+
+    _fake_cifar(tmp_path / "data", per_batch=8, test=6)
+    out = tmp_path / "out"
+    mod = _load("partial_freezing")
+    assert mod.main(["--quick", "--dataset", "cifar10", "--data-root", str(tmp_path / "data"), "--out", str(out)]) == 0
+    rows = _rows(out / "results.csv")
+    assert {r["dataset"] for r in rows} == {"cifar10"} and {r["kind"] for r in rows} == {"dense", "pruned", "frozen"}
+    assert (out / "tradeoff.png").stat().st_size > 0
+    by = {(r["kind"], r["hidden"]): r for r in rows}
+    for h in {r["hidden"] for r in rows}:
+        # an MLP on the 3072 flattened pixels: the first layer has 3072 * h weights
+        assert int(by["dense", h]["weights"]) == 3072 * int(h) + int(h) * int(h) + int(h) * 10
+        assert int(by["frozen", h]["payload_bits"]) < int(by["dense", h]["payload_bits"])
+    assert all(0.0 <= float(r["accuracy"]) <= 1.0 for r in rows)
+
+
+def test_partial_freezing_cifar10_needs_a_root(tmp_path, capsys):
+    mod = _load("partial_freezing")
+    with pytest.raises(SystemExit) as e:
+        mod.main(["--quick", "--dataset", "cifar10", "--out", str(tmp_path)])
+    assert e.value.code == 2 and "--data-root" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError, match="data_batch_1"):  # a root without the batches: names the file
+        mod.main(["--quick", "--dataset", "cifar10", "--data-root", str(tmp_path), "--out", str(tmp_path / "o")])
 
 
 def test_msup_folded_gnn_quick(tmp_path):

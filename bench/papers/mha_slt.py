@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from paper_io import write_csv  # bench/papers/ is on sys.path when a script runs
+from paper_io import float_list, write_csv  # bench/papers/ is on sys.path when a script runs
 from scipy.optimize import Bounds, LinearConstraint, milp
 
 from slt_hw import data
@@ -180,22 +180,31 @@ def error(pred: torch.Tensor, ref: torch.Tensor) -> float:
 
 
 EP_LR = 0.01  # Adam on the scores, cosine-annealed to 0 (0.05 without a schedule diverged at n >= 40)
+EP_SPARSITY = (0.5, 0.9)  # Edge-Popup runs at 50 % and 10 % kept by default
+
+
+def train_scores(model: torch.nn.Module, forward, x_train: torch.Tensor, y_train: torch.Tensor, steps: int,
+                 seed: int, lr: float = EP_LR, batch: int = 256) -> None:
+    """Edge-Popup score training shared by the paper scripts: Adam on the trainable parameters (the scores),
+    lr cosine-annealed to 0 over `steps` steps of `batch` random training rows (seeded), MSE between
+    forward(x) and the target outputs y."""
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, steps))
+    for _ in range(steps):
+        idx = torch.randint(0, x_train.shape[0], (batch,), generator=g)
+        opt.zero_grad()
+        F.mse_loss(forward(x_train[idx]), y_train[idx]).backward()
+        opt.step()
+        sched.step()
 
 
 def edge_popup(src: SLTMultiheadAttention, tgt: dict, x_train: torch.Tensor, x_test: torch.Tensor, steps: int,
                seed: int, lr: float = EP_LR) -> float:
-    """Scores trained (Adam, cosine schedule) on the MSE to the target's outputs at every token of the task's
-    inputs; returns the mean |error| of the found top-k mask on x_test."""
-    g = torch.Generator().manual_seed(seed)
+    """Scores trained (train_scores: Adam, cosine schedule) on the MSE to the target's outputs at every token
+    of the task's inputs; returns the mean |error| of the found top-k mask on x_test."""
     ref_train = attention(x_train, **{k: tgt[k] for k in ("wq", "wk", "wv", "wo")}, scale=1 / math.sqrt(D_K))
-    opt = torch.optim.Adam([p for p in src.parameters() if p.requires_grad], lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, steps))
-    for _ in range(steps):
-        idx = torch.randint(0, x_train.shape[0], (256,), generator=g)
-        opt.zero_grad()
-        F.mse_loss(src(x_train[idx])[0], ref_train[idx]).backward()
-        opt.step()
-        sched.step()
+    train_scores(src, lambda x: src(x)[0], x_train, ref_train, steps, seed, lr)
     with torch.no_grad():
         ref = attention(x_test, **{k: tgt[k] for k in ("wq", "wk", "wv", "wo")}, scale=1 / math.sqrt(D_K))
         return error(src(x_test)[0], ref)
@@ -267,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     sources = a.sources if a.sources is not None else sources
     ep_sources = a.ep_sources if a.ep_sources is not None else ep_sources
     workers = a.workers if a.workers is not None else workers
-    ep_sps = [float(v) for v in a.ep_sparsity.split(",")] if a.ep_sparsity else ([0.9] if a.quick else [0.5, 0.9])
+    ep_sps = float_list(a.ep_sparsity) if a.ep_sparsity else ([0.9] if a.quick else list(EP_SPARSITY))
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()

@@ -1,4 +1,4 @@
-"""Output helpers shared by the paper reproductions."""
+"""Input/output helpers shared by the paper reproductions."""
 
 from __future__ import annotations
 
@@ -14,3 +14,8 @@ def write_csv(rows: list[dict], path: Path) -> Path:
         w.writeheader()
         w.writerows(rows)
     return path
+
+
+def float_list(text: str) -> list[float]:
+    """A comma-separated command-line list ("0.5,0.9") as floats; empty items are skipped."""
+    return [float(v) for v in text.split(",") if v.strip()]

@@ -1,6 +1,8 @@
-"""Partially frozen random networks contain compact SLTs — the accuracy vs model-size trade-off on digits.
+"""Partially frozen random networks contain compact SLTs — the accuracy vs model-size trade-off.
 
-For each source kind (dense; randomly pruned: p_prune = r only; partially frozen: p_prune = p_lock =
+On digits (built in) or CIFAR-10 (a local copy: --dataset cifar10 --data-root DIR; slt_hw never downloads),
+an MLP in -> h -> h -> 10 (CIFAR-10 images flattened to 3072 features, so the width sweep applies). For each
+source kind (dense; randomly pruned: p_prune = r only; partially frozen: p_prune = p_lock =
 r/2 for a freeze ratio r) and each hidden width, find a supermask with Edge-Popup (slt_hw.find)
 that keeps half of the free (neither pruned nor locked) weights,
 and record the test accuracy and the checkpoint payload in bits (slt_hw.memory_report: the mask
@@ -8,6 +10,7 @@ bits of the free weights, biases, seeds). Writes results.csv and tradeoff.png to
 
     python bench/papers/partial_freezing.py            # full: 4 widths x 9 sources x 3 seeds
     python bench/papers/partial_freezing.py --quick    # a smoke run for the tests
+    python bench/papers/partial_freezing.py --dataset cifar10 --data-root DATA   # DATA/cifar-10-batches-py
 """
 
 from __future__ import annotations
@@ -16,10 +19,12 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from unittest import mock
 
 import torch
 from paper_io import write_csv  # bench/papers/ is on sys.path when a script runs
 
+from slt_hw import data, train
 from slt_hw.memory import memory_report
 from slt_hw.train import FindConfig, find
 
@@ -34,7 +39,19 @@ def sources(freeze_ratios: list[float]) -> list[tuple[str, str, float, float]]:
     return out
 
 
-def run(widths: list[int], freeze_ratios: list[float], seeds: list[int], epochs: int, out: Path) -> list[dict]:
+def flat_cifar10(root: str) -> data.Dataset:
+    """slt_hw.data.cifar10 (normalised (N, 3, 32, 32) images) with every image flattened to 3072 features."""
+    ds = data.cifar10(root)
+    return data.Dataset(ds.name, data.Split(ds.train.x.flatten(1), ds.train.y),
+                        data.Split(ds.test.x.flatten(1), ds.test.y), ds.num_classes)
+
+
+def run(widths: list[int], freeze_ratios: list[float], seeds: list[int], epochs: int, out: Path,
+        dataset: str = "digits", data_root: str | None = None) -> list[dict]:
+    # CIFAR-10 is read once and flattened: slt_hw.train.find builds an MLP for 2-D inputs (it would build a
+    # fixed-width Conv4 for images, with no width to sweep) and has no argument for a prepared dataset, so its
+    # load_dataset is swapped for this one while the sweep runs
+    flat = flat_cifar10(data_root) if dataset == "cifar10" else None
     rows = []
     for hidden in widths:
         for kind, label, pp, pl in sources(freeze_ratios):
@@ -43,12 +60,17 @@ def run(widths: list[int], freeze_ratios: list[float], seeds: list[int], epochs:
                 method = "edge_popup" if kind == "dense" else "frozen"
                 # keep half of the free weights; the sparsity counts pruned weights (docs/search.md)
                 sparsity = pp + 0.5 * (1.0 - pp - pl)
-                cfg = FindConfig(dataset="digits", method=method, sparsity=sparsity, p_prune=pp, p_lock=pl,
-                                 hidden=hidden, epochs=epochs, seed=seed, out=None)
-                res = find(cfg, progress=False)
+                cfg = FindConfig(dataset=dataset, data_root=data_root, method=method, sparsity=sparsity, p_prune=pp,
+                                 p_lock=pl, hidden=hidden, epochs=epochs, seed=seed, out=None)
+                if flat is None:
+                    res = find(cfg, progress=False)
+                else:
+                    with mock.patch.object(train, "load_dataset", lambda _cfg: flat):
+                        res = find(cfg, progress=False)
                 rep = memory_report(res.model)
                 n = sum(e.weights for e in rep.layers)
-                rows.append({"kind": kind, "source": label, "p_prune": pp, "p_lock": pl, "sparsity": round(sparsity, 4),
+                rows.append({"dataset": dataset, "kind": kind, "source": label, "p_prune": pp, "p_lock": pl,
+                             "sparsity": round(sparsity, 4),
                              "hidden": hidden, "seed": seed, "accuracy": round(res.test_metric, 4),
                              "payload_bits": rep.payload_bits, "mask_bits": sum(e.mask_bits for e in rep.layers),
                              "weights": n,
@@ -98,7 +120,7 @@ def plot(rows: list[dict], path: Path) -> None:
         ax.errorbar(xs, ys, yerr=es, fmt=style, color=color, alpha=alpha, label=lab, ms=4, capsize=2)
     ax.set_xscale("log")
     ax.set_xlabel("model size (checkpoint payload, bits)")
-    ax.set_ylabel("test accuracy (digits)")
+    ax.set_ylabel(f"test accuracy ({rows[0]['dataset']})")
     ax.set_title("SLTs in dense, pruned and partially frozen sources")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
@@ -111,8 +133,17 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="tiny sweep (the test's smoke run)")
     p.add_argument("--out", default="paper-out/partial_freezing")
+    p.add_argument("--dataset", choices=("digits", "cifar10"), default="digits",
+                   help="digits (built in) or cifar10 (a local copy, --data-root; MLP on the flattened images)")
+    p.add_argument("--data-root", default=None,
+                   help="cifar10: the folder holding cifar-10-batches-py/ (cifar-10-python.tar.gz unpacked)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (0: leave as is)")
     a = p.parse_args(argv)
+    if a.dataset == "cifar10" and not a.data_root:
+        p.error("--dataset cifar10 needs --data-root DIR: the folder holding cifar-10-batches-py/ "
+                "(cifar-10-python.tar.gz unpacked; slt_hw never downloads)")
+    if a.dataset == "digits" and a.data_root:
+        p.error("--data-root is for --dataset cifar10 (digits is built in)")
     if a.threads:
         torch.set_num_threads(a.threads)
     if a.quick:
@@ -120,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         widths, ratios, seeds, epochs = [32, 64, 128, 256], [0.2, 0.4, 0.6, 0.8], [0, 1, 2], 10
     out = Path(a.out)
-    rows = run(widths, ratios, seeds, epochs, out)
+    rows = run(widths, ratios, seeds, epochs, out, a.dataset, a.data_root)
     plot(rows, out / "tradeoff.png")
     print(f"wrote {out / 'results.csv'} and {out / 'tradeoff.png'}")
     return 0

@@ -15,14 +15,16 @@ angular-velocity sequences with the zero regression token first. For each source
   L target layers; the middle width is the target's, a wider one would be masked down to it). The
   second pair's input is a ReLU output (>= 0), so only positive units are used there; units are dealt
   to the (coordinate, sign) groups greedily so the groups are balanced. Residuals kept.
-* Edge-Popup: SLTTransformerBlocks (default signed-constant weights, Q/K and FFN width n, 50 % kept),
-  scores trained to match the target at every token.
+* Edge-Popup: SLTTransformerBlocks (default signed-constant weights, Q/K and FFN width n), scores trained
+  to match the target at every token with mha_slt.train_scores (Adam lr 0.01 cosine-annealed to 0, 400
+  steps of 256 sequences), at each --ep-sparsity (default 50 % and 10 % kept, as mha_slt.py).
 
 Error: mean |source - target| over every token of the test sequences, next to the residual path alone
 (output = input). Writes transformer.csv (one row per method, blocks, n, source), transformer_summary.csv,
 error_vs_blocks.png and transformer.txt to --out.
 
     python bench/papers/transformer_slt.py            # full: 1-4 blocks, n in {100, 225}, 20 sources (MILP)
+    python bench/papers/transformer_slt.py --sources 100 --workers 1   # the paper's 100 sources, one process
     python bench/papers/transformer_slt.py --quick    # smoke run for the tests
 """
 
@@ -37,9 +39,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from mha_slt import attention, attention_masks, error, merged, run_tasks, subset_sum, with_token
-from paper_io import write_csv  # bench/papers/ is on sys.path when a script runs
+from mha_slt import (
+    EP_LR,
+    EP_SPARSITY,
+    attention,
+    attention_masks,
+    error,
+    merged,
+    run_tasks,
+    subset_sum,
+    train_scores,
+    with_token,
+)
+from paper_io import float_list, write_csv  # bench/papers/ is on sys.path when a script runs
 
 from slt_hw import data
 from slt_hw.nn.attention import SLTMultiheadAttention, SLTTransformerBlock
@@ -121,15 +133,17 @@ def source_forward(x: torch.Tensor, blks: list[tuple[dict, dict]]) -> torch.Tens
     return x
 
 
-def transformer_edge_popup(blocks: int, n: int, seed: int, steps: int, samples: int) -> tuple[float, float]:
-    """Edge-Popup (50 % kept, default signed-constant source) on `blocks` SLT blocks with Q/K and FFN
-    width n, matching an untrained target transformer at every token; mean |error| on test data, and
+def transformer_edge_popup(blocks: int, n: int, seed: int, steps: int, samples: int, sparsity: float = 0.9,
+                           lr: float = EP_LR) -> tuple[float, float]:
+    """Edge-Popup (a fraction `sparsity` of each layer's weights dropped, default signed-constant source) on
+    `blocks` SLT blocks with Q/K and FFN width n, scores trained (mha_slt.train_scores: Adam, cosine
+    schedule) to match an untrained target transformer at every token; mean |error| on test data, and
     the error of the residual path alone (all masks empty: output = input) for scale."""
     from torch import nn
 
     tgt = target_transformer(blocks, seed)
     src = nn.ModuleList(SLTTransformerBlock(2, 1, n, seed=2000 + seed, name=f"blocks.{i}", qk_dim=n,
-                                            sparsity=0.5) for i in range(blocks))
+                                            sparsity=sparsity) for i in range(blocks))
     ds = data.angular_velocity(num_samples=samples, seq_len=4, seed=3 + seed)
     xtr, xte = with_token(ds.train.x), with_token(ds.test.x)
     ytr, yte = transformer_forward(xtr, tgt), transformer_forward(xte, tgt)
@@ -138,13 +152,7 @@ def transformer_edge_popup(blocks: int, n: int, seed: int, steps: int, samples: 
         for blk in src:
             x = blk(x)
         return x
-    g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam([p for p in src.parameters() if p.requires_grad], lr=0.05)
-    for _ in range(steps):
-        idx = torch.randint(0, xtr.shape[0], (256,), generator=g)
-        opt.zero_grad()
-        F.mse_loss(run(xtr[idx]), ytr[idx]).backward()
-        opt.step()
+    train_scores(src, run, xtr, ytr, steps, seed, lr)
     with torch.no_grad():
         return error(run(xte), yte), error(xte, yte)
 
@@ -156,10 +164,11 @@ def _task(task: tuple) -> list[dict]:
     kind, n, s = task[:3]
     c = _CTX
     if kind == "edge_popup":
-        blocks = task[3]
-        err, res = transformer_edge_popup(blocks, n, s, c["steps"], samples=c["n_test"])
-        return [{"method": "edge_popup", "blocks": blocks, "n": n, "source": s, "error": err, "residual_only": res,
-                 "seconds": ""}]
+        blocks, sp = task[3:5]
+        t0 = time.perf_counter()
+        err, res = transformer_edge_popup(blocks, n, s, c["steps"], samples=c["n_test"], sparsity=sp)
+        return [{"method": "edge_popup", "sparsity": sp, "blocks": blocks, "n": n, "source": s, "error": err,
+                 "residual_only": res, "seconds": round(time.perf_counter() - t0, 2)}]
     t0 = time.perf_counter()
     tgt = target_transformer(max(c["blocks"]), seed=s)
     x = with_token(data.angular_velocity(num_samples=c["n_test"], seq_len=4, seed=3 + s).test.x).double()
@@ -173,7 +182,7 @@ def _task(task: tuple) -> list[dict]:
         for b in c["blocks"]:
             ref = transformer_forward(x, [{k: v.double() for k, v in t.items()} for t in tgt[:b]])
             err = error(source_forward(x, blks[:b]), ref)
-            rows.append({"method": "milp", "blocks": b, "n": n, "source": s, "error": err,
+            rows.append({"method": "milp", "sparsity": "", "blocks": b, "n": n, "source": s, "error": err,
                          "residual_only": error(x, ref), "seconds": round(secs, 2)})
     return rows
 
@@ -184,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="paper-out/transformer_slt")
     p.add_argument("--sources", type=int, default=None, help="MILP sources (= targets) per n (default 20; quick 2)")
     p.add_argument("--ep-sources", type=int, default=None, help="Edge-Popup sources per point (default 3; quick 1)")
+    p.add_argument("--ep-sparsity", default=None,
+                   help="comma-separated Edge-Popup sparsities (fraction dropped; default 0.5,0.9; quick 0.9)")
     p.add_argument("--workers", type=int, default=None, help="processes (default 2; quick 1)")
     p.add_argument("--time-limit", type=float, default=0.5, help="seconds per subset-sum MILP")
     p.add_argument("--tol", type=float, default=1e-4, help="stop a subset-sum MILP once |error| <= tol")
@@ -199,35 +210,41 @@ def main(argv: list[str] | None = None) -> int:
     sources = a.sources if a.sources is not None else sources
     ep_sources = a.ep_sources if a.ep_sources is not None else ep_sources
     workers = a.workers if a.workers is not None else workers
+    ep_sps = float_list(a.ep_sparsity) if a.ep_sparsity else ([0.9] if a.quick else list(EP_SPARSITY))
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     _CTX.update(blocks=blocks, steps=steps, n_test=n_test, time_limit=a.time_limit, tol=a.tol)
-    tasks = [("edge_popup", n, s, b) for b in blocks for n in ns for s in range(ep_sources)]
+    tasks = [("edge_popup", n, s, b, sp) for sp in ep_sps for b in blocks for n in ns for s in range(ep_sources)]
     tasks += [("milp", n, s) for n in ns for s in range(sources)]
     if a.resume and (out / "transformer.csv").exists():
         with open(out / "transformer.csv") as f:
             rows = [r | {"blocks": int(r["blocks"]), "n": int(r["n"]), "source": int(r["source"]),
-                         "error": float(r["error"]), "residual_only": float(r["residual_only"])}
+                         "error": float(r["error"]), "residual_only": float(r["residual_only"]),
+                         "sparsity": float(r["sparsity"]) if r.get("sparsity") else
+                         (0.5 if r["method"] == "edge_popup" else "")}  # CSVs without the column: 50 %
                     for r in csv.DictReader(f)]
         blocks, ns = sorted({r["blocks"] for r in rows}), sorted({r["n"] for r in rows})
+        ep_sps = sorted({r["sparsity"] for r in rows if r["method"] == "edge_popup"})
     else:
         rows = [r for rs in run_tasks(_task, tasks, workers) for r in rs]
-    rows.sort(key=lambda r: (r["method"], r["blocks"], r["n"], r["source"]))
+    rows.sort(key=lambda r: (r["method"], r["sparsity"] or 0, r["blocks"], r["n"], r["source"]))
     write_csv(rows, out / "transformer.csv")
     summary = []
-    for method in ("milp", "edge_popup"):
+    for method, sp in [("milp", "")] + [("edge_popup", sp) for sp in ep_sps]:
         for b in blocks:
             for n in ns:
-                sel = [r for r in rows if r["method"] == method and r["blocks"] == b and r["n"] == n]
+                sel = [r for r in rows if r["method"] == method and r["sparsity"] == sp and r["blocks"] == b
+                       and r["n"] == n]
                 if sel:
                     e = [r["error"] for r in sel]
-                    summary.append({"method": method, "blocks": b, "n": n, "mean": float(np.mean(e)),
+                    summary.append({"method": method, "sparsity": sp, "blocks": b, "n": n, "mean": float(np.mean(e)),
                                     "std": float(np.std(e)), "median": float(np.median(e)), "sources": len(e),
                                     "residual_only": float(np.mean([r["residual_only"] for r in sel]))})
     write_csv(summary, out / "transformer_summary.csv")
-    secs = [float(r["seconds"]) for r in rows if r["method"] == "milp"]
-    lines = [f"{r['method']:<10} blocks={r['blocks']} n={r['n']:<4} error {r['mean']:.6f} ± {r['std']:.6f} "
+    secs = [float(r["seconds"]) for r in rows if r["method"] == "milp" and r.get("seconds") not in (None, "")]
+    lines = [f"{label(r['method'], r['sparsity']):<22} blocks={r['blocks']} n={r['n']:<4} error {r['mean']:.6f} "
+             f"± {r['std']:.6f} "
              f"(median {r['median']:.6f}; {r['sources']} sources; output = input: {r['residual_only']:.4f})"
              for r in summary]
     if secs:
@@ -241,6 +258,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def label(method: str, sparsity) -> str:
+    return "MILP" if method == "milp" else f"Edge-Popup {100 * (1 - float(sparsity)):.0f} % kept"
+
+
 def plot(summary: list[dict], ns: list[int], blocks: list[int], out: Path) -> None:
     import matplotlib
 
@@ -248,13 +269,17 @@ def plot(summary: list[dict], ns: list[int], blocks: list[int], out: Path) -> No
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8.4, 4.2), dpi=90)
-    for method, mk in (("milp", "o-"), ("edge_popup", "s--")):
-        for k, n in enumerate(ns):
-            sel = [r for r in summary if r["method"] == method and r["n"] == n]
+    curves = list(dict.fromkeys((r["method"], r["sparsity"]) for r in summary))
+    k = 0
+    for method, sp in curves:
+        mk = "o-" if method == "milp" else "sD^v"[(curves.index((method, sp)) - 1) % 4] + "--"
+        for n in ns:
+            sel = [r for r in summary if r["method"] == method and r["sparsity"] == sp and r["n"] == n]
             if sel:
-                off = (k - (len(ns) - 1) / 2) * 0.06
+                off = (k - (len(curves) * len(ns) - 1) / 2) * 0.04
                 ax.errorbar([r["blocks"] + off for r in sel], [r["mean"] for r in sel], yerr=[r["std"] for r in sel],
-                            fmt=mk, capsize=3, label=f"{'MILP' if method == 'milp' else 'Edge-Popup 50 %'}, n = {n}")
+                            fmt=mk, capsize=3, label=f"{label(method, sp)}, n = {n}")
+            k += 1
     res = [next(r["residual_only"] for r in summary if r["blocks"] == b) for b in blocks]
     ax.plot(blocks, res, ":", color="gray", label="output = input (residual only)")
     ax.set_yscale("log")
