@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from . import dispatch
-from .formats import Format, PackedWeight
+from .formats import PackedWeight
+from .ops import _linear as _ops_linear
 from .ops import slt_linear, slt_linear_reference
 
 __all__ = ["KVCache", "slt_mha", "slt_mha_reference"]
@@ -186,19 +187,8 @@ def _attend_math(qh, kh, vh, allowed, add, scale):
 
 
 def _project(x, p, b, backend):
-    """slt_linear without the torch-op layer: this path never needs autograd, and the op's
-    Python overhead (~80 µs a call on CPU) would cost more than a decode step's projection."""
-    if backend == "reference":
-        return slt_linear_reference(x, p, b)
-    key = p.key
-    if p.format is Format.FROZEN:
-        fk = p.freeze_key
-        fn = dispatch.select("linear_frozen", x.device, backend).ops["linear_frozen"]
-        return fn(x, p.free_bits, p.offsets, b, key.k0, key.k1, fk.k0, fk.k1, p.in_features, p.dist.code, p.scale,
-                  p.prune_threshold, p.lock_threshold, (0, p.out_features))
-    fn = dispatch.select("linear_planes", x.device, backend).ops["linear_planes"]
-    return fn(x, p.planes, p.coat_scales, b, key.k0, key.k1, p.in_features, p.dist.code, p.scale,
-              (0, p.out_features))
+    """slt_linear on inputs slt_mha has validated (its own checks cost more than a decode step's)."""
+    return slt_linear_reference(x, p, b) if backend == "reference" else _ops_linear(x, p, b, backend)
 
 
 def _heads(y, h):

@@ -45,15 +45,31 @@ def slt_linear(x: torch.Tensor, packed: PackedWeight, bias: torch.Tensor | None 
     from `slt_hw.dispatch.backends()`.
     """
     _check_linear_inputs(x, packed, bias)
-    backend = dispatch.requested(backend)
+    return _linear(x, packed, bias, dispatch.requested(backend))
+
+
+def _direct_ok(x: torch.Tensor, bias: torch.Tensor | None) -> bool:
+    """Whether a call may skip the torch op: its dispatch and autograd layers cost ~50 µs a call
+    on CPU (a decode step's whole projection), and only autograd and tracing need them."""
+    if type(x) is not torch.Tensor or torch.compiler.is_compiling():
+        return False  # fake / functional tensors, torch.compile, torch.export: the op
+    return not (torch.is_grad_enabled() and (x.requires_grad or (bias is not None and bias.requires_grad)))
+
+
+def _linear(x: torch.Tensor, packed: PackedWeight, bias: torch.Tensor | None, backend: str) -> torch.Tensor:
+    """slt_linear on validated inputs: the torch op, or its backend directly where that is the same."""
     key = packed.key
     if packed.format is Format.FROZEN:
         fkey = packed.freeze_key
-        return _ops.linear_frozen(x, packed.free_bits, packed.offsets, bias, key.k0, key.k1, fkey.k0,
-                                  fkey.k1, packed.in_features, packed.dist.code, packed.scale,
-                                  packed.prune_threshold, packed.lock_threshold, backend)
-    return _ops.linear_planes(x, packed.planes, packed.coat_scales, bias, key.k0, key.k1,
-                              packed.in_features, packed.dist.code, packed.scale, backend)
+        op, args = "linear_frozen", (packed.free_bits, packed.offsets, bias, key.k0, key.k1, fkey.k0, fkey.k1,
+                                     packed.in_features, packed.dist.code, packed.scale, packed.prune_threshold,
+                                     packed.lock_threshold)
+    else:
+        op, args = "linear_planes", (packed.planes, packed.coat_scales, bias, key.k0, key.k1, packed.in_features,
+                                     packed.dist.code, packed.scale)
+    if _direct_ok(x, bias):
+        return dispatch.call(op, x.device, backend, x, *args, (0, packed.out_features))
+    return getattr(_ops, op)(x, *args, backend)
 
 
 def slt_linear_reference(x: torch.Tensor, packed: PackedWeight, bias: torch.Tensor | None = None) -> torch.Tensor:
