@@ -118,6 +118,28 @@ def test_gradients_match_reference(fmt):
     torch.testing.assert_close(bias.grad, b2.grad)
 
 
+@pytest.mark.parametrize("fmt", ["binary", "frozen"])
+def test_direct_path_only_without_autograd(fmt, monkeypatch):
+    """Without autograd, slt_linear skips the torch op (same backend, bit-identical result);
+    with an input that requires grad it goes through the op, so backward still works."""
+    p = make_packed(fmt, 12, 40, 5, "signed_constant")
+    x, bias = torch.randn(3, 40), torch.randn(12)
+    name = "linear_frozen" if fmt == "frozen" else "linear_planes"
+    real, op_calls = getattr(_ops, name), []
+    monkeypatch.setattr(_ops, name, lambda *a: op_calls.append(1) or real(*a))
+    y_direct = slt_linear(x, p, bias)
+    assert not op_calls
+    xg = x.clone().requires_grad_()
+    y_op = slt_linear(xg, p, bias)
+    assert len(op_calls) == 1
+    assert torch.equal(y_direct, y_op.detach())
+    y_op.sum().backward()
+    torch.testing.assert_close(xg.grad, p.materialize().sum(0).expand(3, -1))
+    with torch.no_grad():
+        slt_linear(xg, p, bias)
+    assert len(op_calls) == 1
+
+
 @pytest.mark.parametrize("fmt", ["multicoat", "frozen"])
 def test_module_under_torch_compile(fmt):
     torch._dynamo.reset()
