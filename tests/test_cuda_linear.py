@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from packing import random_packed
 
 from slt_hw import _ext, ops
-from slt_hw.formats import Format, pack_binary, pack_frozen, pack_multicoat
+from slt_hw.formats import Format, pack_binary
 
 gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -17,17 +18,7 @@ FORMATS = ["binary", "multicoat", "frozen"]
 
 
 def _packed(fmt, dist, n, k, seed=3):
-    g = torch.Generator().manual_seed(seed + n + k)
-    name = f"cuda.{fmt}.{dist}"
-    if fmt == "binary":
-        pw = pack_binary(torch.rand(n, k, generator=g) < 0.5, seed=seed, name=name, dist=dist)
-    elif fmt == "multicoat":
-        pw = pack_multicoat(torch.randint(0, 4, (n, k), generator=g), 3, seed=seed, name=name, dist=dist,
-                            coat_scales=torch.tensor([0.75, 1.5, -0.5]))
-    else:
-        pw = pack_frozen(torch.rand(n, k, generator=g) < 0.5, seed=seed, name=name, p_prune=0.3, p_lock=0.2,
-                         dist=dist)
-    return pw.to("cuda")
+    return random_packed(fmt, dist, n, k, seed=seed, name=f"cuda.{fmt}.{dist}", device="cuda")
 
 
 def _close(got, want):

@@ -8,20 +8,15 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from packing import random_packed
 
 import slt_hw
-from slt_hw.formats import pack_binary, pack_frozen, pack_multicoat
 from slt_hw.mha import KVCache, slt_mha, slt_mha_reference
 from slt_hw.nn.attention import SLTMultiheadAttention, SLTTransformerBlock
 
 
 def _pw(fmt, dist, n, k, name, seed=11):
-    g = torch.Generator().manual_seed(hash((name, n, k)) % 2**31)
-    if fmt == "binary":
-        return pack_binary(torch.rand(n, k, generator=g) < 0.5, seed=seed, name=name, dist=dist)
-    if fmt == "multicoat":
-        return pack_multicoat(torch.randint(0, 3, (n, k), generator=g), 2, seed=seed, name=name, dist=dist)
-    return pack_frozen(torch.rand(n, k, generator=g) < 0.5, seed=seed, name=name, p_prune=0.3, p_lock=0.2, dist=dist)
+    return random_packed(fmt, dist, n, k, seed=seed, name=name, coat_scales=(1.0, 0.5))
 
 
 def weights(fmt="binary", dist="signed_constant", e=24, h=2, dq=8, dv=8, out=None, e_kv=None):

@@ -4,8 +4,9 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from packing import random_packed
 
-from slt_hw import _ops, dispatch, pack_binary, pack_frozen, pack_multicoat, slt_linear
+from slt_hw import _ops, dispatch, slt_linear
 from slt_hw.nn import SLTPackedLinear
 from slt_hw.ops import slt_linear_reference
 
@@ -15,15 +16,7 @@ TOL = {torch.float32: (1e-5, 1e-5), torch.float16: (2e-3, 2e-3), torch.bfloat16:
 
 
 def make_packed(fmt, n, k, seed, dist):
-    g = torch.Generator().manual_seed(seed)
-    if fmt == "binary":
-        return pack_binary(torch.rand(n, k, generator=g) < 0.5, seed=seed, name="w", dist=dist)
-    if fmt == "multicoat":
-        levels = torch.randint(0, 4, (n, k), generator=g)
-        return pack_multicoat(levels, 3, seed=seed, name="w", dist=dist,
-                              coat_scales=torch.tensor([1.0, 0.5, 0.25]))
-    return pack_frozen(torch.rand(n, k, generator=g) < 0.5, seed=seed, name="w", dist=dist,
-                       p_prune=0.3, p_lock=0.2)
+    return random_packed(fmt, dist, n, k, seed=seed, coat_scales=(1.0, 0.5, 0.25))
 
 
 def check(y, x, p, bias=None):

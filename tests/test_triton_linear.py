@@ -9,9 +9,10 @@ import pytest
 triton = pytest.importorskip("triton")
 
 import torch  # noqa: E402
+from packing import random_packed  # noqa: E402
 
 from slt_hw import ops  # noqa: E402
-from slt_hw.formats import Format, pack_binary, pack_frozen, pack_multicoat  # noqa: E402
+from slt_hw.formats import Format  # noqa: E402
 from slt_hw.kernels import linear  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -22,18 +23,7 @@ HALF = [torch.float16] + ([torch.bfloat16] if DEVICE == "cuda" else [])
 
 
 def _packed(fmt: str, dist: str, n: int, k: int, seed: int = 7):
-    g = torch.Generator().manual_seed(seed * 1000 + n + k)
-    name = f"lin.{fmt}.{dist}"
-    if fmt == "binary":
-        pw = pack_binary(torch.rand(n, k, generator=g) < 0.5, seed=seed, name=name, dist=dist)
-    elif fmt == "multicoat":
-        levels = torch.randint(0, 4, (n, k), generator=g)
-        pw = pack_multicoat(levels, 3, seed=seed, name=name, dist=dist,
-                            coat_scales=torch.tensor([0.75, 1.5, -0.5]))
-    else:
-        pw = pack_frozen(torch.rand(n, k, generator=g) < 0.5, seed=seed, name=name, p_prune=0.3, p_lock=0.2,
-                         dist=dist)
-    return pw.to(DEVICE)
+    return random_packed(fmt, dist, n, k, seed=seed, name=f"lin.{fmt}.{dist}", device=DEVICE)
 
 
 def _fused(x, pw, bias=None, **kw):

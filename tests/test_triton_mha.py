@@ -12,9 +12,9 @@ import pytest
 triton = pytest.importorskip("triton")
 
 import torch  # noqa: E402
+from packing import random_packed  # noqa: E402
 
 from slt_hw import ops  # noqa: E402
-from slt_hw.formats import pack_binary, pack_frozen, pack_multicoat  # noqa: E402
 from slt_hw.kernels import linear_grouped  # noqa: E402
 from slt_hw.kernels.attention import flash_attention  # noqa: E402
 from slt_hw.mha import KVCache, slt_mha, slt_mha_reference  # noqa: E402
@@ -25,16 +25,7 @@ TOL = {torch.float32: 1e-4, torch.float16: 2e-2, torch.bfloat16: 6e-2}
 
 
 def _pw(fmt, dist, n, k, name, seed=3):
-    g = torch.Generator().manual_seed(abs(hash((fmt, name, n, k))) % 2**31)
-    if fmt == "binary":
-        pw = pack_binary(torch.rand(n, k, generator=g) < 0.5, seed=seed, name=name, dist=dist)
-    elif fmt == "multicoat":
-        pw = pack_multicoat(torch.randint(0, 4, (n, k), generator=g), 3, seed=seed, name=name, dist=dist,
-                            coat_scales=torch.tensor([0.75, 1.5, -0.5]))
-    else:
-        pw = pack_frozen(torch.rand(n, k, generator=g) < 0.5, seed=seed, name=name, p_prune=0.3, p_lock=0.2,
-                         dist=dist)
-    return pw.to(DEVICE)
+    return random_packed(fmt, dist, n, k, seed=seed, name=name, device=DEVICE)
 
 
 def _close(got, want, dtype):
