@@ -9,6 +9,8 @@
 // SIMDe 0.7.4 aliases _mm512_madd_epi16 to its 4-argument masked form.
 #undef _mm512_madd_epi16
 #define _mm512_madd_epi16(a, b) simde_mm512_madd_epi16(a, b)
+// ... and names its _mm512_cvtepu32_ps alias _mm512_cvtepu32_epi32 (it has no _mm512_cvtepi32_ps).
+#define _mm512_cvtepu32_ps(a) simde_mm512_cvtepu32_ps(a)
 using slt_mask16 = simde__mmask16;  // SIMDe has no __mmask* aliases
 using slt_mask64 = simde__mmask64;
 #else

@@ -48,6 +48,35 @@ inline void hash_range(uint32_t k0, uint32_t k1, uint32_t base, uint32_t count, 
   for (; i < count; ++i) out[i] = hash32(k0, k1, base + i);
 }
 
+// vals[2i], vals[2i + 1] = the contract's uniform / normal values of the low and high halves of
+// h[i]; uniform sixteen hashes per step, bit-identical to uniform_value (exact int conversion,
+// two separate products); normal by table lookups one by one (as the AVX2 variant).
+inline void hash_values(const uint32_t* h, uint32_t count, int dist, float scale, float* vals) {
+  uint32_t i = 0;
+  if (dist == kUniform) {
+    // float(2x) - 65535: both exact (< 2^24), so equal to the contract's float(int(2x) - 65535);
+    // unsigned conversion because SIMDe (the test build) lacks _mm512_cvtepi32_ps
+    const __m512 vs = _mm512_set1_ps(scale), k = _mm512_set1_ps(0x1p-16f), odd = _mm512_set1_ps(65535.0f);
+    const __m512i lo16 = _mm512_set1_epi32(0xFFFF);
+    const __m512i first = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i second = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    for (; i + 16 <= count; i += 16) {
+      const __m512i hv = _mm512_loadu_si512(reinterpret_cast<const void*>(h + i));
+      const __m512i a = _mm512_and_si512(hv, lo16), b = _mm512_srli_epi32(hv, 16);
+      __m512 va = _mm512_sub_ps(_mm512_cvtepu32_ps(_mm512_slli_epi32(a, 1)), odd);
+      __m512 vb = _mm512_sub_ps(_mm512_cvtepu32_ps(_mm512_slli_epi32(b, 1)), odd);
+      va = _mm512_mul_ps(_mm512_mul_ps(va, k), vs);
+      vb = _mm512_mul_ps(_mm512_mul_ps(vb, k), vs);
+      _mm512_storeu_ps(vals + 2 * i, _mm512_permutex2var_ps(va, first, vb));
+      _mm512_storeu_ps(vals + 2 * i + 16, _mm512_permutex2var_ps(va, second, vb));
+    }
+  }
+  for (; i < count; ++i) {
+    vals[2 * i] = value_from_chunk(h[i] & 0xFFFFu, dist, scale);
+    vals[2 * i + 1] = value_from_chunk(h[i] >> 16, dist, scale);
+  }
+}
+
 inline int32_t hsum_epi32(__m512i v) {
   const __m256i s8 = _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
   __m128i s = _mm_add_epi32(_mm256_castsi256_si128(s8), _mm256_extracti128_si256(s8, 1));
