@@ -23,9 +23,10 @@ from slt_hw.ops import slt_linear_int8, slt_linear_reference
 
 
 def bench_shape(n: int, k: int, batches: list[int], density: float, with_reference: bool,
-                clock=time.perf_counter) -> list[dict]:
+                clock=time.perf_counter, dist: str = "signed_constant") -> list[dict]:
     mask = torch.rand(n, k, generator=torch.Generator().manual_seed(0)) < density
-    packed = pack_binary(mask, seed=0, name="bench")
+    packed = pack_binary(mask, seed=0, name="bench", dist=dist)
+    sc = dist == "signed_constant"  # the int8 path needs signed-constant weights
     w32 = packed.materialize()
     w16 = w32.to(torch.bfloat16)
     lin = torch.nn.Linear(k, n, bias=False)
@@ -45,8 +46,9 @@ def bench_shape(n: int, k: int, batches: list[int], density: float, with_referen
             "F.linear bf16": lambda xb=xb: F.linear(xb, w16),
             "dynamic int8": lambda x=x: q8(x),
             "slt cpp": lambda x=x: slt_linear(x, packed, backend="cpp"),
-            "slt cpp int8": lambda x=x: slt_linear_int8(x, packed),
         }
+        if sc:
+            impls["slt cpp int8"] = lambda x=x: slt_linear_int8(x, packed)
         times = interleaved_medians(impls, clock=clock)
         if with_reference:  # seconds per call: timed on its own, a few times
             times["slt reference"] = median_seconds(lambda x=x: slt_linear_reference(x, packed), repeat=3, warmup=1)
@@ -65,6 +67,8 @@ def main() -> None:
     ap.add_argument("--batches", default="1,8,64,256")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--density", type=float, default=0.5, help="fraction of weights kept by the mask")
+    ap.add_argument("--dist", default="signed_constant", choices=["signed_constant", "uniform", "normal"],
+                    help="the SLT weights' distribution (the int8 path only for signed_constant)")
     ap.add_argument("--no-reference", action="store_true", help="skip the (slow) reference backend")
     ap.add_argument("--cpu-time", action="store_true",
                     help="time with this process's CPU time (all threads) instead of wall time; with --threads 1, "
@@ -76,8 +80,9 @@ def main() -> None:
     for shape in args.shapes.split(","):
         n, k = map(int, shape.split("x"))
         rows += bench_shape(n, k, [int(b) for b in args.batches.split(",")], args.density, not args.no_reference,
-                            clock)
-    report("cpu_linear_cputime" if args.cpu_time else "cpu_linear", rows, list(rows[0]))
+                            clock, args.dist)
+    suffix = "" if args.dist == "signed_constant" else f"_{args.dist}"
+    report(("cpu_linear_cputime" if args.cpu_time else "cpu_linear") + suffix, rows, list(rows[0]))
 
 
 if __name__ == "__main__":
