@@ -223,8 +223,8 @@ RowDesc make_desc(const LinearProblem& p, const RowScratch& s, int64_t n, uint32
 // 25 % faster at one activation row, about 10 % at two; no gain once more rows share the weights.
 template <bool SC, bool ONE, bool FRZ, bool TABLE = true, bool CODES = false>
 inline bool word_weights(const RowDesc& d, int64_t w, int64_t wl, __m256* wv) {
-  const uint32_t* mword = FRZ ? d.em + wl : reinterpret_cast<const uint32_t*>(d.row_planes + w);
-  if (!*mword) return false;  // coats are nested: the first has every bit
+  const uint32_t any = FRZ ? d.em[wl] : uint32_t(d.row_planes[w]);  // coats are nested
+  if (!any) return false;
   if (SC && ONE && CODES) {
     const __m256 table = _mm256_setr_ps(0.0f, 1.0f, 0.0f, -1.0f, 0.0f, 1.0f, 0.0f, -1.0f);
     const __m256i lo = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14), hi = _mm256_setr_epi32(16, 18, 20, 22, 24, 26, 28, 30);
@@ -249,8 +249,8 @@ inline bool word_weights(const RowDesc& d, int64_t w, int64_t wl, __m256* wv) {
     for (int j = 0; j < 4; ++j) base[j] = _mm256_mul_ps(_mm256_loadu_ps(d.vals + 32 * wl + 8 * j), d.g0);
   }
   const __m256 zero = _mm256_setzero_ps();
-  if (ONE) {  // uniform / normal values; broadcast from memory (see expand_bytes)
-    const __m256i mv = _mm256_castps_si256(_mm256_broadcast_ss(reinterpret_cast<const float*>(mword)));
+  if (ONE) {
+    const __m256i mv = _mm256_set1_epi32(int32_t(any));
     for (int j = 0; j < 4; ++j) wv[j] = _mm256_blendv_ps(zero, base[j], bit_select(mv, j));
     return true;
   }
