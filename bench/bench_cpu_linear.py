@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_cpu_linear.py [--shapes 11008x4096] [--batches 1,8,64,256]
     .venv/bin/python bench/bench_cpu_linear.py --threads 1 --cpu-time   # steadier on a busy machine
+    .venv/bin/python bench/bench_cpu_linear.py --stat min               # fastest call of each, not the median
 
 Baselines: F.linear with dense fp32 and bf16 weights, torch's dynamically quantized int8 linear;
 also the reference backend (materialises the weight each call). "slt cpp int8" is the opt-in
@@ -16,14 +17,14 @@ import warnings
 
 import torch
 import torch.nn.functional as F
-from utils import interleaved_medians, median_seconds, report
+from utils import interleaved_times, median_seconds, report
 
 from slt_hw import pack_binary, slt_linear
 from slt_hw.ops import slt_linear_int8, slt_linear_reference
 
 
 def bench_shape(n: int, k: int, batches: list[int], density: float, with_reference: bool,
-                clock=time.perf_counter, dist: str = "signed_constant") -> list[dict]:
+                clock=time.perf_counter, dist: str = "signed_constant", stat: str = "median") -> list[dict]:
     mask = torch.rand(n, k, generator=torch.Generator().manual_seed(0)) < density
     packed = pack_binary(mask, seed=0, name="bench", dist=dist)
     sc = dist == "signed_constant"  # the int8 path needs signed-constant weights
@@ -49,7 +50,7 @@ def bench_shape(n: int, k: int, batches: list[int], density: float, with_referen
         }
         if sc:
             impls["slt cpp int8"] = lambda x=x: slt_linear_int8(x, packed)
-        times = interleaved_medians(impls, clock=clock)
+        times = interleaved_times(impls, clock=clock, stat=stat)
         if with_reference:  # seconds per call: timed on its own, a few times
             times["slt reference"] = median_seconds(lambda x=x: slt_linear_reference(x, packed), repeat=3, warmup=1)
         for name, t in times.items():
@@ -67,6 +68,9 @@ def main() -> None:
     ap.add_argument("--batches", default="1,8,64,256")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--density", type=float, default=0.5, help="fraction of weights kept by the mask")
+    ap.add_argument("--stat", default="median", choices=["median", "min"],
+                    help="per implementation: the median call, or the fastest (steadier when the VM takes a "
+                         "CPU away now and then: every implementation gets the same treatment)")
     ap.add_argument("--dist", default="signed_constant", choices=["signed_constant", "uniform", "normal"],
                     help="the SLT weights' distribution (the int8 path only for signed_constant)")
     ap.add_argument("--no-reference", action="store_true", help="skip the (slow) reference backend")
@@ -80,8 +84,8 @@ def main() -> None:
     for shape in args.shapes.split(","):
         n, k = map(int, shape.split("x"))
         rows += bench_shape(n, k, [int(b) for b in args.batches.split(",")], args.density, not args.no_reference,
-                            clock, args.dist)
-    suffix = "" if args.dist == "signed_constant" else f"_{args.dist}"
+                            clock, args.dist, args.stat)
+    suffix = ("" if args.dist == "signed_constant" else f"_{args.dist}") + ("_min" if args.stat == "min" else "")
     report(("cpu_linear_cputime" if args.cpu_time else "cpu_linear") + suffix, rows, list(rows[0]))
 
 

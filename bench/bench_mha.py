@@ -24,7 +24,7 @@ import sys
 
 import torch
 import torch.nn.functional as F
-from utils import interleaved_medians, report  # bench/ is the script's directory
+from utils import interleaved_times, report  # bench/ is the script's directory
 
 from slt_hw.contract import Dist, default_scale
 from slt_hw.formats import Format, PackedWeight
@@ -77,7 +77,7 @@ def _time_gpu(fns: dict, rounds: int) -> dict[str, float]:
 
 
 def _time_cpu(fns: dict, rounds: int) -> dict[str, float]:
-    return {n: s * 1e3 for n, s in interleaved_medians(fns, rounds=rounds, per_round=2, warmup=1).items()}
+    return {n: s * 1e3 for n, s in interleaved_times(fns, rounds=rounds, per_round=2, warmup=1).items()}
 
 
 def _check(name: str, got: torch.Tensor, want: torch.Tensor, tol: float) -> None:
