@@ -263,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tol", type=float, default=1e-5, help="stop a subset-sum MILP once |error| <= tol")
     p.add_argument("--threads", type=int, default=1, help="torch threads (0: leave as is)")
     p.add_argument("--resume", action="store_true", help="reuse --out/results.csv (skip the n sweep)")
+    p.add_argument("--rerun-edge-popup", action="store_true",
+                   help="with --resume: keep the CSV's MILP rows, run Edge-Popup again (--ep-sources, --ep-sparsity)")
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -294,6 +296,12 @@ def main(argv: list[str] | None = None) -> int:
                          "sparsity": float(r["sparsity"]) if r.get("sparsity") else (0.5 if r["method"] ==
                                                                                         "edge_popup" else "")}
                     for r in csv.DictReader(f)]  # CSVs without the column: Edge-Popup at 50 %
+        if a.rerun_edge_popup:
+            _CTX.update(tgt=tgt, x_train=x_train, x_test=x_test, ref=ref, steps=steps, time_limit=a.time_limit,
+                        tol=a.tol)
+            tasks = [("edge_popup", n, s, sp) for sp in ep_sps for n in ep_ns for s in range(ep_sources)]
+            rows = [r for r in rows if r["method"] != "edge_popup"] + run_tasks(_mha_task, tasks, workers)
+            rows = sorted(rows, key=lambda r: (r["method"] != "milp", r["n"], r["source"]))
         ns = sorted({r["n"] for r in rows})
         ep_ns = sorted({r["n"] for r in rows if r["method"] == "edge_popup"})
         ep_sps = sorted({r["sparsity"] for r in rows if r["method"] == "edge_popup"})

@@ -200,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tol", type=float, default=1e-4, help="stop a subset-sum MILP once |error| <= tol")
     p.add_argument("--threads", type=int, default=1, help="torch threads (0: leave as is)")
     p.add_argument("--resume", action="store_true", help="reuse --out/transformer.csv: summary and plot only")
+    p.add_argument("--rerun-edge-popup", action="store_true",
+                   help="with --resume: keep the CSV's MILP rows, run Edge-Popup again (--ep-sources, --ep-sparsity)")
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -224,6 +226,9 @@ def main(argv: list[str] | None = None) -> int:
                          "sparsity": float(r["sparsity"]) if r.get("sparsity") else
                          (0.5 if r["method"] == "edge_popup" else "")}  # CSVs without the column: 50 %
                     for r in csv.DictReader(f)]
+        if a.rerun_edge_popup:
+            rows = [r for r in rows if r["method"] != "edge_popup"]
+            rows += [r for rs in run_tasks(_task, [t for t in tasks if t[0] == "edge_popup"], workers) for r in rs]
         blocks, ns = sorted({r["blocks"] for r in rows}), sorted({r["n"] for r in rows})
         ep_sps = sorted({r["sparsity"] for r in rows if r["method"] == "edge_popup"})
     else:
