@@ -31,12 +31,12 @@ inline void hash_range(uint32_t k0, uint32_t k1, uint32_t base, uint32_t count, 
   for (; i < count; ++i) out[i] = hash32(k0, k1, base + i);
 }
 
-// vals[2i], vals[2i + 1] = the contract's uniform / normal values of the low and high halves of
-// h[i]. Uniform: eight hashes per step, bit-identical to uniform_value (the int conversion is
-// exact and the two products are separate roundings, as in the contract); 2.4x faster rows at
-// batch 1. Normal: table lookups one by one (vpgatherdd measured no faster on Zen 3, and is
-// microcoded on older cores).
-inline void hash_values(const uint32_t* h, uint32_t count, int dist, float scale, float* vals) {
+// vals[2i], vals[2i + 1] = the contract's uniform values of the low and high halves of h[i],
+// eight hashes per step, bit-identical to uniform_value (the int conversion is exact and the two
+// products are separate roundings, as in the contract); 2.4x faster rows at batch 1. Returns
+// how many hashes it converted. Normal values are left to row_values' table lookups one by one
+// (vpgatherdd measured no faster on Zen 3, and is microcoded on older cores).
+inline uint32_t simd_values(const uint32_t* h, uint32_t count, int dist, float scale, float* vals) {
   uint32_t i = 0;
   if (dist == kUniform) {
     const __m256 vs = _mm256_set1_ps(scale), k = _mm256_set1_ps(0x1p-16f);
@@ -53,10 +53,7 @@ inline void hash_values(const uint32_t* h, uint32_t count, int dist, float scale
       _mm256_storeu_ps(vals + 2 * i + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
     }
   }
-  for (; i < count; ++i) {
-    vals[2 * i] = value_from_chunk(h[i] & 0xFFFFu, dist, scale);
-    vals[2 * i + 1] = value_from_chunk(h[i] >> 16, dist, scale);
-  }
+  return i;  // row_values converts the rest
 }
 
 constexpr int64_t kI8Rows = 4;  // activation rows per int8 pass (2 accumulators each)
@@ -302,21 +299,9 @@ RowDot row_dot_for(int64_t m) {
   return table[m];
 }
 
-RowDot pick_row_dot(const LinearProblem& p, int64_t m) {
-  const bool sc = p.dist == kSignedConstant, frz = p.planes == nullptr, one = frz || p.C == 1;
-  if (frz) return sc ? row_dot_for<true, true, true>(m) : row_dot_for<false, true, true>(m);
-  if (one) return sc ? row_dot_for<true, true, false>(m) : row_dot_for<false, true, false>(m);
-  return sc ? row_dot_for<true, false, false>(m) : row_dot_for<false, false, false>(m);
-}
-
 using WordWeights = bool (*)(const RowDesc&, int64_t, int64_t, __m256*);
 
-WordWeights pick_word_weights(const LinearProblem& p) {
-  const bool sc = p.dist == kSignedConstant, frz = p.planes == nullptr, one = frz || p.C == 1;
-  if (frz) return sc ? word_weights<true, true, true> : word_weights<false, true, true>;
-  if (one) return sc ? word_weights<true, true, false> : word_weights<false, true, false>;
-  return sc ? word_weights<true, false, false> : word_weights<false, false, false>;
-}
+#include "linear_pick.inc"
 
 // ---------------------------------------------------------------------------- large batch
 // A 4 x 3 register-blocked kernel (4 activation rows, 3 weight rows) does 12 FMAs per 7 loads.
@@ -411,21 +396,7 @@ int32_t build_tile_i8(const uint32_t* sw, const uint32_t* mw, int64_t words, int
 }  // namespace
 
 bool rows(const LinearProblem& p, const float* xp, float* scratch, int64_t n0, int64_t n1) {
-  if (p.M > kSmallBatch) return gemm_rows(p, xp, scratch, n0, n1);
-  const int64_t W = words_per_row(uint32_t(p.K)), Kp = 32 * W;
-  const RowScratch s = row_scratch(scratch, W);
-  float sums[8];
-  for (int64_t n = n0; n < n1; ++n) {
-    if (!describe(p, n, 0, uint32_t(W), s)) return false;
-    const float b = p.bias ? p.bias[n - p.row_begin] : 0.0f;
-    const RowDesc d = make_desc(p, s, n, 0, uint32_t(W), p.M <= kCodeRows);
-    for (int64_t m0 = 0; m0 < p.M; m0 += 8) {
-      const int64_t mb = p.M - m0 < 8 ? p.M - m0 : 8;
-      pick_row_dot(p, mb)(xp, Kp, m0, d, sums);
-      for (int64_t r = 0; r < mb; ++r) p.y[(m0 + r) * p.ldy + n - p.row_begin] = sums[r] + b;
-    }
-  }
-  return true;
+  return p.M > kSmallBatch ? gemm_rows(p, xp, scratch, n0, n1) : small_rows(p, xp, scratch, n0, n1);
 }
 
 bool rows_int8(const LinearProblem& p, const int8_t* xq, float* scratch, int64_t n0, int64_t n1) {

@@ -48,10 +48,10 @@ inline void hash_range(uint32_t k0, uint32_t k1, uint32_t base, uint32_t count, 
   for (; i < count; ++i) out[i] = hash32(k0, k1, base + i);
 }
 
-// vals[2i], vals[2i + 1] = the contract's uniform / normal values of the low and high halves of
-// h[i]; uniform sixteen hashes per step, bit-identical to uniform_value (exact int conversion,
-// two separate products); normal by table lookups one by one (as the AVX2 variant).
-inline void hash_values(const uint32_t* h, uint32_t count, int dist, float scale, float* vals) {
+// vals[2i], vals[2i + 1] = the contract's uniform values of the low and high halves of h[i],
+// sixteen hashes per step, bit-identical to uniform_value (exact int conversion, two separate
+// products); returns how many hashes it converted (normal values: row_values, as for AVX2).
+inline uint32_t simd_values(const uint32_t* h, uint32_t count, int dist, float scale, float* vals) {
   uint32_t i = 0;
   if (dist == kUniform) {
     // float(2x) - 65535: both exact (< 2^24), so equal to the contract's float(int(2x) - 65535);
@@ -71,10 +71,7 @@ inline void hash_values(const uint32_t* h, uint32_t count, int dist, float scale
       _mm512_storeu_ps(vals + 2 * i + 16, _mm512_permutex2var_ps(va, second, vb));
     }
   }
-  for (; i < count; ++i) {
-    vals[2 * i] = value_from_chunk(h[i] & 0xFFFFu, dist, scale);
-    vals[2 * i + 1] = value_from_chunk(h[i] >> 16, dist, scale);
-  }
+  return i;  // row_values converts the rest
 }
 
 inline int32_t hsum_epi32(__m512i v) {
@@ -176,13 +173,16 @@ struct RowDesc {
   float factor;               // applied to each sum: the signed-constant scale (times g0)
 };
 
-RowDesc make_desc(const LinearProblem& p, const uint32_t* sw, const float* vals, const uint32_t* em, int64_t n) {
+constexpr int64_t kCodeRows = 0;  // mask registers build the weights: no sign codes
+
+RowDesc make_desc(const LinearProblem& p, const RowScratch& s, int64_t n, uint32_t /*w0*/, uint32_t /*w1*/,
+                  bool /*codes*/) {
   const int64_t W = (p.K + 31) / 32;
   const bool frozen = p.planes == nullptr;
   const float g0 = frozen ? 1.0f : p.coat_scales[0];
   const bool one = frozen || p.C == 1;
   const bool sc = p.dist == kSignedConstant;
-  return RowDesc{sw, vals, em, frozen ? nullptr : p.planes + n * W, p.N * W, p.C, p.coat_scales,
+  return RowDesc{s.sw, s.vals, s.em, frozen ? nullptr : p.planes + n * W, p.N * W, p.C, p.coat_scales,
                  _mm512_set1_ps(one && !sc ? g0 : 1.0f), sc ? (one ? p.scale * g0 : p.scale) : 1.0f};
 }
 
@@ -269,12 +269,9 @@ RowDot row_dot_for(int64_t m) {
   return table[m];
 }
 
-RowDot pick_row_dot(const LinearProblem& p, int64_t m) {
-  const bool sc = p.dist == kSignedConstant, frz = p.planes == nullptr, one = frz || p.C == 1;
-  if (frz) return sc ? row_dot_for<true, true, true>(m) : row_dot_for<false, true, true>(m);
-  if (one) return sc ? row_dot_for<true, true, false>(m) : row_dot_for<false, true, false>(m);
-  return sc ? row_dot_for<true, false, false>(m) : row_dot_for<false, false, false>(m);
-}
+using WordWeights = void (*)(const RowDesc&, int64_t, int64_t, __m512*);
+
+#include "linear_pick.inc"
 
 // ---------------------------------------------------------------------------- large batch
 // 8 activation rows x 3 weight rows: 24 accumulators + 3 weight vectors + 1 activation vector
@@ -305,20 +302,12 @@ constexpr Micro kMicro[kMr + 1][kNr + 1] = {
     SLT_MICRO_ROW(micro, 3), SLT_MICRO_ROW(micro, 4), SLT_MICRO_ROW(micro, 5), SLT_MICRO_ROW(micro, 6),
     SLT_MICRO_ROW(micro, 7), SLT_MICRO_ROW(micro, 8)};
 
-using WordWeights = void (*)(const RowDesc&, int64_t, int64_t, __m512*);
-
-WordWeights pick_word_weights(const LinearProblem& p) {
-  const bool sc = p.dist == kSignedConstant, frz = p.planes == nullptr, one = frz || p.C == 1;
-  if (frz) return sc ? word_weights<true, true, true> : word_weights<false, true, true>;
-  if (one) return sc ? word_weights<true, true, false> : word_weights<false, true, false>;
-  return sc ? word_weights<true, false, false> : word_weights<false, false, false>;
-}
 
 // Row n's effective weights for words [w0, w1) into dst (32 (w1 - w0) floats, 64-byte aligned).
 bool build_block(const LinearProblem& p, int64_t n, uint32_t w0, uint32_t w1, uint32_t* desc, float* dst) {
   const RowScratch s = row_scratch(desc, kBlockWords);
   if (!describe(p, n, w0, w1, s)) return false;
-  const RowDesc d = make_desc(p, s.sw, s.vals, s.em, n);
+  const RowDesc d = make_desc(p, s, n, w0, w1, false);
   const WordWeights word = pick_word_weights(p);
   const __m512 factor = _mm512_set1_ps(d.factor);
   __m512 wv[2];
@@ -375,21 +364,7 @@ int32_t build_tile_i8(const uint32_t* sw, const uint32_t* mw, int64_t words, int
 }  // namespace
 
 bool rows(const LinearProblem& p, const float* xp, float* scratch, int64_t n0, int64_t n1) {
-  if (p.M > kSmallBatch) return gemm_rows(p, xp, scratch, n0, n1);
-  const int64_t W = words_per_row(uint32_t(p.K)), Kp = 32 * W;
-  const RowScratch s = row_scratch(scratch, W);
-  float sums[8];
-  for (int64_t n = n0; n < n1; ++n) {
-    if (!describe(p, n, 0, uint32_t(W), s)) return false;
-    const float b = p.bias ? p.bias[n - p.row_begin] : 0.0f;
-    const RowDesc d = make_desc(p, s.sw, s.vals, s.em, n);
-    for (int64_t m0 = 0; m0 < p.M; m0 += 8) {
-      const int64_t mb = p.M - m0 < 8 ? p.M - m0 : 8;
-      pick_row_dot(p, mb)(xp, Kp, m0, d, sums);
-      for (int64_t r = 0; r < mb; ++r) p.y[(m0 + r) * p.ldy + n - p.row_begin] = sums[r] + b;
-    }
-  }
-  return true;
+  return p.M > kSmallBatch ? gemm_rows(p, xp, scratch, n0, n1) : small_rows(p, xp, scratch, n0, n1);
 }
 
 bool rows_int8(const LinearProblem& p, const int8_t* xq, float* scratch, int64_t n0, int64_t n1) {

@@ -28,13 +28,8 @@ inline void dot_i8(const int8_t* xq, int64_t Kp, int64_t m0, int64_t mb, const u
   }
 }
 
-// vals[2i], vals[2i + 1] = the contract's values of the low and high halves of h[i].
-inline void hash_values(const uint32_t* h, uint32_t count, int dist, float scale, float* vals) {
-  for (uint32_t i = 0; i < count; ++i) {
-    vals[2 * i] = value_from_chunk(h[i] & 0xFFFFu, dist, scale);
-    vals[2 * i + 1] = value_from_chunk(h[i] >> 16, dist, scale);
-  }
-}
+// No vector conversion of values: row_values converts every hash itself.
+inline uint32_t simd_values(const uint32_t*, uint32_t, int, float, float*) { return 0; }
 
 #include "linear_rowdesc.inc"
 
