@@ -290,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     x_test, x_train = embed(test.test.x, tgt["pos"]), embed(test.train.x, tgt["pos"])
     ref = attention(x_test, **w, scale=1 / math.sqrt(D_K))
     rows = []
+    _CTX.update(tgt=tgt, x_train=x_train, x_test=x_test, ref=ref, steps=steps, time_limit=a.time_limit, tol=a.tol)
+    ep_tasks = [("edge_popup", n, s, sp) for sp in ep_sps for n in ep_ns for s in range(ep_sources)]  # long first
     if a.resume and (out / "results.csv").exists():  # reuse a finished n-sweep, redo fit, T sweep, plots
         with open(out / "results.csv") as f:
             rows = [r | {"n": int(r["n"]), "source": int(r["source"]), "error": float(r["error"]),
@@ -297,25 +299,17 @@ def main(argv: list[str] | None = None) -> int:
                                                                                         "edge_popup" else "")}
                     for r in csv.DictReader(f)]  # CSVs without the column: Edge-Popup at 50 %
         if a.rerun_edge_popup:
-            _CTX.update(tgt=tgt, x_train=x_train, x_test=x_test, ref=ref, steps=steps, time_limit=a.time_limit,
-                        tol=a.tol)
-            tasks = [("edge_popup", n, s, sp) for sp in ep_sps for n in ep_ns for s in range(ep_sources)]
-            rows = [r for r in rows if r["method"] != "edge_popup"] + run_tasks(_mha_task, tasks, workers)
-            rows = sorted(rows, key=lambda r: (r["method"] != "milp", r["n"], r["source"]))
+            rows = [r for r in rows if r["method"] != "edge_popup"] + run_tasks(_mha_task, ep_tasks, workers)
         ns = sorted({r["n"] for r in rows})
         ep_ns = sorted({r["n"] for r in rows if r["method"] == "edge_popup"})
         ep_sps = sorted({r["sparsity"] for r in rows if r["method"] == "edge_popup"})
     else:
-        _CTX.update(tgt=tgt, x_train=x_train, x_test=x_test, ref=ref, steps=steps, time_limit=a.time_limit,
-                    tol=a.tol)
-        tasks = [("edge_popup", n, s, sp) for sp in ep_sps for n in ep_ns for s in range(ep_sources)]  # long first
-        tasks += [("milp", n, s, None) for n in ns for s in range(sources)]
-        rows = run_tasks(_mha_task, tasks, workers)
-        rows = sorted(rows, key=lambda r: (r["method"] != "milp", r["n"], r["source"]))
+        rows = run_tasks(_mha_task, ep_tasks + [("milp", n, s, None) for n in ns for s in range(sources)], workers)
         for n in ns:
             m = [r["error"] for r in rows if r["method"] == "milp" and r["n"] == n]
             print(f"n={n:<4} milp error {np.mean(m):.5f} ± {np.std(m):.5f} ({len(m)} sources)", flush=True)
         print(f"n sweep: {time.perf_counter() - t0:.0f} s ({workers} workers)", flush=True)
+    rows = sorted(rows, key=lambda r: (r["method"] != "milp", r["n"], r["source"]))
     write_csv(rows, out / "results.csv")
     milp_rows = [r for r in rows if r["method"] == "milp"]
     mean = np.array([np.mean([r["error"] for r in milp_rows if r["n"] == n]) for n in ns])
