@@ -9,7 +9,7 @@ marks keys to ignore. A query row with no key left gets zeros, not NaN.
 
 Long key ranges with few (batch × head × query-block) programs, i.e. decode, are split over
 the keys (flash-decoding): each split writes its normalised partial output and log-sum-exp,
-and a second small pass combines them.
+and a second small kernel combines them (one launch: a decode step's host cost is its launches).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import triton.language as tl
 __all__ = ["flash_attention"]
 
 _LOG2E = 1.4426950408889634
+_MIN_SPLIT_KEYS = 512  # below this a split's combine costs more than its keys
 
 
 @triton.jit
@@ -89,6 +90,35 @@ def _attn_kernel(
     if SPLIT:
         lse = tl.where(l_i > 0.0, m_i + tl.math.log2(tl.where(l_i > 0.0, l_i, 1.0)), float("-inf"))
         tl.store(lse_ptr + split * slse_split + bh.to(tl.int64) * T + offs_m, lse, mask=m_ok)
+
+
+
+@triton.jit
+def _combine_kernel(
+    part_ptr, lse_ptr, o_ptr, T, H, SPLITS,
+    sp_split, sp_b, sp_t, sp_h, slse_split, sob, sot, soh,
+    DV: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_DV: tl.constexpr,
+):
+    """One (query, batch·head) row of a split run: the splits' normalised partial outputs
+    weighted by 2^(lse_i − max lse), in one launch (a decode step's whole second pass). A row
+    with no key in any split (every lse −inf) gets zeros."""
+    t = tl.program_id(0)
+    bh = tl.program_id(1)
+    b = bh // H
+    h = bh % H
+    offs_s = tl.arange(0, BLOCK_S)
+    offs_dv = tl.arange(0, BLOCK_DV)
+    s_ok = offs_s < SPLITS
+    lse = tl.load(lse_ptr + offs_s * slse_split + bh.to(tl.int64) * T + t, mask=s_ok, other=float("-inf"))
+    top = tl.max(lse, axis=0)
+    top = tl.where(top == float("-inf"), 0.0, top)
+    wts = tl.math.exp2(lse - top)  # 0 for a split without keys (and the padding)
+    den = tl.sum(wts, axis=0)
+    part = tl.load(part_ptr + offs_s.to(tl.int64)[:, None] * sp_split + b.to(tl.int64) * sp_b + t * sp_t + h * sp_h
+                   + offs_dv[None, :], mask=s_ok[:, None] & (offs_dv[None, :] < DV), other=0.0)
+    out = tl.sum(part * wts[:, None], axis=0) / tl.where(den > 0.0, den, 1.0)
+    tl.store(o_ptr + b.to(tl.int64) * sob + t.to(tl.int64) * sot + h * soh + offs_dv,
+             out.to(o_ptr.dtype.element_ty), mask=offs_dv < DV)
 
 
 def _interpreted() -> bool:
@@ -162,15 +192,18 @@ def flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal
     block_m, block_n, warps, stages = _blocks(t, d, dv)
     m_blocks = triton.cdiv(t, block_m)
     if splits is None:
-        # Few programs (decode) leave SMs idle: split the keys, at least 512 per split.
+        # Few programs (decode) leave SMs idle: split the keys, at least _MIN_SPLIT_KEYS per split.
         want = triton.cdiv(2 * _num_sms(q.device), m_blocks * bsz * h)
-        splits = max(1, min(want, triton.cdiv(s, 512)))
+        splits = max(1, min(want, triton.cdiv(s, _MIN_SPLIT_KEYS)))
     if not isinstance(splits, int) or splits < 1:
         raise ValueError(f"splits: expected an int >= 1, got {splits!r}")
     per_split = triton.cdiv(max(s, 1), splits)
     per_split = triton.cdiv(per_split, block_n) * block_n
     splits = max(1, triton.cdiv(s, per_split))
-    kpm = key_padding_mask.to(torch.uint8).contiguous() if key_padding_mask is not None else out
+    kpm = out  # any valid pointer; never read without a mask
+    if key_padding_mask is not None:  # bool and uint8 share their bytes: a view, not a launch per call
+        kpm = key_padding_mask if key_padding_mask.stride(-1) == 1 else key_padding_mask.contiguous()
+        kpm = kpm.view(torch.uint8)
     if splits == 1:
         dst, lse = out, out
     else:
@@ -191,12 +224,9 @@ def flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal
         BLOCK_DV=max(16, triton.next_power_of_2(dv)), num_warps=warps, num_stages=stages,
     )
     if splits > 1:
-        # Combine: weights 2^(lse_i − max) over the splits; a row with no key anywhere stays 0.
-        lse = lse.view(splits, bsz, h, t).permute(0, 1, 3, 2)  # (splits, B, T, H)
-        top = lse.amax(0)
-        top = torch.where(torch.isinf(top), torch.zeros_like(top), top)
-        wts = torch.exp2(lse - top)
-        den = wts.sum(0)
-        comb = (dst * wts[..., None]).sum(0) / torch.where(den > 0, den, torch.ones_like(den))[..., None]
-        out.copy_(comb)
+        _combine_kernel[(t, bsz * h)](
+            dst, lse, out, t, h, splits, dst.stride(0), dst.stride(1), dst.stride(2), dst.stride(3),
+            lse.stride(0), out.stride(0), out.stride(1), out.stride(2),
+            DV=dv, BLOCK_S=max(2, triton.next_power_of_2(splits)), BLOCK_DV=max(16, triton.next_power_of_2(dv)),
+        )
     return out

@@ -28,7 +28,7 @@ import triton.language as tl
 from slt_hw.contract import OFFSET_BLOCK_WORDS, WORD_BITS, Dist, Key, check_geometry, check_scale, words_per_row
 
 from .contract import FREE, LOCKED, expand_bits, freeze_tile, sign_word, weight_tile
-from .materialize import _check_key, _check_thresholds, _table
+from .materialize import _check_key, _check_thresholds, _const, _table
 
 __all__ = ["linear_frozen", "linear_planes"]
 
@@ -188,6 +188,33 @@ def _gemv_kernel(
                bits_ptr, offsets_ptr, M, K, Kp, W, NB, row_begin, row_end, R, plane_stride, K_PER_SPLIT,
                stride_xm, stride_os, stride_om, k0, k1, scale, fk0, fk1, prune_thr, lock_thr,
                DIST, FROZEN, C, HAS_BIAS, UNIT, BLOCK_M, BLOCK_N, BLOCK_K)
+
+
+@triton.jit
+def _reduce_splits_kernel(part_ptr, bias_ptr, out_ptr, SPLITS, NUMEL, R, HAS_BIAS: tl.constexpr,
+                          BLOCK: tl.constexpr):
+    """out = Σ_s part[s] (+ bias[column]) in out's dtype, part (SPLITS, M, R) and out (M, R)
+    contiguous: a split-K GEMV's second pass in one launch (torch's sum, add and cast were three)."""
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    ok = offs < NUMEL
+    acc = tl.zeros((BLOCK,), dtype=tl.float32)
+    ptrs = part_ptr + offs
+    for _ in range(0, SPLITS):
+        acc += tl.load(ptrs, mask=ok, other=0.0)
+        ptrs += NUMEL  # pointer arithmetic is 64-bit
+    if HAS_BIAS:
+        acc += tl.load(bias_ptr + offs % R, mask=ok, other=0.0).to(tl.float32)
+    tl.store(out_ptr + offs, acc.to(out_ptr.dtype.element_ty), mask=ok)
+
+
+def _reduce_splits(part: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor) -> torch.Tensor:
+    """Sum the (splits, M, R) float32 partial products of a split-K GEMV into out (M, R)."""
+    numel = out.numel()
+    block = 1024
+    _reduce_splits_kernel[(triton.cdiv(numel, block),)](
+        part, part if bias is None else bias.contiguous(), out, part.shape[0], numel, out.shape[-1],
+        HAS_BIAS=bias is not None, BLOCK=block)
+    return out
 
 
 # --------------------------------------------------------------------------- GEMM
@@ -404,12 +431,7 @@ def _launch(x2, bias, n, k, rows, dist, scale, key, planes, coat_scales, plane_s
                    x2.stride(0), part.stride(0) if splits > 1 else 0, part.stride(-2),
                    *contract, DIST=dist.code, FROZEN=frozen, C=c, HAS_BIAS=has_bias and splits == 1, UNIT=unit,
                    BLOCK_M=block_m, **fixed)
-        if splits == 1:
-            return out
-        y = part.sum(0)
-        if has_bias:
-            y = y + bias.to(torch.float32)
-        return y.to(x2.dtype)
+        return out if splits == 1 else _reduce_splits(part, bias, out)
     precision = "ieee" if x2.dtype == torch.float32 else "tf32"
     kern, fixed = _kernel("gemm")
     grid = lambda meta: (triton.cdiv(mrows, meta["BLOCK_M"]) * triton.cdiv(r, meta["BLOCK_N"]),)  # noqa: E731
@@ -452,7 +474,7 @@ def linear_planes(x: torch.Tensor, planes: torch.Tensor, coat_scales: torch.Tens
     r = _check_rows(rows, n)
     _check_bias(bias, r[1] - r[0], planes.device)
     planes = planes.contiguous()
-    dummy = torch.zeros(1, dtype=torch.int64, device=planes.device)
+    dummy = _const(planes.device, torch.int64)
     y = _launch(x2, bias, n, in_features, r, dist, s, key, planes, coat_scales.contiguous(), n * w, c,
                 dummy, dummy, Key(0, 0), 0, 0, False, path, split_k)
     return y.reshape(*x.shape[:-1], r[1] - r[0])
@@ -490,9 +512,8 @@ def linear_frozen(x: torch.Tensor, free_bits: torch.Tensor, offsets: torch.Tenso
     _check_bias(bias, r[1] - r[0], device)
     free_bits = free_bits.reshape(-1).contiguous()
     if free_bits.numel() == 0:  # no free weight: every load is masked, but keep a valid pointer
-        free_bits = torch.zeros(1, dtype=torch.int32, device=device)
-    dummy_planes = torch.zeros(1, dtype=torch.int32, device=device)
-    dummy_g = torch.ones(1, dtype=torch.float32, device=device)
-    y = _launch(x2, bias, n, in_features, r, dist, s, key, dummy_planes, dummy_g, 0, 1,
-                free_bits, offsets.contiguous(), fkey, prune_thr, lock_thr, True, path, split_k)
+        free_bits = _const(device, torch.int32)
+    no_planes, unit_coat = _const(device, torch.int32), _const(device, torch.float32, 1.0)
+    y = _launch(x2, bias, n, in_features, r, dist, s, key, no_planes, unit_coat, 0, 1, free_bits,
+                offsets.contiguous(), fkey, prune_thr, lock_thr, True, path, split_k)
     return y.reshape(*x.shape[:-1], r[1] - r[0])

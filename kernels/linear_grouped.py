@@ -13,6 +13,7 @@ the tile body); slt_hw.mha falls back to one launch per projection otherwise.
 from __future__ import annotations
 
 import struct
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import torch
@@ -27,9 +28,10 @@ from .linear import (
     _gemm_tile,
     _gemv_plan,
     _gemv_tile,
+    _reduce_splits,
     _select,
 )
-from .materialize import _table
+from .materialize import _const, _table
 
 __all__ = ["MAX_GROUPS", "groupable", "linear_grouped"]
 
@@ -112,6 +114,58 @@ def _f32_bits(v: float) -> int:
     return struct.unpack("<i", struct.pack("<f", v))[0]
 
 
+def _content_key(t: torch.Tensor | None):
+    """What identifies a tensor's current contents: storage, in-place version, layout. None when
+    that cannot be known (an inference tensor keeps no version counter)."""
+    if t is None:
+        return ()
+    if t.is_inference():
+        return None
+    return (t.data_ptr(), t._version, t.dtype, tuple(t.shape), t.stride())
+
+
+_TABLES: OrderedDict[tuple, tuple] = OrderedDict()
+_TABLES_MAX = 64
+
+
+def _tables(packed, biases, frozen: bool, w: int, device: torch.device):
+    """The launch's small device tables: per-weight scalars (int32), coat scales and biases
+    (float32, concatenated; bias None if there is none). Built once per distinct set of weights
+    and biases, then reused: rebuilding them was an H2D copy plus two or three launches per
+    call, as many as the projection itself at decode. The key holds every scalar and the
+    contents key (storage, version) of every copied tensor, so an in-place change to a bias or a
+    coat scale rebuilds them; the entry keeps those tensors alive so their storage cannot be
+    reused under the same key."""
+    meta, ns = [], []
+    for p in packed:
+        fk = p.freeze_key if frozen else p.key
+        meta += [_i32(p.key.k0), _i32(p.key.k1), _i32(fk.k0), _i32(fk.k1), _f32_bits(p.scale),
+                 p.prune_threshold if frozen else 0, p.lock_threshold if frozen else 0, p.out_features,
+                 sum(ns), 0 if frozen else p.out_features * w]
+        ns.append(p.out_features)
+    sources = [] if frozen else [p.coat_scales for p in packed]
+    sources += [b for b in biases if b is not None]
+    contents = tuple(_content_key(t) for t in sources)
+    key = (device, frozen, tuple(meta), tuple(b is not None for b in biases), contents)
+    cacheable = None not in contents
+    hit = _TABLES.get(key) if cacheable else None
+    if hit is not None:
+        _TABLES.move_to_end(key)
+        return hit[:3]
+    meta_t = torch.tensor(meta, dtype=torch.int32).to(device, non_blocking=True)
+    coat_t = (_const(device, torch.float32, 1.0).expand(len(packed)).contiguous() if frozen
+              else torch.cat([p.coat_scales for p in packed]).contiguous())
+    bias_t = None
+    if any(b is not None for b in biases):
+        bias_t = torch.cat([torch.zeros(n, device=device) if b is None else b.to(torch.float32)
+                            for b, n in zip(biases, ns, strict=True)])
+    if cacheable:
+        _TABLES[key] = (meta_t, coat_t, bias_t, sources)
+        if len(_TABLES) > _TABLES_MAX:
+            _TABLES.popitem(last=False)
+    return meta_t, coat_t, bias_t
+
+
 def groupable(packed: Sequence[PackedWeight]) -> str | None:
     """None if `packed` can share one launch, else why not."""
     if not 1 <= len(packed) <= MAX_GROUPS:
@@ -162,33 +216,22 @@ def linear_grouped(x: torch.Tensor, packed: Sequence[PackedWeight],
     c = 1 if frozen else p0.num_coats
     w = words_per_row(k)
     nb = triton.cdiv(w, OFFSET_BLOCK_WORDS)
-    cols = [sum(ns[:i]) for i in range(len(ns))]
-    meta, planes, bits, offs, coats = [], [], [], [], []
-    dummy_i32 = torch.zeros(1, dtype=torch.int32, device=device)
-    dummy_i64 = torch.zeros(1, dtype=torch.int64, device=device)
-    for p, col in zip(packed, cols, strict=True):
-        fk = p.freeze_key if frozen else p.key
-        meta += [_i32(p.key.k0), _i32(p.key.k1), _i32(fk.k0), _i32(fk.k1), _f32_bits(p.scale),
-                 p.prune_threshold if frozen else 0, p.lock_threshold if frozen else 0, p.out_features, col,
-                 0 if frozen else p.out_features * w]
+    meta_t, coat_t, bias_t = _tables(packed, biases, frozen, w, device)
+    planes, bits, offs = [], [], []
+    for p in packed:  # passed by pointer: views of the weights' own tensors, never copies kept
         if frozen:
             fb = p.free_bits.reshape(-1).contiguous()
-            planes.append(dummy_i32)
-            bits.append(fb if fb.numel() else dummy_i32)
+            planes.append(_const(device, torch.int32))
+            bits.append(fb if fb.numel() else _const(device, torch.int32))
             offs.append(p.offsets.contiguous())
-            coats.append(torch.ones(1, dtype=torch.float32, device=device))
         else:
             planes.append(p.planes.contiguous())
-            bits.append(dummy_i32)
-            offs.append(dummy_i64)
-            coats.append(p.coat_scales)
+            bits.append(_const(device, torch.int32))
+            offs.append(_const(device, torch.int64))
     pad = MAX_GROUPS - len(packed)
     planes, bits, offs = planes + planes[:1] * pad, bits + bits[:1] * pad, offs + offs[:1] * pad
-    meta_t = torch.tensor(meta, dtype=torch.int32).to(device, non_blocking=True)
-    coat_t = torch.cat(coats).contiguous()
-    has_bias = any(b is not None for b in biases)
-    bias_t = (torch.cat([torch.zeros(n, device=device) if b is None else b.to(torch.float32)
-                         for b, n in zip(biases, ns, strict=True)]) if has_bias else coat_t)
+    has_bias = bias_t is not None
+    bias_t = coat_t if bias_t is None else bias_t  # any valid pointer; never read
     table = _table(device)
     dist = p0.dist
     unit = dist is Dist.SIGNED_CONSTANT and not frozen and c == 1
@@ -207,10 +250,7 @@ def linear_grouped(x: torch.Tensor, packed: Sequence[PackedWeight],
                    DIST=dist.code, FROZEN=frozen, C=c, HAS_BIAS=has_bias and splits == 1, UNIT=unit,
                    BLOCK_M=max(1, triton.next_power_of_2(m)), **fixed)
         if splits > 1:
-            y = part.sum(0)
-            if has_bias:
-                y = y + bias_t
-            out = y.to(x.dtype)
+            _reduce_splits(part, bias_t if has_bias else None, out)
     else:
         precision = "ieee" if x2.dtype == torch.float32 else "tf32"
         kern, fixed = _kernel("gemm")

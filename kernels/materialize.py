@@ -119,6 +119,20 @@ def _table(device: torch.device) -> torch.Tensor:
     return t
 
 
+_CONSTS: dict[tuple, torch.Tensor] = {}
+
+
+def _const(device: torch.device, dtype: torch.dtype, value: float = 0) -> torch.Tensor:
+    """A one-element tensor holding `value`, made once per device: the pointer of an argument a
+    kernel never reads, or a unit coat scale, without an allocation and a fill launch per call
+    (at decode a call's host cost is its launches). Read-only: kernels never write it."""
+    key = (device, dtype, value)
+    t = _CONSTS.get(key)
+    if t is None:
+        t = _CONSTS[key] = torch.full((1,), value, dtype=dtype, device=device)
+    return t
+
+
 def _device(device) -> torch.device:
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -238,7 +252,7 @@ def materialize_frozen(key: Key, fkey: Key, n: int, k: int, dist: Dist | str, sc
     device = free_bits.device
     free_bits = free_bits.reshape(-1).contiguous()
     if free_bits.numel() == 0:  # no free weight: every load is masked, but keep a valid pointer
-        free_bits = torch.zeros(1, dtype=torch.int32, device=device)
+        free_bits = _const(device, torch.int32)
     offsets = offsets.contiguous()
     bn, _ = _blocks(block_n, None, 4, OFFSET_BLOCK)
     kp = w * WORD_BITS

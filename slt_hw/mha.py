@@ -79,7 +79,10 @@ class KVCache:
         self.v[:, lo:hi] = v
         if key_padding_mask is not None:
             self.pad[:, lo:hi] = key_padding_mask
-            self._padded = self._padded or bool(key_padding_mask.any())
+            # Asking a GPU whether anything is padded would stall the host every decode step:
+            # there, a given mask counts as padding (the kernels apply it either way).
+            if not self._padded:
+                self._padded = bool(key_padding_mask.any()) if key_padding_mask.device.type == "cpu" else True
         self.length = hi
         return self.k[:, :hi], self.v[:, :hi], (self.pad[:, :hi] if self._padded else None)
 

@@ -27,7 +27,8 @@ SCRIPT = textwrap.dedent("""
         types = {"x_ptr": "*" + act, "out_ptr": "*" + out, "bias_ptr": "*fp32", "table_ptr": "*fp32",
                  "planes_ptr": "*i32", "coat_ptr": "*fp32", "bits_ptr": "*i32", "offsets_ptr": "*i64",
                  "scale": "fp32", "meta_ptr": "*i32", "q_ptr": "*" + act, "k_ptr": "*" + act, "v_ptr": "*" + act,
-                 "o_ptr": "*" + out, "lse_ptr": "*fp32", "kpm_ptr": "*u8", "qk_scale": "fp32"}
+                 "o_ptr": "*" + out, "lse_ptr": "*fp32", "kpm_ptr": "*u8", "qk_scale": "fp32",
+                 "part_ptr": "*fp32"}
         types.update({f"{p}{i}": t for p, t in (("planes", "*i32"), ("bits", "*i32"), ("offs", "*i64"))
                       for i in range(3)})
         sig, cx = {}, {}
@@ -66,6 +67,9 @@ SCRIPT = textwrap.dedent("""
     build(A._attn_kernel, "fp16", "fp32", dict(D=80, DV=64, CAUSAL=True, HAS_KPM=False, SPLIT=True,
                                                PRECISION="tf32", BLOCK_M=16, BLOCK_N=128, BLOCK_D=128,
                                                BLOCK_DV=64), 4)
+    # The split runs' second passes: split-K sum (+ bias, cast) and the attention combine.
+    build(L._reduce_splits_kernel, "bf16", "bf16", dict(HAS_BIAS=True, BLOCK=1024), 4)
+    build(A._combine_kernel, "bf16", "bf16", dict(DV=128, BLOCK_S=32, BLOCK_DV=128), 4)
     print("OK")
 """)
 

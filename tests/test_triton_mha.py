@@ -6,6 +6,7 @@ reference. Without a GPU tests/conftest.py selects Triton's interpreter, so shap
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 
@@ -13,6 +14,7 @@ triton = pytest.importorskip("triton")
 
 import torch  # noqa: E402
 from packing import random_packed  # noqa: E402
+from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 
 from slt_hw import ops  # noqa: E402
 from slt_hw.kernels import linear_grouped  # noqa: E402
@@ -100,6 +102,7 @@ CASES = [  # (B, T, S, H, D, DV, causal, padded, splits)
     (2, 1, 37, 2, 128, 128, True, True, 3),  # decode step, split over the keys
     (1, 4, 50, 2, 64, 32, True, True, None),  # prefill chunk after cached keys
     (3, 7, 7, 2, 32, 32, False, True, 2),
+    (2, 5, 70, 3, 32, 48, True, True, 3),  # several queries over 3 key splits (the combine kernel's T axis)
 ]
 
 
@@ -193,3 +196,111 @@ def test_fused_prefill_then_decode_equals_one_prefill(fmt):
             steps.append(slt_mha(x[:, i:i + 1], q, k, v, o, h, causal=True, key_padding_mask=kpm[:, i:i + 1],
                                  cache=cache, backend="triton"))
     _close(torch.cat(steps, 1), whole, torch.float32)
+
+
+# ---------------------------------------------------------------------- a decode step's launches
+
+INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
+# Ops that allocate or re-view memory: no device work, no launch of their own.
+_NO_LAUNCH = {"view", "_unsafe_view", "slice", "select", "as_strided", "detach", "alias", "t", "transpose",
+              "unsqueeze", "squeeze", "expand", "empty", "empty_strided", "new_empty", "set_", "lift_fresh"}
+
+
+class _DeviceWork(TorchDispatchMode):
+    """Records the Triton kernels a call launches and the torch ops it runs outside them (ops
+    run by the interpreter inside a kernel are its own machinery, not launches)."""
+
+    def __init__(self):
+        super().__init__()
+        self.kernels, self.ops, self._inside = [], [], 0
+
+    def __enter__(self):
+        import triton.runtime.interpreter as interp
+
+        self._grid_call = interp.GridExecutor.__call__
+
+        def call(grid_self, *args, **kwargs):
+            self.kernels.append(grid_self.fn.__name__)
+            self._inside += 1
+            try:
+                return self._grid_call(grid_self, *args, **kwargs)
+            finally:
+                self._inside -= 1
+
+        interp.GridExecutor.__call__ = call
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        import triton.runtime.interpreter as interp
+
+        interp.GridExecutor.__call__ = self._grid_call
+        return super().__exit__(*exc)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        if not self._inside and name not in _NO_LAUNCH:
+            self.ops.append(name)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.skipif(not INTERPRETED, reason="counts launches through Triton's interpreter")
+@pytest.mark.parametrize("splits", [False, True])
+def test_decode_step_launches_only_its_kernels_and_cache_writes(monkeypatch, splits):
+    """A decode step is host-bound: every extra launch costs about as much as the projection
+    itself. Once its tables are cached it runs the grouped Q/K/V kernel (plus one split-K sum
+    when K is split), the attention kernel (plus one combine kernel when the keys are split)
+    and the O projection, and writes K, V and the padding into the cache: nothing else."""
+    from slt_hw.kernels import attention
+
+    if splits:  # as on a large GPU: the 1100-wide projections and the 41 keys get split
+        monkeypatch.setattr(attention, "_num_sms", lambda device: 64)
+        monkeypatch.setattr(attention, "_MIN_SPLIT_KEYS", 16)
+    monkeypatch.setattr(linear_grouped, "_gemv_plan", lambda m, rows, k, device, split_k: (2, 1024) if splits
+                        else (1, 2048))
+    h, d, e, t = 2, 16, 1100, 40
+    q, k, v, o = _mha_weights("binary", "signed_constant", e, h, d, d)
+    x = torch.randn(2, t + 1, e, device=DEVICE)
+    kpm = torch.zeros(2, t + 1, dtype=torch.bool, device=DEVICE)
+    kpm[1, 0] = True
+    bias = (torch.randn(h * d, device=DEVICE), None, torch.randn(h * d, device=DEVICE), torch.randn(e, device=DEVICE))
+    cache = KVCache(2, h, 64, d, device=DEVICE)
+    with torch.no_grad():
+        got = [slt_mha(x[:, :t], q, k, v, o, h, causal=True, key_padding_mask=kpm[:, :t], cache=cache, bias=bias,
+                       backend="triton")]
+        step = x[:, t:].contiguous()
+        with _DeviceWork() as work:
+            got.append(slt_mha(step, q, k, v, o, h, causal=True, key_padding_mask=kpm[:, t:], cache=cache,
+                               bias=bias, backend="triton"))
+        want = slt_mha_reference(x, q, k, v, o, h, causal=True, key_padding_mask=kpm, bias=bias)
+    _close(torch.cat(got, 1), want, torch.float32)
+    if splits:
+        assert work.kernels == ["_gemv_grouped_kernel", "_reduce_splits_kernel", "_attn_kernel", "_combine_kernel",
+                                "_gemv_kernel"]
+    else:
+        assert work.kernels == ["_gemv_grouped_kernel", "_attn_kernel", "_gemv_kernel"]
+    assert work.ops == ["copy_", "copy_", "copy_"]  # the cache's K, V and padding writes
+
+
+def test_grouped_tables_follow_in_place_changes():
+    """The grouped launch's cached tables (scalars, coat scales, biases) are rebuilt when a bias
+    or a coat scale changes in place, and reused otherwise."""
+    ps = [_pw("multicoat", "normal", 16, 40, name) for name in "abc"]
+    bias = [torch.randn(16, device=DEVICE), None, torch.randn(16, device=DEVICE)]
+    x = torch.randn(3, 40, device=DEVICE)
+
+    def want():
+        return torch.cat([ops.slt_linear_reference(x, p, b) for p, b in zip(ps, bias, strict=True)], -1)
+
+    _close(linear_grouped.linear_grouped(x, ps, bias), want(), torch.float32)
+    before = len(linear_grouped._TABLES)
+    _close(linear_grouped.linear_grouped(x, ps, bias), want(), torch.float32)
+    assert len(linear_grouped._TABLES) == before  # reused
+    with torch.no_grad():
+        bias[2].mul_(-3.0)
+        ps[1].coat_scales.mul_(0.5)
+    _close(linear_grouped.linear_grouped(x, ps, bias), want(), torch.float32)
+    with torch.inference_mode():  # inference tensors keep no version: never cached, still right
+        b_inf = torch.randn(16, device=DEVICE)
+        got = linear_grouped.linear_grouped(x, ps, [b_inf, None, None])
+    _close(got, torch.cat([ops.slt_linear_reference(x, ps[0], b_inf), *(ops.slt_linear_reference(x, p)
+                                                                        for p in ps[1:])], -1), torch.float32)
