@@ -304,33 +304,59 @@ using WordWeights = bool (*)(const RowDesc&, int64_t, int64_t, __m256*);
 #include "linear_pick.inc"
 
 // ---------------------------------------------------------------------------- large batch
-// A 4 x 3 register-blocked kernel (4 activation rows, 3 weight rows) does 12 FMAs per 7 loads.
-constexpr int64_t kMr = 4, kNr = 3;
+// Outer-product micro-kernel (BLIS-style): 6 activation rows x a panel of 16 weight rows, 12 ymm
+// accumulators. Per column k, two loads of the k-major panel and six broadcasts of x feed 12
+// FMAs, and the 6 x 16 tile is added to y with no horizontal sums. (The dot-product form it
+// replaced, 4 x 3 rows with 12 FMAs per 7 vector loads and a horizontal sum per output, ran at
+// 65-78 % of this core's FMA peak; this one: see docs/benchmarks.md.)
+constexpr int64_t kMr = 6, kPanel = 16;
 
-template <int MR, int NR>
-void micro(const float* xp, int64_t Kp, const float* wb, int64_t len, float* out /* MR x NR */) {
-  __m256 acc[MR][NR];
-  for (int r = 0; r < MR; ++r)
-    for (int c = 0; c < NR; ++c) acc[r][c] = _mm256_setzero_ps();
-  for (int64_t k = 0; k < len; k += 8) {
-    __m256 wv[NR];
-    for (int c = 0; c < NR; ++c) wv[c] = _mm256_load_ps(wb + c * kBlockCols + k);
+template <int MR>
+void micro_panel(const float* xp, int64_t Kp, const float* panel, int64_t len, float* y, int64_t ldy, int64_t nr) {
+  __m256 acc[MR][2];
+  for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+  for (int64_t k = 0; k < len; ++k) {
+    const __m256 w0 = _mm256_load_ps(panel + kPanel * k), w1 = _mm256_load_ps(panel + kPanel * k + 8);
     for (int r = 0; r < MR; ++r) {
-      const __m256 xv = _mm256_loadu_ps(xp + r * Kp + k);
-      for (int c = 0; c < NR; ++c) acc[r][c] = _mm256_fmadd_ps(xv, wv[c], acc[r][c]);
+      const __m256 xv = _mm256_broadcast_ss(xp + r * Kp + k);
+      acc[r][0] = _mm256_fmadd_ps(xv, w0, acc[r][0]);
+      acc[r][1] = _mm256_fmadd_ps(xv, w1, acc[r][1]);
     }
   }
+  // Spilled once here, not per k: with the y update in this loop, GCC kept acc in memory.
+  alignas(32) float t[MR][kPanel];
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r) {
+    _mm256_store_ps(t[r], acc[r][0]);
+    _mm256_store_ps(t[r] + 8, acc[r][1]);
+  }
   for (int r = 0; r < MR; ++r)
-    for (int c = 0; c < NR; ++c) out[r * NR + c] = hsum(acc[r][c]);
+    for (int64_t c = 0; c < nr; ++c) y[r * ldy + c] += t[r][c];
 }
 
-using Micro = void (*)(const float*, int64_t, const float*, int64_t, float*);
-constexpr Micro kMicro[kMr + 1][kNr + 1] = {
-    {nullptr, nullptr, nullptr, nullptr},
-    {nullptr, micro<1, 1>, micro<1, 2>, micro<1, 3>},
-    {nullptr, micro<2, 1>, micro<2, 2>, micro<2, 3>},
-    {nullptr, micro<3, 1>, micro<3, 2>, micro<3, 3>},
-    {nullptr, micro<4, 1>, micro<4, 2>, micro<4, 3>}};
+using MicroPanel = void (*)(const float*, int64_t, const float*, int64_t, float*, int64_t, int64_t);
+constexpr MicroPanel kMicroPanel[kMr + 1] = {nullptr,        micro_panel<1>, micro_panel<2>, micro_panel<3>,
+                                             micro_panel<4>, micro_panel<5>, micro_panel<6>};
+
+// dst[8 k + j] = src[j * ld + k] for an 8 x 8 tile: rows of src become columns of dst.
+inline void transpose8(const float* src, int64_t ld, float* dst, int64_t ldd) {
+  __m256 r[8], t[8];
+  for (int i = 0; i < 8; ++i) r[i] = _mm256_load_ps(src + i * ld);
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 8; i += 4) {
+    r[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+    r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+    r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+  }
+  for (int i = 0; i < 4; ++i) {
+    _mm256_store_ps(dst + i * ldd, _mm256_permute2f128_ps(r[i], r[i + 4], 0x20));
+    _mm256_store_ps(dst + (i + 4) * ldd, _mm256_permute2f128_ps(r[i], r[i + 4], 0x31));
+  }
+}
 
 // Row n's effective weights for words [w0, w1) into dst (32 (w1 - w0) floats).
 bool build_block(const LinearProblem& p, int64_t n, uint32_t w0, uint32_t w1, uint32_t* desc, float* dst) {
@@ -391,7 +417,51 @@ int32_t build_tile_i8(const uint32_t* sw, const uint32_t* mw, int64_t words, int
   return sum;
 }
 
+#define SLT_HW_OWN_GEMM_ROWS  // the panel GEMM below
 #include "linear_blocked.inc"
+
+// Rows [n, n + 16) (those below n1; the rest zero) of words [w0, w1) as a k-major panel:
+// panel[16 k + j] = W[n + j][32 w0 + k]. Built 8 rows at a time into `stage`, then transposed.
+bool build_panel(const LinearProblem& p, int64_t n, int64_t n1, uint32_t w0, uint32_t w1, uint32_t* desc,
+                 float* stage, float* panel) {
+  const int64_t len = 32 * int64_t(w1 - w0);
+  for (int64_t half = 0; half < 2; ++half) {
+    for (int64_t j = 0; j < 8; ++j) {
+      const int64_t row = n + 8 * half + j;
+      if (row < n1) {
+        if (!build_block(p, row, w0, w1, desc, stage + j * kBlockCols)) return false;
+      } else {
+        for (int64_t k = 0; k < len; k += 8) _mm256_store_ps(stage + j * kBlockCols + k, _mm256_setzero_ps());
+      }
+    }
+    for (int64_t k = 0; k < len; k += 8) transpose8(stage + k, kBlockCols, panel + kPanel * k + 8 * half, kPanel);
+  }
+  return true;
+}
+
+// The panels of all the task's rows (192 KiB) are built once per 1024-column block and streamed
+// from L2 past kMr activation rows held in L1.
+bool gemm_rows(const LinearProblem& p, const float* xp, float* scratch, int64_t n0, int64_t n1) {
+  const int64_t W = (p.K + 31) / 32, Kp = 32 * W;
+  // scratch: kTaskRows panel rows (64-byte aligned), 8 staging rows, one block's descriptor
+  float* panels = align64<float>(scratch);
+  float* stage = panels + kTaskRows * kBlockCols;
+  uint32_t* desc = reinterpret_cast<uint32_t*>(stage + 8 * kBlockCols);
+  for (int64_t n = n0; n < n1; ++n)
+    for (int64_t m = 0; m < p.M; ++m) p.y[m * p.ldy + n - p.row_begin] = p.bias ? p.bias[n - p.row_begin] : 0.0f;
+  for (int64_t w0 = 0; w0 < W; w0 += kBlockWords) {
+    const int64_t w1 = w0 + kBlockWords < W ? w0 + kBlockWords : W, len = 32 * (w1 - w0);
+    for (int64_t n = n0; n < n1; n += kPanel)
+      if (!build_panel(p, n, n1, uint32_t(w0), uint32_t(w1), desc, stage, panels + (n - n0) * kBlockCols)) return false;
+    for (int64_t m = 0; m < p.M; m += kMr) {
+      const int64_t mr = p.M - m < kMr ? p.M - m : kMr;
+      for (int64_t n = n0; n < n1; n += kPanel)
+        kMicroPanel[mr](xp + m * Kp + 32 * w0, Kp, panels + (n - n0) * kBlockCols, len,
+                        p.y + m * p.ldy + n - p.row_begin, p.ldy, n1 - n < kPanel ? n1 - n : kPanel);
+    }
+  }
+  return true;
+}
 
 }  // namespace
 
