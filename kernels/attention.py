@@ -92,7 +92,6 @@ def _attn_kernel(
         tl.store(lse_ptr + split * slse_split + bh.to(tl.int64) * T + offs_m, lse, mask=m_ok)
 
 
-
 @triton.jit
 def _combine_kernel(
     part_ptr, lse_ptr, o_ptr, T, H, SPLITS,
