@@ -132,6 +132,13 @@ def test_transformer_slt_quick(tmp_path):
     # even at n = 16 the construction's masks beat the residual path alone (output = input)
     assert all(float(r["mean"]) < float(r["residual_only"]) for r in milp)
     assert (tmp_path / "error_vs_blocks.png").stat().st_size > 0
+    # --resume --rerun-edge-popup: the CSV's MILP rows read back as they were, Edge-Popup run again
+    milp_rows = [r for r in _rows(tmp_path / "transformer.csv") if r["method"] == "milp"]
+    assert mod.main(["--quick", "--out", str(tmp_path), "--resume", "--rerun-edge-popup", "--ep-sources", "2"]) == 0
+    rows = _rows(tmp_path / "transformer.csv")
+    assert [r for r in rows if r["method"] == "milp"] == milp_rows
+    ep = [r for r in _rows(tmp_path / "transformer_summary.csv") if r["method"] == "edge_popup"]
+    assert ep and all(int(r["sources"]) == 2 for r in ep)
 
 
 def test_two_layers_for_one_construction():

@@ -181,6 +181,7 @@ def error(pred: torch.Tensor, ref: torch.Tensor) -> float:
 
 EP_LR = 0.01  # Adam on the scores, cosine-annealed to 0 (0.05 without a schedule diverged at n >= 40)
 EP_SPARSITY = (0.5, 0.9)  # Edge-Popup runs at 50 % and 10 % kept by default
+SOURCES, EP_SOURCES = (20, 3), (5, 1)  # per point: (default, --quick)
 
 
 def train_scores(model: torch.nn.Module, forward, x_train: torch.Tensor, y_train: torch.Tensor, steps: int,
@@ -223,6 +224,48 @@ def run_tasks(fn, tasks: list, workers: int) -> list:
         return pool.map(fn, tasks, chunksize=1)
 
 
+def add_sweep_args(p: argparse.ArgumentParser, *, out: str, sources: tuple[int, int], ep_sources: tuple[int, int],
+                   tol: float, resume: str) -> None:
+    """The options of a MILP-vs-Edge-Popup sweep (this script and transformer_slt.py).
+    sources, ep_sources: (default, --quick default) per point."""
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--out", default=out)
+    p.add_argument("--sources", type=int, default=None,
+                   help=f"MILP sources per point (default {sources[0]}; quick {sources[1]})")
+    p.add_argument("--ep-sources", type=int, default=None,
+                   help=f"Edge-Popup sources per point (default {ep_sources[0]}; quick {ep_sources[1]})")
+    p.add_argument("--ep-sparsity", default=None,
+                   help="comma-separated Edge-Popup sparsities (fraction dropped; default 0.5,0.9; quick 0.9)")
+    p.add_argument("--workers", type=int, default=None, help="processes for the sources (default 2; quick 1)")
+    p.add_argument("--time-limit", type=float, default=0.5, help="seconds per subset-sum MILP")
+    p.add_argument("--tol", type=float, default=tol, help="stop a subset-sum MILP once |error| <= tol")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (0: leave as is)")
+    p.add_argument("--resume", action="store_true", help=resume)
+    p.add_argument("--rerun-edge-popup", action="store_true",
+                   help="with --resume: keep the CSV's MILP rows, run Edge-Popup again (--ep-sources, --ep-sparsity)")
+
+
+def sweep_settings(a: argparse.Namespace, sources: tuple[int, int], ep_sources: tuple[int, int]):
+    """(MILP sources, Edge-Popup sources, workers, Edge-Popup sparsities) from add_sweep_args'
+    options, their defaults and --quick; also sets torch's thread count."""
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    q = 1 if a.quick else 0
+    return (sources[q] if a.sources is None else a.sources, ep_sources[q] if a.ep_sources is None else a.ep_sources,
+            (1 if a.quick else 2) if a.workers is None else a.workers,
+            float_list(a.ep_sparsity) if a.ep_sparsity else ([0.9] if a.quick else list(EP_SPARSITY)))
+
+
+def read_rows(path: Path, ints: tuple[str, ...], floats: tuple[str, ...]) -> list[dict]:
+    """A sweep's results CSV, typed back. Edge-Popup rows of CSVs written before the sparsity
+    column get 0.5, the setting they ran at."""
+    with open(path) as f:
+        return [r | {k: int(r[k]) for k in ints} | {k: float(r[k]) for k in floats}
+                | {"sparsity": float(r["sparsity"]) if r.get("sparsity") else
+                   (0.5 if r["method"] == "edge_popup" else "")}
+                for r in csv.DictReader(f)]
+
+
 def _mha_task(task: tuple) -> dict:
     kind, n, s, sp = task
     c = _CTX
@@ -252,33 +295,16 @@ def fit(ns: np.ndarray, eps: np.ndarray) -> tuple[float, float]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--out", default="paper-out/mha_slt")
-    p.add_argument("--sources", type=int, default=None, help="random sources per n (default 20; quick 3)")
-    p.add_argument("--ep-sources", type=int, default=None, help="Edge-Popup sources per n (default 5; quick 1)")
-    p.add_argument("--ep-sparsity", default=None,
-                   help="comma-separated Edge-Popup sparsities (fraction dropped; default 0.5,0.9; quick 0.9)")
-    p.add_argument("--workers", type=int, default=None, help="processes for the sources (default 2; quick 1)")
-    p.add_argument("--time-limit", type=float, default=0.5, help="seconds per subset-sum MILP")
-    p.add_argument("--tol", type=float, default=1e-5, help="stop a subset-sum MILP once |error| <= tol")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (0: leave as is)")
-    p.add_argument("--resume", action="store_true", help="reuse --out/results.csv (skip the n sweep)")
-    p.add_argument("--rerun-edge-popup", action="store_true",
-                   help="with --resume: keep the CSV's MILP rows, run Edge-Popup again (--ep-sources, --ep-sparsity)")
+    add_sweep_args(p, out="paper-out/mha_slt", sources=SOURCES, ep_sources=EP_SOURCES, tol=1e-5,
+                   resume="reuse --out/results.csv (skip the n sweep)")
     a = p.parse_args(argv)
-    if a.threads:
-        torch.set_num_threads(a.threads)
+    sources, ep_sources, workers, ep_sps = sweep_settings(a, SOURCES, EP_SOURCES)
     if a.quick:
-        ns, sources, ep_sources, ep_ns, lens, epochs, samples, steps, n_test, workers = \
-            [8, 16, 32], 3, 1, [16], [4, 64], 3, 2000, 60, 200, 1
+        ns, ep_ns, lens, epochs, samples, steps, n_test = [8, 16, 32], [16], [4, 64], 3, 2000, 60, 200
     else:
-        ns, sources, ep_sources, ep_ns, lens, epochs, samples, steps, n_test, workers = \
-            [4, 8, 12, 16, 20, 30, 40, 60, 80, 100], 20, 5, [20, 40, 60, 100], \
-            [4, 16, 64, 256, 1024, 4096], 25, 10000, 400, 1000, 2
-    sources = a.sources if a.sources is not None else sources
-    ep_sources = a.ep_sources if a.ep_sources is not None else ep_sources
-    workers = a.workers if a.workers is not None else workers
-    ep_sps = float_list(a.ep_sparsity) if a.ep_sparsity else ([0.9] if a.quick else list(EP_SPARSITY))
+        ns, ep_ns, lens, epochs, samples, steps, n_test = \
+            [4, 8, 12, 16, 20, 30, 40, 60, 80, 100], [20, 40, 60, 100], [4, 16, 64, 256, 1024, 4096], 25, 10000, \
+            400, 1000
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -293,11 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     _CTX.update(tgt=tgt, x_train=x_train, x_test=x_test, ref=ref, steps=steps, time_limit=a.time_limit, tol=a.tol)
     ep_tasks = [("edge_popup", n, s, sp) for sp in ep_sps for n in ep_ns for s in range(ep_sources)]  # long first
     if a.resume and (out / "results.csv").exists():  # reuse a finished n-sweep, redo fit, T sweep, plots
-        with open(out / "results.csv") as f:
-            rows = [r | {"n": int(r["n"]), "source": int(r["source"]), "error": float(r["error"]),
-                         "sparsity": float(r["sparsity"]) if r.get("sparsity") else (0.5 if r["method"] ==
-                                                                                        "edge_popup" else "")}
-                    for r in csv.DictReader(f)]  # CSVs without the column: Edge-Popup at 50 %
+        rows = read_rows(out / "results.csv", ints=("n", "source"), floats=("error",))
         if a.rerun_edge_popup:
             rows = [r for r in rows if r["method"] != "edge_popup"] + run_tasks(_mha_task, ep_tasks, workers)
         ns = sorted({r["n"] for r in rows})

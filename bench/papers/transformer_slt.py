@@ -31,7 +31,6 @@ error_vs_blocks.png and transformer.txt to --out.
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import sys
 import time
@@ -41,17 +40,19 @@ import numpy as np
 import torch
 from mha_slt import (
     EP_LR,
-    EP_SPARSITY,
+    add_sweep_args,
     attention,
     attention_masks,
     error,
     merged,
+    read_rows,
     run_tasks,
     subset_sum,
+    sweep_settings,
     train_scores,
     with_token,
 )
-from paper_io import float_list, write_csv  # bench/papers/ is on sys.path when a script runs
+from paper_io import write_csv  # bench/papers/ is on sys.path when a script runs
 
 from slt_hw import data
 from slt_hw.nn.attention import SLTMultiheadAttention, SLTTransformerBlock
@@ -157,6 +158,7 @@ def transformer_edge_popup(blocks: int, n: int, seed: int, steps: int, samples: 
         return error(run(xte), yte), error(xte, yte)
 
 
+SOURCES, EP_SOURCES = (20, 2), (3, 1)  # per point: (default, --quick)
 _CTX: dict = {}  # set before the worker pool forks
 
 
@@ -189,30 +191,14 @@ def _task(task: tuple) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--out", default="paper-out/transformer_slt")
-    p.add_argument("--sources", type=int, default=None, help="MILP sources (= targets) per n (default 20; quick 2)")
-    p.add_argument("--ep-sources", type=int, default=None, help="Edge-Popup sources per point (default 3; quick 1)")
-    p.add_argument("--ep-sparsity", default=None,
-                   help="comma-separated Edge-Popup sparsities (fraction dropped; default 0.5,0.9; quick 0.9)")
-    p.add_argument("--workers", type=int, default=None, help="processes (default 2; quick 1)")
-    p.add_argument("--time-limit", type=float, default=0.5, help="seconds per subset-sum MILP")
-    p.add_argument("--tol", type=float, default=1e-4, help="stop a subset-sum MILP once |error| <= tol")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (0: leave as is)")
-    p.add_argument("--resume", action="store_true", help="reuse --out/transformer.csv: summary and plot only")
-    p.add_argument("--rerun-edge-popup", action="store_true",
-                   help="with --resume: keep the CSV's MILP rows, run Edge-Popup again (--ep-sources, --ep-sparsity)")
+    add_sweep_args(p, out="paper-out/transformer_slt", sources=SOURCES, ep_sources=EP_SOURCES, tol=1e-4,
+                   resume="reuse --out/transformer.csv: summary and plot only")
     a = p.parse_args(argv)
-    if a.threads:
-        torch.set_num_threads(a.threads)
+    sources, ep_sources, workers, ep_sps = sweep_settings(a, SOURCES, EP_SOURCES)
     if a.quick:
-        blocks, ns, sources, ep_sources, steps, n_test, workers = [1, 2], [16], 2, 1, 40, 200, 1
+        blocks, ns, steps, n_test = [1, 2], [16], 40, 200
     else:
-        blocks, ns, sources, ep_sources, steps, n_test, workers = [1, 2, 3, 4], [100, 225], 20, 3, 400, 1000, 2
-    sources = a.sources if a.sources is not None else sources
-    ep_sources = a.ep_sources if a.ep_sources is not None else ep_sources
-    workers = a.workers if a.workers is not None else workers
-    ep_sps = float_list(a.ep_sparsity) if a.ep_sparsity else ([0.9] if a.quick else list(EP_SPARSITY))
+        blocks, ns, steps, n_test = [1, 2, 3, 4], [100, 225], 400, 1000
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -220,12 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     tasks = [("edge_popup", n, s, b, sp) for sp in ep_sps for b in blocks for n in ns for s in range(ep_sources)]
     tasks += [("milp", n, s) for n in ns for s in range(sources)]
     if a.resume and (out / "transformer.csv").exists():
-        with open(out / "transformer.csv") as f:
-            rows = [r | {"blocks": int(r["blocks"]), "n": int(r["n"]), "source": int(r["source"]),
-                         "error": float(r["error"]), "residual_only": float(r["residual_only"]),
-                         "sparsity": float(r["sparsity"]) if r.get("sparsity") else
-                         (0.5 if r["method"] == "edge_popup" else "")}  # CSVs without the column: 50 %
-                    for r in csv.DictReader(f)]
+        rows = read_rows(out / "transformer.csv", ints=("blocks", "n", "source"), floats=("error", "residual_only"))
         if a.rerun_edge_popup:
             rows = [r for r in rows if r["method"] != "edge_popup"]
             rows += [r for rs in run_tasks(_task, [t for t in tasks if t[0] == "edge_popup"], workers) for r in rs]
