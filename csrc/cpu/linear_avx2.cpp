@@ -447,8 +447,7 @@ bool gemm_rows(const LinearProblem& p, const float* xp, float* scratch, int64_t 
   float* panels = align64<float>(scratch);
   float* stage = panels + kTaskRows * kBlockCols;
   uint32_t* desc = reinterpret_cast<uint32_t*>(stage + 8 * kBlockCols);
-  for (int64_t n = n0; n < n1; ++n)
-    for (int64_t m = 0; m < p.M; ++m) p.y[m * p.ldy + n - p.row_begin] = p.bias ? p.bias[n - p.row_begin] : 0.0f;
+  init_outputs(p, n0, n1);
   for (int64_t w0 = 0; w0 < W; w0 += kBlockWords) {
     const int64_t w1 = w0 + kBlockWords < W ? w0 + kBlockWords : W, len = 32 * (w1 - w0);
     for (int64_t n = n0; n < n1; n += kPanel)
