@@ -19,8 +19,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--design", action="append", help="preset name or YAML file (repeatable)")
     p.add_argument("--baseline", action="append",
                    help=f"designs to compare against (repeatable; default {', '.join(DEFAULT_BASELINES)})")
-    p.add_argument("--workload", default="resnet18", help="zoo name or topology CSV (default resnet18)")
+    p.add_argument("--workload", default="resnet18",
+                   help="zoo name, topology CSV or .slt checkpoint from `slt-hw find` (default resnet18)")
+    p.add_argument("--rows", type=int, default=1, help="batch rows a checkpoint workload runs on (default 1)")
+    p.add_argument("--input-shape", help="C,H,W of a checkpoint's input (needed for convolutions)")
     p.add_argument("--mode", default="analytical", choices=("analytical", "cycle"))
+    p.add_argument("--inferences", type=int, default=1,
+                   help="inferences in a stream: totals = first + (N-1) x steady state (default 1)")
+    p.add_argument("--no-residency", action="store_true",
+                   help="every layer cold: inputs from DRAM, outputs to DRAM, weights reloaded every inference")
+    p.add_argument("--iso-area", metavar="DESIGN",
+                   help="also compare every other design grown or shrunk to this design's silicon area")
+    p.add_argument("--spend", choices=("pes", "activations"), default="pes",
+                   help="with --iso-area: what the area difference buys (default pes)")
     p.add_argument("--format", choices=("binary", "multicoat", "frozen"),
                    help="re-mask every weight layer of the workload in this SLT format")
     p.add_argument("--density", type=float, default=0.3, help="with --format: kept fraction (default 0.3)")
@@ -35,25 +46,48 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, console: Console) -> int:
     if not console.is_terminal:  # the comparison table is wide
-        console = Console(width=160)
+        console = Console(width=180)
     try:
         if args.action:
             return _sweep(args, console)
         return _compare(args, console)
     except (ConfigError, ValueError) as e:
-        console.print(f"[red]error[/red]: {e}")
+        console.print(f"[red]error[/red]: {escape(str(e))}", highlight=False)
         return 2
+
+
+def _int_list(flag: str, text: str) -> tuple[int, ...]:
+    try:
+        vals = tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise ValueError(f"{flag}: expected comma-separated integers, got {text!r}") from None
+    if not vals or min(vals) < 1:
+        raise ValueError(f"{flag}: expected positive integers, got {text!r}")
+    return vals
 
 
 def _compare(args: argparse.Namespace, console: Console) -> int:
     from . import report
+    from .area import area, at_area
     from .engine import simulate
+    from .residency import smallest_weight_sram_kib
     from .workload import load_workload, with_format
 
+    if args.inferences < 1:
+        raise ValueError(f"--inferences: expected an int >= 1, got {args.inferences}")
+    if args.rows < 1:
+        raise ValueError(f"--rows: expected an int >= 1, got {args.rows}")
+    shape = _int_list("--input-shape", args.input_shape) if args.input_shape else None
     designs = [load_design(d) for d in (args.design or ["hiddenite"])]
     names = {d.name for d in designs}
     designs += [load_design(b) for b in (args.baseline or DEFAULT_BASELINES) if b not in names]
-    w = load_workload(args.workload)
+    if args.iso_area:
+        ref = load_design(args.iso_area)
+        target = area(ref).total
+        designs += [at_area(d, target, args.spend) for d in designs if d.name != ref.name]
+        if ref.name not in {d.name for d in designs}:
+            designs.append(ref)
+    w = load_workload(args.workload, args.rows, shape)
     if args.format:
         try:
             coats = tuple(float(c) for c in args.coat_densities.split(","))
@@ -62,12 +96,27 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
                 from None
         w = with_format(w, args.format, args.density, coats if args.format == "multicoat" else (),
                         args.free_fraction if args.format == "frozen" else 1.0)
-    results = [simulate(d, w, args.mode) for d in designs]
-    rows = [report.summary(d, w, r) for d, r in zip(designs, results, strict=True)]
+    res = not args.no_residency
+    results = [simulate(d, w, args.mode, residency=res) for d in designs]
+    rows = [report.summary(d, w, r, args.inferences) for d, r in zip(designs, results, strict=True)]
+    fits = []
+    for d, row in zip(designs, rows, strict=True):
+        kib = smallest_weight_sram_kib(d, w)
+        if kib <= 0 or not res:
+            fits.append(None)
+            continue
+        big = d.replace({"sram.weights.kib": max(kib, d.sram.weights.kib) * (1 + 1e-9)})
+        fits.append({**report.summary(big, w, simulate(big, w, args.mode)), "model_bits": row["model_bits"]})
     ref = next((r["design"] for r in rows if r["design"] == "dense-4k"), rows[-1]["design"])
     console.print(report.comparison_table(rows, ref))
+    if res:
+        console.print(report.residency_table(rows, fits))
     console.print(report.traffic_table(rows, results))
     console.print(report.energy_table(rows))
+    console.print(report.supply_table(designs))
+    console.print(report.area_table(designs))
+    if res and any(not x.io.output_resident for x in results[0].layers[:-1]):
+        console.print(report.spill_table(results[0]))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     files = [report.write_csv(rows, out / f"{w.name}.csv"),
@@ -88,8 +137,6 @@ def _sweep(args: argparse.Namespace, console: Console) -> int:
     spec = load_sweep(args.action[1])
     rows = run_sweep(spec, progress=not args.no_progress)
     files = write_outputs(spec, rows)
-    best = min(rows, key=lambda r: r["energy_pj"])
-    console.print(f"{len(rows)} points; lowest energy: {escape(best['design'])} on {best['workload']} "
-                  f"({best['energy_pj'] / 1e6:.2f} µJ, {best['cycles']:,.0f} cycles)")
+    console.print(f"{len(rows)} points: {len(spec['designs'])} designs × {len(spec['workloads'])} workloads")
     console.print("wrote " + ", ".join(str(f) for f in files.values()))
     return 0

@@ -14,6 +14,8 @@ from typing import Any
 import yaml
 
 DATAFLOWS = ("weight_stationary", "output_stationary")
+DRAINS = ("serial", "overlapped", "none")
+WS_ROWS = ("fit_outputs", "all")
 WEIGHT_KINDS = ("dense", "binary", "ternary", "slt")
 GENERATOR_KINDS = ("hash", "xorshift", "lfsr")
 CELLS = ("hp", "lstp")
@@ -46,12 +48,17 @@ class ArrayConfig:
     cols: int = 64
     act_bits: int = 8  # activation (input) precision
     psum_bits: int = 32  # accumulator precision (partial sums spilled to the output SRAM)
+    # OS results leaving the PEs: "serial" shifts them out after each fold (+R cycles a fold);
+    # "overlapped" hides that drain behind the next fold's fill (+R once a layer); "none" reads
+    # each PE as it finishes (SCALE-Sim's count).
+    drain: str = "serial"
 
     def validate(self, p: str) -> None:
         for f in ("rows", "cols"):
             _num(f"{p}.{f}", getattr(self, f), integer=True, hi=4096)
         for f in ("act_bits", "psum_bits"):
             _num(f"{p}.{f}", getattr(self, f), integer=True, hi=64)
+        _choice(f"{p}.drain", self.drain, DRAINS)
 
     @property
     def pes(self) -> int:
@@ -162,6 +169,19 @@ class MaskMemoryConfig:
 
 
 @dataclass(frozen=True)
+class MappingConfig:
+    """Loop-nest choices. ws_rows: how many activation rows a weight-stationary fold streams:
+    "fit_outputs" = as many as the usable output SRAM holds partial sums for (they never leave the
+    chip); "all" = every row, each k-fold's partial sums written to DRAM and read back for the next
+    (SCALE-Sim's mapping and its count of output writes)."""
+
+    ws_rows: str = "fit_outputs"
+
+    def validate(self, p: str) -> None:
+        _choice(f"{p}.ws_rows", self.ws_rows, WS_ROWS)
+
+
+@dataclass(frozen=True)
 class Design:
     name: str
     array: ArrayConfig = field(default_factory=ArrayConfig)
@@ -175,6 +195,7 @@ class Design:
     weights: WeightsConfig = field(default_factory=WeightsConfig)
     generator: GeneratorConfig | None = None  # SLT designs only
     mask_memory: MaskMemoryConfig = field(default_factory=MaskMemoryConfig)
+    mapping: MappingConfig = field(default_factory=MappingConfig)
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -196,6 +217,7 @@ class Design:
         elif self.generator is not None:
             raise ConfigError(f"generator: only SLT designs generate weights, this one is {self.weights.kind}")
         self.mask_memory.validate("mask_memory")
+        self.mapping.validate("mapping")
 
     @property
     def is_slt(self) -> bool:
@@ -218,7 +240,7 @@ class Design:
 
 
 _SECTIONS = {"array": ArrayConfig, "sram": SramsConfig, "dram": DramConfig, "weights": WeightsConfig,
-             "generator": GeneratorConfig, "mask_memory": MaskMemoryConfig}
+             "generator": GeneratorConfig, "mask_memory": MaskMemoryConfig, "mapping": MappingConfig}
 
 
 def _build(cls, raw: Any, path: str):
@@ -251,15 +273,53 @@ def to_dict(design: Design) -> dict:
     return dataclasses.asdict(design)
 
 
-def load_design(spec: str | Path) -> Design:
-    """A preset name (sim/presets/<name>.yaml) or a YAML file path."""
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def read_yaml(path: Path) -> Any:
+    """YAML as data; a syntax error or an unreadable file is one ConfigError naming the file."""
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}:{where} not valid YAML ({getattr(e, 'problem', None) or e})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read ({e.__class__.__name__})") from None
+
+
+def load_design(spec: str | Path, _seen: tuple = ()) -> Design:
+    """A preset name (sim/presets/<name>.yaml) or a YAML file path. A file may start from another
+    design with `base: <preset or path>`; its fields override the base's, section by section."""
+    return from_dict(_raw_design(spec, _seen))
+
+
+def _raw_design(spec: str | Path, seen: tuple = ()) -> dict:
     path = Path(spec)
     if not path.suffix and (PRESET_DIR / f"{spec}.yaml").exists():
         path = PRESET_DIR / f"{spec}.yaml"
-    if not path.exists():
-        raise ConfigError(f"design: {spec!r} is neither a preset {presets()} nor an existing YAML file")
-    raw = yaml.safe_load(path.read_text())
-    return from_dict(raw)
+    if not path.is_file():
+        raise ConfigError(f"design: {str(spec)!r} is neither a preset {presets()} nor an existing YAML file")
+    raw = read_yaml(path)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of design fields, got {type(raw).__name__}")
+    if "base" in raw:
+        base = raw.pop("base")
+        if not isinstance(base, str) or not base:
+            raise ConfigError(f"base: expected a preset name or YAML path, got {base!r}")
+        if path.resolve() in seen:
+            raise ConfigError(f"base: {base!r} includes itself")
+        rel = path.parent / base
+        try:
+            parent = _raw_design(rel if rel.is_file() else base, (*seen, path.resolve()))
+        except ConfigError as e:
+            raise ConfigError(f"base: {e}") from None
+        raw = _merge(parent, raw)
+    return raw
 
 
 def presets() -> list[str]:

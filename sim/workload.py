@@ -1,8 +1,13 @@
 """Workloads: lists of GEMM layers (M × K activations times K × N weights) with the SLT format of
 each weight. Convolutions are im2col GEMMs: M = batch·OH·OW, K = Cin·kh·kw, N = Cout.
 
-Sources: an slt_hw model (search or packed layers; rows M from forward hooks on an example input),
-a topology CSV (`name,M,N,K[,format,density,repeats]` or SCALE-Sim's conv columns), or the zoo.
+Each layer also says where its operands come from (`src`, `add`, `wsrc`: names of earlier layers),
+so the simulator can keep a layer's output on chip for its consumers (sim/residency.py); by default
+a layer reads the previous layer's output.
+
+Sources: an slt_hw model (search or packed layers; rows M from forward hooks on an example input;
+or a `.slt` checkpoint), a topology CSV (`name,M,N,K[,format,density,repeats]` or SCALE-Sim's conv
+and GEMM rows, read with SCALE-Sim's own output-size rounding), or the zoo.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 FORMATS = ("dense", "binary", "multicoat", "frozen", "activation")
+INPUT = "input"  # the network input, as a producer name
 
 
 @dataclass(frozen=True)
@@ -28,12 +34,22 @@ class Layer:
     repeats: int = 1  # executions (folding iterations, identical layers)
     mask_copies: int = 1  # stored masks (unshared folding: one per iteration)
     mask_bits_exact: int | None = None  # from a packed model: the exact stored information bits (all copies)
+    in_elems: int | None = None  # unique input elements per execution (a conv's feature map); None = M·K
+    src: tuple[str, ...] | None = None  # layers whose outputs form the input; None = the previous layer
+    add: str | None = None  # residual: the layer whose output is added to this layer's output
+    wsrc: str | None = None  # activation layers: producer of the second operand; None = DRAM (a KV cache)
 
     def __post_init__(self) -> None:
         for f in ("M", "N", "K", "repeats", "mask_copies"):
             v = getattr(self, f)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{self.name}.{f}: expected an int >= 1, got {v!r}")
+        if self.in_elems is not None and (isinstance(self.in_elems, bool) or not isinstance(self.in_elems, int)
+                                          or self.in_elems < 1):
+            raise ValueError(f"{self.name}.in_elems: expected an int >= 1 or None, got {self.in_elems!r}")
+        if self.src is not None and (not isinstance(self.src, tuple) or not self.src
+                                     or not all(isinstance(x, str) and x for x in self.src)):
+            raise ValueError(f"{self.name}.src: expected a non-empty tuple of layer names or None, got {self.src!r}")
         if self.format not in FORMATS:
             raise ValueError(f"{self.name}.format: expected one of {list(FORMATS)}, got {self.format!r}")
         for f in ("density", "free_fraction"):
@@ -54,6 +70,21 @@ class Layer:
     @property
     def has_weights(self) -> bool:
         return self.format != "activation"
+
+    @property
+    def _tensors(self) -> int:
+        # activation×activation layers repeat over heads (independent tensors); weight layers repeat
+        # over folding iterations or identical calls that reuse one buffer
+        return self.repeats if self.format == "activation" else 1
+
+    @property
+    def input_elems(self) -> int:
+        """Unique input elements held between layers (all heads of an attention product)."""
+        return (self.in_elems or self.M * self.K) * self._tensors
+
+    @property
+    def output_elems(self) -> int:
+        return self.M * self.N * self._tensors
 
     def mask_bits_per_weight(self) -> float:
         """Information bits per weight per mask copy (docs/rng.md §7)."""
@@ -80,6 +111,21 @@ class Workload:
     def __post_init__(self) -> None:
         if not self.layers:
             raise ValueError(f"{self.name}: a workload needs at least one layer")
+        seen = {INPUT}
+        for L in self.layers:
+            if L.name in seen:
+                raise ValueError(f"{self.name}: layer name {L.name!r} is used twice")
+            for f, names in (("src", L.src or ()), ("add", (L.add,) if L.add else ()),
+                             ("wsrc", (L.wsrc,) if L.wsrc else ())):
+                for n in names:
+                    if n not in seen:
+                        raise ValueError(f"{L.name}.{f}: {n!r} is not an earlier layer (or {INPUT!r})")
+            seen.add(L.name)
+
+    def sources(self, i: int) -> tuple[str, ...]:
+        """Producers of layer i's input: its `src`, else the previous layer (the network input first)."""
+        L = self.layers[i]
+        return L.src or ((self.layers[i - 1].name,) if i else (INPUT,))
 
     @property
     def weights(self) -> int:
@@ -122,57 +168,110 @@ def layer_mask_bits(layer: Layer, mask_memory=None) -> float:
 # ------------------------------------------------------------------ zoo
 
 
-def _conv(name, h, cin, cout, k, stride, batch=1, **kw) -> tuple[Layer, int]:
-    pad = k // 2
-    oh = (h + 2 * pad - k) // stride + 1
-    return Layer(name, batch * oh * oh, cout, cin * k * k, **kw), oh
+@dataclass(frozen=True)
+class Conv:
+    """A square convolution: its im2col GEMM layer and its SCALE-Sim topology row."""
+
+    name: str
+    h: int  # input height = width (unpadded)
+    cin: int
+    cout: int
+    k: int
+    stride: int = 1
+
+    @property
+    def pad(self) -> int:
+        return self.k // 2
+
+    @property
+    def out(self) -> int:
+        return (self.h + 2 * self.pad - self.k) // self.stride + 1
+
+    def layer(self, batch: int = 1, **kw) -> Layer:
+        return Layer(self.name, batch * self.out ** 2, self.cout, self.cin * self.k ** 2,
+                     in_elems=batch * self.h ** 2 * self.cin, **kw)
+
+    def scalesim_row(self) -> str:
+        hp = self.h + 2 * self.pad  # SCALE-Sim takes the padded input
+        return f"{self.name}, {hp}, {hp}, {self.k}, {self.k}, {self.cin}, {self.cout}, {self.stride},"
 
 
-def resnet(depth: int, batch: int = 1, **kw) -> Workload:
-    """ResNet-18/50 at 224×224 (torchvision shapes); the stem and fc are SLT layers too."""
+def resnet_convs(depth: int, image: int = 224) -> list[tuple[Conv, tuple[str, ...], str | None]]:
+    """ResNet-18/50 convolutions in execution order with their wiring (src, residual add).
+    image 224: torchvision's ImageNet stem (7×7/2 conv, 3×3/2 max-pool, fused into conv1's write);
+    image 32: the CIFAR stem (3×3/1 conv, no pool)."""
+    if depth not in (18, 50):
+        raise ValueError(f"depth: expected 18 or 50, got {depth!r}")
     blocks = {18: (2, 2, 2, 2), 50: (3, 4, 6, 3)}[depth]
-    layers, h = [], 224
-    stem, h = _conv("conv1", h, 3, 64, 7, 2, batch, **kw)
-    layers.append(stem)
-    h = (h + 2 - 3) // 2 + 1  # max-pool 3×3/2
-    cin = 64
+    stem = Conv("conv1", image, 3, 64, 7, 2) if image > 64 else Conv("conv1", image, 3, 64, 3, 1)
+    out = [(stem, (INPUT,), None)]
+    h = (stem.out + 2 - 3) // 2 + 1 if image > 64 else stem.out
+    cin, x = 64, "conv1"
     for s, n in enumerate(blocks):
         width = 64 * 2 ** s
+        cout = width if depth == 18 else 4 * width
         for b in range(n):
             stride = 2 if (b == 0 and s > 0) else 1
             p = f"layer{s + 1}.{b}"
-            if depth == 18:
-                c1, oh = _conv(f"{p}.conv1", h, cin, width, 3, stride, batch, **kw)
-                c2, _ = _conv(f"{p}.conv2", oh, width, width, 3, 1, batch, **kw)
-                new = [c1, c2]
-                cout = width
-            else:
-                cout = 4 * width
-                c1, _ = _conv(f"{p}.conv1", h, cin, width, 1, 1, batch, **kw)
-                c2, oh = _conv(f"{p}.conv2", h, width, width, 3, stride, batch, **kw)
-                c3, _ = _conv(f"{p}.conv3", oh, width, cout, 1, 1, batch, **kw)
-                new = [c1, c2, c3]
+            short = x
             if b == 0 and (stride != 1 or cin != cout):
-                ds = Layer(f"{p}.downsample", batch * oh * oh, cout, cin, **kw)
-                new.append(ds)
-            layers += new
-            cin, h = cout, oh
-    layers.append(Layer("fc", batch, 1000, cin, **kw))
-    return Workload(f"resnet{depth}", tuple(layers))
+                out.append((Conv(f"{p}.downsample", h, cin, cout, 1, stride), (x,), None))
+                short = f"{p}.downsample"
+            if depth == 18:
+                convs = [Conv(f"{p}.conv1", h, cin, width, 3, stride)]
+                convs.append(Conv(f"{p}.conv2", convs[0].out, width, width, 3))
+            else:
+                convs = [Conv(f"{p}.conv1", h, cin, width, 1), Conv(f"{p}.conv2", h, width, width, 3, stride)]
+                convs.append(Conv(f"{p}.conv3", convs[1].out, width, cout, 1))
+            prev = x
+            for i, c in enumerate(convs):
+                out.append((c, (prev,), short if i == len(convs) - 1 else None))
+                prev = c.name
+            x, cin, h = prev, cout, convs[-1].out
+    return out
+
+
+def resnet(depth: int, batch: int = 1, image: int = 224, classes: int = 1000, **kw) -> Workload:
+    """ResNet-18/50 (torchvision shapes at 224×224, or the CIFAR variant at 32×32); the stem and fc
+    are SLT layers too. Residual adds are wired, so shortcuts can stay on chip."""
+    convs = resnet_convs(depth, image)
+    layers = [c.layer(batch, src=src, add=add, **kw) for c, src, add in convs]
+    cin = convs[-1][0].cout
+    layers.append(Layer("fc", batch, classes, cin, in_elems=batch * cin, src=(layers[-1].name,), **kw))
+    tag = "" if image == 224 else f"-{image}px" if image != 32 else "-cifar"
+    return Workload(f"resnet{depth}{tag}", tuple(layers))
+
+
+def conv6(batch: int = 1, classes: int = 10, **kw) -> Workload:
+    """Edge-Popup's Conv-6 on CIFAR-10 (Ramanujan et al. 2020, after Frankle & Carbin): 3×3 convs of
+    64, 64, 128, 128, 256, 256 channels with 2×2 max-pools after each pair (fused into the writes),
+    then fc 4096 → 256 → 256 → classes."""
+    convs, h, cin = [], 32, 3
+    for i, c in enumerate((64, 64, 128, 128, 256, 256)):
+        convs.append(Conv(f"conv{i + 1}", h, cin, c, 3))
+        cin = c
+        if i % 2:
+            h //= 2
+    layers = [c.layer(batch, **kw) for c in convs]
+    for i, (a, b) in enumerate(((cin * h * h, 256), (256, 256), (256, classes))):
+        layers.append(Layer(f"fc{i + 1}", batch, b, a, **kw))
+    return Workload("conv6-cifar", tuple(layers))
 
 
 def gpt2_block(phase: str = "prefill", seq: int = 1024, d: int = 768, heads: int = 12, **kw) -> Workload:
-    """One GPT-2-small block. prefill: `seq` tokens at once; decode: one token against a KV cache of `seq`."""
+    """One GPT-2-small block. prefill: `seq` tokens at once; decode: one token against a KV cache of
+    `seq` (read from DRAM: the score and value products' second operand has no producer on chip)."""
     if phase not in ("prefill", "decode"):
         raise ValueError(f"phase: expected 'prefill' or 'decode', got {phase!r}")
     m = seq if phase == "prefill" else 1
     dh = d // heads
-    layers = [Layer("attn.qkv", m, 3 * d, d, **kw),
-              Layer("attn.scores", m, seq, dh, format="activation", repeats=heads),
-              Layer("attn.values", m, dh, seq, format="activation", repeats=heads),
-              Layer("attn.proj", m, d, d, **kw),
+    kv = "attn.qkv" if phase == "prefill" else None
+    layers = [Layer("attn.qkv", m, 3 * d, d, src=(INPUT,), **kw),
+              Layer("attn.scores", m, seq, dh, format="activation", repeats=heads, src=("attn.qkv",), wsrc=kv),
+              Layer("attn.values", m, dh, seq, format="activation", repeats=heads, src=("attn.scores",), wsrc=kv),
+              Layer("attn.proj", m, d, d, add=INPUT, **kw),
               Layer("mlp.fc", m, 4 * d, d, **kw),
-              Layer("mlp.proj", m, d, 4 * d, **kw)]
+              Layer("mlp.proj", m, d, 4 * d, add="attn.proj", **kw)]
     return Workload(f"gpt2-block-{phase}", tuple(layers))
 
 
@@ -195,22 +294,34 @@ def mlp(sizes=(784, 300, 100, 10), batch: int = 64, **kw) -> Workload:
 def fold(w: Workload, stages: tuple[str, ...], shared_masks: bool = True) -> Workload:
     """Hidden-Fold networks: in each stage (a layer-name prefix such as "layer3"), the blocks after
     the first have the same shapes and become one block applied `iters` times with the same random
-    weights; one mask for all iterations (shared) or one per iteration (unshared)."""
+    weights; one mask for all iterations (shared) or one per iteration (unshared). A folded layer
+    reads the previous layer (the loop's wiring is not a DAG); references to merged layers follow
+    the merged name."""
     out: list[Layer] = []
     folded: dict[str, int] = {}
+    rename: dict[str, str] = {}
     for L in w.layers:
         parts = L.name.split(".")
         if len(parts) == 3 and parts[0] in stages and parts[1] != "0":
             key = f"{parts[0]}.folded.{parts[2]}"
+            rename[L.name] = key
             if key in folded:
                 i = folded[key]
                 reps = out[i].repeats + 1
                 out[i] = replace(out[i], repeats=reps, mask_copies=1 if shared_masks else reps)
                 continue
             folded[key] = len(out)
-            L = replace(L, name=key)
+            L = replace(L, name=key, src=None, add=None)
         out.append(L)
-    return Workload(f"{w.name}-folded{'' if shared_masks else '-unshared'}", tuple(out))
+    names: set[str] = {INPUT}
+    wired = []
+    for L in out:  # follow merged names; drop references that no longer point backwards
+        src = tuple(rename.get(n, n) for n in L.src) if L.src else None
+        add = rename.get(L.add, L.add) if L.add else None
+        wired.append(replace(L, src=src if src and all(n in names for n in src) else None,
+                             add=add if add in names else None))
+        names.add(L.name)
+    return Workload(f"{w.name}-folded{'' if shared_masks else '-unshared'}", tuple(wired))
 
 
 def with_format(w: Workload, fmt: str, density: float = 0.3, coat_densities: tuple[float, ...] = (),
@@ -224,6 +335,8 @@ def with_format(w: Workload, fmt: str, density: float = 0.3, coat_densities: tup
 
 ZOO = {
     "resnet18": lambda: resnet(18),
+    "resnet18-cifar": lambda: resnet(18, image=32, classes=100),
+    "conv6-cifar": conv6,
     "resnet50": lambda: resnet(50),
     "resnet50-folded": lambda: fold(resnet(50), ("layer3", "layer4")),
     "gpt2-prefill": lambda: gpt2_block("prefill"),
@@ -237,23 +350,34 @@ ZOO = {
 
 
 def from_csv(path: str | Path) -> Workload:
-    """GEMM rows `name,M,N,K[,format,density,repeats]`, or SCALE-Sim conv rows `Layer name, IFMAP
-    Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, Strides`."""
+    """GEMM rows `name,M,N,K[,format,density,repeats]` (SCALE-Sim's `Layer, M, N, K` header too), or
+    SCALE-Sim conv rows `Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels,
+    Num Filter, Strides` with the padded input size, read as SCALE-Sim reads them: output size
+    ⌈(H − F + S) / S⌉ (not ⌊(H − F) / S⌋ + 1), unique input H·W·C."""
     path = Path(path)
-    with path.open(newline="") as fh:
-        rows = [{k.strip().lower(): (v or "").strip() for k, v in r.items() if k} for r in csv.DictReader(fh)]
+    try:
+        with path.open(newline="") as fh:
+            rows = [{k.strip().lower(): (v or "").strip() for k, v in r.items() if k} for r in csv.DictReader(fh)]
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise ValueError(f"workload {str(path)!r}: not a CSV text file ({e.__class__.__name__})") from None
+    if not rows:
+        raise ValueError(f"workload {str(path)!r}: no layer rows")
     layers = []
     for i, r in enumerate(rows):
         where = f"{path.name} row {i + 2}"
         try:
+            kw: dict = {}
             if "m" in r:
-                name, m, n, k = r.get("name") or f"l{i}", int(r["m"]), int(r["n"]), int(r["k"])
+                name, m, n, k = r.get("name") or r.get("layer") or f"l{i}", int(r["m"]), int(r["n"]), int(r["k"])
             else:
                 name = r.get("layer name") or f"l{i}"
                 ih, iw, fh_, fw, c, nf, st = (int(r[c]) for c in ("ifmap height", "ifmap width", "filter height",
                                                                   "filter width", "channels", "num filter", "strides"))
-                m, n, k = ((ih - fh_) // st + 1) * ((iw - fw) // st + 1), nf, c * fh_ * fw
-            kw = {}
+                if not (0 < fh_ <= ih and 0 < fw <= iw and st > 0):
+                    raise ValueError(f"filter {fh_}x{fw} stride {st} does not fit the input {ih}x{iw}")
+                oh, ow = -(-(ih - fh_ + st) // st), -(-(iw - fw + st) // st)
+                m, n, k = oh * ow, nf, c * fh_ * fw
+                kw["in_elems"] = ih * iw * c
             if r.get("format"):
                 kw["format"] = r["format"]
             if r.get("density"):
@@ -270,12 +394,52 @@ def from_csv(path: str | Path) -> Workload:
     return Workload(path.stem, tuple(layers))
 
 
-def load_workload(spec: str | Path) -> Workload:
+def from_checkpoint(path: str | Path, rows: int = 1, input_shape: tuple[int, ...] | None = None) -> Workload:
+    """The SLT layers of a `.slt` checkpoint (`slt-hw find`, `slt_hw.save`), run once on `rows` rows
+    (the batch) of zeros shaped `input_shape` (needed for convolutions: C, H, W) to measure M."""
+    import torch
+
+    from slt_hw.checkpoint import load
+    from slt_hw.nn.packed_layers import SLTPackedLayer
+
+    model = load(path)
+    packed = [m for m in model.modules() if isinstance(m, SLTPackedLayer)]
+    if input_shape is None and any(m.kind != "linear" for m in packed):
+        raise ValueError(f"--input-shape: {Path(path).name} has convolutions; give the input as C,H,W")
+    example = None
+    if input_shape is not None:
+        example = (torch.zeros(rows, *input_shape),)
+    elif packed and packed[0].kind == "linear":
+        example = (torch.zeros(rows, packed[0].weight_shape[1]),)
+    try:
+        return from_model(model, example, rows=rows, name=Path(path).stem)
+    except RuntimeError as e:  # the example did not fit the model
+        raise ValueError(f"--input-shape: running {Path(path).name} on zeros of shape "
+                         f"{tuple(example[0].shape) if example else '?'} failed: {str(e).splitlines()[0]}") from None
+
+
+def load_workload(spec: str | Path, rows: int = 1, input_shape: tuple[int, ...] | None = None) -> Workload:
+    """A zoo name, a topology CSV or an slt_hw checkpoint (.slt)."""
     if str(spec) in ZOO:
         return ZOO[str(spec)]()
-    if Path(spec).exists():
-        return from_csv(spec)
-    raise ValueError(f"workload: {spec!r} is neither a zoo name {sorted(ZOO)} nor a CSV file")
+    path = Path(spec)
+    if not path.exists():
+        raise ValueError(f"workload: {str(spec)!r} is neither a zoo name {sorted(ZOO)} nor an existing file")
+    if path.is_dir():
+        raise ValueError(f"workload {str(spec)!r}: a directory, expected a topology CSV or an .slt checkpoint")
+    with path.open("rb") as fh:
+        head = fh.read(9)
+    if path.suffix == ".slt" or head[8:9] == b"{":  # safetensors: u64 header length, then JSON
+        try:
+            return from_checkpoint(path, rows, input_shape)
+        except ValueError as e:
+            if str(e).startswith("--input-shape"):
+                raise
+            raise ValueError(f"workload {str(spec)!r}: {str(e).splitlines()[0]}") from None
+        except Exception as e:  # corrupt or not a checkpoint: say which file and why, in one line
+            raise ValueError(f"workload {str(spec)!r}: not a readable .slt checkpoint or CSV "
+                             f"({e.__class__.__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+    return from_csv(path)
 
 
 def from_model(model, example_inputs: tuple | None = None, rows: int = 1, name: str | None = None) -> Workload:

@@ -23,12 +23,16 @@ def test_sim_compare_writes_tables_and_plots(tmp_path, capsys):
     # 784-300-100-10: 266,200 weights; binary masks 1 bit, dense 8 bits
     assert int(by["hiddenite"]["model_bits"]) == 266_200 and int(by["dense-4k"]["model_bits"]) == 8 * 266_200
     layers = list(csv.DictReader((tmp_path / "mlp-layers.csv").open()))
-    assert len(layers) == 4 * 3  # designs x layers
+    assert len(layers) == 4 * 3 * 2  # designs x layers x (first, steady)
     for d in by:  # per-layer rows add up to the design's totals
-        mine = [r for r in layers if r["design"] == d]
+        mine = [r for r in layers if r["design"] == d and r["inference"] == "steady"]
+        first = [r for r in layers if r["design"] == d and r["inference"] == "first"]
         assert sum(float(r["cycles"]) for r in mine) == float(by[d]["cycles"])
+        assert sum(float(r["cycles"]) for r in first) == float(by[d]["first_cycles"])
         assert sum(float(r["dram_weights_bits"]) for r in mine) == float(by[d]["dram_weights_bits"])
         assert all(float(r["cycles"]) >= float(r["bound_dram"]) for r in mine)
+    for name in ("residency", "peak supply", "silicon area"):
+        assert name in out
 
 
 def test_sim_bad_inputs_named(tmp_path, capsys):

@@ -15,7 +15,9 @@ def test_presets_load_and_match_each_other():
     assert h.array.pes == 4096 and h.is_slt and h.node_nm == 40
     for base in ("dense-4k", "binary-4k", "ternary-4k"):
         b = config.load_design(base)
-        assert b.array == h.array and b.sram == h.sram and b.clock_mhz == h.clock_mhz and not b.is_slt
+        assert b.array == h.array and b.clock_mhz == h.clock_mhz and not b.is_slt
+        for op in ("activations", "weights", "outputs"):  # equal SRAM budget; ports sized per design
+            assert getattr(b.sram, op).kib == getattr(h.sram, op).kib
     assert config.load_design("binary-4k").weights.stored_bits == 1
     assert config.load_design("ternary-4k").weights.stored_bits == 2
 

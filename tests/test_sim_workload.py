@@ -35,7 +35,11 @@ def test_csv_gemm_and_scalesim_rows(tmp_path):
     s.write_text("Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, Strides,\n"
                  "Conv1, 230, 230, 7, 7, 3, 64, 2,\n")
     L = workload.from_csv(s).layers[0]
-    assert (L.M, L.N, L.K) == (112 * 112, 64, 147)
+    # SCALE-Sim's own rounding, ceil((230 - 7 + 2) / 2) = 113 (floor rounding would give 112)
+    assert (L.M, L.N, L.K) == (113 * 113, 64, 147) and L.in_elems == 230 * 230 * 3
+    g = tmp_path / "gemm.csv"
+    g.write_text("Layer, M, N, K,\nqkv, 128, 2304, 768,\n")
+    assert [(x.name, x.M, x.N, x.K) for x in workload.from_csv(g).layers] == [("qkv", 128, 2304, 768)]
     bad = tmp_path / "b.csv"
     bad.write_text("name,M,N\nx,1,2\n")
     with pytest.raises(ValueError, match="row 2: missing column 'k'"):
@@ -101,11 +105,33 @@ def test_from_model_measures_rows_and_folding():
 
 
 def test_generator_bits_match_the_contract_hash_count():
-    # engine.GEN_BITS is the contract's hash stream per weight: 32 * hash_count / weights
+    # the engine's hash stream per weight is the contract's: 32 * hash_count / weights
     for dist, code in (("signed_constant", rng.SIGNED_CONSTANT), ("uniform", rng.UNIFORM), ("normal", rng.NORMAL)):
         n, k = 7, 96
-        assert 32 * rng.hash_count(n, k, code) == engine.GEN_BITS[dist] * n * k
-    assert np.isfinite(engine.GEN_BITS["uniform"])
+        assert 32 * rng.hash_count(n, k, code) == engine.gen_bits(dist) * n * k
+    assert engine.gen_bits("signed_constant") == 1 and engine.gen_bits("normal") == 16
+    assert engine.gen_bits("signed_constant", frozen=True) == 17  # + the freeze state's 16-bit chunk
+    assert np.isfinite(engine.gen_bits("uniform"))
+
+
+def test_workload_wiring_is_checked_and_zoo_is_wired():
+    with pytest.raises(ValueError, match=r"b.src: 'zz' is not an earlier layer"):
+        Workload("w", (Layer("a", 1, 2, 3), Layer("b", 1, 2, 2, src=("zz",))))
+    with pytest.raises(ValueError, match="b.add"):
+        Workload("w", (Layer("a", 1, 2, 3), Layer("b", 1, 2, 2, add="b")))
+    with pytest.raises(ValueError, match="used twice"):
+        Workload("w", (Layer("a", 1, 2, 3), Layer("a", 1, 2, 2)))
+    r = workload.ZOO["resnet50"]()
+    by = {L.name: L for L in r.layers}
+    assert by["layer1.0.conv3"].add == "layer1.0.downsample" and by["layer1.1.conv3"].add == "layer1.0.conv3"
+    assert by["layer1.0.conv1"].src == ("conv1",) and by["layer1.0.downsample"].in_elems == 56 * 56 * 64
+    assert by["layer1.0.conv2"].in_elems == 56 * 56 * 64 and by["layer1.0.conv2"].K == 64 * 9
+    f = workload.ZOO["resnet50-folded"]()
+    assert all(L.src is None for L in f.layers if ".folded." in L.name)
+    dec = workload.ZOO["gpt2-decode"]()
+    assert {L.wsrc for L in dec.layers if L.format == "activation"} == {None}  # K/V from the cache in DRAM
+    cif = workload.ZOO["resnet18-cifar"]()
+    assert cif.layers[0].K == 27 and cif.layers[0].M == 32 * 32 and cif.layers[-1].N == 100
 
 
 def test_from_model_conv_rows_are_batch_times_output_pixels():
