@@ -18,10 +18,8 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import yaml
-
 from . import report
-from .config import ConfigError, Design, load_design
+from .config import ConfigError, Design, load_design, read_yaml
 from .engine import simulate
 from .workload import load_workload
 
@@ -30,7 +28,9 @@ _KEYS = {"base", "workloads", "mode", "grid", "designs", "out", "workers"}
 
 def load_sweep(path: str | Path) -> dict:
     path = Path(path)
-    raw = yaml.safe_load(path.read_text())
+    if not path.is_file():
+        raise ConfigError(f"sweep: {str(path)!r} is not an existing YAML file")
+    raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping")
     unknown = sorted(set(raw) - _KEYS)

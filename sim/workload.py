@@ -168,6 +168,14 @@ def layer_mask_bits(layer: Layer, mask_memory=None) -> float:
 # ------------------------------------------------------------------ zoo
 
 
+def touched(size: int, k: int, stride: int, out: int) -> int:
+    """Input rows (or columns) a convolution reads: the union of its `out` windows of `k` at
+    `stride` inside the input (a strided 1×1 convolution skips the rows between its windows)."""
+    if stride < k:
+        return min(size, (out - 1) * stride + k)
+    return sum(max(0, min(k, size - i * stride)) for i in range(out))
+
+
 @dataclass(frozen=True)
 class Conv:
     """A square convolution: its im2col GEMM layer and its SCALE-Sim topology row."""
@@ -188,8 +196,9 @@ class Conv:
         return (self.h + 2 * self.pad - self.k) // self.stride + 1
 
     def layer(self, batch: int = 1, **kw) -> Layer:
+        side = min(self.h, touched(self.h + 2 * self.pad, self.k, self.stride, self.out))
         return Layer(self.name, batch * self.out ** 2, self.cout, self.cin * self.k ** 2,
-                     in_elems=batch * self.h ** 2 * self.cin, **kw)
+                     in_elems=batch * side ** 2 * self.cin, **kw)
 
     def scalesim_row(self) -> str:
         hp = self.h + 2 * self.pad  # SCALE-Sim takes the padded input
@@ -353,7 +362,7 @@ def from_csv(path: str | Path) -> Workload:
     """GEMM rows `name,M,N,K[,format,density,repeats]` (SCALE-Sim's `Layer, M, N, K` header too), or
     SCALE-Sim conv rows `Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels,
     Num Filter, Strides` with the padded input size, read as SCALE-Sim reads them: output size
-    ⌈(H − F + S) / S⌉ (not ⌊(H − F) / S⌋ + 1), unique input H·W·C."""
+    ⌈(H − F + S) / S⌉ (not ⌊(H − F) / S⌋ + 1), unique input the pixels the windows touch."""
     path = Path(path)
     try:
         with path.open(newline="") as fh:
@@ -377,7 +386,7 @@ def from_csv(path: str | Path) -> Workload:
                     raise ValueError(f"filter {fh_}x{fw} stride {st} does not fit the input {ih}x{iw}")
                 oh, ow = -(-(ih - fh_ + st) // st), -(-(iw - fw + st) // st)
                 m, n, k = oh * ow, nf, c * fh_ * fw
-                kw["in_elems"] = ih * iw * c
+                kw["in_elems"] = touched(ih, fh_, st, oh) * touched(iw, fw, st, ow) * c
             if r.get("format"):
                 kw["format"] = r["format"]
             if r.get("density"):

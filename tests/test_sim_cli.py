@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 
+import pytest
 import yaml
 
 from slt_hw.cli import main
@@ -77,3 +78,56 @@ def test_sim_format_option(tmp_path, capsys):
     assert int(rows["hiddenite"]["model_bits"]) == round(266_200 * (1 + 0.3 + 0.0788))
     assert main(["sim", "--format", "multicoat", "--coat-densities", "0.3,x", "--out", str(tmp_path)]) == 2
     assert "--coat-densities" in capsys.readouterr().out
+
+
+def test_sim_runs_a_checkpoint_from_find(tmp_path, capsys):
+    import torch
+
+    import slt_hw
+    from slt_hw.models import MLP
+
+    mlp = tmp_path / "mlp.slt"
+    slt_hw.save(MLP([64, 32, 10], seed=1, sparsity=0.5), mlp)
+    assert main(["sim", "--workload", str(mlp), "--rows", "4", "--no-plots", "--out", str(tmp_path)]) == 0
+    rows = {r["design"]: r for r in csv.DictReader((tmp_path / "mlp.csv").open())}
+    assert int(rows["hiddenite"]["model_bits"]) == 64 * 32 + 32 * 10  # the exact packed mask bits
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
+                              torch.nn.Linear(8 * 8 * 8, 10))
+    cnn = tmp_path / "cnn.slt"
+    slt_hw.save(slt_hw.convert(net, seed=0, sparsity=0.5), cnn)
+    assert main(["sim", "--workload", str(cnn), "--no-plots", "--out", str(tmp_path)]) == 2
+    assert "--input-shape" in capsys.readouterr().out
+    assert main(["sim", "--workload", str(cnn), "--input-shape", "3,8,8", "--no-plots", "--out", str(tmp_path)]) == 0
+    layers = [r for r in csv.DictReader((tmp_path / "cnn-layers.csv").open()) if r["design"] == "hiddenite"]
+    assert {r["layer"] for r in layers} == {"0", "3"}
+
+
+def test_sim_bad_workloads_and_files_are_one_line(tmp_path, capsys):
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(bytes(range(256)) * 4)
+    bad_slt = tmp_path / "broken.slt"
+    bad_slt.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all")
+    cases = [(["--workload", str(junk)], "junk.bin"), (["--workload", str(tmp_path)], "a directory"),
+             (["--workload", str(bad_slt)], "broken.slt"), (["--workload", "mlp", "--inferences", "0"], "--inferences"),
+             (["--workload", "mlp", "--iso-area", "nope"], "design"),
+             (["--workload", "mlp", "--input-shape", "3,x"], "--input-shape")]
+    for extra, needle in cases:
+        assert main(["sim", *extra, "--no-plots", "--out", str(tmp_path)]) == 2, extra
+        out = capsys.readouterr().out
+        assert needle in out and "Traceback" not in out and len(out.strip().splitlines()) <= 2, (extra, out)
+    assert main(["sim", "sweep", str(tmp_path / "missing.yaml")]) == 2
+    assert "missing.yaml" in capsys.readouterr().out
+    syntax = tmp_path / "syntax.yaml"
+    syntax.write_text("base: hiddenite\nworkloads: [mlp\n")
+    assert main(["sim", "sweep", str(syntax)]) == 2
+    assert "syntax.yaml" in capsys.readouterr().out
+
+
+def test_sim_iso_area_and_inferences(tmp_path, capsys):
+    assert main(["sim", "--workload", "mlp", "--iso-area", "dense-4k", "--inferences", "5", "--no-plots",
+                 "--out", str(tmp_path)]) == 0
+    rows = {r["design"]: r for r in csv.DictReader((tmp_path / "mlp.csv").open())}
+    grown = [r for d, r in rows.items() if d.startswith("hiddenite@")]
+    assert len(grown) == 1 and float(grown[0]["area_mm2"]) <= float(rows["dense-4k"]["area_mm2"])
+    for r in rows.values():
+        assert float(r["total_energy_pj"]) == pytest.approx(float(r["first_energy_pj"]) + 4 * float(r["energy_pj"]))

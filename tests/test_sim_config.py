@@ -109,3 +109,38 @@ def test_generator_energy_follows_its_kind_unless_given():
     assert energy.EnergyTable.for_design(lfsr).gen_pj_per_bit == pytest.approx(energy.GEN_LFSR_PJ_PER_BIT * f)
     given = h.replace({"generator.pj_per_step": 3.2})
     assert energy.EnergyTable.for_design(given).gen_pj_per_bit == pytest.approx(3.2 / 32 * f)
+
+
+def test_design_file_may_start_from_a_preset(tmp_path):
+    f = tmp_path / "mine.yaml"
+    f.write_text("base: hiddenite\nname: mine\narray: {rows: 32}\nsram: {weights: {kib: 512}}\n")
+    d = config.load_design(f)
+    h = config.load_design("hiddenite")
+    assert d.name == "mine" and d.array.rows == 32 and d.array.cols == h.array.cols
+    assert d.sram.weights.kib == 512 and d.sram.weights.banks == h.sram.weights.banks and d.is_slt
+    g = tmp_path / "child.yaml"  # a base may itself be a file, relative to the including file
+    g.write_text("base: mine.yaml\nname: child\nclock_mhz: 400\n")
+    c = config.load_design(g)
+    assert c.array.rows == 32 and c.clock_mhz == 400
+
+
+@pytest.mark.parametrize("text, match", [
+    ("base: nosuch\nname: x\n", r"base: design: 'nosuch' is neither a preset"),
+    ("base: 3\n", "base: expected a preset name"),
+    ("name: x\narray: {rows: [1\n", r"line \d+.*not valid YAML"),
+    ("- a\n- b\n", "expected a mapping of design fields"),
+    ("base: hiddenite\narray: {rows: -4}\n", "array.rows"),
+    ("base: hiddenite\nsram: {weights: {kb: 4}}\n", "sram.weights.kb: unknown field"),
+])
+def test_bad_design_files_named(tmp_path, text, match):
+    f = tmp_path / "bad.yaml"
+    f.write_text(text)
+    with pytest.raises(config.ConfigError, match=match):
+        config.load_design(f)
+
+
+def test_design_base_cycle_refused(tmp_path):
+    f = tmp_path / "loop.yaml"
+    f.write_text("base: loop.yaml\nname: x\n")
+    with pytest.raises(config.ConfigError, match="includes itself"):
+        config.load_design(f)
