@@ -1,41 +1,89 @@
-"""Simulator speed (not a timed test): the cycle-level mode on a ResNet-50 3×3 convolution on a
-64×64 array (target ≥ 1 M simulated array cycles per second on one core), the analytical mode on
-the whole ResNet-50 (target < 50 ms), and the cycle mode on the whole ResNet-50 for reference.
+"""Simulator speed (not a timed test).
+
+1. Against SCALE-Sim on the same layers: our cycle mode (the array edges stepped cycle by cycle)
+   and analytical mode on each validation network in the SCALE-Sim-compatible configuration,
+   against SCALE-Sim's wall time on the same topology, array and dataflow: timed live in this run
+   when the side environment exists (.venv-scalesim, made by bench/scalesim_reference.py) and
+   --live names the runs, else the wall times committed in tests/golden/scalesim/meta.json (same
+   machine class; the table says which). Target: >= 100x.
+2. Our modes on ResNet-50 with the presets (target: analytical < 50 ms on the whole network).
 Median of repeated runs after a warm-up (numba compiled).
 
     .venv/bin/python bench/bench_sim.py
+    .venv/bin/python bench/bench_sim.py --live conv6-cifar_32x32_os
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import sys
+from pathlib import Path
+
 from utils import median_seconds, report
 
-from slt_hw.sim import config, engine, workload
+from slt_hw.sim import config, engine, scalesim, workload
+
+ROOT = Path(__file__).resolve().parents[1]
+REF = ROOT / "tests" / "golden" / "scalesim"
+sys.path.insert(0, str(Path(__file__).parent))
 
 
-def main() -> None:
+def _ours(net: str, rows: int, df: str, mode: str) -> tuple[float, float]:
+    d = scalesim.compatible(rows, rows, df)
+    w = workload.from_csv(REF / f"{net}.csv")
+    cycles = sum(engine.simulate_layer(d, L, mode).compute_cycles for L in w.layers)
+    s = median_seconds(lambda: [engine.simulate_layer(d, L, mode) for L in w.layers], repeat=5, warmup=1)
+    return s, cycles
+
+
+def against_scalesim(live: set[str]) -> list[dict]:
+    meta = json.loads((REF / "meta.json").read_text())
+    rows = []
+    for run, info in sorted(meta["runs"].items()):
+        net, arr, df = run.rsplit("_", 2)
+        size = int(arr.split("x")[0])
+        theirs, source = info["wall_s"], "committed"
+        if run in live:
+            from scalesim_reference import VENV, run_one, side_python
+
+            kind = scalesim.topologies()[net][0]
+            _, theirs = run_one(side_python(VENV), net, kind, REF / f"{net}.csv", size, size, df)
+            source = "live"
+        cyc_s, cycles = _ours(net, size, df, "cycle")
+        ana_s, _ = _ours(net, size, df, "analytical")
+        rows.append({"network": net, "array": arr, "dataflow": df, "layers": info["layers"],
+                     "sim cycles": int(cycles), "SCALE-Sim s": round(theirs, 1), "(timed)": source,
+                     "cycle mode ms": round(cyc_s * 1e3, 2), "x faster (cycle)": round(theirs / cyc_s),
+                     "analytical ms": round(ana_s * 1e3, 2), "x faster (analytical)": round(theirs / ana_s)})
+    return rows
+
+
+def presets() -> list[dict]:
     rows = []
     r50 = workload.ZOO["resnet50"]()
-    conv = next(L for L in r50.layers if L.name == "layer1.0.conv2")  # 3x3, 64 -> 64 at 56x56
     for preset in ("hiddenite", "dense-4k"):
         for df in ("output_stationary", "weight_stationary"):
             d = config.load_design(preset).replace({"dataflow": df})
-            res = engine.simulate_layer(d, conv, "cycle")
-            s = median_seconds(lambda d=d: engine.simulate_layer(d, conv, "cycle"), repeat=21, warmup=3)
-            rows.append({"what": f"cycle, {conv.name} (M={conv.M} N={conv.N} K={conv.K})", "design": preset,
-                         "dataflow": df, "tiles": res.folds, "sim cycles": int(res.cycles),
-                         "ms": round(s * 1e3, 3), "M cycles/s": round(res.cycles / s / 1e6, 1)})
-            c = engine.simulate(d, r50, "cycle")
-            s = median_seconds(lambda d=d: engine.simulate(d, r50, "cycle"), repeat=9, warmup=1)
-            rows.append({"what": "cycle, whole ResNet-50", "design": preset, "dataflow": df,
-                         "tiles": sum(r.folds for r in c.layers), "sim cycles": int(c.cycles),
-                         "ms": round(s * 1e3, 3), "M cycles/s": round(c.cycles / s / 1e6, 1)})
-            a = engine.simulate(d, r50, "analytical")
-            s = median_seconds(lambda d=d: engine.simulate(d, r50, "analytical"), repeat=9, warmup=2)
-            rows.append({"what": "analytical, whole ResNet-50", "design": preset, "dataflow": df,
-                         "tiles": sum(r.folds for r in a.layers), "sim cycles": int(a.cycles),
-                         "ms": round(s * 1e3, 3), "M cycles/s": round(a.cycles / s / 1e6, 1)})
-    report("sim", rows, ["what", "design", "dataflow", "tiles", "sim cycles", "ms", "M cycles/s"])
+            for mode in ("cycle", "analytical"):
+                res = engine.simulate(d, r50, mode)
+                s = median_seconds(lambda d=d, mode=mode: engine.simulate(d, r50, mode), repeat=5, warmup=1)
+                rows.append({"what": f"{mode}, whole ResNet-50 (first + steady)", "design": preset, "dataflow": df,
+                             "tiles": sum(r.folds for r in res.layers), "sim cycles": int(res.cycles),
+                             "ms": round(s * 1e3, 2), "M cycles/s": round(res.cycles / s / 1e6, 1)})
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--live", default="", help="comma-separated runs to time SCALE-Sim on now, e.g. "
+                                               "conv6-cifar_32x32_os (needs .venv-scalesim)")
+    args = ap.parse_args()
+    live = {x for x in args.live.split(",") if x}
+    report("sim_vs_scalesim", against_scalesim(live),
+           ["network", "array", "dataflow", "layers", "sim cycles", "SCALE-Sim s", "(timed)", "cycle mode ms",
+            "x faster (cycle)", "analytical ms", "x faster (analytical)"])
+    report("sim", presets(), ["what", "design", "dataflow", "tiles", "sim cycles", "ms", "M cycles/s"])
 
 
 if __name__ == "__main__":

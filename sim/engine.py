@@ -240,13 +240,15 @@ def _traffic(d: Design, L: Layer, p: _Plan, io: LayerIO):
     A_unique = (L.in_elems or L.M * L.K) * ab  # DRAM carries the input tensor once per pass
     O = L.M * L.N * ab
     spill = L.M * L.N * pb * (p.k_folds - 1) if p.psum_spill else 0.0
-    dram = {"activations": (0.0 if io.input_resident else A_unique * (1 if p.a_fit else n_folds)) + io.read_bits,
-            "weights": 0.0 if io.weights_resident else W * (1 if p.w_fit else p.outer),
+    w_dram = 0.0 if io.weights_resident else W * (1 if p.w_fit else p.outer)
+    second = w_dram if L.format == "activation" else 0.0  # e.g. a KV cache: activations, not weights
+    dram = {"activations": (0.0 if io.input_resident else A_unique * (1 if p.a_fit else n_folds)) + io.read_bits
+            + second, "weights": w_dram - second,
             "outputs": (0.0 if io.output_resident else O) + io.write_bits + 2 * spill}
     w_reads = W * p.outer / (p.fanout if p.gen_rate else 1)
     sram = {"activations_read": A * n_folds + io.sram_read_bits,
-            "activations_write": dram["activations"] - io.read_bits + (O if io.output_resident else 0.0),
-            "weights_read": w_reads, "weights_write": dram["weights"],
+            "activations_write": dram["activations"] - io.read_bits - second + (O if io.output_resident else 0.0),
+            "weights_read": w_reads, "weights_write": w_dram,
             # OS: final outputs once; WS: every k-fold's partial sums (read-modify-write)
             "outputs_write": L.M * L.N * (ab if p.os else pb * p.k_folds),
             "outputs_read": L.M * L.N * (ab if p.os else pb * p.k_folds)}

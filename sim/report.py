@@ -210,6 +210,7 @@ def plot_memory(rows: list[dict], path: Path) -> Path:
     designs = list(dict.fromkeys(r["design"] for r in rows))
     fig, ax = plt.subplots(figsize=(2.2 * len(workloads) + 3, 4.2))
     width = 0.8 / len(designs)
+    low = min((r["model_bits"] / 1e6 for r in rows if r["model_bits"] > 0), default=1.0)
     for i, d in enumerate(designs):
         vals = [next((r["model_bits"] / 1e6 for r in rows if r["design"] == d and r["workload"] == w), 0)
                 for w in workloads]
@@ -217,6 +218,7 @@ def plot_memory(rows: list[dict], path: Path) -> Path:
         ax.bar_label(bars, labels=[f"{v:.3g}" for v in vals], fontsize=7, padding=1)
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(workloads))], workloads)
     ax.set_yscale("log")
+    ax.set_ylim(bottom=low / 5)  # the smallest bar keeps a readable height
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.set_ylabel("stored weights or masks (Mbit, log scale)")
     ax.set_title("model storage per design")
