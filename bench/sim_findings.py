@@ -71,7 +71,8 @@ def worth_building() -> str:
                      ("× dense", lambda r: f"{r['x_dense']:.2f}"), ("DRAM Mbit", lambda r: f"{r['dram_mbit']:.1f}"),
                      ("ms", lambda r: f"{r['ms']:.3f}"), ("fits: mm²", lambda r: f"{r['fit_area_mm2']:.1f}"),
                      ("fits: µJ", lambda r: f"{r['fit_energy_uj']:.1f}"),
-                     ("fits: DRAM Mbit", lambda r: f"{r['fit_dram_mbit']:.1f}"), ("fits: ms", lambda r: f"{r['fit_ms']:.3f}")])
+                     ("fits: DRAM Mbit", lambda r: f"{r['fit_dram_mbit']:.1f}"),
+                     ("fits: ms", lambda r: f"{r['fit_ms']:.3f}")])
 
 
 def iso_area() -> str:
@@ -131,9 +132,11 @@ def decode() -> str:
                          "dram_share": r["energy_dram_pj"] / r["energy_pj"], "area_mm2": r["area_mm2"]})
     save("sim_findings_decode", rows)
     return md(rows, [("design", "design"), ("µJ per token", lambda r: f"{r['energy_uj']:.1f}"),
-                     ("ms per token", lambda r: f"{r['ms']:.3f}"), ("DRAM weights/masks Mbit", lambda r: f"{r['dram_w']:.2f}"),
+                     ("ms per token", lambda r: f"{r['ms']:.3f}"),
+                     ("DRAM weights/masks Mbit", lambda r: f"{r['dram_w']:.2f}"),
                      ("DRAM activations (KV cache) Mbit", lambda r: f"{r['dram_a']:.2f}"),
-                     ("DRAM share of energy", lambda r: f"{r['dram_share']:.0%}"), ("mm²", lambda r: f"{r['area_mm2']:.1f}")])
+                     ("DRAM share of energy", lambda r: f"{r['dram_share']:.0%}"),
+                     ("mm²", lambda r: f"{r['area_mm2']:.1f}")])
 
 
 def main() -> None:

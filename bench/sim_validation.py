@@ -32,7 +32,13 @@ def compare(path: Path) -> dict:
     theirs = [int(r["total_cycles"]) + 1 for r in ref]
     out = {"run": path.stem, "network": net, "array": arr, "dataflow": df, "layers": len(ref),
            "scalesim_cycles": sum(theirs)}
-    for tag, d in (("compat", scalesim.compatible(size, size, df)), ("default", default_model(size, df))):
+    compat = scalesim.compatible(size, size, df)
+    worst = 0.0  # access counts (DRAM and SRAM, per operand), compatible configuration
+    for L, r in zip(w.layers, ref, strict=True):
+        for key, words in scalesim.access_counts(compat, L, engine.simulate_layer(compat, L)).items():
+            worst = max(worst, abs(words - int(r[key])) / max(int(r[key]), 1))
+    out["access_max_err"] = worst
+    for tag, d in (("compat", compat), ("default", default_model(size, df))):
         ours = [engine.simulate_layer(d, L).compute_cycles for L in w.layers]
         err = [abs(a - b) / b for a, b in zip(ours, theirs, strict=True)]
         out.update({f"{tag}_cycles": sum(ours), f"{tag}_max_err": max(err), f"{tag}_mean_err": statistics.mean(err),
@@ -45,11 +51,12 @@ def compare(path: Path) -> dict:
 def main() -> None:
     runs = [compare(p) for p in sorted(REF.glob("*_*x*_*.csv"))]
     print("| network | array | dataflow | layers | SCALE-Sim cycles | compatible: cycles | max / mean error | "
-          "default model: cycles | max / mean error |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "access counts: max error | default model: cycles | max / mean error |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in runs:
         print(f"| {r['network']} | {r['array']} | {r['dataflow'].upper()} | {r['layers']} | {r['scalesim_cycles']:,} | "
               f"{r['compat_cycles']:,.0f} | {r['compat_max_err']:.1%} / {r['compat_mean_err']:.1%} | "
+              f"{r['access_max_err']:.3%} | "
               f"{r['default_cycles']:,.0f} | {r['default_max_err']:.1%} / {r['default_mean_err']:.1%} |")
     for r in runs:
         if r["network"] != "conv6-cifar" or r["array"] != "32x32":

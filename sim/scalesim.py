@@ -102,4 +102,16 @@ def topologies() -> dict[str, tuple[str, str]]:
             "gpt2-block-128": ("gemm", "\n".join(gemm) + "\n")}
 
 
-ARRAYS = ((32, 32), (128, 128))
+def access_counts(d: Design, layer, result) -> dict:
+    """Our counts of a lone layer in SCALE-Sim's report columns (one-byte words): DRAM reads of the
+    unique input and the filter, DRAM output writes (every k-fold's partial sums for WS; SCALE-Sim
+    does not count reading them back), SRAM reads of both operands."""
+    from .engine import _plan
+
+    p = _plan(d, layer)
+    spill_reads = layer.M * layer.N * d.array.psum_bits * (p.k_folds - 1) if p.psum_spill else 0
+    return {"ifmap_dram_reads": result.dram_bits["activations"] / 8,
+            "filter_dram_reads": result.dram_bits["weights"] / 8,
+            "ofmap_dram_writes": (result.dram_bits["outputs"] - spill_reads) / 8,
+            "ifmap_sram_reads": result.sram_bits["activations_read"] / 8,
+            "filter_sram_reads": result.sram_bits["weights_read"] / 8}
