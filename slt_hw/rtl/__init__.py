@@ -1,7 +1,7 @@
 """Hardware of the weight-generation contract: an Amaranth HDL generator of the on-chip weight
-generator and mask decoder (docs/hardware.md). Amaranth loads only when this package does."""
+generator and mask decoder (docs/hardware.md). Amaranth loads only with `slt_hw.rtl.top` and the
+modules that build hardware, so `slt-hw` runs without it."""
 
 from .params import RtlParams
-from .top import WeightGenerator
 
-__all__ = ["RtlParams", "WeightGenerator"]
+__all__ = ["RtlParams"]

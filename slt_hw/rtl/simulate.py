@@ -14,15 +14,19 @@ from .vectors import Job
 
 
 def run_jobs(p: RtlParams, jobs: list[Job], *, stall: float = 0.0, seed: int = 0,
-             max_cycles: int = 200_000) -> tuple[list[list[tuple[int, int]]], int]:
+             max_cycles: int | None = None) -> tuple[list[list[tuple[int, int]]], int]:
     """Beats (level, code) per job, and the cycles taken. `stall`: probability that a source drops
-    valid or the sink drops ready in a cycle."""
+    valid or the sink drops ready in a cycle. Stops after `max_cycles` (default: ample for the
+    stall rate), so a design that loses beats ends with short jobs instead of hanging."""
     dut = WeightGenerator(p)
     frozen = p.format is Format.FROZEN
     rng = random.Random(seed)
     got: list[list[tuple[int, int]]] = [[] for _ in jobs]
     mask = [m for j in jobs for m in j.mask]  # the mask feeder streams every job's beats in order
     cycles = 0
+    if max_cycles is None:
+        beats = sum(len(j.expect) for j in jobs)
+        max_cycles = int((beats + 12 * len(jobs)) / (1 - stall) ** 3 * 2) + 100
 
     async def bench(ctx):
         nonlocal cycles

@@ -22,30 +22,27 @@ from .weights import WeightPath
 class WeightGenerator(Elaboratable):
     def __init__(self, p: RtlParams):
         self.p = p
-        frozen = p.format is Format.FROZEN
-        self.cmd_valid, self.cmd_ready = Signal(), Signal()
-        self.cmd_k0, self.cmd_k1 = Signal(32), Signal(32)
-        self.cmd_base, self.cmd_steps = Signal(32), Signal(32)
-        if frozen:
-            self.cmd_fk0, self.cmd_fk1 = Signal(32), Signal(32)
-            self.cmd_prune, self.cmd_lock = Signal(17), Signal(17)
-            self.cmd_skip = Signal(5)
-            self.cmd_words, self.cmd_tail, self.cmd_wcol = Signal(WCOL_BITS), Signal(5), Signal(WCOL_BITS)
-            self.fb_valid, self.fb_ready, self.fb_data = Signal(), Signal(), Signal(p.fb_width)
+        self._ports: list[Signal] = []
+        for name, width in self.port_widths(p):
+            sig = Signal(width, name=name)
+            setattr(self, name, sig)
+            self._ports.append(sig)
+
+    @staticmethod
+    def port_widths(p: RtlParams) -> list[tuple[str, int]]:
+        ports = [("cmd_valid", 1), ("cmd_ready", 1), ("cmd_k0", 32), ("cmd_k1", 32), ("cmd_base", 32),
+                 ("cmd_steps", 32)]
+        if p.format is Format.FROZEN:
+            ports += [("cmd_fk0", 32), ("cmd_fk1", 32), ("cmd_prune", 17), ("cmd_lock", 17), ("cmd_skip", 5),
+                      ("cmd_words", WCOL_BITS), ("cmd_tail", 5), ("cmd_wcol", WCOL_BITS),
+                      ("fb_valid", 1), ("fb_ready", 1), ("fb_data", p.fb_width)]
         else:
-            self.mask_valid, self.mask_ready, self.mask_data = Signal(), Signal(), Signal(p.mask_width)
-        self.out_valid, self.out_ready = Signal(), Signal()
-        self.out_level = Signal(p.beat * p.level_bits)
-        self.out_code = Signal(p.beat * p.code_bits)
+            ports += [("mask_valid", 1), ("mask_ready", 1), ("mask_data", p.mask_width)]
+        return ports + [("out_valid", 1), ("out_ready", 1), ("out_level", p.beat * p.level_bits),
+                        ("out_code", p.beat * p.code_bits)]
 
     def ports(self) -> list[Signal]:
-        names = ["cmd_valid", "cmd_ready", "cmd_k0", "cmd_k1", "cmd_base", "cmd_steps"]
-        if self.p.format is Format.FROZEN:
-            names += ["cmd_fk0", "cmd_fk1", "cmd_prune", "cmd_lock", "cmd_skip", "cmd_words", "cmd_tail", "cmd_wcol",
-                      "fb_valid", "fb_ready", "fb_data"]
-        else:
-            names += ["mask_valid", "mask_ready", "mask_data"]
-        return [getattr(self, n) for n in names + ["out_valid", "out_ready", "out_level", "out_code"]]
+        return list(self._ports)
 
     def elaborate(self, platform):
         m = Module()

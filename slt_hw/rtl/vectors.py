@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .. import _normal_table
+from .. import _normal_table, formats
 from ..contract import Dist, Key, words_per_row
 from ..formats import Format, PackedWeight
 from ..reference import masks as ref_masks
@@ -93,3 +93,38 @@ def build_job(p: RtlParams, w: PackedWeight, r0: int, r1: int) -> Job:
         bits = _plane_bits(w)[:, r0 * kp:r1 * kp].to(torch.int64)
         job.mask = [_pack(bits[:, i:i + b].reshape(-1).tolist(), 1) for i in range(0, bits.shape[1], b)]
     return job
+
+
+def make_weight(p: RtlParams, n: int, k: int, seed: int, name: str, mask_seed: int = 0) -> PackedWeight:
+    """A packed (n, k) weight in p's distribution and format with a random mask (half density)."""
+    g = torch.Generator().manual_seed(mask_seed)
+    if p.format is Format.BINARY:
+        return formats.pack_binary(torch.rand(n, k, generator=g) < 0.5, seed=seed, name=name, dist=p.dist)
+    if p.format is Format.MULTICOAT:
+        scales = torch.tensor([1.0, 0.5, 0.375, 3.0] * 4, dtype=torch.float32)[:p.coats]
+        levels = torch.randint(0, p.coats + 1, (n, k), generator=g)
+        return formats.pack_multicoat(levels, p.coats, seed=seed, name=name, dist=p.dist, coat_scales=scales)
+    return formats.pack_frozen(torch.rand(n, k, generator=g) < 0.5, seed=seed, name=name, p_prune=0.3,
+                               p_lock=0.2, dist=p.dist)
+
+
+# Edge seeds and names: the largest seed, a non-ASCII name (its UTF-8 bytes are hashed).
+EDGE_TENSORS = ((0, "w"), (2**63 - 1, "blocks.0.attn.q_proj"), (12345, "ŝlt/π·層"))
+
+
+def standard_jobs(p: RtlParams, k: int = 40) -> list[Job]:
+    """The emitted testbench's vectors: per edge tensor, (2·units, k) weights in two jobs of units rows."""
+    jobs = []
+    for i, (seed, name) in enumerate(EDGE_TENSORS):
+        w = make_weight(p, 2 * p.units, k, seed, name, mask_seed=i)
+        jobs += [build_job(p, w, 0, p.units), build_job(p, w, p.units, 2 * p.units)]
+    return jobs
+
+
+def unpack_beats(p: RtlParams, beats: list[tuple[int, int]], rows: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rows, k) int64 levels and codes from the beats of jobs covering `rows` whole rows."""
+    lm, cm = (1 << p.level_bits) - 1, (1 << p.code_bits) - 1
+    lv = [(lvl >> (i * p.level_bits)) & lm for lvl, _ in beats for i in range(p.beat)]
+    cd = [(code >> (i * p.code_bits)) & cm for _, code in beats for i in range(p.beat)]
+    kp = words_per_row(k) * 32
+    return tuple(torch.tensor(x, dtype=torch.int64).view(rows, kp)[:, :k] for x in (lv, cd))
