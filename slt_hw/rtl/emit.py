@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 from pathlib import Path
 
 from amaranth.back import verilog
@@ -20,6 +22,12 @@ TOP = "slt_weight_gen"
 def to_verilog(p: RtlParams, name: str = TOP) -> str:
     top = WeightGenerator(p)
     return verilog.convert(top, name=name, ports=top.ports())
+
+
+def fingerprint(verilog_text: str) -> str:
+    """SHA-256 of the Verilog without its source-location attributes (paths and line numbers), so
+    the synthesis report can be checked against the current RTL from any checkout."""
+    return hashlib.sha256(re.sub(r"\(\* src = \"[^\"]*\" \*\)\s*", "", verilog_text).encode()).hexdigest()
 
 
 def latency(p: RtlParams) -> int:
