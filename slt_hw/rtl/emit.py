@@ -55,8 +55,8 @@ def readme(p: RtlParams) -> str:
                  ("mask_data", "in", str(p.mask_width), f"plane c's bit of lane i at bit c*{p.beat} + i "
                                                         "(the plane words' bits of the beat's weights)")]
     rows += [("out_valid / out_ready", "out / in", "1 / 1", "output beat handshake"),
-             ("out_level", "out", str(p.beat * lb), f"lane i in bits [{lb}i, {lb}i + {lb}): {level}"),
-             ("out_code", "out", str(p.beat * cb), f"lane i in bits [{cb}i, {cb}i + {cb}): {code}")]
+             ("out_level", "out", str(p.beat * lb), f"lane i in {_lane(lb)}: {level}"),
+             ("out_code", "out", str(p.beat * cb), f"lane i in {_lane(cb)}: {code}")]
     table = "\n".join(f"| `{a}` | {b} | {c} | {d} |" for a, b, c, d in rows)
     return f"""# {TOP}: {p.tag}
 
@@ -93,6 +93,10 @@ tensor's row-major padded order, lane 0 first. A command is one job: `steps` ste
 - `tb_{TOP}.v`: self-checking testbench: {len(standard_jobs(p))} jobs over edge seeds and names, pseudo-random
   stalls on every port; prints `PASS` or `FAIL`. Run: `iverilog -g2012 -o tb tb_{TOP}.v {TOP}.v && vvp tb`.
 """
+
+
+def _lane(bits: int) -> str:
+    return "bit i" if bits == 1 else f"bits [{bits}i, {bits}i + {bits})"
 
 
 _CMD_DOC = {
