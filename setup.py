@@ -37,6 +37,7 @@ PACKAGES = {
     "slt_hw.backends": "slt_hw/backends",
     "slt_hw.nn": "slt_hw/nn",
     "slt_hw.search": "slt_hw/search",
+    "slt_hw.rtl": "slt_hw/rtl",
     "slt_hw.kernels": "kernels",
     "slt_hw.sim": "sim",
 }
@@ -198,7 +199,7 @@ def _ext_modules():
 setup(
     packages=list(PACKAGES),
     package_dir=PACKAGES,
-    package_data={"slt_hw.sim": ["presets/*.yaml"]},
+    package_data={"slt_hw.sim": ["presets/*.yaml", "data/*.json"]},
     ext_modules=_ext_modules(),
     cmdclass={"build_ext": CMakeBuild},
 )

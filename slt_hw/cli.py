@@ -1,5 +1,5 @@
 """`slt-hw` command line: `slt-hw info` (environment and backends), `slt-hw demo`, `slt-hw find`,
-`slt-hw sim` (accelerator simulator)."""
+`slt-hw sim` (accelerator simulator), `slt-hw rtl` (weight generator hardware)."""
 
 from __future__ import annotations
 
@@ -104,6 +104,19 @@ def _add_sim_parser(sub) -> None:
     add_arguments(sim)
 
 
+def cmd_rtl(args: argparse.Namespace, console: Console) -> int:
+    from .rtl.cli import run  # amaranth loads only for this command
+
+    return run(args, console)
+
+
+def _add_rtl_parser(sub) -> None:
+    from .rtl.cli import add_arguments
+
+    add_arguments(sub.add_parser("rtl", help="write the weight generator and mask decoder as Verilog, "
+                                             "with a README and a self-checking testbench"))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="slt-hw", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -131,8 +144,11 @@ def main(argv: list[str] | None = None) -> int:
     fnd.add_argument("--out", default="supermask.slt", help="checkpoint path (default supermask.slt)")
     fnd.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_sim_parser(sub)
+    _add_rtl_parser(sub)
     args = parser.parse_args(argv)
     console = Console(width=None if sys.stdout.isatty() else 120)
+    if args.command == "rtl":
+        return cmd_rtl(args, console)
     return {"info": cmd_info, "demo": cmd_demo, "find": cmd_find, "sim": cmd_sim}[args.command](args, console)
 
 

@@ -32,7 +32,8 @@ def test_every_file_is_under_the_package(wheel):
     tops = {n.split("/")[0] for n in names}
     assert all(t == "slt_hw" or (t.startswith("slt_hw-") and t.endswith(".dist-info")) for t in tops), tops
     for required in ("slt_hw/__init__.py", "slt_hw/kernels/__init__.py", "slt_hw/sim/__init__.py",
-                     "slt_hw/_normal_table.py", "slt_hw/backends/builtin.py", "slt_hw/reference/prng.py"):
+                     "slt_hw/_normal_table.py", "slt_hw/backends/builtin.py", "slt_hw/reference/prng.py",
+                     "slt_hw/rtl/top.py", "slt_hw/sim/data/generator_synthesis.json"):
         assert required in names
     assert not any(n.startswith(("kernels/", "sim/", "tests/", "bench/", "csrc/")) for n in names)
 
