@@ -9,6 +9,8 @@ Sources:
         36 µm², 32-bit add 137 µm², 8-bit mult 282 µm², 32-bit mult 3495 µm².
   [NG45] NanGate 45 nm Open Cell Library (FreePDK45): DFF_X1 4.522 µm², XOR2_X1 1.596 µm²,
         NAND2_X1 0.798 µm².
+  [SYN] the contract's generator and mask decoder synthesised from slt_hw.rtl (Yosys, NanGate45
+        cell areas; sim/data/generator_synthesis.json, docs/hardware.md).
 Assumptions (stated, not sourced): lstp cells take the area of hp cells (the 6T cell is the same,
 only threshold and oxide change); banking adds no area; wires, control and pads are not counted
 (a die is larger: see docs/simulator.md's Hiddenite comparison).
@@ -34,9 +36,9 @@ MULT8_UM2, MULT32_UM2 = 282.0, 3495.0
 # [NG45] µm².
 DFF_UM2, XOR2_UM2, NAND2_UM2 = 4.522, 1.596, 0.798
 
-# A contract hash unit: four 32-bit multipliers [H14a], the 64-bit key, a 32-bit counter and an
-# output register [NG45].
-HASH_UNIT_UM2 = 4 * MULT32_UM2 + (64 + 32 + 32) * DFF_UM2
+# The pre-synthesis estimate of a contract hash unit, kept for comparison: four 32-bit multipliers
+# [H14a], the 64-bit key, a 32-bit counter and an output register [NG45].
+HASH_UNIT_ESTIMATE_UM2 = 4 * MULT32_UM2 + (64 + 32 + 32) * DFF_UM2
 XORSHIFT_UNIT_UM2 = 3 * 32 * XOR2_UM2 + 32 * DFF_UM2  # three shift-xor stages, one state register
 LFSR_UNIT_UM2 = 32 * DFF_UM2 + 4 * XOR2_UM2  # 32-bit Fibonacci LFSR, four taps
 
@@ -65,10 +67,15 @@ def pe_um2(kind: str, weight_bits: int, act_bits: int, psum_bits: int, node_nm: 
     return (mult + acc + regs) * node_area_factor(node_nm)
 
 
-def generator_unit_um2(kind: str, node_nm: float = BASE_NODE_NM) -> tuple[float, str]:
-    """(area of one generator unit yielding 32 bits a cycle, its source)."""
+def generator_unit_um2(kind: str, node_nm: float = BASE_NODE_NM, dist: str = "signed_constant") -> tuple[float, str]:
+    """(area of one generator unit yielding 32 random bits a cycle, its source). A hash unit is the
+    synthesised one [SYN] (hash core, value stage, mask decoder, control) at 45 nm, scaled by this
+    module's node rule."""
     if kind == "hash":
-        return HASH_UNIT_UM2 * node_area_factor(node_nm), "estimate: 4 × 32-bit mult [H14a] + registers [NG45]"
+        from .hardware_costs import area_um2
+
+        c = area_um2(dist, "binary")
+        return c.value * node_area_factor(node_nm), c.source
     est = {"xorshift": XORSHIFT_UNIT_UM2, "lfsr": LFSR_UNIT_UM2}[kind]
     return est * node_area_factor(node_nm), "estimate: gates [NG45]"
 
@@ -102,7 +109,8 @@ def area(d) -> Area:
     pe = pe_um2(w.kind, w.bits, d.array.act_bits, d.array.psum_bits, node)
     gen = 0.0
     if d.generator is not None:
-        gen = d.generator.units * generator_unit_um2(d.generator.kind, node)[0] * d.generator.bits_per_step / 32
+        unit = generator_unit_um2(d.generator.kind, node, w.dist)[0]
+        gen = d.generator.units * unit * d.generator.bits_per_step / 32
     return Area(pes=pe * d.array.pes / 1e6, activations=sram_mm2(d.sram.activations.kib, node),
                 weights=sram_mm2(d.sram.weights.kib, node), outputs=sram_mm2(d.sram.outputs.kib, node),
                 generators=gen / 1e6)

@@ -11,6 +11,8 @@ Sources (numbers as collected in ../shared/REFERENCE.md §5.3):
         (itrs-hp: 113.2 pJ, 1493 mW).
   [ACC] Accelergy CACTI plug-in DRAM energies: LPDDR4 8, DDR3 70, GDDR5 14, HBM2 3.9 pJ/bit.
   [RNG] 65 nm LFSR PRNG 0.57 pJ/bit; xorshift32 ≈ 0.06 pJ/bit (Aladdin-table estimate).
+  [SYN] the contract's generator and mask decoder synthesised from slt_hw.rtl (Yosys, NanGate45
+        cells, gate energy model; sim/data/generator_synthesis.json, docs/hardware.md).
 """
 
 from __future__ import annotations
@@ -45,19 +47,30 @@ NODE_EXPONENT = 1.85
 DRAM_PJ_PER_BIT = {"lpddr4": 8.0, "gddr5": 14.0, "ddr3": 70.0, "hbm2": 3.9}
 
 # Weight generators, pJ per step at 45 nm.
-# hash: one contract hash h = lowbias32(lowbias32(c ^ k0) ^ k1) is four 32-bit multiplies plus
-# xors/shifts: 4 × 3.1 pJ [H14] + ~0.5 pJ of xor/shift ≈ 13 pJ per 32 bits (0.4 pJ/bit), inside the
-# 0.06–0.6 pJ/bit range of [RNG].
-GEN_HASH_PJ_PER_STEP = 4 * INT32_MULT_PJ + 0.6
+# hash: the synthesised unit [SYN] (hash core, value stage, mask decoder, control) per weight, times
+# the weights one 32-bit hash yields for the distribution (32 signs, or 2 uniform/normal values):
+# 13.3 pJ per hash-equivalent for signed constants, 13.0 uniform, 26.8 normal (its ROM). The
+# pre-synthesis estimate was 4 × 3.1 pJ (32-bit mults [H14]) + 0.6 pJ ≈ 13 pJ, kept for reference.
+GEN_HASH_ESTIMATE_PJ_PER_STEP = 4 * INT32_MULT_PJ + 0.6
 GEN_XORSHIFT_PJ_PER_BIT = 0.06  # [RNG] estimate
 GEN_LFSR_PJ_PER_BIT = 0.57  # [RNG] 65 nm silicon, used unscaled (conservative at 45 nm)
 
 
-def generator_pj_per_step(kind: str, bits_per_step: int) -> float:
-    """Default step energy at 45 nm: the hash per 32-bit hash (scaled to the step width), the
-    xorshift / LFSR figures per bit."""
-    per_bit = {"hash": GEN_HASH_PJ_PER_STEP / 32, "xorshift": GEN_XORSHIFT_PJ_PER_BIT, "lfsr": GEN_LFSR_PJ_PER_BIT}
-    return per_bit[kind] * bits_per_step
+def hash_unit_pj_per_step(dist: str = "signed_constant") -> float:
+    """[SYN] energy of one generator unit per 32 random bits (one contract hash) at 45 nm, 0.9 V,
+    decoder and control included, for a distribution."""
+    from .hardware_costs import pj_per_weight
+
+    per_hash = {"signed_constant": 32, "uniform": 2, "normal": 2}[dist]
+    return pj_per_weight(dist, "binary").value * per_hash
+
+
+def generator_pj_per_step(kind: str, bits_per_step: int, dist: str = "signed_constant") -> float:
+    """Default step energy at 45 nm: the synthesised hash unit per 32-bit hash (scaled to the step
+    width), the xorshift / LFSR figures per bit."""
+    if kind == "hash":
+        return hash_unit_pj_per_step(dist) * bits_per_step / 32
+    return {"xorshift": GEN_XORSHIFT_PJ_PER_BIT, "lfsr": GEN_LFSR_PJ_PER_BIT}[kind] * bits_per_step
 
 
 def node_factor(node_nm: float, vdd: float = BASE_VDD) -> float:
@@ -119,7 +132,8 @@ class EnergyTable:
         gen = 0.0
         if d.generator is not None:
             g = d.generator
-            step = g.pj_per_step if g.pj_per_step is not None else generator_pj_per_step(g.kind, g.bits_per_step)
+            step = g.pj_per_step if g.pj_per_step is not None else \
+                generator_pj_per_step(g.kind, g.bits_per_step, d.weights.dist)
             gen = step / g.bits_per_step * f
         return cls(mac_pj=mac_pj(d.weights.kind, d.weights.bits, d.array.act_bits) * f, sram_pj_per_bit=per_bit,
                    sram_leak_mw=leak, dram_pj_per_bit=d.dram.pj_per_bit, gen_pj_per_bit=gen,

@@ -93,7 +93,8 @@ def test_energy_table_reproduces_its_sources():
     assert energy.mac_pj("dense", 8, 8) == pytest.approx(0.3)
     assert energy.mac_pj("slt", 0, 8) == energy.INT32_ADD_PJ
     # the hash generator lands in the cited 0.06-0.6 pJ/bit range
-    assert 0.06 <= energy.GEN_HASH_PJ_PER_STEP / 32 <= 0.6
+    for dist in ("signed_constant", "uniform", "normal"):
+        assert 0.06 <= energy.hash_unit_pj_per_step(dist) / 32 <= 0.6 * 2  # the normal ROM doubles it
 
 
 def test_lstp_cells_trade_read_energy_for_leakage():
@@ -104,7 +105,7 @@ def test_lstp_cells_trade_read_energy_for_leakage():
 def test_generator_energy_follows_its_kind_unless_given():
     h = config.load_design("hiddenite")
     f = energy.node_factor(h.node_nm, h.vdd)
-    assert energy.EnergyTable.for_design(h).gen_pj_per_bit == pytest.approx(energy.GEN_HASH_PJ_PER_STEP / 32 * f)
+    assert energy.EnergyTable.for_design(h).gen_pj_per_bit == pytest.approx(energy.hash_unit_pj_per_step() / 32 * f)
     lfsr = h.replace({"generator.kind": "lfsr", "generator.bits_per_step": 1})
     assert energy.EnergyTable.for_design(lfsr).gen_pj_per_bit == pytest.approx(energy.GEN_LFSR_PJ_PER_BIT * f)
     given = h.replace({"generator.pj_per_step": 3.2})
@@ -144,3 +145,18 @@ def test_design_base_cycle_refused(tmp_path):
     f.write_text("base: loop.yaml\nname: x\n")
     with pytest.raises(config.ConfigError, match="includes itself"):
         config.load_design(f)
+
+
+def test_generator_defaults_are_the_synthesis_report():
+    # the simulator charges the synthesised unit (sim/data/generator_synthesis.json), per weight
+    from slt_hw.sim import area, hardware_costs
+
+    for dist, per_hash in (("signed_constant", 32), ("uniform", 2), ("normal", 2)):
+        d = config.load_design("hiddenite").replace({"weights.dist": dist, "node_nm": 45, "vdd": 0.9})
+        t = energy.EnergyTable.for_design(d)
+        per_weight = hardware_costs.pj_per_weight(dist, "binary").value
+        assert t.gen_pj_per_bit * 32 / per_hash == pytest.approx(per_weight)  # pJ per generated weight
+        unit = hardware_costs.area_um2(dist, "binary").value
+        assert area.area(d).generators * 1e6 == pytest.approx(d.generator.units * unit)
+    rep = hardware_costs.report()
+    assert rep["simulator_estimate"]["pj_per_hash"] == pytest.approx(energy.GEN_HASH_ESTIMATE_PJ_PER_STEP, rel=0.01)

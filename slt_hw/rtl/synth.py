@@ -136,8 +136,9 @@ def report(configs, jobs: int = 1) -> dict:
                                    "E = alpha * C * V^2 per cycle, cells weighted by NAND2-equivalents; "
                                    "glitches and leakage not counted",
                          "calibration": cal},
-        "simulator_estimate": {"pj_per_hash": 13.0, "what": "sim/energy.py GEN_HASH_PJ_PER_STEP: "
-                                                            "4 x 32-bit multiplies (Horowitz) + 0.6 pJ"},
+        "simulator_estimate": {"pj_per_hash": 13.0,
+                               "what": "sim/energy.py GEN_HASH_ESTIMATE_PJ_PER_STEP (before synthesis): "
+                                       "4 x 32-bit multiplies (Horowitz) + 0.6 pJ"},
         "configs": rows,
     }
 
