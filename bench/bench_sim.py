@@ -3,21 +3,20 @@
 1. Against SCALE-Sim on the same layers: our cycle mode (the array edges stepped cycle by cycle)
    and analytical mode on each validation network in the SCALE-Sim-compatible configuration,
    against SCALE-Sim's wall time on the same topology, array and dataflow: timed live in this run
-   when the side environment exists (.venv-scalesim, made by bench/scalesim_reference.py) and
-   --live names the runs, else the wall times committed in tests/golden/scalesim/meta.json (same
-   machine class; the table says which). Target: >= 100x.
+   when the side environment exists (.venv-scalesim, made by bench/scalesim_reference.py; by
+   default the quickest run, --live RUN,... or --live all for others), else the wall times committed
+   in tests/golden/scalesim/meta.json (the table says which). Target: >= 100x.
 2. Our modes on ResNet-50 with the presets (target: analytical < 50 ms on the whole network).
 Median of repeated runs after a warm-up (numba compiled).
 
     .venv/bin/python bench/bench_sim.py
-    .venv/bin/python bench/bench_sim.py --live conv6-cifar_32x32_os
+    .venv/bin/python bench/bench_sim.py --live all       # every SCALE-Sim run again (~40 min)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from utils import median_seconds, report
@@ -26,7 +25,6 @@ from slt_hw.sim import config, engine, scalesim, workload
 
 ROOT = Path(__file__).resolve().parents[1]
 REF = ROOT / "tests" / "golden" / "scalesim"
-sys.path.insert(0, str(Path(__file__).parent))
 
 
 def _ours(net: str, rows: int, df: str, mode: str) -> tuple[float, float]:
@@ -76,10 +74,18 @@ def presets() -> list[dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--live", default="", help="comma-separated runs to time SCALE-Sim on now, e.g. "
-                                               "conv6-cifar_32x32_os (needs .venv-scalesim)")
+    ap.add_argument("--live", default="conv6-cifar_128x128_os",
+                    help="SCALE-Sim runs to time now (comma-separated, 'all' or 'none'; needs .venv-scalesim; "
+                         "default the quickest)")
     args = ap.parse_args()
-    live = {x for x in args.live.split(",") if x}
+    from scalesim_reference import VENV
+
+    runs = set(json.loads((REF / "meta.json").read_text())["runs"])
+    live = runs if args.live == "all" else {x for x in args.live.split(",") if x and x != "none"}
+    if live - runs:
+        raise SystemExit(f"--live: {sorted(live - runs)} not among {sorted(runs)}")
+    if not (VENV / "bin" / "python").exists():
+        live = set()  # the tool is not installed here: committed times only
     report("sim_vs_scalesim", against_scalesim(live),
            ["network", "array", "dataflow", "layers", "sim cycles", "SCALE-Sim s", "(timed)", "cycle mode ms",
             "x faster (cycle)", "analytical ms", "x faster (analytical)"])
