@@ -21,8 +21,10 @@ def test_sim_compare_writes_tables_and_plots(tmp_path, capsys):
     assert (tmp_path / "mlp-energy.png").read_bytes()[:4] == b"\x89PNG"
     rows = list(csv.DictReader((tmp_path / "mlp.csv").open()))
     by = {r["design"]: r for r in rows}
-    # 784-300-100-10: 266,200 weights; binary masks 1 bit, dense 8 bits
-    assert int(by["hiddenite"]["model_bits"]) == 266_200 and int(by["dense-4k"]["model_bits"]) == 8 * 266_200
+    # 784-300-100-10: 266,200 weights; the hiddenite preset's masks 0.5 bit (supermask expansion),
+    # binary weights 1 bit, dense 8 bits
+    assert int(by["hiddenite"]["model_bits"]) == 266_200 // 2 and int(by["binary-4k"]["model_bits"]) == 266_200
+    assert int(by["dense-4k"]["model_bits"]) == 8 * 266_200
     layers = list(csv.DictReader((tmp_path / "mlp-layers.csv").open()))
     assert len(layers) == 4 * 3 * 2  # designs x layers x (first, steady)
     for d in by:  # per-layer rows add up to the design's totals
@@ -88,9 +90,12 @@ def test_sim_runs_a_checkpoint_from_find(tmp_path, capsys):
 
     mlp = tmp_path / "mlp.slt"
     slt_hw.save(MLP([64, 32, 10], seed=1, sparsity=0.5), mlp)
-    assert main(["sim", "--workload", str(mlp), "--rows", "4", "--no-plots", "--out", str(tmp_path)]) == 0
+    exact = tmp_path / "exact.yaml"  # the preset with the checkpoint's own mask sizes
+    exact.write_text("base: hiddenite\nname: exact\nmask_memory: {binary: null}\n")
+    assert main(["sim", "--workload", str(mlp), "--design", str(exact), "--rows", "4", "--no-plots",
+                 "--out", str(tmp_path)]) == 0
     rows = {r["design"]: r for r in csv.DictReader((tmp_path / "mlp.csv").open())}
-    assert int(rows["hiddenite"]["model_bits"]) == 64 * 32 + 32 * 10  # the exact packed mask bits
+    assert int(rows["exact"]["model_bits"]) == 64 * 32 + 32 * 10  # the exact packed mask bits
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
                               torch.nn.Linear(8 * 8 * 8, 10))
     cnn = tmp_path / "cnn.slt"
