@@ -1,5 +1,5 @@
-"""One engine, two modes. Both share the mapping (`_plan`: folds, per-fold compute cycles, DRAM
-bits per fold) so they differ only in how time is composed:
+"""One engine, two modes. Both share the mapping (sim/mapping.py: folds, tiles, what fits; here the
+per-fold compute cycles and DRAM bits per fold) so they differ only in how time is composed:
   analytical  per-tile roofline: each tile's compute overlaps its neighbours' DRAM transfers
   cycle       per-tile events: double-buffered prefetch on one DRAM channel, write-backs queued
               behind the next prefetch; inside each fold the array's edges (weight supply,
@@ -22,37 +22,15 @@ import numba
 import numpy as np
 
 from . import energy as E
-from . import rng
 from .config import Design
-from .workload import Layer, Workload, layer_mask_bits
+from .mapping import LayerIO, Plan, classes, gen_bits, layer_plan
+from .residency import plan as residency_plan
+from .workload import Layer, Workload
+
+__all__ = ["ENERGY_PARTS", "OPERANDS", "LayerIO", "LayerResult", "Result", "gen_bits", "simulate", "simulate_layer"]
 
 ENERGY_PARTS = ("mac", "sram", "dram", "generation", "leakage")
 OPERANDS = ("activations", "weights", "outputs")
-_DISTS = {"signed_constant": 0, "uniform": 1, "normal": 2}
-
-
-def gen_bits(dist: str, frozen: bool = False) -> float:
-    """Bits of the contract's hash stream per generated weight, from sim/rng.py's `hash_count`
-    (one 32-bit hash per 32 signed-constant weights, per 2 uniform/normal weights); a frozen
-    weight also regenerates its freeze state (one more 16-bit chunk)."""
-    n = 1 << 12  # one row, a whole number of hashes for every distribution
-    per = 32 * rng.hash_count(1, n, _DISTS[dist]) / n
-    return per + (32 * rng.hash_count(1, n, _DISTS["uniform"]) / n if frozen else 0.0)
-
-
-@dataclass(frozen=True)
-class LayerIO:
-    """Where a layer's operands live for one execution (sim/residency.py decides)."""
-
-    input_resident: bool = False  # the input is already in the activation SRAM
-    output_resident: bool = False  # the output stays in the activation SRAM for its consumers
-    weights_resident: bool = False  # weights/masks pinned on chip (or the second activation operand)
-    read_bits: float = 0.0  # other DRAM reads: a residual shortcut, a spilled tensor read back
-    write_bits: float = 0.0  # other DRAM writes: live tensors spilled to make room
-    sram_read_bits: float = 0.0  # a residual shortcut read from the activation SRAM
-    note: str = ""
-
-
 @dataclass
 class LayerResult:
     name: str
@@ -108,71 +86,7 @@ class Result:
         return max(r.peak_onchip_bits for r in self.layers)
 
 
-def _classes(total: int, tile: int) -> list[tuple[int, int]]:
-    """Tile sizes and how many tiles have each: [(tile, full), (remainder, 1)]."""
-    full, rem = divmod(total, tile)
-    out = [(tile, full)] if full else []
-    return out + [(rem, 1)] if rem else out
-
-
-@dataclass(frozen=True)
-class _Plan:
-    # per-layer mapping facts shared by both modes
-    os: bool
-    outer: int  # m folds (OS) or m chunks (WS)
-    folds: int
-    wbits: float  # streamed bits per weight (mask bits for SLT layers)
-    gen_rate: float  # generated weights per cycle (0: weights come from SRAM)
-    w_fit: bool
-    a_fit: bool
-    mc: int  # WS m-chunk rows
-    fanout: int
-    gen_weights: float
-    gen_bits_per_weight: float
-    psum_spill: bool  # WS partial sums overflow the output SRAM (ws_rows: all) and go to DRAM
-    k_folds: int
-
-
-def _plan(d: Design, L: Layer) -> _Plan:
-    R, C = d.array.rows, d.array.cols
-    ab, pb = d.array.act_bits, d.array.psum_bits
-    slt_layer = d.is_slt and L.format not in ("dense", "activation")
-    if L.format == "activation":
-        wbits = ab
-    elif slt_layer:
-        wbits = layer_mask_bits(L, d.mask_memory) / (L.weights * L.mask_copies)
-    elif L.format == "dense" and d.is_slt:
-        wbits = 8
-    else:
-        wbits = d.weights.stored_bits
-    os_ = d.dataflow == "output_stationary"
-    n_folds = math.ceil(L.N / C)
-    k_folds = 1 if os_ else math.ceil(L.K / R)
-    psum_spill = False
-    if os_:
-        outer = math.ceil(L.M / R)
-        folds = outer * n_folds
-        mc = R
-    else:
-        if d.mapping.ws_rows == "all":  # every row streams; each k-fold's partial sums go out and back
-            mc = L.M
-            psum_spill = k_folds > 1
-        else:
-            mc = max(1, min(L.M, d.sram.outputs.usable_bits // (C * pb)))
-        outer = math.ceil(L.M / mc)
-        folds = outer * n_folds * k_folds
-    a_fit = mc * L.K * ab <= d.sram.activations.usable_bits
-    w_fit = L.weights * wbits <= d.sram.weights.usable_bits
-    gen_rate, fanout, gen_w, gbits = 0.0, 1, 0.0, 0.0
-    if slt_layer:
-        gbits = gen_bits(d.weights.dist, L.format == "frozen")
-        gen_rate = d.generator.weights_per_cycle(gbits)
-        fanout = min(d.generator.fanout, outer) if os_ else 1
-        gen_w = L.weights * math.ceil(outer / fanout)
-    return _Plan(os_, outer, folds, wbits, gen_rate, w_fit, a_fit, mc, fanout, gen_w, gbits, psum_spill, k_folds)
-
-
-def _rates(d: Design, p: _Plan) -> tuple[float, float, float]:
+def _rates(d: Design, p: Plan) -> tuple[float, float, float]:
     """Weights, activations and output bits the supplies move per cycle: the weight SRAM port
     (weights, or the masks of generated weights) and, for SLT layers, the generators; the
     activation SRAM port; the output SRAM port."""
@@ -182,7 +96,7 @@ def _rates(d: Design, p: _Plan) -> tuple[float, float, float]:
     return float(w), d.sram.activations.bits_per_cycle / d.array.act_bits, float(d.sram.outputs.bits_per_cycle)
 
 
-def _out_bits(d: Design, p: _Plan, m, n, first_k):
+def _out_bits(d: Design, p: Plan, m, n, first_k):
     """Output-port bits of a fold: OS results at the end (m·n outputs, requantised to act_bits at
     the array edge: the reduction is complete); WS per streamed row (n psums written, and read back
     except in the first k-fold: read-modify-write at psum_bits)."""
@@ -191,7 +105,7 @@ def _out_bits(d: Design, p: _Plan, m, n, first_k):
     return n * d.array.psum_bits * np.where(first_k, 1, 2)
 
 
-def _fold_cycles(d: Design, L: Layer, p: _Plan, m, n, k, first_k, last=None):
+def _fold_cycles(d: Design, L: Layer, p: Plan, m, n, k, first_k, last=None):
     """Compute cycles of folds with m×n output tiles and k-long reductions (k = K for OS), in
     closed form; scalars or numpy arrays. `last` marks a layer's last fold (the overlapped drain)."""
     R, C = d.array.rows, d.array.cols
@@ -214,12 +128,12 @@ def _fold_cycles(d: Design, L: Layer, p: _Plan, m, n, k, first_k, last=None):
     return np.ceil(load) + np.ceil(stream) + R + C - 2
 
 
-def _fold_classes(d: Design, L: Layer, p: _Plan):
+def _foldclasses(d: Design, L: Layer, p: Plan):
     """(count, m, n, k, first_k, last) classes of identical folds; edge tiles are the remainders."""
     R, C = d.array.rows, d.array.cols
-    ms = _classes(L.M, R if p.os else p.mc)
-    ns = _classes(L.N, C)
-    ks = [(L.K, 1)] if p.os else _classes(L.K, R)
+    ms = classes(L.M, R if p.os else p.mc)
+    ns = classes(L.N, C)
+    ks = [(L.K, 1)] if p.os else classes(L.K, R)
     out = []
     for m, cm in ms:
         for n, cn in ns:
@@ -232,7 +146,7 @@ def _fold_classes(d: Design, L: Layer, p: _Plan):
     return out
 
 
-def _traffic(d: Design, L: Layer, p: _Plan, io: LayerIO):
+def _traffic(d: Design, L: Layer, p: Plan, io: LayerIO):
     ab, pb = d.array.act_bits, d.array.psum_bits
     n_folds = math.ceil(L.N / d.array.cols)
     W = L.weights * p.wbits
@@ -255,7 +169,7 @@ def _traffic(d: Design, L: Layer, p: _Plan, io: LayerIO):
     return dram, sram
 
 
-def _tiles(d: Design, L: Layer, p: _Plan, io: LayerIO, weights_resident: bool = False):
+def _tiles(d: Design, L: Layer, p: Plan, io: LayerIO, weights_resident: bool = False):
     """Per-fold arrays (DRAM bits in, DRAM bits out, m, n, k, first_k, last) in execution order;
     with `weights_resident` the weights (masks) are already on chip (a later folding iteration)."""
     R, C = d.array.rows, d.array.cols
@@ -379,10 +293,10 @@ def simulate_layer(d: Design, L: Layer, mode: str = "analytical", table: E.Energ
     check_mode(mode)
     io = io or LayerIO()
     table = table or E.EnergyTable.for_design(d)
-    p = _plan(d, L)
+    p = layer_plan(d, L)
     R, C = d.array.rows, d.array.cols
     bw = d.dram.bytes_per_cycle * 8
-    classes = _fold_classes(d, L, p)
+    classes = _foldclasses(d, L, p)
     comp_sum = float(sum(cnt * _fold_cycles(d, L, p, m, n, k, fk) for cnt, m, n, k, fk in classes))
     if p.os and d.array.drain == "overlapped":
         comp_sum += R  # the last fold's drain
@@ -455,14 +369,12 @@ def simulate(d: Design, w: Workload, mode: str = "analytical", residency: bool =
     (default) outputs stay in the activation SRAM when they fit and weights/masks that fit the
     weight SRAM stay there across inferences (sim/residency.py); without it every layer starts
     cold, reads its input from DRAM and writes its output back."""
-    from .residency import plan
-
     check_mode(mode)
     table = E.EnergyTable.for_design(d)
     if not residency:
         layers = [simulate_layer(d, L, mode, table) for L in w.layers]
         return Result(d.name, w.name, mode, layers)
-    pl = plan(d, w)
+    pl = residency_plan(d, w)
     first = [simulate_layer(d, L, mode, table, io) for L, io in zip(w.layers, pl.first, strict=True)]
     steady = [a if io == a.io else simulate_layer(d, L, mode, table, io)
               for L, io, a in zip(w.layers, pl.steady, first, strict=True)]

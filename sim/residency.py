@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from .config import Design
-from .engine import LayerIO, _plan
+from .mapping import LayerIO, layer_plan
 from .workload import INPUT, Layer, Workload
 
 
@@ -34,7 +34,7 @@ def layer_weight_bits(d: Design, L: Layer) -> float:
     """Stored bits of a layer's weights / masks on design d (all mask copies; 0 for activation layers)."""
     if not L.has_weights:
         return 0.0
-    return _plan(d, L).wbits * L.weights * L.mask_copies
+    return layer_plan(d, L).wbits * L.weights * L.mask_copies
 
 
 def _last_uses(w: Workload) -> dict[str, int]:
@@ -67,7 +67,7 @@ def _activations(d: Design, w: Workload) -> tuple[list[LayerIO], list[str]]:
         if L.name not in last:
             note += "; out: DRAM (network output)" if i == len(w.layers) - 1 else "; out: DRAM (no consumer)"
         else:
-            p = _plan(d, L)
+            p = layer_plan(d, L)
             tile = min(L.M, p.mc) * L.K * ab * (2 if d.sram.activations.double_buffered else 1)
             need = (0 if io.input_resident else min(cap, tile)) + out_bits  # input tiles, output
             spill_bits = 0.0
@@ -100,7 +100,7 @@ def _pinned(d: Design, w: Workload) -> tuple[list[bool], float, float]:
     if total <= cap:
         return [b > 0 for b in bits], total, total
     dbl = 2 if d.sram.weights.double_buffered else 1
-    reserve = max((min(L.N, d.array.cols) * L.K * _plan(d, L).wbits * dbl for L in w.layers if L.has_weights),
+    reserve = max((min(L.N, d.array.cols) * L.K * layer_plan(d, L).wbits * dbl for L in w.layers if L.has_weights),
                   default=0.0)
     pinned, used = [], 0.0
     for b in bits:

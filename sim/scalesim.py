@@ -106,9 +106,9 @@ def access_counts(d: Design, layer, result) -> dict:
     """Our counts of a lone layer in SCALE-Sim's report columns (one-byte words): DRAM reads of the
     unique input and the filter, DRAM output writes (every k-fold's partial sums for WS; SCALE-Sim
     does not count reading them back), SRAM reads of both operands."""
-    from .engine import _plan
+    from .mapping import layer_plan
 
-    p = _plan(d, layer)
+    p = layer_plan(d, layer)
     spill_reads = layer.M * layer.N * d.array.psum_bits * (p.k_folds - 1) if p.psum_spill else 0
     return {"ifmap_dram_reads": result.dram_bits["activations"] / 8,
             "filter_dram_reads": result.dram_bits["weights"] / 8,
