@@ -42,6 +42,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="sim-out", help="directory for the PNG plots and CSV (default sim-out)")
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--no-progress", action="store_true", help="sweep: no progress bar")
+    p.add_argument("--engine", choices=("local", "ray"),
+                   help="sweep: points in local processes (default) or as Ray tasks (pip install 'slt_hw[ray]')")
+    p.add_argument("--address", help="sweep with --engine ray: the Ray cluster (default: start one on this machine)")
+    p.add_argument("--resume", action="store_true", help="sweep: keep the points already in the out/sweep.csv")
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
@@ -50,6 +54,9 @@ def run(args: argparse.Namespace, console: Console) -> int:
     try:
         if args.action:
             return _sweep(args, console)
+        for flag, v in (("--engine", args.engine), ("--address", args.address), ("--resume", args.resume)):
+            if v:
+                raise ValueError(f"{flag}: only for `slt-hw sim sweep <sweep.yaml>`")
         return _compare(args, console)
     except (ConfigError, ValueError) as e:
         console.print(f"[red]error[/red]: {escape(str(e))}", highlight=False)
@@ -130,13 +137,23 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
 
 
 def _sweep(args: argparse.Namespace, console: Console) -> int:
-    from .sweep import load_sweep, run_sweep, write_outputs
+    from ..executor import check_engine
+    from .sweep import failures, load_sweep, run_sweep, write_outputs
 
     if args.action[0] != "sweep" or len(args.action) != 2:
         raise ValueError(f"action: expected `sweep <sweep.yaml>`, got {' '.join(args.action)!r}")
+    engine = args.engine or "local"
+    check_engine(engine, args.address)
     spec = load_sweep(args.action[1])
-    rows = run_sweep(spec, progress=not args.no_progress)
+    rows = run_sweep(spec, progress=not args.no_progress, engine=engine, address=args.address, resume=args.resume)
     files = write_outputs(spec, rows)
     console.print(f"{len(rows)} points: {len(spec['designs'])} designs × {len(spec['workloads'])} workloads")
     console.print("wrote " + ", ".join(str(f) for f in files.values()))
+    bad = failures(rows)
+    if bad:  # written with their error, and the exit status says so
+        r = bad[0]
+        console.print(f"[red]error[/red]: {len(bad)} of {len(rows)} points failed twice (the `failure` column); "
+                      f"first: {escape(r['design'])} on {escape(r['workload'])}: {escape(r['failure'])}",
+                      highlight=False)
+        return 1
     return 0

@@ -1,5 +1,6 @@
 """Design-space sweeps: a base design, a grid of dotted config fields, workloads; every point runs
-in a local worker process; results as CSV plus a Pareto plot.
+in a local worker process or as a Ray task (slt_hw.executor); results as CSV plus a Pareto plot.
+The CSV is rewritten as points finish, so an interrupted sweep continues with --resume.
 
 sweep.yaml:
   base: hiddenite                 # preset or YAML path
@@ -15,9 +16,10 @@ from __future__ import annotations
 
 import itertools
 import os
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from .. import executor
+from ..csvio import FAILURE, PartialCSV, read_rows, write_rows
 from . import report
 from .config import ConfigError, Design, load_design, read_yaml
 from .engine import simulate
@@ -55,9 +57,8 @@ def load_sweep(path: str | Path) -> dict:
         designs.append(base.replace({**upd, "name": f"{base.name}[{label}]"}))
     designs += [load_design(_rel(path, d)) for d in raw.get("designs") or []]
     workloads = [str(_rel(path, w)) for w in raw["workloads"]]
-    for w in workloads:
-        load_workload(w)  # fail before starting workers
-    return {"designs": designs, "workloads": workloads, "mode": raw.get("mode", "analytical"),
+    names = [load_workload(w).name for w in workloads]  # fail before starting workers
+    return {"designs": designs, "workloads": workloads, "workload_names": names, "mode": raw.get("mode", "analytical"),
             "out": path.parent / raw.get("out", "sweep-out"), "workers": workers, "grid": grid}
 
 
@@ -72,26 +73,52 @@ def _point(args: tuple[Design, str, str]) -> dict:
     return report.summary(d, w, simulate(d, w, mode))
 
 
-def run_sweep(spec: dict, progress: bool = True) -> list[dict]:
-    from rich.progress import Progress
-
+def run_sweep(spec: dict, progress: bool = True, engine: str = "local", address: str | None = None,
+              resume: bool = False) -> list[dict]:
+    """One row per (design, workload), in that order whatever the engine; a point that failed twice
+    is a row with its error in the `failure` column. With `resume`, the points already in
+    out/sweep.csv (without a failure) are kept and only the others run."""
     jobs = [(d, w, spec["mode"]) for d in spec["designs"] for w in spec["workloads"]]
-    rows: list[dict] = []
-    with Progress(disable=not progress) as bar:
-        task = bar.add_task("sweep", total=len(jobs))
-        if spec["workers"] == 1:
-            for j in jobs:
-                rows.append(_point(j))
-                bar.advance(task)
-        else:
-            with ProcessPoolExecutor(spec["workers"]) as ex:
-                for r in ex.map(_point, jobs):
-                    rows.append(r)
-                    bar.advance(task)
+    names = dict(zip(spec["workloads"], spec.get("workload_names") or spec["workloads"], strict=True))
+    keys = [(d.name, names[w], m) for d, w, m in jobs]
+    path = Path(spec["out"]) / "sweep.csv"
+    rows: list[dict | None] = _resumed(path, keys) if resume and path.exists() else [None] * len(jobs)
+    todo = [i for i, r in enumerate(rows) if r is None]
+    partial = PartialCSV(path)
+
+    def finished(o: executor.Outcome) -> None:
+        i = todo[o.index]
+        failed = {**dict(zip(("design", "workload", "mode"), keys[i], strict=True)), FAILURE: o.error}
+        rows[i] = o.value if o.ok else failed
+        partial.update(lambda: [r for r in rows if r is not None])
+
+    executor.run(_point, [jobs[i] for i in todo], engine=engine, workers=spec["workers"], address=address,
+                 progress=progress, label="sweep", on_outcome=finished)
+    return rows  # type: ignore[return-value]
+
+
+def _resumed(path: Path, keys: list[tuple]) -> list[dict | None]:
+    """The rows of a partial sweep.csv matched to this sweep's points; failed rows run again."""
+    by_key: dict[tuple, list[dict]] = {}
+    for r in read_rows(path):
+        if not r.get(FAILURE):
+            by_key.setdefault((r["design"], r["workload"], r["mode"]), []).append(r)
+    rows = [by_key[k].pop(0) if by_key.get(k) else None for k in keys]
+    extra = [k for k, rs in by_key.items() for _ in rs]
+    if extra:
+        raise ConfigError(f"--resume: {path} has {len(extra)} rows that are not points of this sweep (first: "
+                          f"{extra[0][0]} on {extra[0][1]}, {extra[0][2]}); run without --resume to start over")
     return rows
+
+
+def failures(rows: list[dict]) -> list[dict]:
+    return [r for r in rows if r.get(FAILURE)]
 
 
 def write_outputs(spec: dict, rows: list[dict]) -> dict:
     out = Path(spec["out"])
-    out.mkdir(parents=True, exist_ok=True)
-    return {"csv": report.write_csv(rows, out / "sweep.csv"), "pareto": report.plot_pareto(rows, out / "pareto.png")}
+    files = {"csv": write_rows(rows, out / "sweep.csv")}
+    ok = [r for r in rows if not r.get(FAILURE)]
+    if ok:
+        files["pareto"] = report.plot_pareto(ok, out / "pareto.png")
+    return files

@@ -22,12 +22,14 @@ Writes results.csv, seq_len.csv, error_vs_n.png, error_vs_T.png and fit.txt to -
     python bench/papers/mha_slt.py                 # full: n = 4..100, 20 sources per point, 2 processes
     python bench/papers/mha_slt.py --sources 100   # the paper's 100 sources per point
     python bench/papers/mha_slt.py --quick         # smoke run for the tests
+    python bench/papers/mha_slt.py --engine ray --address HOST:6379   # the sources as tasks on a Ray cluster
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import math
 import sys
 import time
@@ -37,9 +39,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from paper_io import float_list, write_csv  # bench/papers/ is on sys.path when a script runs
+from paper_sweep import add_engine_args, check_engine_args, pending, report_failures, run_points
 from scipy.optimize import Bounds, LinearConstraint, milp
 
 from slt_hw import data
+from slt_hw.csvio import FAILURE
 from slt_hw.nn.attention import SLTMultiheadAttention
 
 PAPER = (0.8, 0.06)  # eps ~ 0.8 exp(-0.06 n)
@@ -211,19 +215,6 @@ def edge_popup(src: SLTMultiheadAttention, tgt: dict, x_train: torch.Tensor, x_t
         return error(src(x_test)[0], ref)
 
 
-_CTX: dict = {}  # set in the parent before the worker pool forks; read by the task functions
-
-
-def run_tasks(fn, tasks: list, workers: int) -> list:
-    """fn over tasks, in order; `workers` > 1 forks a process pool (each worker inherits _CTX)."""
-    if workers <= 1 or len(tasks) <= 1:
-        return [fn(t) for t in tasks]
-    import multiprocessing as mp
-
-    with mp.get_context("fork").Pool(workers) as pool:
-        return pool.map(fn, tasks, chunksize=1)
-
-
 def add_sweep_args(p: argparse.ArgumentParser, *, out: str, sources: tuple[int, int], ep_sources: tuple[int, int],
                    tol: float, resume: str) -> None:
     """The options of a MILP-vs-Edge-Popup sweep (this script and transformer_slt.py).
@@ -236,7 +227,7 @@ def add_sweep_args(p: argparse.ArgumentParser, *, out: str, sources: tuple[int, 
                    help=f"Edge-Popup sources per point (default {ep_sources[0]}; quick {ep_sources[1]})")
     p.add_argument("--ep-sparsity", default=None,
                    help="comma-separated Edge-Popup sparsities (fraction dropped; default 0.5,0.9; quick 0.9)")
-    p.add_argument("--workers", type=int, default=None, help="processes for the sources (default 2; quick 1)")
+    add_engine_args(p, "default 2; quick 1")
     p.add_argument("--time-limit", type=float, default=0.5, help="seconds per subset-sum MILP")
     p.add_argument("--tol", type=float, default=tol, help="stop a subset-sum MILP once |error| <= tol")
     p.add_argument("--threads", type=int, default=1, help="torch threads (0: leave as is)")
@@ -257,18 +248,24 @@ def sweep_settings(a: argparse.Namespace, sources: tuple[int, int], ep_sources: 
 
 
 def read_rows(path: Path, ints: tuple[str, ...], floats: tuple[str, ...]) -> list[dict]:
-    """A sweep's results CSV, typed back. Edge-Popup rows of CSVs written before the sparsity
-    column get 0.5, the setting they ran at."""
+    """A sweep's results CSV, typed back, without the rows of failed points (--resume runs them again).
+    Edge-Popup rows of CSVs written before the sparsity column get 0.5, the setting they ran at."""
     with open(path) as f:
-        return [r | {k: int(r[k]) for k in ints} | {k: float(r[k]) for k in floats}
+        return [{k: v for k, v in r.items() if k != FAILURE} | {k: int(r[k]) for k in ints}
+                | {k: float(r[k]) for k in floats}
                 | {"sparsity": float(r["sparsity"]) if r.get("sparsity") else
                    (0.5 if r["method"] == "edge_popup" else "")}
-                for r in csv.DictReader(f)]
+                for r in csv.DictReader(f) if not r.get(FAILURE)]
 
 
-def _mha_task(task: tuple) -> dict:
+def _key(r: dict) -> tuple:
+    return r["method"], r["n"], r["source"], r["sparsity"] if r["method"] == "edge_popup" else ""
+
+
+def _mha_task(c: dict, task: tuple) -> dict:
+    """One source: Edge-Popup or the MILP construction; c holds the target and the data (shipped once
+    to every worker process or Ray task)."""
     kind, n, s, sp = task
-    c = _CTX
     if kind == "edge_popup":
         err = edge_popup(source(n, seed=1000 + s, sparsity=sp), c["tgt"], c["x_train"], c["x_test"], c["steps"],
                          seed=s)
@@ -296,8 +293,10 @@ def fit(ns: np.ndarray, eps: np.ndarray) -> tuple[float, float]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_sweep_args(p, out="paper-out/mha_slt", sources=SOURCES, ep_sources=EP_SOURCES, tol=1e-5,
-                   resume="reuse --out/results.csv (skip the n sweep)")
+                   resume="continue --out/results.csv: run only the points missing from it (none when it is "
+                          "complete), then refit, T sweep, plots")
     a = p.parse_args(argv)
+    check_engine_args(p, a)
     sources, ep_sources, workers, ep_sps = sweep_settings(a, SOURCES, EP_SOURCES)
     if a.quick:
         ns, ep_ns, lens, epochs, samples, steps, n_test = [8, 16, 32], [16], [4, 64], 3, 2000, 60, 200
@@ -315,22 +314,30 @@ def main(argv: list[str] | None = None) -> int:
     test = data.angular_velocity(num_samples=n_test, seq_len=T_TRAIN, seed=1)
     x_test, x_train = embed(test.test.x, tgt["pos"]), embed(test.train.x, tgt["pos"])
     ref = attention(x_test, **w, scale=1 / math.sqrt(D_K))
-    rows = []
-    _CTX.update(tgt=tgt, x_train=x_train, x_test=x_test, ref=ref, steps=steps, time_limit=a.time_limit, tol=a.tol)
-    ep_tasks = [("edge_popup", n, s, sp) for sp in ep_sps for n in ep_ns for s in range(ep_sources)]  # long first
-    if a.resume and (out / "results.csv").exists():  # reuse a finished n-sweep, redo fit, T sweep, plots
-        rows = read_rows(out / "results.csv", ints=("n", "source"), floats=("error",))
-        if a.rerun_edge_popup:
-            rows = [r for r in rows if r["method"] != "edge_popup"] + run_tasks(_mha_task, ep_tasks, workers)
-        ns = sorted({r["n"] for r in rows})
-        ep_ns = sorted({r["n"] for r in rows if r["method"] == "edge_popup"})
-        ep_sps = sorted({r["sparsity"] for r in rows if r["method"] == "edge_popup"})
-    else:
-        rows = run_tasks(_mha_task, ep_tasks + [("milp", n, s, None) for n in ns for s in range(sources)], workers)
-        for n in ns:
-            m = [r["error"] for r in rows if r["method"] == "milp" and r["n"] == n]
-            print(f"n={n:<4} milp error {np.mean(m):.5f} ± {np.std(m):.5f} ({len(m)} sources)", flush=True)
-        print(f"n sweep: {time.perf_counter() - t0:.0f} s ({workers} workers)", flush=True)
+    ctx = {"tgt": tgt, "x_train": x_train, "x_test": x_test, "ref": ref, "steps": steps, "time_limit": a.time_limit,
+           "tol": a.tol}
+    tasks = [("edge_popup", n, s, sp) for sp in ep_sps for n in ep_ns for s in range(ep_sources)]  # long first
+    tasks += [("milp", n, s, None) for n in ns for s in range(sources)]
+    csv_path = out / "results.csv"
+    kept = read_rows(csv_path, ints=("n", "source"), floats=("error",)) if a.resume and csv_path.exists() else []
+    if a.rerun_edge_popup:
+        kept = [r for r in kept if r["method"] != "edge_popup"]
+    todo = pending(tasks, kept, lambda t: [_key(dict(zip(("method", "n", "source", "sparsity"), t, strict=True)))],
+                   _key)
+    rows = run_points(functools.partial(_mha_task, ctx), todo, a, workers, csv_path, kept,
+                      lambda t, e: {"method": t[0], "n": t[1], "source": t[2], "sparsity": t[3] or "", FAILURE: e},
+                      "n sweep")
+    if report_failures(rows, csv_path):
+        return 1
+    if todo:
+        print(f"n sweep: {len(todo)} points in {time.perf_counter() - t0:.0f} s ({workers} workers, {a.engine})",
+              flush=True)
+    ns = sorted({r["n"] for r in rows if r["method"] == "milp"})
+    ep_ns = sorted({r["n"] for r in rows if r["method"] == "edge_popup"})
+    ep_sps = sorted({r["sparsity"] for r in rows if r["method"] == "edge_popup"})
+    for n in ns:
+        m = [r["error"] for r in rows if r["method"] == "milp" and r["n"] == n]
+        print(f"n={n:<4} milp error {np.mean(m):.5f} ± {np.std(m):.5f} ({len(m)} sources)", flush=True)
     rows = sorted(rows, key=lambda r: (r["method"] != "milp", r["n"], r["source"]))
     write_csv(rows, out / "results.csv")
     milp_rows = [r for r in rows if r["method"] == "milp"]

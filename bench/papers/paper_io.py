@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
+
+from slt_hw.csvio import write_rows
 
 
 def write_csv(rows: list[dict], path: Path) -> Path:
-    """rows (dicts with the same keys) as a CSV with a header; the folder is created."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    return path
+    """rows as a CSV with a header (the union of their keys), written atomically; the folder is created."""
+    return write_rows(rows, path)
 
 
 def float_list(text: str) -> list[float]:

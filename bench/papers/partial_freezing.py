@@ -11,11 +11,13 @@ bits of the free weights, biases, seeds). Writes results.csv and tradeoff.png to
     python bench/papers/partial_freezing.py            # full: 4 widths x 9 sources x 3 seeds
     python bench/papers/partial_freezing.py --quick    # a smoke run for the tests
     python bench/papers/partial_freezing.py --dataset cifar10 --data-root DATA   # DATA/cifar-10-batches-py
+    python bench/papers/partial_freezing.py --engine ray --address HOST:6379    # the points on a Ray cluster
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from pathlib import Path
@@ -23,8 +25,10 @@ from unittest import mock
 
 import torch
 from paper_io import write_csv  # bench/papers/ is on sys.path when a script runs
+from paper_sweep import add_engine_args, check_engine_args, pending, report_failures, run_points
 
 from slt_hw import data, train
+from slt_hw.csvio import FAILURE, read_rows
 from slt_hw.memory import memory_report
 from slt_hw.train import FindConfig, find
 
@@ -39,6 +43,7 @@ def sources(freeze_ratios: list[float]) -> list[tuple[str, str, float, float]]:
     return out
 
 
+@functools.lru_cache(maxsize=1)  # once per process: the driver, each worker, each Ray worker
 def flat_cifar10(root: str) -> data.Dataset:
     """slt_hw.data.cifar10 (normalised (N, 3, 32, 32) images) with every image flattened to 3072 features."""
     ds = data.cifar10(root)
@@ -46,38 +51,61 @@ def flat_cifar10(root: str) -> data.Dataset:
                         data.Split(ds.test.x.flatten(1), ds.test.y), ds.num_classes)
 
 
+def _key(r: dict) -> tuple:
+    return r["hidden"], r["source"], r["seed"]
+
+
+def point(epochs: int, dataset: str, data_root: str | None, task: tuple) -> dict:
+    """One (width, source, seed): find a supermask, measure accuracy and payload."""
+    hidden, kind, label, pp, pl, seed = task
+    t0 = time.perf_counter()
+    method = "edge_popup" if kind == "dense" else "frozen"
+    # keep half of the free weights; the sparsity counts pruned weights (docs/search.md)
+    sparsity = pp + 0.5 * (1.0 - pp - pl)
+    cfg = FindConfig(dataset=dataset, data_root=data_root, method=method, sparsity=sparsity, p_prune=pp,
+                     p_lock=pl, hidden=hidden, epochs=epochs, seed=seed, out=None)
+    if dataset != "cifar10":
+        res = find(cfg, progress=False)
+    else:
+        # CIFAR-10 is read once per process and flattened: slt_hw.train.find builds an MLP for 2-D inputs
+        # (it would build a fixed-width Conv4 for images, with no width to sweep) and has no argument for a
+        # prepared dataset, so its load_dataset is swapped for this one while the point runs
+        flat = flat_cifar10(data_root)
+        with mock.patch.object(train, "load_dataset", lambda _cfg: flat):
+            res = find(cfg, progress=False)
+    rep = memory_report(res.model)
+    n = sum(e.weights for e in rep.layers)
+    return {"dataset": dataset, "kind": kind, "source": label, "p_prune": pp, "p_lock": pl,
+            "sparsity": round(sparsity, 4),
+            "hidden": hidden, "seed": seed, "accuracy": round(res.test_metric, 4),
+            "payload_bits": rep.payload_bits, "mask_bits": sum(e.mask_bits for e in rep.layers),
+            "weights": n,
+            "dense_fp32_bits": 32 * n, "seconds": round(time.perf_counter() - t0, 2)}
+
+
 def run(widths: list[int], freeze_ratios: list[float], seeds: list[int], epochs: int, out: Path,
-        dataset: str = "digits", data_root: str | None = None) -> list[dict]:
-    # CIFAR-10 is read once and flattened: slt_hw.train.find builds an MLP for 2-D inputs (it would build a
-    # fixed-width Conv4 for images, with no width to sweep) and has no argument for a prepared dataset, so its
-    # load_dataset is swapped for this one while the sweep runs
-    flat = flat_cifar10(data_root) if dataset == "cifar10" else None
-    rows = []
-    for hidden in widths:
-        for kind, label, pp, pl in sources(freeze_ratios):
-            for seed in seeds:
-                t0 = time.perf_counter()
-                method = "edge_popup" if kind == "dense" else "frozen"
-                # keep half of the free weights; the sparsity counts pruned weights (docs/search.md)
-                sparsity = pp + 0.5 * (1.0 - pp - pl)
-                cfg = FindConfig(dataset=dataset, data_root=data_root, method=method, sparsity=sparsity, p_prune=pp,
-                                 p_lock=pl, hidden=hidden, epochs=epochs, seed=seed, out=None)
-                if flat is None:
-                    res = find(cfg, progress=False)
-                else:
-                    with mock.patch.object(train, "load_dataset", lambda _cfg: flat):
-                        res = find(cfg, progress=False)
-                rep = memory_report(res.model)
-                n = sum(e.weights for e in rep.layers)
-                rows.append({"dataset": dataset, "kind": kind, "source": label, "p_prune": pp, "p_lock": pl,
-                             "sparsity": round(sparsity, 4),
-                             "hidden": hidden, "seed": seed, "accuracy": round(res.test_metric, 4),
-                             "payload_bits": rep.payload_bits, "mask_bits": sum(e.mask_bits for e in rep.layers),
-                             "weights": n,
-                             "dense_fp32_bits": 32 * n, "seconds": round(time.perf_counter() - t0, 2)})
-                print(f"{label:>16} h={hidden:<4} seed={seed} acc={res.test_metric:.4f} "
-                      f"bits={rep.payload_bits:,}", flush=True)
-    write_csv(rows, out / "results.csv")
+        dataset: str = "digits", data_root: str | None = None, a: argparse.Namespace | None = None) -> list[dict]:
+    """Every (width, source, seed) point on a.engine (default: this process); rows in that order. With
+    a.resume, the points already in out/results.csv are kept."""
+    a = a or argparse.Namespace(engine="local", address=None, workers=1, resume=False)
+    if dataset == "cifar10":
+        flat_cifar10(data_root)  # a missing file fails here, once, before any worker starts
+    tasks = [(h, kind, label, pp, pl, seed) for h in widths for kind, label, pp, pl in sources(freeze_ratios)
+             for seed in seeds]
+    path = out / "results.csv"
+    kept = [r for r in read_rows(path) if not r.get(FAILURE)] if a.resume and path.exists() else []
+    kept = [{k: v for k, v in r.items() if k != FAILURE} for r in kept]
+    todo = pending(tasks, kept, lambda t: [(t[0], t[2], t[5])], _key)
+    rows = run_points(functools.partial(point, epochs, dataset, data_root), todo, a, a.workers or 1, path, kept,
+                      lambda t, e: {"dataset": dataset, "kind": t[1], "source": t[2], "hidden": t[0], "seed": t[5],
+                                    FAILURE: e}, "points")
+    order = {(t[0], t[2], t[5]): i for i, t in enumerate(tasks)}
+    rows.sort(key=lambda r: order.get(_key(r), len(order)))
+    for r in rows:
+        if not r.get(FAILURE):
+            print(f"{r['source']:>16} h={r['hidden']:<4} seed={r['seed']} acc={r['accuracy']:.4f} "
+                  f"bits={r['payload_bits']:,}", flush=True)
+    write_csv(rows, path)
     return rows
 
 
@@ -138,7 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-root", default=None,
                    help="cifar10: the folder holding cifar-10-batches-py/ (cifar-10-python.tar.gz unpacked)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (0: leave as is)")
+    p.add_argument("--resume", action="store_true", help="continue --out/results.csv: run only the missing points")
+    add_engine_args(p, "default 1")
     a = p.parse_args(argv)
+    check_engine_args(p, a)
     if a.dataset == "cifar10" and not a.data_root:
         p.error("--dataset cifar10 needs --data-root DIR: the folder holding cifar-10-batches-py/ "
                 "(cifar-10-python.tar.gz unpacked; slt_hw never downloads)")
@@ -151,7 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         widths, ratios, seeds, epochs = [32, 64, 128, 256], [0.2, 0.4, 0.6, 0.8], [0, 1, 2], 10
     out = Path(a.out)
-    rows = run(widths, ratios, seeds, epochs, out, a.dataset, a.data_root)
+    rows = run(widths, ratios, seeds, epochs, out, a.dataset, a.data_root, a)
+    if report_failures(rows, out / "results.csv"):
+        return 1
     plot(rows, out / "tradeoff.png")
     print(f"wrote {out / 'results.csv'} and {out / 'tradeoff.png'}")
     return 0

@@ -26,11 +26,13 @@ error_vs_blocks.png and transformer.txt to --out.
     python bench/papers/transformer_slt.py            # full: 1-4 blocks, n in {100, 225}, 20 sources (MILP)
     python bench/papers/transformer_slt.py --sources 100 --workers 1   # the paper's 100 sources, one process
     python bench/papers/transformer_slt.py --quick    # smoke run for the tests
+    python bench/papers/transformer_slt.py --engine ray --address HOST:6379   # the sources on a Ray cluster
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import sys
 import time
@@ -46,15 +48,16 @@ from mha_slt import (
     error,
     merged,
     read_rows,
-    run_tasks,
     subset_sum,
     sweep_settings,
     train_scores,
     with_token,
 )
 from paper_io import write_csv  # bench/papers/ is on sys.path when a script runs
+from paper_sweep import check_engine_args, pending, report_failures, run_points
 
 from slt_hw import data
+from slt_hw.csvio import FAILURE
 from slt_hw.nn.attention import SLTMultiheadAttention, SLTTransformerBlock
 from slt_hw.nn.base import SLTLinear
 
@@ -159,12 +162,23 @@ def transformer_edge_popup(blocks: int, n: int, seed: int, steps: int, samples: 
 
 
 SOURCES, EP_SOURCES = (20, 2), (3, 1)  # per point: (default, --quick)
-_CTX: dict = {}  # set before the worker pool forks
 
 
-def _task(task: tuple) -> list[dict]:
+def _key(r: dict) -> tuple:
+    return r["method"], r["sparsity"], r["blocks"], r["n"], r["source"]
+
+
+def _task_keys(blocks: list[int], task: tuple) -> list[tuple]:
+    """The rows a task writes: an Edge-Popup task one, a MILP task one per depth."""
+    if task[0] == "edge_popup":
+        n, s, b, sp = task[1:]
+        return [("edge_popup", sp, b, n, s)]
+    return [("milp", "", b, task[1], task[2]) for b in blocks]
+
+
+def _task(c: dict, task: tuple) -> list[dict]:
+    """One source; c: the depths and the settings (shipped once to every worker process or Ray task)."""
     kind, n, s = task[:3]
-    c = _CTX
     if kind == "edge_popup":
         blocks, sp = task[3:5]
         t0 = time.perf_counter()
@@ -192,8 +206,10 @@ def _task(task: tuple) -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_sweep_args(p, out="paper-out/transformer_slt", sources=SOURCES, ep_sources=EP_SOURCES, tol=1e-4,
-                   resume="reuse --out/transformer.csv: summary and plot only")
+                   resume="continue --out/transformer.csv: run only the sources missing from it (none when it "
+                          "is complete), then summary and plot")
     a = p.parse_args(argv)
+    check_engine_args(p, a)
     sources, ep_sources, workers, ep_sps = sweep_settings(a, SOURCES, EP_SOURCES)
     if a.quick:
         blocks, ns, steps, n_test = [1, 2], [16], 40, 200
@@ -202,18 +218,26 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    _CTX.update(blocks=blocks, steps=steps, n_test=n_test, time_limit=a.time_limit, tol=a.tol)
+    ctx = {"blocks": blocks, "steps": steps, "n_test": n_test, "time_limit": a.time_limit, "tol": a.tol}
     tasks = [("edge_popup", n, s, b, sp) for sp in ep_sps for b in blocks for n in ns for s in range(ep_sources)]
     tasks += [("milp", n, s) for n in ns for s in range(sources)]
-    if a.resume and (out / "transformer.csv").exists():
-        rows = read_rows(out / "transformer.csv", ints=("blocks", "n", "source"), floats=("error", "residual_only"))
-        if a.rerun_edge_popup:
-            rows = [r for r in rows if r["method"] != "edge_popup"]
-            rows += [r for rs in run_tasks(_task, [t for t in tasks if t[0] == "edge_popup"], workers) for r in rs]
-        blocks, ns = sorted({r["blocks"] for r in rows}), sorted({r["n"] for r in rows})
-        ep_sps = sorted({r["sparsity"] for r in rows if r["method"] == "edge_popup"})
-    else:
-        rows = [r for rs in run_tasks(_task, tasks, workers) for r in rs]
+    csv_path = out / "transformer.csv"
+    kept = []
+    if a.resume and csv_path.exists():
+        kept = read_rows(csv_path, ints=("blocks", "n", "source"), floats=("error", "residual_only"))
+    if a.rerun_edge_popup:
+        kept = [r for r in kept if r["method"] != "edge_popup"]
+    todo = pending(tasks, kept, functools.partial(_task_keys, blocks), _key)
+    done = {k for t in todo for k in _task_keys(blocks, t)}
+    kept = [r for r in kept if _key(r) not in done]  # a MILP source with some depths missing runs again
+    rows = run_points(functools.partial(_task, ctx), todo, a, workers, csv_path, kept,
+                      lambda t, e: {"method": t[0], "sparsity": t[4] if t[0] == "edge_popup" else "",
+                                    "blocks": t[3] if t[0] == "edge_popup" else "", "n": t[1], "source": t[2],
+                                    FAILURE: e}, "sources")
+    if report_failures(rows, csv_path):
+        return 1
+    blocks, ns = sorted({r["blocks"] for r in rows}), sorted({r["n"] for r in rows})
+    ep_sps = sorted({r["sparsity"] for r in rows if r["method"] == "edge_popup"})
     rows.sort(key=lambda r: (r["method"], r["sparsity"] or 0, r["blocks"], r["n"], r["source"]))
     write_csv(rows, out / "transformer.csv")
     summary = []
@@ -236,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     if secs:
         lines.append(f"MILP masks per {max(blocks)}-block source: {np.mean(secs):.1f} s mean (tol {a.tol}, "
                      f"limit {a.time_limit} s per subset sum)"
-                     + ("" if a.resume else f"; total {time.perf_counter() - t0:.0f} s, {workers} workers"))
+                     + (f"; {len(todo)} points in {time.perf_counter() - t0:.0f} s, {workers} workers ({a.engine})"
+                        if todo else ""))
     (out / "transformer.txt").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     plot(summary, ns, blocks, out)
