@@ -101,7 +101,7 @@ def _resumed(path: Path, keys: list[tuple]) -> list[dict | None]:
     """The rows of a partial sweep.csv matched to this sweep's points; failed rows run again."""
     by_key: dict[tuple, list[dict]] = {}
     for r in read_rows(path):
-        if not r.get(FAILURE):
+        if not r.pop(FAILURE, None):
             by_key.setdefault((r["design"], r["workload"], r["mode"]), []).append(r)
     rows = [by_key[k].pop(0) if by_key.get(k) else None for k in keys]
     extra = [k for k, rs in by_key.items() for _ in rs]

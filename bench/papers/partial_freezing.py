@@ -43,12 +43,16 @@ def sources(freeze_ratios: list[float]) -> list[tuple[str, str, float, float]]:
     return out
 
 
-@functools.lru_cache(maxsize=1)  # once per process: the driver, each worker, each Ray worker
+_FLAT: dict[str, data.Dataset] = {}  # root -> flattened CIFAR-10, read once per process
+
+
 def flat_cifar10(root: str) -> data.Dataset:
     """slt_hw.data.cifar10 (normalised (N, 3, 32, 32) images) with every image flattened to 3072 features."""
-    ds = data.cifar10(root)
-    return data.Dataset(ds.name, data.Split(ds.train.x.flatten(1), ds.train.y),
-                        data.Split(ds.test.x.flatten(1), ds.test.y), ds.num_classes)
+    if root not in _FLAT:
+        ds = data.cifar10(root)
+        _FLAT[root] = data.Dataset(ds.name, data.Split(ds.train.x.flatten(1), ds.train.y),
+                                   data.Split(ds.test.x.flatten(1), ds.test.y), ds.num_classes)
+    return _FLAT[root]
 
 
 def _key(r: dict) -> tuple:
@@ -89,7 +93,9 @@ def run(widths: list[int], freeze_ratios: list[float], seeds: list[int], epochs:
     a.resume, the points already in out/results.csv are kept."""
     a = a or argparse.Namespace(engine="local", address=None, workers=1, resume=False)
     if dataset == "cifar10":
-        flat_cifar10(data_root)  # a missing file fails here, once, before any worker starts
+        flat_cifar10(data_root)  # a missing file fails here, before any worker starts (forked ones inherit it)
+        if a.engine == "ray":
+            _FLAT.clear()  # Ray ships the point function with its globals: each worker reads the files itself
     tasks = [(h, kind, label, pp, pl, seed) for h in widths for kind, label, pp, pl in sources(freeze_ratios)
              for seed in seeds]
     path = out / "results.csv"
