@@ -74,15 +74,29 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_find(args: argparse.Namespace, console: Console) -> int:
-    from .memory import memory_report
-    from .train import FindConfig, find
+    from rich.markup import escape
 
-    cfg = FindConfig(dataset=args.dataset, data_root=args.data_root, method=args.method, sparsity=args.sparsity,
-                     num_coats=args.num_coats, p_prune=args.p_prune, p_lock=args.p_lock,
-                     freeze_distribution=args.freeze_distribution, threshold=args.threshold,
-                     ramp_epochs=args.ramp_epochs, hidden=args.hidden, epochs=args.epochs,
-                     batch_size=args.batch_size, lr=args.lr, seed=args.seed, out=args.out)
-    res = find(cfg, console=console, progress=not args.no_progress)
+    from .distributed import WorkerFailed
+    from .memory import memory_report
+    from .train import FindConfig, check_parallel, find
+
+    try:
+        cfg = FindConfig(dataset=args.dataset, data_root=args.data_root, method=args.method, sparsity=args.sparsity,
+                         num_coats=args.num_coats, p_prune=args.p_prune, p_lock=args.p_lock,
+                         freeze_distribution=args.freeze_distribution, threshold=args.threshold,
+                         ramp_epochs=args.ramp_epochs, hidden=args.hidden, epochs=args.epochs,
+                         batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=args.device, out=args.out)
+        check_parallel(cfg, args.nproc)
+    except ValueError as e:
+        console.print(f"[red]error[/red]: {escape(str(e))}", highlight=False, soft_wrap=True)
+        return 2
+    try:
+        res = find(cfg, console=console, progress=not args.no_progress, nproc=args.nproc)
+    except WorkerFailed as e:
+        console.print(f"[red]error[/red]: find: {escape(str(e))}", highlight=False, soft_wrap=True)
+        return 1
+    if res.rank:  # under torchrun rank 0 reports
+        return 0
     for h in res.history:
         console.print("  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in h.items()))
     console.print(f"test {res.metric_name}: [bold]{res.test_metric:.4f}[/bold] in {res.seconds:.1f} s")
@@ -143,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     fnd.add_argument("--seed", type=int, default=0)
     fnd.add_argument("--out", default="supermask.slt", help="checkpoint path (default supermask.slt)")
     fnd.add_argument("--no-progress", action="store_true", help="no progress bar")
+    fnd.add_argument("--device", default="cpu", help="cpu | cuda (default cpu)")
+    fnd.add_argument("--nproc", type=int, default=1,
+                     help="data-parallel local processes (torch.distributed; on a cluster use torchrun, README)")
     _add_sim_parser(sub)
     _add_rtl_parser(sub)
     args = parser.parse_args(argv)

@@ -1,7 +1,9 @@
-"""Supermask search entry point: `find(FindConfig(...))`, the Python side of `slt-hw find`."""
+"""Supermask search entry point: `find(FindConfig(...))`, the Python side of `slt-hw find`; data-parallel
+over N processes (`nproc`, or torchrun) with the score gradients all-reduced (slt_hw.distributed)."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import data as _data
+from . import distributed as _dist
 from .models import GNN, MLP, AttentionRegressor
 from .nn.base import SLTConv2d, SLTLinear
 from .search.schedules import constant, linear_ramp
@@ -18,6 +21,7 @@ from .search.threshold import check_sparsity
 from .search.topk import global_threshold, set_sparsity
 
 METHODS = ("edge_popup", "multicoat", "frozen")
+GRAPHS = ("sbm", "ogb")  # full-batch node tasks: one process
 
 
 @dataclass
@@ -39,6 +43,7 @@ class FindConfig:
     lr: float = 0.01
     seed: int = 0
     dist: str = "signed_constant"
+    device: str = "cpu"  # cpu | cuda (with several processes: one GPU each)
     out: str | None = "supermask.slt"  # packed checkpoint; None: do not save
     extra: dict = field(default_factory=dict)
 
@@ -56,6 +61,27 @@ class FindConfig:
                 raise ValueError(f"{arg}: expected an int >= 1, got {v!r}")
         if self.dataset in ("cifar10", "ogb") and not self.data_root:
             raise ValueError(f"data_root: the {self.dataset} loader reads local files; give their directory")
+        if self.device not in ("cpu", "cuda"):
+            raise ValueError(f"device: expected 'cpu' or 'cuda', got {self.device!r}")
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise ValueError("device: 'cuda' asked for, but torch sees no CUDA device")
+
+
+def check_parallel(cfg: FindConfig, nproc: int) -> None:
+    """Usage errors of a data-parallel run, before any process starts."""
+    if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
+        raise ValueError(f"nproc: expected an int >= 1, got {nproc!r}")
+    world = nproc * _dist.torchrun_world()
+    if nproc > 1 and _dist.torchrun_world() > 1:
+        raise ValueError("nproc: under torchrun the processes come from torchrun (--nproc-per-node); leave --nproc out")
+    if world > 1 and cfg.dataset in GRAPHS:
+        raise ValueError(f"nproc: {cfg.dataset} trains full-batch on one graph; data-parallel search needs "
+                         "minibatches (digits, synthetic, angular_velocity, cifar10)")
+    if world > 1 and cfg.batch_size < world:
+        raise ValueError(f"batch_size: {cfg.batch_size} cannot be shared by {world} processes")
+    if nproc > 1 and cfg.device == "cuda" and nproc > torch.cuda.device_count():
+        raise ValueError(f"nproc: {nproc} processes need {nproc} GPUs (one each), torch sees "
+                         f"{torch.cuda.device_count()}")
 
 
 @dataclass
@@ -66,6 +92,7 @@ class FindResult:
     history: list[dict]
     saved: object | None
     seconds: float
+    rank: int = 0  # in a data-parallel run every rank returns one; rank 0's saved the checkpoint
 
 
 def _slt_kwargs(cfg: FindConfig) -> dict:
@@ -114,37 +141,81 @@ def _loss(out: torch.Tensor, y: torch.Tensor, regression: bool) -> torch.Tensor:
     return F.mse_loss(out, y) if regression else F.cross_entropy(out, y)
 
 
+def _loss_sum(out: torch.Tensor, y: torch.Tensor, regression: bool) -> torch.Tensor:
+    """The sum over samples of each sample's loss: shares of a batch add up to the whole batch."""
+    if regression:
+        return F.mse_loss(out, y, reduction="sum") / max(1, out[0].numel() if out.dim() > 1 else 1)
+    return F.cross_entropy(out, y, reduction="sum")
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, ds: _data.Dataset, split: _data.Split) -> float:
-    """Accuracy (classification) or mean squared error (regression)."""
+def evaluate(model: nn.Module, ds: _data.Dataset, split: _data.Split, group: _dist.Group = _dist.SINGLE) -> float:
+    """Accuracy (classification) or mean squared error (regression); in a data-parallel run each rank
+    evaluates its share of the split and the sums are all-reduced."""
     model.eval()
     if ds.adj is not None:
         out = model(ds.features, ds.adj)[split.x]
-    else:
-        out = torch.cat([model(split.x[i:i + 1024]) for i in range(0, split.x.shape[0], 1024)])
-    if ds.num_classes == 0:
-        return float(F.mse_loss(out, split.y))
-    return float((out.argmax(-1) == split.y).float().mean())
+        if ds.num_classes == 0:
+            return float(F.mse_loss(out, split.y))
+        return float((out.argmax(-1) == split.y).float().mean())
+    mine = _dist.shard(torch.arange(split.x.shape[0]), group)
+    x, y = split.x[mine], split.y[mine]
+    total = 0.0
+    for i in range(0, x.shape[0], 1024):
+        out, yi = model(x[i:i + 1024]), y[i:i + 1024]
+        total += float(_loss_sum(out, yi, True) if ds.num_classes == 0 else (out.argmax(-1) == yi).sum())
+    total, count = _dist.all_sum([total, float(x.shape[0])], group)
+    return total / count
 
 
-def find(cfg: FindConfig, console=None, progress: bool = True) -> FindResult:
-    """Train a supermask (scores only), log loss and the test metric per epoch, save the packed checkpoint."""
+def find(cfg: FindConfig, console=None, progress: bool = True, nproc: int = 1) -> FindResult:
+    """Train a supermask (scores only), log loss and the test metric per epoch, save the packed checkpoint.
+    nproc > 1: that many local processes, each on its share of every batch (rank 0's result is returned);
+    under torchrun: this process is one rank of its run."""
+    check_parallel(cfg, nproc)
+    if nproc > 1:
+        t0 = time.perf_counter()
+        res = _dist.spawn(nproc, cfg.device, _find_rank, cfg, progress)
+        res.seconds = time.perf_counter() - t0  # start-up included
+        return res
+    if _dist.torchrun_world() > 1:
+        g = _dist.join(cfg.device)
+        try:
+            return _search(cfg, g, console, progress)
+        finally:
+            _dist.leave()
+    return _search(cfg, _dist.SINGLE, console, progress)
+
+
+def _find_rank(g: _dist.Group, cfg: FindConfig, progress: bool) -> FindResult:
+    res = _search(cfg, g, None, progress)
+    res.model.cpu()  # rank 0's result goes back to the parent process
+    return res
+
+
+def _search(cfg: FindConfig, g: _dist.Group, console, progress: bool) -> FindResult:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from torch.nn.parallel import DistributedDataParallel
 
-    console = console or Console()
+    console = console or Console(quiet=not g.main)
+    progress = progress and g.main
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)  # dropout and friends; weights come from the contract
-    ds = load_dataset(cfg)
-    model = build_model(cfg, ds)
+    device = torch.device(cfg.device if cfg.device == "cpu" else f"cuda:{g.local_rank}")
+    ds = _on(load_dataset(cfg), device)
+    model = build_model(cfg, ds).to(device)
     if cfg.threshold == "global":
         global_threshold(model, cfg.sparsity)
+    # every rank regenerates the same weights from the seed: only score gradients travel, no buffers
+    net = model if g.world == 1 else DistributedDataParallel(
+        model, device_ids=[device] if device.type == "cuda" else None, forward_sync_buffers=False)
     schedule = linear_ramp(0.0, cfg.sparsity, cfg.ramp_epochs) if cfg.ramp_epochs else constant(cfg.sparsity)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=cfg.lr)
     regression = ds.num_classes == 0
     graph = ds.adj is not None
-    g = torch.Generator().manual_seed(cfg.seed)
+    g_batches = torch.Generator().manual_seed(cfg.seed)  # the same batches on every rank
     history = []
     metric = "mse" if regression else "accuracy"
     with Progress(TextColumn("[bold]find[/bold] {task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -162,20 +233,33 @@ def find(cfg: FindConfig, console=None, progress: bool = True) -> FindResult:
                 opt.step()
                 total, count = loss.item(), 1
             else:
-                for idx in _batches(ds.train.x.shape[0], cfg.batch_size, g):
+                for idx in _batches(ds.train.x.shape[0], cfg.batch_size, g_batches):
+                    mine = _dist.shard(idx, g)
                     opt.zero_grad()
-                    loss = _loss(model(ds.train.x[idx]), ds.train.y[idx], regression)
-                    loss.backward()
+                    loss = _loss_sum(net(ds.train.x[mine]), ds.train.y[mine], regression)
+                    # DDP averages gradients over ranks: scaled so the average is the whole batch's mean
+                    (loss * (g.world / idx.numel())).backward()
                     opt.step()
-                    total, count = total + loss.item() * idx.numel(), count + idx.numel()
-            test = evaluate(model, ds, ds.test)
+                    total, count = total + loss.item(), count + mine.numel()
+                total, count = _dist.all_sum([total, float(count)], g)
+            test = evaluate(model, ds, ds.test, g)
             history.append({"epoch": epoch + 1, "loss": total / count, metric: test})
             bar.update(task, advance=1, description=f"{cfg.dataset} / {cfg.method}  loss {total / count:.4f}  "
                                                      f"test {metric} {test:.4f}")
     saved = None
-    if cfg.out:
+    if cfg.out and g.main:  # one writer; checkpoint.save is atomic (temporary file, fsync, rename)
         from .checkpoint import save
 
         saved = save(model, Path(cfg.out))
         console.print(f"saved {saved.path} ({saved.bytes_on_disk:,} bytes on disk, payload {saved.payload_bytes:,})")
-    return FindResult(model, history[-1][metric], metric, history, saved, time.perf_counter() - t0)
+    return FindResult(model, history[-1][metric], metric, history, saved, time.perf_counter() - t0, g.rank)
+
+
+def _on(ds: _data.Dataset, device: torch.device) -> _data.Dataset:
+    def mv(v):
+        if isinstance(v, _data.Split):
+            return _data.Split(mv(v.x), mv(v.y))
+        return v.to(device) if isinstance(v, torch.Tensor) else v
+
+    return ds if device.type == "cpu" else dataclasses.replace(ds, **{f.name: mv(getattr(ds, f.name))
+                                                                      for f in dataclasses.fields(ds)})

@@ -1,0 +1,102 @@
+"""Scaling out on this machine: a design-space sweep on 1 process, 2 local processes and a local 2-CPU Ray
+instance, and a supermask search on 1 and 2 data-parallel processes. Every configuration runs the CLI
+command a user would (start-up included), round-robin, --rounds times; the load average before each
+run is recorded because the machine may be shared. Prints a table, writes bench/results/scale_out.csv.
+
+    .venv/bin/python bench/bench_scale_out.py                 # sweep + search, 3 rounds
+    .venv/bin/python bench/bench_scale_out.py --only search --rounds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from slt_hw.csvio import write_rows
+
+SLT = str(Path(sys.executable).with_name("slt-hw"))
+SWEEP = {"base": "hiddenite", "mode": "cycle",
+         "workloads": ["resnet18", "resnet50", "resnet50-folded", "resnet18-cifar", "gpt2-prefill"],
+         "grid": {"array.rows": [8, 16, 32, 64, 128], "array.cols": [8, 16, 32, 64, 128],
+                  "generator.units": [1, 2, 4, 8]},
+         "designs": ["dense-4k", "binary-4k", "ternary-4k"]}
+FIND = ["find", "--dataset", "digits", "--hidden", "2048", "--batch-size", "256", "--epochs", "6", "--no-progress"]
+
+
+def configs(tmp: Path, only: str | None) -> list[tuple[str, str, list[str]]]:
+    """(benchmark, configuration, argv)."""
+    out = []
+    if only in (None, "sweep"):
+        for name, workers, extra in (("1 process", 1, []), ("2 local processes", 2, []),
+                                     ("Ray, local 2 CPUs", 2, ["--engine", "ray"])):
+            f = tmp / f"sweep-{workers}-{len(extra)}.yaml"
+            f.write_text(yaml.safe_dump({**SWEEP, "workers": workers, "out": f"out-{workers}-{len(extra)}"}))
+            out.append(("sweep", name, ["sim", "sweep", str(f), "--no-progress", *extra]))
+    if only in (None, "search"):
+        for name, n in (("1 process (2 threads)", 1), ("2 processes (1 thread each)", 2)):
+            out.append(("search", name, [*FIND, "--nproc", str(n), "--out", str(tmp / f"find{n}.slt")]))
+    return out
+
+
+def cpu_model() -> str:
+    for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
+        if line.startswith("Model name:"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--only", choices=("sweep", "search"))
+    p.add_argument("--out", default="bench/results/scale_out.csv")
+    a = p.parse_args(argv)
+    if a.rounds < 1:
+        p.error(f"--rounds: expected an int >= 1, got {a.rounds}")
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONWARNINGS": "ignore"}
+    tmp = Path(tempfile.mkdtemp(prefix="slt-hw-scale-"))
+    rows = []
+    try:
+        cfgs = configs(tmp, a.only)
+        for r in range(a.rounds):
+            for bench, name, args in cfgs:
+                load = os.getloadavg()[0]
+                t0 = time.perf_counter()
+                proc = subprocess.run([SLT, *args], cwd=tmp, env=env, capture_output=True, text=True)
+                secs = time.perf_counter() - t0
+                if proc.returncode:
+                    print(proc.stdout[-2000:], proc.stderr[-2000:])
+                    return 1
+                rows.append({"benchmark": bench, "configuration": name, "round": r, "seconds": round(secs, 2),
+                             "load_before": round(load, 2), "command": "slt-hw " + " ".join(args)})
+                print(f"{bench:<7} {name:<28} round {r}: {secs:6.1f} s (load {load:.2f})", flush=True)
+        if a.only in (None, "sweep"):
+            outs = sorted(tmp.glob("out-*/sweep.csv"))
+            same = len({o.read_bytes() for o in outs}) == 1
+            print(f"sweep CSVs identical across engines: {same}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"\nCPU: {cpu_model()}, {os.cpu_count()} logical CPUs")
+    for bench in dict.fromkeys(r["benchmark"] for r in rows):
+        sub = [r for r in rows if r["benchmark"] == bench]
+        names = list(dict.fromkeys(r["configuration"] for r in sub))
+        base = min(r["seconds"] for r in sub if r["configuration"] == names[0])
+        for n in names:
+            s = [r["seconds"] for r in sub if r["configuration"] == n]
+            print(f"{bench:<7} {n:<28} min {min(s):6.1f} s  median {statistics.median(s):6.1f} s  "
+                  f"speed-up (min) {base / min(s):.2f}x")
+    write_rows(rows, Path(a.out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
