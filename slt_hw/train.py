@@ -170,8 +170,9 @@ def evaluate(model: nn.Module, ds: _data.Dataset, split: _data.Split, group: _di
 
 def find(cfg: FindConfig, console=None, progress: bool = True, nproc: int = 1) -> FindResult:
     """Train a supermask (scores only), log loss and the test metric per epoch, save the packed checkpoint.
-    nproc > 1: that many local processes, each on its share of every batch (rank 0's result is returned);
-    under torchrun: this process is one rank of its run."""
+    nproc > 1: that many local processes, each on its share of every batch (rank 0's result is returned;
+    the workers are spawned, so a calling script needs `if __name__ == "__main__":`); under torchrun:
+    this process is one rank of its run."""
     check_parallel(cfg, nproc)
     if nproc > 1:
         t0 = time.perf_counter()
