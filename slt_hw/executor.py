@@ -56,6 +56,8 @@ def run(fn: Callable[[Any], Any], items: Sequence, *, engine: str = "local", wor
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     check_engine(engine, address)
+    if not items:  # e.g. a resumed sweep with nothing left: don't start an engine
+        return []
     outcomes: list[Outcome | None] = [None] * len(items)
     failed = 0
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

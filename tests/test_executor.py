@@ -118,3 +118,17 @@ def test_sweep_failed_point_written_with_its_error(tmp_path, capsys, monkeypatch
     assert main(["sim", "sweep", str(f), "--no-progress", "--resume"]) == 0
     rows = list(csv.DictReader((tmp_path / "res" / "sweep.csv").open()))
     assert len(rows) == 10 and "failure" not in rows[0] and all(float(r["cycles"]) > 0 for r in rows)
+
+
+def test_paper_sweep_engine_errors_are_one_line(tmp_path, capsys, monkeypatch):
+    from test_papers import _load  # tests/ is on sys.path (conftest)
+
+    mod = _load("partial_freezing")
+    monkeypatch.setitem(__import__("sys").modules, "ray", None)
+    for argv, needle in ((["--engine", "ray"], "pip install 'slt_hw[ray]'"),
+                         (["--address", "h:6379"], "--address: only with --engine ray")):
+        with pytest.raises(SystemExit) as e:
+            mod.main(["--quick", "--out", str(tmp_path / "o"), *argv])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and needle in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "o").exists()

@@ -25,8 +25,8 @@ def check_engine_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None
         p.error(f"--workers: expected an int >= 1, got {a.workers}")
     try:
         executor.check_engine(a.engine, a.address)
-    except executor.EngineError as e:
-        p.error(str(e))
+    except executor.EngineError as e:  # one line, as the sim CLI: it says how to install Ray
+        p.exit(2, f"{p.prog}: error: {e}\n")
 
 
 def pending(tasks: list, rows: list[dict], task_keys: Callable[[tuple], list[tuple]],
