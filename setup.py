@@ -1,5 +1,6 @@
-"""Build slt_hw. Packages are mapped explicitly so `kernels/` and `sim/` install only as
-`slt_hw.kernels` and `slt_hw.sim` (never as top-level modules).
+"""Build slt_hw. Packages are mapped explicitly so `kernels/`, `sim/` and `csrc/` install only as
+`slt_hw.kernels`, `slt_hw.sim` and `slt_hw.csrc` (never as top-level modules); of csrc/ only the
+CUDA sources the cupy backend compiles at run time are installed.
 
 The native extension `slt_hw._C` is described once, in CMakeLists.txt; this file only drives
 CMake (Ninja generator, parallel build) and puts the library where setuptools expects
@@ -40,6 +41,7 @@ PACKAGES = {
     "slt_hw.rtl": "slt_hw/rtl",
     "slt_hw.kernels": "kernels",
     "slt_hw.sim": "sim",
+    "slt_hw.csrc": "csrc",  # package data only: the CUDA sources the cupy backend compiles at run time
 }
 
 
@@ -199,7 +201,7 @@ def _ext_modules():
 setup(
     packages=list(PACKAGES),
     package_dir=PACKAGES,
-    package_data={"slt_hw.sim": ["presets/*.yaml", "data/*.json"]},
+    package_data={"slt_hw.sim": ["presets/*.yaml", "data/*.json"], "slt_hw.csrc": ["core/*.h", "cuda/linear.cu"]},
     ext_modules=_ext_modules(),
     cmdclass={"build_ext": CMakeBuild},
 )

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from utils import report  # bench/ is the script's directory
 
-from slt_hw import _ext
+from slt_hw import _ext, _ops
 from slt_hw.contract import Dist, default_scale
 from slt_hw.formats import Format, PackedWeight
 from slt_hw.kernels import linear as triton_linear
@@ -42,22 +42,21 @@ def _cuda_impl():
     mod, why = _ext.load()
     if mod is None or not mod.build_info().get("cuda_built", False):
         return None, why or "slt_hw._C built without CUDA"
-    from slt_hw.backends import cuda_native
+    from slt_hw.backends import cuda
 
-    return cuda_native, ""
+    return cuda, ""
 
 
-def _impls(pw: PackedWeight, dense: torch.Tensor, cuda_native) -> dict:
-    """name -> fn(x); each computes x @ W_effᵀ for the same weight."""
-    k = pw.in_features
+def _impls(pw: PackedWeight, dense: torch.Tensor, cuda_backend) -> dict:
+    """name -> fn(x); each computes x @ W_effᵀ for the same weight (the kernels on the op's arguments)."""
+    _, w = _ops.weight_args(pw)
+    rows = (0, pw.out_features)
     fns = {
         "dense_bf16": lambda x: F.linear(x, dense),
-        "slt_triton": lambda x: triton_linear.linear_planes(x, pw.planes, pw.coat_scales, None, pw.key, k, pw.dist,
-                                                            pw.scale),
+        "slt_triton": lambda x: triton_linear.linear_planes(x, None, *w, *rows),
     }
-    if cuda_native is not None:
-        fns["slt_cuda"] = lambda x: cuda_native.linear_planes(x, pw.planes, pw.coat_scales, None, pw.key, k,
-                                                              pw.dist, pw.scale)
+    if cuda_backend is not None:
+        fns["slt_cuda"] = lambda x: cuda_backend.linear(x, None, *w, *rows)
     return fns
 
 
@@ -72,15 +71,15 @@ def main(argv=None) -> int:
         return 0
     import triton.testing
 
-    cuda_native, why = _cuda_impl()
-    if cuda_native is None:
+    cuda_backend, why = _cuda_impl()
+    if cuda_backend is None:
         print(f"bench_gpu_linear: CUDA C++ kernels skipped: {why}")
     shapes = SHAPES[:1] if args.quick else SHAPES
     batches = [1, 256] if args.quick else BATCHES
     rows = []
     for n, k in shapes:
         pw = _packed(n, k, args.dist)
-        impls = _impls(pw, pw.materialize().to(torch.bfloat16), cuda_native)
+        impls = _impls(pw, pw.materialize().to(torch.bfloat16), cuda_backend)
         for m in batches:
             x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
             fns = {name: (lambda f=f, x=x: f(x)) for name, f in impls.items()}

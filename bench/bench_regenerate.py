@@ -29,11 +29,10 @@ def _buffer(n: int, k: int) -> torch.Tensor:
 def implementations():
     impls = {"reference (torch)": lambda key, n, k, d, s: prng.generate(key, n, k, d, s)}
     if _ext.native() is not None:
-        from slt_hw.backends import cpu_native
+        from slt_hw.backends import cpu
 
-        impls["cpp"] = cpu_native.generate_weights
-        impls["cpp, reused output"] = lambda key, n, k, d, s: cpu_native.generate_weights(
-            key, n, k, d, s, out=_buffer(n, k))
+        impls["cpp"] = cpu.generate_weights
+        impls["cpp, reused output"] = lambda key, n, k, d, s: cpu.generate_weights(key, n, k, d, s, out=_buffer(n, k))
     try:
         from slt_hw.sim import rng
 

@@ -1,6 +1,7 @@
 // pybind11 module slt_hw._C. Torch-free on purpose: tensors cross as data pointers (Python ints)
 // plus sizes, so the extension never depends on the torch C++ ABI and builds without torch.
-// The Python wrappers (slt_hw/backends/cpu_native.py) own dtype/shape/contiguity checks.
+// A packed weight crosses as one WeightDesc (core/weight_desc.h). The ops (slt_hw/_ops.py)
+// check dtypes, shapes and devices; the kernels re-check the contract before touching memory.
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
@@ -56,6 +57,8 @@ std::string compiler_version() {
 }
 
 #ifdef SLT_HW_WITH_CUDA
+cudaStream_t cuda_stream(uintptr_t s) { return reinterpret_cast<cudaStream_t>(s); }
+
 void check_cuda(cudaError_t e, const char* what) {
   if (e == cudaErrorInvalidValue)
     throw py::value_error(std::string(what) + ": invalid arguments");
@@ -73,161 +76,96 @@ PYBIND11_MODULE(_C, m) {
   m.def("hash32", [](uint32_t k0, uint32_t k1, uint32_t c) { return slt::hash32(k0, k1, c); },
         py::arg("k0"), py::arg("k1"), py::arg("c"));
 
+  // module_local: a test build of this module (tests/avx512_emulation.py) loads next to it.
+  py::class_<slt::WeightDesc>(m, "WeightDesc", py::module_local(),
+                              "A packed weight for the kernels: shape, keys, dist, scale and its mask "
+                              "(planes for binary/multicoat, else the frozen stream); pointers as ints.")
+      .def(py::init([](int64_t n, int64_t k, uint32_t k0, uint32_t k1, int dist, float scale, uintptr_t planes,
+                       int64_t C, uintptr_t coat_scales, uintptr_t free_bits, int64_t free_words,
+                       uintptr_t offsets, uint32_t fk0, uint32_t fk1, uint32_t prune_thr, uint32_t lock_thr) {
+             return slt::WeightDesc{n, k, k0, k1, dist, scale, ptr<const int32_t>(planes), C,
+                                    ptr<const float>(coat_scales), ptr<const int32_t>(free_bits), free_words,
+                                    ptr<const int64_t>(offsets), fk0, fk1, prune_thr, lock_thr};
+           }),
+           py::arg("n"), py::arg("k"), py::arg("k0"), py::arg("k1"), py::arg("dist") = 0, py::arg("scale") = 1.0f,
+           py::arg("planes") = 0, py::arg("C") = 0, py::arg("coat_scales") = 0, py::arg("free_bits") = 0,
+           py::arg("free_words") = 0, py::arg("offsets") = 0, py::arg("fk0") = 0, py::arg("fk1") = 0,
+           py::arg("prune_thr") = 0, py::arg("lock_thr") = 0)
+      .def_readonly("n", &slt::WeightDesc::N)
+      .def_readonly("k", &slt::WeightDesc::K)
+      .def_readonly("C", &slt::WeightDesc::C)
+      .def_property_readonly("frozen", &slt::WeightDesc::frozen);
+
   m.def(
       "generate_weights",
-      [](uintptr_t out, int64_t n, int64_t K, uint32_t k0, uint32_t k1, int dist, float scale,
-         int64_t row_begin, int64_t row_end, int threads) {
+      [](uintptr_t out, const slt::WeightDesc& w, int64_t row_begin, int64_t row_end, int threads) {
         py::gil_scoped_release nogil;
-        slt::cpu::generate_weights(ptr<float>(out), n, K, k0, k1, dist, scale, row_begin,
-                                   row_end, threads);
+        slt::cpu::generate_weights(ptr<float>(out), w, row_begin, row_end, threads);
       },
-      py::arg("out"), py::arg("n"), py::arg("k"), py::arg("k0"), py::arg("k1"), py::arg("dist"),
-      py::arg("scale"), py::arg("row_begin"), py::arg("row_end"), py::arg("threads") = 0,
+      py::arg("out"), py::arg("w"), py::arg("row_begin"), py::arg("row_end"), py::arg("threads") = 0,
       "Rows [row_begin, row_end) of W0 (float32, (row_end-row_begin) x k) into `out`.");
-
   m.def(
       "freeze_states",
-      [](uintptr_t out, int64_t n, int64_t K, uint32_t fk0, uint32_t fk1, uint32_t prune_thr,
-         uint32_t lock_thr, int threads) {
+      [](uintptr_t out, const slt::WeightDesc& w, int threads) {
         py::gil_scoped_release nogil;
-        slt::cpu::freeze_states(ptr<uint8_t>(out), n, K, fk0, fk1, prune_thr, lock_thr,
-                                threads);
+        slt::cpu::freeze_states(ptr<uint8_t>(out), w, threads);
       },
-      py::arg("out"), py::arg("n"), py::arg("k"), py::arg("fk0"), py::arg("fk1"),
-      py::arg("prune_thr"), py::arg("lock_thr"), py::arg("threads") = 0,
-      "(n x k) uint8 freeze states (0 pruned, 1 locked, 2 free); lock_thr = P + L.");
-
+      py::arg("out"), py::arg("w"), py::arg("threads") = 0,
+      "(n x k) uint8 freeze states (0 pruned, 1 locked, 2 free) of w's freeze key and thresholds.");
   m.def(
-      "materialize_planes",
-      [](uintptr_t out, uintptr_t planes, int64_t C, uintptr_t coat_scales, int64_t n, int64_t K,
-         uint32_t k0, uint32_t k1, int dist, float scale, int64_t row_begin, int64_t row_end,
-         int threads) {
+      "materialize",
+      [](uintptr_t out, const slt::WeightDesc& w, int64_t row_begin, int64_t row_end, int threads) {
         py::gil_scoped_release nogil;
-        slt::cpu::materialize_planes(ptr<float>(out), ptr<const int32_t>(planes), C,
-                                     ptr<const float>(coat_scales), n, K, k0, k1, dist, scale,
-                                     row_begin, row_end, threads);
+        slt::cpu::materialize(ptr<float>(out), w, row_begin, row_end, threads);
       },
-      py::arg("out"), py::arg("planes"), py::arg("C"), py::arg("coat_scales"), py::arg("n"),
-      py::arg("k"), py::arg("k0"), py::arg("k1"), py::arg("dist"), py::arg("scale"),
-      py::arg("row_begin"), py::arg("row_end"), py::arg("threads") = 0,
-      "Multicoat effective weights, planes (C, n, W) int32, coat_scales (C,) float32.");
-
-  m.def(
-      "materialize_frozen",
-      [](uintptr_t out, uintptr_t free_bits, int64_t free_words, uintptr_t offsets, int64_t n,
-         int64_t K, uint32_t k0, uint32_t k1, uint32_t fk0, uint32_t fk1, uint32_t prune_thr,
-         uint32_t lock_thr, int dist, float scale, int64_t row_begin, int64_t row_end,
-         int threads) {
-        py::gil_scoped_release nogil;
-        slt::cpu::materialize_frozen(ptr<float>(out), ptr<const int32_t>(free_bits), free_words,
-                                     ptr<const int64_t>(offsets), n, K, k0, k1, fk0, fk1,
-                                     prune_thr, lock_thr, dist, scale, row_begin, row_end,
-                                     threads);
-      },
-      py::arg("out"), py::arg("free_bits"), py::arg("free_words"), py::arg("offsets"),
-      py::arg("n"), py::arg("k"), py::arg("k0"), py::arg("k1"), py::arg("fk0"), py::arg("fk1"),
-      py::arg("prune_thr"), py::arg("lock_thr"), py::arg("dist"), py::arg("scale"),
-      py::arg("row_begin"), py::arg("row_end"), py::arg("threads") = 0,
-      "Partially frozen effective weights; offsets (n, ceil(W/32)) int64.");
+      py::arg("out"), py::arg("w"), py::arg("row_begin"), py::arg("row_end"), py::arg("threads") = 0,
+      "Effective weights of rows [row_begin, row_end) (float32), either format.");
 
 #ifdef SLT_HW_WITH_CUDA
   // Device pointers and a cudaStream_t as ints; the launch is asynchronous on that stream.
   m.def(
       "cuda_generate_weights",
-      [](uintptr_t out, int64_t n, int64_t K, uint32_t k0, uint32_t k1, int dist, float scale,
-         int64_t row_begin, int64_t row_end, uintptr_t stream) {
-        check_cuda(slt::cuda::generate_weights(ptr<float>(out), n, K, k0, k1, dist, scale,
-                                               row_begin, row_end,
-                                               reinterpret_cast<cudaStream_t>(stream)),
+      [](uintptr_t out, const slt::WeightDesc& w, int64_t row_begin, int64_t row_end, uintptr_t stream) {
+        check_cuda(slt::cuda::generate_weights(ptr<float>(out), w, row_begin, row_end, cuda_stream(stream)),
                    "cuda_generate_weights");
       },
-      py::arg("out"), py::arg("n"), py::arg("k"), py::arg("k0"), py::arg("k1"), py::arg("dist"),
-      py::arg("scale"), py::arg("row_begin"), py::arg("row_end"), py::arg("stream") = 0);
+      py::arg("out"), py::arg("w"), py::arg("row_begin"), py::arg("row_end"), py::arg("stream") = 0);
   m.def(
       "cuda_freeze_states",
-      [](uintptr_t out, int64_t n, int64_t K, uint32_t fk0, uint32_t fk1, uint32_t prune_thr,
-         uint32_t lock_thr, uintptr_t stream) {
-        check_cuda(slt::cuda::freeze_states(ptr<uint8_t>(out), n, K, fk0, fk1, prune_thr,
-                                            lock_thr, reinterpret_cast<cudaStream_t>(stream)),
-                   "cuda_freeze_states");
+      [](uintptr_t out, const slt::WeightDesc& w, uintptr_t stream) {
+        check_cuda(slt::cuda::freeze_states(ptr<uint8_t>(out), w, cuda_stream(stream)), "cuda_freeze_states");
       },
-      py::arg("out"), py::arg("n"), py::arg("k"), py::arg("fk0"), py::arg("fk1"),
-      py::arg("prune_thr"), py::arg("lock_thr"), py::arg("stream") = 0);
+      py::arg("out"), py::arg("w"), py::arg("stream") = 0);
   m.def(
-      "cuda_materialize_planes",
-      [](uintptr_t out, uintptr_t planes, int64_t C, uintptr_t coat_scales, int64_t n, int64_t K,
-         uint32_t k0, uint32_t k1, int dist, float scale, int64_t row_begin, int64_t row_end,
+      "cuda_materialize",
+      [](uintptr_t out, const slt::WeightDesc& w, int64_t row_begin, int64_t row_end, uintptr_t error_flag,
          uintptr_t stream) {
-        check_cuda(slt::cuda::materialize_planes(
-                       ptr<float>(out), ptr<const int32_t>(planes), C,
-                       ptr<const float>(coat_scales), n, K, k0, k1, dist, scale, row_begin,
-                       row_end, reinterpret_cast<cudaStream_t>(stream)),
-                   "cuda_materialize_planes");
+        check_cuda(slt::cuda::materialize(ptr<float>(out), w, row_begin, row_end, ptr<int>(error_flag),
+                                          cuda_stream(stream)),
+                   "cuda_materialize");
       },
-      py::arg("out"), py::arg("planes"), py::arg("C"), py::arg("coat_scales"), py::arg("n"),
-      py::arg("k"), py::arg("k0"), py::arg("k1"), py::arg("dist"), py::arg("scale"),
-      py::arg("row_begin"), py::arg("row_end"), py::arg("stream") = 0);
-  m.def(
-      "cuda_materialize_frozen",
-      [](uintptr_t out, uintptr_t free_bits, int64_t free_words, uintptr_t offsets, int64_t n,
-         int64_t K, uint32_t k0, uint32_t k1, uint32_t fk0, uint32_t fk1, uint32_t prune_thr,
-         uint32_t lock_thr, int dist, float scale, int64_t row_begin, int64_t row_end,
-         uintptr_t error_flag, uintptr_t stream) {
-        check_cuda(slt::cuda::materialize_frozen(
-                       ptr<float>(out), ptr<const int32_t>(free_bits), free_words,
-                       ptr<const int64_t>(offsets), n, K, k0, k1, fk0, fk1, prune_thr, lock_thr,
-                       dist, scale, row_begin, row_end, ptr<int>(error_flag),
-                       reinterpret_cast<cudaStream_t>(stream)),
-                   "cuda_materialize_frozen");
-      },
-      py::arg("out"), py::arg("free_bits"), py::arg("free_words"), py::arg("offsets"),
-      py::arg("n"), py::arg("k"), py::arg("k0"), py::arg("k1"), py::arg("fk0"), py::arg("fk1"),
-      py::arg("prune_thr"), py::arg("lock_thr"), py::arg("dist"), py::arg("scale"),
-      py::arg("row_begin"), py::arg("row_end"), py::arg("error_flag") = 0,
+      py::arg("out"), py::arg("w"), py::arg("row_begin"), py::arg("row_end"), py::arg("error_flag") = 0,
       py::arg("stream") = 0);
   m.def(
       "cuda_linear",
-      [](uintptr_t x, int act, int64_t M, int64_t ldx, uintptr_t out, uintptr_t bias, int64_t n,
-         int64_t K, uint32_t k0, uint32_t k1, int dist, float scale, int64_t row_begin,
-         int64_t row_end, bool frozen, uintptr_t planes, int64_t C, uintptr_t coat_scales,
-         uintptr_t free_bits, int64_t free_words, uintptr_t offsets, uint32_t fk0, uint32_t fk1,
-         uint32_t prune_thr, uint32_t lock_thr, int path, int64_t split_k, uintptr_t stream) {
+      [](const slt::WeightDesc& w, uintptr_t x, int act, int64_t M, int64_t ldx, uintptr_t out, uintptr_t bias,
+         int64_t row_begin, int64_t row_end, int path, int64_t split_k, uintptr_t stream) {
         slt::cuda::LinearArgs a;
+        static_cast<slt::WeightDesc&>(a) = w;
         a.x = ptr<const void>(x);
         a.act = act;
         a.M = M;
         a.ldx = ldx;
         a.out = ptr<float>(out);
         a.bias = ptr<const float>(bias);
-        a.n = n;
-        a.K = K;
-        a.k0 = k0;
-        a.k1 = k1;
-        a.dist = dist;
-        a.scale = scale;
         a.row_begin = row_begin;
         a.row_end = row_end;
-        a.frozen = frozen;
-        a.planes = ptr<const int32_t>(planes);
-        a.C = C;
-        a.coat_scales = ptr<const float>(coat_scales);
-        a.free_bits = ptr<const int32_t>(free_bits);
-        a.free_words = free_words;
-        a.offsets = ptr<const int64_t>(offsets);
-        a.fk0 = fk0;
-        a.fk1 = fk1;
-        a.prune_thr = prune_thr;
-        a.lock_thr = lock_thr;
         a.path = path;
         a.split_k = split_k;
-        check_cuda(slt::cuda::linear(a, reinterpret_cast<cudaStream_t>(stream)), "cuda_linear");
+        check_cuda(slt::cuda::linear(a, cuda_stream(stream)), "cuda_linear");
       },
-      py::arg("x"), py::arg("act"), py::arg("M"), py::arg("ldx"), py::arg("out"), py::arg("bias"),
-      py::arg("n"), py::arg("k"), py::arg("k0"), py::arg("k1"), py::arg("dist"), py::arg("scale"),
-      py::arg("row_begin"), py::arg("row_end"), py::arg("frozen"), py::arg("planes"), py::arg("C"),
-      py::arg("coat_scales"), py::arg("free_bits"), py::arg("free_words"), py::arg("offsets"),
-      py::arg("fk0"), py::arg("fk1"), py::arg("prune_thr"), py::arg("lock_thr"), py::arg("path") = 0,
-      py::arg("split_k") = 0, py::arg("stream") = 0,
+      py::arg("w"), py::arg("x"), py::arg("act"), py::arg("M"), py::arg("ldx"), py::arg("out"), py::arg("bias"),
+      py::arg("row_begin"), py::arg("row_end"), py::arg("path") = 0, py::arg("split_k") = 0, py::arg("stream") = 0,
       "Fused slt_linear into float32 `out` (M x rows); see csrc/cuda/launch.h.");
 #endif
 
@@ -243,39 +181,21 @@ PYBIND11_MODULE(_C, m) {
 
   m.def(
       "slt_linear",
-      [](uintptr_t x, int64_t M, int64_t ldx, uintptr_t y, int64_t ldy, int64_t N, int64_t K,
-         uint32_t k0, uint32_t k1, int dist, float scale, uintptr_t bias, uintptr_t planes,
-         int64_t C, uintptr_t coat_scales, uintptr_t free_bits, int64_t free_words,
-         uintptr_t offsets, uint32_t fk0, uint32_t fk1, uint32_t prune_thr, uint32_t lock_thr,
-         const std::string& isa, int threads, int64_t row_begin, int64_t row_end, uintptr_t xq,
-         uintptr_t xscale) {
+      [](const slt::WeightDesc& w, uintptr_t x, int64_t M, int64_t ldx, uintptr_t y, int64_t ldy,
+         int64_t row_begin, int64_t row_end, uintptr_t bias, uintptr_t xq, uintptr_t xscale, const std::string& isa,
+         int threads) {
         slt::cpu::LinearProblem p;
+        static_cast<slt::WeightDesc&>(p) = w;
         p.x = ptr<const float>(x);
         p.M = M;
         p.ldx = ldx;
         p.y = ptr<float>(y);
         p.ldy = ldy;
-        p.N = N;
-        p.K = K;
-        p.k0 = k0;
-        p.k1 = k1;
-        p.dist = dist;
-        p.scale = scale;
+        p.row_begin = row_begin;
+        p.row_end = row_end;
         p.bias = ptr<const float>(bias);
-        p.planes = ptr<const int32_t>(planes);
-        p.C = C;
-        p.coat_scales = ptr<const float>(coat_scales);
-        p.free_bits = ptr<const int32_t>(free_bits);
-        p.free_words = free_words;
-        p.offsets = ptr<const int64_t>(offsets);
-        p.fk0 = fk0;
-        p.fk1 = fk1;
-        p.prune_thr = prune_thr;
-        p.lock_thr = lock_thr;
         p.xq = ptr<const int8_t>(xq);
         p.xscale = ptr<const float>(xscale);
-        p.row_begin = row_begin;
-        p.row_end = row_end < 0 ? N : row_end;
         slt::cpu::Isa which = slt::cpu::best_isa();
         if (isa != "auto" && !slt::cpu::isa_from_name(isa.c_str(), &which)) {
           std::string names = "auto";
@@ -285,14 +205,10 @@ PYBIND11_MODULE(_C, m) {
         py::gil_scoped_release release;
         slt::cpu::slt_linear(p, which, threads);
       },
-      "Fused y = x W_eff^T + bias (float32, row-major; planes=0 selects the frozen format).",
-      py::arg("x"), py::arg("M"), py::arg("ldx"), py::arg("y"), py::arg("ldy"), py::arg("N"),
-      py::arg("K"), py::arg("k0"), py::arg("k1"), py::arg("dist"), py::arg("scale"),
-      py::arg("bias"), py::arg("planes"), py::arg("C"), py::arg("coat_scales"),
-      py::arg("free_bits"), py::arg("free_words"), py::arg("offsets"), py::arg("fk0"),
-      py::arg("fk1"), py::arg("prune_thr"), py::arg("lock_thr"), py::arg("isa"),
-      py::arg("threads"), py::arg("row_begin") = 0, py::arg("row_end") = -1, py::arg("xq") = 0,
-      py::arg("xscale") = 0);
+      "Fused y = x W_eff[row_begin:row_end]^T + bias (float32, row-major); xq/xscale: int8 activations.",
+      py::arg("w"), py::arg("x"), py::arg("M"), py::arg("ldx"), py::arg("y"), py::arg("ldy"), py::arg("row_begin"),
+      py::arg("row_end"), py::arg("bias") = 0, py::arg("xq") = 0, py::arg("xscale") = 0, py::arg("isa") = "auto",
+      py::arg("threads") = 0);
 
   m.def("build_info", [] {
     py::dict d;

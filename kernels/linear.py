@@ -25,10 +25,10 @@ import torch
 import triton
 import triton.language as tl
 
-from slt_hw.contract import OFFSET_BLOCK_WORDS, WORD_BITS, Dist, Key, check_geometry, check_scale, words_per_row
+from slt_hw.contract import OFFSET_BLOCK_WORDS, WORD_BITS, Dist, words_per_row
 
 from .contract import FREE, LOCKED, expand_bits, freeze_tile, sign_word, weight_tile
-from .materialize import _check_key, _check_thresholds, _const, _table
+from .materialize import _const, _table
 
 __all__ = ["linear_frozen", "linear_planes"]
 
@@ -194,7 +194,7 @@ def _gemv_kernel(
 def _reduce_splits_kernel(part_ptr, bias_ptr, out_ptr, SPLITS, NUMEL, R, HAS_BIAS: tl.constexpr,
                           BLOCK: tl.constexpr):
     """out = Σ_s part[s] (+ bias[column]) in out's dtype, part (SPLITS, M, R) and out (M, R)
-    contiguous: a split-K GEMV's second pass in one launch (torch's sum, add and cast were three)."""
+    contiguous: a split-K GEMV's second pass in one launch (torch's sum, add and cast take three)."""
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     ok = offs < NUMEL
     acc = tl.zeros((BLOCK,), dtype=tl.float32)
@@ -367,57 +367,31 @@ def _gemv_plan(m: int, rows: int, k: int, device: torch.device, split_k: int | N
     return triton.cdiv(k, chunk), chunk
 
 
-def _check_x(x: torch.Tensor, k: int, device: torch.device) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x: expected a torch.Tensor, got {type(x).__name__}")
-    if x.dtype not in (torch.float32, torch.float16, torch.bfloat16):
-        raise TypeError(f"x: expected dtype float32, float16 or bfloat16, got {x.dtype}")
-    if x.dim() < 1 or x.shape[-1] != k:
-        raise ValueError(f"x: expected (..., {k}), got {tuple(x.shape)}")
-    if x.device != device:
-        raise ValueError(f"x: on {x.device}, the mask on {device}")
-    return x.reshape(-1, k).contiguous()
-
-
-def _check_bias(bias: torch.Tensor | None, n: int, device: torch.device) -> None:
-    """bias has one value per computed row (row_end - row_begin), as the ops pass it."""
-    if bias is None:
-        return
-    if not isinstance(bias, torch.Tensor) or bias.dtype not in (torch.float32, torch.float16, torch.bfloat16):
-        raise TypeError(f"bias: expected a float tensor or None, got {getattr(bias, 'dtype', type(bias).__name__)}")
-    if tuple(bias.shape) != (n,) or bias.device != device:
-        raise ValueError(f"bias: expected ({n},) on {device}, got {tuple(bias.shape)} on {bias.device}")
-
-
-def _check_rows(rows, n: int) -> tuple[int, int]:
-    r0, r1 = (0, n) if rows is None else rows
-    if not 0 <= r0 <= r1 <= n:
-        raise ValueError(f"rows: expected 0 <= row_begin <= row_end <= {n}, got ({r0}, {r1})")
-    return r0, r1
-
-
 def _check_path(path: str | None) -> None:
     if path not in (None, "gemv", "gemm"):
         raise ValueError(f"path: expected None, 'gemv' or 'gemm', got {path!r}")
 
 
-def _launch(x2, bias, n, k, rows, dist, scale, key, planes, coat_scales, plane_stride, c,
-            free_bits, offsets, fkey, prune_thr, lock_thr, frozen, path, split_k):
+def _launch(x, bias, k, rows, dist, scale, keys, planes, coat_scales, plane_stride, c, free_bits, offsets,
+            prune_thr, lock_thr, frozen, path, split_k):
+    _check_path(path)
+    x2 = x.reshape(-1, k).contiguous()
     device = x2.device
     r0, r1 = rows
     r = r1 - r0
     mrows = x2.shape[0]
     out = torch.empty(mrows, r, dtype=x2.dtype, device=device)
     if mrows == 0 or r == 0:
-        return out
+        return out.reshape(*x.shape[:-1], r)
     w = words_per_row(k)
     kp = w * WORD_BITS
     nb = triton.cdiv(w, OFFSET_BLOCK_WORDS)
     table = _table(device)
     has_bias = bias is not None
     bias_arg = bias if has_bias else table  # any valid pointer; never read
-    contract = (key.k0, key.k1, scale, fkey.k0, fkey.k1, prune_thr, lock_thr)
-    unit = dist is Dist.SIGNED_CONSTANT and not frozen and c == 1
+    k0, k1, fk0, fk1 = keys
+    contract = (k0, k1, scale, fk0, fk1, prune_thr, lock_thr)
+    unit = dist == Dist.SIGNED_CONSTANT.code and not frozen and c == 1
     if path is None:
         path = "gemv" if mrows <= GEMV_MAX_BATCH else "gemm"
     if path == "gemv":
@@ -429,91 +403,48 @@ def _launch(x2, bias, n, k, rows, dist, scale, key, planes, coat_scales, plane_s
         kern[grid](x2, part, bias_arg, table, planes, coat_scales, free_bits, offsets,
                    mrows, k, kp, w, nb, r0, r1, r, plane_stride, chunk,
                    x2.stride(0), part.stride(0) if splits > 1 else 0, part.stride(-2),
-                   *contract, DIST=dist.code, FROZEN=frozen, C=c, HAS_BIAS=has_bias and splits == 1, UNIT=unit,
+                   *contract, DIST=dist, FROZEN=frozen, C=c, HAS_BIAS=has_bias and splits == 1, UNIT=unit,
                    BLOCK_M=block_m, **fixed)
-        return out if splits == 1 else _reduce_splits(part, bias, out)
+        if splits > 1:
+            _reduce_splits(part, bias, out)
+        return out.reshape(*x.shape[:-1], r)
     precision = "ieee" if x2.dtype == torch.float32 else "tf32"
     kern, fixed = _kernel("gemm")
     grid = lambda meta: (triton.cdiv(mrows, meta["BLOCK_M"]) * triton.cdiv(r, meta["BLOCK_N"]),)  # noqa: E731
     kern[grid](x2, out, bias_arg, table, planes, coat_scales, free_bits, offsets,
                mrows, k, kp, w, nb, r0, r1, r, plane_stride,
                x2.stride(0), out.stride(0),
-               *contract, DIST=dist.code, FROZEN=frozen, C=c, HAS_BIAS=has_bias, UNIT=unit, PRECISION=precision,
+               *contract, DIST=dist, FROZEN=frozen, C=c, HAS_BIAS=has_bias, UNIT=unit, PRECISION=precision,
                **fixed)
-    return out
+    return out.reshape(*x.shape[:-1], r)
 
 
-def linear_planes(x: torch.Tensor, planes: torch.Tensor, coat_scales: torch.Tensor, bias: torch.Tensor | None,
-                  key: Key, in_features: int, dist: Dist | str, scale: float, *, rows=None,
+def linear_planes(x: torch.Tensor, bias: torch.Tensor | None, planes: torch.Tensor, coat_scales: torch.Tensor,
+                  k0: int, k1: int, in_features: int, dist: int, scale: float, row_begin: int, row_end: int, *,
                   path: str | None = None, split_k: int | None = None) -> torch.Tensor:
-    """y = x @ W_eff[rows]ᵀ + bias for the binary / multicoat formats, in x's dtype.
-
-    planes: int32 (C, N, W) (or (N, W)); coat_scales: float32 (C,); rows: (row_begin, row_end)
-    of the weight, default all; path: force "gemv" or "gemm" (default by batch size);
-    split_k: GEMV K splits (default: enough to fill the GPU)."""
-    dist = Dist.parse(dist)
-    _check_key(key, "key")
-    s = check_scale(scale)
-    if not isinstance(planes, torch.Tensor):
-        raise TypeError(f"planes: expected a torch.Tensor, got {type(planes).__name__}")
-    if planes.dim() == 2:
-        planes = planes.unsqueeze(0)
-    if planes.dim() != 3:
-        raise ValueError(f"planes: expected (C, N, W), got {tuple(planes.shape)}")
-    n = planes.shape[1]
-    check_geometry(n, in_features)
-    w = words_per_row(in_features)
-    if planes.dtype != torch.int32 or planes.shape[2] != w or planes.shape[0] < 1:
-        raise ValueError(f"planes: expected int32 (C, {n}, {w}), got {planes.dtype} {tuple(planes.shape)}")
-    c = planes.shape[0]
-    if (not isinstance(coat_scales, torch.Tensor) or coat_scales.dtype != torch.float32
-            or tuple(coat_scales.shape) != (c,) or coat_scales.device != planes.device):
-        raise ValueError(f"coat_scales: expected float32 ({c},) on {planes.device}")
-    _check_path(path)
-    x2 = _check_x(x, in_features, planes.device)
-    r = _check_rows(rows, n)
-    _check_bias(bias, r[1] - r[0], planes.device)
+    """y = x @ W_eff[row_begin:row_end]ᵀ + bias (binary / multicoat) in x's dtype; the arguments
+    of slt_hw::linear_planes as the op checked them (planes (C, N, W) int32, dist its code, bias
+    one value per computed row). path: force "gemv" or "gemm" (default by batch size); split_k:
+    GEMV K splits (default: enough to fill the GPU)."""
     planes = planes.contiguous()
+    n, c = planes.shape[1], planes.shape[0]
     dummy = _const(planes.device, torch.int64)
-    y = _launch(x2, bias, n, in_features, r, dist, s, key, planes, coat_scales.contiguous(), n * w, c,
-                dummy, dummy, Key(0, 0), 0, 0, False, path, split_k)
-    return y.reshape(*x.shape[:-1], r[1] - r[0])
+    return _launch(x, bias, in_features, (row_begin, row_end), dist, scale, (k0, k1, 0, 0), planes,
+                   coat_scales.contiguous(), n * words_per_row(in_features), c, dummy, dummy, 0, 0, False, path,
+                   split_k)
 
 
-def linear_frozen(x: torch.Tensor, free_bits: torch.Tensor, offsets: torch.Tensor, bias: torch.Tensor | None,
-                  key: Key, fkey: Key, in_features: int, dist: Dist | str, scale: float, prune_thr: int,
-                  lock_thr: int, *, rows=None, path: str | None = None,
+def linear_frozen(x: torch.Tensor, bias: torch.Tensor | None, free_bits: torch.Tensor, offsets: torch.Tensor,
+                  k0: int, k1: int, fk0: int, fk1: int, in_features: int, dist: int, scale: float,
+                  prune_thr: int, lock_thr: int, row_begin: int, row_end: int, *, path: str | None = None,
                   split_k: int | None = None) -> torch.Tensor:
-    """y = x @ W_eff[rows]ᵀ + bias for the partially frozen format, in x's dtype (bias: one value
-    per computed row).
-
-    free_bits: int32 words of the free-bit stream; offsets: int64 (N, ceil(W/32)) stream index
-    of each row's first free weight per 1024-column block (PackedWeight.offsets)."""
-    dist = Dist.parse(dist)
-    _check_key(key, "key")
-    _check_key(fkey, "fkey")
-    _check_thresholds(prune_thr, lock_thr)
-    s = check_scale(scale)
-    if not isinstance(free_bits, torch.Tensor) or free_bits.dtype != torch.int32:
-        raise TypeError(f"free_bits: expected an int32 tensor, got {getattr(free_bits, 'dtype', type(free_bits))}")
-    if not isinstance(offsets, torch.Tensor) or offsets.dtype != torch.int64 or offsets.dim() != 2:
-        raise ValueError("offsets: expected an int64 (N, ceil(W/32)) tensor")
-    n = offsets.shape[0]
-    check_geometry(n, in_features)
-    nb = triton.cdiv(words_per_row(in_features), OFFSET_BLOCK_WORDS)
-    if offsets.shape[1] != nb:
-        raise ValueError(f"offsets: expected ({n}, {nb}), got {tuple(offsets.shape)}")
-    if offsets.device != free_bits.device:
-        raise ValueError(f"offsets: on {offsets.device}, free_bits on {free_bits.device}")
-    _check_path(path)
+    """y = x @ W_eff[row_begin:row_end]ᵀ + bias (partially frozen) in x's dtype; the arguments of
+    slt_hw::linear_frozen as the op checked them (offsets (N, ceil(W/32)) int64: each row's
+    stream index per 1024-column block). path, split_k: as linear_planes."""
     device = free_bits.device
-    x2 = _check_x(x, in_features, device)
-    r = _check_rows(rows, n)
-    _check_bias(bias, r[1] - r[0], device)
-    free_bits = free_bits.reshape(-1).contiguous()
+    free_bits = free_bits.contiguous()
     if free_bits.numel() == 0:  # no free weight: every load is masked, but keep a valid pointer
         free_bits = _const(device, torch.int32)
     no_planes, unit_coat = _const(device, torch.int32), _const(device, torch.float32, 1.0)
-    y = _launch(x2, bias, n, in_features, r, dist, s, key, no_planes, unit_coat, 0, 1, free_bits,
-                offsets.contiguous(), fkey, prune_thr, lock_thr, True, path, split_k)
-    return y.reshape(*x.shape[:-1], r[1] - r[0])
+    return _launch(x, bias, in_features, (row_begin, row_end), dist, scale, (k0, k1, fk0, fk1), no_planes,
+                   unit_coat, 0, 1, free_bits, offsets.contiguous(), prune_thr, lock_thr, True, path, split_k)

@@ -131,8 +131,8 @@ _TABLES_MAX = 64
 def _tables(packed, biases, frozen: bool, w: int, device: torch.device):
     """The launch's small device tables: per-weight scalars (int32), coat scales and biases
     (float32, concatenated; bias None if there is none). Built once per distinct set of weights
-    and biases, then reused: rebuilding them was an H2D copy plus two or three launches per
-    call, as many as the projection itself at decode. The key holds every scalar and the
+    and biases, then reused: rebuilding them would cost an H2D copy plus two or three launches
+    per call, as many as the projection itself at decode. The key holds every scalar and the
     contents key (storage, version) of every copied tensor, so an in-place change to a bias or a
     coat scale rebuilds them; the entry keeps those tensors alive so their storage cannot be
     reused under the same key."""

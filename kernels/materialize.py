@@ -1,5 +1,6 @@
 """Triton kernels that materialise W0, freeze states and effective weights as dense (N, K)
-tensors. Simple tiled kernels for tests and exports; the fused GEMV/GEMM kernels reuse the
+tensors: the triton backend's materialise ops (on the op's checked arguments), and
+generate_weights / freeze_states for tests and exports. The fused GEMV/GEMM kernels reuse the
 same helpers from `.contract` without materialising anything.
 
 Under TRITON_INTERPRET=1 they run on CPU tensors; otherwise tensors must be on a CUDA device.
@@ -17,7 +18,9 @@ from slt_hw.contract import (
     Dist,
     Key,
     check_geometry,
+    check_key,
     check_scale,
+    check_thresholds,
     words_per_row,
 )
 from slt_hw.reference.prng import normal_table
@@ -30,7 +33,7 @@ OFFSET_BLOCK = OFFSET_BLOCK_WORDS * WORD_BITS  # 1024 columns per offset-table e
 
 # Keys and thresholds: no value specialisation (a key equal to 1 would become a constexpr and
 # every distinct small value would recompile).
-_DNS = ["k0", "k1", "fk0", "fk1", "prune_thr", "lock_thr"]
+_DNS = ["k0", "k1", "fk0", "fk1", "prune_thr", "lock_thr", "row0"]
 
 
 @triton.jit(do_not_specialize=_DNS)
@@ -56,12 +59,13 @@ def _freeze_kernel(out_ptr, N, K, Kp, fk0, fk1, prune_thr, lock_thr,
 
 
 @triton.jit(do_not_specialize=_DNS)
-def _planes_kernel(out_ptr, planes_ptr, coat_ptr, plane_stride, N, K, Kp, k0, k1, scale,
+def _planes_kernel(out_ptr, planes_ptr, coat_ptr, plane_stride, row0, N, K, Kp, k0, k1, scale,
                    table_ptr, DIST: tl.constexpr, C: tl.constexpr, BLOCK_N: tl.constexpr,
                    BLOCK_K: tl.constexpr):
+    # Rows [row0, N) of the weight into out's rows [0, N - row0).
     BLOCK_W: tl.constexpr = BLOCK_K // 32
     W = Kp // 32
-    rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    rows = row0 + tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     k_start = tl.program_id(1) * BLOCK_K
     cols = k_start + tl.arange(0, BLOCK_K)
     wcols = k_start // 32 + tl.arange(0, BLOCK_W)
@@ -79,16 +83,17 @@ def _planes_kernel(out_ptr, planes_ptr, coat_ptr, plane_stride, N, K, Kp, k0, k1
     w0 = weight_tile(k0, k1, rows, k_start, Kp, DIST, scale, table_ptr, BLOCK_K)
     w = tl.where(m == 0.0, 0.0, w0 * m)  # +0.0, never -0.0, where no coat is set
     mask = (rows[:, None] < N) & (cols[None, :] < K)
-    tl.store(out_ptr + rows.to(tl.int64)[:, None] * K + cols[None, :], w, mask=mask)
+    tl.store(out_ptr + (rows - row0).to(tl.int64)[:, None] * K + cols[None, :], w, mask=mask)
 
 
 @triton.jit(do_not_specialize=_DNS)
-def _frozen_kernel(out_ptr, bits_ptr, offsets_ptr, NB, N, K, Kp, k0, k1, fk0, fk1, prune_thr,
+def _frozen_kernel(out_ptr, bits_ptr, offsets_ptr, NB, row0, N, K, Kp, k0, k1, fk0, fk1, prune_thr,
                    lock_thr, scale, table_ptr, DIST: tl.constexpr, BLOCK_N: tl.constexpr,
                    BLOCK_K: tl.constexpr):
-    # BLOCK_K is the offset-table block (1024): offsets[n, b] is the stream index of the first
-    # free weight of the tile's row, and an exclusive prefix sum gives each one's index.
-    rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    # Rows [row0, N) as _planes_kernel. BLOCK_K is the offset-table block (1024): offsets[n, b] is
+    # the stream index of the first free weight of the tile's row, and an exclusive prefix sum
+    # gives each one's index.
+    rows = row0 + tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     b = tl.program_id(1)
     k_start = b * BLOCK_K
     cols = k_start + tl.arange(0, BLOCK_K)
@@ -104,7 +109,7 @@ def _frozen_kernel(out_ptr, bits_ptr, offsets_ptr, NB, N, K, Kp, k0, k1, fk0, fk
     keep = (st == LOCKED) | (free & (bit != 0))
     w0 = weight_tile(k0, k1, rows, k_start, Kp, DIST, scale, table_ptr, BLOCK_K)
     w = tl.where(keep, w0, 0.0)
-    tl.store(out_ptr + rows.to(tl.int64)[:, None] * K + cols[None, :], w, mask=valid)
+    tl.store(out_ptr + (rows - row0).to(tl.int64)[:, None] * K + cols[None, :], w, mask=valid)
 
 
 # --------------------------------------------------------------------------- host side
@@ -139,18 +144,6 @@ def _device(device) -> torch.device:
     return torch.device(device)
 
 
-def _check_key(key: Key, arg: str) -> None:
-    if not (0 <= key.k0 < 2**32 and 0 <= key.k1 < 2**32):
-        raise ValueError(f"{arg}: key words must be in [0, 2**32), got {key}")
-
-
-def _check_thresholds(prune_thr: int, lock_thr: int) -> None:
-    if not 0 <= prune_thr <= lock_thr <= 65536:
-        raise ValueError(
-            f"thresholds: expected 0 <= prune_thr <= lock_thr <= 65536, got {prune_thr}, {lock_thr}"
-        )
-
-
 def _blocks(block_n, block_k, default_n, default_k):
     bn = default_n if block_n is None else block_n
     bk = default_k if block_k is None else block_k
@@ -164,7 +157,7 @@ def generate_weights(key: Key, n: int, k: int, dist: Dist | str, scale: float, d
     """W0 of an (n, k) tensor as float32, bit-identical to slt_hw.reference.prng.generate."""
     dist = Dist.parse(dist)
     check_geometry(n, k)
-    _check_key(key, "key")
+    check_key(key)
     s = check_scale(scale)
     device = _device(device)
     bn, bk = _blocks(block_n, block_k, 16, 128)
@@ -180,8 +173,8 @@ def freeze_states(fkey: Key, n: int, k: int, prune_thr: int, lock_thr: int, devi
                   block_n: int | None = None, block_k: int | None = None) -> torch.Tensor:
     """(n, k) uint8 freeze states (0 pruned, 1 locked, 2 free); lock_thr is P + L."""
     check_geometry(n, k)
-    _check_key(fkey, "fkey")
-    _check_thresholds(prune_thr, lock_thr)
+    check_key(fkey, "fkey")
+    check_thresholds(prune_thr, lock_thr)
     device = _device(device)
     bn, bk = _blocks(block_n, block_k, 16, 128)
     kp = words_per_row(k) * WORD_BITS
@@ -192,73 +185,46 @@ def freeze_states(fkey: Key, n: int, k: int, prune_thr: int, lock_thr: int, devi
     return out
 
 
-def materialize_planes(key: Key, n: int, k: int, dist: Dist | str, scale: float,
-                       planes: torch.Tensor, coat_scales: torch.Tensor, *,
-                       block_n: int | None = None, block_k: int | None = None) -> torch.Tensor:
-    """Effective weights w0*m of the binary / multicoat formats, (n, k) float32.
-
-    planes: int32 (C, n, W) (or (n, W) for one plane), bit k%32 of word k//32, LSB first;
-    coat_scales: float32 (C,) on the same device; m accumulates in float32 in coat order."""
-    dist = Dist.parse(dist)
-    check_geometry(n, k)
-    _check_key(key, "key")
-    s = check_scale(scale)
-    w = words_per_row(k)
-    if planes.dim() == 2:
-        planes = planes.unsqueeze(0)
-    if planes.dtype != torch.int32 or planes.dim() != 3 or tuple(planes.shape[1:]) != (n, w):
-        raise ValueError(f"planes: expected int32 (C, {n}, {w}), got {planes.dtype} {tuple(planes.shape)}")
-    c = planes.shape[0]
-    if coat_scales.dtype != torch.float32 or tuple(coat_scales.shape) != (c,):
-        raise ValueError(
-            f"coat_scales: expected float32 ({c},), got {coat_scales.dtype} {tuple(coat_scales.shape)}"
-        )
-    if coat_scales.device != planes.device:
-        raise ValueError(f"coat_scales: on {coat_scales.device}, planes on {planes.device}")
-    device = planes.device
+def materialize_planes(planes: torch.Tensor, coat_scales: torch.Tensor, k0: int, k1: int, in_features: int,
+                       dist: int, scale: float, row_begin: int, row_end: int, *, block_n: int | None = None,
+                       block_k: int | None = None) -> torch.Tensor:
+    """Effective weights w0*m of rows [row_begin, row_end), binary / multicoat, float32: the
+    arguments of slt_hw::materialize_planes as the op checked them (planes (C, N, W) int32, bit
+    k%32 of word k//32, LSB first; m accumulates in float32 in coat order)."""
     planes = planes.contiguous()
-    coat_scales = coat_scales.contiguous()
+    c, n = planes.shape[0], planes.shape[1]
+    device, k = planes.device, in_features
     bn, bk = _blocks(block_n, block_k, 16, 128)
-    kp = w * WORD_BITS
-    out = torch.empty(n, k, dtype=torch.float32, device=device)
-    grid = lambda meta: (triton.cdiv(n, meta["BLOCK_N"]), triton.cdiv(k, meta["BLOCK_K"]))  # noqa: E731
-    _planes_kernel[grid](out, planes, coat_scales, n * w, n, k, kp, key.k0, key.k1, s,
-                         _table(device), DIST=dist.code, C=c, BLOCK_N=bn, BLOCK_K=bk)
+    w = words_per_row(k)
+    out = torch.empty(row_end - row_begin, k, dtype=torch.float32, device=device)
+    if row_end == row_begin:
+        return out
+    grid = lambda meta: (triton.cdiv(row_end - row_begin, meta["BLOCK_N"]),  # noqa: E731
+                         triton.cdiv(k, meta["BLOCK_K"]))
+    _planes_kernel[grid](out, planes, coat_scales.contiguous(), n * w, row_begin, row_end, k, w * WORD_BITS, k0, k1,
+                         scale, _table(device), DIST=dist, C=c, BLOCK_N=bn, BLOCK_K=bk)
     return out
 
 
-def materialize_frozen(key: Key, fkey: Key, n: int, k: int, dist: Dist | str, scale: float,
-                       free_bits: torch.Tensor, offsets: torch.Tensor, prune_thr: int, lock_thr: int,
-                       *, block_n: int | None = None) -> torch.Tensor:
-    """Effective weights of the partially frozen format, (n, k) float32: pruned +0.0, locked w0,
-    free w0 where its bit in the free-bit stream is set.
-
-    free_bits: int32 words of the stream (must cover every free weight);
-    offsets: int64 (n, ceil(W/32)) stream index of the first free weight of each 1024-column block."""
-    dist = Dist.parse(dist)
-    check_geometry(n, k)
-    _check_key(key, "key")
-    _check_key(fkey, "fkey")
-    _check_thresholds(prune_thr, lock_thr)
-    s = check_scale(scale)
-    w = words_per_row(k)
-    nb = (w + OFFSET_BLOCK_WORDS - 1) // OFFSET_BLOCK_WORDS
-    if free_bits.dtype != torch.int32:
-        raise ValueError(f"free_bits: expected int32 words, got {free_bits.dtype}")
-    if offsets.dtype != torch.int64 or tuple(offsets.shape) != (n, nb):
-        raise ValueError(f"offsets: expected int64 ({n}, {nb}), got {offsets.dtype} {tuple(offsets.shape)}")
-    if offsets.device != free_bits.device:
-        raise ValueError(f"offsets: on {offsets.device}, free_bits on {free_bits.device}")
-    device = free_bits.device
-    free_bits = free_bits.reshape(-1).contiguous()
+def materialize_frozen(free_bits: torch.Tensor, offsets: torch.Tensor, k0: int, k1: int, fk0: int, fk1: int,
+                       in_features: int, dist: int, scale: float, prune_thr: int, lock_thr: int, row_begin: int,
+                       row_end: int, *, block_n: int | None = None) -> torch.Tensor:
+    """Effective weights of rows [row_begin, row_end), partially frozen, float32 (pruned +0.0,
+    locked w0, free w0 where its stream bit is set): the arguments of slt_hw::materialize_frozen
+    as the op checked them (offsets (N, ceil(W/32)) int64: stream index of each row's first free
+    weight per 1024-column block)."""
+    device, k = free_bits.device, in_features
+    free_bits = free_bits.contiguous()
     if free_bits.numel() == 0:  # no free weight: every load is masked, but keep a valid pointer
         free_bits = _const(device, torch.int32)
     offsets = offsets.contiguous()
+    nb = offsets.shape[1]
     bn, _ = _blocks(block_n, None, 4, OFFSET_BLOCK)
-    kp = w * WORD_BITS
-    out = torch.empty(n, k, dtype=torch.float32, device=device)
-    grid = lambda meta: (triton.cdiv(n, meta["BLOCK_N"]), nb)  # noqa: E731
-    _frozen_kernel[grid](out, free_bits, offsets, nb, n, k, kp, key.k0, key.k1, fkey.k0, fkey.k1,
-                         prune_thr, lock_thr, s, _table(device), DIST=dist.code,
-                         BLOCK_N=bn, BLOCK_K=OFFSET_BLOCK)
+    out = torch.empty(row_end - row_begin, k, dtype=torch.float32, device=device)
+    if row_end == row_begin:
+        return out
+    grid = lambda meta: (triton.cdiv(row_end - row_begin, meta["BLOCK_N"]), nb)  # noqa: E731
+    _frozen_kernel[grid](out, free_bits, offsets, nb, row_begin, row_end, k, words_per_row(k) * WORD_BITS, k0, k1,
+                         fk0, fk1, prune_thr, lock_thr, scale, _table(device), DIST=dist, BLOCK_N=bn,
+                         BLOCK_K=OFFSET_BLOCK)
     return out

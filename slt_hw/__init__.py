@@ -6,6 +6,7 @@ index) under one contract (docs/rng.md); only bit-packed supermasks are kept.
 Importing slt_hw touches neither Triton nor CUDA and works without the native extension.
 """
 
+from . import backends  # noqa: F401  (registers the backends with slt_hw.dispatch)
 from ._version import __version__
 from .contract import CONTRACT_VERSION, Dist, derive_key
 from .formats import Format, PackedWeight, pack_binary, pack_frozen, pack_multicoat

@@ -1,131 +1,376 @@
-"""Schemas of the `slt_hw::` torch ops, their fake (meta) kernels and autograd formulas.
+"""The packed-weight ops: one schema each (`slt_hw::<op>`), the checks of its inputs, its fake
+kernel and autograd formula, and `call()`, the one Python entry every caller goes through.
 
-One place defines each op; the implementation behind it is chosen by `slt_hw.dispatch`. The
-ops take plain tensors and ints so that torch.compile, torch.export and opcheck see through
-them; `slt_hw.ops` is the typed, validated front door.
+An op takes plain tensors and ints, so torch.compile, torch.export and opcheck see through it; a
+packed weight travels as its format's argument block (`WEIGHT`, built by `weight_args`). The
+op's implementation checks its inputs (once per call; backends trust them), then runs the
+backend that `slt_hw.dispatch` selects for it with the op's arguments as they are.
+
+`call(op, *args)` runs that implementation directly when neither autograd nor tracing needs the
+torch op, whose dispatcher and autograd layers cost ~45 µs a call on CPU (a decode step's whole
+projection); otherwise it calls the torch op, whose implementation is the same function. The
+public functions (slt_hw.ops, slt_hw.mha) and the modules (slt_hw.nn) all call it.
 """
 
 from __future__ import annotations
 
+import functools
+import sys
+
 import torch
 
 from . import dispatch
-from .contract import Dist, Key
-from .reference import masks as ref
+from .contract import (
+    OFFSET_BLOCK_WORDS,
+    Dist,
+    check_geometry,
+    check_key_words,
+    check_rows,
+    check_scale,
+    check_thresholds,
+    words_per_row,
+)
+from .formats import Format, check_tensor
 
-# ---------------------------------------------------------------------- effective weights
-# Ops (not plain functions) so that traced backward graphs see opaque calls with fake kernels:
-# the frozen format's unpacking has data-dependent shapes inside.
+LIB = torch.library.Library("slt_hw", "DEF")
+ACTIVATIONS = (torch.float32, torch.float16, torch.bfloat16)
 
-
-@torch.library.custom_op("slt_hw::materialize_planes", mutates_args=())
-def materialize_planes(planes: torch.Tensor, coat_scales: torch.Tensor, k0: int, k1: int, in_features: int,
-                       dist: int, scale: float) -> torch.Tensor:
-    return ref.materialize_planes(Key(k0, k1), planes.shape[1], in_features, Dist.parse(dist), scale,
-                                  planes, coat_scales)
-
-
-@materialize_planes.register_fake
-def _(planes, coat_scales, k0, k1, in_features, dist, scale):
-    return planes.new_empty((planes.shape[1], in_features), dtype=torch.float32)
-
-
-@torch.library.custom_op("slt_hw::materialize_frozen", mutates_args=())
-def materialize_frozen(free_bits: torch.Tensor, offsets: torch.Tensor, k0: int, k1: int, fk0: int, fk1: int,
-                       in_features: int, dist: int, scale: float, prune_threshold: int,
-                       lock_threshold: int) -> torch.Tensor:
-    return ref.materialize_frozen(Key(k0, k1), Key(fk0, fk1), offsets.shape[0], in_features, Dist.parse(dist),
-                                  scale, free_bits, prune_threshold, lock_threshold)
+# A packed weight as op arguments, per format. Both start with the mask's two tensors; lock is P + L.
+WEIGHT = {
+    "planes": "Tensor planes, Tensor coat_scales, int k0, int k1, int in_features, int dist, float scale",
+    "frozen": "Tensor free_bits, Tensor offsets, int k0, int k1, int fk0, int fk1, int in_features, int dist, "
+              "float scale, int prune_threshold, int lock_threshold",
+}
+_IN_FEATURES = {"planes": 4, "frozen": 6}  # where in_features sits in the block
 
 
-@materialize_frozen.register_fake
-def _(free_bits, offsets, k0, k1, fk0, fk1, in_features, dist, scale, prune_threshold, lock_threshold):
-    return free_bits.new_empty((offsets.shape[0], in_features), dtype=torch.float32)
+def weight_args(packed) -> tuple[str, tuple]:
+    """(format, argument block) of a slt_hw.PackedWeight."""
+    key = packed.key
+    if packed.format is Format.FROZEN:
+        fkey = packed.freeze_key
+        return "frozen", (packed.free_bits, packed.offsets, key.k0, key.k1, fkey.k0, fkey.k1, packed.in_features,
+                          packed.dist.code, packed.scale, packed.prune_threshold, packed.lock_threshold)
+    return "planes", (packed.planes, packed.coat_scales, key.k0, key.k1, packed.in_features, packed.dist.code,
+                      packed.scale)
 
 
-# ---------------------------------------------------------------------- linear, binary/multicoat
-# row_begin/row_end select output rows [row_begin, row_end) of the weight (a convolution group);
-# row_end = -1 means all rows. Counters always use the absolute row.
+# ---------------------------------------------------------------------- input checks (the only ones)
 
 
-def _rows(n: int, row_begin: int, row_end: int) -> tuple[int, int]:
-    return row_begin, n if row_end < 0 else row_end
+def check_weight(fmt: str, w: tuple) -> tuple[int, int, torch.device]:
+    """A format's argument block: (rows N, in_features K, device) if it is well formed."""
+    k = w[_IN_FEATURES[fmt]]
+    if fmt == "planes":
+        planes = check_tensor(w[0], "planes", torch.int32, 3)
+        coat_scales = check_tensor(w[1], "coat_scales", torch.float32, 1)
+        n, c, device = planes.shape[1], planes.shape[0], planes.device
+        _scalars_ok(fmt, n, w[2:])
+        if c < 1 or planes.shape[2] != words_per_row(k):
+            raise ValueError(f"planes: expected (coats >= 1, N, {words_per_row(k)}) for in_features={k}, got "
+                             f"{tuple(planes.shape)}")
+        if coat_scales.shape[0] != c or coat_scales.device != device:
+            raise ValueError(f"coat_scales: expected ({c},) on {device} (one per plane), got "
+                             f"{tuple(coat_scales.shape)} on {coat_scales.device}")
+        return n, k, device
+    free_bits = check_tensor(w[0], "free_bits", torch.int32, 1)
+    offsets = check_tensor(w[1], "offsets", torch.int64, 2)
+    n, device = offsets.shape[0], free_bits.device
+    _scalars_ok(fmt, n, w[2:])
+    nb = -(-words_per_row(k) // OFFSET_BLOCK_WORDS)
+    if offsets.shape[1] != nb or offsets.device != device:
+        raise ValueError(f"offsets: expected ({n}, {nb}) on {device} for in_features={k}, got "
+                         f"{tuple(offsets.shape)} on {offsets.device}")
+    return n, k, device
 
 
-@torch.library.custom_op("slt_hw::linear_planes", mutates_args=())
-def linear_planes(x: torch.Tensor, planes: torch.Tensor, coat_scales: torch.Tensor,
-                  bias: torch.Tensor | None, k0: int, k1: int, in_features: int, dist: int,
-                  scale: float, backend: str, row_begin: int = 0, row_end: int = -1) -> torch.Tensor:
-    rows = _rows(planes.shape[1], row_begin, row_end)
-    return dispatch.call("linear_planes", x.device, backend, x, planes, coat_scales, bias,
-                         k0, k1, in_features, dist, scale, rows)
+def _scalars_ok(fmt: str, n, scalars: tuple) -> None:
+    # a symbolic N (tracing with dynamic shapes) is not hashable: check it uncached
+    (_check_scalars if type(n) is int else _check_scalars.__wrapped__)(fmt, n, *scalars)
 
 
-@linear_planes.register_fake
-def _(x, planes, coat_scales, bias, k0, k1, in_features, dist, scale, backend, row_begin=0, row_end=-1):
-    torch._check(x.shape[-1] == in_features)
-    r0, r1 = _rows(planes.shape[1], row_begin, row_end)
-    return x.new_empty((*x.shape[:-1], r1 - r0))
+@functools.lru_cache(maxsize=4096, typed=True)
+def _check_scalars(fmt: str, n: int, *scalars) -> None:
+    """Keys, geometry, value rule and thresholds of a weight block: plain numbers, so a block seen
+    before passes without being checked again (an error is raised every time: nothing is cached)."""
+    if fmt == "planes":
+        k0, k1, k, dist, scale = scalars
+    else:
+        k0, k1, fk0, fk1, k, dist, scale, prune, lock = scalars
+        check_key_words(fk0, fk1, "fk0/fk1")
+        check_thresholds(prune, lock)
+    if isinstance(k, bool) or not isinstance(k, int):
+        raise TypeError(f"in_features: expected an int, got {type(k).__name__}")
+    check_key_words(k0, k1, "k0/k1")
+    Dist.parse(dist)
+    check_scale(scale)
+    check_geometry(n, k, "in_features")
 
 
-def _planes_setup(ctx, inputs, output):
-    x, planes, coat_scales, bias, k0, k1, in_features, dist, scale, _, row_begin, row_end = inputs
-    ctx.save_for_backward(planes, coat_scales)
-    ctx.meta = (k0, k1, in_features, dist, scale, x.dtype, None if bias is None else bias.dtype,
-                _rows(planes.shape[1], row_begin, row_end))
+def _check_float(t: object, arg: str) -> torch.Tensor:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{arg}: expected a torch.Tensor, got {type(t).__name__}")
+    if t.dtype not in ACTIVATIONS:
+        raise TypeError(f"{arg}: expected dtype float32, float16 or bfloat16, got {t.dtype}")
+    return t
 
 
-def _planes_backward(ctx, grad):
-    planes, coat_scales = ctx.saved_tensors
-    k0, k1, k, dist, scale, dtype, bias_dtype, (r0, r1) = ctx.meta
-    w = materialize_planes(planes, coat_scales, k0, k1, k, dist, scale)[r0:r1]
-    return _linear_grads(grad, w, dtype, bias_dtype, n_rest=10)
+def check_x(x: object, k: int, device: torch.device) -> None:
+    _check_float(x, "x")
+    if x.device != device:
+        raise ValueError(f"x: expected device {device} (where the packed weight is), got {x.device}")
+    if x.dim() < 1 or x.shape[-1] != k:
+        raise ValueError(f"x: expected last dimension in_features={k} (the packed weight's), got x of shape "
+                         f"{tuple(x.shape)}")
 
 
-linear_planes.register_autograd(_planes_backward, setup_context=_planes_setup)
+def check_bias(bias: object, rows: int, device: torch.device) -> None:
+    """bias: None or one value per computed output row."""
+    if bias is None:
+        return
+    _check_float(bias, "bias")
+    if tuple(bias.shape) != (rows,):
+        raise ValueError(f"bias: expected shape ({rows},), got {tuple(bias.shape)}")
+    if bias.device != device:
+        raise ValueError(f"bias: expected device {device}, got {bias.device}")
 
 
-# ---------------------------------------------------------------------- linear, partially frozen
+def conv2d_output_size(h: int, w: int, kernel, stride, padding, dilation) -> tuple[int, int]:
+    return tuple((size + 2 * p - d * (kk - 1) - 1) // s + 1
+                 for size, kk, s, p, d in zip((h, w), kernel, stride, padding, dilation, strict=True))
 
 
-@torch.library.custom_op("slt_hw::linear_frozen", mutates_args=())
-def linear_frozen(x: torch.Tensor, free_bits: torch.Tensor, offsets: torch.Tensor,
-                  bias: torch.Tensor | None, k0: int, k1: int, fk0: int, fk1: int, in_features: int,
-                  dist: int, scale: float, prune_threshold: int, lock_threshold: int,
-                  backend: str, row_begin: int = 0, row_end: int = -1) -> torch.Tensor:
-    rows = _rows(offsets.shape[0], row_begin, row_end)
-    return dispatch.call("linear_frozen", x.device, backend, x, free_bits, offsets, bias, k0, k1,
-                         fk0, fk1, in_features, dist, scale, prune_threshold, lock_threshold, rows)
+def _check_conv(x, bias, n: int, k: int, device, kernel, stride, padding, dilation, groups) -> None:
+    for arg, v, low in (("kernel_size", kernel, 1), ("stride", stride, 1), ("padding", padding, 0),
+                        ("dilation", dilation, 1)):
+        if len(v) != 2 or not all(isinstance(i, int) and not isinstance(i, bool) and i >= low for i in v):
+            raise ValueError(f"{arg}: expected an int >= {low} or a pair of them, got {v!r}")
+    cin_g = k // (kernel[0] * kernel[1])
+    if cin_g * kernel[0] * kernel[1] != k:
+        raise ValueError(f"kernel_size: {tuple(kernel)} does not divide in_features={k} (in/groups·kh·kw)")
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1 or n % groups:
+        raise ValueError(f"groups: expected an int >= 1 dividing out_channels={n}, got {groups!r}")
+    _check_float(x, "x")
+    if x.dim() != 4 or x.shape[1] != cin_g * groups:
+        raise ValueError(f"x: expected (batch, {cin_g * groups}, H, W) for a weight ({n}, {cin_g}, {kernel[0]}, "
+                         f"{kernel[1]}) with groups={groups}, got {tuple(x.shape)}")
+    if x.device != device:
+        raise ValueError(f"x: expected device {device} (where the packed weight is), got {x.device}")
+    if min(conv2d_output_size(x.shape[2], x.shape[3], kernel, stride, padding, dilation)) < 1:
+        raise ValueError(f"x: spatial size {tuple(x.shape[2:])} is smaller than the dilated kernel {tuple(kernel)} "
+                         "with this padding")
+    check_bias(bias, n, device)
 
 
-@linear_frozen.register_fake
-def _(x, free_bits, offsets, bias, k0, k1, fk0, fk1, in_features, dist, scale, prune, lock, backend,
-      row_begin=0, row_end=-1):
-    torch._check(x.shape[-1] == in_features)
-    r0, r1 = _rows(offsets.shape[0], row_begin, row_end)
-    return x.new_empty((*x.shape[:-1], r1 - r0))
+def check_attention(q, k, v, key_padding_mask, attn_mask) -> None:
+    """Projected heads q (B, T, H, D), k (B, S, H, D), v (B, S, H, DV) and the masks."""
+    for arg, t in (("q", q), ("k", k), ("v", v)):
+        _check_float(t, arg)
+        if t.dim() != 4:
+            raise ValueError(f"{arg}: expected (batch, positions, heads, head dim), got {tuple(t.shape)}")
+        if t.dtype != q.dtype or t.device != q.device:
+            raise ValueError(f"{arg}: expected {q.dtype} on {q.device} like q, got {t.dtype} on {t.device}")
+    b, t, h, d = q.shape
+    s = k.shape[1]
+    if tuple(k.shape) != (b, s, h, d) or tuple(v.shape[:3]) != (b, s, h):
+        raise ValueError(f"k, v: expected (B={b}, S, H={h}, D={d}) and (B, S, H, DV), got {tuple(k.shape)} and "
+                         f"{tuple(v.shape)}")
+    if key_padding_mask is not None and (key_padding_mask.dtype != torch.bool or key_padding_mask.device != q.device
+                                         or tuple(key_padding_mask.shape) != (b, s)):
+        raise ValueError(f"key_padding_mask: expected a bool ({b}, {s}) tensor on {q.device}, got "
+                         f"{key_padding_mask.dtype} {tuple(key_padding_mask.shape)}")
+    if attn_mask is not None and tuple(attn_mask.shape) != (t, s):
+        raise ValueError(f"attn_mask: expected a ({t}, {s}) tensor (bool: True = not allowed, or float added to "
+                         f"the logits), got {tuple(attn_mask.shape)}")
 
 
-def _frozen_setup(ctx, inputs, output):
-    x, free_bits, offsets, bias, k0, k1, fk0, fk1, k, dist, scale, prune, lock, _, row_begin, row_end = inputs
-    ctx.save_for_backward(free_bits, offsets)
-    ctx.meta = (k0, k1, fk0, fk1, k, dist, scale, prune, lock, x.dtype, None if bias is None else bias.dtype,
-                _rows(offsets.shape[0], row_begin, row_end))
+# ---------------------------------------------------------------------- implementations
+# Each op's implementation and fake kernel share its argument check: the fake kernel raises at
+# trace time what the implementation would raise at run time.
 
 
-def _frozen_backward(ctx, grad):
-    free_bits, offsets = ctx.saved_tensors
-    k0, k1, fk0, fk1, k, dist, scale, prune, lock, dtype, bias_dtype, (r0, r1) = ctx.meta
-    w = materialize_frozen(free_bits, offsets, k0, k1, fk0, fk1, k, dist, scale, prune, lock)[r0:r1]
-    return _linear_grads(grad, w, dtype, bias_dtype, n_rest=14)
+def _n_w(fmt: str) -> int:
+    return WEIGHT[fmt].count(",") + 1
 
 
-linear_frozen.register_autograd(_frozen_backward, setup_context=_frozen_setup)
+_ROW_DEFAULTS = ("auto", 0, None)  # backend, row_begin, row_end
+_CONV_DEFAULTS = (None,) * 5 + ("auto",)  # kernel_size, stride, padding, dilation, groups (no default), backend
 
 
-def _linear_grads(grad, w, dtype, bias_dtype, n_rest):
-    """Gradients for (x, <masks>, bias, <scalars>): the masks and seeds are not differentiable."""
+def _with_defaults(given: tuple, defaults: tuple) -> tuple:
+    """The dispatcher leaves out trailing arguments equal to their defaults: put them back."""
+    return (*given, *defaults[len(given):])
+
+
+def _linear_args(fmt: str, x, bias, rest):
+    """(weight block, backend, row_begin, row_end, device) of a linear op's checked arguments."""
+    w, (backend, row_begin, row_end) = rest[:_n_w(fmt)], _with_defaults(rest[_n_w(fmt):], _ROW_DEFAULTS)
+    n, k, device = check_weight(fmt, w)
+    r0, r1 = check_rows(n, row_begin, row_end)
+    check_x(x, k, device)
+    check_bias(bias, r1 - r0, device)
+    return w, backend, r0, r1, device
+
+
+def _linear_impl(op: str, fmt: str):
+    int8 = op.startswith("linear_int8")
+
+    def impl(x, bias, *rest):
+        w, backend, r0, r1, device = _linear_args(fmt, x, bias, rest)
+        if int8 and w[_IN_FEATURES[fmt] + 1] != Dist.SIGNED_CONSTANT.code:
+            raise ValueError(f"dist: int8 activations need the signed_constant distribution, got "
+                             f"{Dist.parse(w[_IN_FEATURES[fmt] + 1]).value}")
+        return dispatch.call(op, device, backend, x, bias, *w, r0, r1)
+
+    def fake(x, bias, *rest):
+        _, _, r0, r1, _ = _linear_args(fmt, x, bias, rest)
+        return x.new_empty((*x.shape[:-1], r1 - r0))
+
+    return impl, fake
+
+
+def _materialize_args(fmt: str, args):
+    w, (backend, row_begin, row_end) = args[:_n_w(fmt)], _with_defaults(args[_n_w(fmt):], _ROW_DEFAULTS)
+    n, k, device = check_weight(fmt, w)
+    return w, backend, *check_rows(n, row_begin, row_end), k, device
+
+
+def _materialize_impl(op: str, fmt: str):
+    def impl(*args):
+        w, backend, r0, r1, _, device = _materialize_args(fmt, args)
+        return dispatch.call(op, device, backend, *w, r0, r1)
+
+    def fake(*args):
+        w, _, r0, r1, k, _ = _materialize_args(fmt, args)
+        return w[0].new_empty((r1 - r0, k), dtype=torch.float32)
+
+    return impl, fake
+
+
+def _conv_args(fmt: str, x, bias, rest):
+    """(weight block, (kernel, stride, padding, dilation, groups), backend, rows N, device), checked."""
+    w, conv = rest[:_n_w(fmt)], _with_defaults(rest[_n_w(fmt):], _CONV_DEFAULTS)
+    n, k, device = check_weight(fmt, w)
+    _check_conv(x, bias, n, k, device, *conv[:5])
+    return w, conv[:5], conv[5], n, device
+
+
+def _conv_impl(op: str, fmt: str):
+    def impl(x, bias, *rest):
+        w, conv, backend, _, device = _conv_args(fmt, x, bias, rest)
+        return dispatch.call(op, device, backend, x, bias, *w, *conv)
+
+    def fake(x, bias, *rest):
+        _, (kernel, stride, padding, dilation, _), _, n, _ = _conv_args(fmt, x, bias, rest)
+        return x.new_empty((x.shape[0], n, *conv2d_output_size(x.shape[2], x.shape[3], kernel, stride, padding,
+                                                                 dilation)))
+
+    return impl, fake
+
+
+def _attention_impl(q, k, v, key_padding_mask, attn_mask, causal, scale, backend="auto"):
+    check_attention(q, k, v, key_padding_mask, attn_mask)
+    return dispatch.call("attention", q.device, backend, q, k, v, key_padding_mask, attn_mask, causal, scale)
+
+
+def _attention_fake(q, k, v, key_padding_mask, attn_mask, causal, scale, backend="auto"):
+    check_attention(q, k, v, key_padding_mask, attn_mask)
+    return q.new_empty((*q.shape[:3], v.shape[3]))
+
+
+# ---------------------------------------------------------------------- autograd
+# Masks, seeds and scalars are not differentiable; x and bias are, through the effective weight.
+
+
+def _grad_backend(backend: str, op: str, device: torch.device) -> str:
+    """The forward's backend for the backward's materialise if it has one, else the automatic choice."""
+    name = dispatch.requested(backend)
+    if name != dispatch.AUTO and op in dispatch.get(name).ops:
+        return name
+    return dispatch.automatic(op, device).name
+
+
+def _weight_setup(fmt: str, defaults: tuple):
+    """setup_context of an op (x, bias, <weight block>, ...): keeps the mask tensors and the rest."""
+    def setup(ctx, inputs, output):
+        x, bias = inputs[:2]
+        w, after = inputs[2:2 + _n_w(fmt)], _with_defaults(inputs[2 + _n_w(fmt):], defaults)
+        ctx.save_for_backward(w[0], w[1])
+        ctx.meta = (fmt, w[2:], after, x.shape, x.dtype, None if bias is None else bias.dtype)
+        ctx.n_inputs = 2 + len(w) + len(after)
+
+    return setup
+
+
+def _materialized(ctx, backend: str, row_begin: int = 0, row_end: int | None = None) -> torch.Tensor:
+    fmt, scalars = ctx.meta[:2]
+    w = (*ctx.saved_tensors, *scalars)
+    op = f"materialize_{fmt}"
+    return call(op, *w, _grad_backend(backend, op, w[0].device), row_begin, row_end)
+
+
+def _grads(ctx, grad_x: torch.Tensor, grad_bias: torch.Tensor) -> tuple:
+    dtype, bias_dtype = ctx.meta[4:]
+    return (grad_x.to(dtype), None if bias_dtype is None else grad_bias.to(bias_dtype)) + (None,) * (ctx.n_inputs - 2)
+
+
+def _linear_backward(ctx, grad):
+    w = _materialized(ctx, *ctx.meta[2])  # (backend, row_begin, row_end)
     g32 = grad.to(torch.float32)
-    grad_x = (g32 @ w).to(dtype)
-    grad_bias = None if bias_dtype is None else g32.reshape(-1, w.shape[0]).sum(0).to(bias_dtype)
-    return (grad_x, None, None, grad_bias) + (None,) * (n_rest - 2)
+    return _grads(ctx, g32 @ w, g32.reshape(-1, w.shape[0]).sum(0))
+
+
+def _conv_backward(ctx, grad):
+    kernel, stride, padding, dilation, groups, backend = ctx.meta[2]
+    w = _materialized(ctx, backend)
+    g32 = grad.to(torch.float32)
+    grad_x = torch.nn.grad.conv2d_input(ctx.meta[3], w.reshape(w.shape[0], -1, *kernel), g32, stride, padding,
+                                        dilation, groups)
+    return _grads(ctx, grad_x, g32.sum((0, 2, 3)))
+
+
+# ---------------------------------------------------------------------- schemas
+
+_ROWS = "str backend='auto', int row_begin=0, int? row_end=None"
+_CONV = "int[] kernel_size, int[] stride, int[] padding, int[] dilation, int groups, str backend='auto'"
+_IMPL: dict[str, object] = {}
+
+
+def _define(name: str, schema: str, impl, fake, backward=None, setup=None) -> None:
+    LIB.define(f"{name}{schema}")
+    LIB.impl(name, impl, "CompositeExplicitAutograd")
+    torch.library.register_fake(f"slt_hw::{name}", fake, lib=LIB)
+    if backward is not None:
+        torch.library.register_autograd(f"slt_hw::{name}", backward, setup_context=setup, lib=LIB)
+    _IMPL[name] = impl
+    setattr(sys.modules[__name__], name, getattr(torch.ops.slt_hw, name))
+
+
+for _fmt, _w in WEIGHT.items():
+    _define(f"linear_{_fmt}", f"(Tensor x, Tensor? bias, {_w}, {_ROWS}) -> Tensor",
+            *_linear_impl(f"linear_{_fmt}", _fmt), _linear_backward, _weight_setup(_fmt, _ROW_DEFAULTS))
+    _define(f"linear_int8_{_fmt}", f"(Tensor x, Tensor? bias, {_w}, {_ROWS}) -> Tensor",
+            *_linear_impl(f"linear_int8_{_fmt}", _fmt))
+    _define(f"materialize_{_fmt}", f"({_w}, {_ROWS}) -> Tensor", *_materialize_impl(f"materialize_{_fmt}", _fmt))
+    _define(f"conv2d_{_fmt}", f"(Tensor x, Tensor? bias, {_w}, {_CONV}) -> Tensor",
+            *_conv_impl(f"conv2d_{_fmt}", _fmt), _conv_backward, _weight_setup(_fmt, _CONV_DEFAULTS))
+_define("attention", "(Tensor q, Tensor k, Tensor v, Tensor? key_padding_mask, Tensor? attn_mask, bool causal, "
+        "float scale, str backend='auto') -> Tensor", _attention_impl, _attention_fake)
+
+
+# ---------------------------------------------------------------------- the entry
+
+
+def _direct(args) -> bool:
+    """Whether a call may skip the torch op: only autograd and tracing need it."""
+    if (type(args[0]) is not torch.Tensor and isinstance(args[0], torch.Tensor)) or torch.compiler.is_compiling():
+        return False  # fake / functional tensors, torch.compile, torch.export: the op (not a tensor: the checks)
+    return not torch.is_grad_enabled() or not any(isinstance(a, torch.Tensor) and a.requires_grad for a in args)
+
+
+def call(op: str, *args) -> torch.Tensor:
+    """Run `op` on its schema's arguments: its implementation directly, or the torch op when
+    autograd or tracing needs it (same checks, same backend, same result)."""
+    if _direct(args):
+        return _IMPL[op](*args)
+    return getattr(sys.modules[__name__], op)(*args)

@@ -60,10 +60,16 @@ def cmd_info(args: argparse.Namespace, console: Console) -> int:
             auto = be.auto_devices is None or dev.type in be.auto_devices
             cells.append("[green]yes[/green]" + ("" if auto else " (forced only)") if not why
                          else "[red]no[/red]: " + "; ".join(why))
-        b.add_row(be.name, *cells, be.description)
+        b.add_row(be.name, *cells, be.describe())
     console.print(b)
     sel = {dev.type: dispatch.select("linear_planes", dev).name for dev in _devices()}
     console.print("automatic choice for slt_linear: " + ", ".join(f"{d} → {n}" for d, n in sel.items()))
+    ops = Table(title=f"ops each backend lacks, and why (the ops: {', '.join(dispatch.OPS)})")
+    ops.add_column("backend")
+    ops.add_column("lacks")
+    for be in dispatch.backends():
+        ops.add_row(be.name, "\n".join(f"{op}: {why}" for op, why in be.lacks.items()) or "nothing")
+    console.print(ops)
     return 0
 
 

@@ -39,10 +39,8 @@ class Dist(enum.Enum):
     def parse(cls, value: Dist | str | int, arg: str = "dist") -> Dist:
         if isinstance(value, Dist):
             return value
-        if isinstance(value, int) and not isinstance(value, bool):
-            for d, code in _DIST_CODES.items():
-                if code == value:
-                    return d
+        if isinstance(value, int) and not isinstance(value, bool) and value in _DIST_BY_CODE:
+            return _DIST_BY_CODE[value]
         if isinstance(value, str):
             for d in cls:
                 if d.value == value:
@@ -53,6 +51,7 @@ class Dist(enum.Enum):
 
 
 _DIST_CODES = {Dist.SIGNED_CONSTANT: 0, Dist.UNIFORM: 1, Dist.NORMAL: 2}
+_DIST_BY_CODE = {code: d for d, code in _DIST_CODES.items()}
 
 
 class Stream(enum.IntEnum):
@@ -171,6 +170,28 @@ def check_geometry(n: int, k: int, arg: str = "shape") -> None:
         )
 
 
+def check_key(key: Key, arg: str = "key") -> Key:
+    """A key whose two words fit the kernels' uint32 arguments."""
+    if not isinstance(key, Key):
+        raise TypeError(f"{arg}: expected a slt_hw.contract.Key, got {type(key).__name__}")
+    check_key_words(key.k0, key.k1, arg)
+    return key
+
+
+def check_key_words(k0: object, k1: object, arg: str = "k0/k1") -> None:
+    for w in (k0, k1):
+        if isinstance(w, bool) or not isinstance(w, int) or not 0 <= w <= _M32:
+            raise ValueError(f"{arg}: key words must be ints in [0, 2**32), got {k0!r}, {k1!r}")
+
+
+def check_rows(n: int, row_begin: int = 0, row_end: int | None = None) -> tuple[int, int]:
+    """Output rows [row_begin, row_end) of an (n, K) weight (a convolution group; None: all)."""
+    row_end = n if row_end is None else row_end
+    if not 0 <= row_begin <= row_end <= n:
+        raise ValueError(f"rows: expected 0 <= row_begin <= row_end <= {n}, got [{row_begin}, {row_end})")
+    return row_begin, row_end
+
+
 # --------------------------------------------------------------------------- scales
 
 
@@ -189,6 +210,17 @@ def default_scale(dist: Dist | str, fan_in: int, gain: float = DEFAULT_GAIN) -> 
     if dist is Dist.UNIFORM:
         return to_f32(gain * math.sqrt(3.0 / fan_in))
     return to_f32(gain / math.sqrt(fan_in))
+
+
+def check_thresholds(prune_threshold: object, lock_threshold: object) -> tuple[int, int]:
+    """The frozen format's 16-bit thresholds: 0 <= P <= P + L <= 65536 (lock_threshold is P + L)."""
+    for arg, v in (("prune_threshold", prune_threshold), ("lock_threshold", lock_threshold)):
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 65536:
+            raise ValueError(f"{arg}: expected an int in [0, 65536], got {v!r}")
+    if prune_threshold > lock_threshold:
+        raise ValueError(f"lock_threshold: expected >= prune_threshold={prune_threshold} (it is P + L), "
+                         f"got {lock_threshold}")
+    return prune_threshold, lock_threshold
 
 
 def freeze_thresholds(p_prune: float, p_lock: float) -> tuple[int, int]:

@@ -25,6 +25,7 @@ from .contract import (
     check_name,
     check_scale,
     check_seed,
+    check_thresholds,
     default_scale,
     derive_key,
     freeze_thresholds,
@@ -49,7 +50,7 @@ class Format(enum.Enum):
         raise ValueError(f"{arg}: expected one of {[f.value for f in cls]}, got {value!r}")
 
 
-def _check_tensor(t: object, arg: str, dtype: torch.dtype, ndim: int) -> torch.Tensor:
+def check_tensor(t: object, arg: str, dtype: torch.dtype, ndim: int) -> torch.Tensor:
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{arg}: expected a torch.Tensor of dtype {dtype}, got {type(t).__name__}")
     if t.dtype != dtype:
@@ -113,7 +114,7 @@ class PackedWeight:
 
     def _validate_planes(self) -> None:
         n, k, w = self.out_features, self.in_features, self.words_per_row
-        planes = _check_tensor(self.planes, "planes", torch.int32, 3)
+        planes = check_tensor(self.planes, "planes", torch.int32, 3)
         c = planes.shape[0]
         if planes.shape[1:] != (n, w) or c < 1:
             raise ValueError(
@@ -131,7 +132,7 @@ class PackedWeight:
         if cs is None:
             cs = torch.ones(c, dtype=torch.float32, device=planes.device)
             object.__setattr__(self, "coat_scales", cs)
-        _check_tensor(cs, "coat_scales", torch.float32, 1)
+        check_tensor(cs, "coat_scales", torch.float32, 1)
         if cs.shape[0] != c:
             raise ValueError(f"coat_scales: expected {c} values (one per plane), got {cs.shape[0]}")
         if not bool(torch.isfinite(cs).all()):
@@ -142,16 +143,8 @@ class PackedWeight:
     def _validate_frozen(self) -> None:
         if self.planes is not None:
             raise ValueError("planes: the frozen format stores free_bits, not planes")
-        for arg in ("prune_threshold", "lock_threshold"):
-            v = getattr(self, arg)
-            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 65536:
-                raise ValueError(f"{arg}: expected an int in [0, 65536], got {v!r}")
-        if self.prune_threshold > self.lock_threshold:
-            raise ValueError(
-                f"lock_threshold: expected >= prune_threshold={self.prune_threshold} (it is P + L), "
-                f"got {self.lock_threshold}"
-            )
-        fb = _check_tensor(self.free_bits, "free_bits", torch.int32, 1)
+        check_thresholds(self.prune_threshold, self.lock_threshold)
+        fb = check_tensor(self.free_bits, "free_bits", torch.int32, 1)
         f = self.num_free
         need = max(1, math.ceil(f / WORD_BITS))
         if fb.shape[0] != need:

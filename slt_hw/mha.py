@@ -1,12 +1,11 @@
 """slt_mha: multi-head attention whose Q, K, V and O projections are packed SLT weights.
 
-Three implementations of one function, chosen like slt_linear's backends:
-- fused (the "triton" backend; automatic on CUDA): Q/K/V projections of one input in one
-  launch (kernels/linear_grouped.py) straight into a flash-attention kernel
-  (kernels/attention.py) that reads them in place, then the fused O projection;
-- composed (every other backend, e.g. "cpp" on CPU): slt_linear for each projection on that
-  backend, then torch's scaled_dot_product_attention;
-- reference: materialised weights and the softmax written out in float32 (the ground truth).
+One function whose steps dispatch like slt_linear: the projections (the linear ops, or the
+"linear_grouped" op where the backend has one: Triton's Q/K/V of one input in one launch,
+kernels/linear_grouped.py), the attention op on the projected heads (Triton: flash attention,
+kernels/attention.py; cpp/cuda/cupy: torch's scaled_dot_product_attention; reference: the
+softmax written out in float32), then the O projection. Automatic on CUDA this is the fused
+Triton path, on CPU the C++ kernel's projections and SDPA.
 
 Inference only: inputs that require grad raise (train with SLTMultiheadAttention's search
 form). A `KVCache`, owned by the caller, turns a call into a decode step: the new keys and
@@ -20,12 +19,9 @@ import math
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 
-from . import dispatch
+from . import _ops, dispatch
 from .formats import PackedWeight
-from .ops import _linear as _ops_linear
-from .ops import slt_linear, slt_linear_reference
 
 __all__ = ["KVCache", "slt_mha", "slt_mha_reference"]
 
@@ -164,102 +160,32 @@ def _check(x, q, k, v, o, num_heads, key, value, bias, key_padding_mask, attn_ma
     return key, value, list(bias)
 
 
-def _allowed(b, t, s, causal, pad, attn_mask, device):
-    """(B, 1, T, S) bool mask of allowed keys and the additive float mask (or None)."""
-    allowed = torch.ones(b, 1, t, s, dtype=torch.bool, device=device)
-    if causal:
-        allowed = allowed & ~torch.ones(t, s, dtype=torch.bool, device=device).triu(1 + s - t)
-    if pad is not None:
-        allowed = allowed & ~pad[:, None, None, :]
-    add = None
-    if attn_mask is not None:
-        if attn_mask.dtype == torch.bool:
-            allowed = allowed & ~attn_mask.to(device)
-        else:
-            add = attn_mask.to(device, torch.float32)
-    return allowed, add
+# ---------------------------------------------------------------------- steps
 
 
-# ---------------------------------------------------------------------- implementations
+def _linear(x: torch.Tensor, p: PackedWeight, bias: torch.Tensor | None, backend: str) -> torch.Tensor:
+    fmt, w = _ops.weight_args(p)
+    return _ops.call(f"linear_{fmt}", x, bias, *w, backend, 0, None)
 
 
-def _attend_math(qh, kh, vh, allowed, add, scale):
-    """(B, T, H, D) x (B, S, H, D) -> (B, T, H, DV) in float32, rows with no key -> 0."""
-    qh, kh, vh = (t.to(torch.float32).transpose(1, 2) for t in (qh, kh, vh))
-    logits = (qh @ kh.transpose(-2, -1)) * scale
-    if add is not None:
-        logits = logits + add
-    logits = logits.masked_fill(~allowed, float("-inf"))
-    attn = torch.softmax(logits, dim=-1).nan_to_num(0.0)
-    return (attn @ vh).transpose(1, 2)
-
-
-def _project(x, p, b, backend):
-    """slt_linear on inputs slt_mha has validated (its own checks cost more than a decode step's)."""
-    return slt_linear_reference(x, p, b) if backend == "reference" else _ops_linear(x, p, b, backend)
+def _project(inputs, packed, biases, backend: str) -> list[torch.Tensor]:
+    """Q, K, V: one linear op each, or one "linear_grouped" call per distinct input where the
+    backend has that op (self-attention: one launch; cross-attention: two)."""
+    grouped = dispatch.find("linear_grouped", inputs[0].device, backend)
+    if grouped is None:
+        return [_linear(x, p, b, backend) for x, p, b in zip(inputs, packed, biases, strict=True)]
+    out: list[torch.Tensor | None] = [None] * len(inputs)
+    for i, x in enumerate(inputs):
+        if out[i] is None:
+            same = [j for j in range(i, len(inputs)) if inputs[j] is x]
+            ys = grouped.ops["linear_grouped"](x, [packed[j] for j in same], [biases[j] for j in same])
+            for j, y in zip(same, ys, strict=True):
+                out[j] = y
+    return out
 
 
 def _heads(y, h):
     return y.view(*y.shape[:2], h, y.shape[-1] // h)
-
-
-def _run(x, q, k, v, o, h, key, value, bias, kpm, attn_mask, causal, cache, scale, backend):
-    """Reference and composed paths: separate projections, then math or SDPA attention."""
-    bq, bk, bv, bo = bias
-    b, t = x.shape[:2]
-    qh = _heads(_project(x, q, bq, backend), h)
-    kh = _heads(_project(key, k, bk, backend), h)
-    vh = _heads(_project(value, v, bv, backend), h)
-    if cache is not None:
-        kh, vh, kpm = cache.append(kh, vh, kpm)
-    s = kh.shape[1]
-    if backend == "reference":
-        allowed, add = _allowed(b, t, s, causal, kpm, attn_mask, x.device)
-        out = _attend_math(qh, kh, vh, allowed, add, scale)
-    elif kpm is None and attn_mask is None and (not causal or t == 1 or t == s):
-        # No mask to build: causal is SDPA's own (t == s) or allows every key (one query, last).
-        out = F.scaled_dot_product_attention(qh.transpose(1, 2), kh.transpose(1, 2), vh.transpose(1, 2),
-                                             is_causal=causal and t > 1, scale=scale).transpose(1, 2)
-    else:
-        allowed, add = _allowed(b, t, s, causal, kpm, attn_mask, x.device)
-        mask = allowed if add is None else torch.where(allowed, add, float("-inf")).to(qh.dtype)
-        out = F.scaled_dot_product_attention(qh.transpose(1, 2), kh.transpose(1, 2), vh.transpose(1, 2),
-                                             attn_mask=mask, scale=scale).transpose(1, 2)
-        out = torch.where(allowed.any(-1).transpose(1, 2)[..., None], out, 0.0)  # (B, T, 1, 1)
-    out = out.to(x.dtype).reshape(b, t, v.out_features)
-    return _project(out, o, bo, backend)
-
-
-def _fused(x, q, k, v, o, h, key, value, bias, kpm, causal, cache, scale):
-    from slt_hw.kernels import linear_grouped
-    from slt_hw.kernels.attention import flash_attention
-
-    bq, bk, bv, bo = bias
-    b, t = x.shape[:2]
-    dv = v.out_features // h
-    # Projections grouped by input: self-attention is one launch, cross-attention two or three.
-    plan = [("q", q, bq, x), ("k", k, bk, key), ("v", v, bv, value)]
-    groups: list[list] = []
-    for item in plan:
-        for g in groups:
-            if g[0][3] is item[3] and linear_grouped.groupable([g[0][1], item[1]]) is None:
-                g.append(item)
-                break
-        else:
-            groups.append([item])
-    proj = {}
-    for g in groups:
-        y = linear_grouped.linear_grouped(g[0][3], [it[1] for it in g], [it[2] for it in g])
-        col = 0
-        for name, p, _, _ in g:
-            proj[name] = y[..., col:col + p.out_features]
-            col += p.out_features
-    qh, kh, vh = _heads(proj["q"], h), _heads(proj["k"], h), _heads(proj["v"], h)
-    if cache is not None:
-        kh, vh, kpm = cache.append(kh, vh, kpm)
-    out = torch.empty(b, t, h, dv, dtype=x.dtype, device=x.device)
-    flash_attention(qh, kh, vh, causal=causal, key_padding_mask=kpm, softmax_scale=scale, out=out)
-    return slt_linear(out.view(b, t, h * dv), o, bo, backend="triton")
 
 
 # ---------------------------------------------------------------------- public
@@ -278,27 +204,24 @@ def slt_mha(x: torch.Tensor, q: PackedWeight, k: PackedWeight, v: PackedWeight, 
     SLTMultiheadAttention(qk_init_scale=…)); softmax_scale defaults to 1/√D.
     bias: (bq, bk, bv, bo), each a tensor or None. key_padding_mask: (B, S) bool for this call's
     keys, True = ignore. attn_mask: (T, S_total) bool (True = not allowed) or float added to the
-    logits (not on the fused path). causal: query i attends to keys up to its position.
+    logits (Triton runs it through SDPA: the flash kernel takes none). causal: query i attends to
+    keys up to its position.
     cache: a KVCache for decode. A query with no key left gets a zero output, not NaN.
-    backend: "auto" (fused Triton on CUDA, else the composed path), "triton", "reference", or a
-    slt_linear backend name for the composed path's projections. Returns (B, T, o.out_features).
+    backend: "auto" (default, or SLT_HW_BACKEND: fused Triton on CUDA, the C++ kernel and SDPA on
+    CPU) or a backend name for every step. Returns (B, T, o.out_features).
     """
     key, value, bias = _check(x, q, k, v, o, num_heads, key, value, bias, key_padding_mask, attn_mask, cache)
     h = num_heads
     scale = 1.0 / math.sqrt(q.out_features // h) if softmax_scale is None else float(softmax_scale)
-    name = dispatch.requested(backend)
-    if name == "auto":
-        auto = dispatch.select("linear_planes", x.device)
-        name = "triton" if auto.name == "triton" and attn_mask is None else "auto"
-    if name == "triton":
-        why = dispatch.get("triton").not_supported_reasons(x.device)
-        if why:
-            raise RuntimeError(f"backend: 'triton' cannot run slt_mha on {x.device.type}: {'; '.join(why)}")
-        if attn_mask is not None:
-            raise ValueError("attn_mask: the fused Triton path takes causal and key_padding_mask only; pass "
-                             "backend='auto' or a slt_linear backend to use SDPA with an arbitrary mask")
-        return _fused(x, q, k, v, o, h, key, value, bias, key_padding_mask, causal, cache, scale)
-    return _run(x, q, k, v, o, h, key, value, bias, key_padding_mask, attn_mask, causal, cache, scale, name)
+    backend = backend or dispatch.AUTO
+    dispatch.requested(backend)  # an unknown name fails here, before any work
+    b, t = x.shape[:2]
+    qh, kh, vh = (_heads(y, h) for y in _project((x, key, value), (q, k, v), bias[:3], backend))
+    kpm = key_padding_mask
+    if cache is not None:
+        kh, vh, kpm = cache.append(kh, vh, kpm)
+    out = _ops.call("attention", qh, kh, vh, kpm, attn_mask, causal, scale, backend)
+    return _linear(out.reshape(b, t, v.out_features), o, bias[3], backend)
 
 
 def slt_mha_reference(x, q, k, v, o, num_heads, *, key=None, value=None, bias=None, key_padding_mask=None,

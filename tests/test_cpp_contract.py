@@ -1,5 +1,5 @@
-"""The C++ CPU kernels (slt_hw._C via slt_hw.backends.cpu_native) against the golden vectors and
-the PyTorch reference, bit for bit (int32 views), with 1 and 2 OpenMP threads.
+"""The C++ CPU kernels (slt_hw._C via the cpp backend, slt_hw.backends.cpu) against the golden
+vectors and the PyTorch reference, bit for bit (int32 views), with 1 and 2 OpenMP threads.
 
 Skipped when the extension is not importable, unless SLT_HW_REQUIRE_CPP=1 (CI), where that fails.
 """
@@ -12,8 +12,8 @@ import golden
 import pytest
 import torch
 
-from slt_hw import _ext
-from slt_hw.contract import Key, default_scale, derive_key, freeze_thresholds, words_per_row
+from slt_hw import _ext, _ops
+from slt_hw.contract import Dist, Key, default_scale, derive_key, freeze_thresholds, words_per_row
 from slt_hw.reference import masks, prng
 
 REQUIRE = os.environ.get("SLT_HW_REQUIRE_CPP", "0") == "1"
@@ -34,9 +34,20 @@ def C():
 
 @pytest.fixture(scope="module")
 def native(C):
-    from slt_hw.backends import cpu_native
+    from slt_hw.backends import cpu
 
-    return cpu_native
+    return cpu
+
+
+def mat_planes(native, key, n, k, dist, scale, planes, coat_scales, row_begin=0, row_end=None, **kw):
+    """The cpp backend's materialise_planes on the op's arguments."""
+    return native.materialize(planes, coat_scales, key.k0, key.k1, k, Dist.parse(dist).code, scale, row_begin,
+                              n if row_end is None else row_end, **kw)
+
+
+def mat_frozen(native, key, fkey, n, k, dist, scale, free_bits, offsets, p, pl, row_begin=0, row_end=None):
+    return native.materialize(free_bits, offsets, key.k0, key.k1, fkey.k0, fkey.k1, k, Dist.parse(dist).code, scale,
+                              p, pl, row_begin, n if row_end is None else row_end)
 
 
 @pytest.fixture(params=[1, 2], ids=lambda t: f"threads{t}")
@@ -141,13 +152,12 @@ def test_materialize_planes_match_reference(native, threads, shape, dist, coat_s
     planes = nested_planes(n, k, len(coat_scales), seed=n * 7919 + k)
     g = torch.tensor(coat_scales, dtype=torch.float32)
     want = masks.materialize_planes(key, n, k, dist, s, planes, g)
-    got = native.materialize_planes(key, n, k, dist, s, planes, g)
+    got = mat_planes(native, key, n, k, dist, s, planes, g)
     assert_bit_equal(got, want)
     if len(coat_scales) == 3 and coat_scales[1] < 0:  # m == 0 by cancellation must give +0.0
         assert not torch.signbit(got[got == 0]).any()
     lo, hi = n // 3, n - n // 4
-    assert_bit_equal(native.materialize_planes(key, n, k, dist, s, planes, g, row_begin=lo, row_end=hi),
-                     want[lo:hi])
+    assert_bit_equal(mat_planes(native, key, n, k, dist, s, planes, g, lo, hi), want[lo:hi])
 
 
 @pytest.mark.parametrize("probs", [(0.5, 0.2), (0.0, 0.0), (0.9, 0.1), (0.3, 0.0), (1.0, 0.0)],
@@ -165,47 +175,64 @@ def test_materialize_frozen_match_reference(native, threads, shape, dist, probs)
     offsets = masks.frozen_offsets(fkey, n, k, p, pl)
     assert offsets.shape == (n, (words_per_row(k) + 31) // 32)
     want = masks.materialize_frozen(key, fkey, n, k, dist, s, free_bits, p, pl)
-    got = native.materialize_frozen(key, fkey, n, k, dist, s, free_bits, offsets, p, pl)
+    got = mat_frozen(native, key, fkey, n, k, dist, s, free_bits, offsets, p, pl)
     assert_bit_equal(got, want)
     lo, hi = n // 3, n - n // 4
-    part = native.materialize_frozen(key, fkey, n, k, dist, s, free_bits, offsets, p, pl,
-                                     row_begin=lo, row_end=hi)
+    part = mat_frozen(native, key, fkey, n, k, dist, s, free_bits, offsets, p, pl, lo, hi)
     assert_bit_equal(part, want[lo:hi])
 
 
 # --------------------------------------------------------------------------- bad input
 
 
-def test_wrapper_checks_name_the_argument(native):
+def test_op_checks_name_the_argument(native):
+    """Bad arguments are refused by the op, before the backend, naming the argument."""
     key = derive_key(0, "w")
     planes = nested_planes(4, 40, 2, 0)
     g = torch.ones(2)
-    with pytest.raises(ValueError, match="planes"):
-        native.materialize_planes(key, 4, 40, "uniform", 0.1, planes.to(torch.int64), g)
-    with pytest.raises(ValueError, match="planes"):
-        native.materialize_planes(key, 4, 40, "uniform", 0.1, planes.transpose(1, 2).contiguous().transpose(1, 2), g)
-    with pytest.raises(ValueError, match="planes"):
-        native.materialize_planes(key, 4, 41 + 32, "uniform", 0.1, planes, g)
+    code = Dist.NORMAL.code
+
+    def mp(*w):
+        return _ops.call("materialize_planes", *w, "cpp")
+
+    with pytest.raises(TypeError, match="planes: expected dtype torch.int32"):
+        mp(planes.to(torch.int64), g, key.k0, key.k1, 40, code, 0.1)
+    with pytest.raises(ValueError, match="planes: expected"):
+        mp(planes, g, key.k0, key.k1, 41 + 32, code, 0.1)
+    with pytest.raises(TypeError, match="coat_scales: expected dtype torch.float32"):
+        mp(planes, g.double(), key.k0, key.k1, 40, code, 0.1)
     with pytest.raises(ValueError, match="coat_scales"):
-        native.materialize_planes(key, 4, 40, "uniform", 0.1, planes, g.double())
-    with pytest.raises(ValueError, match="coat_scales"):
-        native.materialize_planes(key, 4, 40, "uniform", 0.1, planes, torch.ones(3))
+        mp(planes, torch.ones(3), key.k0, key.k1, 40, code, 0.1)
     with pytest.raises(ValueError, match="dist"):
-        native.generate_weights(key, 4, 40, "gaussian", 0.1)
-    with pytest.raises(ValueError, match="row"):
-        native.generate_weights(key, 4, 40, "normal", 0.1, row_begin=3, row_end=2)
+        mp(planes, g, key.k0, key.k1, 40, 7, 0.1)
+    with pytest.raises(ValueError, match="k0/k1"):
+        mp(planes, g, 2**32, key.k1, 40, code, 0.1)
+    with pytest.raises(ValueError, match="rows"):
+        _ops.call("materialize_planes", planes, g, key.k0, key.k1, 40, code, 0.1, "cpp", 3, 2)
+    # a strided mask is fine: the backend takes a contiguous copy
+    strided = planes.transpose(1, 2).contiguous().transpose(1, 2)
+    assert torch.equal(mp(strided, g, key.k0, key.k1, 40, code, 0.1), mp(planes, g, key.k0, key.k1, 40, code, 0.1))
     fkey = derive_key(0, "w", 1)
     p, pl = freeze_thresholds(0.5, 0.2)
     offsets = masks.frozen_offsets(fkey, 4, 40, p, pl)
     fb = torch.zeros(4, dtype=torch.int32)
+
+    def mf(free_bits, offs, prune=p, lock=pl):
+        return _ops.call("materialize_frozen", free_bits, offs, key.k0, key.k1, fkey.k0, fkey.k1, 40, code, 0.1,
+                         prune, lock, "cpp")
+
+    with pytest.raises(TypeError, match="offsets: expected dtype torch.int64"):
+        mf(fb, offsets.to(torch.int32))
     with pytest.raises(ValueError, match="offsets"):
-        native.materialize_frozen(key, fkey, 4, 40, "normal", 0.1, fb, offsets.to(torch.int32), p, pl)
-    with pytest.raises(ValueError, match="offsets"):
-        native.materialize_frozen(key, fkey, 4, 40, "normal", 0.1, fb, offsets[:3].contiguous(), p, pl)
-    with pytest.raises(ValueError, match="free_bits"):
-        native.materialize_frozen(key, fkey, 4, 40, "normal", 0.1, fb.view(2, 2), offsets, p, pl)
-    with pytest.raises(ValueError, match="prune_thr"):
-        native.materialize_frozen(key, fkey, 4, 40, "normal", 0.1, fb, offsets, pl, p)
+        mf(fb, offsets[:, :0])
+    with pytest.raises(ValueError, match="free_bits: expected 1 dimensions"):
+        mf(fb.view(2, 2), offsets)
+    with pytest.raises(ValueError, match="lock_threshold: expected >= prune_threshold"):
+        mf(fb, offsets, pl, p)
+    with pytest.raises(ValueError, match="dist"):
+        native.generate_weights(key, 4, 40, "gaussian", 0.1)
+    with pytest.raises(ValueError, match="rows"):
+        native.generate_weights(key, 4, 40, "normal", 0.1, row_begin=3, row_end=2)
 
 
 def test_output_buffer_is_reused_and_checked(native):
@@ -213,12 +240,12 @@ def test_output_buffer_is_reused_and_checked(native):
     planes = nested_planes(6, 70, 2, 1)
     want = masks.materialize_planes(key, 6, 70, "normal", 0.2, planes, torch.ones(2))
     buf = torch.full((4, 70), float("nan"))
-    got = native.materialize_planes(key, 6, 70, "normal", 0.2, planes, None, 2, 6, out=buf)
+    got = mat_planes(native, key, 6, 70, "normal", 0.2, planes, torch.ones(2), 2, 6, out=buf)
     assert got.data_ptr() == buf.data_ptr()
     assert torch.equal(got.view(torch.int32), want[2:6].view(torch.int32))
-    with pytest.raises(ValueError, match=r"out: expected shape \(4, 70\), got \(5, 70\)"):
+    with pytest.raises(ValueError, match=r"out: expected .* shape \(4, 70\), got torch.float32 \(5, 70\)"):
         native.generate_weights(key, 6, 70, "normal", 0.2, 2, 6, out=torch.empty(5, 70))
-    with pytest.raises(ValueError, match=r"out: expected dtype torch.float32"):
+    with pytest.raises(ValueError, match=r"out: expected a contiguous CPU float32 tensor"):
         native.generate_weights(key, 6, 70, "normal", 0.2, out=torch.empty(6, 70, dtype=torch.float64))
 
 
@@ -230,26 +257,32 @@ def test_short_free_bit_stream_is_refused(native, threads):
     free_bits = masks.pack_free_bits(torch.ones(n, k, dtype=torch.bool), states)
     offsets = masks.frozen_offsets(fkey, n, k, p, pl)
     with pytest.raises(ValueError, match="free_bits"):
-        native.materialize_frozen(key, fkey, n, k, "uniform", 0.1, free_bits[:-2].contiguous(), offsets, p, pl)
+        mat_frozen(native, key, fkey, n, k, "uniform", 0.1, free_bits[:-2].contiguous(), offsets, p, pl)
     bad = offsets.clone()
     bad[-1, -1] = 10**12
     with pytest.raises(ValueError, match="free_bits"):
-        native.materialize_frozen(key, fkey, n, k, "uniform", 0.1, free_bits, bad, p, pl)
+        mat_frozen(native, key, fkey, n, k, "uniform", 0.1, free_bits, bad, p, pl)
 
 
 def test_raw_module_validates_before_touching_memory(C):
+    """The extension's own contract checks (core/weight_desc.h), one WeightDesc for every entry."""
+    W = C.WeightDesc
     with pytest.raises(ValueError, match="dist"):
-        C.generate_weights(0, 4, 40, 1, 2, 7, 0.1, 0, 4)
+        C.generate_weights(0, W(4, 40, 1, 2, dist=7, scale=0.1), 0, 4)
     with pytest.raises(ValueError, match="scale"):
-        C.generate_weights(0, 4, 40, 1, 2, 0, float("nan"), 0, 4)
+        C.generate_weights(0, W(4, 40, 1, 2, scale=float("nan")), 0, 4)
     with pytest.raises(ValueError, match="2\\*\\*32"):
-        C.generate_weights(0, 2**27 + 1, 32, 1, 2, 0, 0.1, 0, 1)
-    with pytest.raises(ValueError, match="row range"):
-        C.generate_weights(0, 4, 40, 1, 2, 0, 0.1, 2, 5)
-    with pytest.raises(ValueError, match="thresholds"):
-        C.freeze_states(0, 4, 40, 1, 2, 10, 5)
+        C.generate_weights(0, W(2**27 + 1, 32, 1, 2, scale=0.1), 0, 1)
+    with pytest.raises(ValueError, match="rows"):
+        C.generate_weights(0, W(4, 40, 1, 2, scale=0.1), 2, 5)
+    with pytest.raises(ValueError, match="prune_thr/lock_thr"):
+        C.freeze_states(0, W(4, 40, 1, 2, prune_thr=10, lock_thr=5))
     with pytest.raises(ValueError, match="coat"):
-        C.materialize_planes(0, 0, 0, 0, 4, 40, 1, 2, 0, 0.1, 0, 4)
+        C.materialize(0, W(4, 40, 1, 2, scale=0.1, planes=64, C=0), 0, 4)
+    with pytest.raises(ValueError, match="offsets: null pointer"):
+        C.materialize(64, W(4, 40, 1, 2, scale=0.1), 0, 4)  # no planes: the frozen format
+    with pytest.raises(ValueError, match="rows"):
+        C.slt_linear(W(4, 40, 1, 2, scale=0.1, planes=64, C=1, coat_scales=64), 64, 1, 40, 64, 4, 3, 5)
     with pytest.raises(TypeError):  # key words are uint32
         C.hash32(2**32, 0, 0)
-    C.generate_weights(0, 4, 40, 1, 2, 0, 0.1, 2, 2)  # empty row range: nothing written
+    C.generate_weights(0, W(4, 40, 1, 2, scale=0.1), 2, 2)  # empty row range: nothing written

@@ -13,7 +13,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from slt_hw import _ext, pack_binary, pack_frozen, pack_multicoat, slt_linear
+from slt_hw import _ext, _ops, pack_binary, pack_frozen, pack_multicoat, slt_linear
 from slt_hw.ops import slt_linear_reference
 
 if _ext.native() is None:
@@ -23,9 +23,9 @@ if _ext.native() is None:
 
 import avx512_emulation
 
-from slt_hw.backends import cpu_native
+from slt_hw.backends import cpu
 
-ISAS = cpu_native.cpu_isas()
+ISAS = cpu.cpu_isas()
 # the kernel tests also run on the emulated AVX-512 build, whatever this CPU has
 TESTED_ISAS = [*ISAS, *avx512_emulation.ISAS]
 
@@ -48,13 +48,10 @@ def packed(fmt, n, k, seed, dist):
 
 
 def fused(x, p, bias=None, isa=None, threads=None, int8=False):
+    """The cpp backend's linear on the op's arguments, with an instruction set forced."""
+    _, w = _ops.weight_args(p)
     with extension_for(isa):
-        if p.format.value == "frozen":
-            return cpu_native.linear_frozen(x, p.free_bits, p.offsets, bias, p.key, p.freeze_key, p.in_features,
-                                            p.dist, p.scale, p.prune_threshold, p.lock_threshold, isa=isa,
-                                            threads=threads, int8=int8)
-        return cpu_native.linear_planes(x, p.planes, p.coat_scales, bias, p.key, p.in_features, p.dist, p.scale,
-                                        isa=isa, threads=threads, int8=int8)
+        return cpu.linear(x, bias, *w, 0, p.out_features, int8=int8, isa=isa, threads=threads)
 
 
 def close(y, want):
@@ -155,23 +152,26 @@ def test_strided_3d_and_half_inputs_through_the_op():
 
 
 def test_wrong_free_bits_are_refused():
+    """A stream that does not cover the freeze pattern passes the op's shape checks; the kernel's
+    own check refuses it."""
     p = packed("frozen", 30, 300, 2, "signed_constant")
+    _, w = _ops.weight_args(p)
     with pytest.raises(ValueError, match=r"free_bits/offsets: the free-bit stream does not match"):
-        cpu_native.linear_frozen(torch.randn(2, 300), p.free_bits[:3].contiguous(), p.offsets, None, p.key,
-                                 p.freeze_key, 300, p.dist, p.scale, p.prune_threshold, p.lock_threshold)
+        _ops.call("linear_frozen", torch.randn(2, 300), None, p.free_bits[:3], *w[1:], "cpp")
 
 
 def test_bad_arguments_name_themselves():
     p = packed("binary", 8, 40, 0, "signed_constant")
     x = torch.randn(2, 40)
-    with pytest.raises(ValueError, match=r"planes: expected dtype torch.int32"):
-        cpu_native.linear_planes(x, p.planes.long(), p.coat_scales, None, p.key, 40, p.dist, p.scale)
-    with pytest.raises(ValueError, match=r"coat_scales: expected shape \(1,\)"):
-        cpu_native.linear_planes(x, p.planes, torch.ones(2), None, p.key, 40, p.dist, p.scale)
+    planes, coat_scales, *scalars = _ops.weight_args(p)[1]
+    with pytest.raises(TypeError, match=r"planes: expected dtype torch.int32"):
+        _ops.call("linear_planes", x, None, planes.long(), coat_scales, *scalars, "cpp")
+    with pytest.raises(ValueError, match=r"coat_scales: expected \(1,\)"):
+        _ops.call("linear_planes", x, None, planes, torch.ones(2), *scalars, "cpp")
     with pytest.raises(ValueError, match=r"bias: expected shape \(8,\)"):
-        cpu_native.linear_planes(x, p.planes, p.coat_scales, torch.ones(9), p.key, 40, p.dist, p.scale)
+        _ops.call("linear_planes", x, torch.ones(9), planes, coat_scales, *scalars, "cpp")
     with pytest.raises(ValueError, match=r"isa: expected 'auto' or one of"):
-        cpu_native.linear_planes(x, p.planes, p.coat_scales, None, p.key, 40, p.dist, p.scale, isa="sse9")
+        cpu.linear(x, None, planes, coat_scales, *scalars, 0, 8, isa="sse9")
 
 
 @pytest.mark.parametrize("isa", TESTED_ISAS)
@@ -198,7 +198,7 @@ def test_int8_public_op_and_its_error():
     y = slt_linear_int8(x, p)
     rel = (y - slt_linear_reference(x, p)).norm() / slt_linear_reference(x, p).norm()
     assert rel < 0.02  # int8 activations: about 1% relative error
-    with pytest.raises(ValueError, match=r"packed: int8 activations need the signed_constant distribution"):
+    with pytest.raises(ValueError, match=r"dist: int8 activations need the signed_constant distribution"):
         slt_linear_int8(x, packed("binary", 16, 100, 0, "uniform"))
 
 

@@ -111,10 +111,12 @@ int main() {
     const long rb = n / 3, re = n - n / 4, rows = re - rb;
     for (int dist = 0; dist < 3; ++dist) {
       const float scale = 1.0f / float(K) + 0.01f * float(dist + 1);
+      slt::WeightDesc w;  // the weight, filled in per format below
+      w.N = n; w.K = K; w.k0 = 0xDEADBEEFu; w.k1 = 0x12345678u; w.dist = dist; w.scale = scale;
       std::vector<float> h(rows * K);
-      slt::cpu::generate_weights(h.data(), n, K, 0xDEADBEEFu, 0x12345678u, dist, scale, rb, re, 1);
+      slt::cpu::generate_weights(h.data(), w, rb, re, 1);
       Dev<float> d(rows * K);
-      CK(slt::cuda::generate_weights(d.p, n, K, 0xDEADBEEFu, 0x12345678u, dist, scale, rb, re, 0));
+      CK(slt::cuda::generate_weights(d.p, w, rb, re, 0));
       CK(cudaDeviceSynchronize());
       expect_same(d.get(rows * K), h, "generate_weights", n, K, dist);
 
@@ -128,17 +130,23 @@ int main() {
       }
       std::vector<float> hs(g, g + 3);
       std::vector<float> hp(rows * K);
-      slt::cpu::materialize_planes(hp.data(), planes.data(), 3, hs.data(), n, K, 7u, 9u, dist, scale, rb, re, 1);
+      w.k0 = 7u; w.k1 = 9u; w.planes = planes.data(); w.C = 3; w.coat_scales = hs.data();
+      slt::cpu::materialize(hp.data(), w, rb, re, 1);
       Dev<int32_t> dpl(planes); Dev<float> dg(hs); Dev<float> dp(rows * K);
-      CK(slt::cuda::materialize_planes(dp.p, dpl.p, 3, dg.p, n, K, 7u, 9u, dist, scale, rb, re, 0));
+      slt::WeightDesc dw = w;
+      dw.planes = dpl.p; dw.coat_scales = dg.p;
+      CK(slt::cuda::materialize(dp.p, dw, rb, re, nullptr, 0));
       CK(cudaDeviceSynchronize());
       expect_same(dp.get(rows * K), hp, "materialize_planes", n, K, dist);
 
       for (auto& t : thr) {
+        slt::WeightDesc fz;  // frozen: no planes
+        fz.N = n; fz.K = K; fz.k0 = 5u; fz.k1 = 6u; fz.dist = dist; fz.scale = scale; fz.fk0 = 3u; fz.fk1 = 4u;
+        fz.prune_thr = t[0]; fz.lock_thr = t[1];
         std::vector<uint8_t> st(n * K);
-        slt::cpu::freeze_states(st.data(), n, K, 3u, 4u, t[0], t[1], 1);
+        slt::cpu::freeze_states(st.data(), fz, 1);
         Dev<uint8_t> dst(n * K);
-        CK(slt::cuda::freeze_states(dst.p, n, K, 3u, 4u, t[0], t[1], 0));
+        CK(slt::cuda::freeze_states(dst.p, fz, 0));
         CK(cudaDeviceSynchronize());
         expect_same(dst.get(n * K), st, "freeze_states", n, K, dist);
 
@@ -154,25 +162,28 @@ int main() {
           }
         }
         std::vector<float> hf(rows * K);
-        slt::cpu::materialize_frozen(hf.data(), stream.data(), long(stream.size()), offsets.data(), n, K, 5u, 6u,
-                                     3u, 4u, t[0], t[1], dist, scale, rb, re, 1);
+        fz.free_bits = stream.data(); fz.free_words = long(stream.size()); fz.offsets = offsets.data();
+        slt::cpu::materialize(hf.data(), fz, rb, re, 1);
         Dev<int32_t> dfb(stream); Dev<int64_t> doff(offsets); Dev<float> df(rows * K); Dev<int> err(1);
         CK(cudaMemset(err.p, 0, sizeof(int)));
-        CK(slt::cuda::materialize_frozen(df.p, dfb.p, long(stream.size()), doff.p, n, K, 5u, 6u, 3u, 4u,
-                                         t[0], t[1], dist, scale, rb, re, err.p, 0));
+        slt::WeightDesc df_w = fz;
+        df_w.free_bits = dfb.p; df_w.offsets = doff.p;
+        CK(slt::cuda::materialize(df.p, df_w, rb, re, err.p, 0));
         CK(cudaDeviceSynchronize());
         expect_same(df.get(rows * K), hf, "materialize_frozen", n, K, dist);
         if (err.get(1)[0] != 0) { std::printf("error flag set n=%ld K=%ld\n", n, K); ++failures; }
         if (f > 64 && rb == 0 && re == n) {  // a short stream must raise the flag
-          CK(slt::cuda::materialize_frozen(df.p, dfb.p, long(stream.size()) - 2, doff.p, n, K, 5u, 6u, 3u, 4u,
-                                           t[0], t[1], dist, scale, rb, re, err.p, 0));
+          df_w.free_words = long(stream.size()) - 2;
+          CK(slt::cuda::materialize(df.p, df_w, rb, re, err.p, 0));
           CK(cudaDeviceSynchronize());
           if (err.get(1)[0] != 1) { std::printf("short stream not flagged n=%ld K=%ld\n", n, K); ++failures; }
         }
       }
     }
   }
-  if (slt::cuda::generate_weights(nullptr, 4, 40, 1u, 2u, 7, 0.1f, 0, 4, 0) != cudaErrorInvalidValue) {
+  slt::WeightDesc bad;
+  bad.N = 4; bad.K = 40; bad.dist = 7; bad.scale = 0.1f;
+  if (slt::cuda::generate_weights(nullptr, bad, 0, 4, 0) != cudaErrorInvalidValue) {
     std::printf("bad dist accepted\n"); ++failures;
   }
   if (failures) { std::printf("FAILED %d\n", failures); return 1; }
@@ -239,8 +250,10 @@ int main() {
         planes[size_t(2 * n * W + r * W + w)] = int32_t(c);
       }
       if (coats == 1) coat = {-1.25f};  // a negative binary coat scale flips every sign
-      slt::cpu::materialize_planes(weff.data(), planes.data(), coats, coat.data(), n, K, 5u, 6u, dist, scale, 0, n,
-                                   1);
+      slt::WeightDesc w;
+      w.N = n; w.K = K; w.k0 = 5u; w.k1 = 6u; w.dist = dist; w.scale = scale;
+      w.planes = planes.data(); w.C = coats; w.coat_scales = coat.data();
+      slt::cpu::materialize(weff.data(), w, 0, n, 1);
     } else {
       int64_t f = 0;
       for (long r = 0; r < n; ++r) for (long k = 0; k < K; ++k) {
@@ -249,8 +262,11 @@ int main() {
       }
       bits.resize(size_t((f + 31) / 32));
       for (auto& b : bits) b = int32_t(rnd());
-      slt::cpu::materialize_frozen(weff.data(), bits.data(), long(bits.size()), offs.data(), n, K, 5u, 6u, 3u, 4u,
-                                   P, L, dist, scale, 0, n, 1);
+      slt::WeightDesc w;
+      w.N = n; w.K = K; w.k0 = 5u; w.k1 = 6u; w.dist = dist; w.scale = scale; w.free_bits = bits.data();
+      w.free_words = long(bits.size()); w.offsets = offs.data(); w.fk0 = 3u; w.fk1 = 4u; w.prune_thr = P;
+      w.lock_thr = L;
+      slt::cpu::materialize(weff.data(), w, 0, n, 1);
     }
     int32_t* dplanes = dev(planes); float* dcoat = dev(coat); int32_t* dbits = dev(bits); int64_t* doffs = dev(offs);
     for (int path = 1; path <= 2; ++path)
@@ -262,12 +278,13 @@ int main() {
         const long re = n - rb / 2;
         float* dx = dev(x); float* dout = nullptr;
         CK(cudaMalloc(&dout, size_t(M * (re - rb)) * sizeof(float)));
-        slt::cuda::LinearArgs a;
-        a.x = dx; a.act = slt::cuda::kActFloat32; a.M = M; a.ldx = K; a.out = dout; a.n = n; a.K = K;
-        a.k0 = 5u; a.k1 = 6u; a.dist = dist; a.scale = scale; a.row_begin = rb; a.row_end = re;
-        a.frozen = frozen; a.planes = dplanes; a.C = coats; a.coat_scales = dcoat; a.free_bits = dbits;
+        slt::cuda::LinearArgs a;  // the WeightDesc part, then the call's
+        a.N = n; a.K = K; a.k0 = 5u; a.k1 = 6u; a.dist = dist; a.scale = scale;
+        a.planes = frozen ? nullptr : dplanes; a.C = coats; a.coat_scales = dcoat; a.free_bits = dbits;
         a.free_words = long(bits.size()); a.offsets = doffs; a.fk0 = 3u; a.fk1 = 4u; a.prune_thr = P;
-        a.lock_thr = L; a.path = path; a.split_k = path == 1 ? 3 : 0;
+        a.lock_thr = L;
+        a.x = dx; a.act = slt::cuda::kActFloat32; a.M = M; a.ldx = K; a.out = dout; a.row_begin = rb; a.row_end = re;
+        a.path = path; a.split_k = path == 1 ? 3 : 0;
         CK(slt::cuda::linear(a, 0));
         CK(cudaDeviceSynchronize());
         std::vector<float> y(size_t(M * (re - rb)));
@@ -290,7 +307,7 @@ int main() {
     cudaFree(dplanes); cudaFree(dcoat); cudaFree(dbits); cudaFree(doffs);
   }
   slt::cuda::LinearArgs bad;
-  bad.n = 4; bad.K = 40; bad.row_end = 4; bad.dist = 7;
+  bad.N = 4; bad.K = 40; bad.row_end = 4; bad.dist = 7;
   if (slt::cuda::linear(bad, 0) != cudaErrorInvalidValue) { std::printf("bad dist accepted\n"); ++failures; }
   if (failures) { std::printf("FAILED %d\n", failures); return 1; }
   std::printf("OK\n");

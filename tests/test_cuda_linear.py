@@ -1,6 +1,6 @@
-"""The CUDA slt_linear (csrc/cuda/linear.cu) on a GPU: through slt_hw._C when it was built with
-CUDA, and through CuPy/NVRTC when CuPy is installed, both against the reference. Everything
-here needs a GPU and skips cleanly without one."""
+"""The CUDA slt_linear (csrc/cuda/linear.cu) on a GPU: the cuda backend (slt_hw._C built with
+CUDA) and the cupy backend (CuPy/NVRTC), both against the reference. What needs a GPU skips
+cleanly without one."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 import torch
 from packing import random_packed
 
-from slt_hw import _ext, ops
-from slt_hw.formats import Format, pack_binary
+from slt_hw import _ext, _ops, dispatch, ops
+from slt_hw.formats import pack_binary
 
 gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -34,19 +34,16 @@ def _cuda_built() -> bool:
     return mod is not None and mod.build_info().get("cuda_built", False)
 
 
-def _native(x, pw, bias=None, **kw):
-    from slt_hw.backends import cuda_native
+def _native(x, pw, bias=None, rows=None, **kw):
+    from slt_hw.backends import cuda
 
-    if pw.format is Format.FROZEN:
-        return cuda_native.linear_frozen(x, pw.free_bits, pw.offsets, bias, pw.key, pw.freeze_key, pw.in_features,
-                                         pw.dist, pw.scale, pw.prune_threshold, pw.lock_threshold, **kw)
-    return cuda_native.linear_planes(x, pw.planes, pw.coat_scales, bias, pw.key, pw.in_features, pw.dist,
-                                     pw.scale, **kw)
+    _, w = _ops.weight_args(pw)
+    return cuda.linear(x, bias, *w, *(rows or (0, pw.out_features)), **kw)
 
 
 def _via_cupy(x, pw, bias=None, **kw):
     cupy = pytest.importorskip("cupy")
-    from slt_hw.backends import cupy_backend
+    from slt_hw.backends import cupy as cupy_backend
 
     y = cupy_backend.slt_linear(cupy.from_dlpack(x), pw, None if bias is None else cupy.from_dlpack(bias), **kw)
     assert isinstance(y, cupy.ndarray)
@@ -103,12 +100,20 @@ def test_row_ranges(impl, path):
 
 
 @gpu
-def test_registered_backend():
-    if not _cuda_built():
-        pytest.skip("slt_hw._C was built without CUDA")
+@pytest.mark.parametrize("backend", ["cuda", "cupy"])
+def test_registered_backends(backend):
+    why = dispatch.reasons("cuda", "linear_planes")[backend]
+    if why:
+        pytest.skip("; ".join(why))
     pw = _packed("multicoat", "signed_constant", 64, 512)
     x = torch.randn(2, 512, device="cuda", dtype=torch.bfloat16)
-    _close(ops.slt_linear(x, pw, backend="cuda"), ops.slt_linear_reference(x, pw))
+    _close(ops.slt_linear(x, pw, backend=backend), ops.slt_linear_reference(x, pw))
+    fz = _packed("frozen", "uniform", 64, 512)
+    _close(ops.slt_linear(x, fz, backend=backend), ops.slt_linear_reference(x, fz))
+    if backend == "cuda":  # the native materialise kernels, bit for bit
+        for p in (pw, fz):
+            fmt, w = _ops.weight_args(p)
+            assert torch.equal(_ops.call(f"materialize_{fmt}", *w, "cuda"), p.materialize())
 
 
 @gpu
@@ -123,43 +128,41 @@ def test_triton_on_gpu_matches_reference():
 
 
 def test_cupy_backend_without_cupy_or_gpu():
-    """Importing the CuPy path never needs CuPy; its NVRTC name expressions exist in the source."""
+    """Importing the cupy backend never needs CuPy; its NVRTC name expressions exist in the
+    installed source (tests/test_packaging.py: the same from a wheel)."""
     import re
 
-    from slt_hw.backends import cupy_backend
+    from slt_hw.backends import cupy as cupy_backend
 
     ok, why = cupy_backend.available()
     assert ok or why
     src = cupy_backend.source()
     assert "#ifndef __CUDACC_RTC__" in src  # host launchers hidden from NVRTC
+    assert (cupy_backend.csrc() / "core" / "slt_contract.h").is_file()
     for name in cupy_backend._names():
         kind = re.match(r"slt::cuda::(slt_\w+)<", name).group(1)
         assert re.search(rf"__global__ void __launch_bounds__\(kLinearThreads\) {kind}\(", src), name
     if not ok:
         with pytest.raises(RuntimeError, match="CuPy|cupy|CUDA|device"):
             cupy_backend.slt_linear(torch.zeros(1, 4), _packed_cpu())
+        assert dispatch.reasons("cuda", "linear_planes")["cupy"]
 
 
 def _packed_cpu():
     return pack_binary(torch.ones(2, 4, dtype=torch.bool), seed=1, name="w")
 
 
-def test_cuda_wrappers_check_arguments_first():
-    """The torch wrappers reject bad inputs with errors naming the argument before any launch
-    (so this runs without a GPU or a CUDA build)."""
-    from slt_hw import dispatch
-    from slt_hw.backends import cuda_native
-
+def test_cuda_backend_is_checked_by_the_op_first():
+    """Bad inputs are refused by the op, naming the argument, before the cuda backend (so this
+    runs without a GPU or a CUDA build); a backend that cannot run says why."""
     pw = _packed_cpu()
+    planes, coat_scales, *scalars = _ops.weight_args(pw)[1]
     x = torch.zeros(1, 4)
-    with pytest.raises(ValueError, match="x: expected a CUDA tensor"):
-        cuda_native.linear_planes(x, pw.planes, pw.coat_scales, None, pw.key, 4, pw.dist, pw.scale)
     with pytest.raises(TypeError, match="x"):
-        cuda_native.linear_planes(x.to(torch.int64), pw.planes, pw.coat_scales, None, pw.key, 4, pw.dist, pw.scale)
+        _ops.call("linear_planes", x.to(torch.int64), None, planes, coat_scales, *scalars, "cuda")
     with pytest.raises(ValueError, match="planes"):
-        cuda_native.linear_planes(x, pw.planes[:, :, :0], pw.coat_scales, None, pw.key, 4, pw.dist, pw.scale)
-    with pytest.raises(ValueError, match="prune_thr"):
-        cuda_native.linear_frozen(x, torch.zeros(1, dtype=torch.int32), torch.zeros(2, 1, dtype=torch.int64), None,
-                                  pw.key, pw.key, 4, pw.dist, pw.scale, 9, 3)
+        _ops.call("linear_planes", x, None, planes[:, :, :0], coat_scales, *scalars, "cuda")
+    with pytest.raises(RuntimeError, match="backend argument: backend 'cuda' cannot run linear_planes on cpu"):
+        _ops.call("linear_planes", x, None, planes, coat_scales, *scalars, "cuda")
     if not _cuda_built():
         assert any("without CUDA" in why for why in dispatch.reasons("cuda", "linear_planes")["cuda"])

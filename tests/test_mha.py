@@ -214,11 +214,22 @@ def test_bad_inputs():
             slt_mha(x, q, k, v, o, 2, bias=(torch.zeros(3), None, None, None))
         with pytest.raises(TypeError, match="q: expected a 2-D"):
             slt_mha(x, "q", k, v, o, 2)
-        if not slt_hw.dispatch.get("triton").not_supported_reasons(x.device):  # GPU, or the interpreter
-            with pytest.raises(ValueError, match="attn_mask: the fused Triton path"):
-                slt_mha(x, q, k, v, o, 2, attn_mask=torch.zeros(4, 4, dtype=torch.bool), backend="triton")
         with pytest.raises(ValueError, match="backend"):
             slt_mha(x, q, k, v, o, 2, backend="nope")
+
+
+def test_attn_mask_on_triton_runs_sdpa():
+    """The flash kernel takes causal and key-padding masks only: with an arbitrary attn_mask the
+    triton backend's attention is torch's SDPA (its projections stay Triton's)."""
+    q, k, v, o = weights()
+    x = torch.randn(2, 4, 24)
+    if slt_hw.dispatch.get("triton").not_supported_reasons(x.device):  # needs a GPU or the interpreter
+        pytest.skip("triton cannot run here")
+    mask = torch.tensor([[False, True, False, False]] * 4)
+    with torch.no_grad():
+        got = slt_mha(x, q, k, v, o, 2, attn_mask=mask, causal=True, backend="triton")
+        torch.testing.assert_close(got, slt_mha_reference(x, q, k, v, o, 2, attn_mask=mask, causal=True),
+                                   rtol=1e-4, atol=1e-4)
 
 
 def test_cache_errors():

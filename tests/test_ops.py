@@ -88,15 +88,8 @@ def test_opcheck(fmt):
     p = make_packed(fmt, 12, 37, 2, "uniform")
     x = torch.randn(3, 37, requires_grad=True)
     bias = torch.randn(12, requires_grad=True)
-    key, fkey = p.key, p.freeze_key
-    if fmt == "frozen":
-        args = (x, p.free_bits, p.offsets, bias, key.k0, key.k1, fkey.k0, fkey.k1, 37, p.dist.code, p.scale,
-                p.prune_threshold, p.lock_threshold, "auto")
-        op = _ops.linear_frozen
-    else:
-        args = (x, p.planes, p.coat_scales, bias, key.k0, key.k1, 37, p.dist.code, p.scale, "auto")
-        op = _ops.linear_planes
-    torch.library.opcheck(op, args)
+    op, w = _ops.weight_args(p)
+    torch.library.opcheck(getattr(_ops, f"linear_{op}"), (x, bias, *w, "auto"))
 
 
 @pytest.mark.parametrize("fmt", ["binary", "frozen"])
@@ -112,24 +105,31 @@ def test_gradients_match_reference(fmt):
 
 
 @pytest.mark.parametrize("fmt", ["binary", "frozen"])
-def test_direct_path_only_without_autograd(fmt, monkeypatch):
-    """Without autograd, slt_linear skips the torch op (same backend, bit-identical result);
-    with an input that requires grad it goes through the op, so backward still works."""
+@pytest.mark.parametrize("via", ["function", "module"])
+def test_direct_path_only_without_autograd(fmt, via, monkeypatch):
+    """Without autograd, slt_linear and SLTPackedLinear skip the torch op (same backend,
+    bit-identical result); with an input that requires grad they go through the op, so backward
+    still works."""
     p = make_packed(fmt, 12, 40, 5, "signed_constant")
     x, bias = torch.randn(3, 40), torch.randn(12)
+    layer = SLTPackedLinear(p, bias)
+
+    def run(t):
+        return slt_linear(t, p, bias) if via == "function" else layer(t)
+
     name = "linear_frozen" if fmt == "frozen" else "linear_planes"
     real, op_calls = getattr(_ops, name), []
     monkeypatch.setattr(_ops, name, lambda *a: op_calls.append(1) or real(*a))
-    y_direct = slt_linear(x, p, bias)
+    y_direct = run(x)
     assert not op_calls
     xg = x.clone().requires_grad_()
-    y_op = slt_linear(xg, p, bias)
+    y_op = run(xg)
     assert len(op_calls) == 1
     assert torch.equal(y_direct, y_op.detach())
     y_op.sum().backward()
     torch.testing.assert_close(xg.grad, p.materialize().sum(0).expand(3, -1))
     with torch.no_grad():
-        slt_linear(xg, p, bias)
+        run(xg)
     assert len(op_calls) == 1
 
 
@@ -165,18 +165,16 @@ def test_module_state_dict_and_move():
 
 
 @pytest.mark.parametrize("fmt", ["binary", "frozen"])
-def test_opcheck_materialize(fmt):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_opcheck_materialize(fmt, backend):
+    """Materialise on every backend that has it is the reference's weight, bit for bit (no sums)."""
     p = make_packed(fmt, 6, 45, 8, "normal")
-    key, fkey = p.key, p.freeze_key
-    if fmt == "frozen":
-        args = (p.free_bits, p.offsets, key.k0, key.k1, fkey.k0, fkey.k1, 45, p.dist.code, p.scale,
-                p.prune_threshold, p.lock_threshold)
-        torch.library.opcheck(_ops.materialize_frozen, args)
-        assert torch.equal(_ops.materialize_frozen(*args), p.materialize())
-    else:
-        args = (p.planes, p.coat_scales, key.k0, key.k1, 45, p.dist.code, p.scale)
-        torch.library.opcheck(_ops.materialize_planes, args)
-        assert torch.equal(_ops.materialize_planes(*args), p.materialize())
+    op, w = _ops.weight_args(p)
+    op = getattr(_ops, f"materialize_{op}")
+    torch.library.opcheck(op, (*w, backend))
+    assert torch.equal(op(*w, backend), p.materialize())
+    assert torch.equal(op(*w, backend, 2, 5), p.materialize()[2:5])
+    assert op(*w, backend, 3, 3).shape == (0, 45)
 
 
 @pytest.mark.parametrize("fmt", ["binary", "frozen"])
@@ -184,13 +182,36 @@ def test_opcheck_row_range(fmt):
     """The convolution-group form: output rows [row_begin, row_end) of the weight."""
     p = make_packed(fmt, 12, 37, 2, "signed_constant")
     x = torch.randn(3, 37, requires_grad=True)
-    key, fkey = p.key, p.freeze_key
-    if fmt == "frozen":
-        args = (x, p.free_bits, p.offsets, None, key.k0, key.k1, fkey.k0, fkey.k1, 37, p.dist.code, p.scale,
-                p.prune_threshold, p.lock_threshold, "auto", 4, 9)
-        op = _ops.linear_frozen
-    else:
-        args = (x, p.planes, p.coat_scales, None, key.k0, key.k1, 37, p.dist.code, p.scale, "auto", 4, 9)
-        op = _ops.linear_planes
+    op, w = _ops.weight_args(p)
+    op = getattr(_ops, f"linear_{op}")
+    args = (x, None, *w, "auto", 4, 9)
     torch.library.opcheck(op, args)
     torch.testing.assert_close(op(*args), slt_linear_reference(x, p)[:, 4:9])
+
+
+def test_every_backend_implements_or_explains_every_op():
+    for b in dispatch.backends():
+        assert set(b.ops) | set(b.lacks) == set(dispatch.OPS), b.name
+        assert all(why for why in b.lacks.values()), b.name
+    assert set(dispatch.get("reference").ops) >= set(dispatch.OPS) - {"linear_grouped"}
+    with pytest.raises(ValueError, match="every op in dispatch.OPS"):
+        dispatch.register(dispatch.Backend("half", 1, "", lambda d: [], {"linear_planes": print}))
+
+
+@pytest.mark.parametrize("op", ["materialize_planes", "linear_int8_planes", "attention"])
+def test_ops_other_than_linear_dispatch_like_it(op, monkeypatch):
+    """Materialise, int8 and attention go through the registry: automatic choice, forced
+    backends, and the backend's reason where it lacks the op."""
+    assert dispatch.automatic(op, torch.device("cpu")).name == ("cpp" if "cpp" in BACKENDS else "reference")
+    with pytest.raises(RuntimeError, match=f"backend 'cuda' cannot run {op} on cpu"):
+        dispatch.select(op, torch.device("cpu"), "cuda")
+    called = []
+    b = dispatch.get("reference")
+    monkeypatch.setitem(b.ops, op, lambda *a: called.append(op) or torch.zeros(0))
+    p = make_packed("binary", 4, 40, 0, "signed_constant")
+    _, w = _ops.weight_args(p)
+    q = torch.randn(1, 2, 1, 8)
+    args = {"materialize_planes": (*w, "reference"), "linear_int8_planes": (torch.randn(2, 40), None, *w, "reference"),
+            "attention": (q, q, q, None, None, False, 1.0, "reference")}[op]
+    _ops.call(op, *args)
+    assert called == [op]

@@ -11,8 +11,8 @@ import golden  # noqa: E402
 import torch  # noqa: E402
 import triton.language as tl  # noqa: E402
 
-from slt_hw import kernels  # noqa: E402
-from slt_hw.contract import Key, derive_key, freeze_thresholds, words_per_row  # noqa: E402
+from slt_hw import _ops, kernels  # noqa: E402
+from slt_hw.contract import Dist, Key, derive_key, freeze_thresholds, words_per_row  # noqa: E402
 from slt_hw.reference import masks, prng  # noqa: E402
 
 kc = kernels.contract  # the @triton.jit helpers
@@ -176,6 +176,17 @@ def _nested_planes(n: int, k: int, c: int, seed: int) -> torch.Tensor:
     return torch.stack(planes).to(DEVICE)
 
 
+def _mat_planes(key, n, k, dist, scale, planes, g, rows=None, **kw):
+    """The kernel on slt_hw::materialize_planes' arguments."""
+    return kernels.materialize_planes(planes, g, key.k0, key.k1, k, Dist.parse(dist).code, scale,
+                                      *(rows or (0, n)), **kw)
+
+
+def _mat_frozen(key, fkey, n, k, dist, scale, free_bits, offsets, p, lk, rows=None, **kw):
+    return kernels.materialize_frozen(free_bits, offsets, key.k0, key.k1, fkey.k0, fkey.k1, k, Dist.parse(dist).code,
+                                      scale, p, lk, *(rows or (0, n)), **kw)
+
+
 @pytest.mark.parametrize("dist", DISTS)
 @pytest.mark.parametrize("shape,coats", [((5, 37), 1), ((19, 1100), 2), ((64, 1100), 3), ((3, 70), 3)])
 def test_materialize_planes(dist, shape, coats):
@@ -186,8 +197,10 @@ def test_materialize_planes(dist, shape, coats):
     for coat_scales in ([1.0] * coats, [0.75, -1.3, 2.5][:coats]):
         g = torch.tensor(coat_scales, dtype=torch.float32, device=DEVICE)
         want = masks.materialize_planes(key, n, k, dist, scale, planes, g)
-        got = kernels.materialize_planes(key, n, k, dist, scale, planes, g)
+        got = _mat_planes(key, n, k, dist, scale, planes, g)
         assert_bit_equal(got, want)
+        assert_bit_equal(_mat_planes(key, n, k, dist, scale, planes, g, (n // 3, n - n // 4)),
+                         want[n // 3:n - n // 4])
     # where no coat is set the weight is +0.0, never -0.0
     assert not (_bits(got) == -(2**31)).any()
 
@@ -201,7 +214,7 @@ def test_materialize_planes_high_bit_and_blocks():
     g = torch.ones(1, dtype=torch.float32, device=DEVICE)
     want = prng.generate(key, n, k, "uniform", 0.3, DEVICE)
     for bn, bk in ((1, 32), (8, 64), (16, 128)):
-        got = kernels.materialize_planes(key, n, k, "uniform", 0.3, planes, g, block_n=bn, block_k=bk)
+        got = _mat_planes(key, n, k, "uniform", 0.3, planes, g, block_n=bn, block_k=bk)
         assert_bit_equal(got, want)
 
 
@@ -224,9 +237,11 @@ def test_materialize_frozen(dist, shape, p_prune, p_lock, block_n):
     offsets = masks.frozen_offsets(fkey, n, k, p, lk, DEVICE)
     scale = 0.021
     want = masks.materialize_frozen(key, fkey, n, k, dist, scale, free_bits, p, lk)
-    got = kernels.materialize_frozen(key, fkey, n, k, dist, scale, free_bits, offsets, p, lk,
-                                     block_n=block_n)
+    got = _mat_frozen(key, fkey, n, k, dist, scale, free_bits, offsets, p, lk, block_n=block_n)
     assert_bit_equal(got, want)
+    rows = (n // 3, n - n // 4)
+    assert_bit_equal(_mat_frozen(key, fkey, n, k, dist, scale, free_bits, offsets, p, lk, rows, block_n=block_n),
+                     want[rows[0]:rows[1]])
 
 
 @pytest.mark.parametrize("p_prune,p_lock", [(1.0, 0.0), (0.0, 1.0)])
@@ -237,24 +252,25 @@ def test_materialize_frozen_no_free_weights(p_prune, p_lock):
     offsets = masks.frozen_offsets(fkey, n, k, p, lk, DEVICE)
     assert int(offsets.abs().sum()) == 0
     empty = torch.zeros(0, dtype=torch.int32, device=DEVICE)
-    got = kernels.materialize_frozen(key, fkey, n, k, "normal", 0.5, empty, offsets, p, lk)
+    got = _mat_frozen(key, fkey, n, k, "normal", 0.5, empty, offsets, p, lk)
     want = masks.materialize_frozen(key, fkey, n, k, "normal", 0.5, torch.zeros(1, dtype=torch.int32,
                                     device=DEVICE), p, lk)
     assert_bit_equal(got, want)
 
 
 def test_argument_checks():
+    """materialise is checked by its op (before the kernel); the dense utilities check their own."""
     key = Key(1, 2)
     planes = torch.zeros(1, 2, 2, dtype=torch.int32, device=DEVICE)
     g = torch.ones(1, dtype=torch.float32, device=DEVICE)
-    with pytest.raises(ValueError, match="planes"):
-        kernels.materialize_planes(key, 2, 33, "uniform", 1.0, planes.to(torch.int64), g)
+    with pytest.raises(TypeError, match="planes"):
+        _ops.call("materialize_planes", planes.to(torch.int64), g, 1, 2, 33, 1, 1.0, "triton")
     with pytest.raises(ValueError, match="coat_scales"):
-        kernels.materialize_planes(key, 2, 33, "uniform", 1.0, planes, torch.ones(2, device=DEVICE))
+        _ops.call("materialize_planes", planes, torch.ones(2, device=DEVICE), 1, 2, 33, 1, 1.0, "triton")
     with pytest.raises(ValueError, match="offsets"):
-        kernels.materialize_frozen(key, key, 2, 33, "uniform", 1.0, planes.reshape(-1),
-                                   torch.zeros(2, 2, dtype=torch.int64, device=DEVICE), 0, 0)
-    with pytest.raises(ValueError, match="thresholds"):
+        _ops.call("materialize_frozen", planes.reshape(-1), torch.zeros(2, 2, dtype=torch.int64, device=DEVICE),
+                  1, 2, 1, 2, 33, 1, 1.0, 0, 0, "triton")
+    with pytest.raises(ValueError, match="lock_threshold"):
         kernels.freeze_states(key, 2, 33, 10, 5, DEVICE)
     with pytest.raises(ValueError, match="dist"):
         kernels.generate_weights(key, 2, 33, "gaussian", 1.0, DEVICE)

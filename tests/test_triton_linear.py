@@ -11,7 +11,7 @@ triton = pytest.importorskip("triton")
 import torch  # noqa: E402
 from packing import random_packed  # noqa: E402
 
-from slt_hw import ops  # noqa: E402
+from slt_hw import _ops, ops  # noqa: E402
 from slt_hw.formats import Format  # noqa: E402
 from slt_hw.kernels import linear  # noqa: E402
 
@@ -26,12 +26,11 @@ def _packed(fmt: str, dist: str, n: int, k: int, seed: int = 7):
     return random_packed(fmt, dist, n, k, seed=seed, name=f"lin.{fmt}.{dist}", device=DEVICE)
 
 
-def _fused(x, pw, bias=None, **kw):
-    if pw.format is Format.FROZEN:
-        return linear.linear_frozen(x, pw.free_bits, pw.offsets, bias, pw.key, pw.freeze_key, pw.in_features,
-                                    pw.dist, pw.scale, pw.prune_threshold, pw.lock_threshold, **kw)
-    return linear.linear_planes(x, pw.planes, pw.coat_scales, bias, pw.key, pw.in_features, pw.dist, pw.scale,
-                                **kw)
+def _fused(x, pw, bias=None, rows=None, **kw):
+    """The kernel on the op's arguments (as slt_hw._ops checks them)."""
+    _, w = _ops.weight_args(pw)
+    fn = linear.linear_frozen if pw.format is Format.FROZEN else linear.linear_planes
+    return fn(x, bias, *w, *(rows or (0, pw.out_features)), **kw)
 
 
 def _x(m, k, dtype=torch.float32, seed=0):
@@ -138,32 +137,38 @@ def test_registered_backend_and_compile():
 
 
 def test_argument_checks():
+    """The op checks the arguments before the kernel runs; the kernel checks its own knobs."""
     pw = _packed("binary", "uniform", 4, 40)
     fz = _packed("frozen", "uniform", 4, 40)
     x = _x(2, 40)
+    planes, coat_scales, *scalars = _ops.weight_args(pw)[1]
+    free_bits, offsets, *fscalars = _ops.weight_args(fz)[1]
+
+    def op(name, *args, rows=(0, None)):
+        return _ops.call(name, *args, "triton", *rows)
+
     with pytest.raises(TypeError, match="x"):
-        _fused(x.to(torch.int32), pw)
+        op("linear_planes", x.to(torch.int32), None, planes, coat_scales, *scalars)
     with pytest.raises(ValueError, match="x"):
-        _fused(_x(2, 41), pw)
+        op("linear_planes", _x(2, 41), None, planes, coat_scales, *scalars)
     with pytest.raises(ValueError, match="rows"):
-        _fused(x, pw, rows=(3, 5))
+        op("linear_planes", x, None, planes, coat_scales, *scalars, rows=(3, 5))
+    with pytest.raises(ValueError, match="bias"):
+        op("linear_planes", x, torch.zeros(5, device=DEVICE), planes, coat_scales, *scalars)
+    with pytest.raises(TypeError, match="planes"):
+        op("linear_planes", x, None, planes.to(torch.int64), coat_scales, *scalars)
+    with pytest.raises(ValueError, match="coat_scales"):
+        op("linear_planes", x, None, planes, torch.ones(2, device=DEVICE), *scalars)
+    with pytest.raises(ValueError, match="offsets"):
+        op("linear_frozen", x, None, free_bits, offsets[:, :0], *fscalars)
+    with pytest.raises(ValueError, match="lock_threshold"):
+        op("linear_frozen", x, None, free_bits, offsets, *fscalars[:-2], 9, 3)
+    with pytest.raises(ValueError, match="dist"):
+        op("linear_planes", x, None, planes, coat_scales, *scalars[:3], 9, scalars[4])
     with pytest.raises(ValueError, match="path"):
         _fused(x, pw, path="gemmv")
     with pytest.raises(ValueError, match="split_k"):
         _fused(x, pw, path="gemv", split_k=0)
-    with pytest.raises(ValueError, match="bias"):
-        _fused(x, pw, torch.zeros(5, device=DEVICE))
-    with pytest.raises(ValueError, match="planes"):
-        linear.linear_planes(x, pw.planes.to(torch.int64), pw.coat_scales, None, pw.key, 40, "uniform", 1.0)
-    with pytest.raises(ValueError, match="coat_scales"):
-        linear.linear_planes(x, pw.planes, torch.ones(2, device=DEVICE), None, pw.key, 40, "uniform", 1.0)
-    with pytest.raises(ValueError, match="offsets"):
-        linear.linear_frozen(x, fz.free_bits, fz.offsets[:, :0], None, fz.key, fz.freeze_key, 40, "uniform", 1.0,
-                             fz.prune_threshold, fz.lock_threshold)
-    with pytest.raises(ValueError, match="thresholds"):
-        linear.linear_frozen(x, fz.free_bits, fz.offsets, None, fz.key, fz.freeze_key, 40, "uniform", 1.0, 9, 3)
-    with pytest.raises(ValueError, match="dist"):
-        linear.linear_planes(x, pw.planes, pw.coat_scales, None, pw.key, 40, "gaussian", 1.0)
 
 
 def test_autotune_configs():

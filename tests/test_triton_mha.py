@@ -16,7 +16,7 @@ import torch  # noqa: E402
 from packing import random_packed  # noqa: E402
 from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 
-from slt_hw import ops  # noqa: E402
+from slt_hw import _ops, ops  # noqa: E402
 from slt_hw.kernels import linear_grouped  # noqa: E402
 from slt_hw.kernels.attention import flash_attention  # noqa: E402
 from slt_hw.mha import KVCache, slt_mha, slt_mha_reference  # noqa: E402
@@ -124,15 +124,18 @@ def test_flash_attention_matches_math(case, dtype):
 
 
 def test_flash_attention_strided_views_and_errors():
+    """Shapes and masks are checked by the attention op; the kernel checks its own limits."""
     qkv = torch.randn(2, 9, 3 * 2 * 16, device=DEVICE)  # one projection buffer, heads interleaved
     q, k, v = (qkv[..., i * 32:(i + 1) * 32].view(2, 9, 2, 16) for i in range(3))
     _close(flash_attention(q, k, v, causal=True), _attn_ref(q, k, v, True, None), torch.float32)
-    with pytest.raises(ValueError, match="k: expected"):
-        flash_attention(q, k[:, :, :1], v)
+    _close(_ops.call("attention", q, k, v, None, None, True, 0.25, "triton"), _attn_ref(q, k, v, True, None),
+           torch.float32)
+    with pytest.raises(ValueError, match="k, v: expected"):
+        _ops.call("attention", q, k[:, :, :1], v, None, None, False, 0.25, "triton")
+    with pytest.raises(ValueError, match="key_padding_mask"):
+        _ops.call("attention", q, k, v, torch.zeros(2, 9, device=DEVICE), None, False, 0.25, "triton")
     with pytest.raises(ValueError, match="causal attention needs T <= S"):
         flash_attention(q, k[:, :4], v[:, :4], causal=True)
-    with pytest.raises(ValueError, match="key_padding_mask"):
-        flash_attention(q, k, v, key_padding_mask=torch.zeros(2, 9, device=DEVICE))
     with pytest.raises(ValueError, match="unit stride"):
         flash_attention(q.transpose(2, 3), k, v)
 

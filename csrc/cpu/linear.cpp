@@ -1,7 +1,6 @@
 // Validation, ISA choice and threading of the fused linear (linear.h).
 #include "linear.h"
 
-#include <cmath>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -11,7 +10,6 @@
 #include <omp.h>
 #endif
 
-#include "../core/slt_contract.h"
 
 namespace slt {
 namespace cpu {
@@ -100,30 +98,15 @@ namespace {
 void fail(const std::string& msg) { throw std::invalid_argument(msg); }
 
 void validate(const LinearProblem& p) {
-  if (p.N < 1 || p.K < 1 || !geometry_ok(uint64_t(p.N), uint64_t(p.K)))
-    fail("weight shape (" + std::to_string(p.N) + ", " + std::to_string(p.K) +
-         "): need N, K >= 1 and N * 32 * ceil(K/32) <= 2**32");
+  for (const std::string& e : {check_weight(p, p.M > 0), check_rows(p.N, p.row_begin, p.row_end)})
+    if (!e.empty()) fail(e);
   if (p.M < 0) fail("x: negative number of rows");
   const bool int8 = p.xq != nullptr;
   if (p.M > 0 && ((int8 ? (p.xscale == nullptr) : (p.x == nullptr)) || p.y == nullptr)) fail("x/y: null pointer");
   if (int8 && p.dist != kSignedConstant)
     fail("dist: int8 activations need the signed_constant distribution (weights in {-s, 0, +s})");
   if (p.ldx < p.K) fail("x: row stride smaller than in_features");
-  if (p.row_begin < 0 || p.row_begin >= p.row_end || p.row_end > p.N)
-    fail("rows: [" + std::to_string(p.row_begin) + ", " + std::to_string(p.row_end) + ") is not a non-empty range within [0, " +
-         std::to_string(p.N) + ")");
   if (p.ldy < p.row_end - p.row_begin) fail("y: row stride smaller than the number of output rows");
-  if (p.dist != kSignedConstant && p.dist != kUniform && p.dist != kNormal)
-    fail("dist code " + std::to_string(p.dist) + ": expected 0, 1 or 2");
-  if (!std::isfinite(p.scale) || !(p.scale > 0.0f)) fail("scale: expected a finite float32 > 0");
-  if (p.planes != nullptr) {
-    if (p.C < 1 || p.coat_scales == nullptr) fail("planes: expected >= 1 coat and coat_scales");
-  } else {
-    if (p.offsets == nullptr) fail("offsets: null pointer (frozen format)");
-    if (p.free_words < 1 || p.free_bits == nullptr) fail("free_bits: expected at least one word");
-    if (p.prune_thr > p.lock_thr || p.lock_thr > 65536u)
-      fail("freeze thresholds: expected 0 <= prune_thr <= lock_thr <= 65536");
-  }
 }
 
 }  // namespace
@@ -131,7 +114,7 @@ void validate(const LinearProblem& p) {
 void slt_linear(const LinearProblem& p, Isa isa, int threads) {
   validate(p);
   if (!isa_supported(isa)) fail(std::string("isa: this CPU does not support ") + isa_name(isa));
-  if (p.M == 0) return;
+  if (p.M == 0 || p.row_end == p.row_begin) return;
   const int64_t W = (p.K + 31) / 32, Kp = 32 * W;
   const bool int8 = p.xq != nullptr;
   // x copied once into zero-padded rows: every 32-column word load is in bounds.

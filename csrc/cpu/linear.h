@@ -15,6 +15,8 @@
 
 #include <cstdint>
 
+#include "../core/weight_desc.h"
+
 namespace slt {
 namespace cpu {
 
@@ -31,7 +33,8 @@ constexpr int64_t kBlockWords = 32;  // large-batch column block: the frozen off
 constexpr int64_t kBlockCols = 32 * kBlockWords;
 constexpr int64_t kChunkRows = 64;   // large batch: activation rows per pass (kept in L2)
 
-struct LinearProblem {
+// The weight (N, K, keys, masks) is the WeightDesc part; the rest is this call's.
+struct LinearProblem : WeightDesc {
   const float* x = nullptr;  // (M, K), row stride ldx
   // int8 activations (signed constant only): x quantized per row, x[m, k] ~ xq[m, k] * xscale[m]
   const int8_t* xq = nullptr;
@@ -39,23 +42,10 @@ struct LinearProblem {
   int64_t M = 0, ldx = 0;
   float* y = nullptr;  // (M, row_end - row_begin), row stride ldy
   int64_t ldy = 0;
-  int64_t N = 0, K = 0;
-  uint32_t k0 = 0, k1 = 0;
-  int dist = 0;
-  float scale = 0.0f;
   // computed rows [row_begin, row_end) of the weight (a convolution group); y and bias hold
   // row_end - row_begin columns. Counters still use the absolute row.
   int64_t row_begin = 0, row_end = 0;
   const float* bias = nullptr;  // (row_end - row_begin) or null
-  // binary / multicoat: planes (C, N, W) nested bit-planes, coat_scales (C)
-  const int32_t* planes = nullptr;
-  int64_t C = 0;
-  const float* coat_scales = nullptr;
-  // frozen: free-bit stream, offsets (N, ceil(W/32)), freeze key and thresholds (lock = P + L)
-  const int32_t* free_bits = nullptr;
-  int64_t free_words = 0;
-  const int64_t* offsets = nullptr;
-  uint32_t fk0 = 0, fk1 = 0, prune_thr = 0, lock_thr = 0;
 };
 
 bool isa_supported(Isa isa);
@@ -73,22 +63,16 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads);
 int64_t scratch_floats(int64_t K, bool blocked);
 // The int8 variants take `xq` copied to (M, Kp) int8 with zero padding. Both copies have 64
 // bytes of slack after the last row (a 64-byte load may run past a row's end into it).
-namespace scalar {
-bool rows(const LinearProblem& p, const float* xp, float* scratch, int64_t n0, int64_t n1);
-bool rows_int8(const LinearProblem& p, const int8_t* xq, float* scratch, int64_t n0, int64_t n1);
-}
-namespace avx2 {
-bool rows(const LinearProblem& p, const float* xp, float* scratch, int64_t n0, int64_t n1);
-bool rows_int8(const LinearProblem& p, const int8_t* xq, float* scratch, int64_t n0, int64_t n1);
-}
-namespace avx512 {
-bool rows(const LinearProblem& p, const float* xp, float* scratch, int64_t n0, int64_t n1);
-bool rows_int8(const LinearProblem& p, const int8_t* xq, float* scratch, int64_t n0, int64_t n1);
-}
-namespace avx512vnni {
-bool rows(const LinearProblem& p, const float* xp, float* scratch, int64_t n0, int64_t n1);
-bool rows_int8(const LinearProblem& p, const int8_t* xq, float* scratch, int64_t n0, int64_t n1);
-}
+#define SLT_HW_ROW_KERNELS(isa)                                                                  \
+  namespace isa {                                                                                \
+  bool rows(const LinearProblem& p, const float* xp, float* scratch, int64_t n0, int64_t n1);      \
+  bool rows_int8(const LinearProblem& p, const int8_t* xq, float* scratch, int64_t n0, int64_t n1); \
+  }
+SLT_HW_ROW_KERNELS(scalar)
+SLT_HW_ROW_KERNELS(avx2)
+SLT_HW_ROW_KERNELS(avx512)
+SLT_HW_ROW_KERNELS(avx512vnni)
+#undef SLT_HW_ROW_KERNELS
 
 }  // namespace cpu
 }  // namespace slt

@@ -60,7 +60,7 @@ constexpr int64_t kI8Rows = 4;  // activation rows per int8 pass (2 accumulators
 
 // Byte j of the result is 0xFF iff bit j of *word is set. Broadcast straight from memory: a
 // load-port µop, where a word already in a register costs two shuffle-port µops (vmovd +
-// vpbroadcastd) on the ports the expansion itself needs (22 % faster at batch 1 on Zen 3).
+// vpbroadcastd) on the ports the expansion itself needs (measured: docs/benchmarks.md).
 inline __m256i expand_bytes(const uint32_t* word) {
   const __m256i shuf = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3,
                                         3, 3, 3, 3, 3, 3);
@@ -216,8 +216,8 @@ RowDesc make_desc(const LinearProblem& p, const RowScratch& s, int64_t n, uint32
 // the per-word path has no branches but the skip.
 // TABLE: signs from kSigns (fewer vector ops: best when few activation rows share the word) or
 // from a shift and a blend (fewer loads: better when many rows keep the load ports busy).
-// CODES (signed constant, one plane): from the sign codes, fewest µops per word. Measured on Zen 3:
-// 25 % faster at one activation row, about 10 % at two; no gain once more rows share the weights.
+// CODES (signed constant, one plane): from the sign codes, fewest µops per word: faster at one or
+// two activation rows, no gain once more rows share the weights (docs/benchmarks.md).
 template <bool SC, bool ONE, bool FRZ, bool TABLE = true, bool CODES = false>
 inline bool word_weights(const RowDesc& d, int64_t w, int64_t wl, __m256* wv) {
   const uint32_t any = FRZ ? d.em[wl] : uint32_t(d.row_planes[w]);  // coats are nested
@@ -306,9 +306,7 @@ using WordWeights = bool (*)(const RowDesc&, int64_t, int64_t, __m256*);
 // ---------------------------------------------------------------------------- large batch
 // Outer-product micro-kernel (BLIS-style): 6 activation rows x a panel of 16 weight rows, 12 ymm
 // accumulators. Per column k, two loads of the k-major panel and six broadcasts of x feed 12
-// FMAs, and the 6 x 16 tile is added to y with no horizontal sums. (The dot-product form it
-// replaced, 4 x 3 rows with 12 FMAs per 7 vector loads and a horizontal sum per output, ran at
-// 65-78 % of this core's FMA peak; this one: see docs/benchmarks.md.)
+// FMAs, and the 6 x 16 tile is added to y with no horizontal sums (speed: docs/benchmarks.md).
 constexpr int64_t kMr = 6, kPanel = 16;
 
 template <int MR>

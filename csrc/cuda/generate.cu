@@ -20,21 +20,12 @@ constexpr int64_t kMaxGrid = 0x7FFFFFFF;
 
 enum Mode { kGenerate = 0, kPlanes = 1, kFrozen = 2 };
 
-struct Params {
+// The weight plus what the launch derives from it (kernel arguments are copied by value).
+struct Params : WeightDesc {
   float* out;
-  int64_t n, K, row_begin, rows, nb;  // nb: 1024-column blocks per row
-  uint32_t k0, k1, W, half;           // half = Kp / 2
-  int dist;
-  float scale;
-  // planes
-  const int32_t* planes;
-  const float* coat_scales;
-  int64_t C;
-  // frozen
-  const int32_t* free_bits;
-  int64_t free_bits_total;  // in bits
-  const int64_t* offsets;
-  uint32_t fk0, fk1, prune_thr, lock_thr;
+  int64_t row_begin, rows, nb;  // nb: 1024-column blocks per row
+  uint32_t W, half;             // half = Kp / 2
+  int64_t free_bits_total;      // frozen: the stream's length in bits
   int* error_flag;
 };
 
@@ -79,7 +70,7 @@ __global__ void __launch_bounds__(kThreadsPerBlock) block_kernel(Params p) {
 
       if (M == kPlanes) {
         const int32_t* pw = p.planes + int64_t(row) * p.W + c / 32u;
-        const int64_t stride = p.n * int64_t(p.W);
+        const int64_t stride = p.N * int64_t(p.W);
         float m0 = 0.0f, m1 = 0.0f;
         for (int64_t i = 0; i < p.C; ++i) {
           const uint32_t word = in0 ? uint32_t(__ldg(pw + i * stride)) : 0u;
@@ -144,29 +135,17 @@ __global__ void __launch_bounds__(kThreadsPerBlock)
   }
 }
 
-bool valid_common(int64_t n, int64_t K, int dist, float scale, int64_t row_begin,
-                  int64_t row_end) {
-  if (n < 1 || K < 1 || !geometry_ok(uint64_t(n), uint64_t(K))) return false;
-  if (row_begin < 0 || row_begin > row_end || row_end > n) return false;
-  if (dist != kSignedConstant && dist != kUniform && dist != kNormal) return false;
-  return scale > 0.0f && scale <= 3.402823466e38f;  // finite and > 0 (false for NaN)
-}
-
-Params base_params(float* out, int64_t n, int64_t K, uint32_t k0, uint32_t k1, int dist,
-                   float scale, int64_t row_begin, int64_t row_end) {
+Params params(float* out, const WeightDesc& w, int64_t row_begin, int64_t row_end, int* error_flag) {
   Params p{};
+  static_cast<WeightDesc&>(p) = w;
   p.out = out;
-  p.n = n;
-  p.K = K;
   p.row_begin = row_begin;
   p.rows = row_end - row_begin;
-  p.W = words_per_row(uint32_t(K));
-  p.nb = offset_blocks_per_row(uint32_t(K));
-  p.half = padded_cols(uint32_t(K)) / 2u;
-  p.k0 = k0;
-  p.k1 = k1;
-  p.dist = dist;
-  p.scale = scale;
+  p.W = words_per_row(uint32_t(w.K));
+  p.nb = offset_blocks_per_row(uint32_t(w.K));
+  p.half = padded_cols(uint32_t(w.K)) / 2u;
+  p.free_bits_total = w.free_words * 32;
+  p.error_flag = error_flag;
   return p;
 }
 
@@ -184,64 +163,31 @@ cudaError_t launch(const Params& p, cudaStream_t stream) {
 
 }  // namespace
 
-cudaError_t generate_weights(float* out, int64_t n, int64_t K, uint32_t k0, uint32_t k1, int dist,
-                             float scale, int64_t row_begin, int64_t row_end,
+cudaError_t generate_weights(float* out, const WeightDesc& w, int64_t row_begin, int64_t row_end,
                              cudaStream_t stream) {
-  if (!valid_common(n, K, dist, scale, row_begin, row_end)) return cudaErrorInvalidValue;
+  if (!check_values(w).empty() || !check_rows(w.N, row_begin, row_end).empty()) return cudaErrorInvalidValue;
   if (out == nullptr && row_end > row_begin) return cudaErrorInvalidValue;
-  return launch<kGenerate>(base_params(out, n, K, k0, k1, dist, scale, row_begin, row_end),
-                           stream);
+  return launch<kGenerate>(params(out, w, row_begin, row_end, nullptr), stream);
 }
 
-cudaError_t freeze_states(uint8_t* out, int64_t n, int64_t K, uint32_t fk0, uint32_t fk1,
-                          uint32_t prune_thr, uint32_t lock_thr, cudaStream_t stream) {
-  if (n < 1 || K < 1 || !geometry_ok(uint64_t(n), uint64_t(K)) || out == nullptr)
+cudaError_t freeze_states(uint8_t* out, const WeightDesc& w, cudaStream_t stream) {
+  if (!check_geometry(w.N, w.K).empty() || !check_thresholds(w.prune_thr, w.lock_thr).empty() || out == nullptr)
     return cudaErrorInvalidValue;
-  if (prune_thr > lock_thr || lock_thr > 65536u) return cudaErrorInvalidValue;
-  const uint32_t half = padded_cols(uint32_t(K)) / 2u;
-  const int64_t total = n * int64_t(half);
+  const uint32_t half = padded_cols(uint32_t(w.K)) / 2u;
+  const int64_t total = w.N * int64_t(half);
   const int64_t blocks = (total + kThreadsPerBlock - 1) / kThreadsPerBlock;
-  freeze_states_kernel<<<unsigned(blocks < kMaxGrid ? blocks : kMaxGrid), kThreadsPerBlock, 0,
-                         stream>>>(out, n, uint32_t(K), half, fk0, fk1, prune_thr, lock_thr);
+  freeze_states_kernel<<<unsigned(blocks < kMaxGrid ? blocks : kMaxGrid), kThreadsPerBlock, 0, stream>>>(
+      out, w.N, uint32_t(w.K), half, w.fk0, w.fk1, w.prune_thr, w.lock_thr);
   return cudaGetLastError();
 }
 
-cudaError_t materialize_planes(float* out, const int32_t* planes, int64_t C,
-                               const float* coat_scales, int64_t n, int64_t K, uint32_t k0,
-                               uint32_t k1, int dist, float scale, int64_t row_begin,
-                               int64_t row_end, cudaStream_t stream) {
-  if (!valid_common(n, K, dist, scale, row_begin, row_end) || C < 1)
-    return cudaErrorInvalidValue;
-  if (row_end > row_begin && (out == nullptr || planes == nullptr || coat_scales == nullptr))
-    return cudaErrorInvalidValue;
-  Params p = base_params(out, n, K, k0, k1, dist, scale, row_begin, row_end);
-  p.planes = planes;
-  p.coat_scales = coat_scales;
-  p.C = C;
-  return launch<kPlanes>(p, stream);
-}
-
-cudaError_t materialize_frozen(float* out, const int32_t* free_bits, int64_t free_words,
-                               const int64_t* offsets, int64_t n, int64_t K, uint32_t k0,
-                               uint32_t k1, uint32_t fk0, uint32_t fk1, uint32_t prune_thr,
-                               uint32_t lock_thr, int dist, float scale, int64_t row_begin,
-                               int64_t row_end, int* error_flag, cudaStream_t stream) {
-  if (!valid_common(n, K, dist, scale, row_begin, row_end) || free_words < 0)
-    return cudaErrorInvalidValue;
-  if (prune_thr > lock_thr || lock_thr > 65536u) return cudaErrorInvalidValue;
-  if (row_end > row_begin && (out == nullptr || offsets == nullptr ||
-                              (free_words > 0 && free_bits == nullptr)))
-    return cudaErrorInvalidValue;
-  Params p = base_params(out, n, K, k0, k1, dist, scale, row_begin, row_end);
-  p.free_bits = free_bits;
-  p.free_bits_total = free_words * 32;
-  p.offsets = offsets;
-  p.fk0 = fk0;
-  p.fk1 = fk1;
-  p.prune_thr = prune_thr;
-  p.lock_thr = lock_thr;
-  p.error_flag = error_flag;
-  return launch<kFrozen>(p, stream);
+cudaError_t materialize(float* out, const WeightDesc& w, int64_t row_begin, int64_t row_end, int* error_flag,
+                        cudaStream_t stream) {
+  const bool rows = row_end > row_begin;
+  if (!check_weight(w, rows).empty() || !check_rows(w.N, row_begin, row_end).empty()) return cudaErrorInvalidValue;
+  if (rows && out == nullptr) return cudaErrorInvalidValue;
+  const Params p = params(out, w, row_begin, row_end, error_flag);
+  return w.frozen() ? launch<kFrozen>(p, stream) : launch<kPlanes>(p, stream);
 }
 
 }  // namespace cuda

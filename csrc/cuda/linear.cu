@@ -9,8 +9,9 @@
 //    regenerates its 64x32 weight tile into shared memory (two threads per row, 16 columns each),
 //    then fp16/bf16 WMMA tensor-core fragments with fp32 accumulators; fp32 activations use FMA.
 //
-// The kernels are also compiled at run time by NVRTC (slt_hw/backends/cupy_backend.py): host
-// code sits behind __CUDACC_RTC__ and the entry points are templates named by name expressions.
+// The kernels are also compiled at run time by NVRTC (slt_hw/backends/cupy.py, from the copy
+// installed as slt_hw/csrc): host code sits behind __CUDACC_RTC__ and the entry points are
+// templates named by name expressions.
 #include "core/slt_contract.h"
 
 #include <cuda_bf16.h>
@@ -421,13 +422,13 @@ cudaError_t launch_linear(const LinearArgs& a, cudaStream_t stream) {
     const dim3 grid(unsigned((rows + 3) / 4), unsigned(splits));
     slt_gemv<T, FROZEN><<<grid, kLinearThreads, 0, stream>>>(
         x, a.M, a.ldx, a.out, a.bias, a.planes, a.C, a.coat_scales, a.free_bits, a.free_words * 32,
-        a.offsets, a.fk0, a.fk1, a.prune_thr, a.lock_thr, a.n, K, a.k0, a.k1, a.dist, a.scale,
+        a.offsets, a.fk0, a.fk1, a.prune_thr, a.lock_thr, a.N, K, a.k0, a.k1, a.dist, a.scale,
         a.row_begin, rows, bps);
   } else {
     const dim3 grid(unsigned((a.M + kTile - 1) / kTile), unsigned((rows + kTile - 1) / kTile));
     slt_gemm<T, FROZEN><<<grid, kLinearThreads, 0, stream>>>(
         x, a.M, a.ldx, a.out, a.bias, a.planes, a.C, a.coat_scales, a.free_bits, a.free_words * 32,
-        a.offsets, a.fk0, a.fk1, a.prune_thr, a.lock_thr, a.n, K, a.k0, a.k1, a.dist, a.scale,
+        a.offsets, a.fk0, a.fk1, a.prune_thr, a.lock_thr, a.N, K, a.k0, a.k1, a.dist, a.scale,
         a.row_begin, rows);
   }
   return cudaGetLastError();
@@ -446,21 +447,12 @@ cudaError_t dispatch_dtype(const LinearArgs& a, cudaStream_t stream) {
 }  // namespace
 
 cudaError_t linear(const LinearArgs& a, cudaStream_t stream) {
-  if (a.n < 1 || a.K < 1 || !geometry_ok(uint64_t(a.n), uint64_t(a.K))) return cudaErrorInvalidValue;
-  if (a.row_begin < 0 || a.row_begin > a.row_end || a.row_end > a.n || a.M < 0) return cudaErrorInvalidValue;
-  if (a.dist != kSignedConstant && a.dist != kUniform && a.dist != kNormal) return cudaErrorInvalidValue;
-  if (!(a.scale > 0.0f && a.scale <= 3.402823466e38f)) return cudaErrorInvalidValue;
-  if (a.path < 0 || a.path > 2 || (a.path == 1 && a.M > kGemvMaxBatch)) return cudaErrorInvalidValue;
+  if (!check_weight(a, a.M > 0 && a.row_end > a.row_begin).empty() || !check_rows(a.N, a.row_begin, a.row_end).empty())
+    return cudaErrorInvalidValue;
+  if (a.M < 0 || a.path < 0 || a.path > 2 || (a.path == 1 && a.M > kGemvMaxBatch)) return cudaErrorInvalidValue;
   if (a.M == 0 || a.row_end == a.row_begin) return cudaSuccess;
   if (a.x == nullptr || a.out == nullptr || a.ldx < a.K) return cudaErrorInvalidValue;
-  if (a.frozen) {
-    if (a.prune_thr > a.lock_thr || a.lock_thr > 65536u || a.offsets == nullptr || a.free_words < 0 ||
-        (a.free_words > 0 && a.free_bits == nullptr))
-      return cudaErrorInvalidValue;
-    return dispatch_dtype<true>(a, stream);
-  }
-  if (a.C < 1 || a.planes == nullptr || a.coat_scales == nullptr) return cudaErrorInvalidValue;
-  return dispatch_dtype<false>(a, stream);
+  return a.frozen() ? dispatch_dtype<true>(a, stream) : dispatch_dtype<false>(a, stream);
 }
 #endif  // __CUDACC_RTC__
 

@@ -13,7 +13,8 @@ import math
 import torch
 from torch import nn
 
-from ..mha import KVCache, _allowed, slt_mha
+from ..mha import KVCache, slt_mha
+from ..reference.attention import allowed_mask
 from .base import SLTLinear
 from .packed_layers import SLTPackedLayer
 
@@ -118,7 +119,7 @@ class SLTMultiheadAttention(nn.Module):
         k, v = k.transpose(1, 2), v.transpose(1, 2)
         if attn_mask is not None and tuple(attn_mask.shape) != (t, s):
             raise ValueError(f"attn_mask: expected shape ({t}, {s}), got {tuple(attn_mask.shape)}")
-        allowed, add = _allowed(b, t, s, is_causal, kpm, attn_mask, query.device)
+        allowed, add = allowed_mask(b, t, s, is_causal, kpm, attn_mask, query.device)
         logits = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(self.head_dim))  # (B, H, T, S)
         if add is not None:
             logits = logits + add

@@ -5,9 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .. import _ops, dispatch
+from .. import _ops
 from ..formats import Format, PackedWeight
-from ..ops import _check_linear_inputs
 
 
 class SLTPackedLinear(nn.Module):
@@ -34,9 +33,8 @@ class SLTPackedLinear(nn.Module):
             self.register_buffer("planes", packed.planes)
             self.register_buffer("coat_scales", packed.coat_scales)
         self.bias = None if bias is None else nn.Parameter(bias.detach().clone(), requires_grad=False)
-        key, fkey = packed.key, packed.freeze_key
-        self._scalars = (key.k0, key.k1, fkey.k0, fkey.k1, packed.dist.code, packed.scale,
-                         packed.prune_threshold, packed.lock_threshold)
+        fmt, w = _ops.weight_args(packed)
+        self._op, self._scalars = f"linear_{fmt}", w[2:]  # the op; keys, geometry, value rule (not the masks)
 
     @property
     def packed(self) -> PackedWeight:
@@ -52,18 +50,15 @@ class SLTPackedLinear(nn.Module):
         self._meta = p
         return p
 
+    def weight_args(self) -> tuple:
+        """The op's argument block of this layer's weight (its buffers as they are now)."""
+        masks = (self.free_bits, self.offsets) if self.format is Format.FROZEN else (self.planes, self.coat_scales)
+        return (*masks, *self._scalars)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        k0, k1, fk0, fk1, dist, scale, prune, lock = self._scalars
-        backend = dispatch.requested(self.backend)
-        if torch.compiler.is_compiling():
-            torch._check(x.shape[-1] == self.in_features)
-        else:
-            _check_linear_inputs(x, self.packed, self.bias)
-        if self.format is Format.FROZEN:
-            return _ops.linear_frozen(x, self.free_bits, self.offsets, self.bias, k0, k1, fk0, fk1,
-                                      self.in_features, dist, scale, prune, lock, backend)
-        return _ops.linear_planes(x, self.planes, self.coat_scales, self.bias, k0, k1, self.in_features,
-                                  dist, scale, backend)
+        if not torch.compiler.is_compiling():
+            _ = self.packed  # re-validates buffers that were moved or replaced
+        return _ops.call(self._op, x, self.bias, *self.weight_args(), self.backend or "auto", 0, None)
 
     def extra_repr(self) -> str:
         p = self._meta

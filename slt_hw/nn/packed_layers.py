@@ -1,17 +1,17 @@
-"""Inference forms of the search layers: seeds + packed masks, forward through slt_hw.ops.
+"""Inference forms of the search layers: seeds + packed masks, forward through the ops.
 
 `SLTPackedLayer` wraps one SLTPackedLinear per mask copy (unshared folding masks share the
-weights: same seed and name) and applies it as a linear layer or, through im2col, as a 2-D
-convolution (the conv weight (out, in, kh, kw) is the contract's (out, in·kh·kw) matrix).
+weights: same seed and name) and applies it as a linear layer or as a 2-D convolution
+(slt_hw.ops.conv2d: the conv weight (out, in, kh, kw) is the contract's (out, in·kh·kw) matrix).
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..formats import PackedWeight
+from ..ops import conv2d
 from .packed import SLTPackedLinear
 
 
@@ -43,13 +43,8 @@ class SLTPackedLayer(nn.Module):
                 y = y + self.bias.to(torch.float32)
             return y.to(x.dtype)
         c = self.conv
-        b, _, hh, ww = x.shape
-        kh, kw = c["kernel_size"]
-        oh = (hh + 2 * c["padding"][0] - c["dilation"][0] * (kh - 1) - 1) // c["stride"][0] + 1
-        ow = (ww + 2 * c["padding"][1] - c["dilation"][1] * (kw - 1) - 1) // c["stride"][1] + 1
-        cols = F.unfold(x, (kh, kw), dilation=c["dilation"], padding=c["padding"], stride=c["stride"])
-        y = lin(cols.transpose(1, 2))  # (B, L, out)
-        y = y.transpose(1, 2).reshape(b, self.weight_shape[0], oh, ow)
+        y = conv2d(x, lin.packed, None, c["kernel_size"], c["stride"], c["padding"], c["dilation"],
+                   c.get("groups", 1), lin.backend)
         return y if self.bias is None else y + self.bias[:, None, None]
 
     def extra_repr(self) -> str:

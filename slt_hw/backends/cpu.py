@@ -1,0 +1,145 @@
+"""The cpp backend: the CPU kernels of slt_hw._C (csrc/cpu/). slt_linear (float or int8
+activations) regenerates the weights in registers and never materialises them (linear*.cpp);
+materialise writes W_eff with the contract's row/block kernels (generate.cpp); convolutions are
+im2col over that linear, attention is torch's SDPA.
+
+Functions take an op's arguments as slt_hw._ops checked them; the extension re-checks the
+contract before touching memory. Results are bit-identical to slt_hw.reference where no sum is
+involved (materialise; tests/test_cpp_contract.py). Threads: torch.get_num_threads().
+generate_weights / freeze_states are utilities (not ops) and check their own arguments.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import torch
+
+from .. import _ext
+from ..contract import Dist, Key, check_geometry, check_key, check_rows, check_scale, check_thresholds
+from ..dispatch import Backend, register
+from ..reference.quantize import quantize_activations
+from . import composite
+
+ISA_ENV = "SLT_HW_CPU_ISA"
+KNOWN_ISAS = ("scalar", "avx2", "avx512", "avx512vnni")
+
+
+def cpu_isas() -> list[str]:
+    """Instruction sets the fused kernels can use here, worst first (e.g. ['scalar', 'avx2',
+    'avx512']); 'auto' takes the last."""
+    return list(_ext.require().cpu_isas())
+
+
+def _isa(isa: str | None) -> str:
+    name = isa or os.environ.get(ISA_ENV, "auto") or "auto"
+    if name != "auto" and name not in cpu_isas():
+        source = "isa" if isa else ISA_ENV
+        if name in KNOWN_ISAS:
+            raise ValueError(f"{source}: this CPU does not support {name!r} (it supports {cpu_isas()})")
+        raise ValueError(f"{source}: expected 'auto' or one of {cpu_isas()} (what this CPU supports), got {name!r}")
+    return name
+
+
+def chosen_isa() -> str:
+    """The instruction set slt_linear runs with here: SLT_HW_CPU_ISA's, else the best this CPU has."""
+    name = _isa(None)
+    return _ext.require().build_info()["cpu_isa"] if name == "auto" else name
+
+
+def _ptr(t: torch.Tensor | None) -> int:
+    return 0 if t is None else t.data_ptr()
+
+
+def linear(x, bias, *rest, int8: bool = False, isa: str | None = None, threads: int | None = None) -> torch.Tensor:
+    """y = x W_eff[row_begin:row_end]ᵀ + bias in x's dtype (rest: the weight block, row_begin,
+    row_end). int8: x quantized per token (signed-constant weights), sums in integers."""
+    mod = _ext.require()
+    *w, r0, r1 = rest
+    desc, _alive = _ext.weight_desc(mod, w)  # the tensors behind desc's pointers
+    k = desc.k
+    x2 = x.reshape(-1, k).to(torch.float32)
+    if x2.stride(-1) != 1:
+        x2 = x2.contiguous()
+    xq = xs = None
+    if int8:
+        xq, xs = quantize_activations(x2)
+    y = torch.empty(x2.shape[0], r1 - r0, dtype=torch.float32)
+    b = None if bias is None else bias.to(torch.float32).contiguous()
+    ldx = k if int8 or not x2.shape[0] else x2.stride(0)
+    mod.slt_linear(desc, 0 if int8 else x2.data_ptr(), x2.shape[0], ldx, y.data_ptr(), r1 - r0, r0, r1, _ptr(b),
+                   _ptr(xq), _ptr(xs), _isa(isa), torch.get_num_threads() if threads is None else threads)
+    return y.reshape(*x.shape[:-1], r1 - r0).to(x.dtype)
+
+
+def materialize(*args, out: torch.Tensor | None = None, threads: int | None = None) -> torch.Tensor:
+    """W_eff[row_begin:row_end] float32 (args: the weight block, row_begin, row_end); `out`: a
+    (rows, K) float32 buffer to reuse."""
+    mod = _ext.require()
+    *w, r0, r1 = args
+    desc, _alive = _ext.weight_desc(mod, w)  # the tensors behind desc's pointers
+    out = _output(out, r1 - r0, desc.k)
+    mod.materialize(out.data_ptr(), desc, r0, r1, torch.get_num_threads() if threads is None else threads)
+    return out
+
+
+def _output(out: torch.Tensor | None, rows: int, k: int) -> torch.Tensor:
+    """A fresh (rows, k) float32 tensor, or the caller's, checked (reusing one avoids page faults)."""
+    if out is None:
+        return torch.empty(rows, k, dtype=torch.float32)
+    if not isinstance(out, torch.Tensor) or out.device.type != "cpu" or out.dtype != torch.float32 \
+            or not out.is_contiguous() or tuple(out.shape) != (rows, k):
+        raise ValueError(f"out: expected a contiguous CPU float32 tensor of shape {(rows, k)}, got "
+                         f"{getattr(out, 'dtype', type(out).__name__)} {tuple(getattr(out, 'shape', ()))}")
+    return out
+
+
+def generate_weights(key: Key, n: int, k: int, dist: Dist | str, scale: float, row_begin: int = 0,
+                     row_end: int | None = None, *, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Rows [row_begin, row_end) of W0, float32 (row_end - row_begin, k)."""
+    mod = _ext.require()
+    check_key(key)
+    check_geometry(n, k)
+    r0, r1 = check_rows(n, row_begin, row_end)
+    desc = mod.WeightDesc(n, k, key.k0, key.k1, Dist.parse(dist).code, check_scale(scale))
+    out = _output(out, r1 - r0, k)
+    mod.generate_weights(out.data_ptr(), desc, r0, r1, torch.get_num_threads())
+    return out
+
+
+def freeze_states(fkey: Key, n: int, k: int, prune_threshold: int, lock_threshold: int) -> torch.Tensor:
+    """(n, k) uint8: 0 pruned, 1 locked, 2 free (lock_threshold = P + L)."""
+    mod = _ext.require()
+    check_key(fkey, "fkey")
+    check_geometry(n, k)
+    check_thresholds(prune_threshold, lock_threshold)
+    out = torch.empty(n, k, dtype=torch.uint8)
+    desc = mod.WeightDesc(n, k, 0, 0, fk0=fkey.k0, fk1=fkey.k1, prune_thr=prune_threshold, lock_thr=lock_threshold)
+    mod.freeze_states(out.data_ptr(), desc, torch.get_num_threads())
+    return out
+
+
+def _reasons(device: torch.device) -> list[str]:
+    if device.type != "cpu":
+        return [f"runs on CPU tensors only, got {device.type}"]
+    mod, why = _ext.load()
+    return [why] if mod is None else []
+
+
+def _describe() -> str:
+    try:
+        isa = chosen_isa()
+    except (RuntimeError, ValueError) as e:  # no extension, or a bad SLT_HW_CPU_ISA
+        isa = f"ISA unknown: {e}"
+    return f"slt_hw._C fused CPU kernel ({isa}, OpenMP): weights regenerated in registers"
+
+
+_int8 = functools.partial(linear, int8=True)
+
+register(Backend(
+    name="cpp", priority=20, description=_describe, not_supported_reasons=_reasons,
+    ops={**composite.linear_ops(linear), "linear_int8_planes": _int8, "linear_int8_frozen": _int8,
+         "materialize_planes": materialize, "materialize_frozen": materialize},
+    lacks={"linear_grouped": "no grouped kernel: slt_mha runs one linear per projection"},
+))
