@@ -11,7 +11,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 DEPS   := $(VENV)/.deps-installed
 BUILT  := $(VENV)/.ext-built
-NATIVE_SOURCES := $(shell find csrc -type f) CMakeLists.txt setup.py pyproject.toml
+NATIVE_SOURCES := $(shell find csrc -type f -not -path "*/__pycache__/*") CMakeLists.txt setup.py pyproject.toml
 PYTEST_ARGS ?=
 
 .PHONY: demo test lint build info bench clean

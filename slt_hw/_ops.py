@@ -262,8 +262,8 @@ def _conv_impl(op: str, fmt: str):
 
     def fake(x, bias, *rest):
         _, (kernel, stride, padding, dilation, _), _, n, _ = _conv_args(fmt, x, bias, rest)
-        return x.new_empty((x.shape[0], n, *conv2d_output_size(x.shape[2], x.shape[3], kernel, stride, padding,
-                                                                 dilation)))
+        oh, ow = conv2d_output_size(x.shape[2], x.shape[3], kernel, stride, padding, dilation)
+        return x.new_empty((x.shape[0], oh, ow, n)).permute(0, 3, 1, 2)  # channels last, as im2col leaves it
 
     return impl, fake
 

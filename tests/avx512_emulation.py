@@ -91,7 +91,8 @@ def _tool(module: str, attr: str, exe: str) -> str | None:
 
 def _source_hash(inc: Path) -> str:
     h = hashlib.sha256()
-    files = sorted(p for p in (ROOT / "csrc").rglob("*") if p.is_file()) + [ROOT / "CMakeLists.txt"]
+    files = sorted(p for p in (ROOT / "csrc").rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    files.append(ROOT / "CMakeLists.txt")
     for p in files:
         h.update(str(p.relative_to(ROOT)).encode())
         h.update(p.read_bytes())
