@@ -56,6 +56,18 @@ std::string compiler_version() {
 #endif
 }
 
+// A CPU kernel fn(out, w, row_begin, row_end, threads) as m.<name>, run without the GIL.
+void def_rows(py::module_& m, const char* name, void (*fn)(float*, const slt::WeightDesc&, int64_t, int64_t, int),
+              const char* doc) {
+  m.def(
+      name,
+      [fn](uintptr_t out, const slt::WeightDesc& w, int64_t row_begin, int64_t row_end, int threads) {
+        py::gil_scoped_release nogil;
+        fn(ptr<float>(out), w, row_begin, row_end, threads);
+      },
+      py::arg("out"), py::arg("w"), py::arg("row_begin"), py::arg("row_end"), py::arg("threads") = 0, doc);
+}
+
 #ifdef SLT_HW_WITH_CUDA
 cudaStream_t cuda_stream(uintptr_t s) { return reinterpret_cast<cudaStream_t>(s); }
 
@@ -96,14 +108,10 @@ PYBIND11_MODULE(_C, m) {
       .def_readonly("C", &slt::WeightDesc::C)
       .def_property_readonly("frozen", &slt::WeightDesc::frozen);
 
-  m.def(
-      "generate_weights",
-      [](uintptr_t out, const slt::WeightDesc& w, int64_t row_begin, int64_t row_end, int threads) {
-        py::gil_scoped_release nogil;
-        slt::cpu::generate_weights(ptr<float>(out), w, row_begin, row_end, threads);
-      },
-      py::arg("out"), py::arg("w"), py::arg("row_begin"), py::arg("row_end"), py::arg("threads") = 0,
-      "Rows [row_begin, row_end) of W0 (float32, (row_end-row_begin) x k) into `out`.");
+  def_rows(m, "generate_weights", slt::cpu::generate_weights,
+           "Rows [row_begin, row_end) of W0 (float32, (row_end-row_begin) x k) into `out`.");
+  def_rows(m, "materialize", slt::cpu::materialize,
+           "Effective weights of rows [row_begin, row_end) (float32), either format.");
   m.def(
       "freeze_states",
       [](uintptr_t out, const slt::WeightDesc& w, int threads) {
@@ -112,14 +120,6 @@ PYBIND11_MODULE(_C, m) {
       },
       py::arg("out"), py::arg("w"), py::arg("threads") = 0,
       "(n x k) uint8 freeze states (0 pruned, 1 locked, 2 free) of w's freeze key and thresholds.");
-  m.def(
-      "materialize",
-      [](uintptr_t out, const slt::WeightDesc& w, int64_t row_begin, int64_t row_end, int threads) {
-        py::gil_scoped_release nogil;
-        slt::cpu::materialize(ptr<float>(out), w, row_begin, row_end, threads);
-      },
-      py::arg("out"), py::arg("w"), py::arg("row_begin"), py::arg("row_end"), py::arg("threads") = 0,
-      "Effective weights of rows [row_begin, row_end) (float32), either format.");
 
 #ifdef SLT_HW_WITH_CUDA
   // Device pointers and a cudaStream_t as ints; the launch is asynchronous on that stream.

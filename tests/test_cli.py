@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from slt_hw.cli import main
 
 
@@ -27,3 +29,19 @@ def test_demo_tells_the_story_and_writes_its_outputs(tmp_path):
     assert "MISMATCH" not in out.stdout
     for name in ("digits.slt", "sim.csv", "sim-energy.png", "sim-memory.png"):
         assert (tmp_path / name).stat().st_size > 0
+
+
+def test_info_names_the_isa_the_cpu_kernel_runs_and_what_backends_lack(capsys, monkeypatch):
+    from slt_hw import _ext, dispatch
+
+    if _ext.native() is None:
+        pytest.skip("slt_hw._C not built")
+    from slt_hw.backends import cpu
+
+    assert cpu.chosen_isa() == _ext.native().build_info()["cpu_isa"] in cpu.cpu_isas()
+    assert f"({cpu.chosen_isa()}, OpenMP)" in dispatch.get("cpp").describe()
+    monkeypatch.setenv("SLT_HW_CPU_ISA", "scalar")
+    assert "(scalar, OpenMP)" in dispatch.get("cpp").describe()
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "scalar, OpenMP" in out and "lacks" in out and "linear_grouped" in out
