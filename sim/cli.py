@@ -61,7 +61,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
                 raise ValueError(f"{flag}: only for `slt-hw sim sweep <sweep.yaml>`")
         return _compare(args, console)
     except (ConfigError, ValueError) as e:
-        console.print(f"[red]error[/red]: {escape(str(e))}", highlight=False)
+        console.print(f"[red]error[/red]: {escape(str(e))}", highlight=False, soft_wrap=True)  # one line
         return 2
 
 
