@@ -77,8 +77,11 @@ def test_causal_with_more_queries_than_keys_is_one_error_everywhere(backend):
 def test_triton_interpreter_refuses_bfloat16():
     p = pack_binary(ONES, seed=0, name="w")
     x = torch.randn(9, 8, dtype=torch.bfloat16)  # 9 rows: the tl.dot path, garbage (~1e10) before
-    with pytest.raises(TypeError, match=r"^x: the triton backend cannot compute bfloat16 under TRITON_INTERPRET=1"):
+    with pytest.raises(TypeError, match=r"^x: the triton backend cannot compute bfloat16 with tl.dot under "
+                                        r"TRITON_INTERPRET=1"):
         slt_hw.slt_linear(x, p, backend="triton")
+    y = slt_hw.slt_linear(x[:8], p, backend="triton")  # the GEMV path has no tl.dot: computed, and right
+    torch.testing.assert_close(y, slt_hw.slt_linear(x[:8], p, backend="reference"), rtol=2e-2, atol=2e-2)
     with pytest.raises(TypeError, match=r"^q: the triton backend cannot compute bfloat16"):
         _ops.call("attention", *(t.to(torch.bfloat16) for t in (HEADS[1], HEADS[1], HEADS[1])), None, None, False,
                   0.3, "triton")

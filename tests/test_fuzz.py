@@ -122,15 +122,16 @@ def _check_case(c, backend, device):
     if c["dtype"] == torch.float32:  # one-hot rows read the fused kernel's weights out exactly
         cols = np.random.default_rng(c["data"]).integers(0, c["k"], max(c["m"], 1))
         y1 = slt_linear(torch.eye(c["k"], device=device)[torch.from_numpy(cols)], p, backend=backend).cpu()
-        assert torch.equal(y1.view(torch.int32), torch.from_numpy(np.ascontiguousarray(w_eff[:, cols].T)).view(
-            torch.int32)), "one-hot rows: the kernel's effective weights"
+        # equal values: the bits of every non-zero weight; the sign of a zero sum is not the contract's
+        # (kernels that apply the scale after the sum give -0.0 for a negative scale)
+        assert torch.equal(y1, torch.from_numpy(np.ascontiguousarray(w_eff[:, cols].T))), "one-hot rows"
     x = _input(c, device)
     dtype = c["dtype"]
     bias = None if c["bias"] is None else torch.randn(c["n"], generator=torch.Generator().manual_seed(c["data"] + 1))
     if bias is not None:
         bias = bias.to(device=device, dtype=dtype if c["bias"] == "same" else torch.float32)
-    if backend == "triton" and device == "cpu" and dtype == torch.bfloat16:  # the interpreter's bf16 dot is wrong
-        with pytest.raises(TypeError, match="x: the triton backend cannot compute bfloat16"):
+    if backend == "triton" and device == "cpu" and dtype == torch.bfloat16 and c["m"] > 8:
+        with pytest.raises(TypeError, match="x: the triton backend cannot compute bfloat16"):  # the interpreter's dot
             slt_linear(x, p, bias, backend=backend)
         return
     if c["grad"]:

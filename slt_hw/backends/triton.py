@@ -22,18 +22,8 @@ def _kernels():
     return kernels
 
 
-def _check_interpretable(x: torch.Tensor, arg: str) -> None:
-    """CPU tensors run under Triton's interpreter, whose bf16 tl.dot returns garbage
-    (triton-lang/triton#11584): refused there rather than answered wrong."""
-    if x.dtype == torch.bfloat16 and x.device.type == "cpu":
-        raise TypeError(f"{arg}: the triton backend cannot compute bfloat16 under TRITON_INTERPRET=1 (the "
-                        "interpreter's bf16 dot is wrong, triton-lang/triton#11584); use float16 or float32, "
-                        "another backend, or a GPU")
-
-
 def linear(x, bias, *rest, path: str | None = None, split_k: int | None = None) -> torch.Tensor:
     """kernels/linear.py on either format's arguments (rest: the weight block, row_begin, row_end)."""
-    _check_interpretable(x, "x")
     kernels = _kernels()
     fn = kernels.linear_planes if rest[0].dim() == 3 else kernels.linear_frozen
     return fn(x, bias, *rest, path=path, split_k=split_k)
@@ -46,7 +36,6 @@ def materialize(*args) -> torch.Tensor:
 
 def attention(q, k, v, key_padding_mask, attn_mask, causal, scale) -> torch.Tensor:
     """Flash attention; with an arbitrary attn_mask (which the kernel does not take) torch's SDPA."""
-    _check_interpretable(q, "q")
     if attn_mask is not None:
         return composite.sdpa_attention(q, k, v, key_padding_mask, attn_mask, causal, scale)
     return _kernels().flash_attention(q, k, v, causal=causal, key_padding_mask=key_padding_mask, softmax_scale=scale)
@@ -55,7 +44,6 @@ def attention(q, k, v, key_padding_mask, attn_mask, causal, scale) -> torch.Tens
 def linear_grouped(x: torch.Tensor, packed: list, biases: list) -> list[torch.Tensor]:
     """[x W_iᵀ + b_i for each packed weight], one launch per run of weights that can share one
     (same format, distribution and coat count: constexprs of the kernel)."""
-    _check_interpretable(x, "x")
     grouped = _kernels().linear_grouped
     groups: list[list[int]] = []
     for i, p in enumerate(packed):
