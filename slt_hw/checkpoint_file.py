@@ -75,7 +75,7 @@ def clean_stale_temporaries(path: Path) -> list[Path]:
     machine's, or an older slt_hw's, which named them without host and pid). Returns them."""
     pat = re.compile(re.escape(f".{path.name}.") + r"(?:(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.)?[^.]+\.tmp")
     removed = []
-    for f in path.parent.glob(f".{glob_escape(path.name)}.*.tmp"):
+    for f in path.parent.glob(f".{_glob_escape(path.name)}.*.tmp"):
         m = pat.fullmatch(f.name)
         if m is None:
             continue
@@ -92,7 +92,7 @@ def clean_stale_temporaries(path: Path) -> list[Path]:
     return removed
 
 
-def glob_escape(name: str) -> str:
+def _glob_escape(name: str) -> str:
     return re.sub(r"([*?\[])", r"[\1]", name)
 
 
