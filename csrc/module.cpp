@@ -183,7 +183,7 @@ PYBIND11_MODULE(_C, m) {
       "slt_linear",
       [](const slt::WeightDesc& w, uintptr_t x, int64_t M, int64_t ldx, uintptr_t y, int64_t ldy,
          int64_t row_begin, int64_t row_end, uintptr_t bias, uintptr_t xq, uintptr_t xscale, const std::string& isa,
-         int threads) {
+         int threads, const std::string& lut) {
         slt::cpu::LinearProblem p;
         static_cast<slt::WeightDesc&>(p) = w;
         p.x = ptr<const float>(x);
@@ -196,6 +196,14 @@ PYBIND11_MODULE(_C, m) {
         p.bias = ptr<const float>(bias);
         p.xq = ptr<const int8_t>(xq);
         p.xscale = ptr<const float>(xscale);
+        if (lut == "auto")
+          p.lut = slt::cpu::LutMode::kAuto;
+        else if (lut == "on")
+          p.lut = slt::cpu::LutMode::kOn;
+        else if (lut == "off")
+          p.lut = slt::cpu::LutMode::kOff;
+        else
+          throw py::value_error("lut: expected 'auto', 'on' or 'off', got " + lut);
         slt::cpu::Isa which = slt::cpu::best_isa();
         if (isa != "auto" && !slt::cpu::isa_from_name(isa.c_str(), &which)) {
           std::string names = "auto";
@@ -208,7 +216,22 @@ PYBIND11_MODULE(_C, m) {
       "Fused y = x W_eff[row_begin:row_end]^T + bias (float32, row-major); xq/xscale: int8 activations.",
       py::arg("w"), py::arg("x"), py::arg("M"), py::arg("ldx"), py::arg("y"), py::arg("ldy"), py::arg("row_begin"),
       py::arg("row_end"), py::arg("bias") = 0, py::arg("xq") = 0, py::arg("xscale") = 0, py::arg("isa") = "auto",
-      py::arg("threads") = 0);
+      py::arg("threads") = 0, py::arg("lut") = "auto");
+
+  m.def(
+      "cpu_lut",
+      [] {
+        py::dict d;
+        d["isa"] = slt::cpu::isa_name(slt::cpu::Isa::kAvx2);
+        d["available"] = slt::cpu::isa_supported(slt::cpu::Isa::kAvx2);
+        d["auto_rows"] = slt::cpu::kLutAutoRows;
+        d["auto_rows_int8"] = slt::cpu::kLutAutoRowsInt8;
+        d["max_rows"] = slt::cpu::kLutMaxRows;
+        return d;
+      },
+      "The table-lookup kernel (binary format, signed constant): the ISA it needs, whether this CPU "
+      "has it, and up to how many activation rows it runs (automatically for float and int8"
+      " activations / when forced).");
 
   m.def("build_info", [] {
     py::dict d;

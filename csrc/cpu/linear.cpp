@@ -111,6 +111,19 @@ void validate(const LinearProblem& p) {
 
 }  // namespace
 
+bool lut_applies(const LinearProblem& p, Isa isa) {
+#if defined(SLT_HW_HAVE_AVX2)
+  if (p.lut == LutMode::kOff || isa != Isa::kAvx2 || p.planes == nullptr || p.C != 1 || p.dist != kSignedConstant)
+    return false;
+  const int64_t auto_rows = p.xq != nullptr ? kLutAutoRowsInt8 : kLutAutoRows;
+  return p.M >= 1 && p.M <= (p.lut == LutMode::kOn ? kLutMaxRows : auto_rows);
+#else
+  (void)p;
+  (void)isa;
+  return false;
+#endif
+}
+
 void slt_linear(const LinearProblem& p, Isa isa, int threads) {
   validate(p);
   if (!isa_supported(isa)) fail(std::string("isa: this CPU does not support ") + isa_name(isa));
@@ -126,6 +139,19 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
     else
       std::memcpy(xp.data() + m * Kp, p.x + m * p.ldx, size_t(p.K) * sizeof(float));
   }
+  // table-lookup kernel: the tables of this call's activations, shared by every thread
+  const bool lut = lut_applies(p, isa);
+  std::vector<float> tables;
+  std::vector<uint8_t> tables_i8;
+#if defined(SLT_HW_HAVE_AVX2)
+  if (lut && int8) {
+    tables_i8.resize(size_t(avx2lut::table_bytes_int8(p.K, p.M)));
+    avx2lut::build_tables_int8(xq.data(), Kp, p.M, tables_i8.data());
+  } else if (lut) {
+    tables.resize(size_t(avx2lut::table_entries(p.K, p.M)));
+    avx2lut::build_tables(xp.data(), Kp, p.M, tables.data());
+  }
+#endif
   auto kernel = scalar::rows;
   auto kernel_i8 = scalar::rows_int8;
 #if defined(SLT_HW_HAVE_AVX2)
@@ -145,7 +171,7 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
   }
 #endif
   const bool blocked = p.M > (int8 ? kSmallBatchInt8 : kSmallBatch);
-  const int64_t block = blocked ? kTaskRows : 8;  // weight rows per task
+  const int64_t block = blocked ? kTaskRows : lut ? 32 : 8;  // weight rows per task
   const int64_t rows = p.row_end - p.row_begin;
   const int64_t tasks = (rows + block - 1) / block;
   int failed = 0;
@@ -160,8 +186,15 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
 #endif
     for (int64_t t = 0; t < tasks; ++t) {
       const int64_t n0 = p.row_begin + t * block, n1 = n0 + block < p.row_end ? n0 + block : p.row_end;
-      if (!(int8 ? kernel_i8(p, xq.data(), scratch.data(), n0, n1) : kernel(p, xp.data(), scratch.data(), n0, n1)))
-        failed = 1;
+      bool ok;
+#if defined(SLT_HW_HAVE_AVX2)
+      if (lut)
+        ok = int8 ? avx2lut::rows_int8(p, tables_i8.data(), scratch.data(), n0, n1)
+                  : avx2lut::rows(p, tables.data(), scratch.data(), n0, n1);
+      else
+#endif
+        ok = int8 ? kernel_i8(p, xq.data(), scratch.data(), n0, n1) : kernel(p, xp.data(), scratch.data(), n0, n1);
+      if (!ok) failed = 1;
     }
   }
   (void)threads;

@@ -32,6 +32,13 @@ constexpr int64_t kTaskRows = 48;    // weight rows per thread task above it (a 
 constexpr int64_t kBlockWords = 32;  // large-batch column block: the frozen offset table's 1024
 constexpr int64_t kBlockCols = 32 * kBlockWords;
 constexpr int64_t kChunkRows = 64;   // large batch: activation rows per pass (kept in L2)
+// Table-lookup kernel (AVX2, binary format, signed constant): up to kLutMaxRows activation rows
+// when forced, up to kLutAutoRows (float activations) / kLutAutoRowsInt8 when chosen
+// automatically: where it measured faster than the register kernels (docs/benchmarks.md).
+constexpr int64_t kLutMaxRows = 4;
+constexpr int64_t kLutAutoRows = 1;
+constexpr int64_t kLutAutoRowsInt8 = 2;
+enum class LutMode : int { kAuto = -1, kOff = 0, kOn = 1 };
 
 // The weight (N, K, keys, masks) is the WeightDesc part; the rest is this call's.
 struct LinearProblem : WeightDesc {
@@ -46,12 +53,17 @@ struct LinearProblem : WeightDesc {
   // row_end - row_begin columns. Counters still use the absolute row.
   int64_t row_begin = 0, row_end = 0;
   const float* bias = nullptr;  // (row_end - row_begin) or null
+  LutMode lut = LutMode::kAuto;  // the table-lookup kernel: where it applies (lut_applies)
 };
 
 bool isa_supported(Isa isa);
 Isa best_isa();
 const char* isa_name(Isa isa);
 bool isa_from_name(const char* name, Isa* isa);
+
+// Whether slt_linear runs this problem with the table-lookup kernel: AVX2 chosen, one mask
+// plane, signed constant, 1 <= M <= kLutMaxRows (forced on) or kLutAutoRows[Int8] (auto).
+bool lut_applies(const LinearProblem& p, Isa isa);
 
 // Validates, then runs with `threads` OpenMP threads (<= 0: the OpenMP default).
 // Throws std::invalid_argument on bad arguments or a free-bit stream that does not match.
@@ -73,6 +85,18 @@ SLT_HW_ROW_KERNELS(avx2)
 SLT_HW_ROW_KERNELS(avx512)
 SLT_HW_ROW_KERNELS(avx512vnni)
 #undef SLT_HW_ROW_KERNELS
+
+// The table-lookup kernel (linear_avx2lut.cpp): per call, tables of the activations' partial
+// sums (build_tables*, into table_entries floats / table_bytes_int8 bytes); then per task of rows
+// (scratch: at least 32 * ceil(K/32) words).
+namespace avx2lut {
+int64_t table_entries(int64_t K, int64_t M);
+int64_t table_bytes_int8(int64_t K, int64_t M);
+void build_tables(const float* xp, int64_t Kp, int64_t M, float* t);
+void build_tables_int8(const int8_t* xq, int64_t Kp, int64_t M, uint8_t* t);
+bool rows(const LinearProblem& p, const float* tables, float* scratch, int64_t n0, int64_t n1);
+bool rows_int8(const LinearProblem& p, const uint8_t* tables, float* scratch, int64_t n0, int64_t n1);
+}  // namespace avx2lut
 
 }  // namespace cpu
 }  // namespace slt

@@ -24,6 +24,8 @@ from . import composite
 
 ISA_ENV = "SLT_HW_CPU_ISA"
 KNOWN_ISAS = ("scalar", "avx2", "avx512", "avx512vnni")
+LUT_ENV = "SLT_HW_CPU_LUT"
+LUT_MODES = ("auto", "on", "off")
 
 
 def cpu_isas() -> list[str]:
@@ -48,13 +50,30 @@ def chosen_isa() -> str:
     return _ext.require().build_info()["cpu_isa"] if name == "auto" else name
 
 
+def _lut(lut: str | None) -> str:
+    name = lut or os.environ.get(LUT_ENV, "auto") or "auto"
+    if name not in LUT_MODES:
+        raise ValueError(f"{'lut' if lut else LUT_ENV}: expected one of {list(LUT_MODES)}, got {name!r}")
+    return name
+
+
+def lut_info() -> dict:
+    """The table-lookup kernel (binary format, signed-constant weights, few activation rows): the
+    ISA it needs, whether this CPU has it, up to how many rows it runs automatically / when
+    SLT_HW_CPU_LUT=on forces it, and the mode in force (SLT_HW_CPU_LUT: auto, on, off)."""
+    return {**_ext.require().cpu_lut(), "mode": _lut(None)}
+
+
 def _ptr(t: torch.Tensor | None) -> int:
     return 0 if t is None else t.data_ptr()
 
 
-def linear(x, bias, *rest, int8: bool = False, isa: str | None = None, threads: int | None = None) -> torch.Tensor:
+def linear(x, bias, *rest, int8: bool = False, isa: str | None = None, threads: int | None = None,
+           lut: str | None = None) -> torch.Tensor:
     """y = x W_eff[row_begin:row_end]ᵀ + bias in x's dtype (rest: the weight block, row_begin,
-    row_end). int8: x quantized per token (signed-constant weights), sums in integers."""
+    row_end). int8: x quantized per token (signed-constant weights), sums in integers. lut:
+    'auto' (default: SLT_HW_CPU_LUT, else auto), 'on' or 'off', the table-lookup kernel where it
+    applies (AVX2, binary format, signed constant, few rows: lut_info())."""
     mod = _ext.require()
     *w, r0, r1 = rest
     desc, _alive = _ext.weight_desc(mod, w)  # the tensors behind desc's pointers
@@ -69,7 +88,7 @@ def linear(x, bias, *rest, int8: bool = False, isa: str | None = None, threads: 
     b = None if bias is None else bias.to(torch.float32).contiguous()
     ldx = k if int8 or x2.shape[0] <= 1 else x2.stride(0)
     mod.slt_linear(desc, 0 if int8 else x2.data_ptr(), x2.shape[0], ldx, y.data_ptr(), r1 - r0, r0, r1, _ptr(b),
-                   _ptr(xq), _ptr(xs), _isa(isa), torch.get_num_threads() if threads is None else threads)
+                   _ptr(xq), _ptr(xs), _isa(isa), torch.get_num_threads() if threads is None else threads, _lut(lut))
     return y.reshape(*x.shape[:-1], r1 - r0).to(x.dtype)
 
 
@@ -132,7 +151,18 @@ def _describe() -> str:
         isa = chosen_isa()
     except (RuntimeError, ValueError) as e:  # no extension, or a bad SLT_HW_CPU_ISA
         isa = f"ISA unknown: {e}"
-    return f"slt_hw._C fused CPU kernel ({isa}, OpenMP): weights regenerated in registers"
+    try:
+        info = lut_info()
+        if not info["available"] or isa != info["isa"] or info["mode"] == "off":
+            table = ""
+        else:
+            on = info["mode"] == "on"
+            rows, rows8 = (info["max_rows"],) * 2 if on else (info["auto_rows"], info["auto_rows_int8"])
+            table = (f"; binary signed-constant weights at batch <= {rows} (int8 activations <= {rows8}): "
+                     f"table lookup ({info['isa']}, {LUT_ENV}={info['mode']})")
+    except (RuntimeError, ValueError) as e:  # no extension, or a bad SLT_HW_CPU_LUT
+        table = f"; table lookup unknown: {e}"
+    return f"slt_hw._C fused CPU kernel ({isa}, OpenMP): weights regenerated in registers{table}"
 
 
 _int8 = functools.partial(linear, int8=True)

@@ -1,0 +1,310 @@
+// Table-lookup (T-MAC / bitnet.cpp style) AVX2 kernel of the fused linear (linear.h), for the
+// binary format (one plane) with signed-constant weights and a few activation rows. Compiled
+// with -mavx2 -mfma only in this TU and called only after a runtime CPU check (linear.cpp).
+//
+// A signed-constant weight is ternary: w = s * (P - N) with P = mask & ~sign, N = mask & sign
+// (sign bit 1 is -s, docs/rng.md §5), and both planes are exact bits, so the weights this
+// kernel implies are the contract's bit for bit; only the order of the sums differs.
+//
+// Once per call, every group of G consecutive columns of each activation row gets a table of its
+// 2^G partial sums, T[b] = sum_{i: bit i of b} x[k + i]. A weight row's dot product is then
+// the sum over groups of T[P bits] - T[N bits]: two lookups per G weights instead of building
+// every weight. The sign words of eight rows are hashed eight at a time (counter n*W + w in
+// each lane, as the contract numbers them: one dword per row), the mask words of the task's
+// rows are transposed 8 x 8 into the same layout once per task.
+//   float activations: lanes are weight rows (one dword each, no bit transposition), G = 3: an
+//     8-entry float table per group, one vpermps per lookup serves eight rows; 11 groups per
+//     32-column word (the last covers 2 columns). (G = 2 with in-lane vpermilps and 4-entry
+//     tables measured 12 % slower on Zen 2; vpermd on int32 tables for int8 activations was
+//     slower than the vpshufb kernel below.)
+//   int8 activations: lanes are bytes (32 weight rows per ymm after a byte transposition),
+//     G = 4: 16-entry byte tables, one vpshufb per lookup serves 32 rows (below).
+#include <immintrin.h>
+
+
+#include "../core/slt_contract.h"
+#include "linear.h"
+
+namespace slt {
+namespace cpu {
+namespace avx2lut {
+namespace {
+
+inline __m256i lowbias32_v(__m256i x) {
+  x = _mm256_xor_si256(x, _mm256_srli_epi32(x, 16));
+  x = _mm256_mullo_epi32(x, _mm256_set1_epi32(0x7FEB352D));
+  x = _mm256_xor_si256(x, _mm256_srli_epi32(x, 15));
+  x = _mm256_mullo_epi32(x, _mm256_set1_epi32(int32_t(0x846CA68Bu)));
+  return _mm256_xor_si256(x, _mm256_srli_epi32(x, 16));
+}
+
+inline __m256i hash_v(__m256i c, __m256i k0, __m256i k1) {
+  return lowbias32_v(_mm256_xor_si256(lowbias32_v(_mm256_xor_si256(c, k0)), k1));
+}
+
+constexpr int kGroups = 11;  // groups of 3 columns per 32-column word (10 of 3, one of 2)
+
+// mt[stride * w + r] = mask word w of row n0 + r, r < 8 (zero for rows at or past n1): eight
+// rows' mask words with lanes = rows.
+void transpose_masks(const LinearProblem& p, int64_t n0, int64_t n1, uint32_t* mt, int64_t stride = 8) {
+  const int64_t W = (p.K + 31) / 32;
+  const uint32_t* rows[8];
+  for (int r = 0; r < 8; ++r)
+    rows[r] = n0 + r < n1 ? reinterpret_cast<const uint32_t*>(p.planes + (n0 + r) * W) : nullptr;
+  int64_t w = 0;
+  if (n1 - n0 == 8) {
+    for (; w + 8 <= W; w += 8) {
+      __m256 v[8], t[8];
+      for (int r = 0; r < 8; ++r) v[r] = _mm256_castsi256_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows[r] + w)));
+      for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(v[i], v[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(v[i], v[i + 1]);
+      }
+      for (int i = 0; i < 8; i += 4) {
+        v[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+        v[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+        v[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        v[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+      }
+      float* dst = reinterpret_cast<float*>(mt + stride * w);
+      for (int i = 0; i < 4; ++i) {
+        _mm256_storeu_ps(dst + stride * i, _mm256_permute2f128_ps(v[i], v[i + 4], 0x20));
+        _mm256_storeu_ps(dst + stride * (i + 4), _mm256_permute2f128_ps(v[i], v[i + 4], 0x31));
+      }
+    }
+  }
+  for (; w < W; ++w)
+    for (int r = 0; r < 8; ++r) mt[stride * w + r] = rows[r] ? rows[r][w] : 0u;
+}
+
+// The 8-entry table at t looked up by the low 3 bits of each lane of idx (vpermps ignores the rest).
+inline __m256 lookup(const float* t, __m256i idx) { return _mm256_permutevar8x32_ps(_mm256_loadu_ps(t), idx); }
+
+// Rows [n0, n0 + 8) against M activation rows: out[r] (8 lanes = the rows) = the sum over the
+// row of T_r[P bits] - T_r[N bits]. mt: the rows' mask words, 8 per word.
+template <int M>
+void lut_block(const LinearProblem& p, const float* tables, const uint32_t* mt, int64_t n0, __m256* out) {
+  const int64_t W = (p.K + 31) / 32;
+  // one accumulator pair per activation row; two pairs for a single row (the add latency)
+  constexpr int A = M == 1 ? 2 : 1;
+  __m256 accp[M][A], accn[M][A];
+  for (int r = 0; r < M; ++r)
+    for (int a = 0; a < A; ++a) accp[r][a] = accn[r][a] = _mm256_setzero_ps();
+  const __m256i k0 = _mm256_set1_epi32(int32_t(p.k0)), k1 = _mm256_set1_epi32(int32_t(p.k1));
+  const __m256i one = _mm256_set1_epi32(1);
+  __m256i c = _mm256_mullo_epi32(_mm256_add_epi32(_mm256_set1_epi32(int32_t(uint32_t(n0))),
+                                                  _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)),
+                                 _mm256_set1_epi32(int32_t(uint32_t(W))));
+  for (int64_t w = 0; w < W; ++w, c = _mm256_add_epi32(c, one)) {
+    const __m256i m = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(mt + 8 * w));
+    const __m256i s = hash_v(c, k0, k1);
+    const __m256i pw = _mm256_andnot_si256(s, m), nw = _mm256_and_si256(s, m);
+    const float* tw = tables + w * kGroups * M * 8;
+#pragma GCC unroll 16
+    for (int j = 0; j < kGroups; ++j) {
+      const __m256i ip = _mm256_srli_epi32(pw, 3 * j), in = _mm256_srli_epi32(nw, 3 * j);
+      for (int r = 0; r < M; ++r) {
+        const float* t = tw + (j * M + r) * 8;
+        accp[r][j % A] = _mm256_add_ps(accp[r][j % A], lookup(t, ip));
+        accn[r][j % A] = _mm256_add_ps(accn[r][j % A], lookup(t, in));
+      }
+    }
+  }
+  for (int r = 0; r < M; ++r) {
+    __m256 sp = accp[r][0], sn = accn[r][0];
+    for (int a = 1; a < A; ++a) {
+      sp = _mm256_add_ps(sp, accp[r][a]);
+      sn = _mm256_add_ps(sn, accn[r][a]);
+    }
+    out[r] = _mm256_sub_ps(sp, sn);
+  }
+}
+
+using LutBlock = void (*)(const LinearProblem&, const float*, const uint32_t*, int64_t, __m256*);
+constexpr LutBlock kLutBlock[kLutMaxRows + 1] = {nullptr, lut_block<1>, lut_block<2>, lut_block<3>, lut_block<4>};
+
+// ---------------------------------------------------------------------------- int8 activations
+// Lanes are bytes: 32 weight rows per ymm, so one vpshufb looks up 32 rows. Groups of 4 columns
+// (a nibble of the P or N word), 16-entry tables. An entry T in [-512, 508] (4 int8 values) is
+// stored biased, u = T + 512 in [0, 1020], as two 5-bit halves (u & 31, u >> 5), one 16-byte
+// vpshufb table each: a word's 8 lookups of each half add up in bytes (<= 248) and are widened
+// once per word; the P and N sums have the same number of lookups, so the bias cancels in P - N.
+// |P - N| <= 512 per group, 4096 per word: int16 sums over 4 words, then int32. Exact.
+constexpr int kI8Rows = 32;       // weight rows per block
+constexpr int kI8WordsInt16 = 4;  // words summed in int16 before widening
+
+// Byte position of weight row i (0..31) after transpose_bytes: rows 8q + 4L + j sit at 16L + 4q + j.
+inline int byte_of_row(int i) { return 16 * ((i >> 2) & 1) + 4 * (i >> 3) + (i & 3); }
+
+// a[q]: dword j of 128-bit lane L = the word of row 8q + 4L + j. Returns b[k]: byte k of every
+// row's word, row 8q + 4L + j at byte 16L + 4q + j.
+inline void transpose_bytes(const __m256i* a, __m256i* b) {
+  const __m256i gather = _mm256_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15,  //
+                                          0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  const __m256i a0 = _mm256_shuffle_epi8(a[0], gather), a1 = _mm256_shuffle_epi8(a[1], gather);
+  const __m256i a2 = _mm256_shuffle_epi8(a[2], gather), a3 = _mm256_shuffle_epi8(a[3], gather);
+  const __m256i t0 = _mm256_unpacklo_epi32(a0, a1), t1 = _mm256_unpackhi_epi32(a0, a1);
+  const __m256i t2 = _mm256_unpacklo_epi32(a2, a3), t3 = _mm256_unpackhi_epi32(a2, a3);
+  b[0] = _mm256_unpacklo_epi64(t0, t2);
+  b[1] = _mm256_unpackhi_epi64(t0, t2);
+  b[2] = _mm256_unpacklo_epi64(t1, t3);
+  b[3] = _mm256_unpackhi_epi64(t1, t3);
+}
+
+inline __m256i load32(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+
+// Rows [n0, n0 + 32) against M activation rows: out[32 r + byte_of_row(i)] = the exact int sum
+// of row n0 + i (rows at or past the task's end have zero masks). mt: 32 mask words per word.
+template <int M>
+void lut_i8_block(const LinearProblem& p, const uint8_t* tables, const uint32_t* mt, int64_t n0, int32_t* out) {
+  const int64_t W = (p.K + 31) / 32;
+  const __m256i k0 = _mm256_set1_epi32(int32_t(p.k0)), k1 = _mm256_set1_epi32(int32_t(p.k1));
+  const __m256i lo4 = _mm256_set1_epi8(0x0F), zero = _mm256_setzero_si256();
+  __m256i c[4];
+  for (int q = 0; q < 4; ++q)
+    c[q] = _mm256_mullo_epi32(_mm256_add_epi32(_mm256_set1_epi32(int32_t(uint32_t(n0 + 8 * q))),
+                                               _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)),
+                              _mm256_set1_epi32(int32_t(uint32_t(W))));
+  __m256i acc32[M][4];
+  for (int r = 0; r < M; ++r)
+    for (int i = 0; i < 4; ++i) acc32[r][i] = zero;
+  for (int64_t w0 = 0; w0 < W; w0 += kI8WordsInt16) {
+    const int64_t w1 = w0 + kI8WordsInt16 < W ? w0 + kI8WordsInt16 : W;
+    __m256i acc16[M][2];
+    for (int r = 0; r < M; ++r) acc16[r][0] = acc16[r][1] = zero;
+    for (int64_t w = w0; w < w1; ++w) {
+      __m256i pw[4], nw[4], pb[4], nb[4];
+      const __m256i wv = _mm256_set1_epi32(int32_t(uint32_t(w)));
+      for (int q = 0; q < 4; ++q) {
+        const __m256i m = load32(mt + kI8Rows * w + 8 * q);
+        const __m256i s = hash_v(_mm256_add_epi32(c[q], wv), k0, k1);
+        pw[q] = _mm256_andnot_si256(s, m);
+        nw[q] = _mm256_and_si256(s, m);
+      }
+      transpose_bytes(pw, pb);
+      transpose_bytes(nw, nb);
+      __m256i lp[M], hp[M], ln[M], hn[M];
+      for (int r = 0; r < M; ++r) lp[r] = hp[r] = ln[r] = hn[r] = zero;
+#pragma GCC unroll 8
+      for (int g = 0; g < 8; ++g) {  // group g: nibble g & 1 of byte g >> 1
+        const __m256i ip = g & 1 ? _mm256_and_si256(_mm256_srli_epi16(pb[g >> 1], 4), lo4) : _mm256_and_si256(pb[g >> 1], lo4);
+        const __m256i in = g & 1 ? _mm256_and_si256(_mm256_srli_epi16(nb[g >> 1], 4), lo4) : _mm256_and_si256(nb[g >> 1], lo4);
+        for (int r = 0; r < M; ++r) {
+          const uint8_t* t = tables + ((w * 8 + g) * M + r) * 64;
+          const __m256i tl = load32(t), th = load32(t + 32);
+          lp[r] = _mm256_add_epi8(lp[r], _mm256_shuffle_epi8(tl, ip));
+          hp[r] = _mm256_add_epi8(hp[r], _mm256_shuffle_epi8(th, ip));
+          ln[r] = _mm256_add_epi8(ln[r], _mm256_shuffle_epi8(tl, in));
+          hn[r] = _mm256_add_epi8(hn[r], _mm256_shuffle_epi8(th, in));
+        }
+      }
+      for (int r = 0; r < M; ++r) {  // u = lo + 32 hi, P - N per row in int16
+        const __m256i p0 = _mm256_add_epi16(_mm256_unpacklo_epi8(lp[r], zero), _mm256_slli_epi16(_mm256_unpacklo_epi8(hp[r], zero), 5));
+        const __m256i p1 = _mm256_add_epi16(_mm256_unpackhi_epi8(lp[r], zero), _mm256_slli_epi16(_mm256_unpackhi_epi8(hp[r], zero), 5));
+        const __m256i n0v = _mm256_add_epi16(_mm256_unpacklo_epi8(ln[r], zero), _mm256_slli_epi16(_mm256_unpacklo_epi8(hn[r], zero), 5));
+        const __m256i n1v = _mm256_add_epi16(_mm256_unpackhi_epi8(ln[r], zero), _mm256_slli_epi16(_mm256_unpackhi_epi8(hn[r], zero), 5));
+        acc16[r][0] = _mm256_add_epi16(acc16[r][0], _mm256_sub_epi16(p0, n0v));
+        acc16[r][1] = _mm256_add_epi16(acc16[r][1], _mm256_sub_epi16(p1, n1v));
+      }
+    }
+    // acc16[r][0]: bytes 0-7 (low lane), 16-23 (high lane); acc16[r][1]: bytes 8-15, 24-31
+    for (int r = 0; r < M; ++r) {
+      acc32[r][0] = _mm256_add_epi32(acc32[r][0], _mm256_cvtepi16_epi32(_mm256_castsi256_si128(acc16[r][0])));
+      acc32[r][1] = _mm256_add_epi32(acc32[r][1], _mm256_cvtepi16_epi32(_mm256_castsi256_si128(acc16[r][1])));
+      acc32[r][2] = _mm256_add_epi32(acc32[r][2], _mm256_cvtepi16_epi32(_mm256_extracti128_si256(acc16[r][0], 1)));
+      acc32[r][3] = _mm256_add_epi32(acc32[r][3], _mm256_cvtepi16_epi32(_mm256_extracti128_si256(acc16[r][1], 1)));
+    }
+  }
+  for (int r = 0; r < M; ++r)
+    for (int i = 0; i < 4; ++i) _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 32 * r + 8 * i), acc32[r][i]);
+}
+
+using LutI8Block = void (*)(const LinearProblem&, const uint8_t*, const uint32_t*, int64_t, int32_t*);
+constexpr LutI8Block kLutI8Block[kLutMaxRows + 1] = {nullptr, lut_i8_block<1>, lut_i8_block<2>, lut_i8_block<3>,
+                                                     lut_i8_block<4>};
+
+}  // namespace
+
+int64_t table_bytes_int8(int64_t K, int64_t M) { return ((K + 31) / 32) * 8 * M * 64 + 64; }
+
+// Word w, group g (columns 32 w + 4 g ... + 3), activation row r: 64 bytes at ((w * 8 + g) * M + r) * 64,
+// the 16 low halves twice (both 128-bit lanes), then the 16 high halves twice.
+void build_tables_int8(const int8_t* xq, int64_t Kp, int64_t M, uint8_t* t) {
+  const int64_t W = Kp / 32;
+  for (int64_t w = 0; w < W; ++w)
+    for (int g = 0; g < 8; ++g)
+      for (int64_t r = 0; r < M; ++r) {
+        const int8_t* x = xq + r * Kp + 32 * w + 4 * g;
+        uint8_t* e = t + ((w * 8 + g) * M + r) * 64;
+        for (int b = 0; b < 16; ++b) {
+          int u = 512;
+          for (int i = 0; i < 4; ++i) u += (b >> i) & 1 ? x[i] : 0;
+          e[b] = e[16 + b] = uint8_t(u & 31);
+          e[32 + b] = e[48 + b] = uint8_t(u >> 5);
+        }
+      }
+}
+
+// As rows_int8_impl (linear_rowdesc.inc): y = (g * float(sum)) * scale * xscale + b.
+bool rows_int8(const LinearProblem& p, const uint8_t* tables, float* scratch, int64_t n0, int64_t n1) {
+  uint32_t* mt = reinterpret_cast<uint32_t*>(scratch);
+  const float g = p.coat_scales[0];
+  int32_t sums[kLutMaxRows * kI8Rows];
+  for (int64_t n = n0; n < n1; n += kI8Rows) {
+    const int64_t nr = n1 - n < kI8Rows ? n1 - n : kI8Rows;
+    for (int q = 0; q < 4; ++q) {
+      const int64_t a = n + 8 * q < n + nr ? n + 8 * q : n + nr, b = n + 8 * q + 8 < n + nr ? n + 8 * q + 8 : n + nr;
+      transpose_masks(p, a, b, mt + 8 * q, kI8Rows);
+    }
+    kLutI8Block[p.M](p, tables, mt, n, sums);
+    for (int64_t r = 0; r < p.M; ++r) {
+      float* y = p.y + r * p.ldy + n - p.row_begin;
+      for (int64_t i = 0; i < nr; ++i) {
+        const float acc = g * float(sums[kI8Rows * r + byte_of_row(int(i))]);
+        y[i] = acc * p.scale * p.xscale[r] + (p.bias ? p.bias[n + i - p.row_begin] : 0.0f);
+      }
+    }
+  }
+  return true;
+}
+
+int64_t table_entries(int64_t K, int64_t M) { return ((K + 31) / 32) * kGroups * M * 8 + 16; }
+
+// Word w, group j (columns 32 w + 3 j, + 1, + 2; the last group 2 columns), activation row r:
+// 8 floats at ((w * kGroups + j) * M + r) * 8. Each entry one float sum, (x0 + x1) + x2.
+void build_tables(const float* xp, int64_t Kp, int64_t M, float* t) {
+  const int64_t W = Kp / 32;
+  for (int64_t w = 0; w < W; ++w)
+    for (int j = 0; j < kGroups; ++j)
+      for (int64_t r = 0; r < M; ++r) {
+        const float* x = xp + r * Kp + 32 * w + 3 * j;
+        float* e = t + ((w * kGroups + j) * M + r) * 8;
+        const float x0 = x[0], x1 = x[1], x2 = j + 1 < kGroups ? x[2] : 0.0f;
+        e[0] = 0.0f, e[1] = x0, e[2] = x1, e[3] = x0 + x1;
+        e[4] = x2, e[5] = x0 + x2, e[6] = x1 + x2, e[7] = (x0 + x1) + x2;
+      }
+}
+
+// y rows of [n0, n1): lanes of v (the rows' sums) times the scale, plus the bias.
+bool rows(const LinearProblem& p, const float* tables, float* scratch, int64_t n0, int64_t n1) {
+  uint32_t* mt = reinterpret_cast<uint32_t*>(scratch);
+  const float factor = p.scale * p.coat_scales[0];
+  const LutBlock block = kLutBlock[p.M];
+  for (int64_t n = n0; n < n1; n += 8) {
+    const int64_t nr = n1 - n < 8 ? n1 - n : 8;
+    transpose_masks(p, n, n + nr, mt);
+    __m256 v[kLutMaxRows];
+    block(p, tables, mt, n, v);
+    for (int64_t r = 0; r < p.M; ++r) {
+      alignas(32) float o[8];
+      _mm256_store_ps(o, _mm256_mul_ps(v[r], _mm256_set1_ps(factor)));
+      float* y = p.y + r * p.ldy + n - p.row_begin;
+      for (int64_t i = 0; i < nr; ++i) y[i] = o[i] + (p.bias ? p.bias[n + i - p.row_begin] : 0.0f);
+    }
+  }
+  return true;
+}
+
+}  // namespace avx2lut
+}  // namespace cpu
+}  // namespace slt
