@@ -8,11 +8,15 @@
 Baselines: F.linear with dense fp32 and bf16 weights, torch's dynamically quantized int8 linear;
 also the reference backend (materialises the weight each call). "slt cpp int8" is the opt-in
 int8-activation path. Shapes are out x in; "vs fp32" is F.linear fp32 time / this time.
+"slt cpp" uses the kernel chosen automatically; where the AVX2 table-lookup kernel applies
+(binary signed-constant weights, batch <= its forced maximum) the same run also times it forced
+off ("lut=off": the register kernels) and on ("lut=on"), with SLT_HW_CPU_LUT.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 import warnings
 
@@ -21,7 +25,33 @@ import torch.nn.functional as F
 from utils import interleaved_times, median_seconds, report
 
 from slt_hw import pack_binary, pack_multicoat, slt_linear
+from slt_hw.backends import cpu
 from slt_hw.ops import slt_linear_int8, slt_linear_reference
+
+
+def with_lut(mode: str, fn):
+    """fn with SLT_HW_CPU_LUT=mode for the call (the cpp backend reads it per call)."""
+    def call():
+        old = os.environ.get(cpu.LUT_ENV)
+        os.environ[cpu.LUT_ENV] = mode
+        try:
+            return fn()
+        finally:
+            if old is None:
+                del os.environ[cpu.LUT_ENV]
+            else:
+                os.environ[cpu.LUT_ENV] = old
+    return call
+
+
+def lut_rows(fmt: str, dist: str) -> int:
+    """Up to how many activation rows the table-lookup kernel can be forced here (0: never)."""
+    try:
+        info = cpu.lut_info()
+    except (RuntimeError, ValueError):
+        return 0
+    ok = info["available"] and cpu.chosen_isa() == info["isa"] and fmt == "binary" and dist == "signed_constant"
+    return info["max_rows"] if ok else 0
 
 
 def bench_shape(n: int, k: int, batches: list[int], density: float, with_reference: bool,
@@ -43,7 +73,9 @@ def bench_shape(n: int, k: int, batches: list[int], density: float, with_referen
         q8 = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(lin), {torch.nn.Linear}, dtype=torch.qint8)
     slt_bytes = (packed.mask_bits() + 64) / 8
     mem = {"F.linear fp32": 4 * n * k, "F.linear bf16": 2 * n * k, "dynamic int8": n * k + 4 * n,
-           "slt cpp": slt_bytes, "slt cpp int8": slt_bytes, "slt reference": slt_bytes}
+           "slt reference": slt_bytes}
+    mem.update({f"slt cpp{a}{b}": slt_bytes for a in ("", " int8") for b in ("", " lut=off", " lut=on")})
+    max_lut = lut_rows(fmt, dist)
     rows = []
     for b in batches:
         x = torch.randn(b, k)
@@ -56,6 +88,10 @@ def bench_shape(n: int, k: int, batches: list[int], density: float, with_referen
         }
         if sc:
             impls["slt cpp int8"] = lambda x=x: slt_linear_int8(x, packed)
+        if b <= max_lut:  # the table-lookup kernel applies: time it forced off and on too
+            for mode in ("off", "on"):
+                impls[f"slt cpp lut={mode}"] = with_lut(mode, impls["slt cpp"])
+                impls[f"slt cpp int8 lut={mode}"] = with_lut(mode, impls["slt cpp int8"])
         times = interleaved_times(impls, clock=clock, stat=stat)
         if with_reference:  # seconds per call: timed on its own, a few times
             times["slt reference"] = median_seconds(lambda x=x: slt_linear_reference(x, packed), repeat=3, warmup=1)

@@ -224,3 +224,106 @@ def test_forcing_avx512_without_it_is_refused(monkeypatch):
     monkeypatch.setenv("SLT_HW_CPU_ISA", "avx512")
     with pytest.raises(ValueError, match=r"SLT_HW_CPU_ISA: this CPU does not support 'avx512'"):
         fused(x, p)
+
+
+# ------------------------------------------------------------------ the table-lookup kernel
+# AVX2, binary format, signed-constant weights, 1..LUT["max_rows"] activation rows when forced
+# (SLT_HW_CPU_LUT=on or lut="on"); chosen automatically up to LUT["auto_rows"] (float) and
+# LUT["auto_rows_int8"] rows. Float activations: vpermps on 8-entry tables of 3-column groups,
+# 8 weight rows per lookup; int8: vpshufb on 16-entry tables of 4-column groups, 32 rows.
+LUT = cpu.lut_info()
+needs_lut = pytest.mark.skipif(not LUT["available"], reason="the table-lookup kernel needs AVX2")
+
+
+def lut(x, p, bias=None, int8=False, mode="on", threads=None):
+    _, w = _ops.weight_args(p)
+    return cpu.linear(x, bias, *w, 0, p.out_features, int8=int8, isa="avx2", lut=mode, threads=threads)
+
+
+@needs_lut
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(n=st.integers(1, 75), k=st.sampled_from([1, 2, 3, 5, 31, 33, 95, 97, 1025, 2101]),
+       m=st.integers(0, LUT["max_rows"]), seed=st.integers(0, 10_000), with_bias=st.booleans(),
+       int8=st.booleans(), strided=st.booleans())
+def test_lut_matches_reference(n, k, m, seed, with_bias, int8, strided):
+    """Odd k (not a multiple of 32: word and group tails), n not a multiple of 8 or 32 (row tails
+    of both kernels), the empty batch, non-contiguous input (every other column of a wider
+    tensor), float and int8 activations against their references."""
+    from slt_hw.ops import slt_linear_int8_reference
+
+    p = packed("binary", n, k, seed, "signed_constant")
+    g = torch.Generator().manual_seed(seed + 1)
+    x = 4 * torch.randn(m, 2 * k if strided else k, generator=g)
+    if strided:
+        x = x[:, ::2]
+        assert not x.is_contiguous() or m <= 1
+    bias = torch.randn(n, generator=g) if with_bias else None
+    want = (slt_linear_int8_reference if int8 else slt_linear_reference)(x, p, bias)
+    close(lut(x, p, bias, int8=int8), want)
+
+
+@needs_lut
+@pytest.mark.parametrize("n, k", [(5, 8), (13, 40), (37, 100)])
+def test_lut_weights_bit_identical_to_the_reference(n, k):
+    """Batch 1, one-hot rows one at a time: every table entry is 0 or 1, so the lookups give the
+    ternary weight exactly and the kernel returns s * (P - N): bit-identical to the reference's
+    materialised weight (rows not a multiple of 8, columns not a multiple of 32)."""
+    p = packed("binary", n, k, 11, "signed_constant")
+    eye = torch.eye(k)
+    y = torch.stack([lut(eye[i:i + 1], p)[0] for i in range(k)], 1)
+    want = p.materialize()
+    assert torch.equal(y.view(torch.int32), want.view(torch.int32)), (n, k, (y != want).sum())
+
+
+@needs_lut
+@pytest.mark.parametrize("int8", [False, True])
+def test_lut_batch_one_from_many_rows_and_threads(int8):
+    """One activation row against 300 weight rows (several 8- and 32-row tasks) with 1 and 2
+    threads: the same bits (each row's sum is one task's)."""
+    p = packed("binary", 300, 777, 5, "signed_constant")
+    x = torch.randn(1, 777)
+    y1 = lut(x, p, int8=int8, threads=1)
+    assert torch.equal(y1, lut(x, p, int8=int8, threads=2))
+
+
+@needs_lut
+def test_lut_is_the_path_that_runs():
+    """Forced on and off, the float sums come out in different orders, so some bits differ; both
+    match the reference. Auto at batch 1 is the table lookup; other formats keep the old path."""
+    p = packed("binary", 64, 4000, 9, "signed_constant")
+    x = torch.randn(1, 4000)
+    on, off, auto = lut(x, p, mode="on"), lut(x, p, mode="off"), lut(x, p, mode="auto")
+    for y in (on, off):
+        close(y, slt_linear_reference(x, p))
+    assert not torch.equal(on, off)
+    assert torch.equal(auto, on if LUT["auto_rows"] >= 1 else off)
+    q = packed("multicoat", 64, 4000, 9, "signed_constant")  # not a binary weight: never a table lookup
+    assert torch.equal(lut(x, q, mode="on"), lut(x, q, mode="off"))
+
+
+def test_lut_env_var(monkeypatch):
+    p = packed("binary", 9, 40, 0, "signed_constant")
+    x = torch.randn(1, 40)
+    for mode in ("auto", "on", "off"):
+        monkeypatch.setenv("SLT_HW_CPU_LUT", mode)
+        assert cpu.lut_info()["mode"] == mode
+        close(fused(x, p), slt_linear_reference(x, p))
+    monkeypatch.setenv("SLT_HW_CPU_LUT", "yes")
+    with pytest.raises(ValueError, match=r"SLT_HW_CPU_LUT: expected one of \['auto', 'on', 'off'\], got 'yes'"):
+        fused(x, p)
+    with pytest.raises(ValueError, match=r"lut: expected one of"):
+        cpu.linear(x, None, *_ops.weight_args(p)[1], 0, 9, lut="always")
+
+
+@needs_lut
+def test_lut_shows_in_the_backend_description(monkeypatch):
+    from slt_hw import dispatch
+
+    monkeypatch.delenv("SLT_HW_CPU_ISA", raising=False)
+    monkeypatch.setenv("SLT_HW_CPU_LUT", "on")
+    if cpu.chosen_isa() != LUT["isa"]:
+        pytest.skip(f"the automatic ISA here is {cpu.chosen_isa()}, not {LUT['isa']}")
+    text = dispatch.get("cpp").describe()
+    assert f"batch <= {LUT['max_rows']}" in text and "table lookup" in text and "SLT_HW_CPU_LUT=on" in text
+    monkeypatch.setenv("SLT_HW_CPU_LUT", "off")
+    assert "table lookup" not in dispatch.get("cpp").describe()
