@@ -196,6 +196,29 @@ def test_int8_activations_match_int8_reference(isa, fmt, n, k, m, seed, with_bia
     close(fused(x, p, bias, isa=isa, int8=True), want)
 
 
+@pytest.mark.parametrize("isa", TESTED_ISAS)
+@pytest.mark.parametrize("mode", ["off", "auto"])
+def test_int8_sums_with_the_largest_activations(isa, mode):
+    """Every weight kept and every activation at +-127 (the quantizer's ends: the largest int16
+    partial sums), 4100 columns (129 words: several int16 stretches and a word tail), each small
+    batch 1..8 and a blocked one; rows all +127, all -127 and mixed. The integer sums are exact."""
+    from slt_hw.ops import slt_linear_int8_reference
+
+    k = 4100
+    p = pack_binary(torch.ones(6, k, dtype=torch.bool), seed=3, name="fc")
+    for m in (*range(1, 9), 11):
+        x = torch.full((m, k), 5.0)
+        x[1::2] = -5.0  # odd rows all -127
+        x[2::3, ::3] = -5.0  # and some mixed
+        want = slt_linear_int8_reference(x, p)
+        if isa == "avx2":
+            _, w = _ops.weight_args(p)
+            y = cpu.linear(x, None, *w, 0, 6, int8=True, isa=isa, lut=mode)
+        else:
+            y = fused(x, p, isa=isa, int8=True)
+        close(y, want)
+
+
 def test_int8_public_op_and_its_error():
     from slt_hw.ops import slt_linear_int8
 

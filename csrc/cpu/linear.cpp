@@ -152,6 +152,18 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
     avx2lut::build_tables(xp.data(), Kp, p.M, tables.data());
   }
 #endif
+  const bool blocked = p.M > (int8 ? (isa == Isa::kAvx2 ? kSmallBatchInt8Avx2 : kSmallBatchInt8) : kSmallBatch);
+  // AVX2's small-batch int8 kernel takes the rows word-interleaved, with their sums
+  std::vector<int8_t> xq_packed;
+  const int8_t* xq_run = xq.data();
+#if defined(SLT_HW_HAVE_AVX2)
+  if (int8 && isa == Isa::kAvx2 && !lut && !blocked) {
+    xq_packed.resize(size_t(avx2::packed_int8_bytes(Kp, p.M) + 32));
+    int8_t* dst = reinterpret_cast<int8_t*>((reinterpret_cast<uintptr_t>(xq_packed.data()) + 31) & ~uintptr_t(31));
+    avx2::pack_int8(xq.data(), Kp, p.M, dst);
+    xq_run = dst;
+  }
+#endif
   auto kernel = scalar::rows;
   auto kernel_i8 = scalar::rows_int8;
 #if defined(SLT_HW_HAVE_AVX2)
@@ -170,7 +182,6 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
     kernel_i8 = avx512vnni::rows_int8;
   }
 #endif
-  const bool blocked = p.M > (int8 ? kSmallBatchInt8 : kSmallBatch);
   const int64_t block = blocked ? kTaskRows : lut ? 32 : 8;  // weight rows per task
   const int64_t rows = p.row_end - p.row_begin;
   const int64_t tasks = (rows + block - 1) / block;
@@ -193,7 +204,7 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
                   : avx2lut::rows(p, tables.data(), scratch.data(), n0, n1);
       else
 #endif
-        ok = int8 ? kernel_i8(p, xq.data(), scratch.data(), n0, n1) : kernel(p, xp.data(), scratch.data(), n0, n1);
+        ok = int8 ? kernel_i8(p, xq_run, scratch.data(), n0, n1) : kernel(p, xp.data(), scratch.data(), n0, n1);
       if (!ok) failed = 1;
     }
   }

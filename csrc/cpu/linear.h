@@ -27,7 +27,8 @@ enum class Isa : int { kScalar = 0, kAvx2 = 1, kAvx512 = 2, kAvx512Vnni = 3 };
 constexpr Isa kAllIsas[] = {Isa::kScalar, Isa::kAvx2, Isa::kAvx512, Isa::kAvx512Vnni};
 
 constexpr int64_t kSmallBatch = 8;   // up to this many activation rows: weights in registers only
-constexpr int64_t kSmallBatchInt8 = 4;  // int8: the blocked path wins from 5 rows
+constexpr int64_t kSmallBatchInt8 = 4;  // int8 (AVX-512 and scalar): the blocked path wins from 5 rows
+constexpr int64_t kSmallBatchInt8Avx2 = 8;  // int8, AVX2: every row in one register-blocked pass
 constexpr int64_t kTaskRows = 48;    // weight rows per thread task above it (a multiple of 3)
 constexpr int64_t kBlockWords = 32;  // large-batch column block: the frozen offset table's 1024
 constexpr int64_t kBlockCols = 32 * kBlockWords;
@@ -85,6 +86,13 @@ SLT_HW_ROW_KERNELS(avx2)
 SLT_HW_ROW_KERNELS(avx512)
 SLT_HW_ROW_KERNELS(avx512vnni)
 #undef SLT_HW_ROW_KERNELS
+
+// AVX2's small-batch int8 kernel (M <= kSmallBatchInt8Avx2) takes xq packed: 32-byte aligned,
+// row r of word w at 32 (M w + r), then the M rows' int32 sums (packed_int8_bytes in all).
+namespace avx2 {
+int64_t packed_int8_bytes(int64_t Kp, int64_t M);
+void pack_int8(const int8_t* xq, int64_t Kp, int64_t M, int8_t* dst);
+}  // namespace avx2
 
 // The table-lookup kernel (linear_avx2lut.cpp): per call, tables of the activations' partial
 // sums (build_tables*, into table_entries floats / table_bytes_int8 bytes); then per task of rows

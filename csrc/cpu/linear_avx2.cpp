@@ -56,7 +56,14 @@ inline uint32_t simd_values(const uint32_t* h, uint32_t count, int dist, float s
   return i;  // row_values converts the rest
 }
 
-constexpr int64_t kI8Rows = 4;  // activation rows per int8 pass (2 accumulators each)
+constexpr int64_t kI8Rows = 8;  // activation rows per int8 pass (one int16 accumulator each)
+
+inline int32_t hsum_epi32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+  return _mm_cvtsi128_si32(s);
+}
 
 // Byte j of the result is 0xFF iff bit j of *word is set. Broadcast straight from memory: a
 // load-port µop, where a word already in a register costs two shuffle-port µops (vmovd +
@@ -70,37 +77,38 @@ inline __m256i expand_bytes(const uint32_t* word) {
   return _mm256_cmpeq_epi8(_mm256_and_si256(v, bitsel), bitsel);
 }
 
-inline int32_t hsum_epi32(__m256i v) {
-  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
-  return _mm_cvtsi128_si32(s);
-}
+// Int8 activations, up to kI8Rows rows (all the call's: kSmallBatchInt8Avx2 <= kI8Rows). Each
+// 32-column word's weights t in {-1, 0, +1} are built once, as u = t + 1 in {0, 1, 2} (unsigned
+// bytes), and multiplied into every activation row with one vpmaddubsw (u unsigned, x signed,
+// straight from memory): sum_k x t = sum_k x u - sum_k x, the row sums of x taken once per call.
+// x comes word-interleaved (pack_int8): row r of word w at 32 (M w + r), then the M row sums.
+// Pair sums |x0 u0 + x1 u1| <= 512 stay in int16 for 63 words (|sum| <= 32256), widened per stretch.
+constexpr int64_t kI8Stretch = 63;
+static_assert(kSmallBatchInt8Avx2 <= kI8Rows, "the packed layout holds every row in one pass");
 
-// Weights as int8 {-1, 0, +1} (32 per word: mask bytes, sign applied by vpsignb) against
-// int8 activations; maddubs pair sums stay in int16 for up to 64 words (|sum| <= 64 * 254), so
-// they are widened once per 64-word stretch.
 template <int M>
 void dot_i8_m(const int8_t* xq, int64_t Kp, int64_t m0, const uint32_t* sw, const uint32_t* mw, int64_t W,
               int32_t* out) {
+  (void)Kp, (void)m0;
   const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
-  __m256i acc[M];
-  for (int r = 0; r < M; ++r) acc[r] = _mm256_setzero_si256();
-  for (int64_t w0 = 0; w0 < W; w0 += 64) {
-    const int64_t w1 = w0 + 64 < W ? w0 + 64 : W;
+  int32_t sums[M] = {};  // horizontal sums per stretch: no int32 vectors held in the loop
+  for (int64_t w0 = 0; w0 < W; w0 += kI8Stretch) {
+    const int64_t w1 = w0 + kI8Stretch < W ? w0 + kI8Stretch : W;
     __m256i acc16[M];
     for (int r = 0; r < M; ++r) acc16[r] = _mm256_setzero_si256();
-    for (int64_t w = w0; w < w1; ++w) {
-      if (!mw[w]) continue;
+    for (int64_t w = w0; w < w1; ++w) {  // no skip of empty words: they add sum x, taken off below
       const __m256i t = _mm256_and_si256(expand_bytes(mw + w), _mm256_or_si256(expand_bytes(sw + w), ones8));
+      const __m256i u = _mm256_add_epi8(t, ones8);
       for (int r = 0; r < M; ++r) {
-        const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + (m0 + r) * Kp + 32 * w));
-        acc16[r] = _mm256_add_epi16(acc16[r], _mm256_maddubs_epi16(ones8, _mm256_sign_epi8(q, t)));
+        const __m256i q = _mm256_load_si256(reinterpret_cast<const __m256i*>(xq + 32 * (M * w + r)));
+        acc16[r] = _mm256_add_epi16(_mm256_maddubs_epi16(u, q), acc16[r]);
+        __asm__("" : "+x"(acc16[r]));  // one temporary at a time (else GCC spills accumulators at M = 8)
       }
     }
-    for (int r = 0; r < M; ++r) acc[r] = _mm256_add_epi32(acc[r], _mm256_madd_epi16(acc16[r], ones16));
+    for (int r = 0; r < M; ++r) sums[r] += hsum_epi32(_mm256_madd_epi16(acc16[r], ones16));
   }
-  for (int r = 0; r < M; ++r) out[r] = hsum_epi32(acc[r]);
+  const int32_t* xsum = reinterpret_cast<const int32_t*>(xq + 32 * M * W);
+  for (int r = 0; r < M; ++r) out[r] = sums[r] - xsum[r];
 }
 
 inline void dot_i8(const int8_t* xq, int64_t Kp, int64_t m0, int64_t mb, const uint32_t* sw, const uint32_t* mw,
@@ -109,7 +117,11 @@ inline void dot_i8(const int8_t* xq, int64_t Kp, int64_t m0, int64_t mb, const u
     case 1: return dot_i8_m<1>(xq, Kp, m0, sw, mw, W, out);
     case 2: return dot_i8_m<2>(xq, Kp, m0, sw, mw, W, out);
     case 3: return dot_i8_m<3>(xq, Kp, m0, sw, mw, W, out);
-    default: return dot_i8_m<4>(xq, Kp, m0, sw, mw, W, out);
+    case 4: return dot_i8_m<4>(xq, Kp, m0, sw, mw, W, out);
+    case 5: return dot_i8_m<5>(xq, Kp, m0, sw, mw, W, out);
+    case 6: return dot_i8_m<6>(xq, Kp, m0, sw, mw, W, out);
+    case 7: return dot_i8_m<7>(xq, Kp, m0, sw, mw, W, out);
+    default: return dot_i8_m<8>(xq, Kp, m0, sw, mw, W, out);
   }
 }
 
@@ -465,12 +477,26 @@ bool gemm_rows(const LinearProblem& p, const float* xp, float* scratch, int64_t 
 
 }  // namespace
 
+int64_t packed_int8_bytes(int64_t Kp, int64_t M) { return M * Kp + 4 * M; }
+
+void pack_int8(const int8_t* xq, int64_t Kp, int64_t M, int8_t* dst) {
+  const int64_t W = Kp / 32;
+  int32_t* xsum = reinterpret_cast<int32_t*>(dst + M * Kp);
+  for (int64_t m = 0; m < M; ++m) {
+    int32_t sum = 0;
+    for (int64_t k = 0; k < Kp; ++k) sum += xq[m * Kp + k];
+    xsum[m] = sum;
+    for (int64_t w = 0; w < W; ++w)
+      for (int64_t i = 0; i < 32; ++i) dst[32 * (M * w + m) + i] = xq[m * Kp + 32 * w + i];
+  }
+}
+
 bool rows(const LinearProblem& p, const float* xp, float* scratch, int64_t n0, int64_t n1) {
   return p.M > kSmallBatch ? gemm_rows(p, xp, scratch, n0, n1) : small_rows(p, xp, scratch, n0, n1);
 }
 
 bool rows_int8(const LinearProblem& p, const int8_t* xq, float* scratch, int64_t n0, int64_t n1) {
-  if (p.M > kSmallBatchInt8) return gemm_rows_int8(p, xq, scratch, n0, n1);
+  if (p.M > kSmallBatchInt8Avx2) return gemm_rows_int8(p, xq, scratch, n0, n1);
   return rows_int8_impl(p, xq, scratch, n0, n1);
 }
 
