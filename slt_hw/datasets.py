@@ -18,6 +18,7 @@ import os
 import pickle
 import struct
 import tarfile
+import zipfile
 import zlib
 from pathlib import Path
 
@@ -134,7 +135,7 @@ def _read_cache(path: Path):
         with np.load(path, allow_pickle=False) as z:
             arrays = tuple(z[f"arr_{i}"] for i in range(4))
             ok = str(z["digest"]) == _digest(arrays)
-    except (OSError, ValueError, KeyError, zlib.error, EOFError):
+    except (OSError, ValueError, KeyError, zlib.error, EOFError, zipfile.BadZipFile):
         return None
     return arrays if ok else None
 
@@ -326,7 +327,8 @@ def planetoid_arrays(name: str, root: str | os.PathLike | None = None) -> dict:
                          f"0..{n - 1}")
     n_train = parts["y"].shape[0]
     return {"features": feats, "labels": labels, "edges": edges, "num_classes": onehot.shape[1],
-            "train": np.arange(n_train), "val": np.arange(n_train, n_train + 500), "test": np.sort(test_idx)}
+            "train": np.arange(n_train), "val": np.arange(n_train, min(n_train + 500, n_all)),
+            "test": np.sort(test_idx)}
 
 
 def to_tensor(a: np.ndarray) -> torch.Tensor:
