@@ -76,7 +76,7 @@ def cmd_info(args: argparse.Namespace, console: Console) -> int:
 def cmd_demo(args: argparse.Namespace, console: Console) -> int:
     from .demo import run_demo
 
-    return run_demo(console, seed=args.seed, out=args.out, epochs=args.epochs)
+    return run_demo(console, seed=args.seed, out=args.out, epochs=args.epochs, dataset=args.dataset)
 
 
 def cmd_find(args: argparse.Namespace, console: Console) -> int:
@@ -159,7 +159,10 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="find, pack, run on every backend, memory, simulate: the story in a minute")
     demo.add_argument("--seed", type=int, default=0, help="model seed (default 0)")
     demo.add_argument("--out", default="demo-out", help="folder for the checkpoint, CSV and plots (default demo-out)")
-    demo.add_argument("--epochs", type=int, default=5, help="supermask search epochs (default 5)")
+    demo.add_argument("--epochs", type=int, default=None,
+                      help="search epochs per format (default 1 on fashion-mnist, 5 on digits)")
+    demo.add_argument("--dataset", choices=("fashion-mnist", "digits"), default=None,
+                      help="default: fashion-mnist when its files are under the data root ($SLT_HW_DATA), else digits")
     fnd = sub.add_parser("find", help="search a supermask on a built-in or local dataset, save the checkpoint")
     fnd.add_argument("--dataset", default="digits", help="digits | synthetic | sbm | angular_velocity (built in); "
                      "cifar10 | fashion-mnist | cora | citeseer | ogb (local files, --data-root)")
