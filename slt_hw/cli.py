@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     fnd.add_argument("--hidden", type=int, default=512, help="MLP / GNN width (default 512)")
     fnd.add_argument("--width", type=float, default=1.0, help="conv nets / ResNet-18: width multiplier")
     fnd.add_argument("--dropout", type=float, default=0.0, help="GNNs: dropout on the node features")
-    fnd.add_argument("--epochs", type=int, default=30)
+    fnd.add_argument("--epochs", type=int, default=None, help="default 5 on fashion-mnist, else 30")
     fnd.add_argument("--batch-size", type=int, default=128)
     fnd.add_argument("--optimizer", default="adam", help="adam | sgd (momentum 0.9)")
     fnd.add_argument("--lr", type=float, default=0.01)

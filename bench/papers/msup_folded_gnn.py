@@ -41,6 +41,14 @@ PAPER_REDUCTION = 0.987  # M-Sup GNN paper, ogbn-arxiv, against 32-bit dense wei
 CONVS = {"gcn": SLTGCNConv, "gin": SLTGINConv}
 
 
+def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """F.dropout, also for sparse (bag-of-words) features: on their stored values."""
+    if not x.is_sparse or not (p and training):
+        return F.dropout(x, p, training) if not x.is_sparse else x
+    x = x.coalesce()
+    return torch.sparse_coo_tensor(x.indices(), F.dropout(x.values(), p, training), x.shape).coalesce()
+
+
 class Unfolded(nn.Module):
     """`depth` hidden convs with their own weights, per-layer non-affine BatchNorm and ReLU."""
 
@@ -74,7 +82,7 @@ class GCN(nn.Module):
         self.dropout = dropout
 
     def forward(self, x: torch.Tensor, adj: torch.Tensor) -> torch.Tensor:
-        x = F.dropout(x, self.dropout, self.training)
+        x = dropout(x, self.dropout, self.training)
         h = self.hidden(torch.relu(self.inp(x, adj)), adj)
         return self.out(F.dropout(h, self.dropout, self.training))
 
@@ -94,14 +102,17 @@ class DenseGCN(nn.Module):
         self.norms = nn.ModuleList(nn.BatchNorm1d(hidden, affine=False) for _ in range(depth))
         self.out = nn.Linear(hidden, classes, bias=False)
 
+    def _lin(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        return torch.sparse.mm(x, self.lins[i].weight.t()) if x.is_sparse else self.lins[i](x)
+
     def _layer(self, i: int, x: torch.Tensor, adj: torch.Tensor) -> torch.Tensor:
         if self.conv == "gcn":
-            return torch.sparse.mm(adj, self.lins[i](x))
+            return torch.sparse.mm(adj, self._lin(i, x))
         h = x + torch.sparse.mm(adj, x)
-        return self.lins2[i](torch.relu(self.inner[i](self.lins[i](h))))
+        return self.lins2[i](torch.relu(self.inner[i](self._lin(i, h))))
 
     def forward(self, x: torch.Tensor, adj: torch.Tensor) -> torch.Tensor:
-        x = torch.relu(self._layer(0, F.dropout(x, self.dropout, self.training), adj))
+        x = torch.relu(self._layer(0, dropout(x, self.dropout, self.training), adj))
         for i, norm in enumerate(self.norms, 1):
             x = torch.relu(norm(self._layer(i, x, adj)))
         return self.out(F.dropout(x, self.dropout, self.training))
@@ -115,7 +126,9 @@ class KipfGCN(nn.Module):
         self.l1, self.l2, self.dropout = nn.Linear(in_features, hidden), nn.Linear(hidden, classes), dropout
 
     def forward(self, x: torch.Tensor, adj: torch.Tensor) -> torch.Tensor:
-        x = torch.relu(torch.sparse.mm(adj, self.l1(F.dropout(x, self.dropout, self.training))))
+        x = dropout(x, self.dropout, self.training)
+        x = torch.relu(torch.sparse.mm(adj, torch.sparse.mm(x, self.l1.weight.t()) + self.l1.bias if x.is_sparse
+                                       else self.l1(x)))
         return torch.sparse.mm(adj, self.l2(F.dropout(x, self.dropout, self.training)))
 
 
@@ -163,6 +176,8 @@ def run(hidden: int, depth: int, seeds: list[int], epochs: int, nodes: int, spar
     """graph: a fixed node-classification dataset (e.g. data.planetoid) instead of one SBM graph per seed;
     the seed then only changes the random weights and the score initialisation."""
     rows = []
+    if graph is not None and graph.val is not None:  # bag-of-words features: multiply only the non-zeros
+        graph = dataclasses.replace(graph, features=graph.features.to_sparse())
     for seed in seeds:
         ds = graph if graph is not None else data.sbm_graph(num_nodes=nodes, p_in=p_in, p_out=p_out, seed=seed)
         gcn_adj = ds.adj

@@ -191,6 +191,9 @@ class SLTLinear(SLTLayer):
                       "bias": bool(bias), **_slt_kwargs(slt)}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.is_sparse:  # e.g. bag-of-words node features (Planetoid): only the non-zeros are multiplied
+            y = torch.sparse.mm(x.to(torch.float32), self.effective_weight().t())
+            return y if self.bias is None else y + self.bias.to(torch.float32)
         # the same operations as the reference backend, so packed outputs match bit for bit
         y = F.linear(x.to(torch.float32), self.effective_weight())
         if self.bias is not None:
