@@ -29,7 +29,7 @@ def test_demo_tells_the_story_and_writes_its_outputs(tmp_path, dataset):
     else:  # no Fashion-MNIST under the data root: the demo says so and runs on digits
         env["SLT_HW_DATA"] = str(tmp_path / "nothing")
     out = subprocess.run([sys.executable, "-P", "-m", "slt_hw.cli", "demo", "--out", str(tmp_path / "o"),
-                          "--epochs", "2"], capture_output=True, text=True, env=env, timeout=600)
+                          "--epochs", "1"], capture_output=True, text=True, env=env, timeout=600)
     assert out.returncode == 0, out.stdout + out.stderr
     for word in ("find", "test accuracy packed", "reference", "bits/weight", "dense fp32", "dense bf16",
                  "multicoat", "frozen", "hiddenite", "dense-4k", "energy", "agree", f"three mask formats on {dataset}",
