@@ -224,3 +224,19 @@ def test_find_usage_errors_are_one_line(tmp_path, capsys, monkeypatch, argv, nee
     assert main(["find", "--no-progress", "--out", "unused.slt", *argv]) == 2
     out = capsys.readouterr().out
     assert needle in out and len(out.strip().splitlines()) == 1, out
+
+
+def test_two_processes_equal_one_on_augmented_images(tmp_path, monkeypatch):
+    """find --nproc 2 on CIFAR-10 images with random crop + flip: the global batch is augmented once, then
+    shared, so two processes end with the scores one process finds."""
+    from slt_hw.train import FindConfig, find
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    fake_cifar_tar(tmp_path / "data")
+    cfg = FindConfig(dataset="cifar10", data_root=str(tmp_path / "data"), arch="conv2", width=0.125, epochs=2,
+                     batch_size=10, out=None)
+    assert cfg.do_augment
+    two, one = find(cfg, progress=False, nproc=2), find(cfg, progress=False)
+    a, b = (torch.cat([v.flatten() for k, v in r.model.state_dict().items() if k.endswith("scores")])
+            for r in (one, two))
+    assert (a - b).abs().max() < 1e-3 and ((a - b).abs() > 1e-5).float().mean() < 1e-3
