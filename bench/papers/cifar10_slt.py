@@ -76,6 +76,21 @@ def run_one(label: str, kw: dict, seed: int, a: argparse.Namespace, out: Path) -
             "seconds": round(secs, 1), "threads": a.threads}
 
 
+def summary(rows: list[dict]) -> list[str]:
+    """Markdown rows: variant, mean ± std test accuracy (seeds), payload bits, mean seconds per run."""
+    out = ["| experiment | variant | test accuracy (mean ± std) | seeds | payload bits | s / run |",
+           "|---|---|---|---|---|---|"]
+    for exp in dict.fromkeys(r["experiment"] for r in rows):
+        for v in dict.fromkeys(r["variant"] for r in rows if r["experiment"] == exp):
+            rs = [r for r in rows if r["experiment"] == exp and r["variant"] == v]
+            acc = torch.tensor([float(r["accuracy"]) for r in rs])
+            std = f"{float(acc.std()):.4f}" if len(rs) > 1 else "–"
+            secs = sum(float(r["seconds"]) for r in rs) / len(rs)
+            out.append(f"| {exp} | {v} | {float(acc.mean()):.4f} ± {std} | {len(rs)} | "
+                       f"{int(float(rs[0]['payload_bits'])):,} | {secs:.0f} |")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--experiments", default="edge-popup,freezing", help="comma list: edge-popup, freezing")
@@ -86,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-root", default=None, help="default: $SLT_HW_DATA or ../shared/datasets")
     p.add_argument("--out", default="paper-out/cifar10_slt")
     p.add_argument("--resume", action="store_true", help="keep the rows of --out/results.csv, run the rest")
+    p.add_argument("--summary", action="store_true", help="only print the table of --out/results.csv")
     a = p.parse_args(argv)
     exps = [e for e in a.experiments.split(",") if e]
     bad = [e for e in exps if e not in EXPERIMENTS]
@@ -95,6 +111,11 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--seeds, --epochs, --threads, --train-subset: expected ints >= 1")
     out = Path(a.out)
     path = out / "results.csv"
+    if a.summary:
+        if not path.exists():
+            p.error(f"--summary: no {path}")
+        print("\n".join(summary(read_rows(path))))
+        return 0
     rows = read_rows(path) if a.resume and path.exists() else []
     done = {(r["variant"], int(r["seed"])) for r in rows}
     torch.set_num_threads(a.threads)
@@ -108,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                 write_csv(rows, path)  # atomic: the sweep so far
                 print(f"{exp:>10} {label:<32} seed={seed} acc={row['accuracy']:.4f} bits={row['payload_bits']:,} "
                       f"{row['seconds']:.0f} s", flush=True)
+    print("\n".join(summary(rows)))
     print(f"wrote {path}")
     return 0
 
