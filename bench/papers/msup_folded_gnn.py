@@ -46,7 +46,8 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     if not x.is_sparse or not (p and training):
         return F.dropout(x, p, training) if not x.is_sparse else x
     x = x.coalesce()
-    return torch.sparse_coo_tensor(x.indices(), F.dropout(x.values(), p, training), x.shape).coalesce()
+    return torch.sparse_coo_tensor(x.indices(), F.dropout(x.values(), p, training), x.shape,
+                                   check_invariants=False).coalesce()  # the indices of a coalesced tensor
 
 
 class Unfolded(nn.Module):
