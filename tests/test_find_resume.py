@@ -88,3 +88,32 @@ def test_memory_table_prints_as_text(capsys):
     print(slt_hw.memory_report(MLP([10, 20, 3], seed=0)).table())
     out = capsys.readouterr().out
     assert "dense fp32" in out and "seeds + dense extras" in out and "rich.table" not in out
+
+
+def test_cli_run_killed_with_sigkill_resumes(tmp_path):
+    """The real thing: `slt-hw find` killed (SIGKILL) after some epochs; the same command with --resume
+    continues from the last run state and writes the checkpoint."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "k.slt"
+    argv = [sys.executable, "-P", "-m", "slt_hw.cli", "find", "--dataset", "digits", "--hidden", "32",
+            "--epochs", "60", "--threads", "1", "--no-progress", "--out", str(out)]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = tmp_path / "k.slt.state"
+    end = time.monotonic() + 120
+    while not state.exists() and time.monotonic() < end and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert state.exists() and not out.exists(), "killed too late: the run had finished"
+    epoch = runstate.load_state(state)["epoch"]
+    assert 1 <= epoch < 60
+    done = subprocess.run([*argv, "--resume"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"resumed {state} at epoch" in done.stdout and out.exists() and not state.exists()
+    assert [line.split()[1] for line in done.stdout.splitlines() if line.startswith("epoch ")][-1] == "60"
