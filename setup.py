@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parent
 
 PACKAGES = {
     "slt_hw": "slt_hw",
+    "slt_hw.contract": "slt_hw/contract",
     "slt_hw.reference": "slt_hw/reference",
     "slt_hw.backends": "slt_hw/backends",
     "slt_hw.nn": "slt_hw/nn",

@@ -3,6 +3,7 @@
     .venv/bin/python bench/bench_cpu_linear.py [--shapes 11008x4096] [--batches 1,8,64,256]
     .venv/bin/python bench/bench_cpu_linear.py --threads 1 --cpu-time   # steadier on a busy machine
     .venv/bin/python bench/bench_cpu_linear.py --stat min               # fastest call of each, not the median
+    .venv/bin/python bench/bench_cpu_linear.py --format multicoat --dist uniform   # 3 coats, scales 1, 0.37, 0.11
 
 Baselines: F.linear with dense fp32 and bf16 weights, torch's dynamically quantized int8 linear;
 also the reference backend (materialises the weight each call). "slt cpp int8" is the opt-in
@@ -19,14 +20,19 @@ import torch
 import torch.nn.functional as F
 from utils import interleaved_times, median_seconds, report
 
-from slt_hw import pack_binary, slt_linear
+from slt_hw import pack_binary, pack_multicoat, slt_linear
 from slt_hw.ops import slt_linear_int8, slt_linear_reference
 
 
 def bench_shape(n: int, k: int, batches: list[int], density: float, with_reference: bool,
-                clock=time.perf_counter, dist: str = "signed_constant", stat: str = "median") -> list[dict]:
-    mask = torch.rand(n, k, generator=torch.Generator().manual_seed(0)) < density
-    packed = pack_binary(mask, seed=0, name="bench", dist=dist)
+                clock=time.perf_counter, dist: str = "signed_constant", stat: str = "median",
+                fmt: str = "binary") -> list[dict]:
+    u = torch.rand(n, k, generator=torch.Generator().manual_seed(0))
+    if fmt == "multicoat":  # three coats nested inside the kept fraction, scales not powers of two
+        levels = (u < density).long() + (u < density / 2).long() + (u < density / 4).long()
+        packed = pack_multicoat(levels, 3, seed=0, name="bench", dist=dist, coat_scales=torch.tensor([1.0, 0.37, 0.11]))
+    else:
+        packed = pack_binary(u < density, seed=0, name="bench", dist=dist)
     sc = dist == "signed_constant"  # the int8 path needs signed-constant weights
     w32 = packed.materialize()
     w16 = w32.to(torch.bfloat16)
@@ -73,6 +79,8 @@ def main() -> None:
                          "CPU away now and then: every implementation gets the same treatment)")
     ap.add_argument("--dist", default="signed_constant", choices=["signed_constant", "uniform", "normal"],
                     help="the SLT weights' distribution (the int8 path only for signed_constant)")
+    ap.add_argument("--format", default="binary", choices=["binary", "multicoat"],
+                    help="the mask format (multicoat: 3 nested coats, coat scales 1, 0.37, 0.11)")
     ap.add_argument("--no-reference", action="store_true", help="skip the (slow) reference backend")
     ap.add_argument("--cpu-time", action="store_true",
                     help="time with this process's CPU time (all threads) instead of wall time; with --threads 1, "
@@ -84,8 +92,9 @@ def main() -> None:
     for shape in args.shapes.split(","):
         n, k = map(int, shape.split("x"))
         rows += bench_shape(n, k, [int(b) for b in args.batches.split(",")], args.density, not args.no_reference,
-                            clock, args.dist, args.stat)
-    suffix = ("" if args.dist == "signed_constant" else f"_{args.dist}") + ("_min" if args.stat == "min" else "")
+                            clock, args.dist, args.stat, args.format)
+    suffix = ("" if args.format == "binary" else f"_{args.format}") + \
+        ("" if args.dist == "signed_constant" else f"_{args.dist}") + ("_min" if args.stat == "min" else "")
     report(("cpu_linear_cputime" if args.cpu_time else "cpu_linear") + suffix, rows, list(rows[0]))
 
 

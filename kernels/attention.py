@@ -21,6 +21,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .linear import check_interpreter_dot
+
 __all__ = ["flash_attention"]
 
 _LOG2E = 1.4426950408889634
@@ -156,6 +158,7 @@ def flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal
         raise ValueError(f"q: causal attention needs T <= S (queries are the last T positions), got T={t}, S={s}")
     if d > 256 or dv > 256:
         raise ValueError(f"q: head dims up to 256 are supported, got D={d}, DV={dv}")
+    check_interpreter_dot(q, "q")
     scale = 1.0 / math.sqrt(d) if softmax_scale is None else float(softmax_scale)
     if out is None:
         out = torch.empty(bsz, t, h, dv, dtype=q.dtype, device=q.device)

@@ -41,6 +41,15 @@ def _interpreted() -> bool:
     return os.environ.get("TRITON_INTERPRET") == "1"
 
 
+def check_interpreter_dot(x: torch.Tensor, arg: str) -> None:
+    """Triton's interpreter gets a bf16 tl.dot wrong (triton-lang/triton#11584: outputs ~1e10): the
+    kernels that use one (GEMM, flash attention) refuse bf16 there rather than answer wrong."""
+    if x.dtype == torch.bfloat16 and x.device.type == "cpu" and _interpreted():
+        raise TypeError(f"{arg}: the triton backend cannot compute bfloat16 with tl.dot under TRITON_INTERPRET=1 "
+                        f"(the GEMM path, more than {GEMV_MAX_BATCH} rows, and attention; the interpreter's bf16 "
+                        "dot is wrong, triton-lang/triton#11584): use float16 or float32, another backend, or a GPU")
+
+
 # --------------------------------------------------------------------------- the weight tile
 
 
@@ -394,6 +403,8 @@ def _launch(x, bias, k, rows, dist, scale, keys, planes, coat_scales, plane_stri
     unit = dist == Dist.SIGNED_CONSTANT.code and not frozen and c == 1
     if path is None:
         path = "gemv" if mrows <= GEMV_MAX_BATCH else "gemm"
+    if path == "gemm":
+        check_interpreter_dot(x2, "x")
     if path == "gemv":
         splits, chunk = _gemv_plan(mrows, r, k, device, split_k)
         block_m = max(1, triton.next_power_of_2(mrows))

@@ -30,6 +30,7 @@ from .linear import (
     _gemv_tile,
     _reduce_splits,
     _select,
+    check_interpreter_dot,
 )
 from .materialize import _const, _table
 
@@ -240,6 +241,8 @@ def linear_grouped(x: torch.Tensor, packed: Sequence[PackedWeight],
     common = (table, meta_t, coat_t, *planes, *bits, *offs)
     if path is None:
         path = "gemv" if m <= GEMV_MAX_BATCH else "gemm"
+    if path == "gemm":
+        check_interpreter_dot(x2, "x")
     if path == "gemv":
         splits, chunk = _gemv_plan(m, ntot, k, device, split_k)
         part = out if splits == 1 else torch.empty(splits, m, ntot, dtype=torch.float32, device=device)

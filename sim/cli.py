@@ -21,7 +21,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"designs to compare against (repeatable; default {', '.join(DEFAULT_BASELINES)})")
     p.add_argument("--workload", default="resnet18",
                    help="zoo name, topology CSV or .slt checkpoint from `slt-hw find` (default resnet18)")
-    p.add_argument("--rows", type=int, default=1, help="batch rows a checkpoint workload runs on (default 1)")
+    p.add_argument("--batch", type=int, default=1,
+                   help="samples per inference: a zoo network's batch, a checkpoint's rows (default 1); "
+                        "figures are per batch")
     p.add_argument("--input-shape", help="C,H,W of a checkpoint's input (needed for convolutions)")
     p.add_argument("--mode", default="analytical", choices=("analytical", "cycle"))
     p.add_argument("--inferences", type=int, default=1,
@@ -59,7 +61,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
                 raise ValueError(f"{flag}: only for `slt-hw sim sweep <sweep.yaml>`")
         return _compare(args, console)
     except (ConfigError, ValueError) as e:
-        console.print(f"[red]error[/red]: {escape(str(e))}", highlight=False)
+        console.print(f"[red]error[/red]: {escape(str(e))}", highlight=False, soft_wrap=True)  # one line
         return 2
 
 
@@ -82,8 +84,8 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
 
     if args.inferences < 1:
         raise ValueError(f"--inferences: expected an int >= 1, got {args.inferences}")
-    if args.rows < 1:
-        raise ValueError(f"--rows: expected an int >= 1, got {args.rows}")
+    if args.batch < 1:
+        raise ValueError(f"--batch: expected an int >= 1, got {args.batch}")
     shape = _int_list("--input-shape", args.input_shape) if args.input_shape else None
     designs = [load_design(d) for d in (args.design or ["hiddenite"])]
     names = {d.name for d in designs}
@@ -94,7 +96,7 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
         designs += [at_area(d, target, args.spend) for d in designs if d.name != ref.name]
         if ref.name not in {d.name for d in designs}:
             designs.append(ref)
-    w = load_workload(args.workload, args.rows, shape)
+    w = load_workload(args.workload, args.batch, shape)
     if args.format:
         try:
             coats = tuple(float(c) for c in args.coat_densities.split(","))

@@ -333,6 +333,19 @@ def fold(w: Workload, stages: tuple[str, ...], shared_masks: bool = True) -> Wor
     return Workload(f"{w.name}-folded{'' if shared_masks else '-unshared'}", tuple(wired))
 
 
+def with_batch(w: Workload, batch: int) -> Workload:
+    """The same network on `batch` samples at once: weight layers stream `batch` times the rows
+    past each weight (the weights are fetched once for the batch); activation × activation
+    products (attention) stay per sample, so they repeat."""
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ValueError(f"batch: expected an int >= 1, got {batch!r}")
+    if batch == 1:
+        return w
+    layers = tuple(replace(L, M=L.M * batch, in_elems=L.in_elems * batch if L.in_elems else None)
+                   if L.has_weights else replace(L, repeats=L.repeats * batch) for L in w.layers)
+    return Workload(f"{w.name}-b{batch}", layers)
+
+
 def with_format(w: Workload, fmt: str, density: float = 0.3, coat_densities: tuple[float, ...] = (),
                 free_fraction: float = 1.0) -> Workload:
     """The same layers with another SLT mask format (layers with weights only)."""
@@ -428,9 +441,10 @@ def from_checkpoint(path: str | Path, rows: int = 1, input_shape: tuple[int, ...
 
 
 def load_workload(spec: str | Path, rows: int = 1, input_shape: tuple[int, ...] | None = None) -> Workload:
-    """A zoo name, a topology CSV or an slt_hw checkpoint (.slt)."""
+    """A zoo name (on a batch of `rows` samples), a topology CSV or an slt_hw checkpoint (.slt, run
+    on `rows` rows)."""
     if str(spec) in ZOO:
-        return ZOO[str(spec)]()
+        return with_batch(ZOO[str(spec)](), rows)
     path = Path(spec)
     if not path.exists():
         raise ValueError(f"workload: {str(spec)!r} is neither a zoo name {sorted(ZOO)} nor an existing file")

@@ -31,6 +31,7 @@ from .contract import (
     words_per_row,
 )
 from .formats import Format, check_tensor
+from .reference.attention import check_causal
 
 LIB = torch.library.Library("slt_hw", "DEF")
 ACTIVATIONS = (torch.float32, torch.float16, torch.bfloat16)
@@ -162,8 +163,8 @@ def _check_conv(x, bias, n: int, k: int, device, kernel, stride, padding, dilati
     check_bias(bias, n, device)
 
 
-def check_attention(q, k, v, key_padding_mask, attn_mask) -> None:
-    """Projected heads q (B, T, H, D), k (B, S, H, D), v (B, S, H, DV) and the masks."""
+def check_attention(q, k, v, key_padding_mask, attn_mask, causal: bool) -> None:
+    """Projected heads q (B, T, H, D), k (B, S, H, D), v (B, S, H, DV), the masks and causal."""
     for arg, t in (("q", q), ("k", k), ("v", v)):
         _check_float(t, arg)
         if t.dim() != 4:
@@ -182,6 +183,7 @@ def check_attention(q, k, v, key_padding_mask, attn_mask) -> None:
     if attn_mask is not None and tuple(attn_mask.shape) != (t, s):
         raise ValueError(f"attn_mask: expected a ({t}, {s}) tensor (bool: True = not allowed, or float added to "
                          f"the logits), got {tuple(attn_mask.shape)}")
+    check_causal(causal, t, s)
 
 
 # ---------------------------------------------------------------------- implementations
@@ -269,12 +271,12 @@ def _conv_impl(op: str, fmt: str):
 
 
 def _attention_impl(q, k, v, key_padding_mask, attn_mask, causal, scale, backend="auto"):
-    check_attention(q, k, v, key_padding_mask, attn_mask)
+    check_attention(q, k, v, key_padding_mask, attn_mask, causal)
     return dispatch.call("attention", q.device, backend, q, k, v, key_padding_mask, attn_mask, causal, scale)
 
 
 def _attention_fake(q, k, v, key_padding_mask, attn_mask, causal, scale, backend="auto"):
-    check_attention(q, k, v, key_padding_mask, attn_mask)
+    check_attention(q, k, v, key_padding_mask, attn_mask, causal)
     return q.new_empty((*q.shape[:3], v.shape[3]))
 
 

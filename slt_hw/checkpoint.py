@@ -8,16 +8,15 @@ What the file holds (all of it is `payload`, counted exactly by `memory_report`)
 - `dense.<name>`: every other parameter / persistent buffer (biases, normalization statistics);
 - `seeds`: the distinct model seeds, int64.
 Metadata (in the safetensors header): contract version, per-layer seed, name, shape, format,
-distribution, float32 scale bits, freeze thresholds, the architecture, and a SHA-256 of the payload.
+distribution, float32 scale bits, freeze thresholds, the architecture, and a SHA-256 of the
+metadata and the payload (the file itself, verified and written atomically: checkpoint_file.py).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
-import tempfile
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ import torch
 from torch import nn
 
 from . import models
+from .checkpoint_file import FORMAT_VERSION, CheckpointError, digest, read, write_atomic
 from .contract import CONTRACT_VERSION, f32_bits
 from .conversion import pack, slt_layer_names
 from .formats import Format, PackedWeight
@@ -36,7 +36,6 @@ from .nn.packed_layers import SLTPackedLayer
 from .reference import masks as _masks
 from .search.folding import Folded, FoldedStages
 
-FORMAT_VERSION = 1
 _REGISTRY: dict[str, type] = {c.__name__: c for c in (
     SLTLinear, SLTConv2d, SLTMultiheadAttention, SLTTransformerBlock, SLTGCNConv, SLTGINConv, Folded,
     FoldedStages, models.MLP, models.GNN, models.AttentionRegressor, models.ConvNet, models.ResNet18)}
@@ -48,10 +47,6 @@ _TORCH_LEAVES = {
     "MaxPool2d": ("kernel_size", "stride", "padding"), "AvgPool2d": ("kernel_size", "stride", "padding"),
     "AdaptiveAvgPool2d": ("output_size",),
 }
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that is corrupt, of another contract version, or does not match the model."""
 
 
 # ---------------------------------------------------------------------- architecture
@@ -217,17 +212,9 @@ def _payload(model: nn.Module) -> tuple[dict[str, torch.Tensor], list[dict], dic
     return tensors, layers, arch
 
 
-def _digest(tensors: dict[str, torch.Tensor]) -> str:
-    h = hashlib.sha256()
-    for key in sorted(tensors):
-        t = tensors[key]
-        h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.reshape(-1).contiguous().view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
-
-
 def save(model: nn.Module, path: str | os.PathLike) -> SaveInfo:
-    """Write the packed form of `model` (search or packed) atomically; returns the exact size on disk."""
+    """Write the packed form of `model` (search or packed) atomically; returns the exact size on disk.
+    Temporary files that killed saves to the same path left are removed first."""
     from safetensors.torch import save as st_save
 
     if not isinstance(model, nn.Module):
@@ -235,27 +222,9 @@ def save(model: nn.Module, path: str | os.PathLike) -> SaveInfo:
     path = Path(path)
     tensors, layers, arch = _payload(model)
     meta = {"contract_version": CONTRACT_VERSION, "format_version": FORMAT_VERSION, "layers": layers,
-            "architecture": arch, "sha256": _digest(tensors)}
-    blob = st_save(tensors, metadata={"slt_hw": json.dumps(meta)})
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    try:  # make the rename itself durable
-        dfd = os.open(path.parent or ".", os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
+            "architecture": arch}
+    meta["sha256"] = digest(tensors, meta)
+    write_atomic(path, st_save(tensors, metadata={"slt_hw": json.dumps(meta)}))
     payload = sum(t.numel() * t.element_size() for t in tensors.values())
     return SaveInfo(path, os.path.getsize(path), payload)
 
@@ -263,45 +232,15 @@ def save(model: nn.Module, path: str | os.PathLike) -> SaveInfo:
 # ---------------------------------------------------------------------- load
 
 
-def read(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
-    """The verified tensors and metadata of a checkpoint (checksum and contract version)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load as st_load
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"path: no checkpoint at {str(path)!r}")
-    data = path.read_bytes()
-    try:
-        tensors = st_load(data)
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as f:
-            header = f.metadata() or {}
-    except (SafetensorError, ValueError, RuntimeError, OSError) as e:
-        raise CheckpointError(f"checkpoint {str(path)!r}: not a readable safetensors file ({e})") from e
-    if "slt_hw" not in header:
-        raise CheckpointError(f"checkpoint {str(path)!r}: no slt_hw metadata (not written by slt_hw.save)")
-    try:
-        meta = json.loads(header["slt_hw"])
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"checkpoint {str(path)!r}: corrupt metadata ({e})") from e
-    v = meta.get("contract_version")
-    if v != CONTRACT_VERSION:
-        raise CheckpointError(f"checkpoint {str(path)!r}: weight-generation contract version {v}, this slt_hw "
-                              f"implements version {CONTRACT_VERSION}; its weights cannot be regenerated")
-    if _digest(tensors) != meta.get("sha256"):
-        raise CheckpointError(f"checkpoint {str(path)!r}: checksum mismatch (the file is corrupt)")
-    return tensors, meta
-
-
-def load(path: str | os.PathLike, model: nn.Module | None = None, *, backend: str | None = None) -> nn.Module:
+def load(path: str | os.PathLike, model: nn.Module | None = None, *, backend: str | None = None,
+         unverified_metadata: bool = False) -> nn.Module:
     """The packed (inference) model stored at `path`, verified.
 
     model: needed when the checkpoint's architecture was not recorded (a converted model of your own
     class): pass the search or packed model built the same way (e.g. `slt_hw.convert(Net(), seed=…)`);
-    its SLT layers are replaced by the stored masks."""
-    tensors, meta = read(path)
+    its SLT layers are replaced by the stored masks.
+    unverified_metadata: also load a format-1 file, whose checksum does not cover the metadata."""
+    tensors, meta = read(path, unverified_metadata=unverified_metadata)
     if model is None:
         if meta.get("architecture") is None:
             raise ValueError("model: this checkpoint holds a model of a custom class; pass model= (the same "

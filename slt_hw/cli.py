@@ -7,6 +7,7 @@ import argparse
 import importlib.metadata
 import platform
 import sys
+from pathlib import Path
 
 import torch
 from rich.console import Console
@@ -80,41 +81,25 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_find(args: argparse.Namespace, console: Console) -> int:
-    """All of find's error handling: usage errors (bad flags, a missing or unreadable data file, a run
-    state that cannot be resumed) are one line and exit status 2; a failed worker is one line, status 1."""
-    from rich.markup import escape
-
-    from .datasets import DataError
-    from .distributed import WorkerFailed
     from .memory import memory_report
     from .progress import format_row
-    from .runstate import RunStateError
     from .train import FindConfig, check_parallel, check_resume, find
 
-    def fail(msg: str, status: int) -> int:
-        console.print(f"[red]error[/red]: {escape(msg)}", highlight=False, soft_wrap=True)
-        return status
-
-    try:
-        cfg = FindConfig(dataset=args.dataset, data_root=args.data_root, arch=args.arch, method=args.method,
-                         sparsity=args.sparsity, num_coats=args.num_coats, p_prune=args.p_prune, p_lock=args.p_lock,
-                         freeze_distribution=args.freeze_distribution, threshold=args.threshold,
-                         ramp_epochs=args.ramp_epochs, hidden=args.hidden, width=args.width, dropout=args.dropout,
-                         epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
-                         lr_schedule=args.lr_schedule, weight_decay=args.weight_decay, augment=args.augment,
-                         train_subset=args.train_subset, eval_every=args.eval_every, seed=args.seed,
-                         threads=args.threads, device=args.device, out=args.out, state=args.state,
-                         resume=args.resume)
-        check_parallel(cfg, args.nproc)
-        check_resume(cfg)
-    except (ValueError, TypeError) as e:
-        return fail(str(e), 2)
-    try:
-        res = find(cfg, console=console, progress=not args.no_progress, nproc=args.nproc)
-    except (DataError, RunStateError) as e:
-        return fail(str(e), 2)
-    except WorkerFailed as e:
-        return fail(f"find: {e}", 1)
+    cfg = FindConfig(dataset=args.dataset, data_root=args.data_root, arch=args.arch, method=args.method,
+                     sparsity=args.sparsity, num_coats=args.num_coats, p_prune=args.p_prune, p_lock=args.p_lock,
+                     freeze_distribution=args.freeze_distribution, threshold=args.threshold,
+                     ramp_epochs=args.ramp_epochs, hidden=args.hidden, width=args.width, dropout=args.dropout,
+                     epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
+                     lr_schedule=args.lr_schedule, weight_decay=args.weight_decay, augment=args.augment,
+                     train_subset=args.train_subset, eval_every=args.eval_every, seed=args.seed,
+                     threads=args.threads, device=args.device, out=args.out, state=args.state,
+                     resume=args.resume)
+    # A bad argument, data file or run state raises (ValueError): main() reports it in one line, exit status 2.
+    check_parallel(cfg, args.nproc)
+    check_resume(cfg)
+    if args.out and not Path(args.out).absolute().parent.is_dir():  # before the search, not after it
+        raise FileNotFoundError(f"out: the directory of {args.out!r} does not exist")
+    res = find(cfg, console=console, progress=not args.no_progress, nproc=args.nproc)  # WorkerFailed: status 1
     if res.rank:  # under torchrun rank 0 reports
         return 0
     if args.no_progress:  # the progress bar printed these as the epochs ended
@@ -152,8 +137,34 @@ def _add_rtl_parser(sub) -> None:
                                              "with a README and a self-checking testbench"))
 
 
+# Errors that a bad argument, file or setting causes: one line, exit status 2 (as argparse's own).
+USAGE_ERRORS = (ValueError, TypeError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError,
+                ImportError)
+
+
+def report_error(e: BaseException, command: str, flags: dict[str, str] | None = None) -> int:
+    """One line on stderr naming what failed (the message names the argument or file; `flags`:
+    argument name -> its command-line flag); 2 for a usage error, 1 for anything else."""
+    what = str(e).strip().replace("\n", " ") or type(e).__name__
+    head, sep, rest = what.partition(":")
+    if sep and head in (flags or {}):
+        what = f"{flags[head]}{sep}{rest}"
+    if isinstance(e, OSError) and e.filename is not None and str(e.filename) not in what:
+        what += f": {e.filename}"
+    usage = isinstance(e, USAGE_ERRORS)
+    kind = "error" if usage else f"error ({type(e).__name__})"
+    print(f"slt-hw {command}: {kind}: {what}" + ("" if usage else " (run with --debug for the traceback)"),
+          file=sys.stderr)
+    return 2 if usage else 1
+
+
+def _add_debug(p: argparse.ArgumentParser, default=argparse.SUPPRESS) -> None:
+    p.add_argument("--debug", action="store_true", default=default, help="on an error, show the Python traceback")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="slt-hw", description=__doc__)
+    _add_debug(parser, default=False)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="versions, native extension, available backends and why others are not")
     demo = sub.add_parser("demo", help="find, pack, run on every backend, memory, simulate: the story in a minute")
@@ -203,11 +214,21 @@ def main(argv: list[str] | None = None) -> int:
                      help="data-parallel local processes (torch.distributed; on a cluster use torchrun, README)")
     _add_sim_parser(sub)
     _add_rtl_parser(sub)
+    for p in sub.choices.values():  # --debug before or after the command
+        _add_debug(p)
     args = parser.parse_args(argv)
     console = Console(width=None if sys.stdout.isatty() else 120)
-    if args.command == "rtl":
-        return cmd_rtl(args, console)
-    return {"info": cmd_info, "demo": cmd_demo, "find": cmd_find, "sim": cmd_sim}[args.command](args, console)
+    run = {"info": cmd_info, "demo": cmd_demo, "find": cmd_find, "sim": cmd_sim, "rtl": cmd_rtl}[args.command]
+    try:
+        return run(args, console)
+    except KeyboardInterrupt:
+        print(f"slt-hw {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:
+        if args.debug:
+            raise
+        flags = {a.dest: a.option_strings[-1] for a in sub.choices[args.command]._actions if a.option_strings}
+        return report_error(e, args.command, flags)
 
 
 if __name__ == "__main__":

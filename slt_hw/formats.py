@@ -23,6 +23,7 @@ from .contract import (
     Stream,
     check_geometry,
     check_name,
+    check_positive_finite,
     check_scale,
     check_seed,
     check_thresholds,
@@ -68,7 +69,11 @@ def _check_padding(words: torch.Tensor, k: int, arg: str) -> None:
 
 
 def _resolve_scale(scale: float | None, gain: float, dist: Dist, fan_in: int) -> float:
-    return default_scale(dist, fan_in, gain) if scale is None else check_scale(scale)
+    """An explicit scale wins over gain; gain is checked either way (a bad argument is never ignored)."""
+    if scale is None:
+        return default_scale(dist, fan_in, gain)
+    check_positive_finite(gain, "gain")
+    return check_scale(scale)
 
 
 @dataclass(frozen=True, eq=False)
@@ -254,6 +259,7 @@ def _check_mask(mask: object, arg: str = "mask") -> torch.Tensor:
         raise ValueError(
             f"{arg}: expected the weight's shape (out_features, in_features, ...), got {tuple(mask.shape)}"
         )
+    check_geometry(mask.shape[0], math.prod(mask.shape[1:]), arg)  # before any reshape: (0, -1) cannot be one
     return mask
 
 

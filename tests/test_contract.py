@@ -119,3 +119,31 @@ def test_reference_weights_golden_cuda(case):
     n, k = case["shape"]
     key = derive_key(case["seed"], case["name"], Stream.WEIGHTS)
     golden.check_weights(case, prng.generate(key, n, k, case["dist"], default_scale(case["dist"], k), "cuda"))
+
+
+def test_the_worked_vectors_of_rng_md():
+    """docs/rng.md §9's tables, read from the page, against the scalar spec and the reference."""
+    text = (ROOT / "docs" / "rng.md").read_text()
+    h = r"`(0x[0-9a-f]+)`"
+    keys = re.findall(rf"^\| (\d+) \| `([^`]+)` \| ([01]) \| {h} \| {h} \| {h} \| {h} \|$", text, re.M)
+    assert len(keys) == 4
+    for seed, name, stream, fnv, k64, k0, k1 in keys:
+        want = derive_key(int(seed), name, int(stream))
+        assert spec.key(int(seed), name, int(stream)) == (int(k0, 16), int(k1, 16)) == (want.k0, want.k1)
+        assert (int(fnv, 16), int(k64, 16)) == (fnv1a64(name.encode()), want.u64)
+    k0, k1 = (int(v, 16) for v in keys[0][5:])
+    hashes = re.findall(rf"^\| {h} \| {h} \|$", text, re.M)
+    assert len(hashes) == 3 and all(spec.h(k0, k1, int(c, 16)) == int(v, 16) for c, v in hashes)
+    rows = re.findall(rf"^\| (signed_constant|uniform|normal) \| {h} \| " + r" \| ".join([h] * 6) + r" \|$", text,
+                      re.M)
+    assert len(rows) == 3
+    for dist, s_bits, *vals in rows:
+        s = default_scale(dist, 40)
+        assert struct.unpack("<I", struct.pack("<f", s))[0] == int(s_bits, 16)
+        got = [spec.weight(k0, k1, n, k, 40, dist, s, TABLE) for n, k in ((0, 0), (0, 1), (0, 2), (0, 3), (1, 0),
+                                                                            (1, 1))]
+        assert [struct.unpack("<I", struct.pack("<f", v))[0] for v in got] == [int(v, 16) for v in vals], dist
+    states = re.search(r"`P \+ L = 32768`.*?: `([0-2 ]+)`", text, re.S).group(1).split()
+    fk = spec.key(0, "fc", 1)
+    assert [spec.freeze_state(*fk, 0, k, 8, 19661, 32768) for k in range(8)] == [int(v) for v in states]
+    assert freeze_thresholds(0.3, 0.2) == (19661, 32768)

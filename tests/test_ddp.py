@@ -113,10 +113,10 @@ def test_a_dead_worker_fails_the_run_with_a_message(tmp_path):
 
 
 def test_parallel_usage_errors_are_one_line(capsys):
-    for argv, needle in ((["--nproc", "0"], "nproc: expected an int >= 1, got 0"),
-                         (["--dataset", "sbm", "--nproc", "2"], "nproc: sbm trains full-batch"),
-                         (["--batch-size", "1", "--nproc", "2"], "batch_size: 1 cannot be shared by 2 processes"),
-                         (["--sparsity", "1.5"], "sparsity: expected")):
+    for argv, needle in ((["--nproc", "0"], "--nproc: expected an int >= 1, got 0"),
+                         (["--dataset", "sbm", "--nproc", "2"], "--nproc: sbm trains full-batch"),
+                         (["--batch-size", "1", "--nproc", "2"], "--batch-size: 1 cannot be shared by 2 processes"),
+                         (["--sparsity", "1.5"], "--sparsity: expected")):
         assert main(["find", "--no-progress", "--out", "unused.slt", *argv]) == 2
-        out = capsys.readouterr().out
-        assert needle in out and len(out.strip().splitlines()) == 1, out
+        out, err = capsys.readouterr()
+        assert not out and needle in err and len(err.strip().splitlines()) == 1, err

@@ -92,7 +92,7 @@ def test_sim_runs_a_checkpoint_from_find(tmp_path, capsys):
     slt_hw.save(MLP([64, 32, 10], seed=1, sparsity=0.5), mlp)
     exact = tmp_path / "exact.yaml"  # the preset with the checkpoint's own mask sizes
     exact.write_text("base: hiddenite\nname: exact\nmask_memory: {binary: null}\n")
-    assert main(["sim", "--workload", str(mlp), "--design", str(exact), "--rows", "4", "--no-plots",
+    assert main(["sim", "--workload", str(mlp), "--design", str(exact), "--batch", "4", "--no-plots",
                  "--out", str(tmp_path)]) == 0
     rows = {r["design"]: r for r in csv.DictReader((tmp_path / "mlp.csv").open())}
     assert int(rows["exact"]["model_bits"]) == 64 * 32 + 32 * 10  # the exact packed mask bits

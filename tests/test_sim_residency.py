@@ -105,3 +105,20 @@ def test_smallest_weight_sram_holds_the_model_and_premise_shows():
     # at most 1 bit per weight, where the dense chip streams at least 8
     rh, rd = engine.simulate(h, w), engine.simulate(dense, w)
     assert 0 < rh.dram_bits(steady=True)["weights"] < w.weights <= rd.dram_bits(steady=True)["weights"] / 8
+
+
+def test_a_batch_fetches_weights_once_and_keeps_attention_per_sample():
+    w = workload.ZOO["gpt2-decode"]()
+    b = workload.with_batch(w, 8)
+    for one, many in zip(w.layers, b.layers, strict=True):
+        if one.has_weights:
+            assert (many.M, many.repeats, many.weights) == (8 * one.M, one.repeats, one.weights)
+        else:  # each sequence has its own KV cache
+            assert (many.M, many.repeats) == (one.M, 8 * one.repeats)
+    d = config.load_design("hiddenite")
+    r1, r8 = engine.simulate(d, w), engine.simulate(d, b)
+    assert r8.dram_bits(steady=True)["weights"] == r1.dram_bits(steady=True)["weights"]  # masks once per batch
+    assert r8.dram_bits(steady=True)["activations"] == pytest.approx(8 * r1.dram_bits(steady=True)["activations"],
+                                                                     rel=0.01)
+    with pytest.raises(ValueError, match="batch"):
+        workload.with_batch(w, 0)

@@ -251,12 +251,15 @@ inline bool word_weights(const RowDesc& d, int64_t w, int64_t wl, __m256* wv) {
     for (int j = 0; j < 4; ++j) wv[j] = _mm256_blendv_ps(zero, base[j], bit_select(mv, j));
     return true;
   }
-  for (int j = 0; j < 4; ++j) wv[j] = zero;
+  // several coats: m = sum of the kept coats' scales in coat order, then w0 * m, one rounding
+  // (docs/rng.md §7; an FMA per coat would round w0 * g_i each time). A clear bit adds +0.
+  __m256 m[4] = {zero, zero, zero, zero};
   for (int64_t i = 0; i < d.C; ++i) {
     const __m256i mv = _mm256_set1_epi32(d.row_planes[i * d.plane_stride + w]);
     const __m256 g = _mm256_set1_ps(d.coat_scales[i]);
-    for (int j = 0; j < 4; ++j) wv[j] = _mm256_fmadd_ps(_mm256_blendv_ps(zero, base[j], bit_select(mv, j)), g, wv[j]);
+    for (int j = 0; j < 4; ++j) m[j] = _mm256_add_ps(m[j], _mm256_blendv_ps(zero, g, bit_select(mv, j)));
   }
+  for (int j = 0; j < 4; ++j) wv[j] = _mm256_mul_ps(base[j], m[j]);
   return true;
 }
 

@@ -60,14 +60,14 @@ def linear(x, bias, *rest, int8: bool = False, isa: str | None = None, threads: 
     desc, _alive = _ext.weight_desc(mod, w)  # the tensors behind desc's pointers
     k = desc.k
     x2 = x.reshape(-1, k).to(torch.float32)
-    if x2.stride(-1) != 1:
-        x2 = x2.contiguous()
+    if x2.stride(-1) != 1 or (x2.shape[0] > 1 and x2.stride(0) < k):  # the kernel reads rows ldx >= K apart
+        x2 = x2.contiguous()  # (an expanded batch has row stride 0)
     xq = xs = None
     if int8:
         xq, xs = quantize_activations(x2)
     y = torch.empty(x2.shape[0], r1 - r0, dtype=torch.float32)
     b = None if bias is None else bias.to(torch.float32).contiguous()
-    ldx = k if int8 or not x2.shape[0] else x2.stride(0)
+    ldx = k if int8 or x2.shape[0] <= 1 else x2.stride(0)
     mod.slt_linear(desc, 0 if int8 else x2.data_ptr(), x2.shape[0], ldx, y.data_ptr(), r1 - r0, r0, r1, _ptr(b),
                    _ptr(xq), _ptr(xs), _isa(isa), torch.get_num_threads() if threads is None else threads)
     return y.reshape(*x.shape[:-1], r1 - r0).to(x.dtype)

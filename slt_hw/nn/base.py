@@ -76,14 +76,15 @@ class SLTLayer(nn.Module):
         self.prune_threshold, self.lock_threshold = freeze_thresholds(p_prune, p_lock)
         self.rescale = bool(rescale)
         check_positive_finite(scale_multiplier, "scale_multiplier")
+        check_positive_finite(gain, "gain")  # checked even when an explicit scale wins over it
         if scale is None:  # binary64, rounded once to float32 below (docs/rng.md §6)
-            check_positive_finite(gain, "gain")
             base = gain * math.sqrt(3.0 / k) if self.dist is Dist.UNIFORM else gain / math.sqrt(k)
         else:
             base = check_scale(scale)
         if self.rescale:
             base /= math.sqrt(1.0 - self.sparsity)
-        self.scale = check_scale(base * scale_multiplier)
+        arg = "scale" if scale is not None else "gain" if scale_multiplier == 1.0 else "gain, scale_multiplier"
+        self.scale = check_scale(base * scale_multiplier, arg)
         self.register_buffer("weight0", generate(derive_key(self.seed, self.name), n, k, self.dist,
                                                  self.scale).reshape(shape), persistent=False)
         if self.frozen:

@@ -6,9 +6,18 @@ from __future__ import annotations
 import torch
 
 
+def check_causal(causal: bool, t: int, s: int) -> None:
+    """Bottom-right causal alignment puts query i at position S - T + i: with T > S the first
+    queries would precede every key. Refused on every path (rather than zeros on some)."""
+    if causal and t > s:
+        raise ValueError(f"causal: causal attention needs T <= S (the T queries are the last T of the S key "
+                         f"positions), got T={t} queries and S={s} keys")
+
+
 def allowed_mask(b: int, t: int, s: int, causal: bool, key_padding_mask: torch.Tensor | None,
                  attn_mask: torch.Tensor | None, device) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(B, 1, T, S) bool mask of allowed keys and the additive float mask (or None)."""
+    check_causal(causal, t, s)
     allowed = torch.ones(b, 1, t, s, dtype=torch.bool, device=device)
     if causal:
         allowed = allowed & ~torch.ones(t, s, dtype=torch.bool, device=device).triu(1 + s - t)

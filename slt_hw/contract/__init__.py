@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import math
+import numbers
 import struct
 from dataclasses import dataclass
 
@@ -118,13 +119,18 @@ def check_positive_finite(value: object, arg: str) -> float:
     return v
 
 
-def check_scale(scale: object, arg: str = "scale") -> float:
-    """A weight scale as the float32 every backend uses."""
-    s = check_positive_finite(scale, arg)
+def _round_f32(value: float) -> float:
+    """to_f32, with values beyond float32's range going to ±inf (struct raises instead)."""
     try:
-        s32 = to_f32(s)
+        return to_f32(value)
     except OverflowError:
-        s32 = math.inf
+        return math.copysign(math.inf, value)
+
+
+def check_scale(scale: object, arg: str = "scale") -> float:
+    """A weight scale as the float32 every backend uses: finite and > 0 after rounding to binary32
+    (round to nearest even; a subnormal float32 is kept)."""
+    s32 = _round_f32(check_positive_finite(scale, arg))
     if not math.isfinite(s32) or s32 == 0.0:
         raise ValueError(f"{arg}: {scale!r} is not representable as a finite non-zero float32")
     return s32
@@ -204,12 +210,15 @@ def default_scale(dist: Dist | str, fan_in: int, gain: float = DEFAULT_GAIN) -> 
     Computed in binary64 and rounded once to binary32, so every backend gets the same float.
     """
     dist = Dist.parse(dist)
-    if fan_in < 1:
-        raise ValueError(f"fan_in: expected >= 1, got {fan_in}")
-    check_positive_finite(gain, "gain")
-    if dist is Dist.UNIFORM:
-        return to_f32(gain * math.sqrt(3.0 / fan_in))
-    return to_f32(gain / math.sqrt(fan_in))
+    if isinstance(fan_in, bool) or not isinstance(fan_in, numbers.Integral) or fan_in < 1:
+        raise ValueError(f"fan_in: expected an int >= 1, got {fan_in!r}")
+    gain = check_positive_finite(gain, "gain")
+    s = gain * math.sqrt(3.0 / fan_in) if dist is Dist.UNIFORM else gain / math.sqrt(fan_in)
+    s32 = _round_f32(s)
+    if not math.isfinite(s32) or s32 == 0.0:
+        raise ValueError(f"gain: {gain!r} gives the scale {s!r} for fan_in={fan_in} ({dist.value}), which is not a "
+                         "finite non-zero float32")
+    return s32
 
 
 def check_thresholds(prune_threshold: object, lock_threshold: object) -> tuple[int, int]:
