@@ -171,7 +171,7 @@ def run_demo(console: Console, seed: int = 0, out: str | Path = "demo-out", epoc
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     dataset = dataset or demo_dataset(console)
-    epochs = epochs or (1 if dataset == "fashion-mnist" else 5)
+    epochs = (1 if dataset == "fashion-mnist" else 5) if epochs is None else epochs  # 0 is refused by find
     console.print(f"[bold]slt_hw demo[/bold]: strong lottery tickets on {dataset}, seed {seed}. The weights are "
                   "regenerated from the seed; only the supermask is learned and stored.")
 

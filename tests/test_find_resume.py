@@ -49,15 +49,15 @@ def test_resume_refuses_corrupt_and_foreign_states(tmp_path, capsys):
     argv = ["find", "--dataset", "digits", "--hidden", "64", "--epochs", "3", "--batch-size", "64", "--seed", "3",
             "--out", str(tmp_path / "r.slt"), "--state", str(state), "--resume", "--no-progress"]
     assert main(argv) == 2  # hidden 64, the state's run had 32
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert "belongs to another run (it differs in hidden=32 here 64)" in out and len(out.strip().splitlines()) == 1
     blob = state.read_bytes()
     state.write_bytes(blob[:-3])
     assert main(argv) == 2
-    assert "is corrupt (checksum mismatch; truncated or altered)" in capsys.readouterr().out
+    assert "is corrupt (checksum mismatch; truncated or altered)" in capsys.readouterr().err
     state.write_bytes(b"something else")
     assert main(argv) == 2
-    assert "is not an slt_hw run state" in capsys.readouterr().out
+    assert "is not an slt_hw run state" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("slt", [{"sparsity": 0.5}, {"num_coats": 3, "sparsity": 0.5},

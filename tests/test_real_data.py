@@ -212,18 +212,18 @@ def test_find_fashion_mnist_conv2_learns(tmp_path, capsys):
     (["--dropout", "0.5"], "dropout: only the GNNs"),
     (["--augment"], "augment: random crop and flip are for images"),
     (["--optimizer", "lamb"], "optimizer: expected 'adam' or 'sgd'"),
-    (["--lr-schedule", "step"], "lr_schedule: expected"),
-    (["--train-subset", "0"], "train_subset: expected an int >= 1"),
-    (["--eval-every", "-1"], "eval_every: expected an int >= 0"),
+    (["--lr-schedule", "step"], "--lr-schedule: expected"),
+    (["--train-subset", "0"], "--train-subset: expected an int >= 1"),
+    (["--eval-every", "-1"], "--eval-every: expected an int >= 0"),
     (["--resume"], "resume: no run state at"),
-    (["--dataset", "cifar10", "--data-root", "/nonexistent/x"], "data_root: no CIFAR-10 under /nonexistent/x"),
-    (["--dataset", "fashion-mnist", "--data-root", "/nonexistent/x"], "data_root: no Fashion-MNIST IDX files"),
+    (["--dataset", "cifar10", "--data-root", "/nonexistent/x"], "--data-root: no CIFAR-10 under /nonexistent/x"),
+    (["--dataset", "fashion-mnist", "--data-root", "/nonexistent/x"], "--data-root: no Fashion-MNIST IDX files"),
 ])
 def test_find_usage_errors_are_one_line(tmp_path, capsys, monkeypatch, argv, needle):
     monkeypatch.chdir(tmp_path)
     assert main(["find", "--no-progress", "--out", "unused.slt", *argv]) == 2
-    out = capsys.readouterr().out
-    assert needle in out and len(out.strip().splitlines()) == 1, out
+    err = capsys.readouterr().err  # one line on stderr, the argument named by its flag
+    assert needle in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_two_processes_equal_one_on_augmented_images(tmp_path, monkeypatch):

@@ -306,7 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as e:  # a missing or unreadable file: one line naming it
         p.exit(2, f"{p.prog}: error: {e}\n")
     if graph is not None:
-        print(f"{a.ogb_name}: {graph.features.shape[0]:,} nodes, {graph.features.shape[1]} features, "
+        name = a.ogb_name if a.ogb_root else a.dataset
+        print(f"{name}: {graph.features.shape[0]:,} nodes, {graph.features.shape[1]} features, "
               f"{graph.num_classes} classes, {graph.train.x.numel():,} train / {graph.test.x.numel():,} test",
               flush=True)
     out = Path(a.out)
