@@ -93,7 +93,7 @@ def cmd_find(args: argparse.Namespace, console: Console) -> int:
                      lr_schedule=args.lr_schedule, weight_decay=args.weight_decay, augment=args.augment,
                      train_subset=args.train_subset, eval_every=args.eval_every, seed=args.seed,
                      threads=args.threads, device=args.device, out=args.out, state=args.state,
-                     resume=args.resume)
+                     resume=args.resume, rescale=args.rescale)
     # A bad argument, data file or run state raises (ValueError): main() reports it in one line, exit status 2.
     check_parallel(cfg, args.nproc)
     check_resume(cfg)
@@ -189,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     fnd.add_argument("--freeze-distribution", default="uniform", help="uniform | erk | epl")
     fnd.add_argument("--threshold", default="layer", help="layer | global")
     fnd.add_argument("--ramp-epochs", type=int, default=0, help="linear sparsity ramp over these epochs")
+    fnd.add_argument("--rescale", action="store_true", help="fold 1/sqrt(1 - sparsity) into each layer's weight "
+                     "scale (keeps the signal's scale at low density in the conv nets, which have no normalisation)")
     fnd.add_argument("--hidden", type=int, default=512, help="MLP / GNN width (default 512)")
     fnd.add_argument("--width", type=float, default=1.0, help="conv nets / ResNet-18: width multiplier")
     fnd.add_argument("--dropout", type=float, default=0.0, help="GNNs: dropout on the node features")

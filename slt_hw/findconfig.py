@@ -48,6 +48,8 @@ class FindConfig:
     eval_every: int = 1  # test every N epochs (the last epoch always); 0: the last epoch only
     seed: int = 0
     dist: str = "signed_constant"
+    rescale: bool = False  # fold 1/sqrt(1 - sparsity) into every layer's weight scale (the freezing paper's static
+    # rescaling): keeps the signal's scale at low density in networks without normalisation (Conv2/4/6)
     dense: bool = False  # train the weights of the same network instead (the baseline; conv nets, ResNet-18)
     threads: int | None = None  # torch CPU threads (None: leave as is)
     device: str = "cpu"  # cpu | cuda (with several processes: one GPU each)

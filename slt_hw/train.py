@@ -81,6 +81,8 @@ class FindResult:
 
 def _slt_kwargs(cfg: FindConfig) -> dict:
     kw = {"sparsity": cfg.sparsity, "dist": cfg.dist}
+    if cfg.rescale:
+        kw["rescale"] = True
     if cfg.method == "multicoat":
         kw["num_coats"] = cfg.num_coats
     if cfg.method == "frozen":
