@@ -38,7 +38,7 @@ from .search.folding import Folded, FoldedStages
 
 _REGISTRY: dict[str, type] = {c.__name__: c for c in (
     SLTLinear, SLTConv2d, SLTMultiheadAttention, SLTTransformerBlock, SLTGCNConv, SLTGINConv, Folded,
-    FoldedStages, models.MLP, models.GNN, models.AttentionRegressor)}
+    FoldedStages, models.MLP, models.GNN, models.AttentionRegressor, models.ConvNet, models.ResNet18)}
 _TORCH_LEAVES = {
     "ReLU": (), "GELU": (), "Tanh": (), "Sigmoid": (), "Identity": (), "Flatten": ("start_dim", "end_dim"),
     "Dropout": ("p",), "BatchNorm1d": ("num_features", "eps", "momentum", "affine", "track_running_stats"),

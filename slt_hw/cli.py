@@ -77,33 +77,34 @@ def cmd_info(args: argparse.Namespace, console: Console) -> int:
 def cmd_demo(args: argparse.Namespace, console: Console) -> int:
     from .demo import run_demo
 
-    return run_demo(console, seed=args.seed, out=args.out, epochs=args.epochs)
+    return run_demo(console, seed=args.seed, out=args.out, epochs=args.epochs, dataset=args.dataset)
 
 
 def cmd_find(args: argparse.Namespace, console: Console) -> int:
-    from rich.markup import escape
-
-    from .distributed import WorkerFailed
     from .memory import memory_report
-    from .train import FindConfig, check_parallel, find
+    from .progress import format_row
+    from .train import FindConfig, check_parallel, check_resume, find
 
-    cfg = FindConfig(dataset=args.dataset, data_root=args.data_root, method=args.method, sparsity=args.sparsity,
-                     num_coats=args.num_coats, p_prune=args.p_prune, p_lock=args.p_lock,
+    cfg = FindConfig(dataset=args.dataset, data_root=args.data_root, arch=args.arch, method=args.method,
+                     sparsity=args.sparsity, num_coats=args.num_coats, p_prune=args.p_prune, p_lock=args.p_lock,
                      freeze_distribution=args.freeze_distribution, threshold=args.threshold,
-                     ramp_epochs=args.ramp_epochs, hidden=args.hidden, epochs=args.epochs,
-                     batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=args.device, out=args.out)
-    check_parallel(cfg, args.nproc)  # a bad argument raises: main() reports it in one line, exit status 2
+                     ramp_epochs=args.ramp_epochs, hidden=args.hidden, width=args.width, dropout=args.dropout,
+                     epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
+                     lr_schedule=args.lr_schedule, weight_decay=args.weight_decay, augment=args.augment,
+                     train_subset=args.train_subset, eval_every=args.eval_every, seed=args.seed,
+                     threads=args.threads, device=args.device, out=args.out, state=args.state,
+                     resume=args.resume, rescale=args.rescale)
+    # A bad argument, data file or run state raises (ValueError): main() reports it in one line, exit status 2.
+    check_parallel(cfg, args.nproc)
+    check_resume(cfg)
     if args.out and not Path(args.out).absolute().parent.is_dir():  # before the search, not after it
         raise FileNotFoundError(f"out: the directory of {args.out!r} does not exist")
-    try:
-        res = find(cfg, console=console, progress=not args.no_progress, nproc=args.nproc)
-    except WorkerFailed as e:
-        console.print(f"[red]error[/red]: find: {escape(str(e))}", highlight=False, soft_wrap=True)
-        return 1
+    res = find(cfg, console=console, progress=not args.no_progress, nproc=args.nproc)  # WorkerFailed: status 1
     if res.rank:  # under torchrun rank 0 reports
         return 0
-    for h in res.history:
-        console.print("  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in h.items()))
+    if args.no_progress:  # the progress bar printed these as the epochs ended
+        for h in res.history:
+            console.print(format_row(h), highlight=False)
     console.print(f"test {res.metric_name}: [bold]{res.test_metric:.4f}[/bold] in {res.seconds:.1f} s")
     console.print(memory_report(res.model).table())
     return 0
@@ -169,10 +170,17 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="find, pack, run on every backend, memory, simulate: the story in a minute")
     demo.add_argument("--seed", type=int, default=0, help="model seed (default 0)")
     demo.add_argument("--out", default="demo-out", help="folder for the checkpoint, CSV and plots (default demo-out)")
-    demo.add_argument("--epochs", type=int, default=5, help="supermask search epochs (default 5)")
+    demo.add_argument("--epochs", type=int, default=None,
+                      help="search epochs per format (default 1 on fashion-mnist, 5 on digits)")
+    demo.add_argument("--dataset", choices=("fashion-mnist", "digits"), default=None,
+                      help="default: fashion-mnist when its files are under the data root ($SLT_HW_DATA), else digits")
     fnd = sub.add_parser("find", help="search a supermask on a built-in or local dataset, save the checkpoint")
-    fnd.add_argument("--dataset", default="digits", help="digits | synthetic | sbm | angular_velocity | cifar10 | ogb")
-    fnd.add_argument("--data-root", default=None, help="directory of the cifar10 / ogb files")
+    fnd.add_argument("--dataset", default="digits", help="digits | synthetic | sbm | angular_velocity (built in); "
+                     "cifar10 | fashion-mnist | cora | citeseer | ogb (local files, --data-root)")
+    fnd.add_argument("--data-root", default=None, help="folder of the local dataset files (default: $SLT_HW_DATA, "
+                     "else ../shared/datasets beside the checkout)")
+    fnd.add_argument("--arch", default=None, help="mlp | conv2 | conv4 | conv6 | resnet18 | gcn | gin (default: "
+                     "conv4 for cifar10, gcn for graphs, mlp otherwise)")
     fnd.add_argument("--method", default="edge_popup", help="edge_popup | multicoat | frozen")
     fnd.add_argument("--sparsity", type=float, default=0.5, help="fraction of weights removed (default 0.5)")
     fnd.add_argument("--num-coats", type=int, default=3, help="multicoat: coats (adaptive thresholds)")
@@ -181,12 +189,27 @@ def main(argv: list[str] | None = None) -> int:
     fnd.add_argument("--freeze-distribution", default="uniform", help="uniform | erk | epl")
     fnd.add_argument("--threshold", default="layer", help="layer | global")
     fnd.add_argument("--ramp-epochs", type=int, default=0, help="linear sparsity ramp over these epochs")
-    fnd.add_argument("--hidden", type=int, default=512)
-    fnd.add_argument("--epochs", type=int, default=30)
+    fnd.add_argument("--rescale", action="store_true", help="fold 1/sqrt(1 - sparsity) into each layer's weight "
+                     "scale (keeps the signal's scale at low density in the conv nets, which have no normalisation)")
+    fnd.add_argument("--hidden", type=int, default=512, help="MLP / GNN width (default 512)")
+    fnd.add_argument("--width", type=float, default=1.0, help="conv nets / ResNet-18: width multiplier")
+    fnd.add_argument("--dropout", type=float, default=0.0, help="GNNs: dropout on the node features")
+    fnd.add_argument("--epochs", type=int, default=None, help="default 5 on fashion-mnist, else 30")
     fnd.add_argument("--batch-size", type=int, default=128)
+    fnd.add_argument("--optimizer", default="adam", help="adam | sgd (momentum 0.9)")
     fnd.add_argument("--lr", type=float, default=0.01)
+    fnd.add_argument("--lr-schedule", default="constant", help="constant | cosine")
+    fnd.add_argument("--weight-decay", type=float, default=0.0)
+    fnd.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
+                     help="random crop + flip (default: on for cifar10)")
+    fnd.add_argument("--train-subset", type=int, default=None, help="train on a fixed random subset of N examples")
+    fnd.add_argument("--eval-every", type=int, default=1, help="test every N epochs (0: the last one only)")
     fnd.add_argument("--seed", type=int, default=0)
+    fnd.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     fnd.add_argument("--out", default="supermask.slt", help="checkpoint path (default supermask.slt)")
+    fnd.add_argument("--state", default=None, help="per-epoch run state (default: <out>.state, removed when the "
+                     "run completes)")
+    fnd.add_argument("--resume", action="store_true", help="continue a killed run from its run state")
     fnd.add_argument("--no-progress", action="store_true", help="no progress bar")
     fnd.add_argument("--device", default="cpu", help="cpu | cuda (default cpu)")
     fnd.add_argument("--nproc", type=int, default=1,

@@ -1,4 +1,4 @@
-"""Built-in datasets (no download) and loaders for local CIFAR-10 / OGB files.
+"""Built-in datasets (no download) and loaders for local files: CIFAR-10, Fashion-MNIST, Planetoid, OGB.
 
 Every synthetic set is a function of its seed (a seeded torch.Generator: data, not weights).
 """
@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import gzip
 import math
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from . import datasets as _ds
 
 
 @dataclass
@@ -31,6 +32,8 @@ class Dataset:
     adj: torch.Tensor | None = None  # node tasks: train/test are node index splits over `x`
     features: torch.Tensor | None = None
     labels: torch.Tensor | None = None
+    val: Split | None = None  # a validation split where the dataset defines one (Planetoid)
+    edge_index: torch.Tensor | None = None  # (2, E) directed edges, both directions (graphs)
 
 
 def digits(seed: int = 0, test_fraction: float = 0.25) -> Dataset:
@@ -110,43 +113,61 @@ def _require(paths: list[Path], what: str, hint: str) -> None:
         raise FileNotFoundError(f"{what}: missing {', '.join(missing)}. {hint}")
 
 
-def cifar10(root: str | Path) -> Dataset:
-    """CIFAR-10 from the python batches (cifar-10-batches-py/{data_batch_1..5,test_batch}) under `root`."""
-    root = Path(root)
-    base = root / "cifar-10-batches-py" if (root / "cifar-10-batches-py").exists() else root
-    files = [base / f"data_batch_{i}" for i in range(1, 6)] + [base / "test_batch"]
-    _require(files, "root", "Download and unpack cifar-10-python.tar.gz from "
-             "https://www.cs.toronto.edu/~kriz/cifar.html there (slt_hw never downloads).")
+def cifar10(root: str | Path | None = None) -> Dataset:
+    """CIFAR-10: float32 (N, 3, 32, 32) normalised per channel with the training statistics, int64 labels.
 
-    def read(paths):
-        xs, ys = [], []
-        for p in paths:
-            try:
-                with open(p, "rb") as f:
-                    d = pickle.load(f, encoding="bytes")
-            except Exception as e:  # truncated / not a pickle
-                raise ValueError(f"root: {p} is not a readable CIFAR-10 python batch ({type(e).__name__}: {e})") from e
-            if not isinstance(d, dict):
-                raise ValueError(f"root: {p}: expected a dict with 'data' and 'labels', got {type(d).__name__}")
-            get = {(k.decode() if isinstance(k, bytes) else k): v for k, v in d.items()}
-            if "data" not in get or "labels" not in get:
-                raise ValueError(f"root: {p}: expected keys 'data' and 'labels', got {sorted(get)}")
-            x = torch.as_tensor(get["data"])
-            y = torch.as_tensor(get["labels"]).to(torch.int64).reshape(-1)
-            if x.dim() != 2 or x.shape[1] != 3 * 32 * 32 or x.dtype != torch.uint8:
-                raise ValueError(f"root: {p}: expected 'data' uint8 of shape (N, 3072), got {x.dtype} "
-                                 f"{tuple(x.shape)}")
-            if y.numel() != x.shape[0] or (y.numel() and (int(y.min()) < 0 or int(y.max()) > 9)):
-                raise ValueError(f"root: {p}: expected {x.shape[0]} labels in 0..9, got {y.numel()} "
-                                 f"(range {int(y.min()) if y.numel() else '-'}..{int(y.max()) if y.numel() else '-'})")
-            xs.append(x.view(-1, 3, 32, 32))
-            ys.append(y)
-        return torch.cat(xs).float() / 255.0, torch.cat(ys)
+    Reads `cifar10-jpeg.tar.gz` (train/<class>/*.jpg, test/<class>/*.jpg; decoded once with Pillow and cached,
+    slt_hw.datasets) or the python batches (cifar-10-batches-py/ of cifar-10-python.tar.gz) under the data root
+    (argument, $SLT_HW_DATA, or slt_hw.datasets.DEFAULT_ROOT). JPEG re-encoding is lossy: accuracies can sit
+    slightly below those on the original batches."""
+    base = _ds.data_root(root)
+    batches = [b for b in (base / "cifar-10-batches-py", base / "cifar10" / "cifar-10-batches-py", base)
+               if (b / "data_batch_1").exists()]
+    if any((b / _ds.CIFAR10_TAR).exists() for b in (base / "cifar10", base)):
+        xtr, ytr, xte, yte = _ds.cifar10_arrays(base)
+    elif not batches:
+        raise FileNotFoundError(f"data_root: no CIFAR-10 under {base}: expected {base / 'cifar10' / _ds.CIFAR10_TAR} "
+                                f"or the python batches {base / 'cifar-10-batches-py'}/data_batch_1..5, test_batch")
+    else:
+        xtr, ytr, xte, yte = _ds.cifar10_python_batches(batches[0])
+    return _images("cifar10", xtr, ytr, xte, yte, 10, per_channel=True)
 
-    xtr, ytr = read(files[:5])
-    xte, yte = read(files[5:])
-    mean, std = xtr.mean((0, 2, 3), keepdim=True), xtr.std((0, 2, 3), keepdim=True)
-    return Dataset("cifar10", Split((xtr - mean) / std, ytr), Split((xte - mean) / std, yte), 10)
+
+def fashion_mnist(root: str | Path | None = None) -> Dataset:
+    """Fashion-MNIST from its four IDX .gz files: float32 (N, 1, 28, 28), normalised with the training
+    mean and std; int64 labels (60,000 train / 10,000 test)."""
+    xtr, ytr, xte, yte = _ds.fashion_mnist_arrays(root)
+    return _images("fashion-mnist", xtr[..., None], ytr, xte[..., None], yte, 10, per_channel=False)
+
+
+def _images(name, xtr, ytr, xte, yte, classes: int, per_channel: bool) -> Dataset:
+    """uint8 (N, H, W, C) -> float32 (N, C, H, W) in [0, 1], standardised with the training statistics."""
+    tr = _ds.to_tensor(xtr).permute(0, 3, 1, 2).float().div_(255)
+    te = _ds.to_tensor(xte).permute(0, 3, 1, 2).float().div_(255)
+    dims = (0, 2, 3) if per_channel else (0, 1, 2, 3)
+    mean, std = tr.mean(dims, keepdim=True), tr.std(dims, keepdim=True).clamp_min(1e-3)
+    return Dataset(name, Split(((tr - mean) / std).contiguous(), _ds.to_tensor(ytr)),
+                   Split(((te - mean) / std).contiguous(), _ds.to_tensor(yte)), classes)
+
+
+def planetoid(name: str, root: str | Path | None = None) -> Dataset:
+    """Cora or CiteSeer, standard Planetoid split (train: 20 labels per class, 500 validation, 1000 test
+    nodes): row-normalised features (Kipf & Welling's preprocessing), the graph made undirected without
+    duplicate edges or self-loops, and its GCN-normalised adjacency; CiteSeer's 15 isolated test nodes keep
+    zero features and label -1 (they are in no split)."""
+    from .nn.gnn import gcn_adjacency
+
+    a = _ds.planetoid_arrays(name, root)
+    x = _ds.to_tensor(a["features"])
+    x = x / x.sum(1, keepdim=True).clamp_min(1e-12)
+    edges = _ds.to_tensor(a["edges"])
+    edges = torch.cat([edges, edges.flip(0)], 1)
+    edges = torch.unique(edges[:, edges[0] != edges[1]], dim=1)
+    y = _ds.to_tensor(a["labels"])
+    idx = {k: _ds.to_tensor(a[k]) for k in ("train", "val", "test")}
+    return Dataset(name, Split(idx["train"], y[idx["train"]]), Split(idx["test"], y[idx["test"]]),
+                   a["num_classes"], adj=gcn_adjacency(edges, x.shape[0]), features=x, labels=y,
+                   val=Split(idx["val"], y[idx["val"]]), edge_index=edges)
 
 
 def ogb_node(root: str | Path, name: str = "ogbn-arxiv") -> Dataset:
@@ -198,6 +219,10 @@ def ogb_node(root: str | Path, name: str = "ogbn-arxiv") -> Dataset:
     return Dataset(name, Split(tr, y[tr]), Split(te, y[te]), int(y.max()) + 1,
                    adj=gcn_adjacency(edge_index, x.shape[0]), features=x, labels=y)
 
+
+LOCAL = {"cifar10": cifar10, "fashion-mnist": fashion_mnist, "cora": lambda root=None: planetoid("cora", root),
+         "citeseer": lambda root=None: planetoid("citeseer", root)}
+"""Datasets read from files under the data root (slt_hw.datasets.data_root): name -> loader(root)."""
 
 BUILTIN = {"digits": digits, "synthetic": synthetic_classification, "sbm": sbm_graph,
            "angular_velocity": angular_velocity}

@@ -1,6 +1,6 @@
-"""`slt-hw demo`: the package's story in about a minute on a CPU — find a supermask on digits, pack
-it, run it on every backend against the reference, show its memory, simulate it on the SLT
-accelerator against a dense chip, and write the plots."""
+"""`slt-hw demo`: the package's story in about a minute on a CPU — find supermasks in the three formats
+on Fashion-MNIST (digits when its files are missing), pack one, run it on every backend against the
+reference, show its memory, simulate it on the SLT accelerator against a dense chip, write the plots."""
 
 from __future__ import annotations
 
@@ -128,13 +128,13 @@ def _formats_check(console: Console, seed: int) -> bool:
     return ok
 
 
-def _simulate(console: Console, model: torch.nn.Module, x: torch.Tensor, out: Path) -> list[Path]:
+def _simulate(console: Console, model: torch.nn.Module, x: torch.Tensor, out: Path, name: str) -> list[Path]:
     from slt_hw.sim import report
     from slt_hw.sim.config import load_design
     from slt_hw.sim.engine import simulate
     from slt_hw.sim.workload import from_model
 
-    w = from_model(model, (x,), name="digits-mlp")
+    w = from_model(model, (x,), name=name)
     # the preset stores 0.5 mask bit per weight (Hiddenite's supermask expansion); simulate the masks
     # this model actually has
     h = load_design("hiddenite").replace({"mask_memory.binary": None, "name": "hiddenite"})
@@ -147,24 +147,57 @@ def _simulate(console: Console, model: torch.nn.Module, x: torch.Tensor, out: Pa
             report.plot_memory(rows, out / "sim-memory.png")]
 
 
-def run_demo(console: Console, seed: int = 0, out: str | Path = "demo-out", epochs: int = 5) -> int:
-    """find → pack → run on every backend → memory → simulate, in about a minute on a CPU."""
+def demo_dataset(console: Console, root: str | None = None) -> str:
+    """Fashion-MNIST when its files are under the data root, else digits (saying why)."""
+    from . import datasets
+
+    try:
+        datasets.fashion_mnist_arrays(root)
+        return "fashion-mnist"
+    except (OSError, ValueError) as e:
+        console.print(f"[yellow]Fashion-MNIST not available ({e}); the demo runs on digits[/yellow]",
+                      highlight=False)
+        return "digits"
+
+
+def run_demo(console: Console, seed: int = 0, out: str | Path = "demo-out", epochs: int | None = None,
+             dataset: str | None = None) -> int:
+    """find (all three mask formats) → pack → run on every backend → memory → simulate, in about a minute
+    on a CPU. dataset: fashion-mnist (real images, one epoch per format by default) or digits (five)."""
     from .checkpoint import load
     from .memory import memory_report
     from .train import FindConfig, evaluate, find, load_dataset
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    console.print(f"[bold]slt_hw demo[/bold]: a strong lottery ticket on digits, seed {seed}. The weights are "
+    dataset = dataset or demo_dataset(console)
+    epochs = (1 if dataset == "fashion-mnist" else 5) if epochs is None else epochs  # 0 is refused by find
+    console.print(f"[bold]slt_hw demo[/bold]: strong lottery tickets on {dataset}, seed {seed}. The weights are "
                   "regenerated from the seed; only the supermask is learned and stored.")
 
-    console.rule("1. find a supermask (Edge-Popup, 50 % sparsity; the random weights are never trained)")
-    cfg = FindConfig(dataset="digits", sparsity=0.5, epochs=epochs, hidden=256, seed=seed,
-                     out=str(out / "digits.slt"))
-    res = find(cfg, console)
+    console.rule(f"1. find supermasks in all three formats ({epochs} epoch(s) each; the random weights are never "
+                 "trained)")
+    runs = {}
+    for method, what in (("edge_popup", "binary, Edge-Popup, 50 % kept"),
+                         ("multicoat", "multicoat, 3 adaptive coats, coat 1 at 50 %"),
+                         ("frozen", "partially frozen: 30 % pruned + 10 % locked by the seed, 50 % kept")):
+        console.print(f"[bold]{method}[/bold]: {what}")
+        cfg = FindConfig(dataset=dataset, method=method, sparsity=0.5, epochs=epochs, hidden=256, seed=seed,
+                         out=str(out / f"{dataset}-{method}.slt"))
+        runs[method] = (cfg, find(cfg, console))
+    t = Table(title=f"three mask formats on {dataset} (MLP, 2 hidden layers of 256)")
+    for col in ("format", "test accuracy", "checkpoint bytes", "payload bits/weight", "search time"):
+        t.add_column(col, justify="left" if col == "format" else "right")
+    for method, (_, res) in runs.items():
+        rep = memory_report(res.model)
+        n = sum(e.weights for e in rep.layers)
+        t.add_row(method, f"{res.test_metric:.4f}", f"{res.saved.bytes_on_disk:,}", f"{rep.payload_bits / n:.3f}",
+                  f"{res.seconds:.1f} s")
+    console.print(t)
 
     console.rule("2. pack: seeds + bit-packed masks, reloaded and verified from the checkpoint")
-    packed = load(out / "digits.slt")
+    cfg, res = runs["edge_popup"]
+    packed = load(cfg.out)
     ds = load_dataset(cfg)
     acc = evaluate(packed, ds, ds.test)
     console.print(f"checkpoint {res.saved.bytes_on_disk:,} bytes on disk; test accuracy packed {acc:.4f}, "
@@ -181,7 +214,7 @@ def run_demo(console: Console, seed: int = 0, out: str | Path = "demo-out", epoc
     ok &= _formats_check(console, seed)
 
     console.rule("5. simulate: the model on the Hiddenite-class SLT accelerator vs a dense chip")
-    files = [out / "digits.slt", *_simulate(console, packed, x[:1], out)]
+    files = [Path(c.out) for c, _ in runs.values()] + _simulate(console, packed, x[:1], out, f"{dataset}-mlp")
 
     console.print("[green]all backends agree with the reference[/green]" if ok else "[red]mismatch[/red]")
     console.print(f"outputs in {out.resolve()}: " + ", ".join(f.name for f in files))

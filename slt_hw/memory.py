@@ -8,9 +8,11 @@ difference between the file size and the payload.
 
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import dataclass, field
 
+from rich.table import Table
 from torch import nn
 
 from .conversion import pack, slt_layer_names
@@ -48,9 +50,8 @@ class MemoryReport:
         return self.payload_bits // 8
 
     def table(self):
-        from rich.table import Table
-
-        t = Table(title="memory: dense vs SLT checkpoint (bits)")
+        """A rich Table: `console.print(report.table())` draws it, `print(report.table())` prints it as text."""
+        t = _TextTable(title="memory: dense vs SLT checkpoint (bits)")
         for col in ("layer", "shape", "format", "dense fp32", "dense bf16", "binary", "mask", "stored",
                     "bits/weight"):
             t.add_column(col, justify="left" if col in ("layer", "format") else "right")
@@ -64,6 +65,17 @@ class MemoryReport:
                   f"{sum(e.mask_bits for e in self.layers):,}", f"{self.payload_bits:,}",
                   f"{self.payload_bits / n:.3f}", style="bold")
         return t
+
+
+class _TextTable(Table):
+    """A rich Table whose str() is its text rendering, so plain print() shows the table, not an object repr."""
+
+    def __str__(self) -> str:
+        from rich.console import Console
+
+        console = Console(file=io.StringIO(), width=200, color_system=None)  # wide enough: no wrapped cells
+        console.print(self)
+        return console.file.getvalue().rstrip("\n")
 
 
 def memory_report(model: nn.Module) -> MemoryReport:

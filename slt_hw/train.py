@@ -1,11 +1,13 @@
 """Supermask search entry point: `find(FindConfig(...))`, the Python side of `slt-hw find`; data-parallel
-over N processes (`nproc`, or torchrun) with the score gradients all-reduced (slt_hw.distributed)."""
+over N processes (`nproc`, or torchrun) with the score gradients all-reduced (slt_hw.distributed); a run
+state after every epoch (slt_hw.runstate) from which a killed run resumes."""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -14,57 +16,15 @@ from torch import nn
 
 from . import data as _data
 from . import distributed as _dist
-from .models import GNN, MLP, AttentionRegressor
-from .nn.base import SLTConv2d, SLTLinear
+from .datasets import DataError
+from .findconfig import ARCHS, DATASETS, GRAPHS, METHODS, FindConfig, resolve_arch  # noqa: F401  (public)
+from .models import GNN, MLP, AttentionRegressor, ConvNet, ResNet18
+from .runstate import load_state, save_state
 from .search.schedules import constant, linear_ramp
-from .search.threshold import check_sparsity
 from .search.topk import global_threshold, set_sparsity
 
-METHODS = ("edge_popup", "multicoat", "frozen")
-GRAPHS = ("sbm", "ogb")  # full-batch node tasks: one process
-
-
-@dataclass
-class FindConfig:
-    dataset: str = "digits"  # digits | synthetic | sbm | angular_velocity | cifar10 | ogb
-    data_root: str | None = None  # cifar10 / ogb: local directory
-    ogb_name: str = "ogbn-arxiv"
-    method: str = "edge_popup"  # edge_popup | multicoat | frozen
-    sparsity: float = 0.5  # fraction removed (coat 1 for multicoat)
-    num_coats: int = 3  # multicoat: adaptive coats
-    p_prune: float = 0.3  # frozen
-    p_lock: float = 0.1
-    freeze_distribution: str = "uniform"
-    threshold: str = "layer"  # layer | global
-    ramp_epochs: int = 0  # > 0: linear ramp from 0 to `sparsity` over these epochs
-    hidden: int = 512
-    epochs: int = 30
-    batch_size: int = 128
-    lr: float = 0.01
-    seed: int = 0
-    dist: str = "signed_constant"
-    device: str = "cpu"  # cpu | cuda (with several processes: one GPU each)
-    out: str | None = "supermask.slt"  # packed checkpoint; None: do not save
-    extra: dict = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.dataset not in (*_data.BUILTIN, "cifar10", "ogb"):
-            raise ValueError(f"dataset: expected one of {[*_data.BUILTIN, 'cifar10', 'ogb']}, got {self.dataset!r}")
-        if self.method not in METHODS:
-            raise ValueError(f"method: expected one of {METHODS}, got {self.method!r}")
-        check_sparsity(self.sparsity)
-        if self.threshold not in ("layer", "global"):
-            raise ValueError(f"threshold: expected 'layer' or 'global', got {self.threshold!r}")
-        for arg in ("epochs", "batch_size", "hidden"):
-            v = getattr(self, arg)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{arg}: expected an int >= 1, got {v!r}")
-        if self.dataset in ("cifar10", "ogb") and not self.data_root:
-            raise ValueError(f"data_root: the {self.dataset} loader reads local files; give their directory")
-        if self.device not in ("cpu", "cuda"):
-            raise ValueError(f"device: expected 'cpu' or 'cuda', got {self.device!r}")
-        if self.device == "cuda" and not torch.cuda.is_available():
-            raise ValueError("device: 'cuda' asked for, but torch sees no CUDA device")
+# the fields a resumed run may change: how it runs, not what it computes
+_RESUMABLE = ("epochs", "threads", "resume", "state", "out", "data_root", "eval_every")
 
 
 def check_parallel(cfg: FindConfig, nproc: int) -> None:
@@ -76,12 +36,36 @@ def check_parallel(cfg: FindConfig, nproc: int) -> None:
         raise ValueError("nproc: under torchrun the processes come from torchrun (--nproc-per-node); leave --nproc out")
     if world > 1 and cfg.dataset in GRAPHS:
         raise ValueError(f"nproc: {cfg.dataset} trains full-batch on one graph; data-parallel search needs "
-                         "minibatches (digits, synthetic, angular_velocity, cifar10)")
+                         "minibatches (digits, synthetic, angular_velocity, cifar10, fashion-mnist)")
     if world > 1 and cfg.batch_size < world:
         raise ValueError(f"batch_size: {cfg.batch_size} cannot be shared by {world} processes")
     if nproc > 1 and cfg.device == "cuda" and nproc > torch.cuda.device_count():
         raise ValueError(f"nproc: {nproc} processes need {nproc} GPUs (one each), torch sees "
                          f"{torch.cuda.device_count()}")
+
+
+def check_resume(cfg: FindConfig) -> dict | None:
+    """The verified run state to continue from (cfg.resume), or None; a missing, corrupt or foreign state
+    is a RunStateError (a ValueError naming the file)."""
+    if not cfg.resume:
+        return None
+    from .runstate import RunStateError
+
+    state = load_state(cfg.state_path)
+    mine = _fingerprint(cfg)
+    theirs = state.get("config", {})
+    diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+    if diff:
+        raise RunStateError(f"resume: {cfg.state_path} belongs to another run (it differs in "
+                            + ", ".join(f"{k}={theirs.get(k)!r} here {mine.get(k)!r}" for k in diff) + ")")
+    if state["epoch"] > cfg.epochs:
+        raise RunStateError(f"epochs: the run state at {cfg.state_path} is already at epoch {state['epoch']}, "
+                            f"more than {cfg.epochs}")
+    return state
+
+
+def _fingerprint(cfg: FindConfig) -> dict:
+    return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _RESUMABLE}
 
 
 @dataclass
@@ -97,6 +81,8 @@ class FindResult:
 
 def _slt_kwargs(cfg: FindConfig) -> dict:
     kw = {"sparsity": cfg.sparsity, "dist": cfg.dist}
+    if cfg.rescale:
+        kw["rescale"] = True
     if cfg.method == "multicoat":
         kw["num_coats"] = cfg.num_coats
     if cfg.method == "frozen":
@@ -105,30 +91,56 @@ def _slt_kwargs(cfg: FindConfig) -> dict:
 
 
 def load_dataset(cfg: FindConfig) -> _data.Dataset:
-    if cfg.dataset == "cifar10":
-        return _data.cifar10(cfg.data_root)
-    if cfg.dataset == "ogb":
-        return _data.ogb_node(cfg.data_root, cfg.ogb_name)
-    return _data.BUILTIN[cfg.dataset](seed=cfg.seed)
+    """The dataset, its training split cut to cfg.train_subset, GIN's sum adjacency in place of GCN's.
+    A missing or unreadable file raises DataError (one line naming the path)."""
+    try:
+        if cfg.dataset in _data.LOCAL:
+            ds = _data.LOCAL[cfg.dataset](cfg.data_root)
+        elif cfg.dataset == "ogb":
+            ds = _data.ogb_node(cfg.data_root, cfg.ogb_name)
+        else:
+            ds = _data.BUILTIN[cfg.dataset](seed=cfg.seed)
+    except (OSError, ValueError) as e:
+        raise DataError(str(e)) from e
+    if cfg.train_subset is not None and cfg.train_subset < ds.train.x.shape[0]:
+        # one fixed subset (generator seed 0) for every seed, so seeds differ only in weights and order
+        keep = torch.randperm(ds.train.x.shape[0], generator=torch.Generator().manual_seed(0))[:cfg.train_subset]
+        ds = dataclasses.replace(ds, train=_data.Split(ds.train.x[keep], ds.train.y[keep]))
+    if cfg.arch == "gin" and ds.edge_index is not None:
+        from .nn.gnn import sum_adjacency
+
+        ds = dataclasses.replace(ds, adj=sum_adjacency(ds.edge_index, ds.features.shape[0]))
+    return ds
 
 
 def build_model(cfg: FindConfig, ds: _data.Dataset) -> nn.Module:
     kw = _slt_kwargs(cfg)
+    s = cfg.seed
     if ds.adj is not None:
-        return GNN(ds.features.shape[1], cfg.hidden, ds.num_classes, seed=cfg.seed, **kw)
+        return GNN(ds.features.shape[1], cfg.hidden, ds.num_classes, seed=s, conv=cfg.arch, dropout=cfg.dropout,
+                   **kw)
     if cfg.dataset == "angular_velocity":
-        return AttentionRegressor(seed=cfg.seed, qk_dim=min(cfg.hidden, 64), v_dim=min(cfg.hidden, 64), **kw)
-    if ds.train.x.dim() == 4:  # images: a Conv4-style network
-        c = ds.train.x.shape[1]
-        s = cfg.seed
-        return nn.Sequential(
-            SLTConv2d(c, 64, 3, seed=s, name="conv0", padding=1, **kw), nn.ReLU(),
-            SLTConv2d(64, 64, 3, seed=s, name="conv1", padding=1, **kw), nn.ReLU(), nn.MaxPool2d(2),
-            SLTConv2d(64, 128, 3, seed=s, name="conv2", padding=1, **kw), nn.ReLU(),
-            SLTConv2d(128, 128, 3, seed=s, name="conv3", padding=1, **kw), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(), SLTLinear(128 * 8 * 8, 256, seed=s, name="fc0", **kw), nn.ReLU(),
-            SLTLinear(256, ds.num_classes, seed=s, name="fc1", **kw))
-    return MLP([ds.train.x.shape[1], cfg.hidden, cfg.hidden, ds.num_classes], seed=cfg.seed, **kw)
+        return AttentionRegressor(seed=s, qk_dim=min(cfg.hidden, 64), v_dim=min(cfg.hidden, 64), **kw)
+    shape = tuple(ds.train.x.shape[1:])
+    if cfg.arch in ("conv2", "conv4", "conv6"):
+        return ConvNet(cfg.arch, shape, ds.num_classes, seed=s, width=cfg.width, dense=cfg.dense, **kw)
+    if cfg.arch == "resnet18":
+        return ResNet18(shape, ds.num_classes, seed=s, width=cfg.width, dense=cfg.dense, **kw)
+    return MLP([math.prod(shape), cfg.hidden, cfg.hidden, ds.num_classes], seed=s, **kw)
+
+
+def augment(x: torch.Tensor, g: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """Random crop after `pad` pixels of zero padding (the normalised mean colour) and a random horizontal
+    flip, per image: the CIFAR augmentation of the Edge-Popup and freezing papers' code."""
+    n, c, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad))
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=g)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=g)
+    flip = torch.rand(n, generator=g) < 0.5
+    rows = (dy[:, None] + torch.arange(h))[:, None, :, None]  # (n, 1, h, 1)
+    cols = (dx[:, None] + torch.arange(w))[:, None, None, :]  # (n, 1, 1, w)
+    out = padded[torch.arange(n)[:, None, None, None], torch.arange(c)[None, :, None, None], rows, cols]
+    return torch.where(flip[:, None, None, None], out.flip(3), out)
 
 
 def _batches(n: int, size: int, g: torch.Generator):
@@ -172,9 +184,11 @@ def find(cfg: FindConfig, console=None, progress: bool = True, nproc: int = 1) -
     """Train a supermask (scores only), log loss and the test metric per epoch, save the packed checkpoint.
     nproc > 1: that many local processes, each on its share of every batch (rank 0's result is returned;
     the workers are spawned, so a calling script needs `if __name__ == "__main__":`); under torchrun:
-    this process is one rank of its run."""
+    this process is one rank of its run. cfg.resume: continue from the run state (check_resume)."""
     check_parallel(cfg, nproc)
+    check_resume(cfg)
     if nproc > 1:
+        load_dataset(cfg)  # a missing file fails here with one line; fills the CIFAR-10 cache once
         t0 = time.perf_counter()
         res = _dist.spawn(nproc, cfg.device, _find_rank, cfg, progress)
         res.seconds = time.perf_counter() - t0  # start-up included
@@ -194,65 +208,115 @@ def _find_rank(g: _dist.Group, cfg: FindConfig, progress: bool) -> FindResult:
     return res
 
 
+def _lr(cfg: FindConfig, epoch: int) -> float:
+    if cfg.lr_schedule == "cosine":
+        return 0.5 * cfg.lr * (1 + math.cos(math.pi * epoch / cfg.epochs))
+    return cfg.lr
+
+
 def _search(cfg: FindConfig, g: _dist.Group, console, progress: bool) -> FindResult:
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from torch.nn.parallel import DistributedDataParallel
+
+    from .progress import find_progress
 
     console = console or Console(quiet=not g.main)
     progress = progress and g.main
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)  # dropout and friends; weights come from the contract
     device = torch.device(cfg.device if cfg.device == "cpu" else f"cuda:{g.local_rank}")
     ds = _on(load_dataset(cfg), device)
     model = build_model(cfg, ds).to(device)
-    if cfg.threshold == "global":
+    if cfg.threshold == "global" and not cfg.dense:
         global_threshold(model, cfg.sparsity)
     # every rank regenerates the same weights from the seed: only score gradients travel, no buffers
     net = model if g.world == 1 else DistributedDataParallel(
         model, device_ids=[device] if device.type == "cuda" else None, forward_sync_buffers=False)
     schedule = linear_ramp(0.0, cfg.sparsity, cfg.ramp_epochs) if cfg.ramp_epochs else constant(cfg.sparsity)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=cfg.lr)
+    opt = (torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay) if cfg.optimizer == "sgd"
+           else torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay))
     regression = ds.num_classes == 0
     graph = ds.adj is not None
     g_batches = torch.Generator().manual_seed(cfg.seed)  # the same batches on every rank
-    history = []
+    g_aug = torch.Generator().manual_seed(cfg.seed + 1)  # the same augmentation on every rank
+    history: list[dict] = []
     metric = "mse" if regression else "accuracy"
-    with Progress(TextColumn("[bold]find[/bold] {task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console, disable=not progress, transient=False) as bar:
-        task = bar.add_task(f"{cfg.dataset} / {cfg.method}", total=cfg.epochs)
-        for epoch in range(cfg.epochs):
-            if cfg.ramp_epochs:
+    start = 0
+    state = check_resume(cfg)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        g_batches.set_state(state["g_batches"])
+        g_aug.set_state(state["g_aug"])
+        torch.set_rng_state(state["torch_rng"])
+        history, start = state["history"], state["epoch"]
+        console.print(f"resumed {cfg.state_path} at epoch {start} of {cfg.epochs}")
+    n_train = ds.train.x.shape[0]
+    steps = 1 if graph else math.ceil(n_train / cfg.batch_size)
+    with find_progress(console, not progress, cfg.epochs * steps, start * steps,
+                       f"{cfg.dataset} / {cfg.arch or 'attention'} / {'dense' if cfg.dense else cfg.method}") as bar:
+        for epoch in range(start, cfg.epochs):
+            if cfg.ramp_epochs and not cfg.dense:
                 set_sparsity(model, schedule(epoch))
+            for group in opt.param_groups:
+                group["lr"] = _lr(cfg, epoch)
             model.train()
-            total, count = 0.0, 0
+            total, correct, count = 0.0, 0.0, 0
             if graph:
                 opt.zero_grad()
-                loss = _loss(model(ds.features, ds.adj)[ds.train.x], ds.train.y, regression)
+                out = model(ds.features, ds.adj)[ds.train.x]
+                loss = _loss(out, ds.train.y, regression)
                 loss.backward()
                 opt.step()
                 total, count = loss.item(), 1
+                correct = float((out.argmax(-1) == ds.train.y).float().mean()) if not regression else 0.0
+                bar.step(epoch, cfg.epochs, total, correct)
             else:
-                for idx in _batches(ds.train.x.shape[0], cfg.batch_size, g_batches):
-                    mine = _dist.shard(idx, g)
+                for idx in _batches(n_train, cfg.batch_size, g_batches):
+                    x = ds.train.x[idx]
+                    if cfg.do_augment:  # the whole global batch, then the shares: equal to one process
+                        x = augment(x.cpu(), g_aug).to(device)
+                    mine = _dist.shard(torch.arange(idx.numel()), g)
                     opt.zero_grad()
-                    loss = _loss_sum(net(ds.train.x[mine]), ds.train.y[mine], regression)
+                    out = net(x[mine])
+                    y = ds.train.y[idx][mine]
+                    loss = _loss_sum(out, y, regression)
                     # DDP averages gradients over ranks: scaled so the average is the whole batch's mean
                     (loss * (g.world / idx.numel())).backward()
                     opt.step()
                     total, count = total + loss.item(), count + mine.numel()
-                total, count = _dist.all_sum([total, float(count)], g)
-            test = evaluate(model, ds, ds.test, g)
-            history.append({"epoch": epoch + 1, "loss": total / count, metric: test})
-            bar.update(task, advance=1, description=f"{cfg.dataset} / {cfg.method}  loss {total / count:.4f}  "
-                                                     f"test {metric} {test:.4f}")
+                    if not regression:
+                        correct += float((out.argmax(-1) == y).sum())
+                    bar.step(epoch, cfg.epochs, total / count, correct / count if not regression else None)
+                total, correct, count = _dist.all_sum([total, correct, float(count)], g)
+            last = epoch + 1 == cfg.epochs
+            test = evaluate(model, ds, ds.test, g) if last or (cfg.eval_every and (epoch + 1) % cfg.eval_every == 0) \
+                else None
+            row = {"epoch": epoch + 1, "loss": total / count, metric: test}
+            if not regression:
+                row["train_accuracy"] = correct / count if not graph else correct
+            if ds.val is not None:
+                row["val_accuracy"] = evaluate(model, ds, ds.val, g)
+            history.append(row)
+            bar.epoch_done(row, metric)
+            if cfg.state_path and g.main:  # one writer, atomic and checksummed (slt_hw.runstate)
+                save_state(cfg.state_path, {
+                    "config": _fingerprint(cfg), "epoch": epoch + 1, "history": history,
+                    "model": model.state_dict(), "optimizer": opt.state_dict(), "g_batches": g_batches.get_state(),
+                    "g_aug": g_aug.get_state(), "torch_rng": torch.get_rng_state()})
+    if state is not None and state["epoch"] == cfg.epochs and history[-1][metric] is None:
+        history[-1][metric] = evaluate(model, ds, ds.test, g)
     saved = None
     if cfg.out and g.main:  # one writer; checkpoint.save is atomic (temporary file, fsync, rename)
         from .checkpoint import save
 
         saved = save(model, Path(cfg.out))
         console.print(f"saved {saved.path} ({saved.bytes_on_disk:,} bytes on disk, payload {saved.payload_bytes:,})")
+        if cfg.state_path and Path(cfg.state_path).exists() and not cfg.state:
+            Path(cfg.state_path).unlink()  # the run is complete and its checkpoint written
     return FindResult(model, history[-1][metric], metric, history, saved, time.perf_counter() - t0, g.rank)
 
 

@@ -260,7 +260,7 @@ CLI = {  # argv: text the one line must contain
     ("find", "--epochs", "-1"): "--epochs: expected an int >= 1",
     ("find", "--nproc", "0"): "--nproc: expected an int >= 1",
     ("find", "--out", "/nonexistent-dir/m.slt"): "--out: the directory of '/nonexistent-dir/m.slt' does not exist",
-    ("find", "--dataset", "cifar10", "--data-root", "/nonexistent-dir"): "/nonexistent-dir/data_batch_1",
+    ("find", "--dataset", "cifar10", "--data-root", "/nonexistent-dir"): "--data-root: no CIFAR-10 under",
     ("demo", "--epochs", "0"): "--epochs: expected an int >= 1",
 }
 

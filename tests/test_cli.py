@@ -17,18 +17,29 @@ def test_info_lists_backends_and_reasons(capsys):
     assert "runs on CUDA tensors only" in out or "built without CUDA" in out
 
 
-def test_demo_tells_the_story_and_writes_its_outputs(tmp_path):
+@pytest.mark.parametrize("dataset", ["digits", "fashion-mnist"])
+def test_demo_tells_the_story_and_writes_its_outputs(tmp_path, dataset):
     env = {**os.environ, "COLUMNS": "160"}
     env.pop("TRITON_INTERPRET", None)  # the demo as a user runs it
-    out = subprocess.run([sys.executable, "-P", "-m", "slt_hw.cli", "demo", "--out", str(tmp_path), "--epochs", "3"],
-                         capture_output=True, text=True, env=env, timeout=600)
+    if dataset == "fashion-mnist":  # small fake IDX files in the real format stand in for the real set
+        from test_real_data import fake_fashion
+
+        fake_fashion(tmp_path / "data", n=(256, 64))
+        env["SLT_HW_DATA"] = str(tmp_path / "data")
+    else:  # no Fashion-MNIST under the data root: the demo says so and runs on digits
+        env["SLT_HW_DATA"] = str(tmp_path / "nothing")
+    out = subprocess.run([sys.executable, "-P", "-m", "slt_hw.cli", "demo", "--out", str(tmp_path / "o"),
+                          "--epochs", "1"], capture_output=True, text=True, env=env, timeout=600)
     assert out.returncode == 0, out.stdout + out.stderr
     for word in ("find", "test accuracy packed", "reference", "bits/weight", "dense fp32", "dense bf16",
-                 "multicoat", "frozen", "hiddenite", "dense-4k", "energy", "agree", str(tmp_path)):
+                 "multicoat", "frozen", "hiddenite", "dense-4k", "energy", "agree", f"three mask formats on {dataset}",
+                 str(tmp_path / "o")):
         assert word in out.stdout, word
     assert "MISMATCH" not in out.stdout
-    for name in ("digits.slt", "sim.csv", "sim-energy.png", "sim-memory.png"):
-        assert (tmp_path / name).stat().st_size > 0
+    assert ("Fashion-MNIST not available" in out.stdout) == (dataset == "digits")
+    for name in (f"{dataset}-edge_popup.slt", f"{dataset}-multicoat.slt", f"{dataset}-frozen.slt", "sim.csv",
+                 "sim-energy.png", "sim-memory.png"):
+        assert (tmp_path / "o" / name).stat().st_size > 0
 
 
 def test_info_names_the_isa_the_cpu_kernel_runs_and_what_backends_lack(capsys, monkeypatch):

@@ -48,7 +48,7 @@ def test_local_loaders_explain_missing_files(tmp_path):
     with pytest.raises(FileNotFoundError, match="edge.csv.gz"):
         data.ogb_node(tmp_path, "ogbn-arxiv")
     with pytest.raises(ValueError, match="data_root"):
-        FindConfig(dataset="cifar10")
+        FindConfig(dataset="ogb")
 
 
 def test_find_config_bad_input():

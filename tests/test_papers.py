@@ -152,3 +152,38 @@ def test_two_layers_for_one_construction():
     x = rng.uniform(-2, 2, (50, 2))
     approx = np.maximum(x @ (a_w * ma).T, 0) @ (b_w * mb).T
     assert np.abs(approx - x @ w_t.T).max() < 1e-3
+
+
+def test_real_data_paper_scripts_on_fake_files(tmp_path, monkeypatch):
+    """The documented real-data commands (cifar10_slt, msup_folded_gnn --dataset, fashion_mnist_formats) on
+    small fake files in the real formats."""
+    from test_real_data import fake_cifar_tar, fake_fashion, fake_planetoid  # tests/ is on sys.path (conftest)
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    data = tmp_path / "data"
+    fake_cifar_tar(data)
+    fake_fashion(data, n=(64, 16))
+    fake_planetoid(data, name="cora")
+    mod = _load("cifar10_slt")
+    out = tmp_path / "c"
+    argv = ["--experiments", "freezing", "--train-subset", "8", "--epochs", "1", "--seeds", "1", "--threads", "1",
+            "--data-root", str(data), "--out", str(out)]
+    assert mod.main(argv) == 0
+    rows = _rows(out / "results.csv")
+    assert [r["variant"] for r in rows] == [v for v, _ in mod.EXPERIMENTS["freezing"]]
+    bits = [int(r["payload_bits"]) for r in rows]
+    assert max(bits) / min(bits) < 1.02  # equal checkpoint size, by construction
+    assert not list((out / "states").iterdir())  # run states removed once a row is written
+    assert mod.main([*argv, "--resume"]) == 0 and len(_rows(out / "results.csv")) == 3  # nothing left to run
+    gnn = _load("msup_folded_gnn")
+    assert gnn.main(["--quick", "--dataset", "cora", "--conv", "gin", "--data-root", str(data),
+                     "--out", str(tmp_path / "g")]) == 0
+    rows = _rows(tmp_path / "g" / "results.csv")
+    assert len(rows) == 8 and {r["conv"] for r in rows} == {"gin", "gcn"}  # + Kipf & Welling's 2-layer GCN
+    fm = _load("fashion_mnist_formats")
+    assert fm.main(["--seeds", "1", "--epochs", "1", "--threads", "1", "--data-root", str(data),
+                    "--out", str(tmp_path / "f")]) == 0
+    rows = _rows(tmp_path / "f" / "results.csv")
+    assert [r["method"] for r in rows] == ["edge_popup", "multicoat", "frozen"]
+    assert float(rows[1]["payload_bits_per_weight"]) > float(rows[0]["payload_bits_per_weight"]) \
+        > float(rows[2]["payload_bits_per_weight"])

@@ -66,8 +66,10 @@ def point(epochs: int, dataset: str, data_root: str | None, task: tuple) -> dict
     method = "edge_popup" if kind == "dense" else "frozen"
     # keep half of the free weights; the sparsity counts pruned weights (docs/search.md)
     sparsity = pp + 0.5 * (1.0 - pp - pl)
+    # an MLP at every width (on CIFAR-10 too, whose default is a fixed-width Conv4), no augmentation
+    image = {"arch": "mlp", "augment": False} if dataset == "cifar10" else {}
     cfg = FindConfig(dataset=dataset, data_root=data_root, method=method, sparsity=sparsity, p_prune=pp,
-                     p_lock=pl, hidden=hidden, epochs=epochs, seed=seed, out=None)
+                     p_lock=pl, hidden=hidden, epochs=epochs, seed=seed, out=None, **image)
     if dataset != "cifar10":
         res = find(cfg, progress=False)
     else:

@@ -42,6 +42,10 @@ class SLTMultiheadAttention(nn.Module):
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout: expected a float in [0, 1), got {dropout!r}")
         self.embed_dim, self.num_heads, self.batch_first, self.dropout = embed_dim, num_heads, batch_first, dropout
+        # what torch's transformer layers read to pick their fused fast path: there is no fused in-projection
+        # (Q, K, V are separate masked layers), so in eval they take the ordinary path through this forward
+        self.in_proj_weight = self.in_proj_bias = None
+        self._qkv_same_embed_dim = False
         self.head_dim = qk_dim // num_heads
         self.q_proj = SLTLinear(embed_dim, qk_dim, seed=seed, name=f"{name}.q_proj", bias=bias,
                                 scale_multiplier=qk_init_scale, **slt)

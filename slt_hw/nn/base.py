@@ -27,7 +27,7 @@ from ..contract import (
     freeze_thresholds,
 )
 from ..reference.prng import FREE, LOCKED, PRUNED, freeze_states, generate
-from ..search.masks import coat_thresholds, levels
+from ..search.masks import coat_taus, levels
 from ..search.threshold import check_sparsity
 
 METHODS = ("edge_popup", "multicoat")
@@ -91,8 +91,12 @@ class SLTLayer(nn.Module):
             st = freeze_states(derive_key(self.seed, self.name, Stream.FREEZE), n, k,
                                self.prune_threshold, self.lock_threshold).reshape(shape)
             self.register_buffer("freeze_state", st, persistent=False)
+            # fixed by the seed: precomputed so the mask needs no data-dependent shape or host sync
+            self.register_buffer("free_index", (st.reshape(-1) == FREE).nonzero().reshape(-1), persistent=False)
+            self.num_pruned = int((st == PRUNED).sum())
         else:
-            self.freeze_state = None
+            self.freeze_state = self.free_index = None
+            self.num_pruned = 0
         self.scores = nn.Parameter(self._init_scores(0))
         self.extra_scores = nn.ParameterList()
         self.mask_index = 0
@@ -128,25 +132,29 @@ class SLTLayer(nn.Module):
 
     def free_scores(self, scores: torch.Tensor) -> tuple[torch.Tensor, int, int]:
         """(|scores| of free weights, all weights, pruned weights)."""
-        a = scores.detach().abs()
-        if self.freeze_state is None:
-            return a.reshape(-1), a.numel(), 0
-        return a[self.freeze_state == FREE], a.numel(), int((self.freeze_state == PRUNED).sum())
+        a = scores.detach().abs().reshape(-1)
+        if self.free_index is None:
+            return a, a.numel(), 0
+        return a[self.free_index], a.numel(), self.num_pruned
 
     def thresholds(self, index: int | None = None) -> list[float]:
+        """Per-coat thresholds τ_1 ≤ … ≤ τ_K as floats (the mask keeps |score| > τ_k)."""
+        return [float(t) for t in self._taus(index)]
+
+    def _taus(self, index: int | None = None) -> list:
         if self.global_taus is not None:
             return self.global_taus
         scores = self.score_tensors()[self.mask_index if index is None else index]
         free, total, pruned = self.free_scores(scores)
         sparsities = (self.sparsity,) if self.coat_sparsities is None else self.coat_sparsities
-        return coat_thresholds([free], total, pruned, sparsities, self.num_coats)
+        return coat_taus(free, total, pruned, sparsities, self.num_coats)
 
     def mask(self, index: int | None = None) -> torch.Tensor:
         """Float mask levels in {0..num_coats} shaped like the weight; gradients reach the scores."""
         i = self.mask_index if index is None else index
         scores = self.score_tensors()[i]
         with torch.no_grad():
-            taus = self.thresholds(i)
+            taus = self._taus(i)
         m = levels(scores.abs(), taus)
         if self.freeze_state is not None:
             m = torch.where(self.freeze_state == LOCKED, 1.0, torch.where(self.freeze_state == PRUNED, 0.0, m))
@@ -184,6 +192,9 @@ class SLTLinear(SLTLayer):
                       "bias": bool(bias), **_slt_kwargs(slt)}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.is_sparse:  # e.g. bag-of-words node features (Planetoid): only the non-zeros are multiplied
+            y = torch.sparse.mm(x.to(torch.float32), self.effective_weight().t())
+            return y if self.bias is None else y + self.bias.to(torch.float32)
         # the same operations as the reference backend, so packed outputs match bit for bit
         y = F.linear(x.to(torch.float32), self.effective_weight())
         if self.bias is not None:

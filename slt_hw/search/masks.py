@@ -59,6 +59,33 @@ def coat_thresholds(free_values: Sequence[torch.Tensor], total: int, pruned: int
     return taus
 
 
+def coat_taus(free: torch.Tensor, total: int, pruned: int, sparsities: Sequence[float],
+              num_coats: int) -> list[torch.Tensor]:
+    """coat_thresholds for one 1-D tensor of free |scores| as 0-d tensors: no host sync, so
+    torch.compile traces the mask in one graph. Same values as coat_thresholds (kthvalue is the
+    r-th smallest element, as kth_smallest)."""
+    n = free.numel()
+    taus: list[torch.Tensor] = []
+    for c in range(num_coats):
+        if c < len(sparsities):
+            r = min(max(math.floor(sparsities[c] * total) - pruned, 0), n)
+            if r == 0 or n == 0:
+                tau = free.new_full((), -math.inf if r == 0 else math.inf)
+            else:
+                tau = torch.kthvalue(free.detach(), r).values
+            if taus:
+                tau = torch.maximum(tau, taus[-1])
+        else:  # adaptive: the mean of the previous coat's survivors, in float64 as coat_thresholds
+            prev = taus[-1]
+            keep = free > prev
+            total_kept = torch.where(keep, free.detach().double(), 0.0).sum()
+            count = keep.sum()
+            tau = torch.where(count > 0, total_kept / count.clamp_min(1), math.inf)
+            tau = torch.maximum(tau, prev)
+        taus.append(tau)
+    return taus
+
+
 def levels(values: torch.Tensor, taus: Sequence[float]) -> torch.Tensor:
     """m = Σ_k 1[|s| > τ_k] as float32 with a straight-through gradient per coat."""
     m = None
