@@ -7,11 +7,12 @@ import tempfile
 from pathlib import Path
 
 
-def atomic_write(path: str | os.PathLike, blob: bytes) -> Path:
-    """Write `blob` to `path` so that a reader (or a crash) sees either the old file or the whole new one."""
+def atomic_write(path: str | os.PathLike, blob: bytes, prefix: str | None = None) -> Path:
+    """Write `blob` to `path` so that a reader (or a crash) sees either the old file or the whole new one.
+    prefix: of the temporary's name (default ".<name>."; it always ends ".tmp")."""
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=prefix or f".{path.name}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(blob)

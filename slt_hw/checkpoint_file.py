@@ -19,12 +19,12 @@ import math
 import os
 import re
 import socket
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
+from ._io import atomic_write
 from .contract import CONTRACT_VERSION, SEED_MAX
 
 FORMAT_VERSION = 2
@@ -105,25 +105,8 @@ def write_atomic(path: Path, blob: bytes) -> None:
     if not parent.is_dir():
         raise FileNotFoundError(f"path: the directory of {str(path)!r} does not exist")
     clean_stale_temporaries(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_host()}.{os.getpid()}.", suffix=".tmp", dir=parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    try:  # make the rename itself durable
-        dfd = os.open(parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
+    # host and pid in the temporary's name: clean_stale_temporaries tells a live writer's from a dead one's
+    atomic_write(path, blob, prefix=f".{path.name}.{_host()}.{os.getpid()}.")
 
 
 # ---------------------------------------------------------------------- verified read

@@ -3,6 +3,7 @@
 #include <immintrin.h>
 
 #include "../core/slt_contract.h"
+#include "avx2_hash.h"
 #include "linear.h"
 
 namespace slt {
@@ -10,13 +11,7 @@ namespace cpu {
 namespace avx2 {
 namespace {
 
-inline __m256i lowbias32_v(__m256i x) {
-  x = _mm256_xor_si256(x, _mm256_srli_epi32(x, 16));
-  x = _mm256_mullo_epi32(x, _mm256_set1_epi32(0x7FEB352D));
-  x = _mm256_xor_si256(x, _mm256_srli_epi32(x, 15));
-  x = _mm256_mullo_epi32(x, _mm256_set1_epi32(int32_t(0x846CA68Bu)));
-  return _mm256_xor_si256(x, _mm256_srli_epi32(x, 16));
-}
+using avx2hash::hash_v;  // the contract hash on 8 lanes (avx2_hash.h)
 
 // out[i] = h(k0, k1, base + i), eight counters per step.
 inline void hash_range(uint32_t k0, uint32_t k1, uint32_t base, uint32_t count, uint32_t* out) {
@@ -25,7 +20,7 @@ inline void hash_range(uint32_t k0, uint32_t k1, uint32_t base, uint32_t count, 
   uint32_t i = 0;
   for (; i + 8 <= count; i += 8) {
     const __m256i c = _mm256_add_epi32(_mm256_set1_epi32(int32_t(base + i)), lanes);
-    const __m256i h = lowbias32_v(_mm256_xor_si256(lowbias32_v(_mm256_xor_si256(c, vk0)), vk1));
+    const __m256i h = hash_v(c, vk0, vk1);
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), h);
   }
   for (; i < count; ++i) out[i] = hash32(k0, k1, base + i);

@@ -23,6 +23,7 @@
 
 
 #include "../core/slt_contract.h"
+#include "avx2_hash.h"
 #include "linear.h"
 
 namespace slt {
@@ -30,17 +31,7 @@ namespace cpu {
 namespace avx2lut {
 namespace {
 
-inline __m256i lowbias32_v(__m256i x) {
-  x = _mm256_xor_si256(x, _mm256_srli_epi32(x, 16));
-  x = _mm256_mullo_epi32(x, _mm256_set1_epi32(0x7FEB352D));
-  x = _mm256_xor_si256(x, _mm256_srli_epi32(x, 15));
-  x = _mm256_mullo_epi32(x, _mm256_set1_epi32(int32_t(0x846CA68Bu)));
-  return _mm256_xor_si256(x, _mm256_srli_epi32(x, 16));
-}
-
-inline __m256i hash_v(__m256i c, __m256i k0, __m256i k1) {
-  return lowbias32_v(_mm256_xor_si256(lowbias32_v(_mm256_xor_si256(c, k0)), k1));
-}
+using avx2hash::hash_v;  // the contract hash on 8 lanes (avx2_hash.h)
 
 constexpr int kGroups = 11;  // groups of 3 columns per 32-column word (10 of 3, one of 2)
 
