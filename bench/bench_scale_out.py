@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import yaml
+from utils import cpu_model  # bench/ is the script's directory
 
 from slt_hw.csvio import write_rows
 
@@ -51,13 +52,6 @@ def configs(tmp: Path, only: str | None) -> list[tuple[str, str, str, list[str]]
                 out.append(("search", name, size, [*FIND, "--epochs", str(epochs), "--nproc", str(n),
                                                    "--out", str(tmp / f"find{n}.slt")]))
     return out
-
-
-def cpu_model() -> str:
-    for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-        if line.startswith("Model name:"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:

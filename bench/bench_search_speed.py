@@ -12,7 +12,6 @@ each variant's figure is the median over its steps after warm-up.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import sys
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from utils import cpu_model  # bench/ is the script's directory
 
 from slt_hw.csvio import write_rows
 from slt_hw.models import ConvNet
@@ -40,16 +40,6 @@ def make(kind: str, compiled: bool):
         opt.step()
 
     return step
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:

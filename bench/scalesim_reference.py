@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from utils import cpu_model  # bench/ is the script's directory
+
 from slt_hw.sim import scalesim
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,16 +43,6 @@ def side_python(venv: Path) -> Path:
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         subprocess.run([str(py), "-m", "pip", "install", "--quiet", "-r", str(REQS)], check=True)
     return py
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def version(py: Path) -> str:

@@ -49,16 +49,19 @@ def interleaved_times(fns: dict[str, Callable[[], object]], rounds: int = 9, per
     return {name: pick(ts) for name, ts in samples.items()}
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), to print beside every figure."""
     try:
         for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return f"{cpu}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
+    return platform.processor() or platform.machine()
+
+
+def machine() -> str:
+    return f"{cpu_model()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
 
 
 def report(name: str, rows: list[dict], columns: list[str]) -> pathlib.Path:
