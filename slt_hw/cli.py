@@ -81,6 +81,7 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_find(args: argparse.Namespace, console: Console) -> int:
+    from .distributed import WorkerFailed
     from .memory import memory_report
     from .progress import format_row
     from .train import FindConfig, check_parallel, check_resume, find
@@ -99,7 +100,11 @@ def cmd_find(args: argparse.Namespace, console: Console) -> int:
     check_resume(cfg)
     if args.out and not Path(args.out).absolute().parent.is_dir():  # before the search, not after it
         raise FileNotFoundError(f"out: the directory of {args.out!r} does not exist")
-    res = find(cfg, console=console, progress=not args.no_progress, nproc=args.nproc)  # WorkerFailed: status 1
+    try:
+        res = find(cfg, console=console, progress=not args.no_progress, nproc=args.nproc)
+    except WorkerFailed as e:  # status 1, not a usage error; the worker's own traceback is already printed
+        print(f"slt-hw find: error: {e}", file=sys.stderr)
+        return 1
     if res.rank:  # under torchrun rank 0 reports
         return 0
     if args.no_progress:  # the progress bar printed these as the epochs ended

@@ -104,7 +104,8 @@ def test_a_dead_worker_fails_the_run_with_a_message(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     assert proc.returncode == 1, text[-2000:]
-    assert "error: find: worker " in text and "of 2 died (signal SIGKILL); the other workers were stopped" in text
+    assert "slt-hw find: error: worker " in text
+    assert "of 2 died (signal SIGKILL); the other workers were stopped" in text
     assert "Traceback" not in text and not out.exists()
     end = time.monotonic() + 10
     while _session(proc.pid) and time.monotonic() < end:

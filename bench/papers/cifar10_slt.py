@@ -8,15 +8,15 @@ docs/reproductions.md).
       (their conv{4,6}_adam_baseline.yml: Adam lr 3e-4; batch 128 here, as the SLTs).
   freezing: Conv4 SLT sources at equal checkpoint size: dense source at width 0.71 (about half the weights,
       so about half the mask bits of width 1), randomly pruned source (p = 0.5) and partially frozen source
-      (r = 0.5: 25 % pruned, 25 % locked) at width 1, all keeping half of their free weights, plus the dense
-      width-1 source of the edge-popup runs for reference.
+      (r = 0.5: 25 % pruned, 25 % locked) at width 1, all keeping half of their free weights, weights rescaled
+      by 1/sqrt(1 - sparsity) (the freezing paper's static rescaling); freezing-unscaled: the same without.
 
 Every run is one row of results.csv (accuracy on the 10,000 test images, checkpoint payload bits, seconds);
 rows are written as runs finish, and a run in progress keeps a per-epoch run state, so a killed sweep
 continues with --resume (finished rows are kept, the interrupted run resumes at its last epoch).
 
     python bench/papers/cifar10_slt.py --epochs 100                         # the papers' budget (days here)
-    python bench/papers/cifar10_slt.py --train-subset 4000 --epochs 6 --seeds 2   # what docs/reproductions.md shows
+    python bench/papers/cifar10_slt.py --train-subset 4000 --epochs 6 --seeds 3 --threads 1   # docs/reproductions.md
 """
 
 from __future__ import annotations
