@@ -3,7 +3,7 @@
 #include <immintrin.h>
 
 #include "../core/slt_contract.h"
-#include "avx2_hash.h"
+#include "avx2_common.h"
 #include "linear.h"
 
 namespace slt {
@@ -11,7 +11,8 @@ namespace cpu {
 namespace avx2 {
 namespace {
 
-using avx2hash::hash_v;  // the contract hash on 8 lanes (avx2_hash.h)
+using avx2common::hash_v;  // the contract hash on 8 lanes (avx2_common.h)
+using avx2common::transpose8x8_ps;
 
 // out[i] = h(k0, k1, base + i), eight counters per step.
 inline void hash_range(uint32_t k0, uint32_t k1, uint32_t base, uint32_t count, uint32_t* out) {
@@ -348,22 +349,10 @@ constexpr MicroPanel kMicroPanel[kMr + 1] = {nullptr,        micro_panel<1>, mic
 
 // dst[8 k + j] = src[j * ld + k] for an 8 x 8 tile: rows of src become columns of dst.
 inline void transpose8(const float* src, int64_t ld, float* dst, int64_t ldd) {
-  __m256 r[8], t[8];
+  __m256 r[8], c[8];
   for (int i = 0; i < 8; ++i) r[i] = _mm256_load_ps(src + i * ld);
-  for (int i = 0; i < 8; i += 2) {
-    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
-    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
-  }
-  for (int i = 0; i < 8; i += 4) {
-    r[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
-    r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
-    r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
-    r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
-  }
-  for (int i = 0; i < 4; ++i) {
-    _mm256_store_ps(dst + i * ldd, _mm256_permute2f128_ps(r[i], r[i + 4], 0x20));
-    _mm256_store_ps(dst + (i + 4) * ldd, _mm256_permute2f128_ps(r[i], r[i + 4], 0x31));
-  }
+  transpose8x8_ps(r, c);
+  for (int i = 0; i < 8; ++i) _mm256_store_ps(dst + i * ldd, c[i]);
 }
 
 // Row n's effective weights for words [w0, w1) into dst (32 (w1 - w0) floats).

@@ -23,7 +23,7 @@
 
 
 #include "../core/slt_contract.h"
-#include "avx2_hash.h"
+#include "avx2_common.h"
 #include "linear.h"
 
 namespace slt {
@@ -31,7 +31,8 @@ namespace cpu {
 namespace avx2lut {
 namespace {
 
-using avx2hash::hash_v;  // the contract hash on 8 lanes (avx2_hash.h)
+using avx2common::hash_v;  // the contract hash on 8 lanes (avx2_common.h)
+using avx2common::transpose8x8_ps;
 
 constexpr int kGroups = 11;  // groups of 3 columns per 32-column word (10 of 3, one of 2)
 
@@ -45,23 +46,11 @@ void transpose_masks(const LinearProblem& p, int64_t n0, int64_t n1, uint32_t* m
   int64_t w = 0;
   if (n1 - n0 == 8) {
     for (; w + 8 <= W; w += 8) {
-      __m256 v[8], t[8];
+      __m256 v[8], c[8];
       for (int r = 0; r < 8; ++r) v[r] = _mm256_castsi256_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows[r] + w)));
-      for (int i = 0; i < 8; i += 2) {
-        t[i] = _mm256_unpacklo_ps(v[i], v[i + 1]);
-        t[i + 1] = _mm256_unpackhi_ps(v[i], v[i + 1]);
-      }
-      for (int i = 0; i < 8; i += 4) {
-        v[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
-        v[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
-        v[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
-        v[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
-      }
+      transpose8x8_ps(v, c);
       float* dst = reinterpret_cast<float*>(mt + stride * w);
-      for (int i = 0; i < 4; ++i) {
-        _mm256_storeu_ps(dst + stride * i, _mm256_permute2f128_ps(v[i], v[i + 4], 0x20));
-        _mm256_storeu_ps(dst + stride * (i + 4), _mm256_permute2f128_ps(v[i], v[i + 4], 0x31));
-      }
+      for (int i = 0; i < 8; ++i) _mm256_storeu_ps(dst + stride * i, c[i]);
     }
   }
   for (; w < W; ++w)

@@ -1,0 +1,49 @@
+// What the AVX2 kernels share: the contract hash (docs/rng.md §2) on eight 32-bit lanes and an
+// 8 x 8 transpose in registers. Include it only from translation units compiled with -mavx2
+// (linear_avx2.cpp, linear_avx2lut.cpp); internal linkage, so each keeps its own copy behind its
+// runtime CPU check.
+#pragma once
+
+#include <immintrin.h>
+
+#include <cstdint>
+
+namespace slt {
+namespace cpu {
+namespace avx2common {
+
+static inline __m256i lowbias32_v(__m256i x) {
+  x = _mm256_xor_si256(x, _mm256_srli_epi32(x, 16));
+  x = _mm256_mullo_epi32(x, _mm256_set1_epi32(0x7FEB352D));
+  x = _mm256_xor_si256(x, _mm256_srli_epi32(x, 15));
+  x = _mm256_mullo_epi32(x, _mm256_set1_epi32(int32_t(0x846CA68Bu)));
+  return _mm256_xor_si256(x, _mm256_srli_epi32(x, 16));
+}
+
+// h(k0, k1, c) for eight counters c.
+static inline __m256i hash_v(__m256i c, __m256i k0, __m256i k1) {
+  return lowbias32_v(_mm256_xor_si256(lowbias32_v(_mm256_xor_si256(c, k0)), k1));
+}
+
+// out[j] lane i = r[i] lane j: the rows of an 8 x 8 tile of 32-bit values become its columns.
+static inline void transpose8x8_ps(__m256 r[8], __m256 out[8]) {
+  __m256 t[8];
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 8; i += 4) {
+    r[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+    r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+    r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+  }
+  for (int i = 0; i < 4; ++i) {
+    out[i] = _mm256_permute2f128_ps(r[i], r[i + 4], 0x20);
+    out[i + 4] = _mm256_permute2f128_ps(r[i], r[i + 4], 0x31);
+  }
+}
+
+}  // namespace avx2common
+}  // namespace cpu
+}  // namespace slt
