@@ -4,11 +4,13 @@ header the union of the rows' keys (a failed point's row has fewer columns), rea
 from __future__ import annotations
 
 import csv
+import io
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from ._io import atomic_write
 
 FAILURE = "failure"  # the column a failed point's row carries its error in
 
@@ -17,18 +19,11 @@ def write_rows(rows: list[dict], path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     keys = list(dict.fromkeys(k for r in rows for k in r))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=keys, restval="")
-            w.writeheader()
-            w.writerows(rows)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=keys, restval="")
+    w.writeheader()
+    w.writerows(rows)
+    return atomic_write(path, buf.getvalue().encode())
 
 
 def _typed(text: str):
