@@ -68,6 +68,17 @@ void def_rows(py::module_& m, const char* name, void (*fn)(float*, const slt::We
       py::arg("out"), py::arg("w"), py::arg("row_begin"), py::arg("row_end"), py::arg("threads") = 0, doc);
 }
 
+// "auto" (the best this CPU has) or an ISA's name.
+slt::cpu::Isa parse_isa(const std::string& isa) {
+  slt::cpu::Isa which = slt::cpu::best_isa();
+  if (isa != "auto" && !slt::cpu::isa_from_name(isa.c_str(), &which)) {
+    std::string names = "auto";
+    for (auto i : slt::cpu::kAllIsas) names += std::string(", ") + slt::cpu::isa_name(i);
+    throw py::value_error("isa: expected one of " + names + ", got " + isa);
+  }
+  return which;
+}
+
 #ifdef SLT_HW_WITH_CUDA
 cudaStream_t cuda_stream(uintptr_t s) { return reinterpret_cast<cudaStream_t>(s); }
 
@@ -110,8 +121,18 @@ PYBIND11_MODULE(_C, m) {
 
   def_rows(m, "generate_weights", slt::cpu::generate_weights,
            "Rows [row_begin, row_end) of W0 (float32, (row_end-row_begin) x k) into `out`.");
-  def_rows(m, "materialize", slt::cpu::materialize,
-           "Effective weights of rows [row_begin, row_end) (float32), either format.");
+  m.def(
+      "materialize",
+      [](uintptr_t out, const slt::WeightDesc& w, int64_t row_begin, int64_t row_end, int threads,
+         const std::string& isa) {
+        const slt::cpu::Isa which = parse_isa(isa);
+        py::gil_scoped_release nogil;
+        slt::cpu::materialize_weights(ptr<float>(out), w, row_begin, row_end, which, threads);
+      },
+      py::arg("out"), py::arg("w"), py::arg("row_begin"), py::arg("row_end"), py::arg("threads") = 0,
+      py::arg("isa") = "auto",
+      "Effective weights of rows [row_begin, row_end) (float32), either format, built by `isa`'s vector "
+      "kernels (scalar: the portable loop); bit-identical whichever.");
   m.def(
       "freeze_states",
       [](uintptr_t out, const slt::WeightDesc& w, int threads) {
@@ -204,12 +225,7 @@ PYBIND11_MODULE(_C, m) {
           p.lut = slt::cpu::LutMode::kOff;
         else
           throw py::value_error("lut: expected 'auto', 'on' or 'off', got " + lut);
-        slt::cpu::Isa which = slt::cpu::best_isa();
-        if (isa != "auto" && !slt::cpu::isa_from_name(isa.c_str(), &which)) {
-          std::string names = "auto";
-          for (auto i : slt::cpu::kAllIsas) names += std::string(", ") + slt::cpu::isa_name(i);
-          throw py::value_error("isa: expected one of " + names + ", got " + isa);
-        }
+        const slt::cpu::Isa which = parse_isa(isa);
         py::gil_scoped_release release;
         slt::cpu::slt_linear(p, which, threads);
       },

@@ -141,6 +141,13 @@ def conv2d_output_size(h: int, w: int, kernel, stride, padding, dilation) -> tup
                  for size, kk, s, p, d in zip((h, w), kernel, stride, padding, dilation, strict=True))
 
 
+def conv2d_output_format(x: torch.Tensor) -> torch.memory_format:
+    """The layout of a conv op's output, as F.conv2d's: channels-last for a channels-last input
+    (one that is not also plain contiguous), else contiguous. Every backend and the fake agree."""
+    cl = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    return torch.channels_last if cl else torch.contiguous_format
+
+
 def _check_conv(x, bias, n: int, k: int, device, kernel, stride, padding, dilation, groups) -> None:
     for arg, v, low in (("kernel_size", kernel, 1), ("stride", stride, 1), ("padding", padding, 0),
                         ("dilation", dilation, 1)):
@@ -265,7 +272,8 @@ def _conv_impl(op: str, fmt: str):
     def fake(x, bias, *rest):
         _, (kernel, stride, padding, dilation, _), _, n, _ = _conv_args(fmt, x, bias, rest)
         oh, ow = conv2d_output_size(x.shape[2], x.shape[3], kernel, stride, padding, dilation)
-        return x.new_empty((x.shape[0], oh, ow, n)).permute(0, 3, 1, 2)  # channels last, as im2col leaves it
+        return torch.empty((x.shape[0], n, oh, ow), dtype=x.dtype, device=x.device,
+                           memory_format=conv2d_output_format(x))
 
     return impl, fake
 

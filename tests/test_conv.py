@@ -85,3 +85,61 @@ def test_opcheck(fmt):
     x = torch.randn(2, 4, 6, 5, requires_grad=True)
     bias = torch.randn(4, requires_grad=True)
     torch.library.opcheck(getattr(_ops, f"conv2d_{fmt_name}"), (x, bias, *w, [3, 2], [1, 2], [1, 0], [1, 1], 2))
+
+
+CPP = pytest.mark.skipif("cpp" not in BACKENDS, reason="slt_hw._C not built")
+
+
+@CPP
+@pytest.mark.parametrize("mode", ["fused", "materialize"])
+@pytest.mark.parametrize("fmt", ["binary", "multicoat", "frozen"])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "sliced"])
+@pytest.mark.parametrize("batch", [0, 1, 5])
+def test_cpp_conv_modes(monkeypatch, mode, fmt, layout, batch):
+    """The cpp backend's two convolutions (SLT_HW_CPU_CONV: im2col + the fused linear, or the
+    materialised weight under F.conv2d) give the reference's values, in F.conv2d's layout."""
+    from slt_hw.backends import cpu
+
+    monkeypatch.setenv(cpu.CONV_ENV, mode)
+    p = packed(fmt, (6, 4, 3, 3), 7)
+    x = torch.randn(batch, 8, 11, 10, generator=torch.Generator().manual_seed(1))
+    x = {"contiguous": x[:, :4], "channels_last": x[:, :4].contiguous(memory_format=torch.channels_last),
+         "sliced": x[:, ::2]}[layout]
+    bias = torch.randn(6)
+    want = slt_conv2d_reference(x, p, bias, stride=(2, 1), padding=1)
+    got = slt_conv2d(x, p, bias, stride=(2, 1), padding=1, backend="cpp")
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    if batch:
+        fmt_ = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+        assert got.is_contiguous(memory_format=fmt_)
+    if mode == "materialize":  # the same F.conv2d call on the same weight bits: equal, not close
+        assert torch.equal(got, want)
+
+
+@CPP
+def test_cpp_conv_auto_mode_by_output_pixels(monkeypatch):
+    from slt_hw.backends import cpu
+
+    monkeypatch.delenv(cpu.CONV_ENV, raising=False)
+    assert not cpu.conv_materializes(cpu.CONV_MATERIALIZE_ROWS - 1)
+    assert cpu.conv_materializes(cpu.CONV_MATERIALIZE_ROWS)
+    assert not cpu.conv_materializes(10**6, "fused") and cpu.conv_materializes(1, "materialize")
+    monkeypatch.setenv(cpu.CONV_ENV, "im2col")
+    with pytest.raises(ValueError, match=r"SLT_HW_CPU_CONV: expected one of \['auto', 'fused', 'materialize'\], "
+                                         r"got 'im2col'"):
+        slt_conv2d(torch.randn(1, 4, 8, 8), packed("binary", (6, 4, 3, 3), 0), backend="cpp")
+
+
+@CPP
+@pytest.mark.parametrize("mode", ["fused", "materialize"])
+def test_opcheck_cpp_modes(monkeypatch, mode):
+    """The fake's layout matches both convolutions (torch.compile relies on it)."""
+    from slt_hw.backends import cpu
+
+    monkeypatch.setenv(cpu.CONV_ENV, mode)
+    p = packed("binary", (4, 2, 3, 2), 5)
+    fmt_name, w = _ops.weight_args(p)
+    for x in (torch.randn(2, 4, 6, 5), torch.randn(2, 4, 6, 5).contiguous(memory_format=torch.channels_last)):
+        torch.library.opcheck(getattr(_ops, f"conv2d_{fmt_name}"),
+                              (x.requires_grad_(), torch.randn(4, requires_grad=True), *w, [3, 2], [1, 2], [1, 0],
+                               [1, 1], 2, "cpp"))

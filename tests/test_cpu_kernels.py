@@ -4,6 +4,7 @@ AVX-512 variants (with and without VNNI) emulated by SIMDe in a test-only build
 (tests/avx512_emulation.py)."""
 
 import contextlib
+import dataclasses
 import functools
 import os
 from unittest import mock
@@ -350,3 +351,26 @@ def test_lut_shows_in_the_backend_description(monkeypatch):
     assert f"batch <= {LUT['max_rows']}" in text and "table lookup" in text and "SLT_HW_CPU_LUT=on" in text
     monkeypatch.setenv("SLT_HW_CPU_LUT", "off")
     assert "table lookup" not in dispatch.get("cpp").describe()
+
+
+@pytest.mark.parametrize("isa", TESTED_ISAS)
+@pytest.mark.parametrize("threads", [1, 2])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(fmt=st.sampled_from(["binary", "multicoat", "frozen"]), dist=st.sampled_from(["signed_constant", "uniform",
+       "normal"]), n=st.integers(1, 40), k=st.sampled_from([1, 5, 31, 32, 33, 95, 1024, 1025, 2100]),
+       seed=st.integers(0, 10_000), negative_scale=st.booleans())
+def test_materialize_is_bit_identical(isa, threads, fmt, dist, n, k, seed, negative_scale):
+    """materialise through the ISA's vector weight builder: the reference's bits, +0.0 (never
+    -0.0) where a weight is masked, also with a negative coat scale (a binary weight's own
+    scale may be negative too), on every row range."""
+    p = packed(fmt, n, k, seed, dist)
+    if negative_scale and fmt != "frozen":
+        p = dataclasses.replace(p, coat_scales=-p.coat_scales)
+    _, w = _ops.weight_args(p)
+    want = p.materialize()
+    lo, hi = n // 3, n - n // 4
+    with extension_for(isa):
+        got = cpu.materialize(*w, 0, n, isa=isa, threads=threads)
+        part = cpu.materialize(*w, lo, hi, isa=isa, threads=threads)
+    assert torch.equal(got.view(torch.int32), want.view(torch.int32))
+    assert torch.equal(part.view(torch.int32), want[lo:hi].view(torch.int32))

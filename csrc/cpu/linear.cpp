@@ -1,6 +1,8 @@
 // Validation, ISA choice and threading of the fused linear (linear.h).
 #include "linear.h"
 
+#include "generate.h"
+
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -92,6 +94,8 @@ int64_t scratch_floats(int64_t K, bool blocked) {
   const int64_t big = blocks > tiles ? blocks : tiles;
   return row > big ? row : big;  // the scalar variant takes whole rows at any batch
 }
+
+int64_t weight_scratch_floats() { return kBlockCols + 2 * kBlockWords + 16 * kBlockWords + kBlockCols + 16; }
 
 namespace {
 
@@ -212,6 +216,47 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
   if (failed)
     fail("free_bits/offsets: the free-bit stream does not match the freeze pattern (a row's "
          "stream index is negative or past the end of free_bits)");
+}
+
+void materialize_weights(float* out, const WeightDesc& w, int64_t row_begin, int64_t row_end, Isa isa, int threads) {
+  if (!isa_supported(isa)) fail(std::string("isa: this CPU does not support ") + isa_name(isa));
+  bool (*kernel)(const LinearProblem&, float*, int64_t, int64_t, float*) = nullptr;
+#if defined(SLT_HW_HAVE_AVX2)
+  if (isa == Isa::kAvx2) kernel = avx2::weight_rows;
+#endif
+#if defined(SLT_HW_HAVE_AVX512)
+  if (isa == Isa::kAvx512) kernel = avx512::weight_rows;
+  if (isa == Isa::kAvx512Vnni) kernel = avx512vnni::weight_rows;
+#endif
+  if (kernel == nullptr) return materialize(out, w, row_begin, row_end, threads);
+  const int64_t rows = row_end - row_begin;
+  for (const std::string& e : {check_weight(w, rows > 0), check_rows(w.N, row_begin, row_end)})
+    if (!e.empty()) fail(e);
+  if (rows == 0) return;
+  if (out == nullptr) fail("out: null pointer");
+  LinearProblem p;
+  static_cast<WeightDesc&>(p) = w;
+  constexpr int64_t kRowsPerTask = 4;
+  const int64_t tasks = (rows + kRowsPerTask - 1) / kRowsPerTask;
+  int failed = 0;
+#ifdef _OPENMP
+  const int nt = threads > 0 ? threads : omp_get_max_threads();
+#pragma omp parallel num_threads(nt) reduction(| : failed) if (tasks > 1 && rows * w.K >= (1 << 15))
+#endif
+  {
+    std::vector<float> scratch(static_cast<size_t>(weight_scratch_floats()));
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+    for (int64_t t = 0; t < tasks; ++t) {
+      const int64_t n0 = row_begin + t * kRowsPerTask, n1 = n0 + kRowsPerTask < row_end ? n0 + kRowsPerTask : row_end;
+      if (!kernel(p, scratch.data(), n0, n1, out + (n0 - row_begin) * w.K)) failed = 1;
+    }
+  }
+  (void)threads;
+  if (failed)
+    fail("free_bits/offsets: a free weight's stream index is negative or past the end of free_bits (offsets do "
+         "not match the freeze key/thresholds, or the stream is short)");
 }
 
 }  // namespace cpu

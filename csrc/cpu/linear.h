@@ -87,6 +87,24 @@ SLT_HW_ROW_KERNELS(avx512)
 SLT_HW_ROW_KERNELS(avx512vnni)
 #undef SLT_HW_ROW_KERNELS
 
+// Rows [n0, n1) of W_eff (float32, row stride K) into out with the ISA's weight builder (the
+// large-batch kernels' build_block); scratch: weight_scratch_floats(). False: the frozen stream
+// does not match. The scalar ISA has none: materialize_weights runs generate.h's materialize.
+int64_t weight_scratch_floats();
+#define SLT_HW_WEIGHT_ROWS(isa) \
+  namespace isa {               \
+  bool weight_rows(const LinearProblem& p, float* scratch, int64_t n0, int64_t n1, float* out); \
+  }
+SLT_HW_WEIGHT_ROWS(avx2)
+SLT_HW_WEIGHT_ROWS(avx512)
+SLT_HW_WEIGHT_ROWS(avx512vnni)
+#undef SLT_HW_WEIGHT_ROWS
+
+// W_eff rows [row_begin, row_end) (float32, (row_end - row_begin) x K) into out, built by `isa`'s
+// vector kernels: bit-identical to generate.h's materialize (which is what the scalar ISA runs),
+// several times faster. Throws std::invalid_argument on bad arguments or a mismatched stream.
+void materialize_weights(float* out, const WeightDesc& w, int64_t row_begin, int64_t row_end, Isa isa, int threads);
+
 // AVX2's small-batch int8 kernel (M <= kSmallBatchInt8Avx2) takes xq packed: 32-byte aligned,
 // row r of word w at 32 (M w + r), then the M rows' int32 sums (packed_int8_bytes in all).
 namespace avx2 {

@@ -475,6 +475,10 @@ void pack_int8(const int8_t* xq, int64_t Kp, int64_t M, int8_t* dst) {
   }
 }
 
+bool weight_rows(const LinearProblem& p, float* scratch, int64_t n0, int64_t n1, float* out) {
+  return weight_rows_impl(p, scratch, n0, n1, out);
+}
+
 bool rows(const LinearProblem& p, const float* xp, float* scratch, int64_t n0, int64_t n1) {
   return p.M > kSmallBatch ? gemm_rows(p, xp, scratch, n0, n1) : small_rows(p, xp, scratch, n0, n1);
 }

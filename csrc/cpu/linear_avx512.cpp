@@ -363,6 +363,10 @@ int32_t build_tile_i8(const uint32_t* sw, const uint32_t* mw, int64_t words, int
 
 }  // namespace
 
+bool weight_rows(const LinearProblem& p, float* scratch, int64_t n0, int64_t n1, float* out) {
+  return weight_rows_impl(p, scratch, n0, n1, out);
+}
+
 bool rows(const LinearProblem& p, const float* xp, float* scratch, int64_t n0, int64_t n1) {
   return p.M > kSmallBatch ? gemm_rows(p, xp, scratch, n0, n1) : small_rows(p, xp, scratch, n0, n1);
 }

@@ -13,7 +13,7 @@ import functools
 import torch
 import torch.nn.functional as F
 
-from .._ops import conv2d_output_size
+from .._ops import conv2d_output_format, conv2d_output_size
 from ..reference.attention import allowed_mask
 from ..reference.quantize import quantize_activations
 
@@ -50,7 +50,8 @@ def conv2d(linear, x, bias, *rest):
         outs.append(linear(cols.transpose(1, 2), gb, *w, g * og, (g + 1) * og))  # (B, L, og), columns (in, kh, kw)
     y = torch.cat(outs, dim=-1) if groups > 1 else outs[0]
     oh, ow = conv2d_output_size(x.shape[2], x.shape[3], kernel, stride, padding, dilation)
-    return y.transpose(1, 2).reshape(x.shape[0], n, oh, ow)
+    y = y.transpose(1, 2).reshape(x.shape[0], n, oh, ow)  # a channels-last view
+    return y.contiguous(memory_format=conv2d_output_format(x))
 
 
 def sdpa_attention(q, k, v, key_padding_mask, attn_mask, causal: bool, scale: float) -> torch.Tensor:

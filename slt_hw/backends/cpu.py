@@ -1,7 +1,11 @@
 """The cpp backend: the CPU kernels of slt_hw._C (csrc/cpu/). slt_linear (float or int8
 activations) regenerates the weights in registers and never materialises them (linear*.cpp);
-materialise writes W_eff with the contract's row/block kernels (generate.cpp); convolutions are
-im2col over that linear, attention is torch's SDPA.
+materialise writes W_eff with the same vector weight builders (linear_blocked.inc; the scalar ISA:
+generate.cpp's portable loop). Convolutions with few output pixels are im2col over that linear;
+with more, the weight is materialised once per call (transient, bit-exact) and torch's own
+convolution runs it: regenerating is then a small cost next to the convolution's arithmetic,
+which torch's kernels do better than im2col and a GEMM (docs/benchmarks.md). Attention is
+torch's SDPA.
 
 Functions take an op's arguments as slt_hw._ops checked them; the extension re-checks the
 contract before touching memory. Results are bit-identical to slt_hw.reference where no sum is
@@ -15,8 +19,10 @@ import functools
 import os
 
 import torch
+import torch.nn.functional as F
 
 from .. import _ext
+from .._ops import conv2d_output_format, conv2d_output_size
 from ..contract import Dist, Key, check_geometry, check_key, check_rows, check_scale, check_thresholds
 from ..dispatch import Backend, register
 from ..reference.quantize import quantize_activations
@@ -26,6 +32,12 @@ ISA_ENV = "SLT_HW_CPU_ISA"
 KNOWN_ISAS = ("scalar", "avx2", "avx512", "avx512vnni")
 LUT_ENV = "SLT_HW_CPU_LUT"
 LUT_MODES = ("auto", "on", "off")
+CONV_ENV = "SLT_HW_CPU_CONV"
+CONV_MODES = ("auto", "fused", "materialize")
+# auto: materialise from this many output pixels (batch * OH * OW), the rows of the conv's GEMM.
+# Regenerating N*K weights costs about as much as ~30 rows of that GEMM in torch's convolution;
+# below this the fused kernel (1 bit per weight read) wins (512x512 3x3 at 7x7, batch 1: 49 rows).
+CONV_MATERIALIZE_ROWS = 64
 
 
 def cpu_isas() -> list[str]:
@@ -64,6 +76,21 @@ def lut_info() -> dict:
     return {**_ext.require().cpu_lut(), "mode": _lut(None)}
 
 
+def _conv_mode(mode: str | None) -> str:
+    name = mode or os.environ.get(CONV_ENV, "auto") or "auto"
+    if name not in CONV_MODES:
+        raise ValueError(f"{'mode' if mode else CONV_ENV}: expected one of {list(CONV_MODES)}, got {name!r}")
+    return name
+
+
+def conv_materializes(rows: int, mode: str | None = None) -> bool:
+    """Whether conv2d materialises the weight for a convolution with `rows` output pixels
+    (batch * OH * OW): SLT_HW_CPU_CONV (or mode) 'materialize', or 'auto' from
+    CONV_MATERIALIZE_ROWS rows; 'fused' never."""
+    name = _conv_mode(mode)
+    return name == "materialize" or (name == "auto" and rows >= CONV_MATERIALIZE_ROWS)
+
+
 def _ptr(t: torch.Tensor | None) -> int:
     return 0 if t is None else t.data_ptr()
 
@@ -92,15 +119,32 @@ def linear(x, bias, *rest, int8: bool = False, isa: str | None = None, threads: 
     return y.reshape(*x.shape[:-1], r1 - r0).to(x.dtype)
 
 
-def materialize(*args, out: torch.Tensor | None = None, threads: int | None = None) -> torch.Tensor:
+def materialize(*args, out: torch.Tensor | None = None, threads: int | None = None,
+                isa: str | None = None) -> torch.Tensor:
     """W_eff[row_begin:row_end] float32 (args: the weight block, row_begin, row_end); `out`: a
-    (rows, K) float32 buffer to reuse."""
+    (rows, K) float32 buffer to reuse. isa: whose vector kernels build it (default as linear's:
+    SLT_HW_CPU_ISA, else the best here; 'scalar' is the portable loop), bit-identical whichever."""
     mod = _ext.require()
     *w, r0, r1 = args
     desc, _alive = _ext.weight_desc(mod, w)  # the tensors behind desc's pointers
     out = _output(out, r1 - r0, desc.k)
-    mod.materialize(out.data_ptr(), desc, r0, r1, torch.get_num_threads() if threads is None else threads)
+    mod.materialize(out.data_ptr(), desc, r0, r1, torch.get_num_threads() if threads is None else threads, _isa(isa))
     return out
+
+
+def conv2d(x, bias, *rest, mode: str | None = None) -> torch.Tensor:
+    """slt_conv2d (rest: the weight block, kernel_size, stride, padding, dilation, groups): im2col
+    and the fused linear, or (conv_materializes) F.conv2d in float32 with the weight materialised
+    for this call only; either way in x's dtype and conv2d_output_format(x)'s layout."""
+    w, (kernel, stride, padding, dilation, groups) = rest[:-5], rest[-5:]
+    oh, ow = conv2d_output_size(x.shape[2], x.shape[3], kernel, stride, padding, dilation)
+    if not conv_materializes(x.shape[0] * oh * ow, mode):
+        return composite.conv2d(linear, x, bias, *rest)
+    n = composite.rows_of(w)
+    weight = materialize(*w, 0, n).view(n, x.shape[1] // groups, *kernel)
+    y = F.conv2d(x.to(torch.float32), weight, None if bias is None else bias.to(torch.float32), stride, padding,
+                 dilation, groups)
+    return y.contiguous(memory_format=conv2d_output_format(x)).to(x.dtype)
 
 
 def _output(out: torch.Tensor | None, rows: int, k: int) -> torch.Tensor:
@@ -162,14 +206,22 @@ def _describe() -> str:
                      f"table lookup ({info['isa']}, {LUT_ENV}={info['mode']})")
     except (RuntimeError, ValueError) as e:  # no extension, or a bad SLT_HW_CPU_LUT
         table = f"; table lookup unknown: {e}"
-    return f"slt_hw._C fused CPU kernel ({isa}, OpenMP): weights regenerated in registers{table}"
+    try:
+        mode = _conv_mode(None)
+        conv = {"auto": f"from {CONV_MATERIALIZE_ROWS} output pixels", "fused": "never",
+                "materialize": "always"}[mode]
+        conv = f"; conv2d materialises the weight {conv} ({CONV_ENV}={mode})"
+    except ValueError as e:
+        conv = f"; conv2d: {e}"
+    return f"slt_hw._C fused CPU kernel ({isa}, OpenMP): weights regenerated in registers{table}{conv}"
 
 
 _int8 = functools.partial(linear, int8=True)
 
 register(Backend(
     name="cpp", priority=20, description=_describe, not_supported_reasons=_reasons,
-    ops={**composite.linear_ops(linear), "linear_int8_planes": _int8, "linear_int8_frozen": _int8,
+    ops={**composite.linear_ops(linear), "conv2d_planes": conv2d, "conv2d_frozen": conv2d,
+         "linear_int8_planes": _int8, "linear_int8_frozen": _int8,
          "materialize_planes": materialize, "materialize_frozen": materialize},
     lacks={"linear_grouped": "no grouped kernel: slt_mha runs one linear per projection"},
 ))

@@ -1,0 +1,106 @@
+"""slt_conv2d on the CPU against torch's own convolutions, same layers, same run.
+
+    .venv/bin/python bench/bench_cpu_conv.py [--layers cifar,resnet18] [--batches 1,8,64] [--threads 2]
+    OMP_NUM_THREADS=1 taskset -c 1 .venv/bin/python bench/bench_cpu_conv.py --threads 1 --stat min
+
+Peers: F.conv2d with the dense fp32 weight on NCHW input and on channels-last input and weight
+(a user picks whichever is faster on their machine), and F.conv2d in bf16 (channels-last).
+"slt auto" is slt_conv2d as shipped; "slt fused" and "slt materialize" force each of its two
+paths (SLT_HW_CPU_CONV): im2col + the fused linear (reads 1 bit per weight, never writes one),
+or the weight materialised for the call by the vector kernels and run by F.conv2d. "vs best" is
+the fastest fp32 peer's time / this time. 3x3 convolutions, padding 1, binary mask at 50 %
+density, signed-constant weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import torch
+import torch.nn.functional as F
+from utils import interleaved_times, report
+
+from slt_hw import pack_binary
+from slt_hw.backends import cpu
+from slt_hw.ops import slt_conv2d
+
+# (name, in channels, out channels, input side): Conv4/Conv6 on CIFAR-10, ResNet-18's stages at 224
+LAYERS = {
+    "cifar": [("conv4.2", 64, 64, 32), ("conv4.4", 128, 128, 16), ("conv6.6", 256, 256, 8)],
+    "resnet18": [("layer1", 64, 64, 56), ("layer2", 128, 128, 28), ("layer3", 256, 256, 14),
+                 ("layer4", 512, 512, 7)],
+}
+
+
+def forced(mode: str, fn):
+    """fn with SLT_HW_CPU_CONV=mode for the call (the cpp backend reads it per call)."""
+    def call():
+        old = os.environ.get(cpu.CONV_ENV)
+        os.environ[cpu.CONV_ENV] = mode
+        try:
+            return fn()
+        finally:
+            if old is None:
+                del os.environ[cpu.CONV_ENV]
+            else:
+                os.environ[cpu.CONV_ENV] = old
+    return call
+
+
+def bench_layer(name: str, cin: int, cout: int, side: int, batches: list[int], stat: str, clock) -> list[dict]:
+    u = torch.rand(cout, cin, 3, 3, generator=torch.Generator().manual_seed(0))
+    packed = pack_binary(u < 0.5, seed=0, name=name, dist="signed_constant")
+    w = packed.materialize().reshape(packed.shape)
+    w_cl = w.contiguous(memory_format=torch.channels_last)
+    w_bf = w_cl.to(torch.bfloat16)
+    rows = []
+    for b in batches:
+        x = torch.randn(b, cin, side, side, generator=torch.Generator().manual_seed(1))
+        x_cl = x.contiguous(memory_format=torch.channels_last)
+        x_bf = x_cl.to(torch.bfloat16)
+        slt = lambda x=x: slt_conv2d(x, packed, padding=1, backend="cpp")  # noqa: E731
+        impls = {
+            "F.conv2d fp32": lambda x=x: F.conv2d(x, w, padding=1),
+            "F.conv2d fp32 channels-last": lambda x=x_cl: F.conv2d(x, w_cl, padding=1),
+            "F.conv2d bf16 channels-last": lambda x=x_bf: F.conv2d(x, w_bf, padding=1),
+            "slt auto": slt,
+            "slt auto channels-last": lambda x=x_cl: slt_conv2d(x, packed, padding=1, backend="cpp"),
+            "slt fused": forced("fused", slt),
+            "slt materialize": forced("materialize", slt),
+        }
+        times = interleaved_times(impls, rounds=5, per_round=2, clock=clock, stat=stat)
+        best = min(times["F.conv2d fp32"], times["F.conv2d fp32 channels-last"])
+        pixels = b * side * side
+        for impl, t in times.items():
+            rows.append({
+                "layer": f"{name} {cin}-{cout} {side}x{side}", "batch": b, "impl": impl, "ms": f"{t * 1e3:.3f}",
+                "GFLOP/s": f"{2 * pixels * cout * cin * 9 / t / 1e9:.1f}", "vs best": f"{best / t:.2f}x",
+                "auto path": ("materialize" if cpu.conv_materializes(pixels) else "fused") if "auto" in impl else "",
+            })
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--layers", default="cifar,resnet18", help=f"comma-separated sets of {sorted(LAYERS)}")
+    ap.add_argument("--batches", default="1,8,64", help="ResNet-18's 56x56 layer skips batch 64 (memory, time)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--stat", default="median", choices=["median", "min"])
+    ap.add_argument("--cpu-time", action="store_true", help="this process's CPU time instead of wall time")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    clock = time.process_time if args.cpu_time else time.perf_counter
+    rows = []
+    for group in args.layers.split(","):
+        for name, cin, cout, side in LAYERS[group]:
+            batches = [int(b) for b in args.batches.split(",")]
+            if side >= 56:
+                batches = [b for b in batches if b <= 8]
+            rows += bench_layer(name, cin, cout, side, batches, args.stat, clock)
+    report("cpu_conv" + ("_min" if args.stat == "min" else ""), rows, list(rows[0]))
+
+
+if __name__ == "__main__":
+    main()
