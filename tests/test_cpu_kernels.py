@@ -68,17 +68,18 @@ def close(y, want):
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(fmt=st.sampled_from(["binary", "multicoat", "frozen"]), dist=st.sampled_from(["signed_constant", "uniform",
        "normal"]), n=st.integers(1, 50), k=st.sampled_from([1, 5, 31, 32, 33, 95, 1024, 1025, 2100]),
-       m=st.sampled_from([0, 1, 2, 5, 8, 9, 17, 70]), seed=st.integers(0, 10_000), with_bias=st.booleans())
+       m=st.sampled_from([0, 1, 2, 5, 8, 9, 17, 70, 515]), seed=st.integers(0, 10_000), with_bias=st.booleans())
 def test_matches_reference(isa, fmt, dist, n, k, m, seed, with_bias):
-    """m <= 8 takes the small-batch path, m > 8 the blocked large-batch path; k > 1024 spans several
-    weight blocks (and offset-table blocks of the frozen format)."""
+    """m <= 8 takes the small-batch path, m > 8 the blocked large-batch path (515: AVX2's float
+    output tile in two chunks); k > 1024 spans several weight blocks (and offset-table blocks of
+    the frozen format)."""
     p = packed(fmt, n, k, seed, dist)
     x = torch.randn(m, k, generator=torch.Generator().manual_seed(seed + 1))
     bias = torch.randn(n) if with_bias else None
     close(fused(x, p, bias, isa=isa), slt_linear_reference(x, p, bias))
 
 
-BATCHES = (*range(1, 10), 70)
+BATCHES = (*range(1, 10), 70, 515)
 
 
 @functools.cache
@@ -98,7 +99,8 @@ def batch_path_cases(fmt, dist, k, int8):
 @pytest.mark.parametrize("dist", ["signed_constant", "uniform", "normal"])
 def test_every_batch_path(isa, fmt, dist):
     """Every small-batch row count (1..8: one kernel each), the blocked path with row and column
-    tails (9, 70 > one 64-row chunk; 50 weight rows: a 48-row task and a 2-row one), an even and
+    tails (9, 70 > one 64-row chunk, 515 > one 512-row output tile of AVX2's float path; 50 weight
+    rows: a 48-row task and a 2-row one), an even and
     an odd number of words (2; 65 over three 1024-column blocks); int8 too for signed constant."""
     for k in (33, 2080):
         for int8 in (False, True) if dist == "signed_constant" else (False,):

@@ -33,6 +33,7 @@ constexpr int64_t kTaskRows = 48;    // weight rows per thread task above it (a 
 constexpr int64_t kBlockWords = 32;  // large-batch column block: the frozen offset table's 1024
 constexpr int64_t kBlockCols = 32 * kBlockWords;
 constexpr int64_t kChunkRows = 64;   // large batch: activation rows per pass (kept in L2)
+constexpr int64_t kYChunkRows = 512;  // AVX2 float, large batch: activation rows per output tile
 // Table-lookup kernel (AVX2, binary format, signed constant): up to kLutMaxRows activation rows
 // when forced, up to kLutAutoRows (float activations) / kLutAutoRowsInt8 when chosen
 // automatically: where it measured faster than the register kernels (docs/benchmarks.md).
