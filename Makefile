@@ -34,6 +34,7 @@ build: $(BUILT)
 bench: $(BUILT)
 	$(PY) bench/bench_regenerate.py
 	$(PY) bench/bench_cpu_linear.py
+	$(PY) bench/bench_cpu_conv.py
 	$(PY) bench/bench_mha.py
 	$(PY) -P -m pytest bench/test_bench_linear.py --benchmark-enable --benchmark-group-by=param:case -q
 

@@ -15,12 +15,11 @@ density, signed-constant weights.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
 import torch
 import torch.nn.functional as F
-from utils import interleaved_times, report
+from utils import interleaved_times, report, with_env
 
 from slt_hw import pack_binary
 from slt_hw.backends import cpu
@@ -32,21 +31,6 @@ LAYERS = {
     "resnet18": [("layer1", 64, 64, 56), ("layer2", 128, 128, 28), ("layer3", 256, 256, 14),
                  ("layer4", 512, 512, 7)],
 }
-
-
-def forced(mode: str, fn):
-    """fn with SLT_HW_CPU_CONV=mode for the call (the cpp backend reads it per call)."""
-    def call():
-        old = os.environ.get(cpu.CONV_ENV)
-        os.environ[cpu.CONV_ENV] = mode
-        try:
-            return fn()
-        finally:
-            if old is None:
-                del os.environ[cpu.CONV_ENV]
-            else:
-                os.environ[cpu.CONV_ENV] = old
-    return call
 
 
 def bench_layer(name: str, cin: int, cout: int, side: int, batches: list[int], stat: str, clock) -> list[dict]:
@@ -67,8 +51,8 @@ def bench_layer(name: str, cin: int, cout: int, side: int, batches: list[int], s
             "F.conv2d bf16 channels-last": lambda x=x_bf: F.conv2d(x, w_bf, padding=1),
             "slt auto": slt,
             "slt auto channels-last": lambda x=x_cl: slt_conv2d(x, packed, padding=1, backend="cpp"),
-            "slt fused": forced("fused", slt),
-            "slt materialize": forced("materialize", slt),
+            "slt fused": with_env(cpu.CONV_ENV, "fused", slt),
+            "slt materialize": with_env(cpu.CONV_ENV, "materialize", slt),
         }
         times = interleaved_times(impls, rounds=5, per_round=2, clock=clock, stat=stat)
         best = min(times["F.conv2d fp32"], times["F.conv2d fp32 channels-last"])

@@ -16,32 +16,16 @@ off ("lut=off": the register kernels) and on ("lut=on"), with SLT_HW_CPU_LUT.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 import warnings
 
 import torch
 import torch.nn.functional as F
-from utils import interleaved_times, median_seconds, report
+from utils import interleaved_times, median_seconds, report, with_env
 
 from slt_hw import pack_binary, pack_multicoat, slt_linear
 from slt_hw.backends import cpu
 from slt_hw.ops import slt_linear_int8, slt_linear_reference
-
-
-def with_lut(mode: str, fn):
-    """fn with SLT_HW_CPU_LUT=mode for the call (the cpp backend reads it per call)."""
-    def call():
-        old = os.environ.get(cpu.LUT_ENV)
-        os.environ[cpu.LUT_ENV] = mode
-        try:
-            return fn()
-        finally:
-            if old is None:
-                del os.environ[cpu.LUT_ENV]
-            else:
-                os.environ[cpu.LUT_ENV] = old
-    return call
 
 
 def lut_rows(fmt: str, dist: str) -> int:
@@ -90,8 +74,8 @@ def bench_shape(n: int, k: int, batches: list[int], density: float, with_referen
             impls["slt cpp int8"] = lambda x=x: slt_linear_int8(x, packed)
         if b <= max_lut:  # the table-lookup kernel applies: time it forced off and on too
             for mode in ("off", "on"):
-                impls[f"slt cpp lut={mode}"] = with_lut(mode, impls["slt cpp"])
-                impls[f"slt cpp int8 lut={mode}"] = with_lut(mode, impls["slt cpp int8"])
+                impls[f"slt cpp lut={mode}"] = with_env(cpu.LUT_ENV, mode, impls["slt cpp"])
+                impls[f"slt cpp int8 lut={mode}"] = with_env(cpu.LUT_ENV, mode, impls["slt cpp int8"])
         times = interleaved_times(impls, clock=clock, stat=stat)
         if with_reference:  # seconds per call: timed on its own, a few times
             times["slt reference"] = median_seconds(lambda x=x: slt_linear_reference(x, packed), repeat=3, warmup=1)

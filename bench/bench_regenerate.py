@@ -1,6 +1,9 @@
 """Weight regeneration throughput of each contract implementation, against copying the same
 weights as dense float32 (a clone of the materialised tensor), measured in one run. Fresh outputs
-pay page faults on first touch; "reused output" shows the generator alone.
+pay page faults on first touch; "reused output" shows the generator alone. "materialize" rows
+produce the effective weights of a binary mask (50 % kept) instead of W0: the portable scalar
+loop, and the vector weight builder of the ISA the fused kernels run here (what slt_conv2d and
+the backward pass use).
 
     .venv/bin/python bench/bench_regenerate.py [--shapes 4096x4096,11008x4096]
 """
@@ -8,13 +11,14 @@ pay page faults on first touch; "reused output" shows the generator alone.
 from __future__ import annotations
 
 import argparse
+import functools
 
 import torch
 from utils import median_seconds, report
 
 from slt_hw import _ext
 from slt_hw.contract import default_scale, derive_key
-from slt_hw.reference import prng
+from slt_hw.reference import masks, prng
 
 _BUFFERS: dict[tuple[int, int], torch.Tensor] = {}
 
@@ -26,6 +30,12 @@ def _buffer(n: int, k: int) -> torch.Tensor:
     return _BUFFERS[(n, k)]
 
 
+@functools.cache
+def _planes(n: int, k: int) -> torch.Tensor:
+    """A binary mask keeping half the weights, packed (1, n, words)."""
+    return masks.pack_bits(torch.rand(1, n, k, generator=torch.Generator().manual_seed(0)) < 0.5)
+
+
 def implementations():
     impls = {"reference (torch)": lambda key, n, k, d, s: prng.generate(key, n, k, d, s)}
     if _ext.native() is not None:
@@ -33,6 +43,12 @@ def implementations():
 
         impls["cpp"] = cpu.generate_weights
         impls["cpp, reused output"] = lambda key, n, k, d, s: cpu.generate_weights(key, n, k, d, s, out=_buffer(n, k))
+        for isa in ("scalar", cpu.chosen_isa()):
+            def mat(key, n, k, d, s, isa=isa):
+                return cpu.materialize(_planes(n, k), torch.ones(1), key.k0, key.k1, k, d.code, s, 0, n,
+                                       out=_buffer(n, k), isa=isa)
+
+            impls[f"cpp materialize {isa}, reused output"] = mat
     try:
         from slt_hw.sim import rng
 

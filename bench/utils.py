@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import pathlib
 import platform
 import statistics
@@ -47,6 +48,22 @@ def interleaved_times(fns: dict[str, Callable[[], object]], rounds: int = 9, per
                 samples[name].append(clock() - t0)
     pick = {"median": statistics.median, "min": min}[stat]
     return {name: pick(ts) for name, ts in samples.items()}
+
+
+def with_env(name: str, value: str, fn: Callable[[], object]) -> Callable[[], object]:
+    """fn with the environment variable `name` set to `value` for the call (for switches a
+    backend reads per call, e.g. SLT_HW_CPU_LUT, SLT_HW_CPU_CONV), restored after."""
+    def call():
+        old = os.environ.get(name)
+        os.environ[name] = value
+        try:
+            return fn()
+        finally:
+            if old is None:
+                del os.environ[name]
+            else:
+                os.environ[name] = old
+    return call
 
 
 def cpu_model() -> str:

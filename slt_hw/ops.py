@@ -72,7 +72,10 @@ def slt_conv2d(x: torch.Tensor, packed: PackedWeight, bias: torch.Tensor | None 
     """2-D convolution with the packed weight (out, in/groups, kh, kw), as F.conv2d.
 
     im2col (F.unfold) per group, then the fused slt_linear over that group's output rows, so
-    the weights are regenerated, never materialised. Zero padding only.
+    the weights are regenerated, never materialised; except on the CPU from 64 output pixels
+    (batch·OH·OW; SLT_HW_CPU_CONV), where the weight is materialised for this call only
+    (bit-exact) and torch's F.conv2d runs it. Zero padding only. The output has F.conv2d's
+    layout: channels-last for a channels-last x, else contiguous.
     """
     if len(_check_packed(packed).shape) != 4:
         raise ValueError(f"packed: expected a conv weight (out, in/groups, kh, kw), got shape {packed.shape}")

@@ -114,6 +114,32 @@ void validate(const LinearProblem& p) {
   if (p.ldy < p.row_end - p.row_begin) fail("y: row stride smaller than the number of output rows");
 }
 
+// Runs task(scratch, n0, n1) on rows [row_begin, row_end) in tasks of `block` rows, in parallel
+// (threads <= 0: OpenMP's default; one thread below min_work weights), each thread with its own
+// scratch of scratch_size floats. False if a task returned false.
+template <class F>
+bool for_each_row_task(int64_t row_begin, int64_t row_end, int64_t block, int64_t K, int64_t scratch_size,
+                       int threads, int64_t min_work, F&& task) {
+  const int64_t rows = row_end - row_begin, tasks = (rows + block - 1) / block;
+  int failed = 0;
+#ifdef _OPENMP
+  const int nt = threads > 0 ? threads : omp_get_max_threads();
+#pragma omp parallel num_threads(nt) reduction(| : failed) if (tasks > 1 && rows * K >= min_work)
+#endif
+  {
+    std::vector<float> scratch(static_cast<size_t>(scratch_size));
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+    for (int64_t t = 0; t < tasks; ++t) {
+      const int64_t n0 = row_begin + t * block, n1 = n0 + block < row_end ? n0 + block : row_end;
+      if (!task(scratch.data(), n0, n1)) failed = 1;
+    }
+  }
+  (void)threads;
+  return failed == 0;
+}
+
 }  // namespace
 
 bool lut_applies(const LinearProblem& p, Isa isa) {
@@ -188,33 +214,17 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
   }
 #endif
   const int64_t block = blocked ? kTaskRows : lut ? 32 : 8;  // weight rows per task
-  const int64_t rows = p.row_end - p.row_begin;
-  const int64_t tasks = (rows + block - 1) / block;
-  int failed = 0;
-#ifdef _OPENMP
-  const int nt = threads > 0 ? threads : omp_get_max_threads();
-#pragma omp parallel num_threads(nt) reduction(| : failed) if (tasks > 1 && rows * p.K >= (1 << 14))
-#endif
-  {
-    std::vector<float> scratch(size_t(scratch_floats(p.K, blocked)));
-#ifdef _OPENMP
-#pragma omp for schedule(static)
-#endif
-    for (int64_t t = 0; t < tasks; ++t) {
-      const int64_t n0 = p.row_begin + t * block, n1 = n0 + block < p.row_end ? n0 + block : p.row_end;
-      bool ok;
+  auto run = [&](float* scratch, int64_t n0, int64_t n1) {
 #if defined(SLT_HW_HAVE_AVX2)
-      if (lut)
-        ok = int8 ? avx2lut::rows_int8(p, tables_i8.data(), scratch.data(), n0, n1)
-                  : avx2lut::rows(p, tables.data(), scratch.data(), n0, n1);
-      else
+    if (lut)
+      return int8 ? avx2lut::rows_int8(p, tables_i8.data(), scratch, n0, n1)
+                  : avx2lut::rows(p, tables.data(), scratch, n0, n1);
 #endif
-        ok = int8 ? kernel_i8(p, xq_run, scratch.data(), n0, n1) : kernel(p, xp.data(), scratch.data(), n0, n1);
-      if (!ok) failed = 1;
-    }
-  }
-  (void)threads;
-  if (failed)
+    return int8 ? kernel_i8(p, xq_run, scratch, n0, n1) : kernel(p, xp.data(), scratch, n0, n1);
+  };
+  const bool ok = for_each_row_task(p.row_begin, p.row_end, block, p.K, scratch_floats(p.K, blocked), threads,
+                                    1 << 14, run);
+  if (!ok)
     fail("free_bits/offsets: the free-bit stream does not match the freeze pattern (a row's "
          "stream index is negative or past the end of free_bits)");
 }
@@ -237,25 +247,11 @@ void materialize_weights(float* out, const WeightDesc& w, int64_t row_begin, int
   if (out == nullptr) fail("out: null pointer");
   LinearProblem p;
   static_cast<WeightDesc&>(p) = w;
-  constexpr int64_t kRowsPerTask = 4;
-  const int64_t tasks = (rows + kRowsPerTask - 1) / kRowsPerTask;
-  int failed = 0;
-#ifdef _OPENMP
-  const int nt = threads > 0 ? threads : omp_get_max_threads();
-#pragma omp parallel num_threads(nt) reduction(| : failed) if (tasks > 1 && rows * w.K >= (1 << 15))
-#endif
-  {
-    std::vector<float> scratch(static_cast<size_t>(weight_scratch_floats()));
-#ifdef _OPENMP
-#pragma omp for schedule(static)
-#endif
-    for (int64_t t = 0; t < tasks; ++t) {
-      const int64_t n0 = row_begin + t * kRowsPerTask, n1 = n0 + kRowsPerTask < row_end ? n0 + kRowsPerTask : row_end;
-      if (!kernel(p, scratch.data(), n0, n1, out + (n0 - row_begin) * w.K)) failed = 1;
-    }
-  }
-  (void)threads;
-  if (failed)
+  auto run = [&](float* scratch, int64_t n0, int64_t n1) {
+    return kernel(p, scratch, n0, n1, out + (n0 - row_begin) * w.K);
+  };
+  const bool ok = for_each_row_task(row_begin, row_end, 4, w.K, weight_scratch_floats(), threads, 1 << 15, run);
+  if (!ok)
     fail("free_bits/offsets: a free weight's stream index is negative or past the end of free_bits (offsets do "
          "not match the freeze key/thresholds, or the stream is short)");
 }
