@@ -364,7 +364,8 @@ def test_lut_shows_in_the_backend_description(monkeypatch):
 def test_materialize_is_bit_identical(isa, threads, fmt, dist, n, k, seed, negative_scale):
     """materialise through the ISA's vector weight builder: the reference's bits, +0.0 (never
     -0.0) where a weight is masked, also with a negative coat scale (a binary weight's own
-    scale may be negative too), on every row range."""
+    scale may be negative too), on every row range. (An underflowing product keeps its -0.0:
+    tests/test_fuzz.py draws subnormal coat scales.)"""
     p = packed(fmt, n, k, seed, dist)
     if negative_scale and fmt != "frozen":
         p = dataclasses.replace(p, coat_scales=-p.coat_scales)

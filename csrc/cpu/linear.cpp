@@ -3,6 +3,7 @@
 
 #include "generate.h"
 
+#include <cmath>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -247,8 +248,18 @@ void materialize_weights(float* out, const WeightDesc& w, int64_t row_begin, int
   if (out == nullptr) fail("out: null pointer");
   LinearProblem p;
   static_cast<WeightDesc&>(p) = w;
+  // The vector builder's signed zeros are not the contract's (m == 0 gives +0.0, an underflowing
+  // w0 * m keeps its sign): a row holding a -0.0 is redone by the portable loop. Rare: none
+  // unless a scale is negative or a product underflows.
   auto run = [&](float* scratch, int64_t n0, int64_t n1) {
-    return kernel(p, scratch, n0, n1, out + (n0 - row_begin) * w.K);
+    if (!kernel(p, scratch, n0, n1, out + (n0 - row_begin) * w.K)) return false;
+    for (int64_t n = n0; n < n1; ++n) {
+      float* row = out + (n - row_begin) * w.K;
+      bool negative_zero = false;
+      for (int64_t k = 0; k < w.K; ++k) negative_zero |= row[k] == 0.0f && std::signbit(row[k]);
+      if (negative_zero) materialize(row, w, n, n + 1, 1);
+    }
+    return true;
   };
   const bool ok = for_each_row_task(row_begin, row_end, 4, w.K, weight_scratch_floats(), threads, 1 << 15, run);
   if (!ok)
