@@ -196,9 +196,12 @@ def find(cfg: FindConfig, console=None, progress: bool = True, nproc: int = 1) -
     if _dist.torchrun_world() > 1:
         g = _dist.join(cfg.device)
         try:
-            return _search(cfg, g, console, progress)
-        finally:
-            _dist.leave()
+            res = _search(cfg, g, console, progress)
+        except BaseException:
+            _dist.leave(sync=False)
+            raise
+        _dist.leave()
+        return res
     return _search(cfg, _dist.SINGLE, console, progress)
 
 
