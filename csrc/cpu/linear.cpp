@@ -88,7 +88,7 @@ int64_t scratch_floats(int64_t K, bool blocked) {
   // descriptor (and 64-byte alignment slack)
   const int64_t row = 2 * W + Kp / 2 + Kp + 16;
   if (!blocked) return row;
-  const int64_t desc = 2 * kBlockWords + 16 * kBlockWords + kBlockCols;
+  const int64_t desc = kBlockDescFloats;
   // + AVX2's 8 panel staging rows and its output tile
   const int64_t blocks = (kTaskRows + 8) * kBlockCols + kTaskRows * kYChunkRows + desc + 16;
   const int64_t tiles = kTaskRows * kBlockCols / 4 + 2 * kTaskRows * kChunkRows + kTaskRows + desc + 16;
@@ -96,7 +96,7 @@ int64_t scratch_floats(int64_t K, bool blocked) {
   return row > big ? row : big;  // the scalar variant takes whole rows at any batch
 }
 
-int64_t weight_scratch_floats() { return kBlockCols + 2 * kBlockWords + 16 * kBlockWords + kBlockCols + 16; }
+int64_t weight_scratch_floats() { return kBlockCols + kBlockDescFloats + 16; }  // + 64-byte alignment slack
 
 namespace {
 

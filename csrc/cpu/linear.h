@@ -34,6 +34,9 @@ constexpr int64_t kBlockWords = 32;  // large-batch column block: the frozen off
 constexpr int64_t kBlockCols = 32 * kBlockWords;
 constexpr int64_t kChunkRows = 64;   // large batch: activation rows per pass (kept in L2)
 constexpr int64_t kYChunkRows = 512;  // AVX2 float, large batch: activation rows per output tile
+// one 1024-column block's row descriptor (linear_rowdesc.inc, row_scratch): sign and mask words,
+// hashes, values
+constexpr int64_t kBlockDescFloats = 2 * kBlockWords + 16 * kBlockWords + kBlockCols;
 // Table-lookup kernel (AVX2, binary format, signed constant): up to kLutMaxRows activation rows
 // when forced, up to kLutAutoRows (float activations) / kLutAutoRowsInt8 when chosen
 // automatically: where it measured faster than the register kernels (docs/benchmarks.md).

@@ -341,12 +341,6 @@ void micro_panel(const float* xp, int64_t Kp, const float* panel, int64_t len, f
     _mm256_store_ps(t[r], acc[r][0]);
     _mm256_store_ps(t[r] + 8, acc[r][1]);
   }
-  if (nr == kPanel) {  // whole vectors: 2 loads and stores per row, not 16 scalar ones each
-    for (int r = 0; r < MR; ++r)
-      for (int h = 0; h < kPanel; h += 8)
-        _mm256_storeu_ps(y + r * ldy + h, _mm256_add_ps(_mm256_loadu_ps(y + r * ldy + h), _mm256_load_ps(t[r] + h)));
-    return;
-  }
   for (int r = 0; r < MR; ++r)
     for (int64_t c = 0; c < nr; ++c) y[r * ldy + c] += t[r][c];
 }
