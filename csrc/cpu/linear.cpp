@@ -247,22 +247,8 @@ void materialize_weights(float* out, const WeightDesc& w, int64_t row_begin, int
   if (out == nullptr) fail("out: null pointer");
   LinearProblem p;
   static_cast<WeightDesc&>(p) = w;
-  // A -0.0 left by weight_rows is a kept weight whose w0 * m underflowed (the contract keeps the
-  // sign) or whose coats cancel (the contract gives +0.0): such rows, rare, are redone by the
-  // portable loop.
   auto run = [&](float* scratch, int64_t n0, int64_t n1) {
-    if (!kernel(p, scratch, n0, n1, out + (n0 - row_begin) * w.K)) return false;
-    for (int64_t n = n0; n < n1; ++n) {
-      float* row = out + (n - row_begin) * w.K;
-      uint32_t negative_zero = 0;  // branch-free: zeros are half the weights, in no pattern
-      for (int64_t k = 0; k < w.K; ++k) {
-        uint32_t b;
-        std::memcpy(&b, row + k, sizeof b);
-        negative_zero |= b == 0x80000000u;
-      }
-      if (negative_zero) materialize(row, w, n, n + 1, 1);
-    }
-    return true;
+    return kernel(p, scratch, n0, n1, out + (n0 - row_begin) * w.K);
   };
   const bool ok = for_each_row_task(row_begin, row_end, 4, w.K, weight_scratch_floats(), threads, 1 << 15, run);
   if (!ok)

@@ -6,6 +6,7 @@
 
 #include "../core/slt_contract.h"
 #include "avx2_common.h"
+#include "generate.h"
 #include "linear.h"
 
 namespace slt {

@@ -6,8 +6,11 @@
 // int8 sums then take one vpdpbusd per 64 products instead of maddubs + add.
 // Test builds compile both against SIMDe (SLT_HW_AVX512_EMULATED, CMakeLists.txt), so the
 // variants are checked against the reference on CPUs without AVX-512.
+#include <cstring>
+
 #include "../core/slt_contract.h"
 #include "avx512_intrin.h"
+#include "generate.h"
 #include "linear.h"
 
 #if defined(SLT_HW_AVX512_VNNI)
