@@ -5,8 +5,10 @@ dies stops the others, so a lost peer fails the run with a message instead of ha
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -68,6 +70,20 @@ def join(device_type: str, init_method: str = "env://", rank: int | None = None,
     return Group(rank, world, local)
 
 
+@contextlib.contextmanager
+def joined(device_type: str, init_method: str = "env://", rank: int | None = None,
+           world: int | None = None) -> Iterator[Group]:
+    """join(...) for the block; then leave(), at a barrier after a normal exit, at once after an
+    error (see leave)."""
+    g = join(device_type, init_method, rank, world)
+    try:
+        yield g
+    except BaseException:
+        leave(sync=False)
+        raise
+    leave()
+
+
 def leave(sync: bool = True) -> None:
     """Leave the process group. sync: wait for every rank first (after a normal finish): a rank
     that tore its gloo connections down while another still used them was sometimes killed by
@@ -118,12 +134,7 @@ def _worker(rank: int, nproc: int, device_type: str, tmp: str, fn, args) -> None
     if "OMP_NUM_THREADS" not in os.environ:  # share the cores, don't oversubscribe them
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // nproc))
     os.environ["LOCAL_RANK"] = str(rank)
-    g = join(device_type, f"file://{tmp}/rendezvous", rank, nproc)  # a file: no port to pick or race for
-    try:
+    with joined(device_type, f"file://{tmp}/rendezvous", rank, nproc) as g:  # a file: no port to pick or race for
         out = fn(g, *args)
         if g.main:
             torch.save(out, Path(tmp) / "result.pt")
-    except BaseException:
-        leave(sync=False)
-        raise
-    leave()

@@ -194,14 +194,8 @@ def find(cfg: FindConfig, console=None, progress: bool = True, nproc: int = 1) -
         res.seconds = time.perf_counter() - t0  # start-up included
         return res
     if _dist.torchrun_world() > 1:
-        g = _dist.join(cfg.device)
-        try:
-            res = _search(cfg, g, console, progress)
-        except BaseException:
-            _dist.leave(sync=False)
-            raise
-        _dist.leave()
-        return res
+        with _dist.joined(cfg.device) as g:
+            return _search(cfg, g, console, progress)
     return _search(cfg, _dist.SINGLE, console, progress)
 
 
