@@ -132,13 +132,13 @@ def materialize(*args, out: torch.Tensor | None = None, threads: int | None = No
     return out
 
 
-def conv2d(x, bias, *rest, mode: str | None = None) -> torch.Tensor:
+def conv2d(x, bias, *rest) -> torch.Tensor:
     """slt_conv2d (rest: the weight block, kernel_size, stride, padding, dilation, groups): im2col
     and the fused linear, or (conv_materializes) F.conv2d in float32 with the weight materialised
     for this call only; either way in x's dtype and conv2d_output_format(x)'s layout."""
     w, (kernel, stride, padding, dilation, groups) = rest[:-5], rest[-5:]
     oh, ow = conv2d_output_size(x.shape[2], x.shape[3], kernel, stride, padding, dilation)
-    if not conv_materializes(x.shape[0] * oh * ow, mode):
+    if not conv_materializes(x.shape[0] * oh * ow):
         return composite.conv2d(linear, x, bias, *rest)
     n = composite.rows_of(w)
     weight = materialize(*w, 0, n).view(n, x.shape[1] // groups, *kernel)
