@@ -28,14 +28,15 @@ from slt_hw.backends import cpu
 from slt_hw.ops import slt_linear_int8, slt_linear_reference
 
 
-def lut_rows(fmt: str, dist: str) -> int:
-    """Up to how many activation rows the table-lookup kernel can be forced here (0: never)."""
+def lut_rows(fmt: str, dist: str) -> tuple[int, int]:
+    """Up to how many activation rows the table-lookup kernel of the ISA in use can be forced
+    here, for float and int8 activations (0: never)."""
     try:
         info = cpu.lut_info()
     except (RuntimeError, ValueError):
-        return 0
-    ok = info["available"] and cpu.chosen_isa() == info["isa"] and fmt == "binary" and dist == "signed_constant"
-    return info["max_rows"] if ok else 0
+        return 0, 0
+    ok = info["available"] and fmt == "binary" and dist == "signed_constant"
+    return (info["max_rows"], info["max_rows_int8"]) if ok else (0, 0)
 
 
 def bench_shape(n: int, k: int, batches: list[int], density: float, with_reference: bool,
@@ -59,7 +60,7 @@ def bench_shape(n: int, k: int, batches: list[int], density: float, with_referen
     mem = {"F.linear fp32": 4 * n * k, "F.linear bf16": 2 * n * k, "dynamic int8": n * k + 4 * n,
            "slt reference": slt_bytes}
     mem.update({f"slt cpp{a}{b}": slt_bytes for a in ("", " int8") for b in ("", " lut=off", " lut=on")})
-    max_lut = lut_rows(fmt, dist)
+    max_lut, max_lut_int8 = lut_rows(fmt, dist)
     rows = []
     for b in batches:
         x = torch.randn(b, k)
@@ -72,9 +73,10 @@ def bench_shape(n: int, k: int, batches: list[int], density: float, with_referen
         }
         if sc:
             impls["slt cpp int8"] = lambda x=x: slt_linear_int8(x, packed)
-        if b <= max_lut:  # the table-lookup kernel applies: time it forced off and on too
-            for mode in ("off", "on"):
+        for mode in ("off", "on"):  # where the table-lookup kernel applies: timed forced off and on too
+            if b <= max_lut:
                 impls[f"slt cpp lut={mode}"] = with_env(cpu.LUT_ENV, mode, impls["slt cpp"])
+            if b <= max_lut_int8:
                 impls[f"slt cpp int8 lut={mode}"] = with_env(cpu.LUT_ENV, mode, impls["slt cpp int8"])
         times = interleaved_times(impls, clock=clock, stat=stat)
         if with_reference:  # seconds per call: timed on its own, a few times

@@ -236,18 +236,22 @@ PYBIND11_MODULE(_C, m) {
 
   m.def(
       "cpu_lut",
-      [] {
+      [](const std::string& isa) {
+        const slt::cpu::Isa which = parse_isa(isa);
+        const slt::cpu::LutRows r = slt::cpu::lut_rows(which);
         py::dict d;
-        d["isa"] = slt::cpu::isa_name(slt::cpu::Isa::kAvx2);
-        d["available"] = slt::cpu::isa_supported(slt::cpu::Isa::kAvx2);
-        d["auto_rows"] = slt::cpu::kLutAutoRows;
-        d["auto_rows_int8"] = slt::cpu::kLutAutoRowsInt8;
-        d["max_rows"] = slt::cpu::kLutMaxRows;
+        d["isa"] = slt::cpu::isa_name(which);
+        d["available"] = slt::cpu::isa_supported(which) && r.max_float > 0;
+        d["auto_rows"] = r.auto_float;
+        d["auto_rows_int8"] = r.auto_int8;
+        d["max_rows"] = r.max_float;
+        d["max_rows_int8"] = r.max_int8;
         return d;
       },
-      "The table-lookup kernel (binary format, signed constant): the ISA it needs, whether this CPU "
-      "has it, and up to how many activation rows it runs (automatically for float and int8"
-      " activations / when forced).");
+      "The table-lookup kernel of `isa` ('auto': the one slt_linear picks; binary format, signed "
+      "constant): whether this CPU runs it, and up to how many activation rows it runs "
+      "automatically and when forced, for float and int8 activations (0: never).",
+      py::arg("isa") = "auto");
 
   m.def("build_info", [] {
     py::dict d;

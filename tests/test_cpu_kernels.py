@@ -253,28 +253,38 @@ def test_forcing_avx512_without_it_is_refused(monkeypatch):
 
 
 # ------------------------------------------------------------------ the table-lookup kernel
-# AVX2, binary format, signed-constant weights, 1..LUT["max_rows"] activation rows when forced
-# (SLT_HW_CPU_LUT=on or lut="on"); chosen automatically up to LUT["auto_rows"] (float) and
-# LUT["auto_rows_int8"] rows. Float activations: vpermps on 8-entry tables of 3-column groups,
-# 8 weight rows per lookup; int8: vpshufb on 16-entry tables of 4-column groups, 32 rows.
-LUT = cpu.lut_info()
-needs_lut = pytest.mark.skipif(not LUT["available"], reason="the table-lookup kernel needs AVX2")
+# Binary format, signed-constant weights, 1..max_rows activation rows when forced
+# (SLT_HW_CPU_LUT=on or lut="on"), chosen automatically up to auto_rows; per ISA (lut_info(isa)):
+# AVX2: float activations by vpermps on 8-entry tables of 3-column groups, 8 weight rows per
+#   lookup; int8 by vpshufb on 16-entry tables of 4-column groups, 32 rows.
+# AVX-512 (tested emulated): float activations, vpermps on 16-entry tables of 4-column groups,
+#   16 weight rows per lookup, column chunks shared by a task's 16-row blocks.
+LUT_ISAS = [isa for isa in ISAS if cpu.lut_info(isa)["available"]] + list(avx512_emulation.ISAS)
 
 
-def lut(x, p, bias=None, int8=False, mode="on", threads=None):
+def lut_limits(isa):
+    with extension_for(isa):
+        info = cpu.lut_info(isa)
+    assert info["available"], info
+    return info
+
+
+def lut(x, p, isa, bias=None, int8=False, mode="on", threads=None):
     _, w = _ops.weight_args(p)
-    return cpu.linear(x, bias, *w, 0, p.out_features, int8=int8, isa="avx2", lut=mode, threads=threads)
+    with extension_for(isa):
+        return cpu.linear(x, bias, *w, 0, p.out_features, int8=int8, isa=isa, lut=mode, threads=threads)
 
 
-@needs_lut
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(n=st.integers(1, 75), k=st.sampled_from([1, 2, 3, 5, 31, 33, 95, 97, 1025, 2101]),
-       m=st.integers(0, LUT["max_rows"]), seed=st.integers(0, 10_000), with_bias=st.booleans(),
+@pytest.mark.parametrize("isa", LUT_ISAS)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(n=st.integers(1, 300), k=st.sampled_from([1, 2, 3, 5, 31, 33, 95, 97, 1025, 2101]),
+       m=st.integers(0, 8), seed=st.integers(0, 10_000), with_bias=st.booleans(),
        int8=st.booleans(), strided=st.booleans())
-def test_lut_matches_reference(n, k, m, seed, with_bias, int8, strided):
-    """Odd k (not a multiple of 32: word and group tails), n not a multiple of 8 or 32 (row tails
-    of both kernels), the empty batch, non-contiguous input (every other column of a wider
-    tensor), float and int8 activations against their references."""
+def test_lut_matches_reference(isa, n, k, m, seed, with_bias, int8, strided):
+    """Odd k (not a multiple of 32: word and group tails; 2101 spans several AVX-512 column
+    chunks), n not a multiple of 8, 16 or 32 and above a 128-row task (row tails), the empty
+    batch, non-contiguous input (every other column of a wider tensor), float and int8
+    activations against their references (rows past the kernel's limit take the other path)."""
     from slt_hw.ops import slt_linear_int8_reference
 
     p = packed("binary", n, k, seed, "signed_constant")
@@ -285,46 +295,76 @@ def test_lut_matches_reference(n, k, m, seed, with_bias, int8, strided):
         assert not x.is_contiguous() or m <= 1
     bias = torch.randn(n, generator=g) if with_bias else None
     want = (slt_linear_int8_reference if int8 else slt_linear_reference)(x, p, bias)
-    close(lut(x, p, bias, int8=int8), want)
+    close(lut(x, p, isa, bias, int8=int8), want)
 
 
-@needs_lut
-@pytest.mark.parametrize("n, k", [(5, 8), (13, 40), (37, 100)])
-def test_lut_weights_bit_identical_to_the_reference(n, k):
-    """Batch 1, one-hot rows one at a time: every table entry is 0 or 1, so the lookups give the
+@pytest.mark.parametrize("isa", LUT_ISAS)
+@pytest.mark.parametrize("m", [1, 2, 3, 8])
+def test_lut_across_column_chunks_and_tasks(isa, m):
+    """Every geometry at once, which hypothesis rarely draws together: 2101 columns (66 words:
+    several AVX-512 column chunks of 16 or 32 words, a word tail), 16-row blocks full and not,
+    two 128-row tasks."""
+    p = packed("binary", 147, 2101, 4, "signed_constant")
+    x = torch.randn(m, 2101)
+    close(lut(x, p, isa), slt_linear_reference(x, p))
+
+
+@pytest.mark.parametrize("isa", LUT_ISAS)
+@pytest.mark.parametrize("n, k", [(5, 8), (13, 40), (37, 100), (130, 600)])
+def test_lut_weights_bit_identical_to_the_reference(isa, n, k):
+    """One-hot activation rows, as many per call as the kernel takes: every table entry is 0 or 1, so the lookups give the
     ternary weight exactly and the kernel returns s * (P - N): bit-identical to the reference's
-    materialised weight (rows not a multiple of 8, columns not a multiple of 32)."""
+    materialised weight (rows not a multiple of 8 or 16, columns not a multiple of 32; 130 x 600
+    has full 16 x 16 mask transposes and two tasks)."""
     p = packed("binary", n, k, 11, "signed_constant")
-    eye = torch.eye(k)
-    y = torch.stack([lut(eye[i:i + 1], p)[0] for i in range(k)], 1)
+    eye, step = torch.eye(k), lut_limits(isa)["max_rows"]
+    y = torch.cat([lut(eye[i:i + step], p, isa) for i in range(0, k, step)]).T
     want = p.materialize()
     assert torch.equal(y.view(torch.int32), want.view(torch.int32)), (n, k, (y != want).sum())
 
 
-@needs_lut
+@pytest.mark.parametrize("isa", LUT_ISAS)
 @pytest.mark.parametrize("int8", [False, True])
-def test_lut_batch_one_from_many_rows_and_threads(int8):
-    """One activation row against 300 weight rows (several 8- and 32-row tasks) with 1 and 2
-    threads: the same bits (each row's sum is one task's)."""
+def test_lut_batch_one_from_many_rows_and_threads(isa, int8):
+    """One activation row against 300 weight rows (several tasks) with 1 and 2 threads: the same
+    bits (each row's sum is one task's)."""
     p = packed("binary", 300, 777, 5, "signed_constant")
     x = torch.randn(1, 777)
-    y1 = lut(x, p, int8=int8, threads=1)
-    assert torch.equal(y1, lut(x, p, int8=int8, threads=2))
+    y1 = lut(x, p, isa, int8=int8, threads=1)
+    assert torch.equal(y1, lut(x, p, isa, int8=int8, threads=2))
 
 
-@needs_lut
-def test_lut_is_the_path_that_runs():
+@pytest.mark.parametrize("isa", LUT_ISAS)
+def test_lut_is_the_path_that_runs(isa):
     """Forced on and off, the float sums come out in different orders, so some bits differ; both
-    match the reference. Auto at batch 1 is the table lookup; other formats keep the old path."""
+    match the reference. Auto runs it up to auto_rows and not beyond; other formats keep the
+    old path. Int8 activations where the ISA has no int8 table lookup: the same bits either way."""
+    info = lut_limits(isa)
     p = packed("binary", 64, 4000, 9, "signed_constant")
-    x = torch.randn(1, 4000)
-    on, off, auto = lut(x, p, mode="on"), lut(x, p, mode="off"), lut(x, p, mode="auto")
-    for y in (on, off):
-        close(y, slt_linear_reference(x, p))
-    assert not torch.equal(on, off)
-    assert torch.equal(auto, on if LUT["auto_rows"] >= 1 else off)
+    for m in (1, info["max_rows"]):
+        x = torch.randn(m, 4000)
+        on, off, auto = lut(x, p, isa, mode="on"), lut(x, p, isa, mode="off"), lut(x, p, isa, mode="auto")
+        for y in (on, off):
+            close(y, slt_linear_reference(x, p))
+        assert not torch.equal(on, off)
+        assert torch.equal(auto, on if m <= info["auto_rows"] else off)
+        if not info["max_rows_int8"]:
+            assert torch.equal(lut(x, p, isa, int8=True, mode="on"), lut(x, p, isa, int8=True, mode="off"))
     q = packed("multicoat", 64, 4000, 9, "signed_constant")  # not a binary weight: never a table lookup
-    assert torch.equal(lut(x, q, mode="on"), lut(x, q, mode="off"))
+    x = torch.randn(1, 4000)
+    assert torch.equal(lut(x, q, isa, mode="on"), lut(x, q, isa, mode="off"))
+
+
+def test_lut_limits_per_isa():
+    """What lut_info reports: AVX2 has float and int8 kernels, AVX-512 float only, scalar none."""
+    assert cpu.lut_info("scalar")["max_rows"] == 0 and not cpu.lut_info("scalar")["available"]
+    if "avx2" in ISAS:
+        info = cpu.lut_info("avx2")
+        assert info["available"] and info["max_rows"] == info["max_rows_int8"] == 4
+    for isa in avx512_emulation.ISAS:
+        info = lut_limits(isa)
+        assert info["max_rows"] == 8 and info["max_rows_int8"] == info["auto_rows_int8"] == 0
+        assert 1 <= info["auto_rows"] <= info["max_rows"]
 
 
 def test_lut_env_var(monkeypatch):
@@ -341,16 +381,17 @@ def test_lut_env_var(monkeypatch):
         cpu.linear(x, None, *_ops.weight_args(p)[1], 0, 9, lut="always")
 
 
-@needs_lut
 def test_lut_shows_in_the_backend_description(monkeypatch):
     from slt_hw import dispatch
 
     monkeypatch.delenv("SLT_HW_CPU_ISA", raising=False)
     monkeypatch.setenv("SLT_HW_CPU_LUT", "on")
-    if cpu.chosen_isa() != LUT["isa"]:
-        pytest.skip(f"the automatic ISA here is {cpu.chosen_isa()}, not {LUT['isa']}")
+    info = cpu.lut_info()
+    if not info["available"]:
+        pytest.skip(f"the automatic ISA here ({cpu.chosen_isa()}) has no table-lookup kernel")
+    assert info["isa"] == cpu.chosen_isa()
     text = dispatch.get("cpp").describe()
-    assert f"batch <= {LUT['max_rows']}" in text and "table lookup" in text and "SLT_HW_CPU_LUT=on" in text
+    assert f"batch <= {info['max_rows']}" in text and "table lookup" in text and "SLT_HW_CPU_LUT=on" in text
     monkeypatch.setenv("SLT_HW_CPU_LUT", "off")
     assert "table lookup" not in dispatch.get("cpp").describe()
 

@@ -142,17 +142,23 @@ bool for_each_row_task(int64_t row_begin, int64_t row_end, int64_t block, int64_
 
 }  // namespace
 
-bool lut_applies(const LinearProblem& p, Isa isa) {
+LutRows lut_rows(Isa isa) {
+  LutRows r;
 #if defined(SLT_HW_HAVE_AVX2)
-  if (p.lut == LutMode::kOff || isa != Isa::kAvx2 || p.planes == nullptr || p.C != 1 || p.dist != kSignedConstant)
-    return false;
-  const int64_t auto_rows = p.xq != nullptr ? kLutAutoRowsInt8 : kLutAutoRows;
-  return p.M >= 1 && p.M <= (p.lut == LutMode::kOn ? kLutMaxRows : auto_rows);
-#else
-  (void)p;
-  (void)isa;
-  return false;
+  if (isa == Isa::kAvx2) r = LutRows{kLutAutoRows, kLutAutoRowsInt8, kLutMaxRows, kLutMaxRows};
 #endif
+#if defined(SLT_HW_HAVE_AVX512)
+  if (isa == Isa::kAvx512 || isa == Isa::kAvx512Vnni) r = LutRows{kLutAutoRowsAvx512, 0, kLutMaxRowsAvx512, 0};
+#endif
+  (void)isa;
+  return r;
+}
+
+bool lut_applies(const LinearProblem& p, Isa isa) {
+  if (p.lut == LutMode::kOff || p.planes == nullptr || p.C != 1 || p.dist != kSignedConstant) return false;
+  const LutRows r = lut_rows(isa);
+  const bool on = p.lut == LutMode::kOn, int8 = p.xq != nullptr;
+  return p.M >= 1 && p.M <= (int8 ? (on ? r.max_int8 : r.auto_int8) : (on ? r.max_float : r.auto_float));
 }
 
 void slt_linear(const LinearProblem& p, Isa isa, int threads) {
@@ -172,13 +178,20 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
   }
   // table-lookup kernel: the tables of this call's activations, shared by every thread
   const bool lut = lut_applies(p, isa);
+  const bool lut512 = lut && (isa == Isa::kAvx512 || isa == Isa::kAvx512Vnni);
   std::vector<float> tables;
   std::vector<uint8_t> tables_i8;
+#if defined(SLT_HW_HAVE_AVX512)
+  if (lut512) {
+    tables.resize(size_t(avx512lut::table_entries(p.K, p.M)));
+    avx512lut::build_tables(xp.data(), Kp, p.M, tables.data());
+  }
+#endif
 #if defined(SLT_HW_HAVE_AVX2)
-  if (lut && int8) {
+  if (lut && !lut512 && int8) {
     tables_i8.resize(size_t(avx2lut::table_bytes_int8(p.K, p.M)));
     avx2lut::build_tables_int8(xq.data(), Kp, p.M, tables_i8.data());
-  } else if (lut) {
+  } else if (lut && !lut512) {
     tables.resize(size_t(avx2lut::table_entries(p.K, p.M)));
     avx2lut::build_tables(xp.data(), Kp, p.M, tables.data());
   }
@@ -213,8 +226,12 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
     kernel_i8 = avx512vnni::rows_int8;
   }
 #endif
-  const int64_t block = blocked ? kTaskRows : lut ? 32 : 8;  // weight rows per task
+  // weight rows per task
+  const int64_t block = blocked ? kTaskRows : lut512 ? kLutTaskRowsAvx512 : lut ? (int8 ? 32 : kLutTaskRows) : 8;
   auto run = [&](float* scratch, int64_t n0, int64_t n1) {
+#if defined(SLT_HW_HAVE_AVX512)
+    if (lut512) return avx512lut::rows(p, tables.data(), scratch, n0, n1);
+#endif
 #if defined(SLT_HW_HAVE_AVX2)
     if (lut)
       return int8 ? avx2lut::rows_int8(p, tables_i8.data(), scratch, n0, n1)
@@ -222,8 +239,15 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
 #endif
     return int8 ? kernel_i8(p, xq_run, scratch, n0, n1) : kernel(p, xp.data(), scratch, n0, n1);
   };
-  const bool ok = for_each_row_task(p.row_begin, p.row_end, block, p.K, scratch_floats(p.K, blocked), threads,
-                                    1 << 14, run);
+  int64_t scratch_size = scratch_floats(p.K, blocked), lut_scratch = 0;
+#if defined(SLT_HW_HAVE_AVX512)
+  if (lut512) lut_scratch = avx512lut::scratch_floats(p.M);
+#endif
+#if defined(SLT_HW_HAVE_AVX2)
+  if (lut && !lut512 && !int8) lut_scratch = avx2lut::scratch_floats(p.M);
+#endif
+  if (lut_scratch > scratch_size) scratch_size = lut_scratch;
+  const bool ok = for_each_row_task(p.row_begin, p.row_end, block, p.K, scratch_size, threads, 1 << 14, run);
   if (!ok)
     fail("free_bits/offsets: the free-bit stream does not match the freeze pattern (a row's "
          "stream index is negative or past the end of free_bits)");

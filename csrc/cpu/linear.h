@@ -41,9 +41,21 @@ constexpr int64_t kBlockDescFloats = 2 * kBlockWords + 16 * kBlockWords + kBlock
 // when forced, up to kLutAutoRows (float activations) / kLutAutoRowsInt8 when chosen
 // automatically: where it measured faster than the register kernels (docs/benchmarks.md).
 constexpr int64_t kLutMaxRows = 4;
-constexpr int64_t kLutAutoRows = 1;
+constexpr int64_t kLutAutoRows = 4;
 constexpr int64_t kLutAutoRowsInt8 = 2;
+constexpr int64_t kLutTaskRows = 64;  // float: weight rows per thread task (8-row blocks sharing each column chunk)
+// AVX-512 (linear_avx512lut.cpp): float activations only, up to kSmallBatch rows; weight rows
+// per thread task (a multiple of 16: the tasks' 16-row blocks share each column chunk's tables).
+constexpr int64_t kLutMaxRowsAvx512 = kSmallBatch;
+constexpr int64_t kLutAutoRowsAvx512 = 4;
+constexpr int64_t kLutTaskRowsAvx512 = 128;
 enum class LutMode : int { kAuto = -1, kOff = 0, kOn = 1 };
+// Up to how many activation rows `isa`'s table-lookup kernel runs: chosen automatically (float,
+// int8 activations) and when forced; all zero where the ISA has none.
+struct LutRows {
+  int64_t auto_float = 0, auto_int8 = 0, max_float = 0, max_int8 = 0;
+};
+LutRows lut_rows(Isa isa);
 
 // The weight (N, K, keys, masks) is the WeightDesc part; the rest is this call's.
 struct LinearProblem : WeightDesc {
@@ -66,8 +78,8 @@ Isa best_isa();
 const char* isa_name(Isa isa);
 bool isa_from_name(const char* name, Isa* isa);
 
-// Whether slt_linear runs this problem with the table-lookup kernel: AVX2 chosen, one mask
-// plane, signed constant, 1 <= M <= kLutMaxRows (forced on) or kLutAutoRows[Int8] (auto).
+// Whether slt_linear runs this problem with the table-lookup kernel: one mask plane, signed
+// constant, 1 <= M <= lut_rows(isa)'s limit for the mode (auto or forced on) and activations.
 bool lut_applies(const LinearProblem& p, Isa isa);
 
 // Validates, then runs with `threads` OpenMP threads (<= 0: the OpenMP default).
@@ -118,15 +130,25 @@ void pack_int8(const int8_t* xq, int64_t Kp, int64_t M, int8_t* dst);
 
 // The table-lookup kernel (linear_avx2lut.cpp): per call, tables of the activations' partial
 // sums (build_tables*, into table_entries floats / table_bytes_int8 bytes); then per task of rows
-// (scratch: at least 32 * ceil(K/32) words).
+// (scratch: float scratch_floats(M) floats, int8 at least 32 * ceil(K/32) words).
 namespace avx2lut {
 int64_t table_entries(int64_t K, int64_t M);
+int64_t scratch_floats(int64_t M);  // per float task (kLutTaskRows rows)
 int64_t table_bytes_int8(int64_t K, int64_t M);
 void build_tables(const float* xp, int64_t Kp, int64_t M, float* t);
 void build_tables_int8(const int8_t* xq, int64_t Kp, int64_t M, uint8_t* t);
 bool rows(const LinearProblem& p, const float* tables, float* scratch, int64_t n0, int64_t n1);
 bool rows_int8(const LinearProblem& p, const uint8_t* tables, float* scratch, int64_t n0, int64_t n1);
 }  // namespace avx2lut
+
+// The AVX-512 table-lookup kernel (linear_avx512lut.cpp), float activations: tables as above
+// (table_entries floats); tasks of at most kLutTaskRowsAvx512 rows, scratch_floats(M) each.
+namespace avx512lut {
+int64_t table_entries(int64_t K, int64_t M);
+int64_t scratch_floats(int64_t M);
+void build_tables(const float* xp, int64_t Kp, int64_t M, float* t);
+bool rows(const LinearProblem& p, const float* tables, float* scratch, int64_t n0, int64_t n1);
+}  // namespace avx512lut
 
 }  // namespace cpu
 }  // namespace slt

@@ -36,16 +36,20 @@ using avx2common::transpose8x8_ps;
 
 constexpr int kGroups = 11;  // groups of 3 columns per 32-column word (10 of 3, one of 2)
 
-// mt[stride * w + r] = mask word w of row n0 + r, r < 8 (zero for rows at or past n1): eight
-// rows' mask words with lanes = rows.
-void transpose_masks(const LinearProblem& p, int64_t n0, int64_t n1, uint32_t* mt, int64_t stride = 8) {
+// Words per column chunk of the float kernel: M rows' tables of a chunk in ~11 KiB of L1.
+int64_t chunk_words(int64_t M) { return M >= 4 ? 8 : 32 / M; }
+
+// mt[stride * i + r] = mask word w0 + i of row n0 + r, i < words, r < 8 (zero for rows at or
+// past n1): eight rows' mask words with lanes = rows.
+void transpose_masks(const LinearProblem& p, int64_t n0, int64_t n1, uint32_t* mt, int64_t stride, int64_t w0,
+                     int64_t words) {
   const int64_t W = (p.K + 31) / 32;
   const uint32_t* rows[8];
   for (int r = 0; r < 8; ++r)
-    rows[r] = n0 + r < n1 ? reinterpret_cast<const uint32_t*>(p.planes + (n0 + r) * W) : nullptr;
+    rows[r] = n0 + r < n1 ? reinterpret_cast<const uint32_t*>(p.planes + (n0 + r) * W + w0) : nullptr;
   int64_t w = 0;
   if (n1 - n0 == 8) {
-    for (; w + 8 <= W; w += 8) {
+    for (; w + 8 <= words; w += 8) {
       __m256 v[8], c[8];
       for (int r = 0; r < 8; ++r) v[r] = _mm256_castsi256_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows[r] + w)));
       transpose8x8_ps(v, c);
@@ -53,32 +57,44 @@ void transpose_masks(const LinearProblem& p, int64_t n0, int64_t n1, uint32_t* m
       for (int i = 0; i < 8; ++i) _mm256_storeu_ps(dst + stride * i, c[i]);
     }
   }
-  for (; w < W; ++w)
+  for (; w < words; ++w)
     for (int r = 0; r < 8; ++r) mt[stride * w + r] = rows[r] ? rows[r][w] : 0u;
 }
 
 // The 8-entry table at t looked up by the low 3 bits of each lane of idx (vpermps ignores the rest).
 inline __m256 lookup(const float* t, __m256i idx) { return _mm256_permutevar8x32_ps(_mm256_loadu_ps(t), idx); }
 
-// Rows [n0, n0 + 8) against M activation rows: out[r] (8 lanes = the rows) = the sum over the
-// row of T_r[P bits] - T_r[N bits]. mt: the rows' mask words, 8 per word.
-template <int M>
-void lut_block(const LinearProblem& p, const float* tables, const uint32_t* mt, int64_t n0, __m256* out) {
+// pn[16 i + r] = mask word w0 + i of row n0 + r (transpose_masks with stride 16) becomes P, and
+// pn[16 i + 8 + r] N: the signs hashed eight rows at a time, in a pass of its own so that the
+// lookups do not wait on the hash's latency (4 vpmulld) word after word.
+void split_signs(const LinearProblem& p, int64_t n0, int64_t w0, int64_t words, uint32_t* pn) {
   const int64_t W = (p.K + 31) / 32;
+  const __m256i k0 = _mm256_set1_epi32(int32_t(p.k0)), k1 = _mm256_set1_epi32(int32_t(p.k1));
+  const __m256i one = _mm256_set1_epi32(1);
+  __m256i c = _mm256_add_epi32(_mm256_mullo_epi32(_mm256_add_epi32(_mm256_set1_epi32(int32_t(uint32_t(n0))),
+                                                                   _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)),
+                                                  _mm256_set1_epi32(int32_t(uint32_t(W)))),
+                               _mm256_set1_epi32(int32_t(uint32_t(w0))));
+  for (int64_t i = 0; i < words; ++i, c = _mm256_add_epi32(c, one)) {
+    __m256i* v = reinterpret_cast<__m256i*>(pn + 16 * i);
+    const __m256i m = _mm256_loadu_si256(v), s = hash_v(c, k0, k1);
+    _mm256_storeu_si256(v, _mm256_andnot_si256(s, m));
+    _mm256_storeu_si256(v + 1, _mm256_and_si256(s, m));
+  }
+}
+
+// Words [w0, w1) of eight rows against M activation rows: acc[8 r + i] (lanes = the rows) +=
+// the sum of T_r[P bits] - T_r[N bits]. pn: the rows' P and N words from w0 (split_signs).
+template <int M>
+void lut_block(const float* tables, const uint32_t* pn, int64_t w0, int64_t w1, float* acc) {
   // one accumulator pair per activation row; two pairs for a single row (the add latency)
   constexpr int A = M == 1 ? 2 : 1;
   __m256 accp[M][A], accn[M][A];
   for (int r = 0; r < M; ++r)
     for (int a = 0; a < A; ++a) accp[r][a] = accn[r][a] = _mm256_setzero_ps();
-  const __m256i k0 = _mm256_set1_epi32(int32_t(p.k0)), k1 = _mm256_set1_epi32(int32_t(p.k1));
-  const __m256i one = _mm256_set1_epi32(1);
-  __m256i c = _mm256_mullo_epi32(_mm256_add_epi32(_mm256_set1_epi32(int32_t(uint32_t(n0))),
-                                                  _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)),
-                                 _mm256_set1_epi32(int32_t(uint32_t(W))));
-  for (int64_t w = 0; w < W; ++w, c = _mm256_add_epi32(c, one)) {
-    const __m256i m = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(mt + 8 * w));
-    const __m256i s = hash_v(c, k0, k1);
-    const __m256i pw = _mm256_andnot_si256(s, m), nw = _mm256_and_si256(s, m);
+  for (int64_t w = w0; w < w1; ++w) {
+    const __m256i pw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(pn + 16 * (w - w0)));
+    const __m256i nw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(pn + 16 * (w - w0) + 8));
     const float* tw = tables + w * kGroups * M * 8;
 #pragma GCC unroll 16
     for (int j = 0; j < kGroups; ++j) {
@@ -87,6 +103,8 @@ void lut_block(const LinearProblem& p, const float* tables, const uint32_t* mt, 
         const float* t = tw + (j * M + r) * 8;
         accp[r][j % A] = _mm256_add_ps(accp[r][j % A], lookup(t, ip));
         accn[r][j % A] = _mm256_add_ps(accn[r][j % A], lookup(t, in));
+        // in order, one lookup pair at a time: else GCC hoists the lookups and spills them
+        __asm__("" : "+x"(accp[r][j % A]), "+x"(accn[r][j % A]));
       }
     }
   }
@@ -96,11 +114,11 @@ void lut_block(const LinearProblem& p, const float* tables, const uint32_t* mt, 
       sp = _mm256_add_ps(sp, accp[r][a]);
       sn = _mm256_add_ps(sn, accn[r][a]);
     }
-    out[r] = _mm256_sub_ps(sp, sn);
+    _mm256_storeu_ps(acc + 8 * r, _mm256_add_ps(_mm256_loadu_ps(acc + 8 * r), _mm256_sub_ps(sp, sn)));
   }
 }
 
-using LutBlock = void (*)(const LinearProblem&, const float*, const uint32_t*, int64_t, __m256*);
+using LutBlock = void (*)(const float*, const uint32_t*, int64_t, int64_t, float*);
 constexpr LutBlock kLutBlock[kLutMaxRows + 1] = {nullptr, lut_block<1>, lut_block<2>, lut_block<3>, lut_block<4>};
 
 // ---------------------------------------------------------------------------- int8 activations
@@ -135,6 +153,7 @@ inline __m256i load32(const void* p) { return _mm256_loadu_si256(static_cast<con
 
 // Rows [n0, n0 + 32) against M activation rows: out[32 r + byte_of_row(i)] = the exact int sum
 // of row n0 + i (rows at or past the task's end have zero masks). mt: 32 mask words per word.
+// (Hashing in a pass of its own, as the float kernel does, measured no faster here.)
 template <int M>
 void lut_i8_block(const LinearProblem& p, const uint8_t* tables, const uint32_t* mt, int64_t n0, int32_t* out) {
   const int64_t W = (p.K + 31) / 32;
@@ -234,7 +253,7 @@ bool rows_int8(const LinearProblem& p, const uint8_t* tables, float* scratch, in
     const int64_t nr = n1 - n < kI8Rows ? n1 - n : kI8Rows;
     for (int q = 0; q < 4; ++q) {
       const int64_t a = n + 8 * q < n + nr ? n + 8 * q : n + nr, b = n + 8 * q + 8 < n + nr ? n + 8 * q + 8 : n + nr;
-      transpose_masks(p, a, b, mt + 8 * q, kI8Rows);
+      transpose_masks(p, a, b, mt + 8 * q, kI8Rows, 0, (p.K + 31) / 32);
     }
     kLutI8Block[p.M](p, tables, mt, n, sums);
     for (int64_t r = 0; r < p.M; ++r) {
@@ -249,6 +268,8 @@ bool rows_int8(const LinearProblem& p, const uint8_t* tables, float* scratch, in
 }
 
 int64_t table_entries(int64_t K, int64_t M) { return ((K + 31) / 32) * kGroups * M * 8 + 16; }
+
+int64_t scratch_floats(int64_t M) { return 16 * chunk_words(M) + (kLutTaskRows / 8) * M * 8 + 16; }
 
 // Word w, group j (columns 32 w + 3 j, + 1, + 2; the last group 2 columns), activation row r:
 // 8 floats at ((w * kGroups + j) * M + r) * 8. Each entry one float sum, (x0 + x1) + x2.
@@ -265,23 +286,33 @@ void build_tables(const float* xp, int64_t Kp, int64_t M, float* t) {
       }
 }
 
-// y rows of [n0, n1): lanes of v (the rows' sums) times the scale, plus the bias.
+// y rows of [n0, n1) (at most kLutTaskRows): the rows' sums times the scale, plus the bias.
+// Column chunks of chunk_words(M) words, each run over every 8-row block of the task before
+// the next: a chunk's tables (352 bytes per word and activation row) stay in L1 meanwhile.
 bool rows(const LinearProblem& p, const float* tables, float* scratch, int64_t n0, int64_t n1) {
-  uint32_t* mt = reinterpret_cast<uint32_t*>(scratch);
-  const float factor = p.scale * p.coat_scales[0];
-  const LutBlock block = kLutBlock[p.M];
-  for (int64_t n = n0; n < n1; n += 8) {
-    const int64_t nr = n1 - n < 8 ? n1 - n : 8;
-    transpose_masks(p, n, n + nr, mt);
-    __m256 v[kLutMaxRows];
-    block(p, tables, mt, n, v);
-    for (int64_t r = 0; r < p.M; ++r) {
-      alignas(32) float o[8];
-      _mm256_store_ps(o, _mm256_mul_ps(v[r], _mm256_set1_ps(factor)));
-      float* y = p.y + r * p.ldy + n - p.row_begin;
-      for (int64_t i = 0; i < nr; ++i) y[i] = o[i] + (p.bias ? p.bias[n + i - p.row_begin] : 0.0f);
+  const int64_t W = (p.K + 31) / 32, M = p.M, words = chunk_words(M);
+  uint32_t* pn = reinterpret_cast<uint32_t*>(scratch);
+  float* acc = scratch + 16 * words;
+  const int64_t blocks = (n1 - n0 + 7) / 8;
+  for (int64_t i = 0; i < blocks * M * 8; ++i) acc[i] = 0.0f;
+  const LutBlock block = kLutBlock[M];
+  for (int64_t w0 = 0; w0 < W; w0 += words) {
+    const int64_t w1 = w0 + words < W ? w0 + words : W;
+    for (int64_t b = 0; b < blocks; ++b) {
+      const int64_t nb = n0 + 8 * b, ne = nb + 8 < n1 ? nb + 8 : n1;
+      transpose_masks(p, nb, ne, pn, 16, w0, w1 - w0);
+      split_signs(p, nb, w0, w1 - w0, pn);
+      block(tables, pn, w0, w1, acc + b * M * 8);
     }
   }
+  const float factor = p.scale * p.coat_scales[0];
+  for (int64_t b = 0; b < blocks; ++b)
+    for (int64_t r = 0; r < M; ++r) {
+      const int64_t nb = n0 + 8 * b, nr = n1 - nb < 8 ? n1 - nb : 8;
+      const float* a = acc + (b * M + r) * 8;
+      float* y = p.y + r * p.ldy + nb - p.row_begin;
+      for (int64_t i = 0; i < nr; ++i) y[i] = a[i] * factor + (p.bias ? p.bias[nb + i - p.row_begin] : 0.0f);
+    }
   return true;
 }
 

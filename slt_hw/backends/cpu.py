@@ -69,11 +69,13 @@ def _lut(lut: str | None) -> str:
     return name
 
 
-def lut_info() -> dict:
-    """The table-lookup kernel (binary format, signed-constant weights, few activation rows): the
-    ISA it needs, whether this CPU has it, up to how many rows it runs automatically / when
-    SLT_HW_CPU_LUT=on forces it, and the mode in force (SLT_HW_CPU_LUT: auto, on, off)."""
-    return {**_ext.require().cpu_lut(), "mode": _lut(None)}
+def lut_info(isa: str | None = None) -> dict:
+    """The table-lookup kernel (binary format, signed-constant weights, few activation rows) of
+    `isa` (default: the one slt_linear runs with, chosen_isa()): whether this CPU runs it, up to
+    how many rows it runs automatically / when SLT_HW_CPU_LUT=on forces it (auto_rows,
+    max_rows; *_int8 for int8 activations; 0: never), and the mode in force (SLT_HW_CPU_LUT:
+    auto, on, off). AVX2 has kernels for float and int8 activations, AVX-512 for float."""
+    return {**_ext.require().cpu_lut(_isa(isa)), "mode": _lut(None)}
 
 
 def _conv_mode(mode: str | None) -> str:
@@ -100,7 +102,7 @@ def linear(x, bias, *rest, int8: bool = False, isa: str | None = None, threads: 
     """y = x W_eff[row_begin:row_end]ᵀ + bias in x's dtype (rest: the weight block, row_begin,
     row_end). int8: x quantized per token (signed-constant weights), sums in integers. lut:
     'auto' (default: SLT_HW_CPU_LUT, else auto), 'on' or 'off', the table-lookup kernel where it
-    applies (AVX2, binary format, signed constant, few rows: lut_info())."""
+    applies (AVX2 or AVX-512, binary format, signed constant, few rows: lut_info())."""
     mod = _ext.require()
     *w, r0, r1 = rest
     desc, _alive = _ext.weight_desc(mod, w)  # the tensors behind desc's pointers
@@ -201,8 +203,10 @@ def _describe() -> str:
             table = ""
         else:
             on = info["mode"] == "on"
-            rows, rows8 = (info["max_rows"],) * 2 if on else (info["auto_rows"], info["auto_rows_int8"])
-            table = (f"; binary signed-constant weights at batch <= {rows} (int8 activations <= {rows8}): "
+            rows, rows8 = (info["max_rows"], info["max_rows_int8"]) if on else (info["auto_rows"],
+                                                                               info["auto_rows_int8"])
+            int8 = f"int8 activations <= {rows8}" if rows8 else "not for int8 activations"
+            table = (f"; binary signed-constant weights at batch <= {rows} ({int8}): "
                      f"table lookup ({info['isa']}, {LUT_ENV}={info['mode']})")
     except (RuntimeError, ValueError) as e:  # no extension, or a bad SLT_HW_CPU_LUT
         table = f"; table lookup unknown: {e}"
