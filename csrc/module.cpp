@@ -204,10 +204,11 @@ PYBIND11_MODULE(_C, m) {
       "slt_linear",
       [](const slt::WeightDesc& w, uintptr_t x, int64_t M, int64_t ldx, uintptr_t y, int64_t ldy,
          int64_t row_begin, int64_t row_end, uintptr_t bias, uintptr_t xq, uintptr_t xscale, const std::string& isa,
-         int threads, const std::string& lut) {
+         int threads, const std::string& lut, uintptr_t xb) {
         slt::cpu::LinearProblem p;
         static_cast<slt::WeightDesc&>(p) = w;
         p.x = ptr<const float>(x);
+        p.xb = ptr<const uint16_t>(xb);
         p.M = M;
         p.ldx = ldx;
         p.y = ptr<float>(y);
@@ -229,10 +230,11 @@ PYBIND11_MODULE(_C, m) {
         py::gil_scoped_release release;
         slt::cpu::slt_linear(p, which, threads);
       },
-      "Fused y = x W_eff[row_begin:row_end]^T + bias (float32, row-major); xq/xscale: int8 activations.",
+      "Fused y = x W_eff[row_begin:row_end]^T + bias (float32, row-major); xq/xscale: int8 activations; xb (x = "
+      "0): bf16 activations.",
       py::arg("w"), py::arg("x"), py::arg("M"), py::arg("ldx"), py::arg("y"), py::arg("ldy"), py::arg("row_begin"),
       py::arg("row_end"), py::arg("bias") = 0, py::arg("xq") = 0, py::arg("xscale") = 0, py::arg("isa") = "auto",
-      py::arg("threads") = 0, py::arg("lut") = "auto");
+      py::arg("threads") = 0, py::arg("lut") = "auto", py::arg("xb") = 0);
 
   m.def(
       "cpu_lut",

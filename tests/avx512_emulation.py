@@ -1,6 +1,7 @@
 """A test-only build of the extension whose AVX-512 kernels run on SIMDe (header-only emulation
-of the x86 intrinsics), so that linear_avx512.cpp is checked against the reference on CPUs
-without AVX-512. The variants are named "avx512-emulated" and "avx512vnni-emulated" there; the
+of the x86 intrinsics), and its AMX kernel on csrc/cpu/amx_intrin.h's stand-in, so that
+linear_avx512*.cpp and linear_amx.cpp are checked against the reference on CPUs without them.
+The variants are named "avx512-emulated", "avx512vnni-emulated" and "amx-emulated" there; the
 installed slt_hw._C never has them.
 
 SIMDe comes from Debian's libsimde-dev, fetched without root into build/simde (`apt-get download`
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-ISAS = ("avx512-emulated", "avx512vnni-emulated")
+ISAS = ("avx512-emulated", "avx512vnni-emulated", "amx-emulated")
 REQUIRE_ENV = "SLT_HW_REQUIRE_AVX512_EMULATION"
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "build"

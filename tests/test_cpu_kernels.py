@@ -367,6 +367,60 @@ def test_lut_limits_per_isa():
         assert 1 <= info["auto_rows"] <= info["max_rows"]
 
 
+# ------------------------------------------------------------------ bf16 activations, AMX
+# Every ISA reads bf16 activations exactly (as float); "amx" (forced only) runs binary
+# signed-constant weights from kAmxMinRows = 16 rows through tile dot products, tested here on
+# amx_intrin.h's stand-in ("amx-emulated") and natively only where the CPU has AMX.
+AMX_ISAS = [isa for isa in ISAS if isa == "amx"] + ["amx-emulated"]
+
+
+def close_bf16(y, want):
+    """y: a bf16 result, want: its float32 reference; the float32 sums come in another order, so
+    a value next to a bf16 rounding boundary may round one bf16 step (2^-8 relative) apart."""
+    assert y.dtype == torch.bfloat16
+    scale = float(want.abs().max()) if want.numel() else 1.0
+    torch.testing.assert_close(y.float(), want.to(torch.bfloat16).float(), rtol=2**-7, atol=1e-3 * max(1.0, scale))
+
+
+@pytest.mark.parametrize("isa", AMX_ISAS)
+@pytest.mark.parametrize("m", [16, 17, 40, 64])
+@pytest.mark.parametrize("n, k", [(1, 1), (16, 31), (17, 64), (40, 100), (33, 1025)])
+def test_amx_matches_reference(isa, m, n, k):
+    """Batch tails (17, 40: a partial second tile pair), weight-row tails (1, 17, 33, 40 rows:
+    partial B tiles and several 32-row tasks), column tails (1, 31, 100, 1025), with a bias,
+    against the reference on the same bf16 values. One-hot rows give the weights bit for bit
+    (then rounded to the bf16 output as the reference's are)."""
+    p = packed("binary", n, k, n + k + m, "signed_constant")
+    g = torch.Generator().manual_seed(m)
+    x = (4 * torch.randn(m, k, generator=g)).to(torch.bfloat16)
+    bias = torch.randn(n, generator=g)
+    close_bf16(fused(x, p, bias, isa=isa), slt_linear_reference(x.float(), p, bias))
+    eye = torch.eye(k, m, dtype=torch.bfloat16).T  # m one-hot rows (zero rows past k)
+    want = torch.zeros(m, n)
+    want[: min(m, k)] = p.materialize()[:, : min(m, k)].T
+    assert torch.equal(fused(eye, p, isa=isa).view(torch.int16), want.to(torch.bfloat16).view(torch.int16))
+
+
+@pytest.mark.parametrize("isa", TESTED_ISAS)
+@pytest.mark.parametrize("fmt", ["binary", "multicoat", "frozen"])
+@pytest.mark.parametrize("m", [0, 1, 5, 20])
+def test_bf16_activations_everywhere(isa, fmt, m):
+    """bf16 activations on every ISA and path (table lookup, register, blocked; AMX where it
+    applies, the AVX-512 VNNI kernels where it does not: other formats, fewer than 16 rows), a
+    non-contiguous input included: the float32 result of the same values, returned in bf16."""
+    p = packed(fmt, 24, 70, 3, "signed_constant" if fmt == "binary" else "normal")
+    x = torch.randn(m, 140).to(torch.bfloat16)[:, ::2]
+    got = fused(x, p, isa=isa)
+    assert got.shape == (m, 24)
+    close_bf16(got, slt_linear_reference(x.float(), p))
+
+
+def test_amx_is_never_chosen_automatically(monkeypatch):
+    monkeypatch.delenv("SLT_HW_CPU_ISA", raising=False)
+    assert cpu.chosen_isa() != "amx"
+    assert avx512_emulation.module().build_info()["cpu_isa"] != "amx-emulated"
+
+
 def test_lut_env_var(monkeypatch):
     p = packed("binary", 9, 40, 0, "signed_constant")
     x = torch.randn(1, 40)

@@ -12,6 +12,7 @@
 // ... and names its _mm512_cvtepu32_ps alias _mm512_cvtepu32_epi32 (it has no _mm512_cvtepi32_ps).
 #define _mm512_cvtepu32_ps(a) simde_mm512_cvtepu32_ps(a)
 using slt_mask16 = simde__mmask16;  // SIMDe has no __mmask* aliases
+using slt_mask32 = simde__mmask32;
 using slt_mask64 = simde__mmask64;
 #else
 // GCC 12's _mm*_undefined_* trip -Wuninitialized once inlined (GCC bug 105593).
@@ -21,5 +22,6 @@ using slt_mask64 = simde__mmask64;
 #include <immintrin.h>
 #pragma GCC diagnostic pop
 using slt_mask16 = __mmask16;
+using slt_mask32 = __mmask32;
 using slt_mask64 = __mmask64;
 #endif

@@ -38,6 +38,15 @@ bool isa_supported(Isa isa) {
 #else
       return false;
 #endif
+    case Isa::kAmx:
+#if defined(SLT_HW_AVX512_EMULATED)
+      return true;
+#elif defined(SLT_HW_HAVE_AVX512)
+      return isa_supported(Isa::kAvx512Vnni) && __builtin_cpu_supports("amx-tile") &&
+             __builtin_cpu_supports("amx-bf16") && amx::request_permission();
+#else
+      return false;
+#endif
   }
   return false;
 }
@@ -67,6 +76,12 @@ const char* isa_name(Isa isa) {
       return "avx512vnni-emulated";
 #else
       return "avx512vnni";
+#endif
+    case Isa::kAmx:
+#if defined(SLT_HW_AVX512_EMULATED)
+      return "amx-emulated";
+#else
+      return "amx";
 #endif
   }
   return "unknown";
@@ -107,7 +122,8 @@ void validate(const LinearProblem& p) {
     if (!e.empty()) fail(e);
   if (p.M < 0) fail("x: negative number of rows");
   const bool int8 = p.xq != nullptr;
-  if (p.M > 0 && ((int8 ? (p.xscale == nullptr) : (p.x == nullptr)) || p.y == nullptr)) fail("x/y: null pointer");
+  if (p.M > 0 && ((int8 ? (p.xscale == nullptr) : ((p.x == nullptr) == (p.xb == nullptr))) || p.y == nullptr))
+    fail("x/y: null pointer (or both float and bf16 activations)");
   if (int8 && p.dist != kSignedConstant)
     fail("dist: int8 activations need the signed_constant distribution (weights in {-s, 0, +s})");
   if (p.ldx < p.K) fail("x: row stride smaller than in_features");
@@ -148,7 +164,8 @@ LutRows lut_rows(Isa isa) {
   if (isa == Isa::kAvx2) r = LutRows{kLutAutoRows, kLutAutoRowsInt8, kLutMaxRows, kLutMaxRows};
 #endif
 #if defined(SLT_HW_HAVE_AVX512)
-  if (isa == Isa::kAvx512 || isa == Isa::kAvx512Vnni) r = LutRows{kLutAutoRowsAvx512, 0, kLutMaxRowsAvx512, 0};
+  if (isa == Isa::kAvx512 || isa == Isa::kAvx512Vnni || isa == Isa::kAmx)
+    r = LutRows{kLutAutoRowsAvx512, 0, kLutMaxRowsAvx512, 0};
 #endif
   (void)isa;
   return r;
@@ -161,23 +178,39 @@ bool lut_applies(const LinearProblem& p, Isa isa) {
   return p.M >= 1 && p.M <= (int8 ? (on ? r.max_int8 : r.auto_int8) : (on ? r.max_float : r.auto_float));
 }
 
+bool amx_applies(const LinearProblem& p, Isa isa) {
+  return isa == Isa::kAmx && p.xb != nullptr && p.planes != nullptr && p.C == 1 && p.dist == kSignedConstant &&
+         p.M >= kAmxMinRows;
+}
+
 void slt_linear(const LinearProblem& p, Isa isa, int threads) {
   validate(p);
   if (!isa_supported(isa)) fail(std::string("isa: this CPU does not support ") + isa_name(isa));
   if (p.M == 0 || p.row_end == p.row_begin) return;
   const int64_t W = (p.K + 31) / 32, Kp = 32 * W;
-  const bool int8 = p.xq != nullptr;
-  // x copied once into zero-padded rows: every 32-column word load is in bounds.
-  std::vector<float> xp(int8 ? 0 : size_t(p.M * Kp + 16), 0.0f);
+  const bool int8 = p.xq != nullptr, amx = amx_applies(p, isa);
+  // x copied once into zero-padded rows: every 32-column word load is in bounds. bf16 becomes
+  // float exactly (the AMX kernel takes it as it is, in whole 32-row tile pairs).
+  const int64_t Mp = amx ? (p.M + 31) / 32 * 32 : p.M;
+  std::vector<float> xp(int8 || amx ? 0 : size_t(p.M * Kp + 16), 0.0f);
   std::vector<int8_t> xq(int8 ? size_t(p.M * Kp + 64) : 0, 0);
+  std::vector<uint16_t> xb(amx ? size_t(Mp * Kp) : 0, 0);
   for (int64_t m = 0; m < p.M; ++m) {
-    if (int8)
+    if (int8) {
       std::memcpy(xq.data() + m * Kp, p.xq + m * p.ldx, size_t(p.K));
-    else
+    } else if (amx) {
+      std::memcpy(xb.data() + m * Kp, p.xb + m * p.ldx, size_t(p.K) * sizeof(uint16_t));
+    } else if (p.xb != nullptr) {
+      uint32_t* dst = reinterpret_cast<uint32_t*>(xp.data() + m * Kp);
+      for (int64_t k = 0; k < p.K; ++k) dst[k] = uint32_t(p.xb[m * p.ldx + k]) << 16;
+    } else {
       std::memcpy(xp.data() + m * Kp, p.x + m * p.ldx, size_t(p.K) * sizeof(float));
+    }
   }
+  // AMX forced: the AVX-512 VNNI kernels for everything the AMX kernel does not take
+  if (isa == Isa::kAmx) isa = Isa::kAvx512Vnni;
   // table-lookup kernel: the tables of this call's activations, shared by every thread
-  const bool lut = lut_applies(p, isa);
+  const bool lut = !amx && lut_applies(p, isa);
   const bool lut512 = lut && (isa == Isa::kAvx512 || isa == Isa::kAvx512Vnni);
   std::vector<float> tables;
   std::vector<uint8_t> tables_i8;
@@ -227,9 +260,14 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
   }
 #endif
   // weight rows per task
-  const int64_t block = blocked ? kTaskRows : lut512 ? kLutTaskRowsAvx512 : lut ? (int8 ? 32 : kLutTaskRows) : 8;
+  const int64_t block = amx      ? kAmxTaskRows
+                        : blocked ? kTaskRows
+                        : lut512  ? kLutTaskRowsAvx512
+                        : lut     ? (int8 ? 32 : kLutTaskRows)
+                                  : 8;
   auto run = [&](float* scratch, int64_t n0, int64_t n1) {
 #if defined(SLT_HW_HAVE_AVX512)
+    if (amx) return amx::rows_bf16(p, xb.data(), Mp, scratch, n0, n1);
     if (lut512) return avx512lut::rows(p, tables.data(), scratch, n0, n1);
 #endif
 #if defined(SLT_HW_HAVE_AVX2)
@@ -242,6 +280,7 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
   int64_t scratch_size = scratch_floats(p.K, blocked), lut_scratch = 0;
 #if defined(SLT_HW_HAVE_AVX512)
   if (lut512) lut_scratch = avx512lut::scratch_floats(p.M);
+  if (amx) lut_scratch = amx::scratch_floats(p.K);
 #endif
 #if defined(SLT_HW_HAVE_AVX2)
   if (lut && !lut512 && !int8) lut_scratch = avx2lut::scratch_floats(p.M);
@@ -261,7 +300,7 @@ void materialize_weights(float* out, const WeightDesc& w, int64_t row_begin, int
 #endif
 #if defined(SLT_HW_HAVE_AVX512)
   if (isa == Isa::kAvx512) kernel = avx512::weight_rows;
-  if (isa == Isa::kAvx512Vnni) kernel = avx512vnni::weight_rows;
+  if (isa == Isa::kAvx512Vnni || isa == Isa::kAmx) kernel = avx512vnni::weight_rows;
 #endif
   if (kernel == nullptr) return materialize(out, w, row_begin, row_end, threads);
   const int64_t rows = row_end - row_begin;

@@ -20,11 +20,14 @@
 namespace slt {
 namespace cpu {
 
-// kAvx512: AVX512F/BW/VL/DQ + FMA; kAvx512Vnni: the same plus VNNI for the int8 sums. A test
-// build may compile both against SIMDe instead (SLT_HW_AVX512_EMULATED): then they are named
-// "avx512-emulated" / "avx512vnni-emulated" and never chosen by best_isa().
-enum class Isa : int { kScalar = 0, kAvx2 = 1, kAvx512 = 2, kAvx512Vnni = 3 };
-constexpr Isa kAllIsas[] = {Isa::kScalar, Isa::kAvx2, Isa::kAvx512, Isa::kAvx512Vnni};
+// kAvx512: AVX512F/BW/VL/DQ + FMA; kAvx512Vnni: the same plus VNNI for the int8 sums. kAmx:
+// kAvx512Vnni plus AMX tiles (AMX-TILE, AMX-BF16) for bf16 activations (amx_applies); never
+// chosen by best_isa() until it has run on such a CPU, only when forced. A test build may
+// compile these against SIMDe and amx_intrin.h's stand-in instead (SLT_HW_AVX512_EMULATED):
+// then they are named "avx512-emulated" / "avx512vnni-emulated" / "amx-emulated" and never
+// chosen by best_isa().
+enum class Isa : int { kScalar = 0, kAvx2 = 1, kAvx512 = 2, kAvx512Vnni = 3, kAmx = 4 };
+constexpr Isa kAllIsas[] = {Isa::kScalar, Isa::kAvx2, Isa::kAvx512, Isa::kAvx512Vnni, Isa::kAmx};
 
 constexpr int64_t kSmallBatch = 8;   // up to this many activation rows: weights in registers only
 constexpr int64_t kSmallBatchInt8 = 4;  // int8 (AVX-512 and scalar): the blocked path wins from 5 rows
@@ -49,6 +52,10 @@ constexpr int64_t kLutTaskRows = 64;  // float: weight rows per thread task (8-r
 constexpr int64_t kLutMaxRowsAvx512 = kSmallBatch;
 constexpr int64_t kLutAutoRowsAvx512 = 4;
 constexpr int64_t kLutTaskRowsAvx512 = 128;
+// AMX (linear_amx.cpp): bf16 activations from this many rows (a pair of 16-row tiles), weight
+// rows per thread task (two 16-row B tiles).
+constexpr int64_t kAmxMinRows = 16;
+constexpr int64_t kAmxTaskRows = 32;
 enum class LutMode : int { kAuto = -1, kOff = 0, kOn = 1 };
 // Up to how many activation rows `isa`'s table-lookup kernel runs: chosen automatically (float,
 // int8 activations) and when forced; all zero where the ISA has none.
@@ -60,6 +67,7 @@ LutRows lut_rows(Isa isa);
 // The weight (N, K, keys, masks) is the WeightDesc part; the rest is this call's.
 struct LinearProblem : WeightDesc {
   const float* x = nullptr;  // (M, K), row stride ldx
+  const uint16_t* xb = nullptr;  // or bf16 activations (M, K), row stride ldx (read exactly as float)
   // int8 activations (signed constant only): x quantized per row, x[m, k] ~ xq[m, k] * xscale[m]
   const int8_t* xq = nullptr;
   const float* xscale = nullptr;
@@ -81,6 +89,10 @@ bool isa_from_name(const char* name, Isa* isa);
 // Whether slt_linear runs this problem with the table-lookup kernel: one mask plane, signed
 // constant, 1 <= M <= lut_rows(isa)'s limit for the mode (auto or forced on) and activations.
 bool lut_applies(const LinearProblem& p, Isa isa);
+
+// Whether slt_linear runs this problem with the AMX kernel: kAmx, bf16 activations, one mask
+// plane, signed constant, M >= kAmxMinRows.
+bool amx_applies(const LinearProblem& p, Isa isa);
 
 // Validates, then runs with `threads` OpenMP threads (<= 0: the OpenMP default).
 // Throws std::invalid_argument on bad arguments or a free-bit stream that does not match.
@@ -149,6 +161,15 @@ int64_t scratch_floats(int64_t M);
 void build_tables(const float* xp, int64_t Kp, int64_t M, float* t);
 bool rows(const LinearProblem& p, const float* tables, float* scratch, int64_t n0, int64_t n1);
 }  // namespace avx512lut
+
+// The AMX kernel (linear_amx.cpp): request_permission() asks the OS for the tile state once (false:
+// refused, or not Linux); per task of at most kAmxTaskRows weight rows, scratch_floats(K) floats
+// and xb copied to (Mp, Kp) bf16 with zero padding, Mp a multiple of 32.
+namespace amx {
+bool request_permission();
+int64_t scratch_floats(int64_t K);
+bool rows_bf16(const LinearProblem& p, const uint16_t* xb, int64_t Mp, float* scratch, int64_t n0, int64_t n1);
+}  // namespace amx
 
 }  // namespace cpu
 }  // namespace slt

@@ -9,7 +9,7 @@
 #include <cstring>
 
 #include "../core/slt_contract.h"
-#include "avx512_intrin.h"
+#include "avx512_common.h"
 #include "generate.h"
 #include "linear.h"
 
@@ -30,13 +30,7 @@ constexpr bool kVnni = true;
 constexpr bool kVnni = false;
 #endif
 
-inline __m512i lowbias32_v(__m512i x) {
-  x = _mm512_xor_si512(x, _mm512_srli_epi32(x, 16));
-  x = _mm512_mullo_epi32(x, _mm512_set1_epi32(0x7FEB352D));
-  x = _mm512_xor_si512(x, _mm512_srli_epi32(x, 15));
-  x = _mm512_mullo_epi32(x, _mm512_set1_epi32(int32_t(0x846CA68Bu)));
-  return _mm512_xor_si512(x, _mm512_srli_epi32(x, 16));
-}
+using avx512common::lowbias32_v;  // avx512_common.h
 
 // out[i] = h(k0, k1, base + i), sixteen counters per step.
 inline void hash_range(uint32_t k0, uint32_t k1, uint32_t base, uint32_t count, uint32_t* out) {

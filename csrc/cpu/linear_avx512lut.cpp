@@ -16,7 +16,7 @@
 // a chunk before the next chunk: the chunk's tables are read from L2 once per task, not once
 // per block.
 #include "../core/slt_contract.h"
-#include "avx512_intrin.h"
+#include "avx512_common.h"
 #include "linear.h"
 
 namespace slt {
@@ -36,44 +36,8 @@ int64_t chunk_words(int64_t M) {
   return w < 16 ? 16 : w;
 }
 
-inline __m512i lowbias32_v(__m512i x) {
-  x = _mm512_xor_si512(x, _mm512_srli_epi32(x, 16));
-  x = _mm512_mullo_epi32(x, _mm512_set1_epi32(0x7FEB352D));
-  x = _mm512_xor_si512(x, _mm512_srli_epi32(x, 15));
-  x = _mm512_mullo_epi32(x, _mm512_set1_epi32(int32_t(0x846CA68Bu)));
-  return _mm512_xor_si512(x, _mm512_srli_epi32(x, 16));
-}
-
-// h(k0, k1, c) for sixteen counters c (docs/rng.md §3).
-inline __m512i hash_v(__m512i c, __m512i k0, __m512i k1) {
-  return lowbias32_v(_mm512_xor_si512(lowbias32_v(_mm512_xor_si512(c, k0)), k1));
-}
-
-// In place: v[j] lane i = v[i] lane j before (a 16 x 16 tile of dwords).
-inline void transpose16(__m512i v[16]) {
-  __m512i t[16];
-  for (int i = 0; i < 16; i += 2) {
-    t[i] = _mm512_unpacklo_epi32(v[i], v[i + 1]);
-    t[i + 1] = _mm512_unpackhi_epi32(v[i], v[i + 1]);
-  }
-  // u[4 i + j], 128-bit lane L: column 4 L + j of rows 4 i .. 4 i + 3
-  __m512i u[16];
-  for (int i = 0; i < 16; i += 4) {
-    u[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
-    u[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
-    u[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
-    u[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
-  }
-  // column 4 L + j: lane L of u[j], u[4 + j], u[8 + j], u[12 + j] (a 4 x 4 transpose of lanes)
-  for (int j = 0; j < 4; ++j) {
-    const __m512i a = _mm512_shuffle_i32x4(u[j], u[4 + j], 0x44), b = _mm512_shuffle_i32x4(u[j], u[4 + j], 0xEE);
-    const __m512i c = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0x44), d = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0xEE);
-    v[j] = _mm512_shuffle_i32x4(a, c, 0x88);
-    v[4 + j] = _mm512_shuffle_i32x4(a, c, 0xDD);
-    v[8 + j] = _mm512_shuffle_i32x4(b, d, 0x88);
-    v[12 + j] = _mm512_shuffle_i32x4(b, d, 0xDD);
-  }
-}
+using avx512common::hash_v;  // the contract hash on 16 lanes (avx512_common.h)
+using avx512common::transpose16;
 
 // The P and N words of rows [n0, n0 + 16), words [w0, w0 + words), lanes = rows:
 // pn[32 i + r] = P of word w0 + i of row n0 + r, pn[32 i + 16 + r] its N (zero for rows at or

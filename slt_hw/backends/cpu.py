@@ -107,7 +107,9 @@ def linear(x, bias, *rest, int8: bool = False, isa: str | None = None, threads: 
     *w, r0, r1 = rest
     desc, _alive = _ext.weight_desc(mod, w)  # the tensors behind desc's pointers
     k = desc.k
-    x2 = x.reshape(-1, k).to(torch.float32)
+    bf16 = x.dtype == torch.bfloat16 and not int8  # the kernel reads bf16 as it is (exactly)
+    x2 = x.reshape(-1, k)
+    x2 = x2 if bf16 else x2.to(torch.float32)
     if x2.stride(-1) != 1 or (x2.shape[0] > 1 and x2.stride(0) < k):  # the kernel reads rows ldx >= K apart
         x2 = x2.contiguous()  # (an expanded batch has row stride 0)
     xq = xs = None
@@ -116,8 +118,9 @@ def linear(x, bias, *rest, int8: bool = False, isa: str | None = None, threads: 
     y = torch.empty(x2.shape[0], r1 - r0, dtype=torch.float32)
     b = None if bias is None else bias.to(torch.float32).contiguous()
     ldx = k if int8 or x2.shape[0] <= 1 else x2.stride(0)
-    mod.slt_linear(desc, 0 if int8 else x2.data_ptr(), x2.shape[0], ldx, y.data_ptr(), r1 - r0, r0, r1, _ptr(b),
-                   _ptr(xq), _ptr(xs), _isa(isa), torch.get_num_threads() if threads is None else threads, _lut(lut))
+    xf, xb = (0, x2.data_ptr()) if bf16 else (0 if int8 else x2.data_ptr(), 0)
+    mod.slt_linear(desc, xf, x2.shape[0], ldx, y.data_ptr(), r1 - r0, r0, r1, _ptr(b), _ptr(xq), _ptr(xs), _isa(isa),
+                   torch.get_num_threads() if threads is None else threads, _lut(lut), xb)
     return y.reshape(*x.shape[:-1], r1 - r0).to(x.dtype)
 
 
