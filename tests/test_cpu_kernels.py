@@ -401,6 +401,23 @@ def test_amx_matches_reference(isa, m, n, k):
     assert torch.equal(fused(eye, p, isa=isa).view(torch.int16), want.to(torch.bfloat16).view(torch.int16))
 
 
+@pytest.mark.parametrize("isa", AMX_ISAS)
+@pytest.mark.parametrize("m", [16, 40])
+@pytest.mark.parametrize("n, k", [(1, 1), (17, 64), (40, 100), (33, 1025)])
+def test_amx_int8_is_the_int8_path_bit_for_bit(isa, m, n, k):
+    """int8 activations through tdpbssd: the same exact int32 sums and epilogue as the AVX-512
+    VNNI int8 kernel, so the same bits (columns not a multiple of 64: a half-empty last tile)."""
+    p = packed("binary", n, k, n + k, "signed_constant")
+    x = 3 * torch.randn(m, k, generator=torch.Generator().manual_seed(m))
+    bias = torch.randn(n)
+    got = fused(x, p, bias, isa=isa, int8=True)
+    want = fused(x, p, bias, isa="avx512vnni-emulated", int8=True)
+    assert torch.equal(got, want)
+    from slt_hw.ops import slt_linear_int8_reference
+
+    close(got, slt_linear_int8_reference(x, p, bias))
+
+
 @pytest.mark.parametrize("isa", TESTED_ISAS)
 @pytest.mark.parametrize("fmt", ["binary", "multicoat", "frozen"])
 @pytest.mark.parametrize("m", [0, 1, 5, 20])

@@ -1,5 +1,5 @@
 // The AMX intrinsics of linear_amx.cpp: <immintrin.h>, or in test builds
-// (SLT_HW_AVX512_EMULATED) a plain C++ stand-in for the few it uses, so that the kernel's tile
+// (SLT_HW_AVX512_EMULATED) a plain C++ stand-in for the few it uses (TDPBSSD: exact int32 sums), so that the kernel's tile
 // layout and blocking are checked on CPUs without AMX (as SIMDe does for AVX-512, which has no
 // AMX). The stand-in follows the SDM's pseudo-code for TDPBF16PS: per output row m, k ascending,
 // c[m][n] += a[m][2k] * b[k][2n], then += a[m][2k + 1] * b[k][2n + 1], each an fp32 add of an
@@ -51,6 +51,19 @@ inline void dpbf16ps(int c, int a, int b) {
   }
 }
 
+// TDPBSSD: c[m][n] (int32) += sum over k, i < 4 of int8 a[m][4k + i] * int8 b[k][4n + i].
+inline void dpbssd(int c, int a, int b) {
+  for (int m = 0; m < 16; ++m) {
+    int32_t acc[16];
+    std::memcpy(acc, tiles[c].row[m], 64);
+    for (int k = 0; k < 16; ++k)
+      for (int n = 0; n < 16; ++n)
+        for (int i = 0; i < 4; ++i)
+          acc[n] += int32_t(int8_t(tiles[a].row[m][4 * k + i])) * int32_t(int8_t(tiles[b].row[k][4 * n + i]));
+    std::memcpy(tiles[c].row[m], acc, 64);
+  }
+}
+
 }  // namespace amx_emulation
 }  // namespace cpu
 }  // namespace slt
@@ -61,6 +74,7 @@ inline void dpbf16ps(int c, int a, int b) {
 #define _tile_loadd(t, base, stride) slt::cpu::amx_emulation::load(t, base, stride)
 #define _tile_stored(t, base, stride) slt::cpu::amx_emulation::store(t, base, stride)
 #define _tile_dpbf16ps(c, a, b) slt::cpu::amx_emulation::dpbf16ps(c, a, b)
+#define _tile_dpbssd(c, a, b) slt::cpu::amx_emulation::dpbssd(c, a, b)
 #else
 #include <immintrin.h>
 #endif

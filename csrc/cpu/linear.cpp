@@ -43,7 +43,7 @@ bool isa_supported(Isa isa) {
       return true;
 #elif defined(SLT_HW_HAVE_AVX512)
       return isa_supported(Isa::kAvx512Vnni) && __builtin_cpu_supports("amx-tile") &&
-             __builtin_cpu_supports("amx-bf16") && amx::request_permission();
+             __builtin_cpu_supports("amx-bf16") && __builtin_cpu_supports("amx-int8") && amx::request_permission();
 #else
       return false;
 #endif
@@ -179,8 +179,8 @@ bool lut_applies(const LinearProblem& p, Isa isa) {
 }
 
 bool amx_applies(const LinearProblem& p, Isa isa) {
-  return isa == Isa::kAmx && p.xb != nullptr && p.planes != nullptr && p.C == 1 && p.dist == kSignedConstant &&
-         p.M >= kAmxMinRows;
+  return isa == Isa::kAmx && (p.xb != nullptr || p.xq != nullptr) && p.planes != nullptr && p.C == 1 &&
+         p.dist == kSignedConstant && p.M >= kAmxMinRows;
 }
 
 void slt_linear(const LinearProblem& p, Isa isa, int threads) {
@@ -192,12 +192,13 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
   // x copied once into zero-padded rows: every 32-column word load is in bounds. bf16 becomes
   // float exactly (the AMX kernel takes it as it is, in whole 32-row tile pairs).
   const int64_t Mp = amx ? (p.M + 31) / 32 * 32 : p.M;
+  const int64_t ldq = amx && int8 ? amx::padded_cols_int8(p.K) : Kp;  // AMX: whole 64-column tiles
   std::vector<float> xp(int8 || amx ? 0 : size_t(p.M * Kp + 16), 0.0f);
-  std::vector<int8_t> xq(int8 ? size_t(p.M * Kp + 64) : 0, 0);
-  std::vector<uint16_t> xb(amx ? size_t(Mp * Kp) : 0, 0);
+  std::vector<int8_t> xq(int8 ? size_t(Mp * ldq + 64) : 0, 0);
+  std::vector<uint16_t> xb(amx && !int8 ? size_t(Mp * Kp) : 0, 0);
   for (int64_t m = 0; m < p.M; ++m) {
     if (int8) {
-      std::memcpy(xq.data() + m * Kp, p.xq + m * p.ldx, size_t(p.K));
+      std::memcpy(xq.data() + m * ldq, p.xq + m * p.ldx, size_t(p.K));
     } else if (amx) {
       std::memcpy(xb.data() + m * Kp, p.xb + m * p.ldx, size_t(p.K) * sizeof(uint16_t));
     } else if (p.xb != nullptr) {
@@ -267,7 +268,7 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
                                   : 8;
   auto run = [&](float* scratch, int64_t n0, int64_t n1) {
 #if defined(SLT_HW_HAVE_AVX512)
-    if (amx) return amx::rows_bf16(p, xb.data(), Mp, scratch, n0, n1);
+    if (amx) return int8 ? amx::rows_int8(p, xq.data(), Mp, scratch, n0, n1) : amx::rows_bf16(p, xb.data(), Mp, scratch, n0, n1);
     if (lut512) return avx512lut::rows(p, tables.data(), scratch, n0, n1);
 #endif
 #if defined(SLT_HW_HAVE_AVX2)

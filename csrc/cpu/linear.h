@@ -21,7 +21,7 @@ namespace slt {
 namespace cpu {
 
 // kAvx512: AVX512F/BW/VL/DQ + FMA; kAvx512Vnni: the same plus VNNI for the int8 sums. kAmx:
-// kAvx512Vnni plus AMX tiles (AMX-TILE, AMX-BF16) for bf16 activations (amx_applies); never
+// kAvx512Vnni plus AMX tiles (AMX-TILE, -BF16, -INT8) for bf16 and int8 activations; never
 // chosen by best_isa() until it has run on such a CPU, only when forced. A test build may
 // compile these against SIMDe and amx_intrin.h's stand-in instead (SLT_HW_AVX512_EMULATED):
 // then they are named "avx512-emulated" / "avx512vnni-emulated" / "amx-emulated" and never
@@ -90,8 +90,8 @@ bool isa_from_name(const char* name, Isa* isa);
 // constant, 1 <= M <= lut_rows(isa)'s limit for the mode (auto or forced on) and activations.
 bool lut_applies(const LinearProblem& p, Isa isa);
 
-// Whether slt_linear runs this problem with the AMX kernel: kAmx, bf16 activations, one mask
-// plane, signed constant, M >= kAmxMinRows.
+// Whether slt_linear runs this problem with an AMX kernel: kAmx, bf16 or int8 activations, one
+// mask plane, signed constant, M >= kAmxMinRows.
 bool amx_applies(const LinearProblem& p, Isa isa);
 
 // Validates, then runs with `threads` OpenMP threads (<= 0: the OpenMP default).
@@ -165,10 +165,13 @@ bool rows(const LinearProblem& p, const float* tables, float* scratch, int64_t n
 // The AMX kernel (linear_amx.cpp): request_permission() asks the OS for the tile state once (false:
 // refused, or not Linux); per task of at most kAmxTaskRows weight rows, scratch_floats(K) floats
 // and xb copied to (Mp, Kp) bf16 with zero padding, Mp a multiple of 32.
+// rows_int8 takes xq copied to (Mp, padded_cols_int8(K)) int8 with zero padding.
 namespace amx {
 bool request_permission();
 int64_t scratch_floats(int64_t K);
+int64_t padded_cols_int8(int64_t K);
 bool rows_bf16(const LinearProblem& p, const uint16_t* xb, int64_t Mp, float* scratch, int64_t n0, int64_t n1);
+bool rows_int8(const LinearProblem& p, const int8_t* xq, int64_t Mp, float* scratch, int64_t n0, int64_t n1);
 }  // namespace amx
 
 }  // namespace cpu

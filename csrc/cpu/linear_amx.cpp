@@ -1,5 +1,6 @@
-// AMX kernel of the fused linear for bf16 activations: binary format (one plane), signed-constant
-// weights, at least kAmxMinRows activation rows. Compiled with AVX-512 + AMX flags only in this
+// AMX kernels of the fused linear for bf16 activations (tdpbf16ps) and int8 activations
+// (tdpbssd, exact int32 sums): binary format (one plane), signed-constant weights, at least
+// kAmxMinRows activation rows. Compiled with AVX-512 + AMX flags only in this
 // TU (or against SIMDe and amx_intrin.h's stand-in in test builds), and run only where the user
 // forces the "amx" ISA (SLT_HW_CPU_ISA=amx): it stays out of the automatic choice until it has
 // run and passed on a CPU with AMX (docs/benchmarks.md).
@@ -58,6 +59,36 @@ void build_b(const LinearProblem& p, int64_t n0, int64_t n1, uint32_t* bt) {
   }
 }
 
+// bt[256 v + 16 kk + r]: int8 B tile of word pair v (columns 64 v ..) for weight rows
+// [n0, n0 + 16) (zero at or past n1), row kk = the 4 int8 weights of columns 64 v + 4 kk .. + 3
+// of weight row n0 + r. A pair's second word past the last is zero.
+void build_b_i8(const LinearProblem& p, int64_t n0, int64_t n1, uint32_t* bt) {
+  const int64_t W = (p.K + 31) / 32;
+  const __m512i k0 = _mm512_set1_epi32(int32_t(p.k0)), k1 = _mm512_set1_epi32(int32_t(p.k1));
+  const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  const __m512i c0 = _mm512_mullo_epi32(_mm512_add_epi32(_mm512_set1_epi32(int32_t(uint32_t(n0))), lanes),
+                                        _mm512_set1_epi32(int32_t(uint32_t(W))));
+  const __m512i plus = _mm512_set1_epi8(1), minus = _mm512_set1_epi8(-1);
+  alignas(64) uint32_t m[2][16], pw[2][16], nw[2][16];
+  for (int64_t v = 0; 2 * v < W; ++v) {
+    for (int h = 0; h < 2; ++h) {
+      const int64_t w = 2 * v + h;
+      for (int r = 0; r < 16; ++r) m[h][r] = w < W && n0 + r < n1 ? uint32_t(p.planes[(n0 + r) * W + w]) : 0u;
+      const __m512i mv = _mm512_load_si512(m[h]);
+      const __m512i s = hash_v(_mm512_add_epi32(c0, _mm512_set1_epi32(int32_t(uint32_t(w)))), k0, k1);
+      _mm512_store_si512(pw[h], _mm512_andnot_si512(s, mv));
+      _mm512_store_si512(nw[h], _mm512_and_si512(s, mv));
+    }
+    __m512i t[16];  // t[r]: row r's 64 weights, dword j = columns 4 j .. 4 j + 3
+    for (int r = 0; r < 16; ++r) {
+      const uint64_t pm = pw[0][r] | uint64_t(pw[1][r]) << 32, nm = nw[0][r] | uint64_t(nw[1][r]) << 32;
+      t[r] = _mm512_mask_mov_epi8(_mm512_maskz_mov_epi8(slt_mask64(pm), plus), slt_mask64(nm), minus);
+    }
+    transpose16(t);
+    for (int kk = 0; kk < 16; ++kk) _mm512_storeu_si512(bt + kTileDwords * v + 16 * kk, t[kk]);
+  }
+}
+
 // Palette 1, eight tiles of 16 rows x 64 bytes.
 struct alignas(64) TileConfig {
   uint8_t palette = 1, start_row = 0, reserved[14] = {};
@@ -84,6 +115,8 @@ bool request_permission() {
 }
 
 int64_t scratch_floats(int64_t K) { return 2 * kTileDwords * ((K + 31) / 32) + 4 * kTileDwords + 16; }
+
+int64_t padded_cols_int8(int64_t K) { return (K + 63) / 64 * 64; }
 
 // Weight rows [n0, n1) (at most kAmxTaskRows) against the Mp activation rows of xb (bf16, Kp
 // columns, zero rows from M up to Mp, a multiple of 32).
@@ -125,6 +158,54 @@ bool rows_bf16(const LinearProblem& p, const uint16_t* xb, int64_t Mp, float* sc
             const int64_t n = n0 + kTile * j + c;
             y[kTile * j + c] = cb[(2 * i + j) * kTileDwords + kTile * r + c] * factor +
                                (p.bias ? p.bias[n - p.row_begin] : 0.0f);
+          }
+      }
+  }
+  _tile_release();
+  return true;
+}
+
+// Weight rows [n0, n1) against the Mp int8 activation rows of xq (padded_cols_int8(K) columns,
+// zero padded): y = (g * sum) * scale * xscale + bias, the sums exact in int32 (as rows_int8).
+bool rows_int8(const LinearProblem& p, const int8_t* xq, int64_t Mp, float* scratch, int64_t n0, int64_t n1) {
+  const int64_t V = padded_cols_int8(p.K) / 64, K64 = 64 * V;
+  uint32_t* b0 = reinterpret_cast<uint32_t*>(scratch);
+  uint32_t* b1 = b0 + kTileDwords * V;
+  int32_t* cb = reinterpret_cast<int32_t*>(scratch + 2 * kTileDwords * V);
+  build_b_i8(p, n0, n1, b0);
+  build_b_i8(p, n0 + kTile, n1, b1);
+  const TileConfig cfg;
+  _tile_loadconfig(&cfg);
+  const float g = p.coat_scales[0];
+  for (int64_t m0 = 0; m0 < Mp; m0 += 2 * kTile) {
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    for (int64_t v = 0; v < V; ++v) {
+      _tile_loadd(4, xq + m0 * K64 + 64 * v, K64);
+      _tile_loadd(5, xq + (m0 + kTile) * K64 + 64 * v, K64);
+      _tile_loadd(6, b0 + kTileDwords * v, 64);
+      _tile_loadd(7, b1 + kTileDwords * v, 64);
+      _tile_dpbssd(0, 4, 6);
+      _tile_dpbssd(1, 4, 7);
+      _tile_dpbssd(2, 5, 6);
+      _tile_dpbssd(3, 5, 7);
+    }
+    _tile_stored(0, cb, 64);
+    _tile_stored(1, cb + kTileDwords, 64);
+    _tile_stored(2, cb + 2 * kTileDwords, 64);
+    _tile_stored(3, cb + 3 * kTileDwords, 64);
+    for (int i = 0; i < 2; ++i)
+      for (int64_t r = 0; r < kTile && m0 + kTile * i + r < p.M; ++r) {
+        const int64_t m = m0 + kTile * i + r;
+        float* y = p.y + m * p.ldy + n0 - p.row_begin;
+        for (int j = 0; j < 2; ++j)
+          for (int64_t c = 0; c < kTile && n0 + kTile * j + c < n1; ++c) {
+            const int64_t n = n0 + kTile * j + c;
+            float acc = 0.0f;  // rows_int8_impl's sum over the one coat
+            acc += g * float(cb[(2 * i + j) * kTileDwords + kTile * r + c]);
+            y[kTile * j + c] = acc * p.scale * p.xscale[m] + (p.bias ? p.bias[n - p.row_begin] : 0.0f);
           }
       }
   }
