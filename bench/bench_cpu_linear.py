@@ -8,8 +8,8 @@
 Baselines: F.linear with dense fp32 and bf16 weights, torch's dynamically quantized int8 linear;
 also the reference backend (materialises the weight each call). "slt cpp int8" is the opt-in
 int8-activation path; "slt cpp bf16" takes bf16 activations (the peer is F.linear bf16), and
-where the CPU has AMX "slt cpp bf16 amx" forces the AMX kernel (SLT_HW_CPU_ISA=amx, never chosen
-automatically). Shapes are out x in; "vs fp32" is F.linear fp32 time / this time.
+where the CPU has AMX "slt cpp bf16 amx" and "slt cpp int8 amx" force the AMX kernels
+(SLT_HW_CPU_ISA=amx, never chosen automatically). Shapes are out x in; "vs fp32" is F.linear fp32 time / this time.
 "slt cpp" uses the kernel chosen automatically; where the ISA's table-lookup kernel applies
 (binary signed-constant weights, batch <= its forced maximum) the same run also times it forced
 off ("lut=off": the register kernels) and on ("lut=on"), with SLT_HW_CPU_LUT.
@@ -62,7 +62,7 @@ def bench_shape(n: int, k: int, batches: list[int], density: float, with_referen
     mem = {"F.linear fp32": 4 * n * k, "F.linear bf16": 2 * n * k, "dynamic int8": n * k + 4 * n,
            "slt reference": slt_bytes}
     mem.update({f"slt cpp{a}{b}": slt_bytes for a in ("", " int8") for b in ("", " lut=off", " lut=on")})
-    mem.update({"slt cpp bf16": slt_bytes, "slt cpp bf16 amx": slt_bytes})
+    mem.update({"slt cpp bf16": slt_bytes, "slt cpp bf16 amx": slt_bytes, "slt cpp int8 amx": slt_bytes})
     amx = "amx" in cpu.cpu_isas()  # forced only (never chosen automatically): timed where the CPU has it
     max_lut, max_lut_int8 = lut_rows(fmt, dist)
     rows = []
@@ -80,6 +80,8 @@ def bench_shape(n: int, k: int, batches: list[int], density: float, with_referen
             impls["slt cpp bf16 amx"] = with_env(cpu.ISA_ENV, "amx", impls["slt cpp bf16"])
         if sc:
             impls["slt cpp int8"] = lambda x=x: slt_linear_int8(x, packed)
+            if amx:
+                impls["slt cpp int8 amx"] = with_env(cpu.ISA_ENV, "amx", impls["slt cpp int8"])
         for mode in ("off", "on"):  # where the table-lookup kernel applies: timed forced off and on too
             if b <= max_lut:
                 impls[f"slt cpp lut={mode}"] = with_env(cpu.LUT_ENV, mode, impls["slt cpp"])
