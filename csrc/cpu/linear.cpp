@@ -210,6 +210,8 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
   }
   // AMX forced: the AVX-512 VNNI kernels for everything the AMX kernel does not take
   if (isa == Isa::kAmx) isa = Isa::kAvx512Vnni;
+  if (int8 && !amx && (isa == Isa::kAvx512 || isa == Isa::kAvx512Vnni))
+    for (int8_t& v : xq) v = int8_t(uint8_t(v) ^ 0x80u);  // the AVX-512 int8 kernels take xq + 128
   // table-lookup kernel: the tables of this call's activations, shared by every thread
   const bool lut = !amx && lut_applies(p, isa);
   const bool lut512 = lut && (isa == Isa::kAvx512 || isa == Isa::kAvx512Vnni);

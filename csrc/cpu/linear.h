@@ -102,8 +102,10 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads);
 // `scratch` holds at least scratch_floats(K, blocked) floats for this thread (blocked: more
 // than kSmallBatch, or kSmallBatchInt8 int8, activation rows).
 int64_t scratch_floats(int64_t K, bool blocked);
-// The int8 variants take `xq` copied to (M, Kp) int8 with zero padding. Both copies have 64
-// bytes of slack after the last row (a 64-byte load may run past a row's end into it).
+// The int8 variants take `xq` copied to (M, Kp) int8 with zero padding; the AVX-512 ones take
+// it as xq + 128 (uint8: every byte, padding and slack included, xor 0x80), the unsigned operand
+// of vpdpbusd / vpmaddubsw without a flip per load. Both copies have 64 bytes of slack after the
+// last row (a 64-byte load may run past a row's end into it).
 #define SLT_HW_ROW_KERNELS(isa)                                                                  \
   namespace isa {                                                                                \
   bool rows(const LinearProblem& p, const float* xp, float* scratch, int64_t n0, int64_t n1);      \

@@ -112,12 +112,11 @@ inline __m512i widen(__m512i acc) { return kVnni ? acc : _mm512_madd_epi16(acc, 
 constexpr int64_t kI8Rows = 8;  // activation rows per int8 pass (small batch)
 
 // sum_k t * xq as sum_k (xq + 128) * t - 128 * sum_k t: maddubs/vpdpbusd take an unsigned
-// operand. Without VNNI, int16 pair sums for up to 64 steps, then widened. Word pairs: an odd
+// operand, and xq arrives as xq + 128 already (flipped once per call: rows_int8 in linear.h). Without VNNI, int16 pair sums for up to 64 steps, then widened. Word pairs: an odd
 // last word pairs with zeros (the 64-byte load runs into the next row or the copy's slack).
 template <int M>
 void dot_i8_m(const int8_t* xq, int64_t Kp, int64_t m0, const uint32_t* sw, const uint32_t* mw, int64_t W,
               int32_t* out) {
-  const __m512i flip = _mm512_set1_epi8(int8_t(0x80));
   __m512i acc[M], part[M];
   for (int r = 0; r < M; ++r) acc[r] = part[r] = _mm512_setzero_si512();
   int32_t tsum = 0;
@@ -129,7 +128,7 @@ void dot_i8_m(const int8_t* xq, int64_t Kp, int64_t m0, const uint32_t* sw, cons
     tsum += tile_sum(m_lo, s_lo) + tile_sum(m_hi, s_hi);
     const __m512i t = tile64(m_lo | uint64_t(m_hi) << 32, s_lo | uint64_t(s_hi) << 32);
     for (int r = 0; r < M; ++r)
-      part[r] = mac_u8i8(part[r], _mm512_xor_si512(_mm512_loadu_si512(xq + (m0 + r) * Kp + 32 * w), flip), t);
+      part[r] = mac_u8i8(part[r], _mm512_loadu_si512(xq + (m0 + r) * Kp + 32 * w), t);
     if (!kVnni && ++pending == 64) {
       for (int r = 0; r < M; ++r) {
         acc[r] = _mm512_add_epi32(acc[r], widen(part[r]));
@@ -321,7 +320,6 @@ constexpr int64_t kMrI8 = 8, kNrI8 = 3;
 
 template <int MR, int NR>
 void micro_i8(const int8_t* xq, int64_t Kp, const int8_t* tb, int64_t len, int32_t* out /* MR x NR */) {
-  const __m512i flip = _mm512_set1_epi8(int8_t(0x80));
   __m512i acc[MR][NR];
   for (int r = 0; r < MR; ++r)
     for (int c = 0; c < NR; ++c) acc[r][c] = _mm512_setzero_si512();
@@ -329,7 +327,7 @@ void micro_i8(const int8_t* xq, int64_t Kp, const int8_t* tb, int64_t len, int32
     __m512i t[NR];
     for (int c = 0; c < NR; ++c) t[c] = _mm512_load_si512(tb + c * kBlockCols + k);
     for (int r = 0; r < MR; ++r) {
-      const __m512i xv = _mm512_xor_si512(_mm512_loadu_si512(xq + r * Kp + k), flip);
+      const __m512i xv = _mm512_loadu_si512(xq + r * Kp + k);  // xq + 128
       for (int c = 0; c < NR; ++c) acc[r][c] = mac_u8i8(acc[r][c], xv, t[c]);
     }
   }
