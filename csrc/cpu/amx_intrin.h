@@ -1,10 +1,11 @@
 // The AMX intrinsics of linear_amx.cpp: <immintrin.h>, or in test builds
-// (SLT_HW_AVX512_EMULATED) a plain C++ stand-in for the few it uses (TDPBSSD: exact int32 sums), so that the kernel's tile
+// (SLT_HW_AVX512_EMULATED) a plain C++ stand-in for the few it uses, so that the kernel's tile
 // layout and blocking are checked on CPUs without AMX (as SIMDe does for AVX-512, which has no
-// AMX). The stand-in follows the SDM's pseudo-code for TDPBF16PS: per output row m, k ascending,
+// AMX). The stand-in follows the SDM's pseudo-code. TDPBF16PS: per output row m, k ascending,
 // c[m][n] += a[m][2k] * b[k][2n], then += a[m][2k + 1] * b[k][2n + 1], each an fp32 add of an
-// exact product, bf16 inputs with denormals read as zero. Tiles are 16 rows of 64 bytes (the one
-// configuration the kernel loads), one set per thread, as a core's tile registers.
+// exact product, bf16 inputs with denormals read as zero. TDPBSSD: exact int32 sums. Tiles are
+// 16 rows of 64 bytes (the one configuration the kernel loads), one set per thread, as a core's
+// tile registers.
 #pragma once
 
 #if defined(SLT_HW_AVX512_EMULATED)

@@ -270,7 +270,8 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
                                   : 8;
   auto run = [&](float* scratch, int64_t n0, int64_t n1) {
 #if defined(SLT_HW_HAVE_AVX512)
-    if (amx) return int8 ? amx::rows_int8(p, xq.data(), Mp, scratch, n0, n1) : amx::rows_bf16(p, xb.data(), Mp, scratch, n0, n1);
+    if (amx && int8) return amx::rows_int8(p, xq.data(), Mp, scratch, n0, n1);
+    if (amx) return amx::rows_bf16(p, xb.data(), Mp, scratch, n0, n1);
     if (lut512) return avx512lut::rows(p, tables.data(), scratch, n0, n1);
 #endif
 #if defined(SLT_HW_HAVE_AVX2)

@@ -6,11 +6,12 @@
 // The weight is ternary, w = s (P - N) with P = mask & ~sign, N = mask & sign, exact bits, so
 // the kernel implies the contract's weights bit for bit; only the order of the sums differs.
 // Lanes are 16 weight rows (one dword each: the hash gives a row's sign word directly, the mask
-// words are transposed 16 x 16 per chunk, both in a pass before the lookups), groups are G = 4 columns: one 16-entry float table
-// per group and activation row fills a zmm, and vpermps takes its index from the low 4 bits of
-// each lane, so a group's lookup for 16 rows is one shift and one vpermps per plane. Per 16
-// rows x 32 columns and activation row: 16 lookups and 16 adds, against 2 FMAs and ~4 builder
-// instructions (kmov, blend, maskz) per 16 weights in the register kernel.
+// words are transposed 16 x 16 per chunk, both in a pass before the lookups), groups are G = 4
+// columns: one 16-entry float table per group and activation row fills a zmm, and vpermps takes
+// its index from the low 4 bits of each lane, so a group's lookup for 16 rows is one shift and
+// one vpermps per plane. Per 16 rows x 32 columns and activation row: 16 lookups and 16 adds,
+// against 2 FMAs and ~4 builder instructions (kmov, blend, maskz) per 16 weights in the
+// register kernel.
 //
 // Tables are walked in column chunks (chunk_words), and every 16-row block of the task runs over
 // a chunk before the next chunk: the chunk's tables are read from L2 once per task, not once
