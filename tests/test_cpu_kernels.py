@@ -312,10 +312,10 @@ def test_lut_across_column_chunks_and_tasks(isa, m):
 @pytest.mark.parametrize("isa", LUT_ISAS)
 @pytest.mark.parametrize("n, k", [(5, 8), (13, 40), (37, 100), (130, 600)])
 def test_lut_weights_bit_identical_to_the_reference(isa, n, k):
-    """One-hot activation rows, as many per call as the kernel takes: every table entry is 0 or 1, so the lookups give the
-    ternary weight exactly and the kernel returns s * (P - N): bit-identical to the reference's
-    materialised weight (rows not a multiple of 8 or 16, columns not a multiple of 32; 130 x 600
-    has full 16 x 16 mask transposes and two tasks)."""
+    """One-hot activation rows, as many per call as the kernel takes: every table entry is 0 or 1,
+    so the lookups give the ternary weight exactly and the kernel returns s * (P - N):
+    bit-identical to the reference's materialised weight (rows not a multiple of 8 or 16, columns
+    not a multiple of 32; 130 x 600 has full 16 x 16 mask transposes and two tasks)."""
     p = packed("binary", n, k, 11, "signed_constant")
     eye, step = torch.eye(k), lut_limits(isa)["max_rows"]
     y = torch.cat([lut(eye[i:i + step], p, isa) for i in range(0, k, step)]).T
