@@ -432,6 +432,17 @@ def test_bf16_activations_everywhere(isa, fmt, m):
     close_bf16(got, slt_linear_reference(x.float(), p))
 
 
+def test_amx_shows_in_the_backend_description(monkeypatch):
+    """Where the CPU has AMX, `slt-hw info` says how to use it (it is never chosen by itself)."""
+    from slt_hw import dispatch
+
+    monkeypatch.delenv("SLT_HW_CPU_ISA", raising=False)
+    monkeypatch.setattr(cpu, "cpu_isas", lambda: [*ISAS, "amx"])
+    assert "SLT_HW_CPU_ISA=amx, not chosen automatically" in dispatch.get("cpp").describe()
+    monkeypatch.setattr(cpu, "cpu_isas", lambda: [i for i in ISAS if i != "amx"])
+    assert "AMX" not in dispatch.get("cpp").describe()
+
+
 def test_amx_is_never_chosen_automatically(monkeypatch):
     monkeypatch.delenv("SLT_HW_CPU_ISA", raising=False)
     assert cpu.chosen_isa() != "amx"

@@ -42,7 +42,7 @@ CONV_MATERIALIZE_ROWS = 64
 
 def cpu_isas() -> list[str]:
     """Instruction sets the fused kernels can use here, worst first (e.g. ['scalar', 'avx2',
-    'avx512']); 'auto' takes the last."""
+    'avx512']); 'auto' takes the last, except 'amx', which runs only when forced."""
     return list(_ext.require().cpu_isas())
 
 
@@ -220,7 +220,12 @@ def _describe() -> str:
         conv = f"; conv2d materialises the weight {conv} ({CONV_ENV}={mode})"
     except ValueError as e:
         conv = f"; conv2d: {e}"
-    return f"slt_hw._C fused CPU kernel ({isa}, OpenMP): weights regenerated in registers{table}{conv}"
+    try:
+        amx = ("; AMX tiles for bf16/int8 activations from batch 16 (binary signed-constant weights): "
+               f"{ISA_ENV}=amx, not chosen automatically") if "amx" in cpu_isas() and isa != "amx" else ""
+    except RuntimeError:  # no extension
+        amx = ""
+    return f"slt_hw._C fused CPU kernel ({isa}, OpenMP): weights regenerated in registers{table}{conv}{amx}"
 
 
 _int8 = functools.partial(linear, int8=True)
