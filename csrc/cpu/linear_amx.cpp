@@ -118,98 +118,93 @@ int64_t scratch_floats(int64_t K) { return 2 * kTileDwords * ((K + 31) / 32) + 4
 
 int64_t padded_cols_int8(int64_t K) { return (K + 63) / 64 * 64; }
 
-// Weight rows [n0, n1) (at most kAmxTaskRows) against the Mp activation rows of xb (bf16, Kp
-// columns, zero rows from M up to Mp, a multiple of 32).
-bool rows_bf16(const LinearProblem& p, const uint16_t* xb, int64_t Mp, float* scratch, int64_t n0, int64_t n1) {
-  const int64_t W = (p.K + 31) / 32, Kp = 32 * W;
-  uint32_t* b0 = reinterpret_cast<uint32_t*>(scratch);
-  uint32_t* b1 = b0 + kTileDwords * W;
-  float* cb = scratch + 2 * kTileDwords * W;
-  build_b(p, n0, n1, b0);
-  build_b(p, n0 + kTile, n1, b1);
+namespace {
+
+// C = A B for every pair of 16-row activation tiles: A has Mp rows of lda bytes, `steps` steps of
+// 64 bytes (32 bf16 or 64 int8 columns) against the B tiles b0, b1 (16 weight rows each); then
+// epilogue(m, col, i) for each activation row m < M and weight column col < cols (< 32), i the
+// element's index in cb (the 4 C tiles, 16 x 16 each). Tiles 0-3 C[2 i + j] += A[i] B[j], 4-5
+// A, 6-7 B.
+template <bool INT8, class Epilogue>
+void tile_pairs(const uint8_t* a, int64_t lda, int64_t steps, const uint32_t* b0, const uint32_t* b1, int64_t Mp,
+                int64_t M, int64_t cols, void* cb, Epilogue epilogue) {
   const TileConfig cfg;
   _tile_loadconfig(&cfg);
-  const long xstride = long(Kp * 2), bstride = 64;
-  const float factor = p.scale * p.coat_scales[0];
+  char* c = static_cast<char*>(cb);
   for (int64_t m0 = 0; m0 < Mp; m0 += 2 * kTile) {
     _tile_zero(0);
     _tile_zero(1);
     _tile_zero(2);
     _tile_zero(3);
-    for (int64_t w = 0; w < W; ++w) {  // C[2 i + j] += A[i] B[j]: tiles 0-3 C, 4-5 A, 6-7 B
-      _tile_loadd(4, xb + m0 * Kp + 32 * w, xstride);
-      _tile_loadd(5, xb + (m0 + kTile) * Kp + 32 * w, xstride);
-      _tile_loadd(6, b0 + kTileDwords * w, bstride);
-      _tile_loadd(7, b1 + kTileDwords * w, bstride);
-      _tile_dpbf16ps(0, 4, 6);
-      _tile_dpbf16ps(1, 4, 7);
-      _tile_dpbf16ps(2, 5, 6);
-      _tile_dpbf16ps(3, 5, 7);
-    }
-    _tile_stored(0, cb, 64);
-    _tile_stored(1, cb + kTileDwords, 64);
-    _tile_stored(2, cb + 2 * kTileDwords, 64);
-    _tile_stored(3, cb + 3 * kTileDwords, 64);
-    for (int i = 0; i < 2; ++i)
-      for (int64_t r = 0; r < kTile && m0 + kTile * i + r < p.M; ++r) {
-        float* y = p.y + (m0 + kTile * i + r) * p.ldy + n0 - p.row_begin;
-        for (int j = 0; j < 2; ++j)
-          for (int64_t c = 0; c < kTile && n0 + kTile * j + c < n1; ++c) {
-            const int64_t n = n0 + kTile * j + c;
-            y[kTile * j + c] = cb[(2 * i + j) * kTileDwords + kTile * r + c] * factor +
-                               (p.bias ? p.bias[n - p.row_begin] : 0.0f);
-          }
+    for (int64_t s = 0; s < steps; ++s) {
+      _tile_loadd(4, a + m0 * lda + 64 * s, lda);
+      _tile_loadd(5, a + (m0 + kTile) * lda + 64 * s, lda);
+      _tile_loadd(6, b0 + kTileDwords * s, 64);
+      _tile_loadd(7, b1 + kTileDwords * s, 64);
+      if constexpr (INT8) {
+        _tile_dpbssd(0, 4, 6);
+        _tile_dpbssd(1, 4, 7);
+        _tile_dpbssd(2, 5, 6);
+        _tile_dpbssd(3, 5, 7);
+      } else {
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
       }
+    }
+    _tile_stored(0, c, 64);
+    _tile_stored(1, c + 4 * kTileDwords, 64);
+    _tile_stored(2, c + 8 * kTileDwords, 64);
+    _tile_stored(3, c + 12 * kTileDwords, 64);
+    for (int i = 0; i < 2; ++i)
+      for (int64_t r = 0; r < kTile && m0 + kTile * i + r < M; ++r)
+        for (int j = 0; j < 2; ++j)
+          for (int64_t col = 0; col < kTile && kTile * j + col < cols; ++col)
+            epilogue(m0 + kTile * i + r, kTile * j + col, (2 * i + j) * kTileDwords + kTile * r + col);
   }
   _tile_release();
+}
+
+}  // namespace
+
+// Weight rows [n0, n1) (at most kAmxTaskRows) against the Mp activation rows of xb (bf16, Kp
+// columns, zero rows from M up to Mp, a multiple of 32).
+bool rows_bf16(const LinearProblem& p, const uint16_t* xb, int64_t Mp, float* scratch, int64_t n0, int64_t n1) {
+  const int64_t W = (p.K + 31) / 32;
+  uint32_t* b0 = reinterpret_cast<uint32_t*>(scratch);
+  uint32_t* b1 = b0 + kTileDwords * W;
+  const float* cb = scratch + 2 * kTileDwords * W;
+  build_b(p, n0, n1, b0);
+  build_b(p, n0 + kTile, n1, b1);
+  const float factor = p.scale * p.coat_scales[0];
+  tile_pairs<false>(reinterpret_cast<const uint8_t*>(xb), 64 * W, W, b0, b1, Mp, p.M, n1 - n0,
+                    const_cast<float*>(cb), [&](int64_t m, int64_t col, int64_t i) {
+                      const int64_t n = n0 + col;
+                      const float b = p.bias ? p.bias[n - p.row_begin] : 0.0f;
+                      p.y[m * p.ldy + n - p.row_begin] = cb[i] * factor + b;
+                    });
   return true;
 }
 
 // Weight rows [n0, n1) against the Mp int8 activation rows of xq (padded_cols_int8(K) columns,
 // zero padded): y = (g * sum) * scale * xscale + bias, the sums exact in int32 (as rows_int8).
 bool rows_int8(const LinearProblem& p, const int8_t* xq, int64_t Mp, float* scratch, int64_t n0, int64_t n1) {
-  const int64_t V = padded_cols_int8(p.K) / 64, K64 = 64 * V;
+  const int64_t V = padded_cols_int8(p.K) / 64;
   uint32_t* b0 = reinterpret_cast<uint32_t*>(scratch);
   uint32_t* b1 = b0 + kTileDwords * V;
-  int32_t* cb = reinterpret_cast<int32_t*>(scratch + 2 * kTileDwords * V);
+  const int32_t* cb = reinterpret_cast<const int32_t*>(scratch + 2 * kTileDwords * V);
   build_b_i8(p, n0, n1, b0);
   build_b_i8(p, n0 + kTile, n1, b1);
-  const TileConfig cfg;
-  _tile_loadconfig(&cfg);
   const float g = p.coat_scales[0];
-  for (int64_t m0 = 0; m0 < Mp; m0 += 2 * kTile) {
-    _tile_zero(0);
-    _tile_zero(1);
-    _tile_zero(2);
-    _tile_zero(3);
-    for (int64_t v = 0; v < V; ++v) {
-      _tile_loadd(4, xq + m0 * K64 + 64 * v, K64);
-      _tile_loadd(5, xq + (m0 + kTile) * K64 + 64 * v, K64);
-      _tile_loadd(6, b0 + kTileDwords * v, 64);
-      _tile_loadd(7, b1 + kTileDwords * v, 64);
-      _tile_dpbssd(0, 4, 6);
-      _tile_dpbssd(1, 4, 7);
-      _tile_dpbssd(2, 5, 6);
-      _tile_dpbssd(3, 5, 7);
-    }
-    _tile_stored(0, cb, 64);
-    _tile_stored(1, cb + kTileDwords, 64);
-    _tile_stored(2, cb + 2 * kTileDwords, 64);
-    _tile_stored(3, cb + 3 * kTileDwords, 64);
-    for (int i = 0; i < 2; ++i)
-      for (int64_t r = 0; r < kTile && m0 + kTile * i + r < p.M; ++r) {
-        const int64_t m = m0 + kTile * i + r;
-        float* y = p.y + m * p.ldy + n0 - p.row_begin;
-        for (int j = 0; j < 2; ++j)
-          for (int64_t c = 0; c < kTile && n0 + kTile * j + c < n1; ++c) {
-            const int64_t n = n0 + kTile * j + c;
-            float acc = 0.0f;  // rows_int8_impl's sum over the one coat
-            acc += g * float(cb[(2 * i + j) * kTileDwords + kTile * r + c]);
-            y[kTile * j + c] = acc * p.scale * p.xscale[m] + (p.bias ? p.bias[n - p.row_begin] : 0.0f);
-          }
-      }
-  }
-  _tile_release();
+  tile_pairs<true>(reinterpret_cast<const uint8_t*>(xq), 64 * V, V, b0, b1, Mp, p.M, n1 - n0,
+                   const_cast<int32_t*>(cb), [&](int64_t m, int64_t col, int64_t i) {
+                     const int64_t n = n0 + col;
+                     float acc = 0.0f;  // rows_int8_impl's sum over the one coat
+                     acc += g * float(cb[i]);
+                     const float b = p.bias ? p.bias[n - p.row_begin] : 0.0f;
+                     p.y[m * p.ldy + n - p.row_begin] = acc * p.scale * p.xscale[m] + b;
+                   });
   return true;
 }
 
