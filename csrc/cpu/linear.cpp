@@ -156,6 +156,9 @@ bool for_each_row_task(int64_t row_begin, int64_t row_end, int64_t block, int64_
   return failed == 0;
 }
 
+// The ISAs whose kernels are linear_avx512*.cpp (kAmx runs them for what its tiles do not take).
+bool avx512_kernels(Isa isa) { return isa == Isa::kAvx512 || isa == Isa::kAvx512Vnni || isa == Isa::kAmx; }
+
 }  // namespace
 
 LutRows lut_rows(Isa isa) {
@@ -164,8 +167,7 @@ LutRows lut_rows(Isa isa) {
   if (isa == Isa::kAvx2) r = LutRows{kLutAutoRows, kLutAutoRowsInt8, kLutMaxRows, kLutMaxRows};
 #endif
 #if defined(SLT_HW_HAVE_AVX512)
-  if (isa == Isa::kAvx512 || isa == Isa::kAvx512Vnni || isa == Isa::kAmx)
-    r = LutRows{kLutAutoRowsAvx512, 0, kLutMaxRowsAvx512, 0};
+  if (avx512_kernels(isa)) r = LutRows{kLutAutoRowsAvx512, 0, kLutMaxRowsAvx512, 0};
 #endif
   (void)isa;
   return r;
@@ -210,11 +212,11 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
   }
   // AMX forced: the AVX-512 VNNI kernels for everything the AMX kernel does not take
   if (isa == Isa::kAmx) isa = Isa::kAvx512Vnni;
-  if (int8 && !amx && (isa == Isa::kAvx512 || isa == Isa::kAvx512Vnni))
+  if (int8 && !amx && avx512_kernels(isa))
     for (int8_t& v : xq) v = int8_t(uint8_t(v) ^ 0x80u);  // the AVX-512 int8 kernels take xq + 128
   // table-lookup kernel: the tables of this call's activations, shared by every thread
   const bool lut = !amx && lut_applies(p, isa);
-  const bool lut512 = lut && (isa == Isa::kAvx512 || isa == Isa::kAvx512Vnni);
+  const bool lut512 = lut && avx512_kernels(isa);
   std::vector<float> tables;
   std::vector<uint8_t> tables_i8;
 #if defined(SLT_HW_HAVE_AVX512)

@@ -35,6 +35,7 @@ using avx2common::hash_v;  // the contract hash on 8 lanes (avx2_common.h)
 using avx2common::transpose8x8_ps;
 
 constexpr int kGroups = 11;  // groups of 3 columns per 32-column word (10 of 3, one of 2)
+constexpr int64_t kLanes = 8;  // float activations: weight rows per lookup
 
 // Words per column chunk of the float kernel: M rows' tables of a chunk in ~11 KiB of L1.
 int64_t chunk_words(int64_t M) { return M >= 4 ? 8 : 32 / M; }
@@ -64,10 +65,12 @@ void transpose_masks(const LinearProblem& p, int64_t n0, int64_t n1, uint32_t* m
 // The 8-entry table at t looked up by the low 3 bits of each lane of idx (vpermps ignores the rest).
 inline __m256 lookup(const float* t, __m256i idx) { return _mm256_permutevar8x32_ps(_mm256_loadu_ps(t), idx); }
 
-// pn[16 i + r] = mask word w0 + i of row n0 + r (transpose_masks with stride 16) becomes P, and
-// pn[16 i + 8 + r] N: the signs hashed eight rows at a time, in a pass of its own so that the
-// lookups do not wait on the hash's latency (4 vpmulld) word after word.
-void split_signs(const LinearProblem& p, int64_t n0, int64_t w0, int64_t words, uint32_t* pn) {
+// The P and N words of rows [n0, n0 + 8) (zero at or past n1), words [w0, w0 + words):
+// pn[16 i + r] P of word w0 + i of row n0 + r, pn[16 i + 8 + r] its N. The masks are transposed
+// 8 x 8, the signs hashed eight rows at a time, in a pass of its own so that the lookups do not
+// wait on the hash's latency (4 vpmulld) word after word.
+void prepare(const LinearProblem& p, int64_t n0, int64_t n1, int64_t w0, int64_t words, uint32_t* pn) {
+  transpose_masks(p, n0, n1, pn, 16, w0, words);
   const int64_t W = (p.K + 31) / 32;
   const __m256i k0 = _mm256_set1_epi32(int32_t(p.k0)), k1 = _mm256_set1_epi32(int32_t(p.k1));
   const __m256i one = _mm256_set1_epi32(1);
@@ -84,9 +87,9 @@ void split_signs(const LinearProblem& p, int64_t n0, int64_t w0, int64_t words, 
 }
 
 // Words [w0, w1) of eight rows against M activation rows: acc[8 r + i] (lanes = the rows) +=
-// the sum of T_r[P bits] - T_r[N bits]. pn: the rows' P and N words from w0 (split_signs).
+// the sum of T_r[P bits] - T_r[N bits]. pn: the rows' P and N words from w0 (prepare).
 template <int M>
-void lut_block(const float* tables, const uint32_t* pn, int64_t w0, int64_t w1, float* acc) {
+void lut_chunk(const float* tables, const uint32_t* pn, int64_t w0, int64_t w1, float* acc) {
   // one accumulator pair per activation row; two pairs for a single row (the add latency)
   constexpr int A = M == 1 ? 2 : 1;
   __m256 accp[M][A], accn[M][A];
@@ -118,8 +121,10 @@ void lut_block(const float* tables, const uint32_t* pn, int64_t w0, int64_t w1, 
   }
 }
 
-using LutBlock = void (*)(const float*, const uint32_t*, int64_t, int64_t, float*);
-constexpr LutBlock kLutBlock[kLutMaxRows + 1] = {nullptr, lut_block<1>, lut_block<2>, lut_block<3>, lut_block<4>};
+using LutChunk = void (*)(const float*, const uint32_t*, int64_t, int64_t, float*);
+constexpr LutChunk kLutChunk[kLutMaxRows + 1] = {nullptr, lut_chunk<1>, lut_chunk<2>, lut_chunk<3>, lut_chunk<4>};
+
+#include "linear_lutrows.inc"
 
 // ---------------------------------------------------------------------------- int8 activations
 // Lanes are bytes: 32 weight rows per ymm, so one vpshufb looks up 32 rows. Groups of 4 columns
@@ -269,7 +274,7 @@ bool rows_int8(const LinearProblem& p, const uint8_t* tables, float* scratch, in
 
 int64_t table_entries(int64_t K, int64_t M) { return ((K + 31) / 32) * kGroups * M * 8 + 16; }
 
-int64_t scratch_floats(int64_t M) { return 16 * chunk_words(M) + (kLutTaskRows / 8) * M * 8 + 16; }
+int64_t scratch_floats(int64_t M) { return lut_task_scratch(M, kLutTaskRows); }
 
 // Word w, group j (columns 32 w + 3 j, + 1, + 2; the last group 2 columns), activation row r:
 // 8 floats at ((w * kGroups + j) * M + r) * 8. Each entry one float sum, (x0 + x1) + x2.
@@ -286,34 +291,8 @@ void build_tables(const float* xp, int64_t Kp, int64_t M, float* t) {
       }
 }
 
-// y rows of [n0, n1) (at most kLutTaskRows): the rows' sums times the scale, plus the bias.
-// Column chunks of chunk_words(M) words, each run over every 8-row block of the task before
-// the next: a chunk's tables (352 bytes per word and activation row) stay in L1 meanwhile.
 bool rows(const LinearProblem& p, const float* tables, float* scratch, int64_t n0, int64_t n1) {
-  const int64_t W = (p.K + 31) / 32, M = p.M, words = chunk_words(M);
-  uint32_t* pn = reinterpret_cast<uint32_t*>(scratch);
-  float* acc = scratch + 16 * words;
-  const int64_t blocks = (n1 - n0 + 7) / 8;
-  for (int64_t i = 0; i < blocks * M * 8; ++i) acc[i] = 0.0f;
-  const LutBlock block = kLutBlock[M];
-  for (int64_t w0 = 0; w0 < W; w0 += words) {
-    const int64_t w1 = w0 + words < W ? w0 + words : W;
-    for (int64_t b = 0; b < blocks; ++b) {
-      const int64_t nb = n0 + 8 * b, ne = nb + 8 < n1 ? nb + 8 : n1;
-      transpose_masks(p, nb, ne, pn, 16, w0, w1 - w0);
-      split_signs(p, nb, w0, w1 - w0, pn);
-      block(tables, pn, w0, w1, acc + b * M * 8);
-    }
-  }
-  const float factor = p.scale * p.coat_scales[0];
-  for (int64_t b = 0; b < blocks; ++b)
-    for (int64_t r = 0; r < M; ++r) {
-      const int64_t nb = n0 + 8 * b, nr = n1 - nb < 8 ? n1 - nb : 8;
-      const float* a = acc + (b * M + r) * 8;
-      float* y = p.y + r * p.ldy + nb - p.row_begin;
-      for (int64_t i = 0; i < nr; ++i) y[i] = a[i] * factor + (p.bias ? p.bias[nb + i - p.row_begin] : 0.0f);
-    }
-  return true;
+  return lut_rows_impl(p, tables, scratch, n0, n1);
 }
 
 }  // namespace avx2lut

@@ -112,8 +112,9 @@ inline __m512i widen(__m512i acc) { return kVnni ? acc : _mm512_madd_epi16(acc, 
 constexpr int64_t kI8Rows = 8;  // activation rows per int8 pass (small batch)
 
 // sum_k t * xq as sum_k (xq + 128) * t - 128 * sum_k t: maddubs/vpdpbusd take an unsigned
-// operand, and xq arrives as xq + 128 already (flipped once per call: rows_int8 in linear.h). Without VNNI, int16 pair sums for up to 64 steps, then widened. Word pairs: an odd
-// last word pairs with zeros (the 64-byte load runs into the next row or the copy's slack).
+// operand, and xq arrives as xq + 128 already (flipped once per call: rows_int8 in linear.h).
+// Without VNNI, int16 pair sums for up to 64 steps, then widened. Word pairs: an odd last word
+// pairs with zeros (the 64-byte load runs into the next row or the copy's slack).
 template <int M>
 void dot_i8_m(const int8_t* xq, int64_t Kp, int64_t m0, const uint32_t* sw, const uint32_t* mw, int64_t W,
               int32_t* out) {

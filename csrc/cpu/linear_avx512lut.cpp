@@ -13,9 +13,7 @@
 // against 2 FMAs and ~4 builder instructions (kmov, blend, maskz) per 16 weights in the
 // register kernel.
 //
-// Tables are walked in column chunks (chunk_words), and every 16-row block of the task runs over
-// a chunk before the next chunk: the chunk's tables are read from L2 once per task, not once
-// per block.
+// The task driver (column chunks shared by the task's 16-row blocks) is linear_lutrows.inc.
 #include "../core/slt_contract.h"
 #include "avx512_common.h"
 #include "linear.h"
@@ -114,13 +112,13 @@ constexpr LutChunk kLutChunk[kLutMaxRowsAvx512 + 1] = {nullptr,        lut_chunk
                                                        lut_chunk<3>,   lut_chunk<4>, lut_chunk<5>,
                                                        lut_chunk<6>,   lut_chunk<7>, lut_chunk<8>};
 
-constexpr int64_t kTaskBlocks = kLutTaskRowsAvx512 / kLanes;
+#include "linear_lutrows.inc"
 
 }  // namespace
 
 int64_t table_entries(int64_t K, int64_t M) { return ((K + 31) / 32) * kGroups * M * kTableFloats + 16; }
 
-int64_t scratch_floats(int64_t M) { return 2 * kLanes * chunk_words(M) + kTaskBlocks * M * kLanes + 16; }
+int64_t scratch_floats(int64_t M) { return lut_task_scratch(M, kLutTaskRowsAvx512); }
 
 // Word w, group g (columns 32 w + 4 g .. + 3), activation row r: 16 floats at
 // ((w * 8 + g) * M + r) * 16, entry b the sum of the columns whose bit is set in b, added left
@@ -140,31 +138,8 @@ void build_tables(const float* xp, int64_t Kp, int64_t M, float* t) {
       }
 }
 
-// y rows of [n0, n1) (at most kLutTaskRowsAvx512): the sums times the scale, plus the bias.
 bool rows(const LinearProblem& p, const float* tables, float* scratch, int64_t n0, int64_t n1) {
-  const int64_t W = (p.K + 31) / 32, M = p.M, words = chunk_words(M);
-  uint32_t* pn = reinterpret_cast<uint32_t*>(scratch);
-  float* acc = scratch + 2 * kLanes * words;
-  const int64_t blocks = (n1 - n0 + kLanes - 1) / kLanes;
-  for (int64_t i = 0; i < blocks * M * kLanes; ++i) acc[i] = 0.0f;
-  const LutChunk chunk = kLutChunk[M];
-  for (int64_t w0 = 0; w0 < W; w0 += words) {
-    const int64_t w1 = w0 + words < W ? w0 + words : W;
-    for (int64_t b = 0; b < blocks; ++b) {
-      const int64_t nb = n0 + kLanes * b, ne = nb + kLanes < n1 ? nb + kLanes : n1;
-      prepare(p, nb, ne, w0, w1 - w0, pn);
-      chunk(tables, pn, w0, w1, acc + b * M * kLanes);
-    }
-  }
-  const float factor = p.scale * p.coat_scales[0];
-  for (int64_t b = 0; b < blocks; ++b)
-    for (int64_t r = 0; r < M; ++r) {
-      const int64_t nb = n0 + kLanes * b, nr = n1 - nb < kLanes ? n1 - nb : kLanes;
-      const float* a = acc + (b * M + r) * kLanes;
-      float* y = p.y + r * p.ldy + nb - p.row_begin;
-      for (int64_t i = 0; i < nr; ++i) y[i] = a[i] * factor + (p.bias ? p.bias[nb + i - p.row_begin] : 0.0f);
-    }
-  return true;
+  return lut_rows_impl(p, tables, scratch, n0, n1);
 }
 
 }  // namespace avx512lut
