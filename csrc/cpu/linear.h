@@ -42,10 +42,11 @@ constexpr int64_t kYChunkRows = 512;  // AVX2 float, large batch: activation row
 constexpr int64_t kBlockDescFloats = 2 * kBlockWords + 16 * kBlockWords + kBlockCols;
 // Table-lookup kernel (AVX2, binary format, signed constant): up to kLutMaxRows activation rows
 // when forced, up to kLutAutoRows (float activations) / kLutAutoRowsInt8 when chosen
-// automatically: where it measured faster than the register kernels (docs/benchmarks.md).
+// automatically: where it measured faster than the register kernels (docs/benchmarks.md; for
+// int8 activations nowhere since the bit-sliced register kernel: the int8 table lookup is forced only).
 constexpr int64_t kLutMaxRows = 4;
 constexpr int64_t kLutAutoRows = 4;
-constexpr int64_t kLutAutoRowsInt8 = 2;
+constexpr int64_t kLutAutoRowsInt8 = 0;
 constexpr int64_t kLutTaskRows = 64;  // float: weight rows per thread task (8-row blocks sharing each column chunk)
 // AVX-512 (linear_avx512lut.cpp): float activations only, up to kSmallBatch rows; weight rows
 // per thread task (a multiple of 16: the tasks' 16-row blocks share each column chunk's tables).
@@ -136,7 +137,8 @@ SLT_HW_WEIGHT_ROWS(avx512vnni)
 void materialize_weights(float* out, const WeightDesc& w, int64_t row_begin, int64_t row_end, Isa isa, int threads);
 
 // AVX2's small-batch int8 kernel (M <= kSmallBatchInt8Avx2) takes xq packed: 32-byte aligned,
-// row r of word w at 32 (M w + r), then the M rows' int32 sums (packed_int8_bytes in all).
+// bit-sliced per 256 columns (row r of slice q of block B at 32 ((8 B + q) M + r), byte i =
+// column 256 B + 8 i + q, zero past Kp), then the M rows' int32 sums (packed_int8_bytes in all).
 namespace avx2 {
 int64_t packed_int8_bytes(int64_t Kp, int64_t M);
 void pack_int8(const int8_t* xq, int64_t Kp, int64_t M, int8_t* dst);

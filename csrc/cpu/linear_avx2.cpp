@@ -17,15 +17,20 @@ namespace {
 using avx2common::hash_v;  // the contract hash on 8 lanes (avx2_common.h)
 using avx2common::transpose8x8_ps;
 
-// out[i] = h(k0, k1, base + i), eight counters per step.
+// out[i] = h(k0, k1, base + i): 32 counters per step (four interleaved hashes), then eight.
 inline void hash_range(uint32_t k0, uint32_t k1, uint32_t base, uint32_t count, uint32_t* out) {
   const __m256i vk0 = _mm256_set1_epi32(int32_t(k0)), vk1 = _mm256_set1_epi32(int32_t(k1));
   const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   uint32_t i = 0;
+  for (; i + 32 <= count; i += 32) {
+    __m256i c[4], h[4];
+    for (int j = 0; j < 4; ++j) c[j] = _mm256_add_epi32(_mm256_set1_epi32(int32_t(base + i + 8 * j)), lanes);
+    avx2common::hash_v4(c, vk0, vk1, h);
+    for (int j = 0; j < 4; ++j) _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i + 8 * j), h[j]);
+  }
   for (; i + 8 <= count; i += 8) {
     const __m256i c = _mm256_add_epi32(_mm256_set1_epi32(int32_t(base + i)), lanes);
-    const __m256i h = hash_v(c, vk0, vk1);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), h);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), hash_v(c, vk0, vk1));
   }
   for (; i < count; ++i) out[i] = hash32(k0, k1, base + i);
 }
@@ -76,37 +81,72 @@ inline __m256i expand_bytes(const uint32_t* word) {
   return _mm256_cmpeq_epi8(_mm256_and_si256(v, bitsel), bitsel);
 }
 
-// Int8 activations, up to kI8Rows rows (all the call's: kSmallBatchInt8Avx2 <= kI8Rows). Each
-// 32-column word's weights t in {-1, 0, +1} are built once, as u = t + 1 in {0, 1, 2} (unsigned
-// bytes), and multiplied into every activation row with one vpmaddubsw (u unsigned, x signed,
-// straight from memory): sum_k x t = sum_k x u - sum_k x, the row sums of x taken once per call.
-// x comes word-interleaved (pack_int8): row r of word w at 32 (M w + r), then the M row sums.
-// Pair sums |x0 u0 + x1 u1| <= 512 stay in int16 for 63 words (|sum| <= 32256), widened per stretch.
-constexpr int64_t kI8Stretch = 63;
+// Int8 activations, up to kI8Rows rows (all the call's: kSmallBatchInt8Avx2 <= kI8Rows). Weights
+// t in {-1, 0, +1} enter as u = t + 1 in {0, 1, 2} (unsigned bytes), one vpmaddubsw per 32
+// weights and activation row (u unsigned, x signed, straight from memory): sum_k x t =
+// sum_k x u - sum_k x, the row sums of x taken once per call. u is built 256 columns (8 words)
+// at a time, bit-sliced: byte i of the block's 32 mask bytes holds columns 8i .. 8i + 7, so
+// "bit q of every byte" is 32 weights, columns = q mod 8 (slice q). u = 2P + Z (P = mask & ~sign,
+// Z = ~mask) is spread by two vpshufb nibble tables into 2-bit codes, four per byte, and a slice
+// is then a shift and an and: ~3.5 instructions per 32 weights, where expanding each word's bits
+// to bytes took ~11 (docs/benchmarks.md). x comes packed to match (pack_int8): row r of slice q
+// of block B at 32 ((8 B + q) M + r), byte i = column 256 B + 8 i + q; then the M row sums.
+// Pair sums |x0 u0 + x1 u1| <= 512 stay in int16 for 63 slices (|sum| <= 32256): 7 blocks.
+constexpr int64_t kI8StretchBlocks = 7;
 static_assert(kSmallBatchInt8Avx2 <= kI8Rows, "the packed layout holds every row in one pass");
+
+inline __m256i load8(const uint32_t* w) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w)); }
+
+// The 2-bit codes u = 2P + Z of a block: c[0] byte i = codes of bits 0..3 of byte i (bits 2j,
+// 2j + 1 for bit j), c[1] of bits 4..7.
+inline void block_codes(__m256i m, __m256i s, __m256i c[2]) {
+  const __m256i lo4 = _mm256_set1_epi8(0x0F);
+  // nibble -> its bits at the odd (P) / even (Z) positions of a byte, in both 128-bit lanes
+  const __m256i tp = _mm256_setr_epi8(0, 2, 8, 10, 32, 34, 40, 42, -128, -126, -120, -118, -96, -94, -88, -86,  //
+                                      0, 2, 8, 10, 32, 34, 40, 42, -128, -126, -120, -118, -96, -94, -88, -86);
+  const __m256i tz = _mm256_setr_epi8(0, 1, 4, 5, 16, 17, 20, 21, 64, 65, 68, 69, 80, 81, 84, 85,  //
+                                      0, 1, 4, 5, 16, 17, 20, 21, 64, 65, 68, 69, 80, 81, 84, 85);
+  const __m256i P = _mm256_andnot_si256(s, m), Z = _mm256_andnot_si256(m, _mm256_set1_epi8(-1));
+  c[0] = _mm256_or_si256(_mm256_shuffle_epi8(tp, _mm256_and_si256(P, lo4)),
+                         _mm256_shuffle_epi8(tz, _mm256_and_si256(Z, lo4)));
+  c[1] = _mm256_or_si256(_mm256_shuffle_epi8(tp, _mm256_and_si256(_mm256_srli_epi16(P, 4), lo4)),
+                         _mm256_shuffle_epi8(tz, _mm256_and_si256(_mm256_srli_epi16(Z, 4), lo4)));
+}
 
 template <int M>
 void dot_i8_m(const int8_t* xq, int64_t Kp, int64_t m0, const uint32_t* sw, const uint32_t* mw, int64_t W,
               int32_t* out) {
   (void)Kp, (void)m0;
-  const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
+  const __m256i three = _mm256_set1_epi8(3), ones16 = _mm256_set1_epi16(1);
+  const int64_t blocks = (W + 7) / 8;
+  alignas(32) uint32_t tail_m[8] = {}, tail_s[8] = {};  // a last, partial block (its x is zero past W)
+  if (W % 8) {
+    std::memcpy(tail_m, mw + 8 * (blocks - 1), size_t(W % 8) * 4);
+    std::memcpy(tail_s, sw + 8 * (blocks - 1), size_t(W % 8) * 4);
+  }
   int32_t sums[M] = {};  // horizontal sums per stretch: no int32 vectors held in the loop
-  for (int64_t w0 = 0; w0 < W; w0 += kI8Stretch) {
-    const int64_t w1 = w0 + kI8Stretch < W ? w0 + kI8Stretch : W;
+  for (int64_t b0 = 0; b0 < blocks; b0 += kI8StretchBlocks) {
+    const int64_t b1 = b0 + kI8StretchBlocks < blocks ? b0 + kI8StretchBlocks : blocks;
     __m256i acc16[M];
     for (int r = 0; r < M; ++r) acc16[r] = _mm256_setzero_si256();
-    for (int64_t w = w0; w < w1; ++w) {  // no skip of empty words: they add sum x, taken off below
-      const __m256i t = _mm256_and_si256(expand_bytes(mw + w), _mm256_or_si256(expand_bytes(sw + w), ones8));
-      const __m256i u = _mm256_add_epi8(t, ones8);
-      for (int r = 0; r < M; ++r) {
-        const __m256i q = _mm256_load_si256(reinterpret_cast<const __m256i*>(xq + 32 * (M * w + r)));
-        acc16[r] = _mm256_add_epi16(_mm256_maddubs_epi16(u, q), acc16[r]);
-        __asm__("" : "+x"(acc16[r]));  // one temporary at a time (else GCC spills accumulators at M = 8)
+    for (int64_t b = b0; b < b1; ++b) {  // no skip of empty words: they add sum x, taken off below
+      const bool part = 8 * b + 8 > W;
+      __m256i c[2];
+      block_codes(load8(part ? tail_m : mw + 8 * b), load8(part ? tail_s : sw + 8 * b), c);
+      const int8_t* xb = xq + 256 * M * b;
+#pragma GCC unroll 8
+      for (int q = 0; q < 8; ++q) {
+        const __m256i u = _mm256_and_si256(q % 4 ? _mm256_srli_epi16(c[q / 4], 2 * (q % 4)) : c[q / 4], three);
+        for (int r = 0; r < M; ++r) {
+          const __m256i x = _mm256_load_si256(reinterpret_cast<const __m256i*>(xb + 32 * (M * q + r)));
+          acc16[r] = _mm256_add_epi16(_mm256_maddubs_epi16(u, x), acc16[r]);
+          __asm__("" : "+x"(acc16[r]));  // one temporary at a time (else GCC spills accumulators at M = 8)
+        }
       }
     }
     for (int r = 0; r < M; ++r) sums[r] += hsum_epi32(_mm256_madd_epi16(acc16[r], ones16));
   }
-  const int32_t* xsum = reinterpret_cast<const int32_t*>(xq + 32 * M * W);
+  const int32_t* xsum = reinterpret_cast<const int32_t*>(xq + 256 * M * blocks);
   for (int r = 0; r < M; ++r) out[r] = sums[r] - xsum[r];
 }
 
@@ -476,17 +516,21 @@ bool gemm_rows(const LinearProblem& p, const float* xp, float* scratch, int64_t 
 
 }  // namespace
 
-int64_t packed_int8_bytes(int64_t Kp, int64_t M) { return M * Kp + 4 * M; }
+int64_t packed_int8_bytes(int64_t Kp, int64_t M) { return M * 256 * ((Kp + 255) / 256) + 4 * M; }
 
 void pack_int8(const int8_t* xq, int64_t Kp, int64_t M, int8_t* dst) {
-  const int64_t W = Kp / 32;
-  int32_t* xsum = reinterpret_cast<int32_t*>(dst + M * Kp);
+  const int64_t blocks = (Kp + 255) / 256;
+  int32_t* xsum = reinterpret_cast<int32_t*>(dst + M * 256 * blocks);
   for (int64_t m = 0; m < M; ++m) {
     int32_t sum = 0;
     for (int64_t k = 0; k < Kp; ++k) sum += xq[m * Kp + k];
     xsum[m] = sum;
-    for (int64_t w = 0; w < W; ++w)
-      for (int64_t i = 0; i < 32; ++i) dst[32 * (M * w + m) + i] = xq[m * Kp + 32 * w + i];
+    for (int64_t b = 0; b < blocks; ++b)
+      for (int64_t q = 0; q < 8; ++q)
+        for (int64_t i = 0; i < 32; ++i) {
+          const int64_t k = 256 * b + 8 * i + q;
+          dst[256 * M * b + 32 * (M * q + m) + i] = k < Kp ? xq[m * Kp + k] : int8_t(0);
+        }
   }
 }
 
