@@ -10,6 +10,7 @@
 #include "core/slt_contract.h"
 #include "cpu/generate.h"
 #include "cpu/linear.h"
+#include "cpu/quantize.h"
 
 #ifdef SLT_HW_WITH_CUDA
 #include "cuda/launch.h"
@@ -235,6 +236,16 @@ PYBIND11_MODULE(_C, m) {
       py::arg("w"), py::arg("x"), py::arg("M"), py::arg("ldx"), py::arg("y"), py::arg("ldy"), py::arg("row_begin"),
       py::arg("row_end"), py::arg("bias") = 0, py::arg("xq") = 0, py::arg("xscale") = 0, py::arg("isa") = "auto",
       py::arg("threads") = 0, py::arg("lut") = "auto", py::arg("xb") = 0);
+
+  m.def(
+      "quantize_int8",
+      [](uintptr_t x, int64_t M, int64_t K, int64_t ldx, uintptr_t q, uintptr_t s) {
+        py::gil_scoped_release release;
+        slt::cpu::quantize_int8_rows(ptr<const float>(x), M, K, ldx, ptr<int8_t>(q), ptr<float>(s));
+      },
+      "Per-row symmetric int8 of float32 x (M x K, rows ldx apart) into q (M x K) and s (M): the bits of "
+      "slt_hw.reference.quantize.quantize_activations for finite x.",
+      py::arg("x"), py::arg("M"), py::arg("K"), py::arg("ldx"), py::arg("q"), py::arg("s"));
 
   m.def(
       "cpu_lut",

@@ -199,6 +199,47 @@ def test_int8_activations_match_int8_reference(isa, fmt, n, k, m, seed, with_bia
     close(fused(x, p, bias, isa=isa, int8=True), want)
 
 
+def quantize_cpp(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The C++ quantizer (what the int8 path runs) on the rows of x (M, K), unit column stride."""
+    m, k = x.shape
+    q, s = torch.empty(m, k, dtype=torch.int8), torch.empty(m)
+    _ext.require().quantize_int8(x.data_ptr(), m, k, x.stride(0) if m > 1 else k, q.data_ptr(), s.data_ptr())
+    return q, s
+
+
+@settings(max_examples=60, deadline=None)
+@given(m=st.integers(0, 5), k=st.integers(1, 300), seed=st.integers(0, 2**31 - 1),
+       exp=st.integers(-40, 38), quarters=st.booleans())
+def test_cpp_quantizer_has_the_reference_bits(m, k, seed, exp, quarters):
+    """The int8 path quantizes in C++; its q and s are quantize_activations' bit for bit, across
+    magnitudes (subnormal scales to near overflow), rows of zeros, and values on a grid where
+    x / s lands on halves."""
+    from slt_hw.reference.quantize import quantize_activations
+
+    x = torch.randn(m, k, generator=torch.Generator().manual_seed(seed)) * 2.0**exp
+    if quarters:
+        x = torch.round(x * 4) / 4
+    if m > 1:
+        x[1] = 0.0
+    q, s = quantize_cpp(x)
+    want_q, want_s = quantize_activations(x)
+    assert torch.equal(q, want_q) and torch.equal(s, want_s)
+
+
+def test_cpp_quantizer_rounds_halves_to_even_and_reads_strided_rows():
+    """s = 1 exactly (the row's largest |x| is 127), so x / s is x: halves go to the even integer,
+    as torch.round does; the rows are every other row of a wider buffer (ldx)."""
+    from slt_hw.reference.quantize import quantize_activations
+
+    row = torch.tensor([127.0, 0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 126.5, -127.0, 3.49999976])
+    wide = torch.full((4, 16), 1e9)
+    wide[::2, :10] = row
+    q, s = quantize_cpp(wide[::2, :10])  # rows 32 floats apart, 1e9 between them
+    assert q[0].tolist() == [127, 0, 2, 2, 0, -2, -2, 126, -127, 3] and s.tolist() == [1.0, 1.0]
+    want_q, want_s = quantize_activations(row.expand(2, -1))
+    assert torch.equal(q, want_q) and torch.equal(s, want_s)
+
+
 @pytest.mark.parametrize("isa", TESTED_ISAS)
 @pytest.mark.parametrize("mode", ["off", "auto"])
 def test_int8_sums_with_the_largest_activations(isa, mode):

@@ -25,7 +25,6 @@ from .. import _ext
 from .._ops import conv2d_output_format, conv2d_output_size
 from ..contract import Dist, Key, check_geometry, check_key, check_rows, check_scale, check_thresholds
 from ..dispatch import Backend, register
-from ..reference.quantize import quantize_activations
 from . import composite
 
 ISA_ENV = "SLT_HW_CPU_ISA"
@@ -112,12 +111,15 @@ def linear(x, bias, *rest, int8: bool = False, isa: str | None = None, threads: 
     x2 = x2 if bf16 else x2.to(torch.float32)
     if x2.stride(-1) != 1 or (x2.shape[0] > 1 and x2.stride(0) < k):  # the kernel reads rows ldx >= K apart
         x2 = x2.contiguous()  # (an expanded batch has row stride 0)
+    ldx = k if x2.shape[0] <= 1 else x2.stride(0)
     xq = xs = None
-    if int8:
-        xq, xs = quantize_activations(x2)
+    if int8:  # quantize_activations' bits, without its seven operator calls
+        xq = torch.empty(x2.shape[0], k, dtype=torch.int8)
+        xs = torch.empty(x2.shape[0], dtype=torch.float32)
+        mod.quantize_int8(x2.data_ptr(), x2.shape[0], k, ldx, xq.data_ptr(), xs.data_ptr())
+        ldx = k
     y = torch.empty(x2.shape[0], r1 - r0, dtype=torch.float32)
     b = None if bias is None else bias.to(torch.float32).contiguous()
-    ldx = k if int8 or x2.shape[0] <= 1 else x2.stride(0)
     xf, xb = (0, x2.data_ptr()) if bf16 else (0 if int8 else x2.data_ptr(), 0)
     mod.slt_linear(desc, xf, x2.shape[0], ldx, y.data_ptr(), r1 - r0, r0, r1, _ptr(b), _ptr(xq), _ptr(xs), _isa(isa),
                    torch.get_num_threads() if threads is None else threads, _lut(lut), xb)
