@@ -209,10 +209,10 @@ def quantize_cpp(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 @settings(max_examples=60, deadline=None)
 @given(m=st.integers(0, 5), k=st.integers(1, 300), seed=st.integers(0, 2**31 - 1),
-       exp=st.integers(-40, 38), quarters=st.booleans())
+       exp=st.integers(-140, 122), quarters=st.booleans())
 def test_cpp_quantizer_has_the_reference_bits(m, k, seed, exp, quarters):
     """The int8 path quantizes in C++; its q and s are quantize_activations' bit for bit, across
-    magnitudes (subnormal scales to near overflow), rows of zeros, and values on a grid where
+    magnitudes (subnormal values and scales to near overflow), rows of zeros, and values on a grid where
     x / s lands on halves."""
     from slt_hw.reference.quantize import quantize_activations
 
