@@ -78,24 +78,21 @@ void prepare(const LinearProblem& p, int64_t n0, int64_t n1, int64_t w0, int64_t
                                                                    _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)),
                                                   _mm256_set1_epi32(int32_t(uint32_t(W)))),
                                _mm256_set1_epi32(int32_t(uint32_t(w0))));
+  // word i's mask words (in place) -> its P and N words, given its sign words s
+  auto split = [pn](int64_t i, __m256i s) {
+    __m256i* v = reinterpret_cast<__m256i*>(pn + 16 * i);
+    const __m256i m = _mm256_loadu_si256(v);
+    _mm256_storeu_si256(v, _mm256_andnot_si256(s, m));
+    _mm256_storeu_si256(v + 1, _mm256_and_si256(s, m));
+  };
   int64_t i = 0;
   for (; i + 4 <= words; i += 4) {
     __m256i cs[4], s[4];
     for (int j = 0; j < 4; ++j, c = _mm256_add_epi32(c, one)) cs[j] = c;
     avx2common::hash_v4(cs, k0, k1, s);
-    for (int j = 0; j < 4; ++j) {
-      __m256i* v = reinterpret_cast<__m256i*>(pn + 16 * (i + j));
-      const __m256i m = _mm256_loadu_si256(v);
-      _mm256_storeu_si256(v, _mm256_andnot_si256(s[j], m));
-      _mm256_storeu_si256(v + 1, _mm256_and_si256(s[j], m));
-    }
+    for (int j = 0; j < 4; ++j) split(i + j, s[j]);
   }
-  for (; i < words; ++i, c = _mm256_add_epi32(c, one)) {
-    __m256i* v = reinterpret_cast<__m256i*>(pn + 16 * i);
-    const __m256i m = _mm256_loadu_si256(v), s = hash_v(c, k0, k1);
-    _mm256_storeu_si256(v, _mm256_andnot_si256(s, m));
-    _mm256_storeu_si256(v + 1, _mm256_and_si256(s, m));
-  }
+  for (; i < words; ++i, c = _mm256_add_epi32(c, one)) split(i, hash_v(c, k0, k1));
 }
 
 // Words [w0, w1) of eight rows against M activation rows: acc[8 r + i] (lanes = the rows) +=
