@@ -79,7 +79,7 @@ def test_matches_reference(isa, fmt, dist, n, k, m, seed, with_bias):
     close(fused(x, p, bias, isa=isa), slt_linear_reference(x, p, bias))
 
 
-BATCHES = (*range(1, 10), 70, 515)
+BATCHES = (*range(1, 10), 17, 32, 33, 70, 515)
 
 
 @functools.cache
@@ -98,8 +98,9 @@ def batch_path_cases(fmt, dist, k, int8):
 @pytest.mark.parametrize("fmt", ["binary", "multicoat", "frozen"])
 @pytest.mark.parametrize("dist", ["signed_constant", "uniform", "normal"])
 def test_every_batch_path(isa, fmt, dist):
-    """Every small-batch row count (1..8: one kernel each), the blocked path with row and column
-    tails (9, 70 > one 64-row chunk, 515 > one 512-row output tile of AVX2's float path; 50 weight
+    """Every small-batch row count (1..8: one kernel each; AVX2 int8: passes of 8 up to 32, so 9,
+    17 and 32), the blocked path with row and column tails (9, 33, 70 > one 64-row chunk, 515 >
+    one 512-row output tile of AVX2's float path; 50 weight
     rows: a 48-row task and a 2-row one), an even and
     an odd number of words (2; 65 over three 1024-column blocks); int8 too for signed constant."""
     for k in (33, 2080):
@@ -245,12 +246,13 @@ def test_cpp_quantizer_rounds_halves_to_even_and_reads_strided_rows():
 def test_int8_sums_with_the_largest_activations(isa, mode):
     """Every weight kept and every activation at +-127 (the quantizer's ends: the largest int16
     partial sums), 4100 columns (129 words: several int16 stretches and a word tail), each small
-    batch 1..8 and a blocked one; rows all +127, all -127 and mixed. The integer sums are exact."""
+    batch 1..8, AVX2's multi-pass ones (11, 32) and a blocked one (40); rows all +127, all -127
+    and mixed. The integer sums are exact."""
     from slt_hw.ops import slt_linear_int8_reference
 
     k = 4100
     p = pack_binary(torch.ones(6, k, dtype=torch.bool), seed=3, name="fc")
-    for m in (*range(1, 9), 11):
+    for m in (*range(1, 9), 11, 32, 40):
         x = torch.full((m, k), 5.0)
         x[1::2] = -5.0  # odd rows all -127
         x[2::3, ::3] = -5.0  # and some mixed

@@ -31,7 +31,7 @@ constexpr Isa kAllIsas[] = {Isa::kScalar, Isa::kAvx2, Isa::kAvx512, Isa::kAvx512
 
 constexpr int64_t kSmallBatch = 8;   // up to this many activation rows: weights in registers only
 constexpr int64_t kSmallBatchInt8 = 4;  // int8 (AVX-512 and scalar): the blocked path wins from 5 rows
-constexpr int64_t kSmallBatchInt8Avx2 = 8;  // int8, AVX2: every row in one register-blocked pass
+constexpr int64_t kSmallBatchInt8Avx2 = 32;  // int8, AVX2: the bit-sliced register kernel, 8 rows a pass
 constexpr int64_t kTaskRows = 48;    // weight rows per thread task above it (a multiple of 3)
 constexpr int64_t kBlockWords = 32;  // large-batch column block: the frozen offset table's 1024
 constexpr int64_t kBlockCols = 32 * kBlockWords;

@@ -81,7 +81,7 @@ inline __m256i expand_bytes(const uint32_t* word) {
   return _mm256_cmpeq_epi8(_mm256_and_si256(v, bitsel), bitsel);
 }
 
-// Int8 activations, up to kI8Rows rows (all the call's: kSmallBatchInt8Avx2 <= kI8Rows). Weights
+// Int8 activations, kI8Rows rows per pass (rows [m0, m0 + M) of the call's Mt). Weights
 // t in {-1, 0, +1} enter as u = t + 1 in {0, 1, 2} (unsigned bytes), one vpmaddubsw per 32
 // weights and activation row (u unsigned, x signed, straight from memory): sum_k x t =
 // sum_k x u - sum_k x, the row sums of x taken once per call. u is built 256 columns (8 words)
@@ -90,10 +90,11 @@ inline __m256i expand_bytes(const uint32_t* word) {
 // Z = ~mask) is spread by two vpshufb nibble tables into 2-bit codes, four per byte, and a slice
 // is then a shift and an and: ~3.5 instructions per 32 weights, where expanding each word's bits
 // to bytes took ~11 (docs/benchmarks.md). x comes packed to match (pack_int8): row r of slice q
-// of block B at 32 ((8 B + q) M + r), byte i = column 256 B + 8 i + q; then the M row sums.
+// of block B at 32 ((8 B + q) Mt + r), byte i = column 256 B + 8 i + q; then the Mt row sums.
+// Up to kSmallBatchInt8Avx2 rows, a row's pass after pass rebuilds its codes (~10 % of a pass)
+// and reads x from L2: still faster than the blocked kernel's byte tiles (docs/benchmarks.md).
 // Pair sums |x0 u0 + x1 u1| <= 512 stay in int16 for 63 slices (|sum| <= 32256): 7 blocks.
 constexpr int64_t kI8StretchBlocks = 7;
-static_assert(kSmallBatchInt8Avx2 <= kI8Rows, "the packed layout holds every row in one pass");
 
 inline __m256i load8(const uint32_t* w) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w)); }
 
@@ -114,9 +115,8 @@ inline void block_codes(__m256i m, __m256i s, __m256i c[2]) {
 }
 
 template <int M>
-void dot_i8_m(const int8_t* xq, int64_t Kp, int64_t m0, const uint32_t* sw, const uint32_t* mw, int64_t W,
+void dot_i8_m(const int8_t* xq, int64_t Mt, int64_t m0, const uint32_t* sw, const uint32_t* mw, int64_t W,
               int32_t* out) {
-  (void)Kp, (void)m0;
   const __m256i three = _mm256_set1_epi8(3), ones16 = _mm256_set1_epi16(1);
   const int64_t blocks = (W + 7) / 8;
   alignas(32) uint32_t tail_m[8] = {}, tail_s[8] = {};  // a last, partial block (its x is zero past W)
@@ -133,12 +133,12 @@ void dot_i8_m(const int8_t* xq, int64_t Kp, int64_t m0, const uint32_t* sw, cons
       const bool part = 8 * b + 8 > W;
       __m256i c[2];
       block_codes(load8(part ? tail_m : mw + 8 * b), load8(part ? tail_s : sw + 8 * b), c);
-      const int8_t* xb = xq + 256 * M * b;
+      const int8_t* xs = xq + 256 * Mt * b + 32 * m0;  // slice q: xs advanced by q slices
 #pragma GCC unroll 8
-      for (int q = 0; q < 8; ++q) {
+      for (int q = 0; q < 8; ++q, xs += 32 * Mt) {  // (offsets 32 (Mt q + r) made GCC spill at M = 8)
         const __m256i u = _mm256_and_si256(q % 4 ? _mm256_srli_epi16(c[q / 4], 2 * (q % 4)) : c[q / 4], three);
         for (int r = 0; r < M; ++r) {
-          const __m256i x = _mm256_load_si256(reinterpret_cast<const __m256i*>(xb + 32 * (M * q + r)));
+          const __m256i x = _mm256_load_si256(reinterpret_cast<const __m256i*>(xs + 32 * r));
           acc16[r] = _mm256_add_epi16(_mm256_maddubs_epi16(u, x), acc16[r]);
           __asm__("" : "+x"(acc16[r]));  // one temporary at a time (else GCC spills accumulators at M = 8)
         }
@@ -146,21 +146,22 @@ void dot_i8_m(const int8_t* xq, int64_t Kp, int64_t m0, const uint32_t* sw, cons
     }
     for (int r = 0; r < M; ++r) sums[r] += hsum_epi32(_mm256_madd_epi16(acc16[r], ones16));
   }
-  const int32_t* xsum = reinterpret_cast<const int32_t*>(xq + 256 * M * blocks);
+  const int32_t* xsum = reinterpret_cast<const int32_t*>(xq + 256 * Mt * blocks) + m0;
   for (int r = 0; r < M; ++r) out[r] = sums[r] - xsum[r];
 }
 
-inline void dot_i8(const int8_t* xq, int64_t Kp, int64_t m0, int64_t mb, const uint32_t* sw, const uint32_t* mw,
-                   int64_t W, int32_t* out) {
+inline void dot_i8(const int8_t* xq, int64_t Kp, int64_t Mt, int64_t m0, int64_t mb, const uint32_t* sw,
+                   const uint32_t* mw, int64_t W, int32_t* out) {
+  (void)Kp;
   switch (mb) {
-    case 1: return dot_i8_m<1>(xq, Kp, m0, sw, mw, W, out);
-    case 2: return dot_i8_m<2>(xq, Kp, m0, sw, mw, W, out);
-    case 3: return dot_i8_m<3>(xq, Kp, m0, sw, mw, W, out);
-    case 4: return dot_i8_m<4>(xq, Kp, m0, sw, mw, W, out);
-    case 5: return dot_i8_m<5>(xq, Kp, m0, sw, mw, W, out);
-    case 6: return dot_i8_m<6>(xq, Kp, m0, sw, mw, W, out);
-    case 7: return dot_i8_m<7>(xq, Kp, m0, sw, mw, W, out);
-    default: return dot_i8_m<8>(xq, Kp, m0, sw, mw, W, out);
+    case 1: return dot_i8_m<1>(xq, Mt, m0, sw, mw, W, out);
+    case 2: return dot_i8_m<2>(xq, Mt, m0, sw, mw, W, out);
+    case 3: return dot_i8_m<3>(xq, Mt, m0, sw, mw, W, out);
+    case 4: return dot_i8_m<4>(xq, Mt, m0, sw, mw, W, out);
+    case 5: return dot_i8_m<5>(xq, Mt, m0, sw, mw, W, out);
+    case 6: return dot_i8_m<6>(xq, Mt, m0, sw, mw, W, out);
+    case 7: return dot_i8_m<7>(xq, Mt, m0, sw, mw, W, out);
+    default: return dot_i8_m<8>(xq, Mt, m0, sw, mw, W, out);
   }
 }
 

@@ -141,8 +141,9 @@ void dot_i8_m(const int8_t* xq, int64_t Kp, int64_t m0, const uint32_t* sw, cons
   for (int r = 0; r < M; ++r) out[r] = hsum_epi32(_mm512_add_epi32(acc[r], widen(part[r]))) - 128 * tsum;
 }
 
-inline void dot_i8(const int8_t* xq, int64_t Kp, int64_t m0, int64_t mb, const uint32_t* sw, const uint32_t* mw,
-                   int64_t W, int32_t* out) {
+inline void dot_i8(const int8_t* xq, int64_t Kp, int64_t Mt, int64_t m0, int64_t mb, const uint32_t* sw,
+                   const uint32_t* mw, int64_t W, int32_t* out) {
+  (void)Mt;  // rows are Kp apart here
   switch (mb) {
     case 1: return dot_i8_m<1>(xq, Kp, m0, sw, mw, W, out);
     case 2: return dot_i8_m<2>(xq, Kp, m0, sw, mw, W, out);

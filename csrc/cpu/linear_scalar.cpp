@@ -14,8 +14,9 @@ inline void hash_range(uint32_t k0, uint32_t k1, uint32_t base, uint32_t count, 
 
 constexpr int64_t kI8Rows = 4;
 
-inline void dot_i8(const int8_t* xq, int64_t Kp, int64_t m0, int64_t mb, const uint32_t* sw, const uint32_t* mw,
-                   int64_t W, int32_t* out) {
+inline void dot_i8(const int8_t* xq, int64_t Kp, int64_t Mt, int64_t m0, int64_t mb, const uint32_t* sw,
+                   const uint32_t* mw, int64_t W, int32_t* out) {
+  (void)Mt;  // rows are Kp apart here
   for (int64_t r = 0; r < mb; ++r) {
     const int8_t* x = xq + (m0 + r) * Kp;
     int32_t s = 0;
