@@ -242,12 +242,13 @@ def test_cpp_quantizer_rounds_halves_to_even_and_reads_strided_rows():
 
 
 @pytest.mark.parametrize("isa", TESTED_ISAS)
-@pytest.mark.parametrize("mode", ["off", "auto"])
+@pytest.mark.parametrize("mode", ["off", "on"])
 def test_int8_sums_with_the_largest_activations(isa, mode):
     """Every weight kept and every activation at +-127 (the quantizer's ends: the largest int16
     partial sums), 4100 columns (129 words: several int16 stretches and a word tail), each small
     batch 1..8, AVX2's multi-pass ones (11, 32) and a blocked one (40); rows all +127, all -127
-    and mixed. The integer sums are exact."""
+    and mixed; forced on, AVX2's int8 table lookup up to 8 rows (entries +-508: the extremes of
+    its 5-bit low and signed high parts). The integer sums are exact."""
     from slt_hw.ops import slt_linear_int8_reference
 
     k = 4100
@@ -381,7 +382,8 @@ def test_lut_batch_one_from_many_rows_and_threads(isa, int8):
 def test_lut_is_the_path_that_runs(isa):
     """Forced on and off, the float sums come out in different orders, so some bits differ; both
     match the reference. Auto runs it up to auto_rows and not beyond; other formats keep the
-    old path. Int8 activations where the ISA has no int8 table lookup: the same bits either way."""
+    old path. Int8 activations: the same bits either way (both paths' integer sums are exact,
+    then scaled alike), with or without an int8 table lookup."""
     info = lut_limits(isa)
     p = packed("binary", 64, 4000, 9, "signed_constant")
     for m in (1, info["max_rows"]):
@@ -391,21 +393,23 @@ def test_lut_is_the_path_that_runs(isa):
             close(y, slt_linear_reference(x, p))
         assert not torch.equal(on, off)
         assert torch.equal(auto, on if m <= info["auto_rows"] else off)
-        if not info["max_rows_int8"]:
-            assert torch.equal(lut(x, p, isa, int8=True, mode="on"), lut(x, p, isa, int8=True, mode="off"))
+    for m in sorted({1, 3, max(info["max_rows_int8"], 1)}):
+        x = torch.randn(m, 4000)
+        assert torch.equal(lut(x, p, isa, int8=True, mode="on"), lut(x, p, isa, int8=True, mode="off"))
     q = packed("multicoat", 64, 4000, 9, "signed_constant")  # not a binary weight: never a table lookup
     x = torch.randn(1, 4000)
     assert torch.equal(lut(x, q, isa, mode="on"), lut(x, q, isa, mode="off"))
 
 
 def test_lut_limits_per_isa():
-    """What lut_info reports: AVX2 has float and int8 kernels (int8 forced only: its bit-sliced
-    register kernel is faster), AVX-512 float only, scalar none."""
+    """What lut_info reports: AVX2 has float (up to 4 rows) and int8 (up to 8, also chosen
+    automatically: faster than the bit-sliced register kernel there) kernels, AVX-512 float
+    only, scalar none."""
     assert cpu.lut_info("scalar")["max_rows"] == 0 and not cpu.lut_info("scalar")["available"]
     if "avx2" in ISAS:
         info = cpu.lut_info("avx2")
-        assert info["available"] and info["max_rows"] == info["max_rows_int8"] == 4
-        assert info["auto_rows_int8"] == 0
+        assert info["available"] and info["max_rows"] == 4 and info["max_rows_int8"] == 8
+        assert info["auto_rows_int8"] == 8
     for isa in avx512_emulation.ISAS:
         info = lut_limits(isa)
         assert info["max_rows"] == 8 and info["max_rows_int8"] == info["auto_rows_int8"] == 0

@@ -164,7 +164,7 @@ bool avx512_kernels(Isa isa) { return isa == Isa::kAvx512 || isa == Isa::kAvx512
 LutRows lut_rows(Isa isa) {
   LutRows r;
 #if defined(SLT_HW_HAVE_AVX2)
-  if (isa == Isa::kAvx2) r = LutRows{kLutAutoRows, kLutAutoRowsInt8, kLutMaxRows, kLutMaxRows};
+  if (isa == Isa::kAvx2) r = LutRows{kLutAutoRows, kLutAutoRowsInt8, kLutMaxRows, kLutMaxRowsInt8};
 #endif
 #if defined(SLT_HW_HAVE_AVX512)
   if (avx512_kernels(isa)) r = LutRows{kLutAutoRowsAvx512, 0, kLutMaxRowsAvx512, 0};

@@ -40,13 +40,13 @@ constexpr int64_t kYChunkRows = 512;  // AVX2 float, large batch: activation row
 // one 1024-column block's row descriptor (linear_rowdesc.inc, row_scratch): sign and mask words,
 // hashes, values
 constexpr int64_t kBlockDescFloats = 2 * kBlockWords + 16 * kBlockWords + kBlockCols;
-// Table-lookup kernel (AVX2, binary format, signed constant): up to kLutMaxRows activation rows
-// when forced, up to kLutAutoRows (float activations) / kLutAutoRowsInt8 when chosen
-// automatically: where it measured faster than the register kernels (docs/benchmarks.md; for
-// int8 activations nowhere since the bit-sliced register kernel: the int8 table lookup is forced only).
+// Table-lookup kernel (AVX2, binary format, signed constant): up to kLutMaxRows (float) /
+// kLutMaxRowsInt8 activation rows when forced, up to kLutAutoRows / kLutAutoRowsInt8 when chosen
+// automatically: where it measured faster than the register kernels (docs/benchmarks.md).
 constexpr int64_t kLutMaxRows = 4;
+constexpr int64_t kLutMaxRowsInt8 = 8;
 constexpr int64_t kLutAutoRows = 4;
-constexpr int64_t kLutAutoRowsInt8 = 0;
+constexpr int64_t kLutAutoRowsInt8 = 8;
 constexpr int64_t kLutTaskRows = 64;  // float: weight rows per thread task (8-row blocks sharing each column chunk)
 // AVX-512 (linear_avx512lut.cpp): float activations only, up to kSmallBatch rows; weight rows
 // per thread task (a multiple of 16: the tasks' 16-row blocks share each column chunk's tables).

@@ -21,6 +21,8 @@
 //     G = 4: 16-entry byte tables, one vpshufb per lookup serves 32 rows (below).
 #include <immintrin.h>
 
+#include <cstring>
+
 
 #include "../core/slt_contract.h"
 #include "avx2_common.h"
@@ -137,13 +139,17 @@ constexpr LutChunk kLutChunk[kLutMaxRows + 1] = {nullptr, lut_chunk<1>, lut_chun
 
 // ---------------------------------------------------------------------------- int8 activations
 // Lanes are bytes: 32 weight rows per ymm, so one vpshufb looks up 32 rows. Groups of 4 columns
-// (a nibble of the P or N word), 16-entry tables. An entry T in [-512, 508] (4 int8 values) is
-// stored biased, u = T + 512 in [0, 1020], as two 5-bit halves (u & 31, u >> 5), one 16-byte
-// vpshufb table each: a word's 8 lookups of each half add up in bytes (<= 248) and are widened
-// once per word; the P and N sums have the same number of lookups, so the bias cancels in P - N.
-// |P - N| <= 512 per group, 4096 per word: int16 sums over 4 words, then int32. Exact.
+// (a nibble of the P or N word), 16-entry tables per group and activation row: an entry T in
+// [-508, 508] (a sum of up to 4 int8 values) is stored as T = lo + 32 hi, lo = T & 31 in [0, 31]
+// and hi = T >> 5 in [-16, 15], one 16-byte vpshufb table each. The P lookups minus the N
+// lookups of 4 groups stay in [-124, 124]: exact in int8 (wrapping adds, the final value in
+// range); vpmaddubsw by (1, 32) joins lo and hi into int16, |.| <= 4092 per 4 groups, 4096 per
+// word: int16 sums over 4 words, then int32. Per 4 weights and activation row: two vpshufb
+// (both 32 rows), where the register kernel spends a vpmaddubsw per 32 weights and row.
 constexpr int kI8Rows = 32;       // weight rows per block
 constexpr int kI8WordsInt16 = 4;  // words summed in int16 before widening
+constexpr int kI8RowGroup = 4;    // activation rows per sweep of a word's indices (2 byte accumulators each)
+constexpr int64_t kI8Ahead = 2;   // a word's P/N bytes are made this many words before its lookups
 
 // Byte position of weight row i (0..31) after transpose_bytes: rows 8q + 4L + j sit at 16L + 4q + j.
 inline int byte_of_row(int i) { return 16 * ((i >> 2) & 1) + 4 * (i >> 3) + (i & 3); }
@@ -165,96 +171,137 @@ inline void transpose_bytes(const __m256i* a, __m256i* b) {
 
 inline __m256i load32(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 
+inline __m256i bcast16(const uint8_t* p) {
+  return _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+
+// Word w of 32 weight rows: pn[k] = byte k of the rows' P words, pn[4 + k] of their N words
+// (transpose_bytes' order). mt: 32 mask words per word; c[q]: the sign counters of rows 8q ..
+// 8q + 7 at word 0.
+inline void make_pn(const uint32_t* mt, const __m256i c[4], __m256i k0, __m256i k1, int64_t w, __m256i* pn) {
+  __m256i pw[4], nw[4], cs[4], s[4];
+  const __m256i wv = _mm256_set1_epi32(int32_t(uint32_t(w)));
+  for (int q = 0; q < 4; ++q) cs[q] = _mm256_add_epi32(c[q], wv);
+  avx2common::hash_v4(cs, k0, k1, s);
+  for (int q = 0; q < 4; ++q) {
+    const __m256i m = load32(mt + kI8Rows * w + 8 * q);
+    pw[q] = _mm256_andnot_si256(s[q], m);
+    nw[q] = _mm256_and_si256(s[q], m);
+  }
+  transpose_bytes(pw, pn);
+  transpose_bytes(nw, pn + 4);
+}
+
+// Word w against activation rows [r0, r0 + R): d[2 r], d[2 r + 1] (int16, the byte order of
+// transpose_bytes split by vpunpckl/hbw) += the 32 weight rows' exact sums over the word.
+template <int R>
+inline void word_rows(const uint8_t* tables, int64_t M, int64_t w, int64_t r0, const __m256i* pn, __m256i* d) {
+  const __m256i lo4 = _mm256_set1_epi8(0x0F), zero = _mm256_setzero_si256();
+  const __m256i join = _mm256_set1_epi16(int16_t(1 | (32 << 8)));  // bytes 1, 32: lo + 32 hi
+#pragma GCC unroll 2
+  for (int half = 0; half < 2; ++half) {
+    __m256i dl[R], dh[R];
+    for (int r = 0; r < R; ++r) dl[r] = dh[r] = zero;
+#pragma GCC unroll 2
+    for (int kk = 0; kk < 2; ++kk) {
+      const int k = 2 * half + kk;
+      const __m256i P = pn[k], N = pn[4 + k];
+#pragma GCC unroll 2
+      for (int nib = 0; nib < 2; ++nib) {
+        const __m256i ip = nib ? _mm256_and_si256(_mm256_srli_epi16(P, 4), lo4) : _mm256_and_si256(P, lo4);
+        const __m256i in = nib ? _mm256_and_si256(_mm256_srli_epi16(N, 4), lo4) : _mm256_and_si256(N, lo4);
+        const uint8_t* t = tables + ((w * 8 + 2 * k + nib) * M + r0) * 32;
+        for (int r = 0; r < R; ++r) {
+          const __m256i tl = bcast16(t + 32 * r), th = bcast16(t + 32 * r + 16);
+          dl[r] = _mm256_sub_epi8(_mm256_add_epi8(dl[r], _mm256_shuffle_epi8(tl, ip)), _mm256_shuffle_epi8(tl, in));
+          dh[r] = _mm256_sub_epi8(_mm256_add_epi8(dh[r], _mm256_shuffle_epi8(th, ip)), _mm256_shuffle_epi8(th, in));
+          __asm__("" : "+x"(dl[r]), "+x"(dh[r]));  // one row's lookups at a time (else GCC hoists and spills)
+        }
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      d[2 * r] = _mm256_add_epi16(d[2 * r], _mm256_maddubs_epi16(join, _mm256_unpacklo_epi8(dl[r], dh[r])));
+      d[2 * r + 1] = _mm256_add_epi16(d[2 * r + 1], _mm256_maddubs_epi16(join, _mm256_unpackhi_epi8(dl[r], dh[r])));
+    }
+  }
+}
+
 // Rows [n0, n0 + 32) against M activation rows: out[32 r + byte_of_row(i)] = the exact int sum
 // of row n0 + i (rows at or past the task's end have zero masks). mt: 32 mask words per word.
-// (Hashing in a pass of its own, as the float kernel does, measured no faster here.)
-template <int M>
+// A word's P/N bytes (hash, transposes) are made kI8Ahead words before its lookups, in a ring,
+// so that they overlap earlier lookups instead of delaying their own (1.69 -> 1.63 ms at one
+// row, 4.64 -> 4.27 ms at eight, 11008 x 4096).
 void lut_i8_block(const LinearProblem& p, const uint8_t* tables, const uint32_t* mt, int64_t n0, int32_t* out) {
-  const int64_t W = (p.K + 31) / 32;
+  const int64_t W = (p.K + 31) / 32, M = p.M;
   const __m256i k0 = _mm256_set1_epi32(int32_t(p.k0)), k1 = _mm256_set1_epi32(int32_t(p.k1));
-  const __m256i lo4 = _mm256_set1_epi8(0x0F), zero = _mm256_setzero_si256();
   __m256i c[4];
   for (int q = 0; q < 4; ++q)
     c[q] = _mm256_mullo_epi32(_mm256_add_epi32(_mm256_set1_epi32(int32_t(uint32_t(n0 + 8 * q))),
                                                _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)),
                               _mm256_set1_epi32(int32_t(uint32_t(W))));
-  __m256i acc32[M][4];
-  for (int r = 0; r < M; ++r)
+  __m256i pn[8 * (kI8Ahead + 1)];
+  __m256i d16[2 * kLutMaxRowsInt8], acc32[kLutMaxRowsInt8][4];
+  const __m256i zero = _mm256_setzero_si256();
+  for (int64_t r = 0; r < M; ++r) {
+    d16[2 * r] = d16[2 * r + 1] = zero;
     for (int i = 0; i < 4; ++i) acc32[r][i] = zero;
-  for (int64_t w0 = 0; w0 < W; w0 += kI8WordsInt16) {
-    const int64_t w1 = w0 + kI8WordsInt16 < W ? w0 + kI8WordsInt16 : W;
-    __m256i acc16[M][2];
-    for (int r = 0; r < M; ++r) acc16[r][0] = acc16[r][1] = zero;
-    for (int64_t w = w0; w < w1; ++w) {
-      __m256i pw[4], nw[4], pb[4], nb[4];
-      const __m256i wv = _mm256_set1_epi32(int32_t(uint32_t(w)));
-      for (int q = 0; q < 4; ++q) {
-        const __m256i m = load32(mt + kI8Rows * w + 8 * q);
-        const __m256i s = hash_v(_mm256_add_epi32(c[q], wv), k0, k1);
-        pw[q] = _mm256_andnot_si256(s, m);
-        nw[q] = _mm256_and_si256(s, m);
-      }
-      transpose_bytes(pw, pb);
-      transpose_bytes(nw, nb);
-      __m256i lp[M], hp[M], ln[M], hn[M];
-      for (int r = 0; r < M; ++r) lp[r] = hp[r] = ln[r] = hn[r] = zero;
-#pragma GCC unroll 8
-      for (int g = 0; g < 8; ++g) {  // group g: nibble g & 1 of byte g >> 1
-        const __m256i ip = g & 1 ? _mm256_and_si256(_mm256_srli_epi16(pb[g >> 1], 4), lo4) : _mm256_and_si256(pb[g >> 1], lo4);
-        const __m256i in = g & 1 ? _mm256_and_si256(_mm256_srli_epi16(nb[g >> 1], 4), lo4) : _mm256_and_si256(nb[g >> 1], lo4);
-        for (int r = 0; r < M; ++r) {
-          const uint8_t* t = tables + ((w * 8 + g) * M + r) * 64;
-          const __m256i tl = load32(t), th = load32(t + 32);
-          lp[r] = _mm256_add_epi8(lp[r], _mm256_shuffle_epi8(tl, ip));
-          hp[r] = _mm256_add_epi8(hp[r], _mm256_shuffle_epi8(th, ip));
-          ln[r] = _mm256_add_epi8(ln[r], _mm256_shuffle_epi8(tl, in));
-          hn[r] = _mm256_add_epi8(hn[r], _mm256_shuffle_epi8(th, in));
-        }
-      }
-      for (int r = 0; r < M; ++r) {  // u = lo + 32 hi, P - N per row in int16
-        const __m256i p0 = _mm256_add_epi16(_mm256_unpacklo_epi8(lp[r], zero), _mm256_slli_epi16(_mm256_unpacklo_epi8(hp[r], zero), 5));
-        const __m256i p1 = _mm256_add_epi16(_mm256_unpackhi_epi8(lp[r], zero), _mm256_slli_epi16(_mm256_unpackhi_epi8(hp[r], zero), 5));
-        const __m256i n0v = _mm256_add_epi16(_mm256_unpacklo_epi8(ln[r], zero), _mm256_slli_epi16(_mm256_unpacklo_epi8(hn[r], zero), 5));
-        const __m256i n1v = _mm256_add_epi16(_mm256_unpackhi_epi8(ln[r], zero), _mm256_slli_epi16(_mm256_unpackhi_epi8(hn[r], zero), 5));
-        acc16[r][0] = _mm256_add_epi16(acc16[r][0], _mm256_sub_epi16(p0, n0v));
-        acc16[r][1] = _mm256_add_epi16(acc16[r][1], _mm256_sub_epi16(p1, n1v));
-      }
-    }
-    // acc16[r][0]: bytes 0-7 (low lane), 16-23 (high lane); acc16[r][1]: bytes 8-15, 24-31
-    for (int r = 0; r < M; ++r) {
-      acc32[r][0] = _mm256_add_epi32(acc32[r][0], _mm256_cvtepi16_epi32(_mm256_castsi256_si128(acc16[r][0])));
-      acc32[r][1] = _mm256_add_epi32(acc32[r][1], _mm256_cvtepi16_epi32(_mm256_castsi256_si128(acc16[r][1])));
-      acc32[r][2] = _mm256_add_epi32(acc32[r][2], _mm256_cvtepi16_epi32(_mm256_extracti128_si256(acc16[r][0], 1)));
-      acc32[r][3] = _mm256_add_epi32(acc32[r][3], _mm256_cvtepi16_epi32(_mm256_extracti128_si256(acc16[r][1], 1)));
-    }
   }
-  for (int r = 0; r < M; ++r)
+  auto widen = [&]() {
+    for (int64_t r = 0; r < M; ++r) {
+      acc32[r][0] = _mm256_add_epi32(acc32[r][0], _mm256_cvtepi16_epi32(_mm256_castsi256_si128(d16[2 * r])));
+      acc32[r][1] = _mm256_add_epi32(acc32[r][1], _mm256_cvtepi16_epi32(_mm256_castsi256_si128(d16[2 * r + 1])));
+      acc32[r][2] = _mm256_add_epi32(acc32[r][2], _mm256_cvtepi16_epi32(_mm256_extracti128_si256(d16[2 * r], 1)));
+      acc32[r][3] = _mm256_add_epi32(acc32[r][3], _mm256_cvtepi16_epi32(_mm256_extracti128_si256(d16[2 * r + 1], 1)));
+      d16[2 * r] = d16[2 * r + 1] = zero;
+    }
+  };
+  for (int64_t w = 0; w < kI8Ahead && w < W; ++w) make_pn(mt, c, k0, k1, w, pn + 8 * w);
+  for (int64_t w = 0; w < W; ++w) {
+    if (w + kI8Ahead < W) make_pn(mt, c, k0, k1, w + kI8Ahead, pn + 8 * ((w + kI8Ahead) % (kI8Ahead + 1)));
+    const __m256i* pw = pn + 8 * (w % (kI8Ahead + 1));
+    for (int64_t r0 = 0; r0 < M; r0 += kI8RowGroup) {
+      __m256i* d = d16 + 2 * r0;
+      switch (M - r0 < kI8RowGroup ? M - r0 : kI8RowGroup) {
+        case 1: word_rows<1>(tables, M, w, r0, pw, d); break;
+        case 2: word_rows<2>(tables, M, w, r0, pw, d); break;
+        case 3: word_rows<3>(tables, M, w, r0, pw, d); break;
+        default: word_rows<4>(tables, M, w, r0, pw, d); break;
+      }
+    }
+    if (w % kI8WordsInt16 == kI8WordsInt16 - 1) widen();
+  }
+  widen();
+  for (int64_t r = 0; r < M; ++r)
     for (int i = 0; i < 4; ++i) _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 32 * r + 8 * i), acc32[r][i]);
 }
 
-using LutI8Block = void (*)(const LinearProblem&, const uint8_t*, const uint32_t*, int64_t, int32_t*);
-constexpr LutI8Block kLutI8Block[kLutMaxRows + 1] = {nullptr, lut_i8_block<1>, lut_i8_block<2>, lut_i8_block<3>,
-                                                     lut_i8_block<4>};
-
 }  // namespace
 
-int64_t table_bytes_int8(int64_t K, int64_t M) { return ((K + 31) / 32) * 8 * M * 64 + 64; }
+int64_t table_bytes_int8(int64_t K, int64_t M) { return ((K + 31) / 32) * 8 * M * 32 + 64; }
 
-// Word w, group g (columns 32 w + 4 g ... + 3), activation row r: 64 bytes at ((w * 8 + g) * M + r) * 64,
-// the 16 low halves twice (both 128-bit lanes), then the 16 high halves twice.
+// Word w, group g (columns 32 w + 4 g ... + 3), activation row r: 32 bytes at ((w * 8 + g) * M + r) * 32,
+// the 16 entries' low parts (T & 31), then their high parts (T >> 5, arithmetic): T = lo + 32 hi.
+// Entry b = sum of the group's x_i over the set bits i of b: vpmaddubsw of the bit patterns
+// (bytes 0/1, four per entry) and the four x (int8) repeated, then pairs added.
 void build_tables_int8(const int8_t* xq, int64_t Kp, int64_t M, uint8_t* t) {
+  alignas(32) static const uint8_t kBits[2][32] = {
+      {0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 1, 1, 0, 0, 0, 0, 1, 0, 1, 0, 1, 0, 0, 1, 1, 0, 1, 1, 1, 0},
+      {0, 0, 0, 1, 1, 0, 0, 1, 0, 1, 0, 1, 1, 1, 0, 1, 0, 0, 1, 1, 1, 0, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1}};
+  const __m256i bits0 = load32(kBits[0]), bits1 = load32(kBits[1]), ones16 = _mm256_set1_epi16(1);
+  const __m256i low5 = _mm256_set1_epi16(31);
   const int64_t W = Kp / 32;
   for (int64_t w = 0; w < W; ++w)
     for (int g = 0; g < 8; ++g)
       for (int64_t r = 0; r < M; ++r) {
-        const int8_t* x = xq + r * Kp + 32 * w + 4 * g;
-        uint8_t* e = t + ((w * 8 + g) * M + r) * 64;
-        for (int b = 0; b < 16; ++b) {
-          int u = 512;
-          for (int i = 0; i < 4; ++i) u += (b >> i) & 1 ? x[i] : 0;
-          e[b] = e[16 + b] = uint8_t(u & 31);
-          e[32 + b] = e[48 + b] = uint8_t(u >> 5);
-        }
+        int32_t four;
+        std::memcpy(&four, xq + r * Kp + 32 * w + 4 * g, sizeof four);
+        const __m256i x = _mm256_set1_epi32(four);
+        const __m256i lo8 = _mm256_madd_epi16(_mm256_maddubs_epi16(bits0, x), ones16);  // entries 0..7, int32
+        const __m256i hi8 = _mm256_madd_epi16(_mm256_maddubs_epi16(bits1, x), ones16);  // entries 8..15
+        const __m256i e = _mm256_permute4x64_epi64(_mm256_packs_epi32(lo8, hi8), 0xD8);  // int16, in order
+        const __m256i parts = _mm256_packs_epi16(_mm256_and_si256(e, low5), _mm256_srai_epi16(e, 5));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(t + ((w * 8 + g) * M + r) * 32),
+                            _mm256_permute4x64_epi64(parts, 0xD8));
       }
 }
 
@@ -262,14 +309,14 @@ void build_tables_int8(const int8_t* xq, int64_t Kp, int64_t M, uint8_t* t) {
 bool rows_int8(const LinearProblem& p, const uint8_t* tables, float* scratch, int64_t n0, int64_t n1) {
   uint32_t* mt = reinterpret_cast<uint32_t*>(scratch);
   const float g = p.coat_scales[0];
-  int32_t sums[kLutMaxRows * kI8Rows];
+  int32_t sums[kLutMaxRowsInt8 * kI8Rows];
   for (int64_t n = n0; n < n1; n += kI8Rows) {
     const int64_t nr = n1 - n < kI8Rows ? n1 - n : kI8Rows;
     for (int q = 0; q < 4; ++q) {
       const int64_t a = n + 8 * q < n + nr ? n + 8 * q : n + nr, b = n + 8 * q + 8 < n + nr ? n + 8 * q + 8 : n + nr;
       transpose_masks(p, a, b, mt + 8 * q, kI8Rows, 0, (p.K + 31) / 32);
     }
-    kLutI8Block[p.M](p, tables, mt, n, sums);
+    lut_i8_block(p, tables, mt, n, sums);
     for (int64_t r = 0; r < p.M; ++r) {
       float* y = p.y + r * p.ldy + n - p.row_begin;
       for (int64_t i = 0; i < nr; ++i) {
