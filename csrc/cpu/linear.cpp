@@ -4,6 +4,7 @@
 #include "generate.h"
 
 #include <cstring>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -177,6 +178,7 @@ bool lut_applies(const LinearProblem& p, Isa isa) {
   if (p.lut == LutMode::kOff || p.planes == nullptr || p.C != 1 || p.dist != kSignedConstant) return false;
   const LutRows r = lut_rows(isa);
   const bool on = p.lut == LutMode::kOn, int8 = p.xq != nullptr;
+  if (int8 && !on && p.M * 32 * ((p.K + 31) / 32) * 8 > kLutAutoTableBytesInt8) return false;
   return p.M >= 1 && p.M <= (int8 ? (on ? r.max_int8 : r.auto_int8) : (on ? r.max_float : r.auto_float));
 }
 
@@ -218,7 +220,7 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
   const bool lut = !amx && lut_applies(p, isa);
   const bool lut512 = lut && avx512_kernels(isa);
   std::vector<float> tables;
-  std::vector<uint8_t> tables_i8;
+  std::unique_ptr<uint8_t[]> tables_i8;  // every byte written by build_tables_int8: no zeroing
 #if defined(SLT_HW_HAVE_AVX512)
   if (lut512) {
     tables.resize(size_t(avx512lut::table_entries(p.K, p.M)));
@@ -227,8 +229,8 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
 #endif
 #if defined(SLT_HW_HAVE_AVX2)
   if (lut && !lut512 && int8) {
-    tables_i8.resize(size_t(avx2lut::table_bytes_int8(p.K, p.M)));
-    avx2lut::build_tables_int8(xq.data(), Kp, p.M, tables_i8.data());
+    tables_i8.reset(new uint8_t[size_t(avx2lut::table_bytes_int8(p.K, p.M))]);
+    avx2lut::build_tables_int8(xq.data(), Kp, p.M, tables_i8.get());
   } else if (lut && !lut512) {
     tables.resize(size_t(avx2lut::table_entries(p.K, p.M)));
     avx2lut::build_tables(xp.data(), Kp, p.M, tables.data());
@@ -264,11 +266,11 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
     kernel_i8 = avx512vnni::rows_int8;
   }
 #endif
-  // weight rows per task
+  // weight rows per task (a table lookup past the small batch too: whole 32-row blocks)
   const int64_t block = amx      ? kAmxTaskRows
-                        : blocked ? kTaskRows
                         : lut512  ? kLutTaskRowsAvx512
                         : lut     ? (int8 ? 32 : kLutTaskRows)
+                        : blocked ? kTaskRows
                                   : 8;
   auto run = [&](float* scratch, int64_t n0, int64_t n1) {
 #if defined(SLT_HW_HAVE_AVX512)
@@ -278,7 +280,7 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
 #endif
 #if defined(SLT_HW_HAVE_AVX2)
     if (lut)
-      return int8 ? avx2lut::rows_int8(p, tables_i8.data(), scratch, n0, n1)
+      return int8 ? avx2lut::rows_int8(p, tables_i8.get(), scratch, n0, n1)
                   : avx2lut::rows(p, tables.data(), scratch, n0, n1);
 #endif
     return int8 ? kernel_i8(p, xq_run, scratch, n0, n1) : kernel(p, xp.data(), scratch, n0, n1);

@@ -42,11 +42,15 @@ constexpr int64_t kYChunkRows = 512;  // AVX2 float, large batch: activation row
 constexpr int64_t kBlockDescFloats = 2 * kBlockWords + 16 * kBlockWords + kBlockCols;
 // Table-lookup kernel (AVX2, binary format, signed constant): up to kLutMaxRows (float) /
 // kLutMaxRowsInt8 activation rows when forced, up to kLutAutoRows / kLutAutoRowsInt8 when chosen
-// automatically: where it measured faster than the register kernels (docs/benchmarks.md).
+// automatically: where it measured faster than the other kernels (docs/benchmarks.md). int8,
+// automatically only while its tables (8 bytes per activation row and column, read again by
+// every 32-row block) fit kLutAutoTableBytesInt8: past that it lost to the blocked kernel on
+// a 16 MiB L3 (4096 x 11008 at batch 256: 22 MiB of tables).
 constexpr int64_t kLutMaxRows = 4;
-constexpr int64_t kLutMaxRowsInt8 = 8;
+constexpr int64_t kLutMaxRowsInt8 = 128;
 constexpr int64_t kLutAutoRows = 4;
-constexpr int64_t kLutAutoRowsInt8 = 8;
+constexpr int64_t kLutAutoRowsInt8 = 128;
+constexpr int64_t kLutAutoTableBytesInt8 = int64_t(12) << 20;
 constexpr int64_t kLutTaskRows = 64;  // float: weight rows per thread task (8-row blocks sharing each column chunk)
 // AVX-512 (linear_avx512lut.cpp): float activations only, up to kSmallBatch rows; weight rows
 // per thread task (a multiple of 16: the tasks' 16-row blocks share each column chunk's tables).
