@@ -322,7 +322,7 @@ def lut(x, p, isa, bias=None, int8=False, mode="on", threads=None):
 @pytest.mark.parametrize("isa", LUT_ISAS)
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(n=st.integers(1, 300), k=st.sampled_from([1, 2, 3, 5, 31, 33, 95, 97, 1025, 2101]),
-       m=st.one_of(st.integers(0, 8), st.sampled_from([9, 33, 70, 129])), seed=st.integers(0, 10_000),
+       m=st.one_of(st.integers(0, 8), st.sampled_from([9, 33, 70, 129, 513])), seed=st.integers(0, 10_000),
        with_bias=st.booleans(), int8=st.booleans(), strided=st.booleans())
 def test_lut_matches_reference(isa, n, k, m, seed, with_bias, int8, strided):
     """Odd k (not a multiple of 32: word and group tails; 2101 spans several AVX-512 column
@@ -402,14 +402,14 @@ def test_lut_is_the_path_that_runs(isa):
 
 
 def test_lut_limits_per_isa():
-    """What lut_info reports: AVX2 has float (up to 4 rows) and int8 (up to 128, also chosen
-    automatically: faster than the register and blocked kernels there) kernels, AVX-512 float
-    only, scalar none."""
+    """What lut_info reports: AVX2 has float (up to 4 rows) and int8 (up to 512, also chosen
+    automatically while its tables fit 12 MiB: faster than the register and blocked kernels
+    there) kernels, AVX-512 float only, scalar none."""
     assert cpu.lut_info("scalar")["max_rows"] == 0 and not cpu.lut_info("scalar")["available"]
     if "avx2" in ISAS:
         info = cpu.lut_info("avx2")
-        assert info["available"] and info["max_rows"] == 4 and info["max_rows_int8"] == 128
-        assert info["auto_rows_int8"] == 128
+        assert info["available"] and info["max_rows"] == 4 and info["max_rows_int8"] == 512
+        assert info["auto_rows_int8"] == 512
     for isa in avx512_emulation.ISAS:
         info = lut_limits(isa)
         assert info["max_rows"] == 8 and info["max_rows_int8"] == info["auto_rows_int8"] == 0

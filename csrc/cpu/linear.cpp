@@ -291,7 +291,7 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
   if (amx) lut_scratch = amx::scratch_floats(p.K);
 #endif
 #if defined(SLT_HW_HAVE_AVX2)
-  if (lut && !lut512 && !int8) lut_scratch = avx2lut::scratch_floats(p.M);
+  if (lut && !lut512) lut_scratch = int8 ? avx2lut::scratch_floats_int8(p.K, p.M) : avx2lut::scratch_floats(p.M);
 #endif
   if (lut_scratch > scratch_size) scratch_size = lut_scratch;
   const bool ok = for_each_row_task(p.row_begin, p.row_end, block, p.K, scratch_size, threads, 1 << 14, run);

@@ -47,9 +47,9 @@ constexpr int64_t kBlockDescFloats = 2 * kBlockWords + 16 * kBlockWords + kBlock
 // every 32-row block) fit kLutAutoTableBytesInt8: past that it lost to the blocked kernel on
 // a 16 MiB L3 (4096 x 11008 at batch 256: 22 MiB of tables).
 constexpr int64_t kLutMaxRows = 4;
-constexpr int64_t kLutMaxRowsInt8 = 128;
+constexpr int64_t kLutMaxRowsInt8 = 512;
 constexpr int64_t kLutAutoRows = 4;
-constexpr int64_t kLutAutoRowsInt8 = 128;
+constexpr int64_t kLutAutoRowsInt8 = 512;
 constexpr int64_t kLutAutoTableBytesInt8 = int64_t(12) << 20;
 constexpr int64_t kLutTaskRows = 64;  // float: weight rows per thread task (8-row blocks sharing each column chunk)
 // AVX-512 (linear_avx512lut.cpp): float activations only, up to kSmallBatch rows; weight rows
@@ -150,11 +150,12 @@ void pack_int8(const int8_t* xq, int64_t Kp, int64_t M, int8_t* dst);
 
 // The table-lookup kernel (linear_avx2lut.cpp): per call, tables of the activations' partial
 // sums (build_tables*, into table_entries floats / table_bytes_int8 bytes); then per task of rows
-// (scratch: float scratch_floats(M) floats, int8 at least 32 * ceil(K/32) words).
+// (scratch: float scratch_floats(M) floats, int8 scratch_floats_int8(K, M)).
 namespace avx2lut {
 int64_t table_entries(int64_t K, int64_t M);
 int64_t scratch_floats(int64_t M);  // per float task (kLutTaskRows rows)
 int64_t table_bytes_int8(int64_t K, int64_t M);
+int64_t scratch_floats_int8(int64_t K, int64_t M);
 void build_tables(const float* xp, int64_t Kp, int64_t M, float* t);
 void build_tables_int8(const int8_t* xq, int64_t Kp, int64_t M, uint8_t* t);
 bool rows(const LinearProblem& p, const float* tables, float* scratch, int64_t n0, int64_t n1);

@@ -231,7 +231,9 @@ inline void word_rows(const uint8_t* tables, int64_t M, int64_t w, int64_t r0, c
 // A word's P/N bytes (hash, transposes) are made kI8Ahead words before its lookups, in a ring,
 // so that they overlap earlier lookups instead of delaying their own (1.69 -> 1.63 ms at one
 // row, 4.64 -> 4.27 ms at eight, 11008 x 4096).
-void lut_i8_block(const LinearProblem& p, const uint8_t* tables, const uint32_t* mt, int64_t n0, int32_t* out) {
+// work: 6 M ymm (the rows' int16 and int32 sums).
+void lut_i8_block(const LinearProblem& p, const uint8_t* tables, const uint32_t* mt, int64_t n0, __m256i* work,
+                  int32_t* out) {
   const int64_t W = (p.K + 31) / 32, M = p.M;
   const __m256i k0 = _mm256_set1_epi32(int32_t(p.k0)), k1 = _mm256_set1_epi32(int32_t(p.k1));
   __m256i c[4];
@@ -240,7 +242,8 @@ void lut_i8_block(const LinearProblem& p, const uint8_t* tables, const uint32_t*
                                                _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)),
                               _mm256_set1_epi32(int32_t(uint32_t(W))));
   __m256i pn[8 * (kI8Ahead + 1)];
-  __m256i d16[2 * kLutMaxRowsInt8], acc32[kLutMaxRowsInt8][4];
+  __m256i* d16 = work;  // 2 per row
+  __m256i (*acc32)[4] = reinterpret_cast<__m256i(*)[4]>(work + 2 * M);  // 4 per row
   const __m256i zero = _mm256_setzero_si256();
   for (int64_t r = 0; r < M; ++r) {
     d16[2 * r] = d16[2 * r + 1] = zero;
@@ -306,17 +309,22 @@ void build_tables_int8(const int8_t* xq, int64_t Kp, int64_t M, uint8_t* t) {
 }
 
 // As rows_int8_impl (linear_rowdesc.inc): y = (g * float(sum)) * scale * xscale + b.
+int64_t scratch_floats_int8(int64_t K, int64_t M) { return 32 * ((K + 31) / 32) + 8 + 8 * 6 * M + kI8Rows * M; }
+
 bool rows_int8(const LinearProblem& p, const uint8_t* tables, float* scratch, int64_t n0, int64_t n1) {
+  // scratch: the block's mask words (32 per word), its sums (6 M ymm, 32-byte aligned), its results
   uint32_t* mt = reinterpret_cast<uint32_t*>(scratch);
+  __m256i* work = reinterpret_cast<__m256i*>((reinterpret_cast<uintptr_t>(mt + 32 * ((p.K + 31) / 32)) + 31) &
+                                             ~uintptr_t(31));
+  int32_t* sums = reinterpret_cast<int32_t*>(work + 6 * p.M);
   const float g = p.coat_scales[0];
-  int32_t sums[kLutMaxRowsInt8 * kI8Rows];
   for (int64_t n = n0; n < n1; n += kI8Rows) {
     const int64_t nr = n1 - n < kI8Rows ? n1 - n : kI8Rows;
     for (int q = 0; q < 4; ++q) {
       const int64_t a = n + 8 * q < n + nr ? n + 8 * q : n + nr, b = n + 8 * q + 8 < n + nr ? n + 8 * q + 8 : n + nr;
       transpose_masks(p, a, b, mt + 8 * q, kI8Rows, 0, (p.K + 31) / 32);
     }
-    lut_i8_block(p, tables, mt, n, sums);
+    lut_i8_block(p, tables, mt, n, work, sums);
     for (int64_t r = 0; r < p.M; ++r) {
       float* y = p.y + r * p.ldy + n - p.row_begin;
       for (int64_t i = 0; i < nr; ++i) {
