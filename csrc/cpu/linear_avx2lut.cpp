@@ -23,7 +23,6 @@
 
 #include <cstring>
 
-
 #include "../core/slt_contract.h"
 #include "avx2_common.h"
 #include "linear.h"
@@ -308,8 +307,9 @@ void build_tables_int8(const int8_t* xq, int64_t Kp, int64_t M, uint8_t* t) {
       }
 }
 
-// As rows_int8_impl (linear_rowdesc.inc): y = (g * float(sum)) * scale * xscale + b.
 int64_t scratch_floats_int8(int64_t K, int64_t M) { return 32 * ((K + 31) / 32) + 8 + 8 * 6 * M + kI8Rows * M; }
+
+// As rows_int8_impl (linear_rowdesc.inc): y = (g * float(sum)) * scale * xscale + b.
 
 bool rows_int8(const LinearProblem& p, const uint8_t* tables, float* scratch, int64_t n0, int64_t n1) {
   // scratch: the block's mask words (32 per word), its sums (6 M ymm, 32-byte aligned), its results
