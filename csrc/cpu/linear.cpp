@@ -178,7 +178,9 @@ bool lut_applies(const LinearProblem& p, Isa isa) {
   if (p.lut == LutMode::kOff || p.planes == nullptr || p.C != 1 || p.dist != kSignedConstant) return false;
   const LutRows r = lut_rows(isa);
   const bool on = p.lut == LutMode::kOn, int8 = p.xq != nullptr;
-  if (int8 && !on && p.M * 32 * ((p.K + 31) / 32) * 8 > kLutAutoTableBytesInt8) return false;
+#if defined(SLT_HW_HAVE_AVX2)  // (the one int8 table lookup)
+  if (int8 && !on && avx2lut::table_bytes_int8(p.K, p.M) > kLutAutoTableBytesInt8) return false;
+#endif
   return p.M >= 1 && p.M <= (int8 ? (on ? r.max_int8 : r.auto_int8) : (on ? r.max_float : r.auto_float));
 }
 
