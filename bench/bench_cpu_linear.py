@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from utils import interleaved_times, median_seconds, report, with_env
 
 from slt_hw import pack_binary, pack_multicoat, slt_linear
-from slt_hw.backends import cpu
+from slt_hw.backends import cpu, layout_cache
 from slt_hw.ops import slt_linear_int8, slt_linear_reference
 
 
@@ -62,7 +62,8 @@ def bench_shape(n: int, k: int, batches: list[int], density: float, with_referen
     mem = {"F.linear fp32": 4 * n * k, "F.linear bf16": 2 * n * k, "dynamic int8": n * k + 4 * n,
            "slt reference": slt_bytes}
     mem.update({f"slt cpp{a}{b}": slt_bytes for a in ("", " int8") for b in ("", " lut=off", " lut=on")})
-    mem.update({"slt cpp bf16": slt_bytes, "slt cpp bf16 amx": slt_bytes, "slt cpp int8 amx": slt_bytes})
+    mem.update({"slt cpp bf16": slt_bytes, "slt cpp bf16 amx": slt_bytes, "slt cpp int8 amx": slt_bytes,
+                "slt cpp int8 uncached": slt_bytes})
     amx = "amx" in cpu.cpu_isas()  # forced only (never chosen automatically): timed where the CPU has it
     max_lut, max_lut_int8 = lut_rows(fmt, dist)
     rows = []
@@ -80,6 +81,8 @@ def bench_shape(n: int, k: int, batches: list[int], density: float, with_referen
             impls["slt cpp bf16 amx"] = with_env(cpu.ISA_ENV, "amx", impls["slt cpp bf16"])
         if sc:
             impls["slt cpp int8"] = lambda x=x: slt_linear_int8(x, packed)
+            if b <= max_lut_int8:  # a one-off call: the table lookup transposes the mask itself
+                impls["slt cpp int8 uncached"] = with_env(layout_cache.ENV, "off", impls["slt cpp int8"])
             if amx:
                 impls["slt cpp int8 amx"] = with_env(cpu.ISA_ENV, "amx", impls["slt cpp int8"])
         for mode in ("off", "on"):  # where the table-lookup kernel applies: timed forced off and on too
@@ -90,11 +93,13 @@ def bench_shape(n: int, k: int, batches: list[int], density: float, with_referen
         times = interleaved_times(impls, clock=clock, stat=stat)
         if with_reference:  # seconds per call: timed on its own, a few times
             times["slt reference"] = median_seconds(lambda x=x: slt_linear_reference(x, packed), repeat=3, warmup=1)
+        layout = cpu.LUT_MASKS.nbytes()  # the int8 table lookup's mask layout, held once it has run twice
         for name, t in times.items():
+            held = layout if name.startswith("slt cpp int8") and "uncached" not in name and "amx" not in name else 0
             rows.append({
                 "shape": f"{n}x{k}", "batch": b, "impl": name, "ms": f"{t * 1e3:.3f}",
                 "Gweights/s": f"{n * k / t / 1e9:.2f}", "GFLOP/s": f"{2 * n * k * b / t / 1e9:.1f}",
-                "vs fp32": f"{times['F.linear fp32'] / t:.2f}x", "weight MiB": f"{mem[name] / 2**20:.2f}",
+                "vs fp32": f"{times['F.linear fp32'] / t:.2f}x", "weight MiB": f"{(mem[name] + held) / 2**20:.2f}",
             })
     return rows
 

@@ -201,41 +201,78 @@ PYBIND11_MODULE(_C, m) {
       },
       "Instruction sets the fused CPU kernels can use on this machine, worst first.");
 
+  // A LinearProblem of slt_linear's arguments (lut: "auto", "on" or "off").
+  auto problem = [](const slt::WeightDesc& w, uintptr_t x, int64_t M, int64_t ldx, uintptr_t y, int64_t ldy,
+                    int64_t row_begin, int64_t row_end, uintptr_t bias, uintptr_t xq, uintptr_t xscale,
+                    const std::string& lut, uintptr_t xb) {
+    slt::cpu::LinearProblem p;
+    static_cast<slt::WeightDesc&>(p) = w;
+    p.x = ptr<const float>(x);
+    p.xb = ptr<const uint16_t>(xb);
+    p.M = M;
+    p.ldx = ldx;
+    p.y = ptr<float>(y);
+    p.ldy = ldy;
+    p.row_begin = row_begin;
+    p.row_end = row_end;
+    p.bias = ptr<const float>(bias);
+    p.xq = ptr<const int8_t>(xq);
+    p.xscale = ptr<const float>(xscale);
+    if (lut == "auto")
+      p.lut = slt::cpu::LutMode::kAuto;
+    else if (lut == "on")
+      p.lut = slt::cpu::LutMode::kOn;
+    else if (lut == "off")
+      p.lut = slt::cpu::LutMode::kOff;
+    else
+      throw py::value_error("lut: expected 'auto', 'on' or 'off', got " + lut);
+    return p;
+  };
+
   m.def(
       "slt_linear",
-      [](const slt::WeightDesc& w, uintptr_t x, int64_t M, int64_t ldx, uintptr_t y, int64_t ldy,
-         int64_t row_begin, int64_t row_end, uintptr_t bias, uintptr_t xq, uintptr_t xscale, const std::string& isa,
-         int threads, const std::string& lut, uintptr_t xb) {
-        slt::cpu::LinearProblem p;
-        static_cast<slt::WeightDesc&>(p) = w;
-        p.x = ptr<const float>(x);
-        p.xb = ptr<const uint16_t>(xb);
-        p.M = M;
-        p.ldx = ldx;
-        p.y = ptr<float>(y);
-        p.ldy = ldy;
-        p.row_begin = row_begin;
-        p.row_end = row_end;
-        p.bias = ptr<const float>(bias);
-        p.xq = ptr<const int8_t>(xq);
-        p.xscale = ptr<const float>(xscale);
-        if (lut == "auto")
-          p.lut = slt::cpu::LutMode::kAuto;
-        else if (lut == "on")
-          p.lut = slt::cpu::LutMode::kOn;
-        else if (lut == "off")
-          p.lut = slt::cpu::LutMode::kOff;
-        else
-          throw py::value_error("lut: expected 'auto', 'on' or 'off', got " + lut);
+      [problem](const slt::WeightDesc& w, uintptr_t x, int64_t M, int64_t ldx, uintptr_t y, int64_t ldy,
+                int64_t row_begin, int64_t row_end, uintptr_t bias, uintptr_t xq, uintptr_t xscale,
+                const std::string& isa, int threads, const std::string& lut, uintptr_t xb, uintptr_t lut_masks,
+                int64_t lut_masks_bytes) {
+        slt::cpu::LinearProblem p = problem(w, x, M, ldx, y, ldy, row_begin, row_end, bias, xq, xscale, lut, xb);
+        p.lut_masks = ptr<const uint8_t>(lut_masks);
+        p.lut_masks_bytes = lut_masks_bytes;
         const slt::cpu::Isa which = parse_isa(isa);
         py::gil_scoped_release release;
         slt::cpu::slt_linear(p, which, threads);
       },
       "Fused y = x W_eff[row_begin:row_end]^T + bias (float32, row-major); xq/xscale: int8 activations; xb (x = "
-      "0): bf16 activations.",
+      "0): bf16 activations; lut_masks: the mask in the int8 table lookup's layout (pack_lut_masks), or 0.",
       py::arg("w"), py::arg("x"), py::arg("M"), py::arg("ldx"), py::arg("y"), py::arg("ldy"), py::arg("row_begin"),
       py::arg("row_end"), py::arg("bias") = 0, py::arg("xq") = 0, py::arg("xscale") = 0, py::arg("isa") = "auto",
-      py::arg("threads") = 0, py::arg("lut") = "auto", py::arg("xb") = 0);
+      py::arg("threads") = 0, py::arg("lut") = "auto", py::arg("xb") = 0, py::arg("lut_masks") = 0,
+      py::arg("lut_masks_bytes") = 0);
+
+  m.def(
+      "lut_masks_bytes",
+      [problem](const slt::WeightDesc& w, int64_t M, const std::string& isa, const std::string& lut) {
+        // only whether int8 activations are given matters here: stand-in pointers, never read
+        static const int8_t xq = 0;
+        static const float xscale = 0.0f;
+        static float y = 0.0f;
+        slt::cpu::LinearProblem p = problem(w, 0, M, w.K, reinterpret_cast<uintptr_t>(&y), w.N, 0, w.N, 0,
+                                            reinterpret_cast<uintptr_t>(&xq), reinterpret_cast<uintptr_t>(&xscale),
+                                            lut, 0);
+        return slt::cpu::lut_masks_bytes(p, parse_isa(isa));
+      },
+      "Bytes of the mask layout slt_linear would read for M rows of int8 activations (pack_lut_masks): "
+      "nonzero only where it runs AVX2's int8 table lookup.",
+      py::arg("w"), py::arg("M"), py::arg("isa") = "auto", py::arg("lut") = "auto");
+
+  m.def(
+      "pack_lut_masks",
+      [](const slt::WeightDesc& w, uintptr_t dst, int64_t bytes, int threads) {
+        py::gil_scoped_release release;
+        slt::cpu::pack_lut_masks(w, ptr<uint8_t>(dst), bytes, threads);
+      },
+      "The binary weight's mask in the int8 table lookup's layout, into dst (lut_masks_bytes bytes).",
+      py::arg("w"), py::arg("dst"), py::arg("bytes"), py::arg("threads") = 0);
 
   m.def(
       "quantize_int8",

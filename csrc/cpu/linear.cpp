@@ -118,6 +118,16 @@ namespace {
 
 void fail(const std::string& msg) { throw std::invalid_argument(msg); }
 
+// Bytes of the int8 table lookup's mask layout for this weight (0: not built with AVX2).
+int64_t mask_layout_bytes(const WeightDesc& w) {
+#if defined(SLT_HW_HAVE_AVX2)
+  return avx2lut::mask_bytes_int8(w.N, w.K);
+#else
+  (void)w;
+  return 0;
+#endif
+}
+
 void validate(const LinearProblem& p) {
   for (const std::string& e : {check_weight(p, p.M > 0), check_rows(p.N, p.row_begin, p.row_end)})
     if (!e.empty()) fail(e);
@@ -129,6 +139,13 @@ void validate(const LinearProblem& p) {
     fail("dist: int8 activations need the signed_constant distribution (weights in {-s, 0, +s})");
   if (p.ldx < p.K) fail("x: row stride smaller than in_features");
   if (p.ldy < p.row_end - p.row_begin) fail("y: row stride smaller than the number of output rows");
+  if (p.lut_masks != nullptr) {
+    const int64_t want = p.planes != nullptr && p.C == 1 ? mask_layout_bytes(p) : 0;
+    if (want == 0) fail("lut_masks: given for a weight that is not in the binary format (one mask plane)");
+    if (p.lut_masks_bytes != want)
+      fail("lut_masks: expected " + std::to_string(want) + " bytes (pack_lut_masks of this weight), got " +
+           std::to_string(p.lut_masks_bytes));
+  }
 }
 
 // Runs task(scratch, n0, n1) on rows [row_begin, row_end) in tasks of `block` rows, in parallel
@@ -187,6 +204,29 @@ bool lut_applies(const LinearProblem& p, Isa isa) {
 bool amx_applies(const LinearProblem& p, Isa isa) {
   return isa == Isa::kAmx && (p.xb != nullptr || p.xq != nullptr) && p.planes != nullptr && p.C == 1 &&
          p.dist == kSignedConstant && p.M >= kAmxMinRows;
+}
+
+int64_t lut_masks_bytes(const LinearProblem& p, Isa isa) {
+  const bool int8_lut = isa == Isa::kAvx2 && p.xq != nullptr && isa_supported(isa) && lut_applies(p, isa);
+  return int8_lut ? mask_layout_bytes(p) : 0;
+}
+
+void pack_lut_masks(const WeightDesc& w, uint8_t* dst, int64_t bytes, int threads) {
+  for (const std::string& e : {check_weight(w, true), check_rows(w.N, 0, w.N)})
+    if (!e.empty()) fail(e);
+  const int64_t want = w.planes != nullptr && w.C == 1 ? mask_layout_bytes(w) : 0;
+  if (want == 0 || !isa_supported(Isa::kAvx2))
+    fail("pack_lut_masks: needs a binary-format weight (one mask plane) and an AVX2 CPU");
+  if (dst == nullptr || bytes != want)
+    fail("dst: expected " + std::to_string(want) + " bytes, got " + std::to_string(bytes) + (dst ? "" : " (null)"));
+#if defined(SLT_HW_HAVE_AVX2)
+  for_each_row_task(0, w.N, kLutBlockRowsInt8, w.K, 0, threads, 1 << 16, [&](float*, int64_t n0, int64_t n1) {
+    avx2lut::pack_block(w, n0, n1, dst + n0 / kLutBlockRowsInt8 * ((w.K + 31) / 32) * 128);
+    return true;
+  });
+#else
+  (void)threads;
+#endif
 }
 
 void slt_linear(const LinearProblem& p, Isa isa, int threads) {
@@ -271,7 +311,7 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
   // weight rows per task (a table lookup past the small batch too: whole 32-row blocks)
   const int64_t block = amx      ? kAmxTaskRows
                         : lut512  ? kLutTaskRowsAvx512
-                        : lut     ? (int8 ? 32 : kLutTaskRows)
+                        : lut     ? (int8 ? kLutBlockRowsInt8 : kLutTaskRows)
                         : blocked ? kTaskRows
                                   : 8;
   auto run = [&](float* scratch, int64_t n0, int64_t n1) {

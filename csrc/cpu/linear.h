@@ -51,6 +51,7 @@ constexpr int64_t kLutMaxRowsInt8 = 512;
 constexpr int64_t kLutAutoRows = 4;
 constexpr int64_t kLutAutoRowsInt8 = 512;
 constexpr int64_t kLutAutoTableBytesInt8 = int64_t(12) << 20;
+constexpr int64_t kLutBlockRowsInt8 = 32;  // int8: weight rows per task and per block of its mask layout
 constexpr int64_t kLutTaskRows = 64;  // float: weight rows per thread task (8-row blocks sharing each column chunk)
 // AVX-512 (linear_avx512lut.cpp): float activations only, up to kSmallBatch rows; weight rows
 // per thread task (a multiple of 16: the tasks' 16-row blocks share each column chunk's tables).
@@ -84,6 +85,10 @@ struct LinearProblem : WeightDesc {
   int64_t row_begin = 0, row_end = 0;
   const float* bias = nullptr;  // (row_end - row_begin) or null
   LutMode lut = LutMode::kAuto;  // the table-lookup kernel: where it applies (lut_applies)
+  // The int8 table lookup's layout of the mask (pack_lut_masks of this weight, lut_masks_bytes
+  // bytes), or null: that kernel then transposes each 32-row block's masks itself, every call.
+  const uint8_t* lut_masks = nullptr;
+  int64_t lut_masks_bytes = 0;
 };
 
 bool isa_supported(Isa isa);
@@ -98,6 +103,13 @@ bool lut_applies(const LinearProblem& p, Isa isa);
 // Whether slt_linear runs this problem with an AMX kernel: kAmx, bf16 or int8 activations, one
 // mask plane, signed constant, M >= kAmxMinRows.
 bool amx_applies(const LinearProblem& p, Isa isa);
+
+// Bytes of the mask layout (pack_lut_masks) that slt_linear would read for this problem: nonzero
+// only where it runs AVX2's int8 table lookup. Reading it there saves the per-call transposes
+// of the mask (a cache of the caller's: slt_hw/backends/cpu.py).
+int64_t lut_masks_bytes(const LinearProblem& p, Isa isa);
+// The binary weight's mask in that layout, into dst (lut_masks_bytes bytes), with `threads` threads.
+void pack_lut_masks(const WeightDesc& w, uint8_t* dst, int64_t bytes, int threads);
 
 // Validates, then runs with `threads` OpenMP threads (<= 0: the OpenMP default).
 // Throws std::invalid_argument on bad arguments or a free-bit stream that does not match.
@@ -156,6 +168,9 @@ int64_t table_entries(int64_t K, int64_t M);
 int64_t scratch_floats(int64_t M);  // per float task (kLutTaskRows rows)
 int64_t table_bytes_int8(int64_t K, int64_t M);
 int64_t scratch_floats_int8(int64_t K, int64_t M);
+// int8: the mask layout (32-row blocks, each word's 32 mask words transposed to bytes) and one block of it
+int64_t mask_bytes_int8(int64_t N, int64_t K);
+void pack_block(const WeightDesc& w, int64_t n0, int64_t n1, uint8_t* dst);
 void build_tables(const float* xp, int64_t Kp, int64_t M, float* t);
 void build_tables_int8(const int8_t* xq, int64_t Kp, int64_t M, uint8_t* t);
 bool rows(const LinearProblem& p, const float* tables, float* scratch, int64_t n0, int64_t n1);

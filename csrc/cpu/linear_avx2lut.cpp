@@ -43,7 +43,7 @@ int64_t chunk_words(int64_t M) { return M >= 4 ? 8 : 32 / M; }
 
 // mt[stride * i + r] = mask word w0 + i of row n0 + r, i < words, r < 8 (zero for rows at or
 // past n1): eight rows' mask words with lanes = rows.
-void transpose_masks(const LinearProblem& p, int64_t n0, int64_t n1, uint32_t* mt, int64_t stride, int64_t w0,
+void transpose_masks(const WeightDesc& p, int64_t n0, int64_t n1, uint32_t* mt, int64_t stride, int64_t w0,
                      int64_t words) {
   const int64_t W = (p.K + 31) / 32;
   const uint32_t* rows[8];
@@ -145,7 +145,7 @@ constexpr LutChunk kLutChunk[kLutMaxRows + 1] = {nullptr, lut_chunk<1>, lut_chun
 // range); vpmaddubsw by (1, 32) joins lo and hi into int16, |.| <= 4092 per 4 groups, 4096 per
 // word: int16 sums over 4 words, then int32. Per 4 weights and activation row: two vpshufb
 // (both 32 rows), where the register kernel spends a vpmaddubsw per 32 weights and row.
-constexpr int kI8Rows = 32;       // weight rows per block
+constexpr int kI8Rows = int(kLutBlockRowsInt8);  // weight rows per block
 constexpr int kI8WordsInt16 = 4;  // words summed in int16 before widening
 constexpr int kI8RowGroup = 4;    // activation rows per sweep of a word's indices (2 byte accumulators each)
 constexpr int64_t kI8Ahead = 2;   // a word's P/N bytes are made this many words before its lookups
@@ -175,20 +175,35 @@ inline __m256i bcast16(const uint8_t* p) {
 }
 
 // Word w of 32 weight rows: pn[k] = byte k of the rows' P words, pn[4 + k] of their N words
-// (transpose_bytes' order). mt: 32 mask words per word; c[q]: the sign counters of rows 8q ..
-// 8q + 7 at word 0.
-inline void make_pn(const uint32_t* mt, const __m256i c[4], __m256i k0, __m256i k1, int64_t w, __m256i* pn) {
-  __m256i pw[4], nw[4], cs[4], s[4];
+// (transpose_bytes' order). c[q]: the sign counters of rows 8q .. 8q + 7 at word 0. The signs
+// are hashed with lanes = rows. m: the word's 128 mask bytes,
+//   kMaskBytes: already in the byte order (pack_block): the signs are transposed to it, once;
+//   else: 32 mask words, lanes = rows (transpose_masks): split there, P and N then transposed
+//     (one transpose more per word than the packed layout, none in a pass of their own).
+template <bool kMaskBytes>
+inline void make_pn(const uint8_t* m, const __m256i c[4], __m256i k0, __m256i k1, int64_t w, __m256i* pn) {
+  __m256i cs[4], s[4];
   const __m256i wv = _mm256_set1_epi32(int32_t(uint32_t(w)));
   for (int q = 0; q < 4; ++q) cs[q] = _mm256_add_epi32(c[q], wv);
   avx2common::hash_v4(cs, k0, k1, s);
-  for (int q = 0; q < 4; ++q) {
-    const __m256i m = load32(mt + kI8Rows * w + 8 * q);
-    pw[q] = _mm256_andnot_si256(s[q], m);
-    nw[q] = _mm256_and_si256(s[q], m);
+  if (kMaskBytes) {
+    __m256i sb[4];
+    transpose_bytes(s, sb);
+    for (int k = 0; k < 4; ++k) {
+      const __m256i mk = load32(m + 32 * k);
+      pn[k] = _mm256_andnot_si256(sb[k], mk);
+      pn[4 + k] = _mm256_and_si256(sb[k], mk);
+    }
+  } else {
+    __m256i pw[4], nw[4];
+    for (int q = 0; q < 4; ++q) {
+      const __m256i mq = load32(m + 32 * q);
+      pw[q] = _mm256_andnot_si256(s[q], mq);
+      nw[q] = _mm256_and_si256(s[q], mq);
+    }
+    transpose_bytes(pw, pn);
+    transpose_bytes(nw, pn + 4);
   }
-  transpose_bytes(pw, pn);
-  transpose_bytes(nw, pn + 4);
 }
 
 // Word w against activation rows [r0, r0 + R): d[2 r], d[2 r + 1] (int16, the byte order of
@@ -226,12 +241,13 @@ inline void word_rows(const uint8_t* tables, int64_t M, int64_t w, int64_t r0, c
 }
 
 // Rows [n0, n0 + 32) against M activation rows: out[32 r + byte_of_row(i)] = the exact int sum
-// of row n0 + i (rows at or past the task's end have zero masks). mt: 32 mask words per word.
+// of row n0 + i. masks: the block's masks, 128 bytes per word, as make_pn<kMaskBytes> takes them.
 // A word's P/N bytes (hash, transposes) are made kI8Ahead words before its lookups, in a ring,
 // so that they overlap earlier lookups instead of delaying their own (1.69 -> 1.63 ms at one
 // row, 4.64 -> 4.27 ms at eight, 11008 x 4096).
 // work: 6 M ymm (the rows' int16 and int32 sums).
-void lut_i8_block(const LinearProblem& p, const uint8_t* tables, const uint32_t* mt, int64_t n0, __m256i* work,
+template <bool kMaskBytes>
+void lut_i8_block(const LinearProblem& p, const uint8_t* tables, const uint8_t* masks, int64_t n0, __m256i* work,
                   int32_t* out) {
   const int64_t W = (p.K + 31) / 32, M = p.M;
   const __m256i k0 = _mm256_set1_epi32(int32_t(p.k0)), k1 = _mm256_set1_epi32(int32_t(p.k1));
@@ -257,9 +273,9 @@ void lut_i8_block(const LinearProblem& p, const uint8_t* tables, const uint32_t*
       d16[2 * r] = d16[2 * r + 1] = zero;
     }
   };
-  for (int64_t w = 0; w < kI8Ahead && w < W; ++w) make_pn(mt, c, k0, k1, w, pn + 8 * w);
+  for (int64_t w = 0; w < kI8Ahead && w < W; ++w) make_pn<kMaskBytes>(masks + 128 * w, c, k0, k1, w, pn + 8 * w);
   for (int64_t w = 0; w < W; ++w) {
-    if (w + kI8Ahead < W) make_pn(mt, c, k0, k1, w + kI8Ahead, pn + 8 * ((w + kI8Ahead) % (kI8Ahead + 1)));
+    if (w + kI8Ahead < W) make_pn<kMaskBytes>(masks + 128 * (w + kI8Ahead), c, k0, k1, w + kI8Ahead, pn + 8 * ((w + kI8Ahead) % (kI8Ahead + 1)));
     const __m256i* pw = pn + 8 * (w % (kI8Ahead + 1));
     for (int64_t r0 = 0; r0 < M; r0 += kI8RowGroup) {
       __m256i* d = d16 + 2 * r0;
@@ -307,24 +323,47 @@ void build_tables_int8(const int8_t* xq, int64_t Kp, int64_t M, uint8_t* t) {
       }
 }
 
+int64_t mask_bytes_int8(int64_t N, int64_t K) { return (N + kI8Rows - 1) / kI8Rows * ((K + 31) / 32) * 128; }
+
+// Rows [n0, min(n0 + 32, n1)) (zero masks past them), each word's 32 mask words transposed to
+// bytes in place: dst + 128 w holds byte k of the rows' word w at 32 k + byte_of_row(row).
+void pack_block(const WeightDesc& p, int64_t n0, int64_t n1, uint8_t* dst) {
+  const int64_t W = (p.K + 31) / 32;
+  uint32_t* mt = reinterpret_cast<uint32_t*>(dst);
+  for (int q = 0; q < 4; ++q) {
+    const int64_t a = n0 + 8 * q < n1 ? n0 + 8 * q : n1, b = n0 + 8 * q + 8 < n1 ? n0 + 8 * q + 8 : n1;
+    transpose_masks(p, a, b, mt + 8 * q, kI8Rows, 0, W);
+  }
+  for (int64_t w = 0; w < W; ++w) {
+    __m256i a[4], b[4];
+    for (int q = 0; q < 4; ++q) a[q] = load32(mt + 32 * w + 8 * q);
+    transpose_bytes(a, b);
+    for (int k = 0; k < 4; ++k) _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 128 * w + 32 * k), b[k]);
+  }
+}
+
 int64_t scratch_floats_int8(int64_t K, int64_t M) { return 32 * ((K + 31) / 32) + 8 + 8 * 6 * M + kI8Rows * M; }
 
 // As rows_int8_impl (linear_rowdesc.inc): y = (g * float(sum)) * scale * xscale + b.
 
 bool rows_int8(const LinearProblem& p, const uint8_t* tables, float* scratch, int64_t n0, int64_t n1) {
-  // scratch: the block's mask words (32 per word), its sums (6 M ymm, 32-byte aligned), its results
+  // scratch: a block's mask words (unless given packed), its sums (6 M ymm, 32-byte aligned), its results
+  const int64_t W = (p.K + 31) / 32;
   uint32_t* mt = reinterpret_cast<uint32_t*>(scratch);
-  __m256i* work = reinterpret_cast<__m256i*>((reinterpret_cast<uintptr_t>(mt + 32 * ((p.K + 31) / 32)) + 31) &
-                                             ~uintptr_t(31));
+  __m256i* work = reinterpret_cast<__m256i*>((reinterpret_cast<uintptr_t>(mt + 32 * W) + 31) & ~uintptr_t(31));
   int32_t* sums = reinterpret_cast<int32_t*>(work + 6 * p.M);
   const float g = p.coat_scales[0];
   for (int64_t n = n0; n < n1; n += kI8Rows) {
     const int64_t nr = n1 - n < kI8Rows ? n1 - n : kI8Rows;
-    for (int q = 0; q < 4; ++q) {
-      const int64_t a = n + 8 * q < n + nr ? n + 8 * q : n + nr, b = n + 8 * q + 8 < n + nr ? n + 8 * q + 8 : n + nr;
-      transpose_masks(p, a, b, mt + 8 * q, kI8Rows, 0, (p.K + 31) / 32);
+    if (p.lut_masks != nullptr && n % kI8Rows == 0) {
+      lut_i8_block<true>(p, tables, p.lut_masks + (n / kI8Rows) * W * 128, n, work, sums);
+    } else {
+      for (int q = 0; q < 4; ++q) {
+        const int64_t a = n + 8 * q < n + nr ? n + 8 * q : n + nr, b = n + 8 * q + 8 < n + nr ? n + 8 * q + 8 : n + nr;
+        transpose_masks(p, a, b, mt + 8 * q, kI8Rows, 0, W);
+      }
+      lut_i8_block<false>(p, tables, reinterpret_cast<const uint8_t*>(mt), n, work, sums);
     }
-    lut_i8_block(p, tables, mt, n, work, sums);
     for (int64_t r = 0; r < p.M; ++r) {
       float* y = p.y + r * p.ldy + n - p.row_begin;
       for (int64_t i = 0; i < nr; ++i) {

@@ -26,6 +26,7 @@ from .._ops import conv2d_output_format, conv2d_output_size
 from ..contract import Dist, Key, check_geometry, check_key, check_rows, check_scale, check_thresholds
 from ..dispatch import Backend, register
 from . import composite
+from .layout_cache import LayoutCache
 
 ISA_ENV = "SLT_HW_CPU_ISA"
 KNOWN_ISAS = ("scalar", "avx2", "avx512", "avx512vnni")
@@ -96,6 +97,27 @@ def _ptr(t: torch.Tensor | None) -> int:
     return 0 if t is None else t.data_ptr()
 
 
+# The int8 table lookup's layout of masks used again unchanged (layout_cache.py)
+LUT_MASKS = LayoutCache()
+
+
+def _lut_masks(mod, w: tuple, desc, m: int, isa: str, lut: str) -> tuple[int, int]:
+    """(pointer, bytes) of the mask in the int8 table lookup's layout where that kernel runs and
+    the mask is cached, else (0, 0): the kernel then transposes it itself."""
+    nbytes = mod.lut_masks_bytes(desc, m, isa, lut)
+    if nbytes == 0:
+        return 0, 0
+
+    def build() -> torch.Tensor:
+        out = torch.empty(nbytes, dtype=torch.uint8)
+        mod.pack_lut_masks(desc, out.data_ptr(), nbytes, torch.get_num_threads())
+        return out
+
+    src = w[0]
+    packed = LUT_MASKS.get(src, (src.data_ptr(), tuple(src.shape), src.stride(), desc.n, desc.k), build)
+    return (0, 0) if packed is None else (packed.data_ptr(), nbytes)
+
+
 def linear(x, bias, *rest, int8: bool = False, isa: str | None = None, threads: int | None = None,
            lut: str | None = None) -> torch.Tensor:
     """y = x W_eff[row_begin:row_end]ᵀ + bias in x's dtype (rest: the weight block, row_begin,
@@ -121,8 +143,10 @@ def linear(x, bias, *rest, int8: bool = False, isa: str | None = None, threads: 
     y = torch.empty(x2.shape[0], r1 - r0, dtype=torch.float32)
     b = None if bias is None else bias.to(torch.float32).contiguous()
     xf, xb = (0, x2.data_ptr()) if bf16 else (0 if int8 else x2.data_ptr(), 0)
-    mod.slt_linear(desc, xf, x2.shape[0], ldx, y.data_ptr(), r1 - r0, r0, r1, _ptr(b), _ptr(xq), _ptr(xs), _isa(isa),
-                   torch.get_num_threads() if threads is None else threads, _lut(lut), xb)
+    isa, lut = _isa(isa), _lut(lut)
+    masks, masks_bytes = _lut_masks(mod, w, desc, x2.shape[0], isa, lut) if int8 else (0, 0)
+    mod.slt_linear(desc, xf, x2.shape[0], ldx, y.data_ptr(), r1 - r0, r0, r1, _ptr(b), _ptr(xq), _ptr(xs), isa,
+                   torch.get_num_threads() if threads is None else threads, lut, xb, masks, masks_bytes)
     return y.reshape(*x.shape[:-1], r1 - r0).to(x.dtype)
 
 
