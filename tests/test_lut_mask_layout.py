@@ -162,3 +162,15 @@ def test_cache_arguments(monkeypatch):
     monkeypatch.setenv(layout_cache.ENV, "sometimes")
     with pytest.raises(ValueError, match=r"SLT_HW_CPU_LAYOUT_CACHE: expected one of \['on', 'off'\]"):
         layout_cache.LayoutCache().get(torch.zeros(1), "k", lambda: torch.zeros(1))
+
+
+def test_cache_shows_in_the_backend_description(monkeypatch):
+    from slt_hw import dispatch
+
+    monkeypatch.setenv(cpu.ISA_ENV, "avx2")
+    monkeypatch.delenv(cpu.LUT_ENV, raising=False)
+    for mode in ("on", "off"):
+        monkeypatch.setenv(layout_cache.ENV, mode)
+        assert f"masks used twice kept transposed (SLT_HW_CPU_LAYOUT_CACHE={mode})" in dispatch.get("cpp").describe()
+    monkeypatch.setenv(layout_cache.ENV, "sometimes")
+    assert "SLT_HW_CPU_LAYOUT_CACHE: expected one of" in dispatch.get("cpp").describe()

@@ -25,7 +25,7 @@ from .. import _ext
 from .._ops import conv2d_output_format, conv2d_output_size
 from ..contract import Dist, Key, check_geometry, check_key, check_rows, check_scale, check_thresholds
 from ..dispatch import Backend, register
-from . import composite
+from . import composite, layout_cache
 from .layout_cache import LayoutCache
 
 ISA_ENV = "SLT_HW_CPU_ISA"
@@ -235,9 +235,12 @@ def _describe() -> str:
             rows, rows8 = (info["max_rows"], info["max_rows_int8"]) if on else (info["auto_rows"],
                                                                                info["auto_rows_int8"])
             int8 = f"int8 activations <= {rows8}" if rows8 else "not for int8 activations"
+            if rows8:
+                cache = "on" if LayoutCache.enabled() else "off"
+                int8 += f", masks used twice kept transposed ({layout_cache.ENV}={cache})"
             table = (f"; binary signed-constant weights at batch <= {rows} ({int8}): "
                      f"table lookup ({info['isa']}, {LUT_ENV}={info['mode']})")
-    except (RuntimeError, ValueError) as e:  # no extension, or a bad SLT_HW_CPU_LUT
+    except (RuntimeError, ValueError) as e:  # no extension, or a bad SLT_HW_CPU_LUT / _LAYOUT_CACHE
         table = f"; table lookup unknown: {e}"
     try:
         mode = _conv_mode(None)
