@@ -280,7 +280,8 @@ void lut_i8_block(const LinearProblem& p, const uint8_t* tables, const uint8_t* 
   };
   for (int64_t w = 0; w < kI8Ahead && w < W; ++w) make_pn<kMaskBytes>(masks + 128 * w, c, k0, k1, w, pn + 8 * w);
   for (int64_t w = 0; w < W; ++w) {
-    if (w + kI8Ahead < W) make_pn<kMaskBytes>(masks + 128 * (w + kI8Ahead), c, k0, k1, w + kI8Ahead, pn + 8 * ((w + kI8Ahead) % (kI8Ahead + 1)));
+    const int64_t ahead = w + kI8Ahead;
+    if (ahead < W) make_pn<kMaskBytes>(masks + 128 * ahead, c, k0, k1, ahead, pn + 8 * (ahead % (kI8Ahead + 1)));
     const __m256i* pw = pn + 8 * (w % (kI8Ahead + 1));
     if (kM) {
       word_rows<kM ? kM : 1>(tables, kM, w, 0, pw, d16);
