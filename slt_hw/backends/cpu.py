@@ -101,12 +101,13 @@ def _ptr(t: torch.Tensor | None) -> int:
 LUT_MASKS = LayoutCache()
 
 
-def _lut_masks(mod, w: tuple, desc, m: int, isa: str, lut: str) -> tuple[int, int]:
-    """(pointer, bytes) of the mask in the int8 table lookup's layout where that kernel runs and
-    the mask is cached, else (0, 0): the kernel then transposes it itself."""
+def _lut_masks(mod, w: tuple, desc, m: int, isa: str, lut: str) -> torch.Tensor | None:
+    """The mask in the int8 table lookup's layout where that kernel runs and the mask is cached,
+    else None: the kernel then transposes it itself. (The caller holds it until the kernel
+    returns: another thread may drop it from the cache meanwhile.)"""
     nbytes = mod.lut_masks_bytes(desc, m, isa, lut)
     if nbytes == 0:
-        return 0, 0
+        return None
 
     def build() -> torch.Tensor:
         out = torch.empty(nbytes, dtype=torch.uint8)
@@ -114,8 +115,7 @@ def _lut_masks(mod, w: tuple, desc, m: int, isa: str, lut: str) -> tuple[int, in
         return out
 
     src = w[0]
-    packed = LUT_MASKS.get(src, (src.data_ptr(), tuple(src.shape), src.stride(), desc.n, desc.k), build)
-    return (0, 0) if packed is None else (packed.data_ptr(), nbytes)
+    return LUT_MASKS.get(src, (src.data_ptr(), tuple(src.shape), src.stride(), desc.n, desc.k), build)
 
 
 def linear(x, bias, *rest, int8: bool = False, isa: str | None = None, threads: int | None = None,
@@ -146,9 +146,10 @@ def linear(x, bias, *rest, int8: bool = False, isa: str | None = None, threads: 
         bias.to(torch.float32).contiguous()
     xf, xb = (0, x2.data_ptr()) if bf16 else (0 if int8 else x2.data_ptr(), 0)
     isa, lut = _isa(isa), _lut(lut)
-    masks, masks_bytes = _lut_masks(mod, w, desc, x2.shape[0], isa, lut) if int8 else (0, 0)
+    masks = _lut_masks(mod, w, desc, x2.shape[0], isa, lut) if int8 else None
     mod.slt_linear(desc, xf, x2.shape[0], ldx, y.data_ptr(), r1 - r0, r0, r1, _ptr(b), _ptr(xq), _ptr(xs), isa,
-                   torch.get_num_threads() if threads is None else threads, lut, xb, masks, masks_bytes)
+                   torch.get_num_threads() if threads is None else threads, lut, xb, _ptr(masks),
+                   0 if masks is None else masks.numel())
     y = y if x.dim() == 2 else y.reshape(*x.shape[:-1], r1 - r0)
     return y if x.dtype == torch.float32 else y.to(x.dtype)
 
