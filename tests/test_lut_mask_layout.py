@@ -156,6 +156,20 @@ def test_cache_follows_the_tensor(fresh_cache):
     assert len(fresh_cache) == 0 and fresh_cache.nbytes() == 0
 
 
+def test_inference_tensors_are_not_cached(fresh_cache, monkeypatch):
+    """A mask made under torch.inference_mode has no version counter: run uncached, same bits."""
+    monkeypatch.setenv(cpu.ISA_ENV, "avx2")
+    x = torch.randn(2, 300)
+    with torch.inference_mode():
+        p = binary(64, 300, 7)
+        ys = [slt_linear_int8(x, p, backend="cpp") for _ in range(3)]
+    assert len(fresh_cache) == 0 and all(torch.equal(y, ys[0]) for y in ys)
+    q = binary(64, 300, 7)  # the same mask made outside the mode: cached, used inside it too
+    with torch.inference_mode():
+        zs = [slt_linear_int8(x, q, backend="cpp") for _ in range(3)]
+    assert len(fresh_cache) == 1 and all(torch.equal(z, ys[0]) for z in zs)
+
+
 def test_cache_arguments(monkeypatch):
     with pytest.raises(ValueError, match="min_uses"):
         layout_cache.LayoutCache(min_uses=0)

@@ -6,7 +6,8 @@ per call when it starts from the mask as stored. Like a prepacked weight in torc
 linear, the layout is built once and reused, but only for a mask that is used again unchanged:
 it is built on the second call that sees the same tensor at the same version (a mask made anew
 every call, as in training, never pays for it), and dropped when the tensor is freed or
-modified in place (`_version`). It costs as much memory as the mask itself.
+modified in place (`_version`). It costs as much memory as the mask itself. A tensor created
+under torch.inference_mode has no version counter, so nothing is cached for it.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class LayoutCache:
         return mode == "on"
 
     def get(self, src: torch.Tensor, key: Hashable, build: Callable[[], torch.Tensor]) -> torch.Tensor | None:
-        if not self.enabled():
+        if not self.enabled() or src.is_inference():  # (no version counter: a change would go unseen)
             return None
         ident, version = id(src), src._version
         entry = self._entries.get(ident)
