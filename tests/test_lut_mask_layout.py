@@ -134,6 +134,18 @@ def test_public_op_builds_the_layout_on_second_use(fresh_cache, monkeypatch):
     assert len(fresh_cache) == 0
 
 
+def test_int8_module_keeps_its_layout(fresh_cache, monkeypatch):
+    """SLTPackedLinear(int8=True): its planes buffer is the same tensor every call, so the layout
+    is built once and read from then on; the same bits throughout."""
+    from slt_hw.nn import SLTPackedLinear
+
+    monkeypatch.setenv(cpu.ISA_ENV, "avx2")
+    layer = SLTPackedLinear(binary(96, 200, 4), int8=True)
+    x = torch.randn(2, 200)
+    ys = [layer(x) for _ in range(4)]
+    assert len(fresh_cache) == 1 and all(torch.equal(y, ys[0]) for y in ys)
+
+
 def test_cache_follows_the_tensor(fresh_cache):
     """Rebuilt after the tensor is modified in place (its version), for another key, and dropped
     with the tensor."""

@@ -133,6 +133,29 @@ def test_direct_path_only_without_autograd(fmt, via, monkeypatch):
     assert len(op_calls) == 1
 
 
+@pytest.mark.parametrize("fmt", ["binary", "multicoat", "frozen"])
+def test_module_int8(fmt):
+    """SLTPackedLinear(int8=True) is slt_linear_int8 bit for bit (whatever backend runs it), also
+    under torch.compile; it needs signed-constant weights and a bool."""
+    from slt_hw.ops import slt_linear_int8, slt_linear_int8_reference
+
+    p, bias = make_packed(fmt, 20, 70, 5, "signed_constant"), torch.randn(20)
+    layer = SLTPackedLinear(p, bias, int8=True)
+    x = torch.randn(3, 70)
+    y = layer(x)
+    assert torch.equal(y, slt_linear_int8(x, p, bias))
+    torch.testing.assert_close(y, slt_linear_int8_reference(x, p, bias), rtol=1e-5, atol=1e-4)
+    assert not torch.equal(y, SLTPackedLinear(p, bias)(x))  # the float path: other bits
+    assert "int8=True" in repr(layer)
+    torch._dynamo.reset()
+    compiled = torch.compile(layer, fullgraph=True, backend="aot_eager")
+    assert torch.equal(compiled(x), y)
+    with pytest.raises(ValueError, match="int8: int8 activations need the signed_constant distribution, got uniform"):
+        SLTPackedLinear(make_packed(fmt, 20, 70, 5, "uniform"), int8=True)
+    with pytest.raises(TypeError, match="int8: expected a bool, got int"):
+        SLTPackedLinear(p, int8=1)
+
+
 @pytest.mark.parametrize("fmt", ["multicoat", "frozen"])
 def test_module_under_torch_compile(fmt):
     torch._dynamo.reset()

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from .. import _ops
+from ..contract import Dist
 from ..formats import Format, PackedWeight
 
 
@@ -13,15 +14,22 @@ class SLTPackedLinear(nn.Module):
     """y = x W_effᵀ + b with W_eff regenerated from (seed, name) and the packed mask.
 
     The masks are buffers (they move with `.to()` and live in the state dict); the seed, name,
-    distribution, scale and thresholds are plain attributes.
+    distribution, scale and thresholds are plain attributes. int8=True runs slt_linear_int8 (x
+    quantized per token, exact integer sums; signed-constant weights only), as torch's
+    dynamically quantized linear does for a dense layer.
     """
 
-    def __init__(self, packed: PackedWeight, bias: torch.Tensor | None = None, backend: str | None = None):
+    def __init__(self, packed: PackedWeight, bias: torch.Tensor | None = None, backend: str | None = None,
+                 int8: bool = False):
         super().__init__()
         if not isinstance(packed, PackedWeight):
             raise TypeError(f"packed: expected a slt_hw.PackedWeight, got {type(packed).__name__}")
         if len(packed.shape) != 2:
             raise ValueError(f"packed: expected a 2-D (out, in) weight for a linear layer, got {packed.shape}")
+        if not isinstance(int8, bool):
+            raise TypeError(f"int8: expected a bool, got {type(int8).__name__}")
+        if int8 and packed.dist is not Dist.SIGNED_CONSTANT:
+            raise ValueError(f"int8: int8 activations need the signed_constant distribution, got {packed.dist.value}")
         self.in_features, self.out_features = packed.in_features, packed.out_features
         self.backend = backend
         self._meta = packed
@@ -34,7 +42,9 @@ class SLTPackedLinear(nn.Module):
             self.register_buffer("coat_scales", packed.coat_scales)
         self.bias = None if bias is None else nn.Parameter(bias.detach().clone(), requires_grad=False)
         fmt, w = _ops.weight_args(packed)
-        self._op, self._scalars = f"linear_{fmt}", w[2:]  # the op; keys, geometry, value rule (not the masks)
+        self.int8 = int8
+        op = f"linear_int8_{fmt}" if int8 else f"linear_{fmt}"
+        self._op, self._scalars = op, w[2:]  # the op; keys, geometry, value rule (not the masks)
 
     @property
     def packed(self) -> PackedWeight:
@@ -63,4 +73,5 @@ class SLTPackedLinear(nn.Module):
     def extra_repr(self) -> str:
         p = self._meta
         return (f"in_features={self.in_features}, out_features={self.out_features}, format={p.format.value}, "
-                f"dist={p.dist.value}, seed={p.seed}, name={p.name!r}, bias={self.bias is not None}")
+                f"dist={p.dist.value}, seed={p.seed}, name={p.name!r}, bias={self.bias is not None}"
+                + (", int8=True" if self.int8 else ""))
