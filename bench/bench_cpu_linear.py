@@ -12,7 +12,10 @@ where the CPU has AMX "slt cpp bf16 amx" and "slt cpp int8 amx" force the AMX ke
 (SLT_HW_CPU_ISA=amx, never chosen automatically). Shapes are out x in; "vs fp32" is F.linear fp32 time / this time.
 "slt cpp" uses the kernel chosen automatically; where the ISA's table-lookup kernel applies
 (binary signed-constant weights, batch <= its forced maximum) the same run also times it forced
-off ("lut=off": the register kernels) and on ("lut=on"), with SLT_HW_CPU_LUT.
+off ("lut=off": the register kernels) and on ("lut=on"), with SLT_HW_CPU_LUT. The int8 table
+lookup reads the mask from a layout cached after its second call (backends/layout_cache.py;
+its memory is counted in "weight MiB"); "slt cpp int8 uncached" times a one-off call
+(SLT_HW_CPU_LAYOUT_CACHE=off).
 """
 
 from __future__ import annotations
