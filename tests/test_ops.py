@@ -156,6 +156,36 @@ def test_module_int8(fmt):
         SLTPackedLinear(p, int8=1)
 
 
+def test_set_int8_activations_on_a_packed_model():
+    """A converted and packed model: its signed-constant linears switch to int8 activations (the
+    same bits as slt_linear_int8 layer by layer) and back; its convolutions and the layers of
+    another distribution stay float."""
+    import slt_hw
+    from slt_hw.nn import SLTPackedLayer, set_int8_activations
+    from slt_hw.ops import slt_linear_int8
+
+    nn = torch.nn
+    torch.manual_seed(0)
+    dense = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4 * 6 * 6, 32), nn.ReLU(), nn.Linear(32, 10))
+    model = slt_hw.pack(slt_hw.convert(dense, seed=3, sparsity=0.5)).eval()
+    x = torch.randn(2, 3, 8, 8)
+    y_float = model(x)
+    assert set_int8_activations(model) == 2
+    lins = [m for m in model.modules() if isinstance(m, SLTPackedLayer) and m.kind == "linear"]
+    assert all(m.copies[0].int8 for m in lins)
+    conv = next(m for m in model.modules() if isinstance(m, SLTPackedLayer) and m.kind == "conv2d")
+    assert not conv.copies[0].int8
+    h = torch.relu(slt_linear_int8(model[1](model[0](x)), lins[0].copies[0].packed))
+    assert torch.equal(model(x), slt_linear_int8(h, lins[1].copies[0].packed))
+    assert set_int8_activations(model, enabled=False) == 2 and torch.equal(model(x), y_float)
+    uniform = slt_hw.pack(slt_hw.convert(nn.Sequential(nn.Linear(8, 4)), seed=1, dist="uniform"))
+    assert set_int8_activations(uniform) == 0
+    with pytest.raises(TypeError, match="enabled: expected a bool"):
+        set_int8_activations(model, enabled="yes")
+    with pytest.raises(ValueError, match="int8: int8 activations need the signed_constant distribution"):
+        next(m for m in uniform.modules() if isinstance(m, SLTPackedLinear)).int8 = True
+
+
 @pytest.mark.parametrize("fmt", ["multicoat", "frozen"])
 def test_module_under_torch_compile(fmt):
     torch._dynamo.reset()

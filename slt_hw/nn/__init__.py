@@ -4,10 +4,11 @@ inference layers (seeds + bit-packed masks)."""
 from .attention import SLTMultiheadAttention, SLTTransformerBlock
 from .base import SLTConv2d, SLTLayer, SLTLinear
 from .gnn import SLTGCNConv, SLTGINConv, gcn_adjacency, sum_adjacency
-from .packed import SLTPackedLinear
+from .packed import SLTPackedLinear, set_int8_activations
 from .packed_layers import SLTPackedLayer
 
 __all__ = [
     "SLTConv2d", "SLTGCNConv", "SLTGINConv", "SLTLayer", "SLTLinear", "SLTMultiheadAttention",
-    "SLTPackedLayer", "SLTPackedLinear", "SLTTransformerBlock", "gcn_adjacency", "sum_adjacency",
+    "SLTPackedLayer", "SLTPackedLinear", "SLTTransformerBlock", "gcn_adjacency", "set_int8_activations",
+    "sum_adjacency",
 ]

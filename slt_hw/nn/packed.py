@@ -26,10 +26,6 @@ class SLTPackedLinear(nn.Module):
             raise TypeError(f"packed: expected a slt_hw.PackedWeight, got {type(packed).__name__}")
         if len(packed.shape) != 2:
             raise ValueError(f"packed: expected a 2-D (out, in) weight for a linear layer, got {packed.shape}")
-        if not isinstance(int8, bool):
-            raise TypeError(f"int8: expected a bool, got {type(int8).__name__}")
-        if int8 and packed.dist is not Dist.SIGNED_CONSTANT:
-            raise ValueError(f"int8: int8 activations need the signed_constant distribution, got {packed.dist.value}")
         self.in_features, self.out_features = packed.in_features, packed.out_features
         self.backend = backend
         self._meta = packed
@@ -41,10 +37,23 @@ class SLTPackedLinear(nn.Module):
             self.register_buffer("planes", packed.planes)
             self.register_buffer("coat_scales", packed.coat_scales)
         self.bias = None if bias is None else nn.Parameter(bias.detach().clone(), requires_grad=False)
-        fmt, w = _ops.weight_args(packed)
-        self.int8 = int8
-        op = f"linear_int8_{fmt}" if int8 else f"linear_{fmt}"
-        self._op, self._scalars = op, w[2:]  # the op; keys, geometry, value rule (not the masks)
+        self._fmt, w = _ops.weight_args(packed)
+        self._scalars = w[2:]  # keys, geometry, value rule (not the masks)
+        self.int8 = int8  # (sets the op)
+
+    @property
+    def int8(self) -> bool:
+        """Whether forward runs slt_linear_int8 (settable; signed-constant weights only)."""
+        return self._op.startswith("linear_int8")
+
+    @int8.setter
+    def int8(self, value: bool) -> None:
+        if not isinstance(value, bool):
+            raise TypeError(f"int8: expected a bool, got {type(value).__name__}")
+        if value and self._meta.dist is not Dist.SIGNED_CONSTANT:
+            raise ValueError(f"int8: int8 activations need the signed_constant distribution, got "
+                             f"{self._meta.dist.value}")
+        self._op = f"linear_int8_{self._fmt}" if value else f"linear_{self._fmt}"
 
     @property
     def packed(self) -> PackedWeight:
@@ -75,3 +84,26 @@ class SLTPackedLinear(nn.Module):
         return (f"in_features={self.in_features}, out_features={self.out_features}, format={p.format.value}, "
                 f"dist={p.dist.value}, seed={p.seed}, name={p.name!r}, bias={self.bias is not None}"
                 + (", int8=True" if self.int8 else ""))
+
+
+def set_int8_activations(model: nn.Module, enabled: bool = True) -> int:
+    """Switches every packed linear of `model` whose weights are signed constant to int8
+    activations (enabled) or back to float, in place, as torch's quantize_dynamic does for dense
+    linears; returns how many it switched. Other distributions, packed convolutions and the
+    projections of packed attention (slt_mha runs them) keep float activations: the int8 path
+    has none of them."""
+    from .attention import SLTMultiheadAttention
+    from .packed_layers import SLTPackedLayer
+
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model: expected an nn.Module, got {type(model).__name__}")
+    if not isinstance(enabled, bool):
+        raise TypeError(f"enabled: expected a bool, got {type(enabled).__name__}")
+    skip = {id(m) for a in model.modules() if isinstance(a, SLTMultiheadAttention) for m in a.modules()}
+    skip |= {id(c) for m in model.modules() if isinstance(m, SLTPackedLayer) and m.kind != "linear" for c in m.copies}
+    n = 0
+    for m in model.modules():
+        if isinstance(m, SLTPackedLinear) and id(m) not in skip and m.packed.dist is Dist.SIGNED_CONSTANT:
+            m.int8 = enabled
+            n += 1
+    return n
