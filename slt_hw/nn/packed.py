@@ -91,7 +91,8 @@ def set_int8_activations(model: nn.Module, enabled: bool = True) -> int:
     activations (enabled) or back to float, in place, as torch's quantize_dynamic does for dense
     linears; returns how many it switched. Other distributions, packed convolutions and the
     projections of packed attention (slt_mha runs them) keep float activations: the int8 path
-    has none of them."""
+    has none of them. A run-time setting, like eval(): checkpoints do not store it (call it
+    again on a model from slt_hw.load)."""
     from .attention import SLTMultiheadAttention
     from .packed_layers import SLTPackedLayer
 
