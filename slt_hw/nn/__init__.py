@@ -4,7 +4,8 @@ inference layers (seeds + bit-packed masks)."""
 from .attention import SLTMultiheadAttention, SLTTransformerBlock
 from .base import SLTConv2d, SLTLayer, SLTLinear
 from .gnn import SLTGCNConv, SLTGINConv, gcn_adjacency, sum_adjacency
-from .packed import SLTPackedLinear, set_int8_activations
+from .int8 import set_int8_activations
+from .packed import SLTPackedLinear
 from .packed_layers import SLTPackedLayer
 
 __all__ = [
