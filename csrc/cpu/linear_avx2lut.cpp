@@ -174,6 +174,15 @@ inline __m256i bcast16(const uint8_t* p) {
   return _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 }
 
+// Rows [n0, min(n0 + 32, n1)) (zero masks past them): mt[32 w + 8 q + r] = mask word w of row
+// n0 + 8 q + r, every word of the row (make_pn<false>'s layout, pack_block's starting point).
+void transpose_block_masks(const WeightDesc& p, int64_t n0, int64_t n1, uint32_t* mt) {
+  for (int q = 0; q < 4; ++q) {
+    const int64_t a = n0 + 8 * q < n1 ? n0 + 8 * q : n1, b = n0 + 8 * q + 8 < n1 ? n0 + 8 * q + 8 : n1;
+    transpose_masks(p, a, b, mt + 8 * q, kI8Rows, 0, (p.K + 31) / 32);
+  }
+}
+
 // Word w of 32 weight rows: pn[k] = byte k of the rows' P words, pn[4 + k] of their N words
 // (transpose_bytes' order). c[q]: the sign counters of rows 8q .. 8q + 7 at word 0. The signs
 // are hashed with lanes = rows. m: the word's 128 mask bytes,
@@ -348,10 +357,7 @@ int64_t mask_bytes_int8(int64_t N, int64_t K) { return (N + kI8Rows - 1) / kI8Ro
 void pack_block(const WeightDesc& p, int64_t n0, int64_t n1, uint8_t* dst) {
   const int64_t W = (p.K + 31) / 32;
   uint32_t* mt = reinterpret_cast<uint32_t*>(dst);
-  for (int q = 0; q < 4; ++q) {
-    const int64_t a = n0 + 8 * q < n1 ? n0 + 8 * q : n1, b = n0 + 8 * q + 8 < n1 ? n0 + 8 * q + 8 : n1;
-    transpose_masks(p, a, b, mt + 8 * q, kI8Rows, 0, W);
-  }
+  transpose_block_masks(p, n0, n1, mt);
   for (int64_t w = 0; w < W; ++w) {
     __m256i a[4], b[4];
     for (int q = 0; q < 4; ++q) a[q] = load32(mt + 32 * w + 8 * q);
@@ -377,10 +383,7 @@ bool rows_int8(const LinearProblem& p, const uint8_t* tables, float* scratch, in
     if (p.lut_masks != nullptr && n % kI8Rows == 0) {
       kLutI8Block[1][fixed](p, tables, p.lut_masks + (n / kI8Rows) * W * 128, n, work, sums);
     } else {
-      for (int q = 0; q < 4; ++q) {
-        const int64_t a = n + 8 * q < n + nr ? n + 8 * q : n + nr, b = n + 8 * q + 8 < n + nr ? n + 8 * q + 8 : n + nr;
-        transpose_masks(p, a, b, mt + 8 * q, kI8Rows, 0, W);
-      }
+      transpose_block_masks(p, n, n + nr, mt);
       kLutI8Block[0][fixed](p, tables, reinterpret_cast<const uint8_t*>(mt), n, work, sums);
     }
     for (int64_t r = 0; r < p.M; ++r) {
