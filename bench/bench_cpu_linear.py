@@ -12,10 +12,11 @@ where the CPU has AMX "slt cpp bf16 amx" and "slt cpp int8 amx" force the AMX ke
 (SLT_HW_CPU_ISA=amx, never chosen automatically). Shapes are out x in; "vs fp32" is F.linear fp32 time / this time.
 "slt cpp" uses the kernel chosen automatically; where the ISA's table-lookup kernel applies
 (binary signed-constant weights, batch <= its forced maximum) the same run also times it forced
-off ("lut=off": the register kernels) and on ("lut=on"), with SLT_HW_CPU_LUT. The int8 table
-lookup reads the mask from a layout cached after its second call (backends/layout_cache.py;
-its memory is counted in "weight MiB"); "slt cpp int8 uncached" times a one-off call
-(SLT_HW_CPU_LAYOUT_CACHE=off).
+off ("lut=off": the register kernels) and on ("lut=on"), with SLT_HW_CPU_LUT. AVX2's table
+lookups read the weight as hashed P/N planes cached after its second call (2 bits per weight,
+backends/layout_cache.py; counted in "weight MiB"); "slt cpp uncached" and "slt cpp int8
+uncached" time a one-off call (SLT_HW_CPU_LAYOUT_CACHE=off: the sign hash and the mask
+transposes in every call).
 """
 
 from __future__ import annotations
@@ -44,6 +45,14 @@ def lut_rows(fmt: str, dist: str) -> tuple[int, int]:
     return (info["max_rows"], info["max_rows_int8"]) if ok else (0, 0)
 
 
+def held_planes(name: str) -> int:
+    """Bytes of the table lookups' planes (P/N, 2 bits per weight) cached for the weight that
+    `name` reads, once the lookup has run twice on it: counted in its weight memory."""
+    if not name.startswith("slt cpp") or any(s in name for s in ("uncached", "amx", "lut=off")):
+        return 0
+    return cpu.LUT_PLANES.nbytes("int8" if "int8" in name else "float")
+
+
 def bench_shape(n: int, k: int, batches: list[int], density: float, with_reference: bool,
                 clock=time.perf_counter, dist: str = "signed_constant", stat: str = "median",
                 fmt: str = "binary") -> list[dict]:
@@ -66,7 +75,7 @@ def bench_shape(n: int, k: int, batches: list[int], density: float, with_referen
            "slt reference": slt_bytes}
     mem.update({f"slt cpp{a}{b}": slt_bytes for a in ("", " int8") for b in ("", " lut=off", " lut=on")})
     mem.update({"slt cpp bf16": slt_bytes, "slt cpp bf16 amx": slt_bytes, "slt cpp int8 amx": slt_bytes,
-                "slt cpp int8 uncached": slt_bytes})
+                "slt cpp uncached": slt_bytes, "slt cpp int8 uncached": slt_bytes})
     amx = "amx" in cpu.cpu_isas()  # forced only (never chosen automatically): timed where the CPU has it
     max_lut, max_lut_int8 = lut_rows(fmt, dist)
     rows = []
@@ -79,12 +88,14 @@ def bench_shape(n: int, k: int, batches: list[int], density: float, with_referen
             "dynamic int8": lambda x=x: q8(x),
             "slt cpp": lambda x=x: slt_linear(x, packed, backend="cpp"),
         }
+        if b <= max_lut:  # a one-off call: the table lookup hashes and transposes itself
+            impls["slt cpp uncached"] = with_env(layout_cache.ENV, "off", impls["slt cpp"])
         impls["slt cpp bf16"] = lambda xb=xb: slt_linear(xb, packed, backend="cpp")  # against F.linear bf16
         if amx:
             impls["slt cpp bf16 amx"] = with_env(cpu.ISA_ENV, "amx", impls["slt cpp bf16"])
         if sc:
             impls["slt cpp int8"] = lambda x=x: slt_linear_int8(x, packed)
-            if b <= max_lut_int8:  # a one-off call: the table lookup transposes the mask itself
+            if b <= max_lut_int8:  # a one-off call
                 impls["slt cpp int8 uncached"] = with_env(layout_cache.ENV, "off", impls["slt cpp int8"])
             if amx:
                 impls["slt cpp int8 amx"] = with_env(cpu.ISA_ENV, "amx", impls["slt cpp int8"])
@@ -96,9 +107,8 @@ def bench_shape(n: int, k: int, batches: list[int], density: float, with_referen
         times = interleaved_times(impls, clock=clock, stat=stat)
         if with_reference:  # seconds per call: timed on its own, a few times
             times["slt reference"] = median_seconds(lambda x=x: slt_linear_reference(x, packed), repeat=3, warmup=1)
-        layout = cpu.LUT_MASKS.nbytes()  # the int8 table lookup's mask layout, held once it has run twice
         for name, t in times.items():
-            held = layout if name.startswith("slt cpp int8") and "uncached" not in name and "amx" not in name else 0
+            held = held_planes(name)
             rows.append({
                 "shape": f"{n}x{k}", "batch": b, "impl": name, "ms": f"{t * 1e3:.3f}",
                 "Gweights/s": f"{n * k / t / 1e9:.2f}", "GFLOP/s": f"{2 * n * k * b / t / 1e9:.1f}",

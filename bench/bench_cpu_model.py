@@ -6,7 +6,8 @@ ones; the peers are the dense model in fp32 and bf16 and torch's quantize_dynami
     .venv/bin/python bench/bench_cpu_model.py [--dims 4096x11008] [--batches 1,4,8,64] [--threads 2]
 
 "vs int8" is torch quantize_dynamic's time / this time. The packed model's weight memory is its
-masks (1 bit per weight), plus, once int8 has run twice, the table lookup's cached mask layout.
+masks (1 bit per weight), plus, once a table lookup has run twice on them, its cached P/N planes
+(2 bits per weight, backends/layout_cache.py).
 """
 
 from __future__ import annotations
@@ -55,9 +56,8 @@ def bench(d: int, h: int, batches: list[int], stat: str) -> list[dict]:
                  "slt packed int8": lambda x=x: packed8(x)}
         with torch.inference_mode():
             times = interleaved_times(impls, stat=stat)
-        layout = cpu.LUT_MASKS.nbytes()
-        for name, t in times.items():
-            held = layout if name == "slt packed int8" else 0
+        for name, t in times.items():  # the table lookups' cached planes, where they have run twice
+            held = cpu.LUT_PLANES.nbytes("int8" if name == "slt packed int8" else "float") if "slt" in name else 0
             rows.append({"dims": f"{d}x{h}", "batch": b, "impl": name, "ms": f"{t * 1e3:.3f}",
                          "vs int8": f"{times['torch int8 (quantize_dynamic)'] / t:.2f}x",
                          "vs fp32": f"{times['dense fp32'] / t:.2f}x",

@@ -117,6 +117,8 @@ PYBIND11_MODULE(_C, m) {
            py::arg("prune_thr") = 0, py::arg("lock_thr") = 0)
       .def_readonly("n", &slt::WeightDesc::N)
       .def_readonly("k", &slt::WeightDesc::K)
+      .def_readonly("k0", &slt::WeightDesc::k0)
+      .def_readonly("k1", &slt::WeightDesc::k1)
       .def_readonly("C", &slt::WeightDesc::C)
       .def_property_readonly("frozen", &slt::WeightDesc::frozen);
 
@@ -233,46 +235,55 @@ PYBIND11_MODULE(_C, m) {
       "slt_linear",
       [problem](const slt::WeightDesc& w, uintptr_t x, int64_t M, int64_t ldx, uintptr_t y, int64_t ldy,
                 int64_t row_begin, int64_t row_end, uintptr_t bias, uintptr_t xq, uintptr_t xscale,
-                const std::string& isa, int threads, const std::string& lut, uintptr_t xb, uintptr_t lut_masks,
-                int64_t lut_masks_bytes) {
+                const std::string& isa, int threads, const std::string& lut, uintptr_t xb, uintptr_t lut_planes,
+                int64_t lut_planes_bytes) {
         slt::cpu::LinearProblem p = problem(w, x, M, ldx, y, ldy, row_begin, row_end, bias, xq, xscale, lut, xb);
-        p.lut_masks = ptr<const uint8_t>(lut_masks);
-        p.lut_masks_bytes = lut_masks_bytes;
+        p.lut_planes = ptr<const uint8_t>(lut_planes);
+        p.lut_planes_bytes = lut_planes_bytes;
         const slt::cpu::Isa which = parse_isa(isa);
         py::gil_scoped_release release;
         slt::cpu::slt_linear(p, which, threads);
       },
       "Fused y = x W_eff[row_begin:row_end]^T + bias (float32, row-major); xq/xscale: int8 activations; xb (x = "
-      "0): bf16 activations; lut_masks: the mask in the int8 table lookup's layout (pack_lut_masks), or 0.",
+      "0): bf16 activations; lut_planes: the weight's planes in the table lookup's layout (lut_layout, pack_lut_planes), or 0.",
       py::arg("w"), py::arg("x"), py::arg("M"), py::arg("ldx"), py::arg("y"), py::arg("ldy"), py::arg("row_begin"),
       py::arg("row_end"), py::arg("bias") = 0, py::arg("xq") = 0, py::arg("xscale") = 0, py::arg("isa") = "auto",
-      py::arg("threads") = 0, py::arg("lut") = "auto", py::arg("xb") = 0, py::arg("lut_masks") = 0,
-      py::arg("lut_masks_bytes") = 0);
+      py::arg("threads") = 0, py::arg("lut") = "auto", py::arg("xb") = 0, py::arg("lut_planes") = 0,
+      py::arg("lut_planes_bytes") = 0);
 
   m.def(
-      "lut_masks_bytes",
-      [problem](const slt::WeightDesc& w, int64_t M, const std::string& isa, const std::string& lut) {
+      "lut_layout",
+      [problem](const slt::WeightDesc& w, int64_t M, const std::string& isa, const std::string& lut, bool int8) {
         // only whether int8 activations are given matters here: stand-in pointers, never read
         static const int8_t xq = 0;
         static const float xscale = 0.0f;
         static float y = 0.0f;
-        slt::cpu::LinearProblem p = problem(w, 0, M, w.K, reinterpret_cast<uintptr_t>(&y), w.N, 0, w.N, 0,
-                                            reinterpret_cast<uintptr_t>(&xq), reinterpret_cast<uintptr_t>(&xscale),
-                                            lut, 0);
-        return slt::cpu::lut_masks_bytes(p, parse_isa(isa));
+        const uintptr_t q = int8 ? reinterpret_cast<uintptr_t>(&xq) : 0;
+        const uintptr_t s = int8 ? reinterpret_cast<uintptr_t>(&xscale) : 0;
+        slt::cpu::LinearProblem p =
+            problem(w, int8 ? 0 : reinterpret_cast<uintptr_t>(&xscale), M, w.K, reinterpret_cast<uintptr_t>(&y), w.N,
+                    0, w.N, 0, q, s, lut, 0);
+        const slt::cpu::LutLayout kind = slt::cpu::lut_layout(p, parse_isa(isa));
+        return py::make_tuple(kind == slt::cpu::LutLayout::kNone ? "" : slt::cpu::lut_layout_name(kind),
+                              slt::cpu::lut_planes_bytes(w, kind));
       },
-      "Bytes of the mask layout slt_linear would read for M rows of int8 activations (pack_lut_masks): "
-      "nonzero only where it runs AVX2's int8 table lookup.",
-      py::arg("w"), py::arg("M"), py::arg("isa") = "auto", py::arg("lut") = "auto");
+      "(kind, bytes) of the planes layout slt_linear would read for M rows of float (int8=False) or int8 "
+      "activations where given one (pack_lut_planes): ('', 0) unless it runs AVX2's table lookup.",
+      py::arg("w"), py::arg("M"), py::arg("isa") = "auto", py::arg("lut") = "auto", py::arg("int8") = false);
 
   m.def(
-      "pack_lut_masks",
-      [](const slt::WeightDesc& w, uintptr_t dst, int64_t bytes, int threads) {
+      "pack_lut_planes",
+      [](const slt::WeightDesc& w, const std::string& kind, uintptr_t dst, int64_t bytes, int threads) {
+        slt::cpu::LutLayout k = slt::cpu::LutLayout::kNone;
+        if (kind == "float") k = slt::cpu::LutLayout::kFloat;
+        if (kind == "int8") k = slt::cpu::LutLayout::kInt8;
+        if (k == slt::cpu::LutLayout::kNone) throw py::value_error("kind: expected 'float' or 'int8', got '" + kind + "'");
         py::gil_scoped_release release;
-        slt::cpu::pack_lut_masks(w, ptr<uint8_t>(dst), bytes, threads);
+        slt::cpu::pack_lut_planes(w, k, ptr<uint8_t>(dst), bytes, threads);
       },
-      "The binary weight's mask in the int8 table lookup's layout, into dst (lut_masks_bytes bytes).",
-      py::arg("w"), py::arg("dst"), py::arg("bytes"), py::arg("threads") = 0);
+      "The binary signed-constant weight's planes (P = mask & ~sign, N = mask & sign) in the table lookup's "
+      "`kind` layout, into dst (lut_layout's bytes, 32-byte aligned).",
+      py::arg("w"), py::arg("kind"), py::arg("dst"), py::arg("bytes"), py::arg("threads") = 0);
 
   m.def(
       "quantize_int8",

@@ -118,14 +118,29 @@ namespace {
 
 void fail(const std::string& msg) { throw std::invalid_argument(msg); }
 
-// Bytes of the int8 table lookup's mask layout for this weight (0: not built with AVX2).
-int64_t mask_layout_bytes(const WeightDesc& w) {
-#if defined(SLT_HW_HAVE_AVX2)
-  return avx2lut::mask_bytes_int8(w.N, w.K);
-#else
-  (void)w;
-  return 0;
-#endif
+constexpr uint64_t kPlanesMagic = 0x31504c54554c54ULL;  // the bytes "TLUTLP1\0"
+constexpr int32_t kPlanesVersion = 1;
+
+// Rows per block of a planes layout (lut_planes_bytes: whole blocks plus the header).
+int64_t plane_block_rows(LutLayout kind) { return kind == LutLayout::kInt8 ? kLutBlockRowsInt8 : kLutBlockRowsFloat; }
+
+// "" where buf (bytes long) holds this weight's planes in `kind`'s layout, else what is wrong.
+std::string check_planes(const WeightDesc& w, LutLayout kind, const uint8_t* buf, int64_t bytes) {
+  const int64_t want = lut_planes_bytes(w, kind);
+  if (bytes != want)
+    return "lut_planes: expected " + std::to_string(want) + " bytes (pack_lut_planes of this weight, " +
+           lut_layout_name(kind) + " layout), got " + std::to_string(bytes);
+  if (reinterpret_cast<uintptr_t>(buf) % 32 != 0) return "lut_planes: expected a 32-byte aligned buffer";
+  LutPlanesHeader h;
+  std::memcpy(&h, buf, sizeof h);
+  if (h.magic != kPlanesMagic || h.version != kPlanesVersion) return "lut_planes: not a planes layout (bad header)";
+  if (h.kind != int32_t(kind) || h.N != w.N || h.K != w.K || h.k0 != w.k0 || h.k1 != w.k1)
+    return std::string("lut_planes: built for another weight or kernel (header: ") +
+           lut_layout_name(LutLayout(h.kind)) + " layout, shape (" + std::to_string(h.N) + ", " +
+           std::to_string(h.K) + "), keys " + std::to_string(h.k0) + "/" + std::to_string(h.k1) + "; this call: " +
+           lut_layout_name(kind) + ", (" + std::to_string(w.N) + ", " + std::to_string(w.K) + "), " +
+           std::to_string(w.k0) + "/" + std::to_string(w.k1) + ")";
+  return "";
 }
 
 void validate(const LinearProblem& p) {
@@ -139,13 +154,6 @@ void validate(const LinearProblem& p) {
     fail("dist: int8 activations need the signed_constant distribution (weights in {-s, 0, +s})");
   if (p.ldx < p.K) fail("x: row stride smaller than in_features");
   if (p.ldy < p.row_end - p.row_begin) fail("y: row stride smaller than the number of output rows");
-  if (p.lut_masks != nullptr) {
-    const int64_t want = p.planes != nullptr && p.C == 1 ? mask_layout_bytes(p) : 0;
-    if (want == 0) fail("lut_masks: given for a weight that is not in the binary format (one mask plane)");
-    if (p.lut_masks_bytes != want)
-      fail("lut_masks: expected " + std::to_string(want) + " bytes (pack_lut_masks of this weight), got " +
-           std::to_string(p.lut_masks_bytes));
-  }
 }
 
 // Runs task(scratch, n0, n1) on rows [row_begin, row_end) in tasks of `block` rows, in parallel
@@ -206,32 +214,87 @@ bool amx_applies(const LinearProblem& p, Isa isa) {
          p.dist == kSignedConstant && p.M >= kAmxMinRows;
 }
 
-int64_t lut_masks_bytes(const LinearProblem& p, Isa isa) {
-  const bool int8_lut = isa == Isa::kAvx2 && p.xq != nullptr && isa_supported(isa) && lut_applies(p, isa);
-  return int8_lut ? mask_layout_bytes(p) : 0;
+const char* lut_layout_name(LutLayout kind) {
+  switch (kind) {
+    case LutLayout::kNone:
+      return "none";
+    case LutLayout::kFloat:
+      return "float";
+    case LutLayout::kInt8:
+      return "int8";
+  }
+  return "unknown";
 }
 
-void pack_lut_masks(const WeightDesc& w, uint8_t* dst, int64_t bytes, int threads) {
+LutLayout lut_layout(const LinearProblem& p, Isa isa) {
+  if (isa != Isa::kAvx2 || !isa_supported(isa) || !lut_applies(p, isa)) return LutLayout::kNone;
+  return p.xq != nullptr ? LutLayout::kInt8 : LutLayout::kFloat;
+}
+
+int64_t lut_planes_bytes(const WeightDesc& w, LutLayout kind) {
+#if defined(SLT_HW_HAVE_AVX2)
+  if (kind != LutLayout::kNone) {
+    const int64_t rows = plane_block_rows(kind);
+    return int64_t(sizeof(LutPlanesHeader)) + (w.N + rows - 1) / rows * avx2lut::plane_block_bytes(w.K, kind == LutLayout::kInt8);
+  }
+#endif
+  (void)w;
+  return 0;
+}
+
+void pack_lut_planes(const WeightDesc& w, LutLayout kind, uint8_t* dst, int64_t bytes, int threads) {
   for (const std::string& e : {check_weight(w, true), check_rows(w.N, 0, w.N)})
     if (!e.empty()) fail(e);
-  const int64_t want = w.planes != nullptr && w.C == 1 ? mask_layout_bytes(w) : 0;
-  if (want == 0 || !isa_supported(Isa::kAvx2))
-    fail("pack_lut_masks: needs a binary-format weight (one mask plane) and an AVX2 CPU");
+  if (w.planes == nullptr || w.C != 1 || w.dist != kSignedConstant || !isa_supported(Isa::kAvx2))
+    fail("pack_lut_planes: needs a binary-format (one mask plane) signed_constant weight and an AVX2 CPU");
+  if (kind != LutLayout::kFloat && kind != LutLayout::kInt8) fail("kind: expected the float or the int8 layout");
+  const int64_t want = lut_planes_bytes(w, kind);
   if (dst == nullptr || bytes != want)
     fail("dst: expected " + std::to_string(want) + " bytes, got " + std::to_string(bytes) + (dst ? "" : " (null)"));
+  if (reinterpret_cast<uintptr_t>(dst) % 32 != 0) fail("dst: expected a 32-byte aligned buffer");
 #if defined(SLT_HW_HAVE_AVX2)
-  for_each_row_task(0, w.N, kLutBlockRowsInt8, w.K, 0, threads, 1 << 16, [&](float*, int64_t n0, int64_t n1) {
-    avx2lut::pack_block(w, n0, n1, dst + n0 / kLutBlockRowsInt8 * ((w.K + 31) / 32) * 128);
-    return true;
-  });
+  const bool int8 = kind == LutLayout::kInt8;
+  const int64_t rows = plane_block_rows(kind), block_bytes = avx2lut::plane_block_bytes(w.K, int8);
+  uint8_t* body = dst + sizeof(LutPlanesHeader);
+  // tasks of whole blocks; the float blocks 8 at a time (a block is a small job)
+  const int64_t task = int8 ? rows : 8 * rows;
+  for_each_row_task(0, w.N, task, w.K, int8 ? avx2lut::pack_scratch_floats(w.K) : 0, threads, 1 << 16,
+                    [&](float* scratch, int64_t n0, int64_t n1) {
+                      for (int64_t n = n0; n < n1; n += rows) {
+                        uint8_t* out = body + n / rows * block_bytes;
+                        const int64_t e = n + rows < n1 ? n + rows : n1;
+                        if (int8)
+                          avx2lut::pack_block_int8(w, n, e, scratch, out);
+                        else
+                          avx2lut::pack_block_float(w, n, e, out);
+                      }
+                      return true;
+                    });
 #else
   (void)threads;
 #endif
+  LutPlanesHeader h{};
+  h.magic = kPlanesMagic;
+  h.kind = int32_t(kind);
+  h.version = kPlanesVersion;
+  h.N = w.N;
+  h.K = w.K;
+  h.k0 = w.k0;
+  h.k1 = w.k1;
+  std::memcpy(dst, &h, sizeof h);
 }
 
 void slt_linear(const LinearProblem& p, Isa isa, int threads) {
   validate(p);
   if (!isa_supported(isa)) fail(std::string("isa: this CPU does not support ") + isa_name(isa));
+  if (p.lut_planes != nullptr) {
+    const LutLayout kind = lut_layout(p, isa);
+    if (kind == LutLayout::kNone)
+      fail(std::string("lut_planes: given, but this call does not run AVX2's table lookup (isa ") + isa_name(isa) +
+           ", " + std::to_string(p.M) + " rows, lut mode, format; lut_layout says which calls do)");
+    const std::string e = check_planes(p, kind, p.lut_planes, p.lut_planes_bytes);
+    if (!e.empty()) fail(e);
+  }
   if (p.M == 0 || p.row_end == p.row_begin) return;
   const int64_t W = (p.K + 31) / 32, Kp = 32 * W;
   const bool int8 = p.xq != nullptr, amx = amx_applies(p, isa);

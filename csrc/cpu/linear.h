@@ -52,6 +52,7 @@ constexpr int64_t kLutAutoRows = 4;
 constexpr int64_t kLutAutoRowsInt8 = 512;
 constexpr int64_t kLutAutoTableBytesInt8 = int64_t(12) << 20;
 constexpr int64_t kLutBlockRowsInt8 = 32;  // int8: weight rows per task and per block of its mask layout
+constexpr int64_t kLutBlockRowsFloat = 8;  // float: weight rows per lookup (a ymm of dwords), per block of its planes
 constexpr int64_t kLutTaskRows = 64;  // float: weight rows per thread task (8-row blocks sharing each column chunk)
 // AVX-512 (linear_avx512lut.cpp): float activations only, up to kSmallBatch rows; weight rows
 // per thread task (a multiple of 16: the tasks' 16-row blocks share each column chunk's tables).
@@ -85,10 +86,11 @@ struct LinearProblem : WeightDesc {
   int64_t row_begin = 0, row_end = 0;
   const float* bias = nullptr;  // (row_end - row_begin) or null
   LutMode lut = LutMode::kAuto;  // the table-lookup kernel: where it applies (lut_applies)
-  // The int8 table lookup's layout of the mask (pack_lut_masks of this weight, lut_masks_bytes
-  // bytes), or null: that kernel then transposes each 32-row block's masks itself, every call.
-  const uint8_t* lut_masks = nullptr;
-  int64_t lut_masks_bytes = 0;
+  // The weight's ternary planes in the layout of the table lookup that runs this problem
+  // (pack_lut_planes of this weight and lut_layout(*this, isa)'s kind, lut_planes_bytes bytes,
+  // 32-byte aligned), or null: that kernel then hashes the signs and transposes the masks itself.
+  const uint8_t* lut_planes = nullptr;
+  int64_t lut_planes_bytes = 0;
 };
 
 bool isa_supported(Isa isa);
@@ -104,12 +106,32 @@ bool lut_applies(const LinearProblem& p, Isa isa);
 // mask plane, signed constant, M >= kAmxMinRows.
 bool amx_applies(const LinearProblem& p, Isa isa);
 
-// Bytes of the mask layout (pack_lut_masks) that slt_linear would read for this problem: nonzero
-// only where it runs AVX2's int8 table lookup. Reading it there saves the per-call transposes
-// of the mask (a cache of the caller's: slt_hw/backends/cpu.py).
-int64_t lut_masks_bytes(const LinearProblem& p, Isa isa);
-// The binary weight's mask in that layout, into dst (lut_masks_bytes bytes), with `threads` threads.
-void pack_lut_masks(const WeightDesc& w, uint8_t* dst, int64_t bytes, int threads);
+// A signed-constant binary weight as AVX2's table lookups read it: the planes P = mask & ~sign
+// and N = mask & sign (the contract's sign hash done once), each 32-column word's rows side by
+// side in the kernel's order. Two bits per weight; a cache of the caller's
+// (slt_hw/backends/cpu.py), saving the hash and the mask transposes of every call.
+//   kFloat: 8-row blocks, per word 8 P dwords then 8 N dwords (lanes = rows);
+//   kInt8:  32-row blocks, per word the P words' 4 bytes then the N words', each byte of the 32
+//           rows in one ymm (transpose_bytes' order).
+// A 64-byte header (LutPlanesHeader) names the layout, shape and seed; slt_linear refuses a
+// buffer whose header does not match the problem it runs.
+enum class LutLayout : int { kNone = 0, kFloat = 1, kInt8 = 2 };
+const char* lut_layout_name(LutLayout kind);
+struct LutPlanesHeader {
+  uint64_t magic;
+  int32_t kind, version;
+  int64_t N, K;
+  uint32_t k0, k1;
+  uint8_t reserved[24];
+};
+static_assert(sizeof(LutPlanesHeader) == 64, "the planes start 64 bytes in");
+// The layout slt_linear reads for this problem where given one: kNone unless it runs AVX2's table lookup.
+LutLayout lut_layout(const LinearProblem& p, Isa isa);
+// Bytes of that layout for this weight (0 for kNone).
+int64_t lut_planes_bytes(const WeightDesc& w, LutLayout kind);
+// The binary signed-constant weight's planes in that layout, header included, into dst
+// (lut_planes_bytes bytes, 32-byte aligned), with `threads` threads.
+void pack_lut_planes(const WeightDesc& w, LutLayout kind, uint8_t* dst, int64_t bytes, int threads);
 
 // Validates, then runs with `threads` OpenMP threads (<= 0: the OpenMP default).
 // Throws std::invalid_argument on bad arguments or a free-bit stream that does not match.
@@ -168,9 +190,12 @@ int64_t table_entries(int64_t K, int64_t M);
 int64_t scratch_floats(int64_t M);  // per float task (kLutTaskRows rows)
 int64_t table_bytes_int8(int64_t K, int64_t M);
 int64_t scratch_floats_int8(int64_t K, int64_t M);
-// int8: the mask layout (32-row blocks, each word's 32 mask words transposed to bytes) and one block of it
-int64_t mask_bytes_int8(int64_t N, int64_t K);
-void pack_block(const WeightDesc& w, int64_t n0, int64_t n1, uint8_t* dst);
+// The planes' layouts (LutLayout; block_bytes per block of block_rows rows) and one block of
+// each: pack_block_int8 needs pack_scratch_floats(K) floats of scratch.
+int64_t plane_block_bytes(int64_t K, bool int8);
+void pack_block_float(const WeightDesc& w, int64_t n0, int64_t n1, uint8_t* dst);
+int64_t pack_scratch_floats(int64_t K);
+void pack_block_int8(const WeightDesc& w, int64_t n0, int64_t n1, float* scratch, uint8_t* dst);
 void build_tables(const float* xp, int64_t Kp, int64_t M, float* t);
 void build_tables_int8(const int8_t* xq, int64_t Kp, int64_t M, uint8_t* t);
 bool rows(const LinearProblem& p, const float* tables, float* scratch, int64_t n0, int64_t n1);

@@ -19,6 +19,8 @@
 //     slower than the vpshufb kernel below.)
 //   int8 activations: lanes are bytes (32 weight rows per ymm after a byte transposition),
 //     G = 4: 16-entry byte tables, one vpshufb per lookup serves 32 rows (below).
+// Given the weight's planes in the kernel's layout (LutPlanesHeader, pack_block_*: what the hash
+// and the transposes make, kept by the caller), both read P and N from there instead.
 #include <immintrin.h>
 
 #include <cstring>
@@ -36,7 +38,7 @@ using avx2common::hash_v;  // the contract hash on 8 lanes (avx2_common.h)
 using avx2common::transpose8x8_ps;
 
 constexpr int kGroups = 11;  // groups of 3 columns per 32-column word (10 of 3, one of 2)
-constexpr int64_t kLanes = 8;  // float activations: weight rows per lookup
+constexpr int64_t kLanes = kLutBlockRowsFloat;  // float activations: weight rows per lookup
 
 // Words per column chunk of the float kernel: M rows' tables of a chunk in ~11 KiB of L1.
 int64_t chunk_words(int64_t M) { return M >= 4 ? 8 : 32 / M; }
@@ -70,7 +72,7 @@ inline __m256 lookup(const float* t, __m256i idx) { return _mm256_permutevar8x32
 // pn[16 i + r] P of word w0 + i of row n0 + r, pn[16 i + 8 + r] its N. The masks are transposed
 // 8 x 8, the signs hashed eight rows at a time, in a pass of its own so that the lookups do not
 // wait on the hash's latency (4 vpmulld) word after word.
-void prepare(const LinearProblem& p, int64_t n0, int64_t n1, int64_t w0, int64_t words, uint32_t* pn) {
+void prepare(const WeightDesc& p, int64_t n0, int64_t n1, int64_t w0, int64_t words, uint32_t* pn) {
   transpose_masks(p, n0, n1, pn, 16, w0, words);
   const int64_t W = (p.K + 31) / 32;
   const __m256i k0 = _mm256_set1_epi32(int32_t(p.k0)), k1 = _mm256_set1_epi32(int32_t(p.k1));
@@ -134,6 +136,14 @@ void lut_chunk(const float* tables, const uint32_t* pn, int64_t w0, int64_t w1, 
 using LutChunk = void (*)(const float*, const uint32_t*, int64_t, int64_t, float*);
 constexpr LutChunk kLutChunk[kLutMaxRows + 1] = {nullptr, lut_chunk<1>, lut_chunk<2>, lut_chunk<3>, lut_chunk<4>};
 
+// The P and N words of rows [n0, n0 + kLanes) from word w0 in the caller's planes (prepare's
+// layout, every word of the row), or null: none given, or a block that does not start on kLanes rows.
+const uint32_t* block_planes(const LinearProblem& p, int64_t n0, int64_t w0) {
+  if (p.lut_planes == nullptr || n0 % kLanes != 0) return nullptr;
+  const int64_t W = (p.K + 31) / 32;
+  return reinterpret_cast<const uint32_t*>(p.lut_planes + sizeof(LutPlanesHeader)) + ((n0 / kLanes) * W + w0) * 2 * kLanes;
+}
+
 #include "linear_lutrows.inc"
 
 // ---------------------------------------------------------------------------- int8 activations
@@ -175,7 +185,7 @@ inline __m256i bcast16(const uint8_t* p) {
 }
 
 // Rows [n0, min(n0 + 32, n1)) (zero masks past them): mt[32 w + 8 q + r] = mask word w of row
-// n0 + 8 q + r, every word of the row (make_pn<false>'s layout, pack_block's starting point).
+// n0 + 8 q + r, every word of the row (make_pn's layout).
 void transpose_block_masks(const WeightDesc& p, int64_t n0, int64_t n1, uint32_t* mt) {
   for (int q = 0; q < 4; ++q) {
     const int64_t a = n0 + 8 * q < n1 ? n0 + 8 * q : n1, b = n0 + 8 * q + 8 < n1 ? n0 + 8 * q + 8 : n1;
@@ -183,36 +193,29 @@ void transpose_block_masks(const WeightDesc& p, int64_t n0, int64_t n1, uint32_t
   }
 }
 
+// c[q]: the sign counters of rows n0 + 8q .. n0 + 8q + 7 at word 0 (row * W, lanes = rows).
+inline void block_counters(int64_t n0, int64_t W, __m256i c[4]) {
+  for (int q = 0; q < 4; ++q)
+    c[q] = _mm256_mullo_epi32(_mm256_add_epi32(_mm256_set1_epi32(int32_t(uint32_t(n0 + 8 * q))),
+                                               _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)),
+                              _mm256_set1_epi32(int32_t(uint32_t(W))));
+}
+
 // Word w of 32 weight rows: pn[k] = byte k of the rows' P words, pn[4 + k] of their N words
-// (transpose_bytes' order). c[q]: the sign counters of rows 8q .. 8q + 7 at word 0. The signs
-// are hashed with lanes = rows. m: the word's 128 mask bytes,
-//   kMaskBytes: already in the byte order (pack_block): the signs are transposed to it, once;
-//   else: 32 mask words, lanes = rows (transpose_masks): split there, P and N then transposed
-//     (one transpose more per word than the packed layout, none in a pass of their own).
-template <bool kMaskBytes>
-inline void make_pn(const uint8_t* m, const __m256i c[4], __m256i k0, __m256i k1, int64_t w, __m256i* pn) {
-  __m256i cs[4], s[4];
+// (transpose_bytes' order). m: the word's 32 mask words, lanes = rows (transpose_block_masks);
+// c: block_counters. The signs are hashed with lanes = rows, split there, P and N transposed.
+inline void make_pn(const uint32_t* m, const __m256i c[4], __m256i k0, __m256i k1, int64_t w, __m256i* pn) {
+  __m256i cs[4], s[4], pw[4], nw[4];
   const __m256i wv = _mm256_set1_epi32(int32_t(uint32_t(w)));
   for (int q = 0; q < 4; ++q) cs[q] = _mm256_add_epi32(c[q], wv);
   avx2common::hash_v4(cs, k0, k1, s);
-  if (kMaskBytes) {
-    __m256i sb[4];
-    transpose_bytes(s, sb);
-    for (int k = 0; k < 4; ++k) {
-      const __m256i mk = load32(m + 32 * k);
-      pn[k] = _mm256_andnot_si256(sb[k], mk);
-      pn[4 + k] = _mm256_and_si256(sb[k], mk);
-    }
-  } else {
-    __m256i pw[4], nw[4];
-    for (int q = 0; q < 4; ++q) {
-      const __m256i mq = load32(m + 32 * q);
-      pw[q] = _mm256_andnot_si256(s[q], mq);
-      nw[q] = _mm256_and_si256(s[q], mq);
-    }
-    transpose_bytes(pw, pn);
-    transpose_bytes(nw, pn + 4);
+  for (int q = 0; q < 4; ++q) {
+    const __m256i mq = load32(m + 8 * q);
+    pw[q] = _mm256_andnot_si256(s[q], mq);
+    nw[q] = _mm256_and_si256(s[q], mq);
   }
+  transpose_bytes(pw, pn);
+  transpose_bytes(nw, pn + 4);
 }
 
 // Word w against activation rows [r0, r0 + R): d[2 r], d[2 r + 1] (int16, the byte order of
@@ -250,15 +253,16 @@ inline void word_rows(const uint8_t* tables, int64_t M, int64_t w, int64_t r0, c
 }
 
 // Rows [n0, n0 + 32) against M activation rows: out[32 r + byte_of_row(i)] = the exact int sum
-// of row n0 + i. masks: the block's masks, 128 bytes per word, as make_pn<kMaskBytes> takes them.
-// A word's P/N bytes (hash, transposes) are made kI8Ahead words before its lookups, in a ring,
-// so that they overlap earlier lookups instead of delaying their own (1.69 -> 1.63 ms at one
-// row, 4.64 -> 4.27 ms at eight, 11008 x 4096).
+// of row n0 + i. src, kPlanes: the block's P/N bytes, 256 per word (pack_block_int8), read as
+// they are; else the block's mask words (transpose_block_masks, make_pn's input): a word's P/N
+// bytes (hash, transposes) are made kI8Ahead words before its lookups, in a ring, so that they
+// overlap earlier lookups instead of delaying their own (1.69 -> 1.63 ms at one row, 4.64 ->
+// 4.27 ms at eight, 11008 x 4096).
 // work: 6 M ymm (the rows' int16 and int32 sums). kM: M known at compile time, one row group
 // (1..kI8RowGroup): the sums in local variables, no row loop (11008 x 4096: 1.43 / 1.78 / 2.13 /
 // 2.51 -> 1.18 / 1.56 / 1.93 / 2.31 ms at 1 / 2 / 3 / 4 rows); 0: any M, the sums in work.
-template <bool kMaskBytes, int kM>
-void lut_i8_block(const LinearProblem& p, const uint8_t* tables, const uint8_t* masks, int64_t n0, __m256i* work,
+template <bool kPlanes, int kM>
+void lut_i8_block(const LinearProblem& p, const uint8_t* tables, const void* src, int64_t n0, __m256i* work,
                   int32_t* out) {
   static_assert(kM >= 0 && kM <= kI8RowGroup, "kM: one row group at most");
   const int64_t W = (p.K + 31) / 32, M = kM ? kM : p.M;
@@ -266,10 +270,9 @@ void lut_i8_block(const LinearProblem& p, const uint8_t* tables, const uint8_t* 
   if (kM) work = local;
   const __m256i k0 = _mm256_set1_epi32(int32_t(p.k0)), k1 = _mm256_set1_epi32(int32_t(p.k1));
   __m256i c[4];
-  for (int q = 0; q < 4; ++q)
-    c[q] = _mm256_mullo_epi32(_mm256_add_epi32(_mm256_set1_epi32(int32_t(uint32_t(n0 + 8 * q))),
-                                               _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)),
-                              _mm256_set1_epi32(int32_t(uint32_t(W))));
+  block_counters(n0, W, c);
+  const uint32_t* masks = static_cast<const uint32_t*>(src);
+  const __m256i* planes = static_cast<const __m256i*>(src);
   __m256i pn[8 * (kI8Ahead + 1)];
   __m256i* d16 = work;  // 2 per row
   __m256i (*acc32)[4] = reinterpret_cast<__m256i(*)[4]>(work + 2 * M);  // 4 per row
@@ -287,11 +290,12 @@ void lut_i8_block(const LinearProblem& p, const uint8_t* tables, const uint8_t* 
       d16[2 * r] = d16[2 * r + 1] = zero;
     }
   };
-  for (int64_t w = 0; w < kI8Ahead && w < W; ++w) make_pn<kMaskBytes>(masks + 128 * w, c, k0, k1, w, pn + 8 * w);
+  if (!kPlanes)
+    for (int64_t w = 0; w < kI8Ahead && w < W; ++w) make_pn(masks + 32 * w, c, k0, k1, w, pn + 8 * w);
   for (int64_t w = 0; w < W; ++w) {
     const int64_t ahead = w + kI8Ahead;
-    if (ahead < W) make_pn<kMaskBytes>(masks + 128 * ahead, c, k0, k1, ahead, pn + 8 * (ahead % (kI8Ahead + 1)));
-    const __m256i* pw = pn + 8 * (w % (kI8Ahead + 1));
+    if (!kPlanes && ahead < W) make_pn(masks + 32 * ahead, c, k0, k1, ahead, pn + 8 * (ahead % (kI8Ahead + 1)));
+    const __m256i* pw = kPlanes ? planes + 8 * w : pn + 8 * (w % (kI8Ahead + 1));
     if (kM) {
       word_rows<kM ? kM : 1>(tables, kM, w, 0, pw, d16);
     } else {
@@ -312,8 +316,8 @@ void lut_i8_block(const LinearProblem& p, const uint8_t* tables, const uint8_t* 
     for (int i = 0; i < 4; ++i) _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 32 * r + 8 * i), acc32[r][i]);
 }
 
-using LutI8Block = void (*)(const LinearProblem&, const uint8_t*, const uint8_t*, int64_t, __m256i*, int32_t*);
-// [mask bytes given][M if at most kI8RowGroup, else 0]
+using LutI8Block = void (*)(const LinearProblem&, const uint8_t*, const void*, int64_t, __m256i*, int32_t*);
+// [planes given][M if at most kI8RowGroup, else 0]
 constexpr LutI8Block kLutI8Block[2][kI8RowGroup + 1] = {
     {lut_i8_block<false, 0>, lut_i8_block<false, 1>, lut_i8_block<false, 2>, lut_i8_block<false, 3>,
      lut_i8_block<false, 4>},
@@ -350,20 +354,27 @@ void build_tables_int8(const int8_t* xq, int64_t Kp, int64_t M, uint8_t* t) {
       }
 }
 
-int64_t mask_bytes_int8(int64_t N, int64_t K) { return (N + kI8Rows - 1) / kI8Rows * ((K + 31) / 32) * 128; }
+int64_t plane_block_bytes(int64_t K, bool int8) { return ((K + 31) / 32) * (int8 ? 8 * 32 : 2 * kLanes * 4); }
 
-// Rows [n0, min(n0 + 32, n1)) (zero masks past them), each word's 32 mask words transposed to
-// bytes in place: dst + 128 w holds byte k of the rows' word w at 32 k + byte_of_row(row).
-void pack_block(const WeightDesc& p, int64_t n0, int64_t n1, uint8_t* dst) {
+int64_t pack_scratch_floats(int64_t K) { return 32 * ((K + 31) / 32); }
+
+// Rows [n0, min(n0 + 32, n1)) (zero masks past them): dst + 256 w holds make_pn's 8 ymm of word w.
+void pack_block_int8(const WeightDesc& p, int64_t n0, int64_t n1, float* scratch, uint8_t* dst) {
   const int64_t W = (p.K + 31) / 32;
-  uint32_t* mt = reinterpret_cast<uint32_t*>(dst);
+  uint32_t* mt = reinterpret_cast<uint32_t*>(scratch);
   transpose_block_masks(p, n0, n1, mt);
+  const __m256i k0 = _mm256_set1_epi32(int32_t(p.k0)), k1 = _mm256_set1_epi32(int32_t(p.k1));
+  __m256i c[4], pn[8];
+  block_counters(n0, W, c);
   for (int64_t w = 0; w < W; ++w) {
-    __m256i a[4], b[4];
-    for (int q = 0; q < 4; ++q) a[q] = load32(mt + 32 * w + 8 * q);
-    transpose_bytes(a, b);
-    for (int k = 0; k < 4; ++k) _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 128 * w + 32 * k), b[k]);
+    make_pn(mt + 32 * w, c, k0, k1, w, pn);
+    for (int k = 0; k < 8; ++k) _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 256 * w + 32 * k), pn[k]);
   }
+}
+
+// Rows [n0, min(n0 + kLanes, n1)) (zero masks past them): prepare's words, every word of the row.
+void pack_block_float(const WeightDesc& p, int64_t n0, int64_t n1, uint8_t* dst) {
+  prepare(p, n0, n1, 0, (p.K + 31) / 32, reinterpret_cast<uint32_t*>(dst));
 }
 
 int64_t scratch_floats_int8(int64_t K, int64_t M) { return 32 * ((K + 31) / 32) + 8 + 8 * 6 * M + kI8Rows * M; }
@@ -380,11 +391,12 @@ bool rows_int8(const LinearProblem& p, const uint8_t* tables, float* scratch, in
   const int fixed = p.M <= kI8RowGroup ? int(p.M) : 0;
   for (int64_t n = n0; n < n1; n += kI8Rows) {
     const int64_t nr = n1 - n < kI8Rows ? n1 - n : kI8Rows;
-    if (p.lut_masks != nullptr && n % kI8Rows == 0) {
-      kLutI8Block[1][fixed](p, tables, p.lut_masks + (n / kI8Rows) * W * 128, n, work, sums);
+    if (p.lut_planes != nullptr && n % kI8Rows == 0) {
+      const uint8_t* planes = p.lut_planes + sizeof(LutPlanesHeader) + (n / kI8Rows) * plane_block_bytes(p.K, true);
+      kLutI8Block[1][fixed](p, tables, planes, n, work, sums);
     } else {
       transpose_block_masks(p, n, n + nr, mt);
-      kLutI8Block[0][fixed](p, tables, reinterpret_cast<const uint8_t*>(mt), n, work, sums);
+      kLutI8Block[0][fixed](p, tables, mt, n, work, sums);
     }
     for (int64_t r = 0; r < p.M; ++r) {
       float* y = p.y + r * p.ldy + n - p.row_begin;

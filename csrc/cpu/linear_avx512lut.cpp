@@ -112,6 +112,9 @@ constexpr LutChunk kLutChunk[kLutMaxRowsAvx512 + 1] = {nullptr,        lut_chunk
                                                        lut_chunk<3>,   lut_chunk<4>, lut_chunk<5>,
                                                        lut_chunk<6>,   lut_chunk<7>, lut_chunk<8>};
 
+// No planes layout of its own yet (LutLayout is AVX2's): every call hashes and transposes.
+const uint32_t* block_planes(const LinearProblem&, int64_t, int64_t) { return nullptr; }
+
 #include "linear_lutrows.inc"
 
 }  // namespace

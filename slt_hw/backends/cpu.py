@@ -97,25 +97,26 @@ def _ptr(t: torch.Tensor | None) -> int:
     return 0 if t is None else t.data_ptr()
 
 
-# The int8 table lookup's layout of masks used again unchanged (layout_cache.py)
-LUT_MASKS = LayoutCache()
+# The table lookups' planes of masks used again unchanged (layout_cache.py), one slot per layout
+LUT_PLANES = LayoutCache()
 
 
-def _lut_masks(mod, w: tuple, desc, m: int, isa: str, lut: str) -> torch.Tensor | None:
-    """The mask in the int8 table lookup's layout where that kernel runs and the mask is cached,
-    else None: the kernel then transposes it itself. (The caller holds it until the kernel
-    returns: another thread may drop it from the cache meanwhile.)"""
-    nbytes = mod.lut_masks_bytes(desc, m, isa, lut)
-    if nbytes == 0:
+def _lut_planes(mod, w: tuple, desc, m: int, isa: str, lut: str, int8: bool) -> torch.Tensor | None:
+    """The weight's planes in the layout of the table lookup that runs this call where it runs
+    and they are cached, else None: that kernel then hashes and transposes itself. (The caller
+    holds the tensor until the kernel returns: another thread may drop it from the cache.)"""
+    kind, nbytes = mod.lut_layout(desc, m, isa, lut, int8)
+    if not kind:
         return None
 
     def build() -> torch.Tensor:
-        out = torch.empty(nbytes, dtype=torch.uint8)
-        mod.pack_lut_masks(desc, out.data_ptr(), nbytes, torch.get_num_threads())
+        out = torch.empty(nbytes, dtype=torch.uint8)  # (torch's CPU allocations are 64-byte aligned)
+        mod.pack_lut_planes(desc, kind, out.data_ptr(), nbytes, torch.get_num_threads())
         return out
 
     src = w[0]
-    return LUT_MASKS.get(src, (src.data_ptr(), tuple(src.shape), src.stride(), desc.n, desc.k), build)
+    key = (src.data_ptr(), tuple(src.shape), src.stride(), desc.n, desc.k, desc.k0, desc.k1)
+    return LUT_PLANES.get(src, key, build, slot=kind)
 
 
 def linear(x, bias, *rest, int8: bool = False, isa: str | None = None, threads: int | None = None,
@@ -146,10 +147,10 @@ def linear(x, bias, *rest, int8: bool = False, isa: str | None = None, threads: 
         bias.to(torch.float32).contiguous()
     xf, xb = (0, x2.data_ptr()) if bf16 else (0 if int8 else x2.data_ptr(), 0)
     isa, lut = _isa(isa), _lut(lut)
-    masks = _lut_masks(mod, w, desc, x2.shape[0], isa, lut) if int8 else None
+    planes = _lut_planes(mod, w, desc, x2.shape[0], isa, lut, int8)
     mod.slt_linear(desc, xf, x2.shape[0], ldx, y.data_ptr(), r1 - r0, r0, r1, _ptr(b), _ptr(xq), _ptr(xs), isa,
-                   torch.get_num_threads() if threads is None else threads, lut, xb, _ptr(masks),
-                   0 if masks is None else masks.numel())
+                   torch.get_num_threads() if threads is None else threads, lut, xb, _ptr(planes),
+                   0 if planes is None else planes.numel())
     y = y if x.dim() == 2 else y.reshape(*x.shape[:-1], r1 - r0)
     return y if x.dtype == torch.float32 else y.to(x.dtype)
 
@@ -239,9 +240,9 @@ def _describe() -> str:
             rows, rows8 = (info["max_rows"], info["max_rows_int8"]) if on else (info["auto_rows"],
                                                                                info["auto_rows_int8"])
             int8 = f"int8 activations <= {rows8}" if rows8 else "not for int8 activations"
-            if rows8:
+            if info["isa"] == "avx2":
                 cache = "on" if LayoutCache.enabled() else "off"
-                int8 += f", masks used twice kept transposed ({layout_cache.ENV}={cache})"
+                int8 += f"; masks used twice kept as hashed P/N planes, 2 bits/weight ({layout_cache.ENV}={cache})"
             table = (f"; binary signed-constant weights at batch <= {rows} ({int8}): "
                      f"table lookup ({info['isa']}, {LUT_ENV}={info['mode']})")
     except (RuntimeError, ValueError) as e:  # no extension, or a bad SLT_HW_CPU_LUT / _LAYOUT_CACHE

@@ -1,13 +1,15 @@
 """Kernel layouts derived from a tensor, cached per source tensor.
 
-A kernel may read a tensor faster in an order of its own: the CPU int8 table lookup reads the
-mask transposed to bytes of 32 rows (csrc/cpu/linear_avx2lut.cpp), which costs it a transpose
-per call when it starts from the mask as stored. Like a prepacked weight in torch's quantized
-linear, the layout is built once and reused, but only for a mask that is used again unchanged:
-it is built on the second call that sees the same tensor at the same version (a mask made anew
-every call, as in training, never pays for it), and dropped when the tensor is freed or
-modified in place (`_version`). It costs as much memory as the mask itself. A tensor created
-under torch.inference_mode has no version counter, so nothing is cached for it.
+A kernel may read a tensor faster in a form of its own: the CPU table lookups read a binary
+signed-constant weight as its two planes P = mask & ~sign and N = mask & sign, each word's rows
+side by side (csrc/cpu/linear_avx2lut.cpp), which costs them the contract's sign hash and the
+mask transposes on every call when they start from the mask as stored. Like a prepacked weight
+in torch's quantized linear, the layout is built once and reused, but only for a mask that is
+used again unchanged: it is built on the second call that sees the same tensor at the same
+version (a mask made anew every call, as in training, never pays for it), and dropped when the
+tensor is freed or modified in place (`_version`). A tensor may hold one layout per slot (the
+float and the int8 kernels' differ). A tensor created under torch.inference_mode has no
+version counter, so nothing is cached for it.
 """
 
 from __future__ import annotations
@@ -33,15 +35,15 @@ class _Entry:
 
 
 class LayoutCache:
-    """layout = cache.get(src, key, build): build() once src has been seen `min_uses` times
-    with the same key and version, then the stored result; None before that or when disabled
-    (SLT_HW_CPU_LAYOUT_CACHE=off)."""
+    """layout = cache.get(src, key, build, slot): build() once src has been seen `min_uses`
+    times in that slot with the same key and version, then the stored result; None before that
+    or when disabled (SLT_HW_CPU_LAYOUT_CACHE=off)."""
 
     def __init__(self, min_uses: int = 2):
         if min_uses < 1:
             raise ValueError(f"min_uses: expected an int >= 1, got {min_uses!r}")
         self.min_uses = min_uses
-        self._entries: dict[int, _Entry] = {}
+        self._entries: dict[tuple, _Entry] = {}
 
     @staticmethod
     def enabled() -> bool:
@@ -50,10 +52,11 @@ class LayoutCache:
             raise ValueError(f"{ENV}: expected one of {list(MODES)}, got {mode!r}")
         return mode == "on"
 
-    def get(self, src: torch.Tensor, key: Hashable, build: Callable[[], torch.Tensor]) -> torch.Tensor | None:
+    def get(self, src: torch.Tensor, key: Hashable, build: Callable[[], torch.Tensor],
+            slot: Hashable = None) -> torch.Tensor | None:
         if not self.enabled() or src.is_inference():  # (no version counter: a change would go unseen)
             return None
-        ident, version = id(src), src._version
+        ident, version = (id(src), slot), src._version
         entry = self._entries.get(ident)
         if entry is None or entry.ref() is not src or entry.version != version or entry.key != key:
             entry = _Entry(weakref.ref(src, self._forget(ident)), version, key)
@@ -64,7 +67,7 @@ class LayoutCache:
             entry.value = build()
         return entry.value
 
-    def _forget(self, ident: int) -> Callable[[weakref.ref], None]:
+    def _forget(self, ident: tuple) -> Callable[[weakref.ref], None]:
         def drop(ref: weakref.ref) -> None:
             entry = self._entries.get(ident)
             if entry is not None and entry.ref is ref:
@@ -75,9 +78,10 @@ class LayoutCache:
         """Drops every stored layout (they are rebuilt on later calls)."""
         self._entries.clear()
 
-    def nbytes(self) -> int:
-        """Memory the stored layouts hold."""
-        return sum(e.value.numel() * e.value.element_size() for e in self._entries.values() if e.value is not None)
+    def nbytes(self, slot: Hashable = ...) -> int:
+        """Memory the stored layouts hold (those of one slot where given)."""
+        return sum(e.value.numel() * e.value.element_size() for (_, s), e in self._entries.items()
+                   if e.value is not None and (slot is ... or s == slot))
 
     def __len__(self) -> int:
         return sum(e.value is not None for e in self._entries.values())

@@ -1,0 +1,266 @@
+"""The table lookups' planes layouts (csrc/cpu/linear_avx2lut.cpp, pack_lut_planes: the signs
+hashed once, P = mask & ~sign and N = mask & sign in each kernel's order) and the cache that
+keeps them per mask tensor (slt_hw/backends/layout_cache.py): the kernels give the same bits
+reading them as hashing and transposing themselves, the cache builds them on a tensor's second
+use and drops them when the tensor changes or dies, and a layout of the wrong size, kind,
+weight or seed is refused."""
+
+import gc
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from slt_hw import _ext, _ops, pack_binary, pack_multicoat
+from slt_hw.backends import cpu, layout_cache
+from slt_hw.ops import slt_linear, slt_linear_int8, slt_linear_int8_reference, slt_linear_reference
+
+if _ext.native() is None or "avx2" not in cpu.cpu_isas():
+    pytest.skip("needs slt_hw._C on an AVX2 CPU (the planes are AVX2's table lookups')", allow_module_level=True)
+
+MOD = _ext.native()
+
+
+def binary(n, k, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return pack_binary(torch.rand(n, k, generator=g) < 0.5, seed=seed, name="fc", dist="signed_constant")
+
+
+def run(x, p, planes=None, r0=0, r1=None, isa="avx2", lut="on", threads=1, int8=True):
+    """The kernel (int8 or float activations) on rows [r0, r1) of p's weight, reading `planes`
+    (a layout tensor) or not."""
+    _, w = _ops.weight_args(p)
+    r1 = p.out_features if r1 is None else r1
+    desc, _alive = _ext.weight_desc(MOD, w)
+    xq = xs = None
+    if int8:
+        xq, xs = torch.empty(x.shape[0], desc.k, dtype=torch.int8), torch.empty(x.shape[0])
+        MOD.quantize_int8(x.data_ptr(), x.shape[0], desc.k, desc.k, xq.data_ptr(), xs.data_ptr())
+    y = torch.zeros(x.shape[0], r1 - r0)
+    ptr, nbytes = (0, 0) if planes is None else (planes.data_ptr(), planes.numel())
+    MOD.slt_linear(desc, 0 if int8 else x.data_ptr(), x.shape[0], desc.k, y.data_ptr(), r1 - r0, r0, r1, 0,
+                   0 if xq is None else xq.data_ptr(), 0 if xs is None else xs.data_ptr(), isa, threads, lut, 0, ptr,
+                   nbytes)
+    return y
+
+
+def layout(p, int8=True, threads=1, m=1):
+    _, w = _ops.weight_args(p)
+    desc, _alive = _ext.weight_desc(MOD, w)
+    kind, nbytes = MOD.lut_layout(desc, m, "avx2", "on", int8)
+    assert kind == ("int8" if int8 else "float")
+    out = torch.full((nbytes,), 0xA5, dtype=torch.uint8)  # every byte must be written
+    MOD.pack_lut_planes(desc, kind, out.data_ptr(), nbytes, threads)
+    return out
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(n=st.integers(1, 200), k=st.sampled_from([1, 3, 31, 33, 97, 1025]), m=st.sampled_from([1, 2, 3, 4, 5, 9, 33]),
+       seed=st.integers(0, 10_000), rows=st.sampled_from(["all", "from 32", "from 8", "from 5"]),
+       threads=st.sampled_from([1, 2]))
+def test_int8_planes_give_the_same_bits(n, k, m, seed, rows, threads):
+    """n not a multiple of 32 (the last block's rows past n have zero masks), odd k, row ranges
+    that start on a 32-row block (read from the layout) or off one (hashed per call), 1 and 2
+    threads: bit for bit what the kernel gives hashing and transposing itself, and the reference."""
+    p = binary(n, k, seed)
+    r0 = min({"all": 0, "from 32": 32, "from 8": 8, "from 5": 5}[rows], n - 1)
+    x = 3 * torch.randn(m, k, generator=torch.Generator().manual_seed(seed + 1))
+    packed = layout(p, threads=threads)
+    own = run(x, p, r0=r0, threads=threads)
+    assert torch.equal(run(x, p, packed, r0=r0, threads=threads), own)
+    want = slt_linear_int8_reference(x, p)[:, r0:]
+    torch.testing.assert_close(own, want, rtol=1e-5, atol=1e-5 * max(1.0, float(want.abs().max())))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(n=st.integers(1, 200), k=st.sampled_from([1, 3, 31, 33, 97, 1025]), m=st.sampled_from([1, 2, 3, 4]),
+       seed=st.integers(0, 10_000), rows=st.sampled_from(["all", "from 8", "from 5"]),
+       threads=st.sampled_from([1, 2]))
+def test_float_planes_give_the_same_bits(n, k, m, seed, rows, threads):
+    """The float table lookup (8-row blocks): the same bits with and without the layout (the
+    sums in the same order), close to the reference."""
+    p = binary(n, k, seed)
+    r0 = min({"all": 0, "from 8": 8, "from 5": 5}[rows], n - 1)
+    x = torch.randn(m, k, generator=torch.Generator().manual_seed(seed + 1))
+    packed = layout(p, int8=False, threads=threads, m=m)
+    own = run(x, p, r0=r0, threads=threads, int8=False)
+    assert torch.equal(run(x, p, packed, r0=r0, threads=threads, int8=False), own)
+    want = slt_linear_reference(x, p)[:, r0:]
+    torch.testing.assert_close(own, want, rtol=1e-4, atol=1e-4 * max(1.0, float(want.abs().max())))
+
+
+@pytest.mark.parametrize("int8", [True, False])
+def test_the_planes_are_what_is_read(int8):
+    """Empty planes (a valid header, zero bodies) give zeros where blocks start on a block
+    boundary (read from them) and the real sums where they do not (rows from 5: hashed per call)."""
+    p = binary(64, 100)
+    x = torch.randn(2, 100)
+    empty = layout(p, int8)
+    empty[64:] = 0
+    assert torch.equal(run(x, p, empty, int8=int8), torch.zeros(2, 64))
+    assert torch.equal(run(x, p, empty, r0=5, int8=int8), run(x, p, r0=5, int8=int8))
+    assert run(x, p, r0=5, int8=int8).abs().sum() > 0
+
+
+def test_layout_size_and_where_it_is_read():
+    """A 64-byte header, then 2 bits per weight in whole blocks (int8: 32 rows, 256 bytes per
+    32-column word; float: 8 rows, 64 bytes per word); asked for only where a table lookup runs."""
+    p = binary(70, 100)
+    _, w = _ops.weight_args(p)
+    desc, _alive = _ext.weight_desc(MOD, w)
+    assert MOD.lut_layout(desc, 1, "avx2", "auto", True) == ("int8", 64 + 3 * 4 * 256)
+    assert MOD.lut_layout(desc, 1, "avx2", "auto", False) == ("float", 64 + 9 * 4 * 64)
+    assert MOD.lut_layout(desc, 1, "avx2", "off", True) == ("", 0)
+    assert MOD.lut_layout(desc, 513, "avx2", "on", True) == ("", 0)  # past the int8 lookup's 512 rows
+    assert MOD.lut_layout(desc, 5, "avx2", "auto", False) == ("", 0)  # past the float lookup's 4 rows
+    assert MOD.lut_layout(desc, 0, "avx2", "auto", False) == ("", 0)
+    assert MOD.lut_layout(desc, 1, "scalar", "on", True) == ("", 0)
+    q = pack_multicoat(torch.randint(0, 3, (70, 100)), 2, seed=0, name="fc", dist="signed_constant")
+    desc_q, _alive_q = _ext.weight_desc(MOD, _ops.weight_args(q)[1])
+    assert MOD.lut_layout(desc_q, 1, "avx2", "on", True) == ("", 0)
+
+
+def test_a_wrong_layout_is_refused():
+    p = binary(70, 100)
+    packed = layout(p)
+    x = torch.randn(2, 100)
+    with pytest.raises(ValueError, match=r"lut_planes: expected 3136 bytes \(pack_lut_planes of this weight, int8"):
+        run(x, p, packed[:-1])
+    with pytest.raises(ValueError, match=r"lut_planes: expected a 32-byte aligned buffer"):
+        run(x, p, torch.cat([torch.zeros(1, dtype=torch.uint8), packed])[1:])
+    with pytest.raises(ValueError, match=r"lut_planes: given, but this call does not run AVX2's table lookup"):
+        run(x, p, packed, lut="off")
+    float_planes = layout(binary(96, 100), int8=False)  # 96 rows: the same size as the int8 layout of 70
+    with pytest.raises(ValueError, match=r"built for another weight or kernel \(header: float layout"):
+        run(x, p, float_planes)
+    with pytest.raises(ValueError, match=r"built for another weight or kernel .*keys"):
+        run(x, p, layout(binary(70, 100, seed=1)))  # another seed: other signs
+    bad = packed.clone()
+    bad[:8] = 0
+    with pytest.raises(ValueError, match=r"not a planes layout \(bad header\)"):
+        run(x, p, bad)
+    _, w = _ops.weight_args(p)
+    desc, _alive = _ext.weight_desc(MOD, w)
+    with pytest.raises(ValueError, match=r"dst: expected 3136 bytes, got 3135"):
+        MOD.pack_lut_planes(desc, "int8", packed.data_ptr(), 3135, 1)
+    with pytest.raises(ValueError, match=r"kind: expected 'float' or 'int8', got 'fp8'"):
+        MOD.pack_lut_planes(desc, "fp8", packed.data_ptr(), 3136, 1)
+    q = pack_multicoat(torch.randint(0, 3, (70, 100)), 2, seed=0, name="fc", dist="signed_constant")
+    desc_q, _alive_q = _ext.weight_desc(MOD, _ops.weight_args(q)[1])
+    with pytest.raises(ValueError, match=r"binary-format .* signed_constant weight"):
+        MOD.pack_lut_planes(desc_q, "int8", packed.data_ptr(), 3136, 1)
+
+
+@pytest.fixture
+def fresh_cache(monkeypatch):
+    cache = layout_cache.LayoutCache()
+    monkeypatch.setattr(cpu, "LUT_PLANES", cache)
+    monkeypatch.delenv(layout_cache.ENV, raising=False)
+    return cache
+
+
+def test_public_ops_build_the_planes_on_second_use(fresh_cache, monkeypatch):
+    """slt_linear_int8 and slt_linear on one PackedWeight: the first call hashes, the second
+    builds and reads its kernel's layout, the third reads it; the same bits each time; one slot
+    per kernel on the same mask tensor. Cache off: never built."""
+    monkeypatch.setenv(cpu.ISA_ENV, "avx2")
+    monkeypatch.delenv(cpu.LUT_ENV, raising=False)
+    p = binary(100, 300, 3)
+    x = torch.randn(3, 300)
+    for op, slot, nbytes in ((slt_linear_int8, "int8", 64 + 4 * 10 * 256), (slt_linear, "float", 64 + 13 * 10 * 64)):
+        ys = []
+        for calls in (1, 2, 3):
+            ys.append(op(x, p, backend="cpp"))
+            assert (fresh_cache.nbytes(slot) > 0) == (calls >= 2)
+        assert all(torch.equal(y, ys[0]) for y in ys)
+        assert fresh_cache.nbytes(slot) == nbytes
+    assert len(fresh_cache) == 2 and fresh_cache.nbytes() == 64 + 4 * 10 * 256 + 64 + 13 * 10 * 64
+    monkeypatch.setenv(layout_cache.ENV, "off")
+    fresh_cache.clear()
+    for _ in range(3):
+        assert torch.equal(slt_linear(x, p, backend="cpp"), ys[0])
+    assert len(fresh_cache) == 0
+
+
+def test_batch_past_the_float_lookup_builds_nothing(fresh_cache, monkeypatch):
+    """Float activations at 5 rows run the register kernels (the lookup's automatic limit is
+    4): nothing is cached for them."""
+    monkeypatch.setenv(cpu.ISA_ENV, "avx2")
+    monkeypatch.delenv(cpu.LUT_ENV, raising=False)
+    p = binary(64, 128, 5)
+    x = torch.randn(5, 128)
+    for _ in range(3):
+        slt_linear(x, p, backend="cpp")
+    assert len(fresh_cache) == 0
+
+
+@pytest.mark.parametrize("int8", [True, False])
+def test_module_keeps_its_planes(fresh_cache, monkeypatch, int8):
+    """SLTPackedLinear (float, or int8=True): its planes buffer is the same tensor every call,
+    so the layout is built once and read from then on; the same bits throughout."""
+    from slt_hw.nn import SLTPackedLinear
+
+    monkeypatch.setenv(cpu.ISA_ENV, "avx2")
+    monkeypatch.delenv(cpu.LUT_ENV, raising=False)
+    layer = SLTPackedLinear(binary(96, 200, 4), int8=int8)
+    x = torch.randn(2, 200)
+    ys = [layer(x) for _ in range(4)]
+    assert len(fresh_cache) == 1 and all(torch.equal(y, ys[0]) for y in ys)
+
+
+def test_cache_follows_the_tensor(fresh_cache):
+    """Rebuilt after the tensor is modified in place (its version), for another key, and dropped
+    with the tensor."""
+    builds = []
+
+    def build():
+        builds.append(1)
+        return torch.zeros(8, dtype=torch.uint8)
+
+    t = torch.zeros(4, dtype=torch.int32)
+    assert fresh_cache.get(t, "k", build) is None and not builds
+    first = fresh_cache.get(t, "k", build)
+    assert first is not None and fresh_cache.get(t, "k", build) is first and len(builds) == 1
+    t.add_(1)  # in place: the layout is stale
+    assert fresh_cache.get(t, "k", build) is None
+    assert fresh_cache.get(t, "k", build) is not first and len(builds) == 2
+    assert fresh_cache.get(t, "other", build) is None
+    del t
+    gc.collect()
+    assert len(fresh_cache) == 0 and fresh_cache.nbytes() == 0
+
+
+def test_inference_tensors_are_not_cached(fresh_cache, monkeypatch):
+    """A mask made under torch.inference_mode has no version counter: run uncached, same bits."""
+    monkeypatch.setenv(cpu.ISA_ENV, "avx2")
+    x = torch.randn(2, 300)
+    with torch.inference_mode():
+        p = binary(64, 300, 7)
+        ys = [slt_linear_int8(x, p, backend="cpp") for _ in range(3)]
+    assert len(fresh_cache) == 0 and all(torch.equal(y, ys[0]) for y in ys)
+    q = binary(64, 300, 7)  # the same mask made outside the mode: cached, used inside it too
+    with torch.inference_mode():
+        zs = [slt_linear_int8(x, q, backend="cpp") for _ in range(3)]
+    assert len(fresh_cache) == 1 and all(torch.equal(z, ys[0]) for z in zs)
+
+
+def test_cache_arguments(monkeypatch):
+    with pytest.raises(ValueError, match="min_uses"):
+        layout_cache.LayoutCache(min_uses=0)
+    monkeypatch.setenv(layout_cache.ENV, "sometimes")
+    with pytest.raises(ValueError, match=r"SLT_HW_CPU_LAYOUT_CACHE: expected one of \['on', 'off'\]"):
+        layout_cache.LayoutCache().get(torch.zeros(1), "k", lambda: torch.zeros(1))
+
+
+def test_cache_shows_in_the_backend_description(monkeypatch):
+    from slt_hw import dispatch
+
+    monkeypatch.setenv(cpu.ISA_ENV, "avx2")
+    monkeypatch.delenv(cpu.LUT_ENV, raising=False)
+    for mode in ("on", "off"):
+        monkeypatch.setenv(layout_cache.ENV, mode)
+        assert f"masks used twice kept as hashed P/N planes, 2 bits/weight (SLT_HW_CPU_LAYOUT_CACHE={mode})" \
+            in dispatch.get("cpp").describe()
+    monkeypatch.setenv(layout_cache.ENV, "sometimes")
+    assert "SLT_HW_CPU_LAYOUT_CACHE: expected one of" in dispatch.get("cpp").describe()
