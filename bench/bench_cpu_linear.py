@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from utils import interleaved_times, median_seconds, report, with_env
 
-from slt_hw import pack_binary, pack_multicoat, slt_linear
+from slt_hw import _ext, _ops, pack_binary, pack_multicoat, slt_linear
 from slt_hw.backends import cpu, layout_cache
 from slt_hw.ops import slt_linear_int8, slt_linear_reference
 
@@ -45,12 +45,15 @@ def lut_rows(fmt: str, dist: str) -> tuple[int, int]:
     return (info["max_rows"], info["max_rows_int8"]) if ok else (0, 0)
 
 
-def held_planes(name: str) -> int:
-    """Bytes of the table lookups' planes (P/N, 2 bits per weight) cached for the weight that
-    `name` reads, once the lookup has run twice on it: counted in its weight memory."""
-    if not name.startswith("slt cpp") or any(s in name for s in ("uncached", "amx", "lut=off")):
+def held_planes(packed, name: str, batch: int) -> int:
+    """Bytes of the table lookup's cached planes (P/N, 2 bits per weight) that `name` reads at
+    this batch, once the lookup has run twice on the weight: counted in its weight memory."""
+    if not name.startswith("slt cpp") or any(s in name for s in ("uncached", "amx")) or not cpu.LUT_PLANES.nbytes():
         return 0
-    return cpu.LUT_PLANES.nbytes("int8" if "int8" in name else "float")
+    mod = _ext.native()
+    desc, _alive = _ext.weight_desc(mod, _ops.weight_args(packed)[1])
+    lut = "on" if "lut=on" in name else "off" if "lut=off" in name else cpu._lut(None)
+    return mod.lut_layout(desc, batch, cpu._isa(None), lut, "int8" in name)[1]
 
 
 def bench_shape(n: int, k: int, batches: list[int], density: float, with_reference: bool,
@@ -108,7 +111,7 @@ def bench_shape(n: int, k: int, batches: list[int], density: float, with_referen
         if with_reference:  # seconds per call: timed on its own, a few times
             times["slt reference"] = median_seconds(lambda x=x: slt_linear_reference(x, packed), repeat=3, warmup=1)
         for name, t in times.items():
-            held = held_planes(name)
+            held = held_planes(packed, name, b)
             rows.append({
                 "shape": f"{n}x{k}", "batch": b, "impl": name, "ms": f"{t * 1e3:.3f}",
                 "Gweights/s": f"{n * k / t / 1e9:.2f}", "GFLOP/s": f"{2 * n * k * b / t / 1e9:.1f}",

@@ -57,7 +57,8 @@ def bench(d: int, h: int, batches: list[int], stat: str) -> list[dict]:
         with torch.inference_mode():
             times = interleaved_times(impls, stat=stat)
         for name, t in times.items():  # the table lookups' cached planes, where they have run twice
-            held = cpu.LUT_PLANES.nbytes("int8" if name == "slt packed int8" else "float") if "slt" in name else 0
+            model = {"slt packed": packed, "slt packed int8": packed8}.get(name)
+            held = 0 if model is None else sum(cpu.LUT_PLANES.held(t) for t in model.buffers())
             rows.append({"dims": f"{d}x{h}", "batch": b, "impl": name, "ms": f"{t * 1e3:.3f}",
                          "vs int8": f"{times['torch int8 (quantize_dynamic)'] / t:.2f}x",
                          "vs fp32": f"{times['dense fp32'] / t:.2f}x",

@@ -268,16 +268,15 @@ PYBIND11_MODULE(_C, m) {
                               slt::cpu::lut_planes_bytes(w, kind));
       },
       "(kind, bytes) of the planes layout slt_linear would read for M rows of float (int8=False) or int8 "
-      "activations where given one (pack_lut_planes): ('', 0) unless it runs AVX2's table lookup.",
+      "activations where given one (pack_lut_planes): ('', 0) unless it runs AVX2's table lookup "
+      "(which reads the 'int8' layout for both).",
       py::arg("w"), py::arg("M"), py::arg("isa") = "auto", py::arg("lut") = "auto", py::arg("int8") = false);
 
   m.def(
       "pack_lut_planes",
       [](const slt::WeightDesc& w, const std::string& kind, uintptr_t dst, int64_t bytes, int threads) {
-        slt::cpu::LutLayout k = slt::cpu::LutLayout::kNone;
-        if (kind == "float") k = slt::cpu::LutLayout::kFloat;
-        if (kind == "int8") k = slt::cpu::LutLayout::kInt8;
-        if (k == slt::cpu::LutLayout::kNone) throw py::value_error("kind: expected 'float' or 'int8', got '" + kind + "'");
+        if (kind != "int8") throw py::value_error("kind: expected 'int8' (the one layout there is), got '" + kind + "'");
+        const slt::cpu::LutLayout k = slt::cpu::LutLayout::kInt8;
         py::gil_scoped_release release;
         slt::cpu::pack_lut_planes(w, k, ptr<uint8_t>(dst), bytes, threads);
       },
@@ -294,6 +293,28 @@ PYBIND11_MODULE(_C, m) {
       "Per-row symmetric int8 of float32 x (M x K, rows ldx apart) into q (M x K) and s (M): the bits of "
       "slt_hw.reference.quantize.quantize_activations for finite x.",
       py::arg("x"), py::arg("M"), py::arg("K"), py::arg("ldx"), py::arg("q"), py::arg("s"));
+
+  m.def(
+      "slice_count",
+      [](uintptr_t x, int64_t M, int64_t K, int64_t ldx) {
+        py::gil_scoped_release release;
+        return slt::cpu::slice_count(ptr<const float>(x), M, K, ldx);
+      },
+      "How many int8 slices float32 x (M x K, rows ldx apart) takes on AVX2's table lookup: 3 or 4, 0 where "
+      "the float kernels run instead (a NaN or an infinity; quantize.h).",
+      py::arg("x"), py::arg("M"), py::arg("K"), py::arg("ldx"));
+
+  m.def(
+      "slice_int8",
+      [](uintptr_t x, int64_t M, int64_t K, int64_t ldx, int D, uintptr_t q, uintptr_t s) {
+        if (D < slt::cpu::kMinSlices || D > slt::cpu::kMaxSlices)
+          throw py::value_error("D: expected 3 or 4 slices, got " + std::to_string(D));
+        py::gil_scoped_release release;
+        slt::cpu::slice_int8_rows(ptr<const float>(x), M, K, ldx, D, ptr<int8_t>(q), ptr<float>(s));
+      },
+      "Finite float32 x (M x K, rows ldx apart) as D int8 slices per row into q (M D x K, most significant "
+      "first, base 255) and s (M): x ~ s * sum_d q[d] 255^(D - 1 - d).",
+      py::arg("x"), py::arg("M"), py::arg("K"), py::arg("ldx"), py::arg("D"), py::arg("q"), py::arg("s"));
 
   m.def(
       "cpu_lut",

@@ -299,8 +299,8 @@ def test_forcing_avx512_without_it_is_refused(monkeypatch):
 # ------------------------------------------------------------------ the table-lookup kernel
 # Binary format, signed-constant weights, 1..max_rows activation rows when forced
 # (SLT_HW_CPU_LUT=on or lut="on"), chosen automatically up to auto_rows; per ISA (lut_info(isa)):
-# AVX2: float activations by vpermps on 8-entry tables of 3-column groups, 8 weight rows per
-#   lookup; int8 by vpshufb on 16-entry tables of 4-column groups, 32 rows.
+# AVX2: int8 activations by vpshufb on 16-entry tables of 4-column groups, 32 weight rows per
+#   lookup; float activations through it as 3 or 4 int8 slices each (tests/test_lut_planes.py).
 # AVX-512 (tested emulated): float activations, vpermps on 16-entry tables of 4-column groups,
 #   16 weight rows per lookup, column chunks shared by a task's 16-row blocks.
 LUT_ISAS = [isa for isa in ISAS if cpu.lut_info(isa)["available"]] + list(avx512_emulation.ISAS)
@@ -359,11 +359,16 @@ def test_lut_weights_bit_identical_to_the_reference(isa, n, k):
     """One-hot activation rows, as many per call as the kernel takes: every table entry is 0 or 1,
     so the lookups give the ternary weight exactly and the kernel returns s * (P - N):
     bit-identical to the reference's materialised weight (rows not a multiple of 8 or 16, columns
-    not a multiple of 32; 130 x 600 has full 16 x 16 mask transposes and two tasks)."""
+    not a multiple of 32; 130 x 600 has full 16 x 16 mask transposes and two tasks). AVX2 runs
+    float activations as int8 slices, whose scale puts the one within a float ulp."""
     p = packed("binary", n, k, 11, "signed_constant")
     eye, step = torch.eye(k), lut_limits(isa)["max_rows"]
     y = torch.cat([lut(eye[i:i + step], p, isa) for i in range(0, k, step)]).T
     want = p.materialize()
+    if isa == "avx2":  # (float activations as int8 slices: one within a float ulp of the weight)
+        assert torch.equal(y == 0, want == 0)
+        torch.testing.assert_close(y, want, rtol=2.0 ** -23, atol=0)
+        return
     assert torch.equal(y.view(torch.int32), want.view(torch.int32)), (n, k, (y != want).sum())
 
 
@@ -402,14 +407,15 @@ def test_lut_is_the_path_that_runs(isa):
 
 
 def test_lut_limits_per_isa():
-    """What lut_info reports: AVX2 has float (up to 4 rows) and int8 (up to 512, also chosen
-    automatically while its tables fit 12 MiB: faster than the register and blocked kernels
-    there) kernels, AVX-512 float only, scalar none."""
+    """What lut_info reports: AVX2 has the int8 kernel (up to 512 rows, also chosen automatically
+    while its tables fit 12 MiB: faster than the register and blocked kernels there), float
+    activations through it as slices (up to 128 rows forced, 24 automatically), AVX-512 a float
+    kernel only, scalar none."""
     assert cpu.lut_info("scalar")["max_rows"] == 0 and not cpu.lut_info("scalar")["available"]
     if "avx2" in ISAS:
         info = cpu.lut_info("avx2")
-        assert info["available"] and info["max_rows"] == 4 and info["max_rows_int8"] == 512
-        assert info["auto_rows_int8"] == 512
+        assert info["available"] and info["max_rows"] == 128 and info["max_rows_int8"] == 512
+        assert info["auto_rows_int8"] == 512 and info["auto_rows"] == 24
     for isa in avx512_emulation.ISAS:
         info = lut_limits(isa)
         assert info["max_rows"] == 8 and info["max_rows_int8"] == info["auto_rows_int8"] == 0

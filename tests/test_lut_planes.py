@@ -1,9 +1,10 @@
-"""The table lookups' planes layouts (csrc/cpu/linear_avx2lut.cpp, pack_lut_planes: the signs
-hashed once, P = mask & ~sign and N = mask & sign in each kernel's order) and the cache that
-keeps them per mask tensor (slt_hw/backends/layout_cache.py): the kernels give the same bits
-reading them as hashing and transposing themselves, the cache builds them on a tensor's second
-use and drops them when the tensor changes or dies, and a layout of the wrong size, kind,
-weight or seed is refused."""
+"""AVX2's table lookup (csrc/cpu/linear_avx2lut.cpp): its planes layout (pack_lut_planes: the
+signs hashed once, P = mask & ~sign and N = mask & sign in the kernel's order), the cache that
+keeps it per mask tensor (slt_hw/backends/layout_cache.py), and float activations run through
+it as int8 slices (quantize.h). The kernel gives the same bits reading the planes as hashing
+and transposing itself, the cache builds them on a tensor's second use and drops them when the
+tensor changes or dies, a layout of the wrong size, weight or seed is refused, and the slices
+are exact digits whose sums are no less accurate than the float kernels'."""
 
 import gc
 
@@ -49,7 +50,7 @@ def layout(p, int8=True, threads=1, m=1):
     _, w = _ops.weight_args(p)
     desc, _alive = _ext.weight_desc(MOD, w)
     kind, nbytes = MOD.lut_layout(desc, m, "avx2", "on", int8)
-    assert kind == ("int8" if int8 else "float")
+    assert kind == "int8"  # (float activations read it too, as slices)
     out = torch.full((nbytes,), 0xA5, dtype=torch.uint8)  # every byte must be written
     MOD.pack_lut_planes(desc, kind, out.data_ptr(), nbytes, threads)
     return out
@@ -74,14 +75,14 @@ def test_int8_planes_give_the_same_bits(n, k, m, seed, rows, threads):
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(n=st.integers(1, 200), k=st.sampled_from([1, 3, 31, 33, 97, 1025]), m=st.sampled_from([1, 2, 3, 4]),
-       seed=st.integers(0, 10_000), rows=st.sampled_from(["all", "from 8", "from 5"]),
+@given(n=st.integers(1, 200), k=st.sampled_from([1, 3, 31, 33, 97, 1025]), m=st.sampled_from([1, 2, 3, 4, 25]),
+       seed=st.integers(0, 10_000), rows=st.sampled_from(["all", "from 32", "from 5"]),
        threads=st.sampled_from([1, 2]))
 def test_float_planes_give_the_same_bits(n, k, m, seed, rows, threads):
-    """The float table lookup (8-row blocks): the same bits with and without the layout (the
-    sums in the same order), close to the reference."""
+    """Float activations (int8 slices): the same bits with and without the planes, close to the
+    reference."""
     p = binary(n, k, seed)
-    r0 = min({"all": 0, "from 8": 8, "from 5": 5}[rows], n - 1)
+    r0 = min({"all": 0, "from 32": 32, "from 5": 5}[rows], n - 1)
     x = torch.randn(m, k, generator=torch.Generator().manual_seed(seed + 1))
     packed = layout(p, int8=False, threads=threads, m=m)
     own = run(x, p, r0=r0, threads=threads, int8=False)
@@ -104,16 +105,21 @@ def test_the_planes_are_what_is_read(int8):
 
 
 def test_layout_size_and_where_it_is_read():
-    """A 64-byte header, then 2 bits per weight in whole blocks (int8: 32 rows, 256 bytes per
-    32-column word; float: 8 rows, 64 bytes per word); asked for only where a table lookup runs."""
+    """A 64-byte header, then 2 bits per weight in 32-row blocks (256 bytes per 32-column word);
+    asked for only where the table lookup runs: int8 activations up to 512 rows, float ones up to
+    24 automatically, 128 forced (4 slices of each within the int8 kernel's 512)."""
     p = binary(70, 100)
     _, w = _ops.weight_args(p)
     desc, _alive = _ext.weight_desc(MOD, w)
-    assert MOD.lut_layout(desc, 1, "avx2", "auto", True) == ("int8", 64 + 3 * 4 * 256)
-    assert MOD.lut_layout(desc, 1, "avx2", "auto", False) == ("float", 64 + 9 * 4 * 64)
+    size = 64 + 3 * 4 * 256
+    assert MOD.lut_layout(desc, 1, "avx2", "auto", True) == ("int8", size)
+    assert MOD.lut_layout(desc, 1, "avx2", "auto", False) == ("int8", size)
+    assert MOD.lut_layout(desc, 24, "avx2", "auto", False) == ("int8", size)
+    assert MOD.lut_layout(desc, 25, "avx2", "auto", False) == ("", 0)
+    assert MOD.lut_layout(desc, 128, "avx2", "on", False) == ("int8", size)
+    assert MOD.lut_layout(desc, 129, "avx2", "on", False) == ("", 0)
     assert MOD.lut_layout(desc, 1, "avx2", "off", True) == ("", 0)
-    assert MOD.lut_layout(desc, 513, "avx2", "on", True) == ("", 0)  # past the int8 lookup's 512 rows
-    assert MOD.lut_layout(desc, 5, "avx2", "auto", False) == ("", 0)  # past the float lookup's 4 rows
+    assert MOD.lut_layout(desc, 513, "avx2", "on", True) == ("", 0)
     assert MOD.lut_layout(desc, 0, "avx2", "auto", False) == ("", 0)
     assert MOD.lut_layout(desc, 1, "scalar", "on", True) == ("", 0)
     q = pack_multicoat(torch.randint(0, 3, (70, 100)), 2, seed=0, name="fc", dist="signed_constant")
@@ -131,9 +137,9 @@ def test_a_wrong_layout_is_refused():
         run(x, p, torch.cat([torch.zeros(1, dtype=torch.uint8), packed])[1:])
     with pytest.raises(ValueError, match=r"lut_planes: given, but this call does not run AVX2's table lookup"):
         run(x, p, packed, lut="off")
-    float_planes = layout(binary(96, 100), int8=False)  # 96 rows: the same size as the int8 layout of 70
-    with pytest.raises(ValueError, match=r"built for another weight or kernel \(header: float layout"):
-        run(x, p, float_planes)
+    other_shape = layout(binary(96, 100))  # 96 rows: as many 32-row blocks as 70
+    with pytest.raises(ValueError, match=r"another weight or kernel \(header: int8 layout, shape \(96, 100\)"):
+        run(x, p, other_shape)
     with pytest.raises(ValueError, match=r"built for another weight or kernel .*keys"):
         run(x, p, layout(binary(70, 100, seed=1)))  # another seed: other signs
     bad = packed.clone()
@@ -144,12 +150,101 @@ def test_a_wrong_layout_is_refused():
     desc, _alive = _ext.weight_desc(MOD, w)
     with pytest.raises(ValueError, match=r"dst: expected 3136 bytes, got 3135"):
         MOD.pack_lut_planes(desc, "int8", packed.data_ptr(), 3135, 1)
-    with pytest.raises(ValueError, match=r"kind: expected 'float' or 'int8', got 'fp8'"):
-        MOD.pack_lut_planes(desc, "fp8", packed.data_ptr(), 3136, 1)
+    with pytest.raises(ValueError, match=r"kind: expected 'int8' \(the one layout there is\), got 'float'"):
+        MOD.pack_lut_planes(desc, "float", packed.data_ptr(), 3136, 1)
     q = pack_multicoat(torch.randint(0, 3, (70, 100)), 2, seed=0, name="fc", dist="signed_constant")
     desc_q, _alive_q = _ext.weight_desc(MOD, _ops.weight_args(q)[1])
     with pytest.raises(ValueError, match=r"binary-format .* signed_constant weight"):
         MOD.pack_lut_planes(desc_q, "int8", packed.data_ptr(), 3136, 1)
+
+
+ACTIVATIONS = {  # what float activations look like, tame to outlier-heavy
+    "gaussian": lambda g, m, k: torch.randn(m, k, generator=g),
+    "uniform": lambda g, m, k: torch.rand(m, k, generator=g),
+    "relu": lambda g, m, k: torch.relu(torch.randn(m, k, generator=g)),
+    "sparse": lambda g, m, k: torch.randn(m, k, generator=g) * (torch.rand(m, k, generator=g) < 0.05),
+    "log-normal": lambda g, m, k: torch.randn(m, k, generator=g) * torch.exp(2 * torch.randn(m, k, generator=g)),
+    "outlier channels": lambda g, m, k: torch.randn(m, k, generator=g) * torch.where(torch.arange(k) % 97 == 0,
+                                                                                     100.0, 1.0),
+}
+
+
+def slice_args(x):
+    return x.data_ptr(), x.shape[0], x.shape[1], x.stride(0)
+
+
+@pytest.mark.parametrize("kind", list(ACTIVATIONS))
+@pytest.mark.parametrize("k", [1, 64, 1000, 4096])
+def test_slices_are_exact_digits(kind, k):
+    """slice_int8: digits in [-127, 127], most significant first, whose base-255 value times the
+    row's scale (max|x| / ((255^D - 1) / 2), rounded to keep max|x| / s within that) is within
+    half a scale step of x."""
+    x = ACTIVATIONS[kind](torch.Generator().manual_seed(k), 3, k)
+    x[2] = 0.0  # a zero row: scale 1, digits 0
+    for d in (3, 4):
+        q, s = torch.empty(3 * d, k, dtype=torch.int8), torch.empty(3)
+        MOD.slice_int8(*slice_args(x), d, q.data_ptr(), s.data_ptr())
+        assert int(q.abs().max()) <= 127
+        v = sum(q[i::d].long() * 255 ** (d - 1 - i) for i in range(d))  # exact in int64
+        assert int(v.abs().max()) <= (255 ** d - 1) // 2
+        err = (v.double() * s.double()[:, None] - x.double()).abs()
+        assert bool((err <= s.double()[:, None] / 2 * (1 + 1e-6)).all())
+        assert float(s[2]) == 1.0 and not q[2 * d:].any()
+        amax, half = x[:2].abs().amax(1).double(), (255 ** d - 1) // 2
+        assert bool((amax / s[:2].double() <= half).all())
+        torch.testing.assert_close(s[:2].double(), torch.where(amax > 0, amax / half, 1.0), rtol=2.5e-7, atol=0)
+
+
+def test_slice_count():
+    """3 slices for tame rows, 4 for outlier-heavy ones (max|x| / rms(x) past sqrt(K) / 8, at
+    most sqrt(K)), none for a NaN or an infinity."""
+    k = 4096
+    x = torch.randn(2, k, generator=torch.Generator().manual_seed(0))
+    assert MOD.slice_count(*slice_args(x)) == 3
+    x[1, 7] = 20 * float(x.norm() / k ** 0.5)  # max / rms about 20 > sqrt(4096) / 8 = 8
+    assert MOD.slice_count(*slice_args(x)) == 4
+    x[1, 7] = 1e30  # max / rms = sqrt(K)
+    assert MOD.slice_count(*slice_args(x)) == 4
+    for bad in (float("nan"), float("inf")):
+        x[1, 7] = bad
+        assert MOD.slice_count(*slice_args(x)) == 0
+    with pytest.raises(ValueError, match="D: expected 3 or 4 slices, got 5"):
+        MOD.slice_int8(*slice_args(x), 5, 0, 0)
+
+
+@pytest.mark.parametrize("kind", list(ACTIVATIONS))
+@pytest.mark.parametrize("n, k", [(256, 64), (256, 1000), (128, 4096)])
+def test_sliced_sums_as_accurate_as_the_float_kernels(kind, n, k):
+    """Against the float64 product, the RMS error of the sliced lookup stays within 1.5x the float
+    register kernels' (measured: 0.07-1.16x over these activations and 11008 columns too)."""
+    p = binary(n, k, k)
+    g = torch.Generator().manual_seed(n + k)
+    _, w = _ops.weight_args(p)
+    exact_w = cpu.materialize(*w, 0, n).double()
+    for m in (1, 4):
+        x = ACTIVATIONS[kind](g, m, k)
+        exact = x.double() @ exact_w.T
+        sliced = (run(x, p, lut="on", int8=False).double() - exact).pow(2).mean().sqrt()
+        floats = (run(x, p, lut="off", int8=False).double() - exact).pow(2).mean().sqrt()
+        assert sliced <= 1.5 * floats + 1e-30, (m, float(sliced), float(floats))
+
+
+def test_non_finite_and_wide_rows_run_the_float_kernels():
+    """A NaN or an infinity: the float kernels' result, bit for bit (NaN and infinity propagate
+    as in F.linear); a huge value is sliced (4 slices); bf16 activations are sliced too."""
+    p = binary(70, 100)
+    x = torch.randn(2, 100, generator=torch.Generator().manual_seed(3))
+    for bad in (float("nan"), float("inf")):
+        y = x.clone()
+        y[1, 3] = bad
+        torch.testing.assert_close(run(y, p, lut="on", int8=False), run(y, p, lut="off", int8=False), rtol=0,
+                                   atol=0, equal_nan=True)
+    y = x.clone()
+    y[1, 3] = 1e12
+    torch.testing.assert_close(run(y, p, lut="on", int8=False), run(y, p, lut="off", int8=False), rtol=1e-5,
+                               atol=1e-5 * 1e12)
+    xb = x.to(torch.bfloat16)
+    torch.testing.assert_close(slt_linear(xb, p, backend="cpp"), slt_linear_reference(xb.float(), p).to(torch.bfloat16))
 
 
 @pytest.fixture
@@ -161,35 +256,35 @@ def fresh_cache(monkeypatch):
 
 
 def test_public_ops_build_the_planes_on_second_use(fresh_cache, monkeypatch):
-    """slt_linear_int8 and slt_linear on one PackedWeight: the first call hashes, the second
-    builds and reads its kernel's layout, the third reads it; the same bits each time; one slot
-    per kernel on the same mask tensor. Cache off: never built."""
+    """slt_linear_int8 then slt_linear on one PackedWeight: the first call hashes, the second
+    builds and reads the planes, later ones (float activations too) read them; the same bits
+    each time. Cache off: never built."""
     monkeypatch.setenv(cpu.ISA_ENV, "avx2")
     monkeypatch.delenv(cpu.LUT_ENV, raising=False)
     p = binary(100, 300, 3)
     x = torch.randn(3, 300)
-    for op, slot, nbytes in ((slt_linear_int8, "int8", 64 + 4 * 10 * 256), (slt_linear, "float", 64 + 13 * 10 * 64)):
-        ys = []
-        for calls in (1, 2, 3):
-            ys.append(op(x, p, backend="cpp"))
-            assert (fresh_cache.nbytes(slot) > 0) == (calls >= 2)
-        assert all(torch.equal(y, ys[0]) for y in ys)
-        assert fresh_cache.nbytes(slot) == nbytes
-    assert len(fresh_cache) == 2 and fresh_cache.nbytes() == 64 + 4 * 10 * 256 + 64 + 13 * 10 * 64
+    size = 64 + 4 * 10 * 256
+    ys = []
+    for calls in (1, 2, 3):
+        ys.append(slt_linear_int8(x, p, backend="cpp"))
+        assert fresh_cache.nbytes() == (size if calls >= 2 else 0)
+    assert all(torch.equal(y, ys[0]) for y in ys)
+    zs = [slt_linear(x, p, backend="cpp") for _ in range(2)]
+    assert len(fresh_cache) == 1 and fresh_cache.nbytes() == size and torch.equal(zs[0], zs[1])
     monkeypatch.setenv(layout_cache.ENV, "off")
     fresh_cache.clear()
     for _ in range(3):
-        assert torch.equal(slt_linear(x, p, backend="cpp"), ys[0])
+        assert torch.equal(slt_linear(x, p, backend="cpp"), zs[0])
     assert len(fresh_cache) == 0
 
 
 def test_batch_past_the_float_lookup_builds_nothing(fresh_cache, monkeypatch):
-    """Float activations at 5 rows run the register kernels (the lookup's automatic limit is
-    4): nothing is cached for them."""
+    """Float activations at 25 rows run the float kernels (the lookup's automatic limit is
+    24): nothing is cached for them."""
     monkeypatch.setenv(cpu.ISA_ENV, "avx2")
     monkeypatch.delenv(cpu.LUT_ENV, raising=False)
     p = binary(64, 128, 5)
-    x = torch.randn(5, 128)
+    x = torch.randn(25, 128)
     for _ in range(3):
         slt_linear(x, p, backend="cpp")
     assert len(fresh_cache) == 0

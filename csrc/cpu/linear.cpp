@@ -2,6 +2,7 @@
 #include "linear.h"
 
 #include "generate.h"
+#include "quantize.h"
 
 #include <cstring>
 #include <memory>
@@ -121,9 +122,6 @@ void fail(const std::string& msg) { throw std::invalid_argument(msg); }
 constexpr uint64_t kPlanesMagic = 0x31504c54554c54ULL;  // the bytes "TLUTLP1\0"
 constexpr int32_t kPlanesVersion = 1;
 
-// Rows per block of a planes layout (lut_planes_bytes: whole blocks plus the header).
-int64_t plane_block_rows(LutLayout kind) { return kind == LutLayout::kInt8 ? kLutBlockRowsInt8 : kLutBlockRowsFloat; }
-
 // "" where buf (bytes long) holds this weight's planes in `kind`'s layout, else what is wrong.
 std::string check_planes(const WeightDesc& w, LutLayout kind, const uint8_t* buf, int64_t bytes) {
   const int64_t want = lut_planes_bytes(w, kind);
@@ -190,7 +188,7 @@ bool avx512_kernels(Isa isa) { return isa == Isa::kAvx512 || isa == Isa::kAvx512
 LutRows lut_rows(Isa isa) {
   LutRows r;
 #if defined(SLT_HW_HAVE_AVX2)
-  if (isa == Isa::kAvx2) r = LutRows{kLutAutoRows, kLutAutoRowsInt8, kLutMaxRows, kLutMaxRowsInt8};
+  if (isa == Isa::kAvx2) r = LutRows{kLutAutoRowsSliced, kLutAutoRowsInt8, kLutMaxRowsSliced, kLutMaxRowsInt8};
 #endif
 #if defined(SLT_HW_HAVE_AVX512)
   if (avx512_kernels(isa)) r = LutRows{kLutAutoRowsAvx512, 0, kLutMaxRowsAvx512, 0};
@@ -218,8 +216,6 @@ const char* lut_layout_name(LutLayout kind) {
   switch (kind) {
     case LutLayout::kNone:
       return "none";
-    case LutLayout::kFloat:
-      return "float";
     case LutLayout::kInt8:
       return "int8";
   }
@@ -228,15 +224,13 @@ const char* lut_layout_name(LutLayout kind) {
 
 LutLayout lut_layout(const LinearProblem& p, Isa isa) {
   if (isa != Isa::kAvx2 || !isa_supported(isa) || !lut_applies(p, isa)) return LutLayout::kNone;
-  return p.xq != nullptr ? LutLayout::kInt8 : LutLayout::kFloat;
+  return LutLayout::kInt8;  // (float activations too: they run as int8 slices)
 }
 
 int64_t lut_planes_bytes(const WeightDesc& w, LutLayout kind) {
 #if defined(SLT_HW_HAVE_AVX2)
-  if (kind != LutLayout::kNone) {
-    const int64_t rows = plane_block_rows(kind);
-    return int64_t(sizeof(LutPlanesHeader)) + (w.N + rows - 1) / rows * avx2lut::plane_block_bytes(w.K, kind == LutLayout::kInt8);
-  }
+  if (kind == LutLayout::kInt8)
+    return int64_t(sizeof(LutPlanesHeader)) + (w.N + kLutBlockRowsInt8 - 1) / kLutBlockRowsInt8 * avx2lut::plane_block_bytes(w.K);
 #endif
   (void)w;
   return 0;
@@ -247,27 +241,17 @@ void pack_lut_planes(const WeightDesc& w, LutLayout kind, uint8_t* dst, int64_t 
     if (!e.empty()) fail(e);
   if (w.planes == nullptr || w.C != 1 || w.dist != kSignedConstant || !isa_supported(Isa::kAvx2))
     fail("pack_lut_planes: needs a binary-format (one mask plane) signed_constant weight and an AVX2 CPU");
-  if (kind != LutLayout::kFloat && kind != LutLayout::kInt8) fail("kind: expected the float or the int8 layout");
+  if (kind != LutLayout::kInt8) fail("kind: expected the int8 layout (the one there is)");
   const int64_t want = lut_planes_bytes(w, kind);
   if (dst == nullptr || bytes != want)
     fail("dst: expected " + std::to_string(want) + " bytes, got " + std::to_string(bytes) + (dst ? "" : " (null)"));
   if (reinterpret_cast<uintptr_t>(dst) % 32 != 0) fail("dst: expected a 32-byte aligned buffer");
 #if defined(SLT_HW_HAVE_AVX2)
-  const bool int8 = kind == LutLayout::kInt8;
-  const int64_t rows = plane_block_rows(kind), block_bytes = avx2lut::plane_block_bytes(w.K, int8);
+  const int64_t block_bytes = avx2lut::plane_block_bytes(w.K);
   uint8_t* body = dst + sizeof(LutPlanesHeader);
-  // tasks of whole blocks; the float blocks 8 at a time (a block is a small job)
-  const int64_t task = int8 ? rows : 8 * rows;
-  for_each_row_task(0, w.N, task, w.K, int8 ? avx2lut::pack_scratch_floats(w.K) : 0, threads, 1 << 16,
+  for_each_row_task(0, w.N, kLutBlockRowsInt8, w.K, avx2lut::pack_scratch_floats(w.K), threads, 1 << 16,
                     [&](float* scratch, int64_t n0, int64_t n1) {
-                      for (int64_t n = n0; n < n1; n += rows) {
-                        uint8_t* out = body + n / rows * block_bytes;
-                        const int64_t e = n + rows < n1 ? n + rows : n1;
-                        if (int8)
-                          avx2lut::pack_block_int8(w, n, e, scratch, out);
-                        else
-                          avx2lut::pack_block_float(w, n, e, out);
-                      }
+                      avx2lut::pack_block_int8(w, n0, n1, scratch, body + n0 / kLutBlockRowsInt8 * block_bytes);
                       return true;
                     });
 #else
@@ -284,6 +268,47 @@ void pack_lut_planes(const WeightDesc& w, LutLayout kind, uint8_t* dst, int64_t 
   std::memcpy(dst, &h, sizeof h);
 }
 
+namespace {
+
+// Float (or bf16) activations through AVX2's int8 table lookup, as D = slice_count int8 rows
+// each (slice_int8_rows: rounding x no worse for the sums than float32 accumulation is; the
+// kernel's integer sums are exact and recombine in rows_int8). False where a row holds a NaN or
+// an infinity, or, chosen automatically, where 4 slices a row pass kLutAutoSliceRows: the
+// caller runs the float kernels (which propagate NaN and infinity as F.linear does).
+bool run_sliced(const LinearProblem& p, Isa isa, int threads) {
+  std::vector<float> xf;
+  const float* x = p.x;
+  int64_t ldx = p.ldx;
+  if (p.xb != nullptr) {  // bf16 -> float exactly
+    xf.resize(size_t(p.M * p.K));
+    for (int64_t m = 0; m < p.M; ++m)
+      for (int64_t k = 0; k < p.K; ++k) {
+        const uint32_t bits = uint32_t(p.xb[m * p.ldx + k]) << 16;
+        std::memcpy(&xf[size_t(m * p.K + k)], &bits, sizeof bits);
+      }
+    x = xf.data();
+    ldx = p.K;
+  }
+  const int D = slice_count(x, p.M, p.K, ldx);
+  if (D == 0 || (p.lut == LutMode::kAuto && p.M * D > kLutAutoSliceRows)) return false;
+  std::vector<int8_t> q(size_t(p.M * D * p.K));
+  std::vector<float> s(size_t(p.M));
+  slice_int8_rows(x, p.M, p.K, ldx, D, q.data(), s.data());
+  LinearProblem ps = p;
+  ps.x = nullptr;
+  ps.xb = nullptr;
+  ps.xq = q.data();
+  ps.xscale = s.data();
+  ps.ldx = p.K;
+  ps.M = p.M * D;
+  ps.slices = D;
+  ps.lut = LutMode::kOn;  // (p chose the table lookup; its slices may pass the auto table size)
+  slt_linear(ps, isa, threads);
+  return true;
+}
+
+}  // namespace
+
 void slt_linear(const LinearProblem& p, Isa isa, int threads) {
   validate(p);
   if (!isa_supported(isa)) fail(std::string("isa: this CPU does not support ") + isa_name(isa));
@@ -296,8 +321,11 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
     if (!e.empty()) fail(e);
   }
   if (p.M == 0 || p.row_end == p.row_begin) return;
-  const int64_t W = (p.K + 31) / 32, Kp = 32 * W;
   const bool int8 = p.xq != nullptr, amx = amx_applies(p, isa);
+  // AVX2's table lookup takes float activations as int8 slices
+  const bool avx2_float_lut = !int8 && isa == Isa::kAvx2 && lut_applies(p, isa);
+  if (avx2_float_lut && run_sliced(p, isa, threads)) return;
+  const int64_t W = (p.K + 31) / 32, Kp = 32 * W;
   // x copied once into zero-padded rows: every 32-column word load is in bounds. bf16 becomes
   // float exactly (the AMX kernel takes it as it is, in whole 32-row tile pairs).
   const int64_t Mp = amx ? (p.M + 31) / 32 * 32 : p.M;
@@ -322,7 +350,7 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
   if (int8 && !amx && avx512_kernels(isa))
     for (int8_t& v : xq) v = int8_t(uint8_t(v) ^ 0x80u);  // the AVX-512 int8 kernels take xq + 128
   // table-lookup kernel: the tables of this call's activations, shared by every thread
-  const bool lut = !amx && lut_applies(p, isa);
+  const bool lut = !amx && !avx2_float_lut && lut_applies(p, isa);
   const bool lut512 = lut && avx512_kernels(isa);
   std::vector<float> tables;
   std::unique_ptr<uint8_t[]> tables_i8;  // every byte written by build_tables_int8: no zeroing
@@ -333,12 +361,9 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
   }
 #endif
 #if defined(SLT_HW_HAVE_AVX2)
-  if (lut && !lut512 && int8) {
+  if (lut && !lut512) {  // (int8: the float activations' lookup is the sliced one above)
     tables_i8.reset(new uint8_t[size_t(avx2lut::table_bytes_int8(p.K, p.M))]);
     avx2lut::build_tables_int8(xq.data(), Kp, p.M, tables_i8.get());
-  } else if (lut && !lut512) {
-    tables.resize(size_t(avx2lut::table_entries(p.K, p.M)));
-    avx2lut::build_tables(xp.data(), Kp, p.M, tables.data());
   }
 #endif
   const bool blocked = p.M > (int8 ? (isa == Isa::kAvx2 ? kSmallBatchInt8Avx2 : kSmallBatchInt8) : kSmallBatch);
@@ -374,7 +399,7 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
   // weight rows per task (a table lookup past the small batch too: whole 32-row blocks)
   const int64_t block = amx      ? kAmxTaskRows
                         : lut512  ? kLutTaskRowsAvx512
-                        : lut     ? (int8 ? kLutBlockRowsInt8 : kLutTaskRows)
+                        : lut     ? kLutBlockRowsInt8
                         : blocked ? kTaskRows
                                   : 8;
   auto run = [&](float* scratch, int64_t n0, int64_t n1) {
@@ -384,9 +409,7 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
     if (lut512) return avx512lut::rows(p, tables.data(), scratch, n0, n1);
 #endif
 #if defined(SLT_HW_HAVE_AVX2)
-    if (lut)
-      return int8 ? avx2lut::rows_int8(p, tables_i8.get(), scratch, n0, n1)
-                  : avx2lut::rows(p, tables.data(), scratch, n0, n1);
+    if (lut) return avx2lut::rows_int8(p, tables_i8.get(), scratch, n0, n1);
 #endif
     return int8 ? kernel_i8(p, xq_run, scratch, n0, n1) : kernel(p, xp.data(), scratch, n0, n1);
   };
@@ -396,7 +419,7 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
   if (amx) lut_scratch = amx::scratch_floats(p.K);
 #endif
 #if defined(SLT_HW_HAVE_AVX2)
-  if (lut && !lut512) lut_scratch = int8 ? avx2lut::scratch_floats_int8(p.K, p.M) : avx2lut::scratch_floats(p.M);
+  if (lut && !lut512) lut_scratch = avx2lut::scratch_floats_int8(p.K, p.M);
 #endif
   if (lut_scratch > scratch_size) scratch_size = lut_scratch;
   const bool ok = for_each_row_task(p.row_begin, p.row_end, block, p.K, scratch_size, threads, 1 << 14, run);

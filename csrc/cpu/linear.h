@@ -40,20 +40,20 @@ constexpr int64_t kYChunkRows = 512;  // AVX2 float, large batch: activation row
 // one 1024-column block's row descriptor (linear_rowdesc.inc, row_scratch): sign and mask words,
 // hashes, values
 constexpr int64_t kBlockDescFloats = 2 * kBlockWords + 16 * kBlockWords + kBlockCols;
-// Table-lookup kernel (AVX2, binary format, signed constant): up to kLutMaxRows (float) /
-// kLutMaxRowsInt8 activation rows when forced, up to kLutAutoRows / kLutAutoRowsInt8 when chosen
+// Table-lookup kernel (AVX2, binary format, signed constant; int8 activations, and float ones
+// as 3 or 4 int8 slices each, quantize.h): up to kLutMaxRowsSliced (float) / kLutMaxRowsInt8
+// activation rows when forced, up to kLutAutoRowsSliced / kLutAutoRowsInt8 when chosen
 // automatically: where it measured faster than the other kernels (docs/benchmarks.md). int8,
 // automatically only while its tables (8 bytes per activation row and column, read again by
 // every 32-row block) fit kLutAutoTableBytesInt8: past that it lost to the blocked kernel on
 // a 16 MiB L3 (4096 x 11008 at batch 256: 22 MiB of tables).
-constexpr int64_t kLutMaxRows = 4;
 constexpr int64_t kLutMaxRowsInt8 = 512;
-constexpr int64_t kLutAutoRows = 4;
+constexpr int64_t kLutMaxRowsSliced = kLutMaxRowsInt8 / 4;  // (4: kMaxSlices)
+constexpr int64_t kLutAutoRowsSliced = 24;
+constexpr int64_t kLutAutoSliceRows = 3 * kLutAutoRowsSliced;  // automatically: slices in all (rows times 3 or 4)
 constexpr int64_t kLutAutoRowsInt8 = 512;
 constexpr int64_t kLutAutoTableBytesInt8 = int64_t(12) << 20;
 constexpr int64_t kLutBlockRowsInt8 = 32;  // int8: weight rows per task and per block of its mask layout
-constexpr int64_t kLutBlockRowsFloat = 8;  // float: weight rows per lookup (a ymm of dwords), per block of its planes
-constexpr int64_t kLutTaskRows = 64;  // float: weight rows per thread task (8-row blocks sharing each column chunk)
 // AVX-512 (linear_avx512lut.cpp): float activations only, up to kSmallBatch rows; weight rows
 // per thread task (a multiple of 16: the tasks' 16-row blocks share each column chunk's tables).
 constexpr int64_t kLutMaxRowsAvx512 = kSmallBatch;
@@ -91,6 +91,9 @@ struct LinearProblem : WeightDesc {
   // 32-byte aligned), or null: that kernel then hashes the signs and transposes the masks itself.
   const uint8_t* lut_planes = nullptr;
   int64_t lut_planes_bytes = 0;
+  // Set by slt_linear only: xq holds float activations as `slices` int8 rows per row of y
+  // (slice_int8_rows), M counts those rows, xscale has one entry per row of y. 0: not sliced.
+  int slices = 0;
 };
 
 bool isa_supported(Isa isa);
@@ -106,16 +109,16 @@ bool lut_applies(const LinearProblem& p, Isa isa);
 // mask plane, signed constant, M >= kAmxMinRows.
 bool amx_applies(const LinearProblem& p, Isa isa);
 
-// A signed-constant binary weight as AVX2's table lookups read it: the planes P = mask & ~sign
+// A signed-constant binary weight as AVX2's table lookup reads it: the planes P = mask & ~sign
 // and N = mask & sign (the contract's sign hash done once), each 32-column word's rows side by
 // side in the kernel's order. Two bits per weight; a cache of the caller's
 // (slt_hw/backends/cpu.py), saving the hash and the mask transposes of every call.
-//   kFloat: 8-row blocks, per word 8 P dwords then 8 N dwords (lanes = rows);
-//   kInt8:  32-row blocks, per word the P words' 4 bytes then the N words', each byte of the 32
-//           rows in one ymm (transpose_bytes' order).
+//   kInt8: 32-row blocks, per word the P words' 4 bytes then the N words', each byte of the 32
+//          rows in one ymm (transpose_bytes' order). Float activations read it too (as slices).
 // A 64-byte header (LutPlanesHeader) names the layout, shape and seed; slt_linear refuses a
-// buffer whose header does not match the problem it runs.
-enum class LutLayout : int { kNone = 0, kFloat = 1, kInt8 = 2 };
+// buffer whose header does not match the problem it runs. (One layout so far; the enum leaves
+// room for another kernel's, e.g. AVX-512's 16-row float lookup.)
+enum class LutLayout : int { kNone = 0, kInt8 = 2 };
 const char* lut_layout_name(LutLayout kind);
 struct LutPlanesHeader {
   uint64_t magic;
@@ -183,27 +186,22 @@ void pack_int8(const int8_t* xq, int64_t Kp, int64_t M, int8_t* dst);
 }  // namespace avx2
 
 // The table-lookup kernel (linear_avx2lut.cpp): per call, tables of the activations' partial
-// sums (build_tables*, into table_entries floats / table_bytes_int8 bytes); then per task of rows
-// (scratch: float scratch_floats(M) floats, int8 scratch_floats_int8(K, M)).
+// sums (build_tables_int8, table_bytes_int8 bytes); then per task of rows (scratch:
+// scratch_floats_int8(K, M) floats).
 namespace avx2lut {
-int64_t table_entries(int64_t K, int64_t M);
-int64_t scratch_floats(int64_t M);  // per float task (kLutTaskRows rows)
 int64_t table_bytes_int8(int64_t K, int64_t M);
 int64_t scratch_floats_int8(int64_t K, int64_t M);
-// The planes' layouts (LutLayout; block_bytes per block of block_rows rows) and one block of
-// each: pack_block_int8 needs pack_scratch_floats(K) floats of scratch.
-int64_t plane_block_bytes(int64_t K, bool int8);
-void pack_block_float(const WeightDesc& w, int64_t n0, int64_t n1, uint8_t* dst);
+// The planes' layout (LutLayout::kInt8; plane_block_bytes per block of kLutBlockRowsInt8 rows)
+// and one block of it (pack_scratch_floats(K) floats of scratch).
+int64_t plane_block_bytes(int64_t K);
 int64_t pack_scratch_floats(int64_t K);
 void pack_block_int8(const WeightDesc& w, int64_t n0, int64_t n1, float* scratch, uint8_t* dst);
-void build_tables(const float* xp, int64_t Kp, int64_t M, float* t);
 void build_tables_int8(const int8_t* xq, int64_t Kp, int64_t M, uint8_t* t);
-bool rows(const LinearProblem& p, const float* tables, float* scratch, int64_t n0, int64_t n1);
 bool rows_int8(const LinearProblem& p, const uint8_t* tables, float* scratch, int64_t n0, int64_t n1);
 }  // namespace avx2lut
 
-// The AVX-512 table-lookup kernel (linear_avx512lut.cpp), float activations: tables as above
-// (table_entries floats); tasks of at most kLutTaskRowsAvx512 rows, scratch_floats(M) each.
+// The AVX-512 table-lookup kernel (linear_avx512lut.cpp), float activations: per call, float
+// tables of the activations' partial sums (table_entries floats); tasks of at most kLutTaskRowsAvx512 rows, scratch_floats(M) each.
 namespace avx512lut {
 int64_t table_entries(int64_t K, int64_t M);
 int64_t scratch_floats(int64_t M);

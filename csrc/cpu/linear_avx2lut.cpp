@@ -1,26 +1,22 @@
 // Table-lookup (T-MAC / bitnet.cpp style) AVX2 kernel of the fused linear (linear.h), for the
-// binary format (one plane) with signed-constant weights and a few activation rows. Compiled
-// with -mavx2 -mfma only in this TU and called only after a runtime CPU check (linear.cpp).
+// binary format (one plane) with signed-constant weights and int8 activations (float
+// activations come as int8 slices: slt_linear, quantize.h). Compiled with -mavx2 -mfma only in
+// this TU and called only after a runtime CPU check (linear.cpp).
 //
 // A signed-constant weight is ternary: w = s * (P - N) with P = mask & ~sign, N = mask & sign
 // (sign bit 1 is -s, docs/rng.md §5), and both planes are exact bits, so the weights this
-// kernel implies are the contract's bit for bit; only the order of the sums differs.
+// kernel implies are the contract's bit for bit, and its integer sums are exact.
 //
-// Once per call, every group of G consecutive columns of each activation row gets a table of its
-// 2^G partial sums, T[b] = sum_{i: bit i of b} x[k + i]. A weight row's dot product is then
-// the sum over groups of T[P bits] - T[N bits]: two lookups per G weights instead of building
-// every weight. The sign words of eight rows are hashed eight at a time (counter n*W + w in
-// each lane, as the contract numbers them: one dword per row), the mask words of the task's
-// rows are transposed 8 x 8 into the same layout once per task.
-//   float activations: lanes are weight rows (one dword each, no bit transposition), G = 3: an
-//     8-entry float table per group, one vpermps per lookup serves eight rows; 11 groups per
-//     32-column word (the last covers 2 columns). (G = 2 with in-lane vpermilps and 4-entry
-//     tables measured 12 % slower on Zen 2; vpermd on int32 tables for int8 activations was
-//     slower than the vpshufb kernel below.)
-//   int8 activations: lanes are bytes (32 weight rows per ymm after a byte transposition),
-//     G = 4: 16-entry byte tables, one vpshufb per lookup serves 32 rows (below).
-// Given the weight's planes in the kernel's layout (LutPlanesHeader, pack_block_*: what the hash
-// and the transposes make, kept by the caller), both read P and N from there instead.
+// Once per call, every group of 4 consecutive columns of each activation row gets a table of its
+// 16 partial sums, T[b] = sum_{i: bit i of b} x[k + i]. A weight row's dot product is then the
+// sum over groups of T[P bits] - T[N bits]: two lookups per 4 weights instead of building every
+// weight. Lanes are bytes: 32 weight rows per ymm after a byte transposition, so one vpshufb
+// looks up 32 rows. The sign words of 32 rows are hashed eight at a time (counter n*W + w in
+// each lane, as the contract numbers them: one dword per row) and the mask words transposed to
+// the same order, per call; or, given the weight's planes in that order (LutPlanesHeader,
+// pack_block_int8: what the hash and the transposes make, kept by the caller), read from there.
+// (A float kernel with 8-entry float tables and vpermps, 8 rows per lookup, ran here until the
+// int8 slices of float activations measured about twice as fast at 1-4 rows: docs/benchmarks.md.)
 #include <immintrin.h>
 
 #include <cstring>
@@ -28,20 +24,14 @@
 #include "../core/slt_contract.h"
 #include "avx2_common.h"
 #include "linear.h"
+#include "quantize.h"
 
 namespace slt {
 namespace cpu {
 namespace avx2lut {
 namespace {
 
-using avx2common::hash_v;  // the contract hash on 8 lanes (avx2_common.h)
 using avx2common::transpose8x8_ps;
-
-constexpr int kGroups = 11;  // groups of 3 columns per 32-column word (10 of 3, one of 2)
-constexpr int64_t kLanes = kLutBlockRowsFloat;  // float activations: weight rows per lookup
-
-// Words per column chunk of the float kernel: M rows' tables of a chunk in ~11 KiB of L1.
-int64_t chunk_words(int64_t M) { return M >= 4 ? 8 : 32 / M; }
 
 // mt[stride * i + r] = mask word w0 + i of row n0 + r, i < words, r < 8 (zero for rows at or
 // past n1): eight rows' mask words with lanes = rows.
@@ -65,88 +55,6 @@ void transpose_masks(const WeightDesc& p, int64_t n0, int64_t n1, uint32_t* mt, 
     for (int r = 0; r < 8; ++r) mt[stride * w + r] = rows[r] ? rows[r][w] : 0u;
 }
 
-// The 8-entry table at t looked up by the low 3 bits of each lane of idx (vpermps ignores the rest).
-inline __m256 lookup(const float* t, __m256i idx) { return _mm256_permutevar8x32_ps(_mm256_loadu_ps(t), idx); }
-
-// The P and N words of rows [n0, n0 + 8) (zero at or past n1), words [w0, w0 + words):
-// pn[16 i + r] P of word w0 + i of row n0 + r, pn[16 i + 8 + r] its N. The masks are transposed
-// 8 x 8, the signs hashed eight rows at a time, in a pass of its own so that the lookups do not
-// wait on the hash's latency (4 vpmulld) word after word.
-void prepare(const WeightDesc& p, int64_t n0, int64_t n1, int64_t w0, int64_t words, uint32_t* pn) {
-  transpose_masks(p, n0, n1, pn, 16, w0, words);
-  const int64_t W = (p.K + 31) / 32;
-  const __m256i k0 = _mm256_set1_epi32(int32_t(p.k0)), k1 = _mm256_set1_epi32(int32_t(p.k1));
-  const __m256i one = _mm256_set1_epi32(1);
-  __m256i c = _mm256_add_epi32(_mm256_mullo_epi32(_mm256_add_epi32(_mm256_set1_epi32(int32_t(uint32_t(n0))),
-                                                                   _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)),
-                                                  _mm256_set1_epi32(int32_t(uint32_t(W)))),
-                               _mm256_set1_epi32(int32_t(uint32_t(w0))));
-  // word i's mask words (in place) -> its P and N words, given its sign words s
-  auto split = [pn](int64_t i, __m256i s) {
-    __m256i* v = reinterpret_cast<__m256i*>(pn + 16 * i);
-    const __m256i m = _mm256_loadu_si256(v);
-    _mm256_storeu_si256(v, _mm256_andnot_si256(s, m));
-    _mm256_storeu_si256(v + 1, _mm256_and_si256(s, m));
-  };
-  int64_t i = 0;
-  for (; i + 4 <= words; i += 4) {
-    __m256i cs[4], s[4];
-    for (int j = 0; j < 4; ++j, c = _mm256_add_epi32(c, one)) cs[j] = c;
-    avx2common::hash_v4(cs, k0, k1, s);
-    for (int j = 0; j < 4; ++j) split(i + j, s[j]);
-  }
-  for (; i < words; ++i, c = _mm256_add_epi32(c, one)) split(i, hash_v(c, k0, k1));
-}
-
-// Words [w0, w1) of eight rows against M activation rows: acc[8 r + i] (lanes = the rows) +=
-// the sum of T_r[P bits] - T_r[N bits]. pn: the rows' P and N words from w0 (prepare).
-template <int M>
-void lut_chunk(const float* tables, const uint32_t* pn, int64_t w0, int64_t w1, float* acc) {
-  // one accumulator pair per activation row; two pairs for a single row (the add latency)
-  constexpr int A = M == 1 ? 2 : 1;
-  __m256 accp[M][A], accn[M][A];
-  for (int r = 0; r < M; ++r)
-    for (int a = 0; a < A; ++a) accp[r][a] = accn[r][a] = _mm256_setzero_ps();
-  for (int64_t w = w0; w < w1; ++w) {
-    const __m256i pw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(pn + 16 * (w - w0)));
-    const __m256i nw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(pn + 16 * (w - w0) + 8));
-    const float* tw = tables + w * kGroups * M * 8;
-#pragma GCC unroll 16
-    for (int j = 0; j < kGroups; ++j) {
-      const __m256i ip = _mm256_srli_epi32(pw, 3 * j), in = _mm256_srli_epi32(nw, 3 * j);
-      for (int r = 0; r < M; ++r) {
-        const float* t = tw + (j * M + r) * 8;
-        accp[r][j % A] = _mm256_add_ps(accp[r][j % A], lookup(t, ip));
-        accn[r][j % A] = _mm256_add_ps(accn[r][j % A], lookup(t, in));
-        // in order, one lookup pair at a time: else GCC hoists the lookups and spills them
-        __asm__("" : "+x"(accp[r][j % A]), "+x"(accn[r][j % A]));
-      }
-    }
-  }
-  for (int r = 0; r < M; ++r) {
-    __m256 sp = accp[r][0], sn = accn[r][0];
-    for (int a = 1; a < A; ++a) {
-      sp = _mm256_add_ps(sp, accp[r][a]);
-      sn = _mm256_add_ps(sn, accn[r][a]);
-    }
-    _mm256_storeu_ps(acc + 8 * r, _mm256_add_ps(_mm256_loadu_ps(acc + 8 * r), _mm256_sub_ps(sp, sn)));
-  }
-}
-
-using LutChunk = void (*)(const float*, const uint32_t*, int64_t, int64_t, float*);
-constexpr LutChunk kLutChunk[kLutMaxRows + 1] = {nullptr, lut_chunk<1>, lut_chunk<2>, lut_chunk<3>, lut_chunk<4>};
-
-// The P and N words of rows [n0, n0 + kLanes) from word w0 in the caller's planes (prepare's
-// layout, every word of the row), or null: none given, or a block that does not start on kLanes rows.
-const uint32_t* block_planes(const LinearProblem& p, int64_t n0, int64_t w0) {
-  if (p.lut_planes == nullptr || n0 % kLanes != 0) return nullptr;
-  const int64_t W = (p.K + 31) / 32;
-  return reinterpret_cast<const uint32_t*>(p.lut_planes + sizeof(LutPlanesHeader)) + ((n0 / kLanes) * W + w0) * 2 * kLanes;
-}
-
-#include "linear_lutrows.inc"
-
-// ---------------------------------------------------------------------------- int8 activations
 // Lanes are bytes: 32 weight rows per ymm, so one vpshufb looks up 32 rows. Groups of 4 columns
 // (a nibble of the P or N word), 16-entry tables per group and activation row: an entry T in
 // [-508, 508] (a sum of up to 4 int8 values) is stored as T = lo + 32 hi, lo = T & 31 in [0, 31]
@@ -295,7 +203,11 @@ void lut_i8_block(const LinearProblem& p, const uint8_t* tables, const void* src
   for (int64_t w = 0; w < W; ++w) {
     const int64_t ahead = w + kI8Ahead;
     if (!kPlanes && ahead < W) make_pn(masks + 32 * ahead, c, k0, k1, ahead, pn + 8 * (ahead % (kI8Ahead + 1)));
-    const __m256i* pw = kPlanes ? planes + 8 * w : pn + 8 * (w % (kI8Ahead + 1));
+    __m256i* pw = pn + 8 * (w % (kI8Ahead + 1));
+    // (the planes copied to the ring first: read in place they made the general row loop, M
+    // not a multiple of 4, 1.5-2x slower, 11008 x 4096)
+    if (kPlanes)
+      for (int k = 0; k < 8; ++k) pw[k] = _mm256_load_si256(planes + 8 * w + k);
     if (kM) {
       word_rows<kM ? kM : 1>(tables, kM, w, 0, pw, d16);
     } else {
@@ -354,7 +266,7 @@ void build_tables_int8(const int8_t* xq, int64_t Kp, int64_t M, uint8_t* t) {
       }
 }
 
-int64_t plane_block_bytes(int64_t K, bool int8) { return ((K + 31) / 32) * (int8 ? 8 * 32 : 2 * kLanes * 4); }
+int64_t plane_block_bytes(int64_t K) { return ((K + 31) / 32) * 8 * 32; }
 
 int64_t pack_scratch_floats(int64_t K) { return 32 * ((K + 31) / 32); }
 
@@ -372,11 +284,6 @@ void pack_block_int8(const WeightDesc& p, int64_t n0, int64_t n1, float* scratch
   }
 }
 
-// Rows [n0, min(n0 + kLanes, n1)) (zero masks past them): prepare's words, every word of the row.
-void pack_block_float(const WeightDesc& p, int64_t n0, int64_t n1, uint8_t* dst) {
-  prepare(p, n0, n1, 0, (p.K + 31) / 32, reinterpret_cast<uint32_t*>(dst));
-}
-
 int64_t scratch_floats_int8(int64_t K, int64_t M) { return 32 * ((K + 31) / 32) + 8 + 8 * 6 * M + kI8Rows * M; }
 
 // As rows_int8_impl (linear_rowdesc.inc): y = (g * float(sum)) * scale * xscale + b.
@@ -392,44 +299,35 @@ bool rows_int8(const LinearProblem& p, const uint8_t* tables, float* scratch, in
   for (int64_t n = n0; n < n1; n += kI8Rows) {
     const int64_t nr = n1 - n < kI8Rows ? n1 - n : kI8Rows;
     if (p.lut_planes != nullptr && n % kI8Rows == 0) {
-      const uint8_t* planes = p.lut_planes + sizeof(LutPlanesHeader) + (n / kI8Rows) * plane_block_bytes(p.K, true);
+      const uint8_t* planes = p.lut_planes + sizeof(LutPlanesHeader) + (n / kI8Rows) * plane_block_bytes(p.K);
       kLutI8Block[1][fixed](p, tables, planes, n, work, sums);
     } else {
       transpose_block_masks(p, n, n + nr, mt);
       kLutI8Block[0][fixed](p, tables, mt, n, work, sums);
     }
+    const float* bias = p.bias ? p.bias + n - p.row_begin : nullptr;
+    if (p.slices) {  // a y row from its D slices' rows: the exact integer sum, then one rounding
+      const int D = p.slices;
+      for (int64_t r = 0; r < p.M / D; ++r) {
+        float* y = p.y + r * p.ldy + n - p.row_begin;
+        const double f = double(g) * double(p.scale) * double(p.xscale[r]);
+        for (int64_t i = 0; i < nr; ++i) {
+          int64_t v = 0;
+          for (int d = 0; d < D; ++d) v += sums[kI8Rows * (r * D + d) + byte_of_row(int(i))] * slice_weight(d, D);
+          y[i] = float(double(v) * f) + (bias ? bias[i] : 0.0f);
+        }
+      }
+      continue;
+    }
     for (int64_t r = 0; r < p.M; ++r) {
       float* y = p.y + r * p.ldy + n - p.row_begin;
       for (int64_t i = 0; i < nr; ++i) {
         const float acc = g * float(sums[kI8Rows * r + byte_of_row(int(i))]);
-        y[i] = acc * p.scale * p.xscale[r] + (p.bias ? p.bias[n + i - p.row_begin] : 0.0f);
+        y[i] = acc * p.scale * p.xscale[r] + (bias ? bias[i] : 0.0f);
       }
     }
   }
   return true;
-}
-
-int64_t table_entries(int64_t K, int64_t M) { return ((K + 31) / 32) * kGroups * M * 8 + 16; }
-
-int64_t scratch_floats(int64_t M) { return lut_task_scratch(M, kLutTaskRows); }
-
-// Word w, group j (columns 32 w + 3 j, + 1, + 2; the last group 2 columns), activation row r:
-// 8 floats at ((w * kGroups + j) * M + r) * 8. Each entry one float sum, (x0 + x1) + x2.
-void build_tables(const float* xp, int64_t Kp, int64_t M, float* t) {
-  const int64_t W = Kp / 32;
-  for (int64_t w = 0; w < W; ++w)
-    for (int j = 0; j < kGroups; ++j)
-      for (int64_t r = 0; r < M; ++r) {
-        const float* x = xp + r * Kp + 32 * w + 3 * j;
-        float* e = t + ((w * kGroups + j) * M + r) * 8;
-        const float x0 = x[0], x1 = x[1], x2 = j + 1 < kGroups ? x[2] : 0.0f;
-        e[0] = 0.0f, e[1] = x0, e[2] = x1, e[3] = x0 + x1;
-        e[4] = x2, e[5] = x0 + x2, e[6] = x1 + x2, e[7] = (x0 + x1) + x2;
-      }
-}
-
-bool rows(const LinearProblem& p, const float* tables, float* scratch, int64_t n0, int64_t n1) {
-  return lut_rows_impl(p, tables, scratch, n0, n1);
 }
 
 }  // namespace avx2lut

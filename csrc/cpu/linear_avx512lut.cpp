@@ -13,7 +13,7 @@
 // against 2 FMAs and ~4 builder instructions (kmov, blend, maskz) per 16 weights in the
 // register kernel.
 //
-// The task driver (column chunks shared by the task's 16-row blocks) is linear_lutrows.inc.
+// The task driver (column chunks shared by the task's 16-row blocks) is lut_rows_impl below.
 #include "../core/slt_contract.h"
 #include "avx512_common.h"
 #include "linear.h"
@@ -112,10 +112,40 @@ constexpr LutChunk kLutChunk[kLutMaxRowsAvx512 + 1] = {nullptr,        lut_chunk
                                                        lut_chunk<3>,   lut_chunk<4>, lut_chunk<5>,
                                                        lut_chunk<6>,   lut_chunk<7>, lut_chunk<8>};
 
-// No planes layout of its own yet (LutLayout is AVX2's): every call hashes and transposes.
-const uint32_t* block_planes(const LinearProblem&, int64_t, int64_t) { return nullptr; }
+// Scratch of a task of up to task_rows weight rows: one block's P and N words of a chunk, then
+// the accumulators of every block.
+inline int64_t lut_task_scratch(int64_t M, int64_t task_rows) {
+  return 2 * kLanes * chunk_words(M) + (task_rows + kLanes - 1) / kLanes * M * kLanes + 16;
+}
 
-#include "linear_lutrows.inc"
+// y rows of [n0, n1): column chunks, each run over every kLanes-row block of the task before the
+// next, so a chunk's tables are read from L2 once per task; then the sums times the scale, plus
+// the bias.
+inline bool lut_rows_impl(const LinearProblem& p, const float* tables, float* scratch, int64_t n0, int64_t n1) {
+  const int64_t W = (p.K + 31) / 32, M = p.M, words = chunk_words(M);
+  uint32_t* pn = reinterpret_cast<uint32_t*>(scratch);
+  float* acc = scratch + 2 * kLanes * words;
+  const int64_t blocks = (n1 - n0 + kLanes - 1) / kLanes;
+  for (int64_t i = 0; i < blocks * M * kLanes; ++i) acc[i] = 0.0f;
+  const auto chunk = kLutChunk[M];
+  for (int64_t w0 = 0; w0 < W; w0 += words) {
+    const int64_t w1 = w0 + words < W ? w0 + words : W;
+    for (int64_t b = 0; b < blocks; ++b) {
+      const int64_t nb = n0 + kLanes * b, ne = nb + kLanes < n1 ? nb + kLanes : n1;
+      prepare(p, nb, ne, w0, w1 - w0, pn);
+      chunk(tables, pn, w0, w1, acc + b * M * kLanes);
+    }
+  }
+  const float factor = p.scale * p.coat_scales[0];
+  for (int64_t b = 0; b < blocks; ++b)
+    for (int64_t r = 0; r < M; ++r) {
+      const int64_t nb = n0 + kLanes * b, nr = n1 - nb < kLanes ? n1 - nb : kLanes;
+      const float* a = acc + (b * M + r) * kLanes;
+      float* y = p.y + r * p.ldy + nb - p.row_begin;
+      for (int64_t i = 0; i < nr; ++i) y[i] = a[i] * factor + (p.bias ? p.bias[nb + i - p.row_begin] : 0.0f);
+    }
+  return true;
+}
 
 }  // namespace
 

@@ -65,5 +65,65 @@ void quantize_int8_rows(const float* x, int64_t M, int64_t K, int64_t ldx, int8_
   }
 }
 
+namespace {
+
+// The float s closest to amax / slice_half(D) with amax / s <= slice_half(D); 1 where that is 0
+// (zero rows; subnormal maxima, whose quotient underflows). (A power of two made x / s exact,
+// but its up to 2x coarser step doubled the error half of the time: tests/test_lut_planes.py.)
+float slice_scale(float amax, int D) {
+  const double half = double(slice_half(D));
+  float sc = float(double(amax) / half);
+  if (!(sc > 0.0f)) return 1.0f;
+  if (double(amax) / sc > half) sc = std::nextafter(sc, 2.0f * sc);
+  return sc;
+}
+
+}  // namespace
+
+int slice_count(const float* x, int64_t M, int64_t K, int64_t ldx) {
+  double worst = 0.0;  // the largest step of 3 slices over rms(x), in units of the step's range
+  for (int64_t m = 0; m < M; ++m) {
+    const float* xr = x + m * ldx;
+    float amax = 0.0f;
+    double ss = 0.0;
+    bool finite = true;
+    for (int64_t k = 0; k < K; ++k) {
+      const float a = std::fabs(xr[k]);
+      finite = finite && a <= 3.4028235e38f;  // false for NaN too
+      amax = a > amax ? a : amax;
+      ss += double(a) * a;
+    }
+    if (!finite) return 0;
+    if (amax > 0.0f) {
+      const double ratio = double(slice_scale(amax, kMinSlices)) * double(slice_half(kMinSlices)) / std::sqrt(ss / double(K));
+      worst = ratio > worst ? ratio : worst;
+    }
+  }
+  return worst <= std::sqrt(double(K)) / 8 ? kMinSlices : kMaxSlices;
+}
+
+void slice_int8_rows(const float* x, int64_t M, int64_t K, int64_t ldx, int D, int8_t* q, float* s) {
+  const double half = double(slice_half(D));
+  for (int64_t m = 0; m < M; ++m) {
+    const float* xr = x + m * ldx;
+    float amax = 0.0f;
+    for (int64_t k = 0; k < K; ++k) amax = std::fmax(amax, std::fabs(xr[k]));
+    const float sc = slice_scale(amax, D);
+    s[m] = sc;
+    const double inv = 1.0 / double(sc), rbase = 1.0 / double(kSliceBase);
+    int8_t* qm = q + m * D * K;
+    for (int64_t k = 0; k < K; ++k) {
+      double v = std::nearbyint(double(xr[k]) * inv);
+      v = v > half ? half : (v < -half ? -half : v);
+      // v = 255 hi + lo, lo in [-127, 127] (v / 255 is never half-way: 255 is odd), digit by digit
+      for (int d = D - 1; d >= 0; --d) {
+        const double hi = d ? std::nearbyint(v * rbase) : 0.0;
+        qm[d * K + k] = int8_t(v - hi * double(kSliceBase));
+        v = hi;
+      }
+    }
+  }
+}
+
 }  // namespace cpu
 }  // namespace slt

@@ -13,5 +13,28 @@ namespace cpu {
 // NaN activations quantize to 0.
 void quantize_int8_rows(const float* x, int64_t M, int64_t K, int64_t ldx, int8_t* q, float* s);
 
+// Float activations as D int8 rows each (the Ozaki scheme's splitting, for the int8 table
+// lookup): row m is v = round(x[m, k] / s[m]) (|v| <= slice_half(D)), with s[m] the float
+// nearest max_k |x[m, k]| / slice_half(D) from which that quotient stays within slice_half(D)
+// (1 where it is 0), written in balanced base 255: v = sum_d q[m D + d, k] * 255^(D - 1 - d),
+// digits in [-127, 127], most significant first (rows K apart). Each x is then within s[m] / 2
+// of v s[m]: 2^-24 (D = 3) or 2^-32 (D = 4) of the row's largest value; the int sums of the
+// slices recombine exactly (slice_weight).
+constexpr int kMinSlices = 3, kMaxSlices = 4;
+constexpr int64_t kSliceBase = 255;
+constexpr int64_t slice_weight(int d, int D) { return d >= D - 1 ? 1 : kSliceBase * slice_weight(d + 1, D); }
+constexpr int64_t slice_half(int D) { return (slice_weight(-1, D) - 1) / 2; }  // (255^D - 1) / 2
+void slice_int8_rows(const float* x, int64_t M, int64_t K, int64_t ldx, int D, int8_t* q, float* s);
+
+// How many slices (slice_int8_rows) keep x's rounding error below what float32 sums of x w
+// accumulate anyway. The rounding adds a random walk of K steps of s / sqrt(12) to a dot
+// product; float32 accumulation one of K roundings of sums that grow as sqrt(k) rms(x); so the
+// ratio of the two goes as max|x| / (rms(x) sqrt(K)) 255^(3 - D). 3 slices serve while
+// max|x| / rms(x) <= sqrt(K) / 8 in every row, 4 otherwise (far below the bound, since max|x| /
+// rms(x) <= sqrt(K)): the constant measured (11008, 4096, 1000 and 64 columns; Gaussian,
+// uniform, ReLU, sparse, log-normal and outlier-channel activations: tests/test_lut_planes.py)
+// to keep the RMS error within 1.2x that of the float kernels (0.07-1.16x). 0 where a row holds
+// a NaN or an infinity (then the float kernels run).
+int slice_count(const float* x, int64_t M, int64_t K, int64_t ldx);
 }  // namespace cpu
 }  // namespace slt

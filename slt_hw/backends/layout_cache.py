@@ -83,5 +83,10 @@ class LayoutCache:
         return sum(e.value.numel() * e.value.element_size() for (_, s), e in self._entries.items()
                    if e.value is not None and (slot is ... or s == slot))
 
+    def held(self, src: torch.Tensor) -> int:
+        """Memory the layouts stored for tensor `src` hold (every slot)."""
+        return sum(e.value.numel() * e.value.element_size() for (i, _), e in self._entries.items()
+                   if i == id(src) and e.value is not None and e.ref() is src)
+
     def __len__(self) -> int:
         return sum(e.value is not None for e in self._entries.values())
