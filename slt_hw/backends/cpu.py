@@ -74,7 +74,8 @@ def lut_info(isa: str | None = None) -> dict:
     `isa` (default: the one slt_linear runs with, chosen_isa()): whether this CPU runs it, up to
     how many rows it runs automatically / when SLT_HW_CPU_LUT=on forces it (auto_rows,
     max_rows; *_int8 for int8 activations; 0: never), and the mode in force (SLT_HW_CPU_LUT:
-    auto, on, off). AVX2 has kernels for float and int8 activations, AVX-512 for float."""
+    auto, on, off). AVX2's is an int8 kernel that takes float activations as 3 or 4 exact int8
+    slices each (csrc/cpu/quantize.h); AVX-512's takes float activations only."""
     return {**_ext.require().cpu_lut(_isa(isa)), "mode": _lut(None)}
 
 
@@ -241,6 +242,7 @@ def _describe() -> str:
                                                                                info["auto_rows_int8"])
             int8 = f"int8 activations <= {rows8}" if rows8 else "not for int8 activations"
             if info["isa"] == "avx2":
+                int8 += "; float activations as int8 slices"
                 cache = "on" if LayoutCache.enabled() else "off"
                 int8 += f"; masks used twice kept as hashed P/N planes, 2 bits/weight ({layout_cache.ENV}={cache})"
             table = (f"; binary signed-constant weights at batch <= {rows} ({int8}): "
