@@ -119,6 +119,14 @@ namespace {
 
 void fail(const std::string& msg) { throw std::invalid_argument(msg); }
 
+// K bf16 values as float32, exactly (the high half of each float's bits).
+void bf16_to_float(const uint16_t* src, int64_t K, float* dst) {
+  for (int64_t k = 0; k < K; ++k) {
+    const uint32_t bits = uint32_t(src[k]) << 16;
+    std::memcpy(dst + k, &bits, sizeof bits);
+  }
+}
+
 constexpr uint64_t kPlanesMagic = 0x31504c54554c54ULL;  // the bytes "TLUTLP1\0"
 constexpr int32_t kPlanesVersion = 1;
 
@@ -281,11 +289,7 @@ bool run_sliced(const LinearProblem& p, Isa isa, int threads) {
   int64_t ldx = p.ldx;
   if (p.xb != nullptr) {  // bf16 -> float exactly
     xf.resize(size_t(p.M * p.K));
-    for (int64_t m = 0; m < p.M; ++m)
-      for (int64_t k = 0; k < p.K; ++k) {
-        const uint32_t bits = uint32_t(p.xb[m * p.ldx + k]) << 16;
-        std::memcpy(&xf[size_t(m * p.K + k)], &bits, sizeof bits);
-      }
+    for (int64_t m = 0; m < p.M; ++m) bf16_to_float(p.xb + m * p.ldx, p.K, xf.data() + m * p.K);
     x = xf.data();
     ldx = p.K;
   }
@@ -339,8 +343,7 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
     } else if (amx) {
       std::memcpy(xb.data() + m * Kp, p.xb + m * p.ldx, size_t(p.K) * sizeof(uint16_t));
     } else if (p.xb != nullptr) {
-      uint32_t* dst = reinterpret_cast<uint32_t*>(xp.data() + m * Kp);
-      for (int64_t k = 0; k < p.K; ++k) dst[k] = uint32_t(p.xb[m * p.ldx + k]) << 16;
+      bf16_to_float(p.xb + m * p.ldx, p.K, xp.data() + m * Kp);
     } else {
       std::memcpy(xp.data() + m * Kp, p.x + m * p.ldx, size_t(p.K) * sizeof(float));
     }

@@ -98,7 +98,7 @@ def _ptr(t: torch.Tensor | None) -> int:
     return 0 if t is None else t.data_ptr()
 
 
-# The table lookups' planes of masks used again unchanged (layout_cache.py), one slot per layout
+# The table lookup's planes of masks used again unchanged (layout_cache.py)
 LUT_PLANES = LayoutCache()
 
 
@@ -116,8 +116,8 @@ def _lut_planes(mod, w: tuple, desc, m: int, isa: str, lut: str, int8: bool) -> 
         return out
 
     src = w[0]
-    key = (src.data_ptr(), tuple(src.shape), src.stride(), desc.n, desc.k, desc.k0, desc.k1)
-    return LUT_PLANES.get(src, key, build, slot=kind)
+    key = (kind, src.data_ptr(), tuple(src.shape), src.stride(), desc.n, desc.k, desc.k0, desc.k1)
+    return LUT_PLANES.get(src, key, build)
 
 
 def linear(x, bias, *rest, int8: bool = False, isa: str | None = None, threads: int | None = None,

@@ -7,9 +7,8 @@ mask transposes on every call when they start from the mask as stored. Like a pr
 in torch's quantized linear, the layout is built once and reused, but only for a mask that is
 used again unchanged: it is built on the second call that sees the same tensor at the same
 version (a mask made anew every call, as in training, never pays for it), and dropped when the
-tensor is freed or modified in place (`_version`). A tensor may hold one layout per slot (the
-float and the int8 kernels' differ). A tensor created under torch.inference_mode has no
-version counter, so nothing is cached for it.
+tensor is freed or modified in place (`_version`). A tensor created under torch.inference_mode
+has no version counter, so nothing is cached for it.
 """
 
 from __future__ import annotations
@@ -35,15 +34,15 @@ class _Entry:
 
 
 class LayoutCache:
-    """layout = cache.get(src, key, build, slot): build() once src has been seen `min_uses`
-    times in that slot with the same key and version, then the stored result; None before that
-    or when disabled (SLT_HW_CPU_LAYOUT_CACHE=off)."""
+    """layout = cache.get(src, key, build): build() once src has been seen `min_uses` times
+    with the same key and version, then the stored result; None before that or when disabled
+    (SLT_HW_CPU_LAYOUT_CACHE=off)."""
 
     def __init__(self, min_uses: int = 2):
         if min_uses < 1:
             raise ValueError(f"min_uses: expected an int >= 1, got {min_uses!r}")
         self.min_uses = min_uses
-        self._entries: dict[tuple, _Entry] = {}
+        self._entries: dict[int, _Entry] = {}
 
     @staticmethod
     def enabled() -> bool:
@@ -52,11 +51,10 @@ class LayoutCache:
             raise ValueError(f"{ENV}: expected one of {list(MODES)}, got {mode!r}")
         return mode == "on"
 
-    def get(self, src: torch.Tensor, key: Hashable, build: Callable[[], torch.Tensor],
-            slot: Hashable = None) -> torch.Tensor | None:
+    def get(self, src: torch.Tensor, key: Hashable, build: Callable[[], torch.Tensor]) -> torch.Tensor | None:
         if not self.enabled() or src.is_inference():  # (no version counter: a change would go unseen)
             return None
-        ident, version = (id(src), slot), src._version
+        ident, version = id(src), src._version
         entry = self._entries.get(ident)
         if entry is None or entry.ref() is not src or entry.version != version or entry.key != key:
             entry = _Entry(weakref.ref(src, self._forget(ident)), version, key)
@@ -67,7 +65,7 @@ class LayoutCache:
             entry.value = build()
         return entry.value
 
-    def _forget(self, ident: tuple) -> Callable[[weakref.ref], None]:
+    def _forget(self, ident: int) -> Callable[[weakref.ref], None]:
         def drop(ref: weakref.ref) -> None:
             entry = self._entries.get(ident)
             if entry is not None and entry.ref is ref:
@@ -78,15 +76,15 @@ class LayoutCache:
         """Drops every stored layout (they are rebuilt on later calls)."""
         self._entries.clear()
 
-    def nbytes(self, slot: Hashable = ...) -> int:
-        """Memory the stored layouts hold (those of one slot where given)."""
-        return sum(e.value.numel() * e.value.element_size() for (_, s), e in self._entries.items()
-                   if e.value is not None and (slot is ... or s == slot))
+    def nbytes(self) -> int:
+        """Memory the stored layouts hold."""
+        return sum(e.value.numel() * e.value.element_size() for e in self._entries.values() if e.value is not None)
 
     def held(self, src: torch.Tensor) -> int:
-        """Memory the layouts stored for tensor `src` hold (every slot)."""
-        return sum(e.value.numel() * e.value.element_size() for (i, _), e in self._entries.items()
-                   if i == id(src) and e.value is not None and e.ref() is src)
+        """Memory the layout stored for tensor `src` holds (0: none)."""
+        entry = self._entries.get(id(src))
+        ok = entry is not None and entry.value is not None and entry.ref() is src
+        return entry.value.numel() * entry.value.element_size() if ok else 0
 
     def __len__(self) -> int:
         return sum(e.value is not None for e in self._entries.values())
