@@ -4,11 +4,14 @@
     OMP_NUM_THREADS=1 taskset -c 1 .venv/bin/python bench/bench_cpu_conv.py --threads 1 --stat min
 
 Peers: F.conv2d with the dense fp32 weight on NCHW input and on channels-last input and weight
-(a user picks whichever is faster on their machine), and F.conv2d in bf16 (channels-last).
+(a user picks whichever is faster on their machine), F.conv2d in bf16 (channels-last), and
+torch's dynamically quantized int8 convolution (torch.ao.nn.quantized.dynamic.Conv2d, the
+default dynamic qconfig: activations quantized per call, per tensor; NCHW and channels-last).
 "slt auto" is slt_conv2d as shipped; "slt fused" and "slt materialize" force each of its two
 paths (SLT_HW_CPU_CONV): im2col + the fused linear (reads 1 bit per weight, never writes one),
 or the weight materialised for the call by the vector kernels and run by F.conv2d. "vs best" is
-the fastest fp32 peer's time / this time. 3x3 convolutions, padding 1, binary mask at 50 %
+the fastest fp32 peer's time / this time, "vs int8" the faster torch int8 run's / this time.
+3x3 convolutions, padding 1, binary mask at 50 %
 density, signed-constant weights.
 """
 
@@ -16,8 +19,10 @@ from __future__ import annotations
 
 import argparse
 import time
+import warnings
 
 import torch
+import torch.ao.nn.quantized.dynamic as qdyn
 import torch.nn.functional as F
 from utils import interleaved_times, report, with_env
 
@@ -39,6 +44,12 @@ def bench_layer(name: str, cin: int, cout: int, side: int, batches: list[int], s
     w = packed.materialize().reshape(packed.shape)
     w_cl = w.contiguous(memory_format=torch.channels_last)
     w_bf = w_cl.to(torch.bfloat16)
+    dense = torch.nn.Conv2d(cin, cout, 3, padding=1, bias=False)
+    dense.weight.data.copy_(w)
+    dense.qconfig = torch.ao.quantization.default_dynamic_qconfig
+    with warnings.catch_warnings():  # (torch.ao.quantization's deprecation notice)
+        warnings.simplefilter("ignore")
+        q_int8 = qdyn.Conv2d.from_float(dense)
     rows = []
     for b in batches:
         x = torch.randn(b, cin, side, side, generator=torch.Generator().manual_seed(1))
@@ -49,6 +60,8 @@ def bench_layer(name: str, cin: int, cout: int, side: int, batches: list[int], s
             "F.conv2d fp32": lambda x=x: F.conv2d(x, w, padding=1),
             "F.conv2d fp32 channels-last": lambda x=x_cl: F.conv2d(x, w_cl, padding=1),
             "F.conv2d bf16 channels-last": lambda x=x_bf: F.conv2d(x, w_bf, padding=1),
+            "torch dynamic int8": lambda x=x: q_int8(x),
+            "torch dynamic int8 channels-last": lambda x=x_cl: q_int8(x),
             "slt auto": slt,
             "slt auto channels-last": lambda x=x_cl: slt_conv2d(x, packed, padding=1, backend="cpp"),
             "slt fused": with_env(cpu.CONV_ENV, "fused", slt),
@@ -56,11 +69,13 @@ def bench_layer(name: str, cin: int, cout: int, side: int, batches: list[int], s
         }
         times = interleaved_times(impls, rounds=5, per_round=2, clock=clock, stat=stat)
         best = min(times["F.conv2d fp32"], times["F.conv2d fp32 channels-last"])
+        best8 = min(times["torch dynamic int8"], times["torch dynamic int8 channels-last"])
         pixels = b * side * side
         for impl, t in times.items():
             rows.append({
                 "layer": f"{name} {cin}-{cout} {side}x{side}", "batch": b, "impl": impl, "ms": f"{t * 1e3:.3f}",
                 "GFLOP/s": f"{2 * pixels * cout * cin * 9 / t / 1e9:.1f}", "vs best": f"{best / t:.2f}x",
+                "vs int8": f"{best8 / t:.2f}x",
                 "auto path": ("materialize" if cpu.conv_materializes(pixels) else "fused") if "auto" in impl else "",
             })
     return rows

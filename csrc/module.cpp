@@ -127,15 +127,16 @@ PYBIND11_MODULE(_C, m) {
   m.def(
       "materialize",
       [](uintptr_t out, const slt::WeightDesc& w, int64_t row_begin, int64_t row_end, int threads,
-         const std::string& isa) {
+         const std::string& isa, int64_t taps) {
         const slt::cpu::Isa which = parse_isa(isa);
         py::gil_scoped_release nogil;
-        slt::cpu::materialize_weights(ptr<float>(out), w, row_begin, row_end, which, threads);
+        slt::cpu::materialize_weights(ptr<float>(out), w, row_begin, row_end, which, threads, taps);
       },
       py::arg("out"), py::arg("w"), py::arg("row_begin"), py::arg("row_end"), py::arg("threads") = 0,
-      py::arg("isa") = "auto",
+      py::arg("isa") = "auto", py::arg("taps") = 1,
       "Effective weights of rows [row_begin, row_end) (float32), either format, built by `isa`'s vector "
-      "kernels (scalar: the portable loop); bit-identical whichever.");
+      "kernels (scalar: the portable loop); bit-identical whichever. taps > 1: each row tap-major, "
+      "[t * (K / taps) + c] = W_eff[c * taps + t] (a conv weight's channels-last order).");
   m.def(
       "freeze_states",
       [](uintptr_t out, const slt::WeightDesc& w, int threads) {

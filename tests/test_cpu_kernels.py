@@ -555,3 +555,29 @@ def test_materialize_is_bit_identical(isa, threads, fmt, dist, n, k, seed, negat
         part = cpu.materialize(*w, lo, hi, isa=isa, threads=threads)
     assert torch.equal(got.view(torch.int32), want.view(torch.int32))
     assert torch.equal(part.view(torch.int32), want[lo:hi].view(torch.int32))
+
+
+@pytest.mark.parametrize("isa", TESTED_ISAS)
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(fmt=st.sampled_from(["binary", "frozen"]), c=st.sampled_from([1, 3, 8, 13, 64]),
+       taps=st.sampled_from([2, 3, 8, 9, 25]), n=st.integers(1, 9), seed=st.integers(0, 10_000))
+def test_materialize_tap_major(isa, fmt, c, taps, n, seed):
+    """taps > 1: each row in a conv weight's channels-last order, [t * C + c] = W_eff[c * taps
+    + t], the same bits (8x8 register transposes and their remainders: C and taps not multiples
+    of 8); a row range too."""
+    p = packed(fmt, n, c * taps, seed, "signed_constant")
+    _, w = _ops.weight_args(p)
+    want = p.materialize().view(n, c, taps).transpose(1, 2).reshape(n, c * taps)
+    with extension_for(isa):
+        got = cpu.materialize(*w, 0, n, isa=isa, taps=taps)
+        part = cpu.materialize(*w, n // 2, n, isa=isa, taps=taps)
+    assert torch.equal(got.view(torch.int32), want.view(torch.int32))
+    assert torch.equal(part.view(torch.int32), want[n // 2:].view(torch.int32))
+
+
+def test_materialize_taps_must_divide_k():
+    _, w = _ops.weight_args(packed("binary", 4, 18, 0, "signed_constant"))
+    for taps in (0, 4):
+        with pytest.raises(ValueError, match=rf"taps: expected a positive divisor of K=18 \(kernel height x width\), "
+                                             rf"got {taps}"):
+            cpu.materialize(*w, 0, 4, taps=taps)

@@ -431,8 +431,33 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
          "stream index is negative or past the end of free_bits)");
 }
 
-void materialize_weights(float* out, const WeightDesc& w, int64_t row_begin, int64_t row_end, Isa isa, int threads) {
+namespace {
+
+// One row of C * taps weights from contract order (c, t) to tap-major (t, c): a conv weight
+// (out, in, kh, kw) in channels-last order (out, kh, kw, in). The portable loop: tiles of 8
+// channels keep the strided reads in a few cache lines, each tap's 8 stores contiguous.
+void to_tap_major_portable(const float* src, float* dst, int64_t C, int64_t taps) {
+  constexpr int64_t kTile = 8;
+  int64_t c0 = 0;
+  for (; c0 + kTile <= C; c0 += kTile) {
+    const float* s = src + c0 * taps;
+    for (int64_t t = 0; t < taps; ++t) {
+      float* d = dst + t * C + c0;
+      for (int64_t i = 0; i < kTile; ++i) d[i] = s[i * taps + t];
+    }
+  }
+  for (; c0 < C; ++c0)
+    for (int64_t t = 0; t < taps; ++t) dst[t * C + c0] = src[c0 * taps + t];
+}
+
+}  // namespace
+
+void materialize_weights(float* out, const WeightDesc& w, int64_t row_begin, int64_t row_end, Isa isa, int threads,
+                         int64_t taps) {
   if (!isa_supported(isa)) fail(std::string("isa: this CPU does not support ") + isa_name(isa));
+  if (taps < 1 || w.K % taps != 0)
+    fail("taps: expected a positive divisor of K=" + std::to_string(w.K) + " (kernel height x width), got " +
+         std::to_string(taps));
   bool (*kernel)(const LinearProblem&, float*, int64_t, int64_t, float*) = nullptr;
 #if defined(SLT_HW_HAVE_AVX2)
   if (isa == Isa::kAvx2) kernel = avx2::weight_rows;
@@ -441,18 +466,38 @@ void materialize_weights(float* out, const WeightDesc& w, int64_t row_begin, int
   if (isa == Isa::kAvx512) kernel = avx512::weight_rows;
   if (isa == Isa::kAvx512Vnni || isa == Isa::kAmx) kernel = avx512vnni::weight_rows;
 #endif
-  if (kernel == nullptr) return materialize(out, w, row_begin, row_end, threads);
-  const int64_t rows = row_end - row_begin;
+  const int64_t rows = row_end - row_begin, K = w.K, C = K / taps;
+  void (*to_tap_major)(const float*, float*, int64_t, int64_t) = to_tap_major_portable;
+#if defined(SLT_HW_HAVE_AVX2)
+  if (isa_supported(Isa::kAvx2)) to_tap_major = avx2::to_tap_major;  // (8x8 register transposes)
+#endif
+  if (kernel == nullptr) {
+    if (taps == 1) return materialize(out, w, row_begin, row_end, threads);
+    std::vector<float> rowwise(static_cast<size_t>(rows * K));  // (the portable loop: no staging of its own)
+    materialize(rowwise.data(), w, row_begin, row_end, threads);
+    for (int64_t r = 0; r < rows; ++r) to_tap_major(rowwise.data() + r * K, out + r * K, C, taps);
+    return;
+  }
   for (const std::string& e : {check_weight(w, rows > 0), check_rows(w.N, row_begin, row_end)})
     if (!e.empty()) fail(e);
   if (rows == 0) return;
   if (out == nullptr) fail("out: null pointer");
   LinearProblem p;
   static_cast<WeightDesc&>(p) = w;
+  constexpr int64_t kRows = 4;  // rows per task
+  const int64_t stage = taps == 1 ? 0 : K;  // tap-major: each row is built here (L1), then reordered
   auto run = [&](float* scratch, int64_t n0, int64_t n1) {
-    return kernel(p, scratch, n0, n1, out + (n0 - row_begin) * w.K);
+    float* dst = out + (n0 - row_begin) * K;
+    if (taps == 1) return kernel(p, scratch, n0, n1, dst);
+    float* rowwise = scratch + weight_scratch_floats();
+    for (int64_t n = n0; n < n1; ++n, dst += K) {
+      if (!kernel(p, scratch, n, n + 1, rowwise)) return false;
+      to_tap_major(rowwise, dst, C, taps);
+    }
+    return true;
   };
-  const bool ok = for_each_row_task(row_begin, row_end, 4, w.K, weight_scratch_floats(), threads, 1 << 15, run);
+  const bool ok = for_each_row_task(row_begin, row_end, kRows, K, weight_scratch_floats() + stage, threads, 1 << 15,
+                                    run);
   if (!ok)
     fail("free_bits/offsets: a free weight's stream index is negative or past the end of free_bits (offsets do "
          "not match the freeze key/thresholds, or the stream is short)");

@@ -172,10 +172,18 @@ SLT_HW_WEIGHT_ROWS(avx512)
 SLT_HW_WEIGHT_ROWS(avx512vnni)
 #undef SLT_HW_WEIGHT_ROWS
 
+// One row of C * taps floats from (c, t) order to (t, c): dst[t * C + c] = src[c * taps + t].
+namespace avx2 {
+void to_tap_major(const float* src, float* dst, int64_t C, int64_t taps);
+}
+
 // W_eff rows [row_begin, row_end) (float32, (row_end - row_begin) x K) into out, built by `isa`'s
 // vector kernels: bit-identical to generate.h's materialize (which is what the scalar ISA runs),
-// several times faster. Throws std::invalid_argument on bad arguments or a mismatched stream.
-void materialize_weights(float* out, const WeightDesc& w, int64_t row_begin, int64_t row_end, Isa isa, int threads);
+// several times faster. taps > 1: each row written tap-major, out[r][t * (K / taps) + c] =
+// W_eff[r][c * taps + t] (a conv weight in channels-last order). Throws std::invalid_argument on
+// bad arguments or a mismatched stream.
+void materialize_weights(float* out, const WeightDesc& w, int64_t row_begin, int64_t row_end, Isa isa, int threads,
+                         int64_t taps = 1);
 
 // AVX2's small-batch int8 kernel (M <= kSmallBatchInt8Avx2) takes xq packed: 32-byte aligned,
 // bit-sliced per 256 columns (row r of slice q of block B at 32 ((8 B + q) M + r), byte i =
