@@ -3,12 +3,15 @@
 // A packed weight crosses as one WeightDesc (core/weight_desc.h). The ops (slt_hw/_ops.py)
 // check dtypes, shapes and devices; the kernels re-check the contract before touching memory.
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "core/slt_contract.h"
 #include "cpu/generate.h"
+#include "cpu/im2col.h"
 #include "cpu/linear.h"
 #include "cpu/quantize.h"
 
@@ -294,6 +297,30 @@ PYBIND11_MODULE(_C, m) {
       "Per-row symmetric int8 of float32 x (M x K, rows ldx apart) into q (M x K) and s (M): the bits of "
       "slt_hw.reference.quantize.quantize_activations for finite x.",
       py::arg("x"), py::arg("M"), py::arg("K"), py::arg("ldx"), py::arg("q"), py::arg("s"));
+
+  m.def(
+      "im2col_quantize_int8",
+      [](uintptr_t x, std::vector<int64_t> shape, std::vector<int64_t> strides, std::vector<int64_t> kernel,
+         std::vector<int64_t> stride, std::vector<int64_t> padding, std::vector<int64_t> dilation, int64_t m0,
+         int64_t m1, uintptr_t q, uintptr_t s, int threads) {
+        for (const auto* v : {&kernel, &stride, &padding, &dilation})
+          if (v->size() != 2) throw std::invalid_argument("kernel/stride/padding/dilation: expected pairs");
+        if (shape.size() != 4 || strides.size() != 4)
+          throw std::invalid_argument("x: expected (batch, channels, H, W) and four strides");
+        slt::cpu::ConvInput g;
+        g.x = ptr<const float>(x);
+        g.B = shape[0], g.C = shape[1], g.H = shape[2], g.W = shape[3];
+        g.sb = strides[0], g.sc = strides[1], g.sh = strides[2], g.sw = strides[3];
+        g.kh = kernel[0], g.kw = kernel[1], g.stride_h = stride[0], g.stride_w = stride[1];
+        g.pad_h = padding[0], g.pad_w = padding[1], g.dil_h = dilation[0], g.dil_w = dilation[1];
+        py::gil_scoped_release release;
+        slt::cpu::im2col_quantize_int8(g, m0, m1, ptr<int8_t>(q), ptr<float>(s), threads);
+      },
+      "Rows [m0, m1) of the patch matrix of float32 x ((B, C, H, W) at element strides; row = output pixel "
+      "(b, oh, ow), column (c, i, j) as F.unfold, zero padding), each quantized as quantize_int8 does a row: "
+      "q (m1 - m0) x C*kh*kw int8, s (m1 - m0) float32.",
+      py::arg("x"), py::arg("shape"), py::arg("strides"), py::arg("kernel"), py::arg("stride"), py::arg("padding"),
+      py::arg("dilation"), py::arg("m0"), py::arg("m1"), py::arg("q"), py::arg("s"), py::arg("threads") = 0);
 
   m.def(
       "slice_count",

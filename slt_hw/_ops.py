@@ -148,7 +148,7 @@ def conv2d_output_format(x: torch.Tensor) -> torch.memory_format:
     return torch.channels_last if cl else torch.contiguous_format
 
 
-def _check_conv(x, bias, n: int, k: int, device, kernel, stride, padding, dilation, groups) -> None:
+def check_conv(x, bias, n: int, k: int, device, kernel, stride, padding, dilation, groups) -> None:
     for arg, v, low in (("kernel_size", kernel, 1), ("stride", stride, 1), ("padding", padding, 0),
                         ("dilation", dilation, 1)):
         if len(v) != 2 or not all(isinstance(i, int) and not isinstance(i, bool) and i >= low for i in v):
@@ -224,14 +224,17 @@ def _linear_args(fmt: str, x, bias, rest):
     return w, backend, r0, r1, device
 
 
-def _linear_impl(op: str, fmt: str):
-    int8 = op.startswith("linear_int8")
+def _check_int8(op: str, fmt: str, w) -> None:
+    """The int8 ops take signed-constant weights only (their sums are of ±1 and 0)."""
+    if "_int8_" in op and w[_IN_FEATURES[fmt] + 1] != Dist.SIGNED_CONSTANT.code:
+        raise ValueError(f"dist: int8 activations need the signed_constant distribution, got "
+                         f"{Dist.parse(w[_IN_FEATURES[fmt] + 1]).value}")
 
+
+def _linear_impl(op: str, fmt: str):
     def impl(x, bias, *rest):
         w, backend, r0, r1, device = _linear_args(fmt, x, bias, rest)
-        if int8 and w[_IN_FEATURES[fmt] + 1] != Dist.SIGNED_CONSTANT.code:
-            raise ValueError(f"dist: int8 activations need the signed_constant distribution, got "
-                             f"{Dist.parse(w[_IN_FEATURES[fmt] + 1]).value}")
+        _check_int8(op, fmt, w)
         return dispatch.call(op, device, backend, x, bias, *w, r0, r1)
 
     def fake(x, bias, *rest):
@@ -263,13 +266,14 @@ def _conv_args(fmt: str, x, bias, rest):
     """(weight block, (kernel, stride, padding, dilation, groups), backend, rows N, device), checked."""
     w, conv = rest[:_n_w(fmt)], _with_defaults(rest[_n_w(fmt):], _CONV_DEFAULTS)
     n, k, device = check_weight(fmt, w)
-    _check_conv(x, bias, n, k, device, *conv[:5])
+    check_conv(x, bias, n, k, device, *conv[:5])
     return w, conv[:5], conv[5], n, device
 
 
 def _conv_impl(op: str, fmt: str):
     def impl(x, bias, *rest):
         w, conv, backend, _, device = _conv_args(fmt, x, bias, rest)
+        _check_int8(op, fmt, w)
         return dispatch.call(op, device, backend, x, bias, *w, *conv)
 
     def fake(x, bias, *rest):
@@ -367,6 +371,8 @@ for _fmt, _w in WEIGHT.items():
     _define(f"materialize_{_fmt}", f"({_w}, {_ROWS}) -> Tensor", *_materialize_impl(f"materialize_{_fmt}", _fmt))
     _define(f"conv2d_{_fmt}", f"(Tensor x, Tensor? bias, {_w}, {_CONV}) -> Tensor",
             *_conv_impl(f"conv2d_{_fmt}", _fmt), _conv_backward, _weight_setup(_fmt, _CONV_DEFAULTS))
+    _define(f"conv2d_int8_{_fmt}", f"(Tensor x, Tensor? bias, {_w}, {_CONV}) -> Tensor",
+            *_conv_impl(f"conv2d_int8_{_fmt}", _fmt))
 _define("attention", "(Tensor q, Tensor k, Tensor v, Tensor? key_padding_mask, Tensor? attn_mask, bool causal, "
         "float scale, str backend='auto') -> Tensor", _attention_impl, _attention_fake)
 

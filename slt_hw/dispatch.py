@@ -27,6 +27,7 @@ OPS = (
     "linear_int8_planes", "linear_int8_frozen",  # the same with per-token int8 activations
     "materialize_planes", "materialize_frozen",  # W_eff as a dense float32 tensor
     "conv2d_planes", "conv2d_frozen",  # 2-D convolution (im2col + the backend's linear)
+    "conv2d_int8_planes", "conv2d_int8_frozen",  # the same with int8 activations (per output pixel's patch)
     "attention",  # softmax(q kᵀ s + masks) v on projected heads (slt_mha)
     "linear_grouped",  # several projections of one input in one launch (slt_mha; not a torch op)
 )

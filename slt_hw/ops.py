@@ -12,8 +12,8 @@ from .backends.composite import dense_linear
 from .formats import PackedWeight
 from .reference.quantize import quantize_activations
 
-__all__ = ["quantize_activations", "slt_conv2d", "slt_conv2d_reference", "slt_linear", "slt_linear_int8",
-           "slt_linear_int8_reference", "slt_linear_reference"]
+__all__ = ["quantize_activations", "slt_conv2d", "slt_conv2d_int8", "slt_conv2d_int8_reference",
+           "slt_conv2d_reference", "slt_linear", "slt_linear_int8", "slt_linear_int8_reference", "slt_linear_reference"]
 
 
 def _check_packed(packed: object) -> PackedWeight:
@@ -82,12 +82,48 @@ def slt_conv2d(x: torch.Tensor, packed: PackedWeight, bias: torch.Tensor | None 
     return conv2d(x, packed, bias, packed.shape[2:], stride, padding, dilation, groups, backend)
 
 
-def conv2d(x, packed: PackedWeight, bias, kernel_size, stride, padding, dilation, groups, backend) -> torch.Tensor:
-    """slt_conv2d for a packed weight of any shape whose in_features is in/groups·kh·kw (the
-    packed layers keep theirs flattened to 2-D)."""
+def slt_conv2d_int8(x: torch.Tensor, packed: PackedWeight, bias: torch.Tensor | None = None, stride=1, padding=0,
+                    dilation=1, groups: int = 1, *, backend: str | None = None) -> torch.Tensor:
+    """Opt-in int8-activation slt_conv2d for signed-constant weights, as slt_linear_int8 over
+    F.unfold's patch rows: each output pixel's patch (in/groups·kh·kw values, zero padding) is
+    quantized on its own (dynamic, symmetric), the ±1/0 weight sums are exact integers, then
+    scaled back. Inference only (no autograd).
+
+    On the CPU (backend "cpp") the patches are gathered and quantized in C++ and run by the int8
+    kernel; elsewhere the same arithmetic in PyTorch (the reference backend).
+    """
+    if len(_check_packed(packed).shape) != 4:
+        raise ValueError(f"packed: expected a conv weight (out, in/groups, kh, kw), got shape {packed.shape}")
+    return conv2d(x, packed, bias, packed.shape[2:], stride, padding, dilation, groups, backend, int8=True)
+
+
+def slt_conv2d_int8_reference(x, packed, bias=None, stride=1, padding=0, dilation=1, groups=1) -> torch.Tensor:
+    """The ground truth of slt_conv2d_int8: per group, F.unfold's patch rows quantized by
+    quantize_activations, then F.linear in float32 with the materialised weight; in x's dtype and
+    F.conv2d's layout."""
+    if len(_check_packed(packed).shape) != 4:
+        raise ValueError(f"packed: expected a conv weight (out, in/groups, kh, kw), got shape {packed.shape}")
+    kernel, stride, padding, dilation = tuple(packed.shape[2:]), _pair(stride), _pair(padding), _pair(dilation)
+    n, k = packed.out_features, packed.in_features
+    _ops.check_conv(x, bias, n, k, packed.device, kernel, stride, padding, dilation, groups)
+    w, og, cin_g = packed.materialize(), n // groups, x.shape[1] // groups
+    outs = []
+    for g in range(groups):
+        cols = F.unfold(x[:, g * cin_g:(g + 1) * cin_g].to(torch.float32), kernel, dilation, padding, stride)
+        outs.append(dense_linear(cols.transpose(1, 2), w[g * og:(g + 1) * og], None, int8=True))
+    y = torch.cat(outs, dim=-1) + (0.0 if bias is None else bias.to(torch.float32))
+    oh, ow = _ops.conv2d_output_size(x.shape[2], x.shape[3], kernel, stride, padding, dilation)
+    y = y.transpose(1, 2).reshape(x.shape[0], n, oh, ow)
+    return y.contiguous(memory_format=_ops.conv2d_output_format(x)).to(x.dtype)
+
+
+def conv2d(x, packed: PackedWeight, bias, kernel_size, stride, padding, dilation, groups, backend,
+           int8: bool = False) -> torch.Tensor:
+    """slt_conv2d (int8: slt_conv2d_int8) for a packed weight of any shape whose in_features is
+    in/groups·kh·kw (the packed layers keep theirs flattened to 2-D)."""
     fmt, w = _ops.weight_args(packed)
-    return _ops.call(f"conv2d_{fmt}", x, bias, *w, list(kernel_size), list(_pair(stride)), list(_pair(padding)),
-                     list(_pair(dilation)), groups, backend or "auto")
+    return _ops.call(f"conv2d_int8_{fmt}" if int8 else f"conv2d_{fmt}", x, bias, *w, list(kernel_size),
+                     list(_pair(stride)), list(_pair(padding)), list(_pair(dilation)), groups, backend or "auto")
 
 
 def slt_conv2d_reference(x, packed, bias=None, stride=1, padding=0, dilation=1, groups=1) -> torch.Tensor:

@@ -54,6 +54,14 @@ def conv2d(linear, x, bias, *rest):
     return y.contiguous(memory_format=conv2d_output_format(x))
 
 
+def int8_ops(linear_int8) -> dict:
+    """The int8-activation ops of a backend with an int8 linear: that linear, and convolutions
+    through im2col over it (each output pixel's patch quantized as one row)."""
+    conv = functools.partial(conv2d, linear_int8)
+    return {"linear_int8_planes": linear_int8, "linear_int8_frozen": linear_int8, "conv2d_int8_planes": conv,
+            "conv2d_int8_frozen": conv}
+
+
 def sdpa_attention(q, k, v, key_padding_mask, attn_mask, causal: bool, scale: float) -> torch.Tensor:
     """torch's scaled_dot_product_attention on (B, T, H, D) heads, in q's dtype; a query with no
     key left gets zeros, not NaN."""

@@ -192,6 +192,53 @@ def conv2d(x, bias, *rest) -> torch.Tensor:
     return y.contiguous(memory_format=fmt).to(x.dtype)
 
 
+# conv2d_int8 quantizes this many patch bytes at a time (then runs the int8 kernel on them): the
+# patch matrix of a large batch stays in cache rather than being 9x its input in memory.
+CONV_INT8_CHUNK_BYTES = 4 << 20
+
+
+def conv2d_int8(x, bias, *rest, isa: str | None = None, threads: int | None = None,
+                lut: str | None = None) -> torch.Tensor:
+    """slt_conv2d_int8 (rest: the weight block, kernel_size, stride, padding, dilation, groups):
+    each output pixel's patch gathered from x in place (any strides) and quantized as one int8
+    row in C++ (im2col_quantize_int8: F.unfold's columns, quantize_activations' bits), in chunks
+    of rows; then the int8 kernel over the chunk, per group; in x's dtype and
+    conv2d_output_format(x)'s layout."""
+    mod = _ext.require()
+    w, (kernel, stride, padding, dilation, groups) = rest[:-5], rest[-5:]
+    desc, _alive = _ext.weight_desc(mod, w)
+    n, cin_g = desc.n, x.shape[1] // groups
+    og, k = n // groups, desc.k
+    oh, ow = conv2d_output_size(x.shape[2], x.shape[3], kernel, stride, padding, dilation)
+    m = x.shape[0] * oh * ow
+    x32 = x if x.dtype == torch.float32 else x.to(torch.float32)
+    if x32.stride(1) != 1 and x32.numel():  # channels contiguous: the gather's AVX2 transposes (~3x the
+        x32 = x32.contiguous(memory_format=torch.channels_last)  # strided gather's speed, conversion included)
+    y = torch.empty(m, n, dtype=torch.float32)  # rows (b, oh, ow): a channels-last output
+    b = None if bias is None else bias.to(torch.float32).contiguous()
+    isa, lut = _isa(isa), _lut(lut)
+    nt = torch.get_num_threads() if threads is None else threads
+    chunk = max(1, min(m, CONV_INT8_CHUNK_BYTES // k))
+    xq = torch.empty(chunk, k, dtype=torch.int8)
+    xs = torch.empty(chunk, dtype=torch.float32)
+    shape, strides = [x.shape[0], cin_g, x.shape[2], x.shape[3]], list(x32.stride())
+    for g in range(groups):
+        planes = _lut_planes(mod, w, desc, chunk, isa, lut, True)
+        for m0 in range(0, m, chunk):
+            rows = min(chunk, m - m0)
+            mod.im2col_quantize_int8(x32.data_ptr() + g * cin_g * strides[1] * 4, shape, strides, list(kernel),
+                                     list(stride), list(padding), list(dilation), m0, m0 + rows, xq.data_ptr(),
+                                     xs.data_ptr(), nt)
+            if rows != chunk:  # (the last chunk: the planes follow the row count, as linear's do)
+                planes = _lut_planes(mod, w, desc, rows, isa, lut, True)
+            mod.slt_linear(desc, 0, rows, k, y.data_ptr() + (m0 * n + g * og) * 4, n, g * og, (g + 1) * og,
+                           0 if b is None else b.data_ptr() + g * og * 4, xq.data_ptr(), xs.data_ptr(), isa, nt, lut,
+                           0, _ptr(planes), 0 if planes is None else planes.numel())
+    y = y.view(x.shape[0], oh, ow, n).permute(0, 3, 1, 2)  # a channels-last view
+    y = y.contiguous(memory_format=conv2d_output_format(x))
+    return y if x.dtype == torch.float32 else y.to(x.dtype)
+
+
 def _output(out: torch.Tensor | None, rows: int, k: int) -> torch.Tensor:
     """A fresh (rows, k) float32 tensor, or the caller's, checked (reusing one avoids page faults)."""
     if out is None:
@@ -277,7 +324,7 @@ _int8 = functools.partial(linear, int8=True)
 register(Backend(
     name="cpp", priority=20, description=_describe, not_supported_reasons=_reasons,
     ops={**composite.linear_ops(linear), "conv2d_planes": conv2d, "conv2d_frozen": conv2d,
-         "linear_int8_planes": _int8, "linear_int8_frozen": _int8,
+         **composite.int8_ops(_int8), "conv2d_int8_planes": conv2d_int8, "conv2d_int8_frozen": conv2d_int8,
          "materialize_planes": materialize, "materialize_frozen": materialize},
     lacks={"linear_grouped": "no grouped kernel: slt_mha runs one linear per projection"},
 ))

@@ -94,6 +94,7 @@ register(Backend(
     description="CUDA C++ fused slt_linear in slt_hw._C (csrc/cuda/linear.cu): GEMV or WMMA GEMM",
     not_supported_reasons=_reasons,
     ops={**composite.linear_ops(linear), "materialize_planes": materialize, "materialize_frozen": materialize},
-    lacks={"linear_int8_planes": _NO_INT8, "linear_int8_frozen": _NO_INT8,
+    lacks={"linear_int8_planes": _NO_INT8, "linear_int8_frozen": _NO_INT8, "conv2d_int8_planes": _NO_INT8,
+           "conv2d_int8_frozen": _NO_INT8,
            "linear_grouped": "no grouped kernel: slt_mha runs one linear per projection"},
 ))

@@ -216,6 +216,8 @@ register(Backend(
     ops=composite.linear_ops(linear),
     lacks={"linear_int8_planes": f"no int8 kernel ({_ONLY_LINEAR})",
            "linear_int8_frozen": f"no int8 kernel ({_ONLY_LINEAR})",
+           "conv2d_int8_planes": f"no int8 kernel ({_ONLY_LINEAR})",
+           "conv2d_int8_frozen": f"no int8 kernel ({_ONLY_LINEAR})",
            "materialize_planes": f"{_ONLY_LINEAR}, not generate.cu",
            "materialize_frozen": f"{_ONLY_LINEAR}, not generate.cu",
            "linear_grouped": "no grouped kernel: slt_mha runs one linear per projection"},

@@ -84,6 +84,7 @@ register(Backend(
     not_supported_reasons=_reasons,
     ops={**composite.linear_ops(linear), "attention": attention, "materialize_planes": materialize,
          "materialize_frozen": materialize, "linear_grouped": linear_grouped},
-    lacks={"linear_int8_planes": _NO_INT8, "linear_int8_frozen": _NO_INT8},
+    lacks={"linear_int8_planes": _NO_INT8, "linear_int8_frozen": _NO_INT8, "conv2d_int8_planes": _NO_INT8,
+           "conv2d_int8_frozen": _NO_INT8},
     auto_devices=("cuda",),
 ))

@@ -1,0 +1,85 @@
+// See im2col.h. The quantizer is quantize.cpp's (SSE2); the gather im2col_avx2.cpp's or a
+// portable loop.
+#include "im2col.h"
+
+#include <stdexcept>
+#include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "linear.h"
+#include "quantize.h"
+
+namespace slt {
+namespace cpu {
+
+int64_t conv_out_h(const ConvInput& g) { return (g.H + 2 * g.pad_h - g.dil_h * (g.kh - 1) - 1) / g.stride_h + 1; }
+int64_t conv_out_w(const ConvInput& g) { return (g.W + 2 * g.pad_w - g.dil_w * (g.kw - 1) - 1) / g.stride_w + 1; }
+
+std::string check_conv_input(const ConvInput& g) {
+  if (g.B < 0 || g.C < 1 || g.H < 1 || g.W < 1)
+    return "x: expected batch >= 0, channels, height and width >= 1";
+  if (g.kh < 1 || g.kw < 1 || g.stride_h < 1 || g.stride_w < 1 || g.dil_h < 1 || g.dil_w < 1 || g.pad_h < 0 ||
+      g.pad_w < 0)
+    return "kernel_size/stride/dilation: expected >= 1, padding >= 0";
+  if (conv_out_h(g) < 1 || conv_out_w(g) < 1) return "x: smaller than the dilated kernel with this padding";
+  if (g.sb < 0 || g.sc < 0 || g.sh < 0 || g.sw < 0) return "x: negative strides";
+  if (g.B > 0 && g.x == nullptr) return "x: null pointer";
+  return "";
+}
+
+void im2col_quantize_int8(const ConvInput& g, int64_t m0, int64_t m1, int8_t* q, float* s, int threads) {
+  const std::string e = check_conv_input(g);
+  if (!e.empty()) throw std::invalid_argument(e);
+  const int64_t OH = conv_out_h(g), OW = conv_out_w(g), taps = g.kh * g.kw, K = g.C * taps;
+  if (m0 < 0 || m1 < m0 || m1 > g.B * OH * OW)
+    throw std::invalid_argument("rows: expected 0 <= m0 <= m1 <= batch * OH * OW = " + std::to_string(g.B * OH * OW));
+  if (m1 == m0) return;
+  if (q == nullptr || s == nullptr) throw std::invalid_argument("q/s: null pointer");
+  // The taps' pointers (null: padding), then the patch in (channel, tap) order: AVX2 transposes
+  // where the channels are contiguous (channels last; the caller converts an NCHW x, whose
+  // strided reads cost ~3x the conversion), else a loop at the channel stride.
+  void (*gather)(const float* const*, int64_t, int64_t, float*) = nullptr;
+  void (*quantize)(const float*, int64_t, int8_t*, float*) = [](const float* x, int64_t K, int8_t* q, float* s) {
+    quantize_int8_rows(x, 1, K, K, q, s);
+  };
+#if defined(SLT_HW_HAVE_AVX2)
+  if (isa_supported(Isa::kAvx2)) {
+    if (g.sc == 1) gather = avx2::gather_patch;
+    quantize = avx2::quantize_row;
+  }
+#endif
+#ifdef _OPENMP
+  const int nt = threads > 0 ? threads : omp_get_max_threads();
+#pragma omp parallel num_threads(nt) if ((m1 - m0) * K >= (1 << 16))
+#endif
+  {
+    std::vector<float> patch(static_cast<size_t>(K));
+    std::vector<const float*> tap(static_cast<size_t>(taps));
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+    for (int64_t m = m0; m < m1; ++m) {
+      const int64_t b = m / (OH * OW), oh = m / OW % OH, ow = m % OW;
+      for (int64_t i = 0; i < g.kh; ++i)
+        for (int64_t j = 0; j < g.kw; ++j) {
+          const int64_t ih = oh * g.stride_h - g.pad_h + i * g.dil_h, iw = ow * g.stride_w - g.pad_w + j * g.dil_w;
+          const bool inside = ih >= 0 && ih < g.H && iw >= 0 && iw < g.W;
+          tap[i * g.kw + j] = inside ? g.x + b * g.sb + ih * g.sh + iw * g.sw : nullptr;
+        }
+      if (gather != nullptr) {
+        gather(tap.data(), g.C, taps, patch.data());
+      } else {
+        for (int64_t c = 0; c < g.C; ++c)
+          for (int64_t t = 0; t < taps; ++t) patch[c * taps + t] = tap[t] ? tap[t][c * g.sc] : 0.0f;
+      }
+      quantize(patch.data(), K, q + (m - m0) * K, s + (m - m0));
+    }
+  }
+  (void)threads;
+}
+
+}  // namespace cpu
+}  // namespace slt

@@ -1,0 +1,81 @@
+// AVX2 gather of a patch from a channels-last input (im2col.h): the taps' channel vectors
+// transposed 8 x 8 in registers into the contract's (channel, tap) column order; and the row
+// quantizer of quantize.cpp, 8 lanes wide (the same bits for finite x).
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstdint>
+
+#include "im2col.h"
+
+namespace slt {
+namespace cpu {
+namespace avx2 {
+
+void gather_patch(const float* const* tap, int64_t C, int64_t taps, float* patch) {
+  int64_t c0 = 0;
+  for (; c0 + 8 <= C; c0 += 8) {
+    int64_t t0 = 0;
+    for (; t0 + 8 <= taps; t0 += 8) {  // r[i]: tap t0 + i's 8 channels; out: channel c0 + j's 8 taps
+      __m256 r[8], u[8];
+      for (int i = 0; i < 8; ++i) r[i] = tap[t0 + i] ? _mm256_loadu_ps(tap[t0 + i] + c0) : _mm256_setzero_ps();
+      for (int i = 0; i < 8; i += 2) {
+        u[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        u[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+      }
+      for (int h = 0; h < 8; h += 4) {
+        r[h] = _mm256_shuffle_ps(u[h], u[h + 2], 0x44);
+        r[h + 1] = _mm256_shuffle_ps(u[h], u[h + 2], 0xEE);
+        r[h + 2] = _mm256_shuffle_ps(u[h + 1], u[h + 3], 0x44);
+        r[h + 3] = _mm256_shuffle_ps(u[h + 1], u[h + 3], 0xEE);
+      }
+      for (int j = 0; j < 4; ++j) {
+        _mm256_storeu_ps(patch + (c0 + j) * taps + t0, _mm256_permute2f128_ps(r[j], r[j + 4], 0x20));
+        _mm256_storeu_ps(patch + (c0 + j + 4) * taps + t0, _mm256_permute2f128_ps(r[j], r[j + 4], 0x31));
+      }
+    }
+    for (; t0 < taps; ++t0)
+      for (int64_t i = 0; i < 8; ++i) patch[(c0 + i) * taps + t0] = tap[t0] ? tap[t0][c0 + i] : 0.0f;
+  }
+  for (; c0 < C; ++c0)
+    for (int64_t t = 0; t < taps; ++t) patch[c0 * taps + t] = tap[t] ? tap[t][c0] : 0.0f;
+}
+
+void quantize_row(const float* x, int64_t K, int8_t* q, float* s) {
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+  __m256 vmax = _mm256_setzero_ps();
+  int64_t k = 0;
+  for (; k + 8 <= K; k += 8) vmax = _mm256_max_ps(vmax, _mm256_and_ps(_mm256_loadu_ps(x + k), abs_mask));
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, vmax);
+  float amax = 0.0f;
+  for (float v : lanes) amax = std::fmax(amax, v);
+  for (; k < K; ++k) amax = std::fmax(amax, std::fabs(x[k]));
+  float sc = amax / 127.0f;
+  if (!(sc > 0.0f)) sc = 1.0f;
+  *s = sc;
+  // quantize.cpp's arithmetic 8 lanes at a time: x / s (a true division, as torch's), NaN -> 0,
+  // clamp, round half to even (_mm256_cvtps_epi32 in the default rounding mode)
+  const __m256 vs = _mm256_set1_ps(sc), lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
+  auto one = [&](int64_t i) {
+    __m256 v = _mm256_div_ps(_mm256_loadu_ps(x + i), vs);
+    v = _mm256_and_ps(v, _mm256_cmp_ps(v, v, _CMP_ORD_Q));
+    return _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(v, lo), hi));
+  };
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);  // (the packs work per 128-bit lane)
+  for (k = 0; k + 32 <= K; k += 32) {
+    const __m256i ab = _mm256_packs_epi32(one(k), one(k + 8)), cd = _mm256_packs_epi32(one(k + 16), one(k + 24));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + k),
+                        _mm256_permutevar8x32_epi32(_mm256_packs_epi16(ab, cd), order));
+  }
+  constexpr float kRound = 12582912.0f;  // 1.5 * 2^23: adding and taking it off rounds half to even
+  for (; k < K; ++k) {
+    float v = x[k] / sc;
+    v = v != v ? 0.0f : v < -127.0f ? -127.0f : v > 127.0f ? 127.0f : v;
+    q[k] = int8_t((v + kRound) - kRound);
+  }
+}
+
+}  // namespace avx2
+}  // namespace cpu
+}  // namespace slt

@@ -1,0 +1,151 @@
+"""slt_conv2d_int8: each output pixel's patch quantized as one int8 row (slt_linear_int8 over
+F.unfold's rows), on every CPU backend that has it, against slt_conv2d_int8_reference; the C++
+patch quantizer against F.unfold + quantize_activations, bit for bit."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from slt_hw import _ext, _ops, dispatch, pack_binary, pack_frozen, pack_multicoat
+from slt_hw.ops import quantize_activations, slt_conv2d_int8, slt_conv2d_int8_reference, slt_conv2d_reference
+
+BACKENDS = [n for n, why in dispatch.reasons("cpu", "conv2d_int8_planes").items() if not why]
+CPP = pytest.mark.skipif("cpp" not in BACKENDS, reason="slt_hw._C not built")
+
+
+def packed(fmt, shape, seed, dist="signed_constant"):
+    g = torch.Generator().manual_seed(seed)
+    if fmt == "binary":
+        return pack_binary(torch.rand(shape, generator=g) < 0.5, seed=seed, name="conv", dist=dist)
+    if fmt == "multicoat":
+        return pack_multicoat(torch.randint(0, 3, shape, generator=g), 2, seed=seed, name="conv", dist=dist)
+    return pack_frozen(torch.rand(shape, generator=g) < 0.5, seed=seed, name="conv", p_prune=0.3, p_lock=0.3,
+                       dist=dist)
+
+
+def layout(x, name):
+    if name == "channels_last":
+        return x.contiguous(memory_format=torch.channels_last)
+    if name == "sliced":  # every other channel: strides, no copy
+        return torch.cat([x, x], 1)[:, ::2]
+    return x
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(fmt=st.sampled_from(["binary", "multicoat", "frozen"]), groups=st.sampled_from([1, 2, 3]),
+       cin_g=st.sampled_from([1, 3, 8, 13]), og=st.integers(1, 5), k=st.sampled_from([(1, 1), (3, 3), (2, 3)]),
+       stride=st.sampled_from([1, 2, (2, 1)]), padding=st.sampled_from([0, 1, (2, 0)]),
+       dilation=st.sampled_from([1, 2]), batch=st.sampled_from([0, 1, 3]), seed=st.integers(0, 1000),
+       with_bias=st.booleans(), lay=st.sampled_from(["contiguous", "channels_last", "sliced"]))
+def test_matches_int8_reference(backend, fmt, groups, cin_g, og, k, stride, padding, dilation, batch, seed,
+                                with_bias, lay):
+    """Exact integer sums: equal to the reference (quantize, then a float32 linear) up to the
+    rounding of the scale-back; F.conv2d's output layout; channel counts around the 8-wide
+    transposes; empty batch, strided input."""
+    p = packed(fmt, (og * groups, cin_g, *k), seed)
+    x = layout(4 * torch.randn(batch, cin_g * groups, 9, 8, generator=torch.Generator().manual_seed(seed)), lay)
+    bias = torch.randn(og * groups) if with_bias else None
+    want = slt_conv2d_int8_reference(x, p, bias, stride, padding, dilation, groups)
+    got = slt_conv2d_int8(x, p, bias, stride, padding, dilation, groups, backend=backend)
+    assert got.shape == want.shape and got.dtype == x.dtype
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * max(1.0, float(want.abs().max()) if want.numel()
+                                                                      else 1.0))
+    if batch:
+        fmt_ = torch.channels_last if lay == "channels_last" else torch.contiguous_format
+        assert got.is_contiguous(memory_format=fmt_)
+
+
+def test_close_to_the_float_convolution_and_bf16():
+    """Per-patch quantization: within a percent of the float convolution on Gaussian inputs
+    (torch's per-tensor dynamic int8 convolution: ~4 %); bf16 in, bf16 out."""
+    p = packed("binary", (16, 32, 3, 3), 1)
+    x = torch.randn(2, 32, 12, 12, generator=torch.Generator().manual_seed(2))
+    want = slt_conv2d_reference(x, p, padding=1)
+    got = slt_conv2d_int8(x, p, padding=1)
+    assert float((got - want).norm() / want.norm()) < 0.01
+    xb = x.to(torch.bfloat16)
+    torch.testing.assert_close(slt_conv2d_int8(xb, p, padding=1), slt_conv2d_int8_reference(xb, p, padding=1),
+                               rtol=1.6e-2, atol=1.6e-2)
+
+
+def test_bad_arguments():
+    x = torch.randn(1, 4, 8, 8)
+    with pytest.raises(ValueError, match=r"dist: int8 activations need the signed_constant distribution, got normal"):
+        slt_conv2d_int8(x, packed("binary", (6, 4, 3, 3), 0, dist="normal"))
+    with pytest.raises(ValueError, match=r"x: expected \(batch, 4, H, W\)"):
+        slt_conv2d_int8(torch.randn(1, 5, 8, 8), packed("binary", (6, 4, 3, 3), 0))
+    with pytest.raises(ValueError, match=r"packed: expected a conv weight"):
+        slt_conv2d_int8(x, pack_binary(torch.ones(6, 36, dtype=torch.bool), seed=0, name="w"))
+    with pytest.raises(ValueError, match=r"x: spatial size"):
+        slt_conv2d_int8(torch.randn(1, 4, 2, 2), packed("binary", (6, 4, 3, 3), 0))
+
+
+@pytest.mark.parametrize("fmt", ["binary", "frozen"])
+def test_opcheck(fmt):
+    p = packed(fmt, (4, 2, 3, 2), 5)
+    fmt_name, w = _ops.weight_args(p)
+    for x in (torch.randn(2, 4, 6, 5), torch.randn(2, 4, 6, 5).contiguous(memory_format=torch.channels_last)):
+        torch.library.opcheck(getattr(_ops, f"conv2d_int8_{fmt_name}"),
+                              (x, torch.randn(4), *w, [3, 2], [1, 2], [1, 0], [1, 1], 2))
+
+
+def im2col_cpp(x, kernel, stride, padding, dilation, m0=0, m1=None):
+    if m1 is None:
+        oh, ow = _ops.conv2d_output_size(x.shape[2], x.shape[3], kernel, stride, padding, dilation)
+        m1 = x.shape[0] * oh * ow
+    k = x.shape[1] * kernel[0] * kernel[1]
+    q, s = torch.full((m1 - m0, k), 99, dtype=torch.int8), torch.empty(m1 - m0)
+    _ext.require().im2col_quantize_int8(x.data_ptr(), list(x.shape), list(x.stride()), list(kernel), list(stride),
+                                        list(padding), list(dilation), m0, m1, q.data_ptr(), s.data_ptr(), 2)
+    return q, s
+
+
+@CPP
+@settings(max_examples=40, deadline=None)
+@given(c=st.sampled_from([1, 5, 8, 16, 19]), k=st.sampled_from([(1, 1), (3, 3), (2, 5), (3, 1)]),
+       stride=st.sampled_from([(1, 1), (2, 1)]), padding=st.sampled_from([(0, 0), (1, 1), (2, 0)]),
+       dilation=st.sampled_from([(1, 1), (2, 1)]), lay=st.sampled_from(["contiguous", "channels_last", "sliced"]),
+       seed=st.integers(0, 10_000), scale_exp=st.integers(-30, 30))
+def test_patch_quantizer_has_the_reference_bits(c, k, stride, padding, dilation, lay, seed, scale_exp):
+    """q and s of every patch row equal quantize_activations on F.unfold's rows, bit for bit,
+    from any layout (the AVX2 transposes where channels are contiguous, the strided loop where
+    not); a row range is the same rows."""
+    x = layout(torch.randn(2, c, 7, 6, generator=torch.Generator().manual_seed(seed)) * 2.0 ** scale_exp, lay)
+    if min(_ops.conv2d_output_size(7, 6, k, stride, padding, dilation)) < 1:
+        return
+    cols = F.unfold(x, k, dilation, padding, stride).transpose(1, 2).reshape(-1, c * k[0] * k[1])
+    want_q, want_s = quantize_activations(cols)
+    q, s = im2col_cpp(x, k, stride, padding, dilation)
+    assert torch.equal(q, want_q) and torch.equal(s, want_s)
+    m = q.shape[0]
+    q2, s2 = im2col_cpp(x, k, stride, padding, dilation, m // 3, m - 1)
+    assert torch.equal(q2, want_q[m // 3:m - 1]) and torch.equal(s2, want_s[m // 3:m - 1])
+
+
+@CPP
+def test_patch_quantizer_refuses_bad_geometry():
+    x = torch.randn(1, 2, 4, 4)
+    with pytest.raises(ValueError, match=r"rows: expected 0 <= m0 <= m1 <= batch \* OH \* OW = 16"):
+        im2col_cpp(x, (3, 3), (1, 1), (1, 1), (1, 1), 0, 17)
+    with pytest.raises(ValueError, match=r"x: smaller than the dilated kernel"):
+        im2col_cpp(x, (5, 5), (1, 1), (0, 0), (1, 1), 0, 0)
+    with pytest.raises(ValueError, match=r"kernel_size/stride/dilation: expected >= 1"):
+        im2col_cpp(x, (3, 3), (0, 1), (1, 1), (1, 1), 0, 0)
+
+
+@CPP
+@pytest.mark.parametrize("groups", [1, 2])
+def test_cpp_chunks_of_rows(monkeypatch, groups):
+    """The patch matrix in chunks of rows (a large batch's stays in cache): several chunks and a
+    short last one, per group, give the one-chunk result."""
+    from slt_hw.backends import cpu
+
+    p = packed("binary", (6, 8 // groups, 3, 3), 4)
+    x = torch.randn(3, 8, 7, 5, generator=torch.Generator().manual_seed(5))
+    bias = torch.randn(6)
+    whole = slt_conv2d_int8(x, p, bias, padding=1, groups=groups, backend="cpp")
+    monkeypatch.setattr(cpu, "CONV_INT8_CHUNK_BYTES", 8 * 9 // groups * 8)  # 8 rows a chunk: 105 = 13 x 8 + 1
+    assert torch.equal(slt_conv2d_int8(x, p, bias, padding=1, groups=groups, backend="cpp"), whole)
