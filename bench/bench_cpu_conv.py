@@ -7,7 +7,8 @@ Peers: F.conv2d with the dense fp32 weight on NCHW input and on channels-last in
 (a user picks whichever is faster on their machine), F.conv2d in bf16 (channels-last), and
 torch's dynamically quantized int8 convolution (torch.ao.nn.quantized.dynamic.Conv2d, the
 default dynamic qconfig: activations quantized per call, per tensor; NCHW and channels-last).
-"slt auto" is slt_conv2d as shipped; "slt fused" and "slt materialize" force each of its two
+"slt auto" is slt_conv2d as shipped, "slt int8" slt_conv2d_int8 (each output pixel's patch
+quantized as one int8 row: torch's peer quantizes per tensor); "slt fused" and "slt materialize" force each of its two
 paths (SLT_HW_CPU_CONV): im2col + the fused linear (reads 1 bit per weight, never writes one),
 or the weight materialised for the call by the vector kernels and run by F.conv2d. "vs best" is
 the fastest fp32 peer's time / this time, "vs int8" the faster torch int8 run's / this time.
@@ -28,7 +29,7 @@ from utils import interleaved_times, report, with_env
 
 from slt_hw import pack_binary
 from slt_hw.backends import cpu
-from slt_hw.ops import slt_conv2d
+from slt_hw.ops import slt_conv2d, slt_conv2d_int8
 
 # (name, in channels, out channels, input side): Conv4/Conv6 on CIFAR-10, ResNet-18's stages at 224
 LAYERS = {
@@ -64,6 +65,8 @@ def bench_layer(name: str, cin: int, cout: int, side: int, batches: list[int], s
             "torch dynamic int8 channels-last": lambda x=x_cl: q_int8(x),
             "slt auto": slt,
             "slt auto channels-last": lambda x=x_cl: slt_conv2d(x, packed, padding=1, backend="cpp"),
+            "slt int8": lambda x=x: slt_conv2d_int8(x, packed, padding=1, backend="cpp"),
+            "slt int8 channels-last": lambda x=x_cl: slt_conv2d_int8(x, packed, padding=1, backend="cpp"),
             "slt fused": with_env(cpu.CONV_ENV, "fused", slt),
             "slt materialize": with_env(cpu.CONV_ENV, "materialize", slt),
         }

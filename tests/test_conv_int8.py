@@ -149,3 +149,26 @@ def test_cpp_chunks_of_rows(monkeypatch, groups):
     whole = slt_conv2d_int8(x, p, bias, padding=1, groups=groups, backend="cpp")
     monkeypatch.setattr(cpu, "CONV_INT8_CHUNK_BYTES", 8 * 9 // groups * 8)  # 8 rows a chunk: 105 = 13 x 8 + 1
     assert torch.equal(slt_conv2d_int8(x, p, bias, padding=1, groups=groups, backend="cpp"), whole)
+
+
+@CPP
+def test_cpp_threads_split_output_pixels(monkeypatch):
+    """Few output channels, a channels-last x, two threads: a pool of threads takes chunks of
+    output pixels (each on one thread); the result is the one-thread result, bit for bit."""
+    from slt_hw.backends import cpu
+
+    p = packed("binary", (6, 8, 3, 3), 4)
+    x = torch.randn(3, 8, 7, 5, generator=torch.Generator().manual_seed(6)).contiguous(
+        memory_format=torch.channels_last)
+    bias = torch.randn(6)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        want = slt_conv2d_int8(x, p, bias, padding=1, backend="cpp")
+        torch.set_num_threads(2)
+        monkeypatch.setattr(cpu, "CONV_INT8_SPLIT_MIN", 0)
+        monkeypatch.setattr(cpu, "CONV_INT8_CHUNK_BYTES", 72 * 10)  # 10 rows a chunk: 11 chunks over 2 threads
+        got = slt_conv2d_int8(x, p, bias, padding=1, backend="cpp")
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(got, want) and got.is_contiguous(memory_format=torch.channels_last)

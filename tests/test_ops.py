@@ -1,5 +1,7 @@
 """slt_linear on every backend available here against the pure-PyTorch reference."""
 
+import dataclasses
+
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -157,12 +159,12 @@ def test_module_int8(fmt):
 
 
 def test_set_int8_activations_on_a_packed_model():
-    """A converted and packed model: its signed-constant linears switch to int8 activations (the
-    same bits as slt_linear_int8 layer by layer) and back; its convolutions and the layers of
-    another distribution stay float."""
+    """A converted and packed model: its signed-constant linears and convolutions switch to int8
+    activations (the same bits as slt_conv2d_int8 / slt_linear_int8 layer by layer) and back;
+    the layers of another distribution stay float."""
     import slt_hw
     from slt_hw.nn import SLTPackedLayer, set_int8_activations
-    from slt_hw.ops import slt_linear_int8
+    from slt_hw.ops import slt_conv2d_int8, slt_linear_int8
 
     nn = torch.nn
     torch.manual_seed(0)
@@ -170,14 +172,15 @@ def test_set_int8_activations_on_a_packed_model():
     model = slt_hw.pack(slt_hw.convert(dense, seed=3, sparsity=0.5)).eval()
     x = torch.randn(2, 3, 8, 8)
     y_float = model(x)
-    assert set_int8_activations(model) == 2
-    lins = [m for m in model.modules() if isinstance(m, SLTPackedLayer) and m.kind == "linear"]
-    assert all(m.copies[0].int8 for m in lins)
-    conv = next(m for m in model.modules() if isinstance(m, SLTPackedLayer) and m.kind == "conv2d")
-    assert not conv.copies[0].int8
-    h = torch.relu(slt_linear_int8(model[1](model[0](x)), lins[0].copies[0].packed))
-    assert torch.equal(model(x), slt_linear_int8(h, lins[1].copies[0].packed))
-    assert set_int8_activations(model, enabled=False) == 2 and torch.equal(model(x), y_float)
+    assert set_int8_activations(model) == 3
+    layers = [m for m in model.modules() if isinstance(m, SLTPackedLayer)]
+    assert [m.kind for m in layers] == ["conv2d", "linear", "linear"] and all(m.copies[0].int8 for m in layers)
+    assert all(m.bias is None for m in layers)  # (convert drops biases: an SLT learns none)
+    conv_w = dataclasses.replace(layers[0].copies[0].packed, shape=layers[0].weight_shape)  # the flattened copy in 4-D
+    h = torch.relu(slt_linear_int8(model[1](slt_conv2d_int8(x, conv_w)), layers[1].copies[0].packed))
+    assert torch.equal(model(x), slt_linear_int8(h, layers[2].copies[0].packed))
+    assert float((model(x) - y_float).norm() / y_float.norm()) < 0.02
+    assert set_int8_activations(model, enabled=False) == 3 and torch.equal(model(x), y_float)
     uniform = slt_hw.pack(slt_hw.convert(nn.Sequential(nn.Linear(8, 4)), seed=1, dist="uniform"))
     assert set_int8_activations(uniform) == 0
     with pytest.raises(TypeError, match="enabled: expected a bool"):

@@ -3,6 +3,8 @@
 `SLTPackedLayer` wraps one SLTPackedLinear per mask copy (unshared folding masks share the
 weights: same seed and name) and applies it as a linear layer or as a 2-D convolution
 (slt_hw.ops.conv2d: the conv weight (out, in, kh, kw) is the contract's (out, in·kh·kw) matrix).
+A copy's int8 setting (SLTPackedLinear.int8, set_int8_activations) picks slt_conv2d_int8 for a
+convolution as it picks slt_linear_int8 for a linear.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ class SLTPackedLayer(nn.Module):
             return y.to(x.dtype)
         c = self.conv
         y = conv2d(x, lin.packed, None, c["kernel_size"], c["stride"], c["padding"], c["dilation"],
-                   c.get("groups", 1), lin.backend)
+                   c.get("groups", 1), lin.backend, int8=lin.int8)
         return y if self.bias is None else y + self.bias[:, None, None]
 
     def extra_repr(self) -> str:
