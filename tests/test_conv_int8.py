@@ -53,9 +53,8 @@ def test_matches_int8_reference(backend, fmt, groups, cin_g, og, k, stride, padd
     assert got.shape == want.shape and got.dtype == x.dtype
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * max(1.0, float(want.abs().max()) if want.numel()
                                                                       else 1.0))
-    if batch:
-        fmt_ = torch.channels_last if lay == "channels_last" else torch.contiguous_format
-        assert got.is_contiguous(memory_format=fmt_)
+    if batch:  # (a channels-last x with one channel is plain contiguous too: F.conv2d's output then is)
+        assert got.is_contiguous(memory_format=_ops.conv2d_output_format(x))
 
 
 def test_close_to_the_float_convolution_and_bf16():
