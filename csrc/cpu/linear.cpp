@@ -417,6 +417,7 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
     return int8 ? kernel_i8(p, xq_run, scratch, n0, n1) : kernel(p, xp.data(), scratch, n0, n1);
   };
   int64_t scratch_size = scratch_floats(p.K, blocked), lut_scratch = 0;
+  if (int8 && blocked) scratch_size += held_tile_floats(p.K, p.planes == nullptr ? 1 : p.C, p.M);
 #if defined(SLT_HW_HAVE_AVX512)
   if (lut512) lut_scratch = avx512lut::scratch_floats(p.M);
   if (amx) lut_scratch = amx::scratch_floats(p.K);

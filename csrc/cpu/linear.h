@@ -40,6 +40,19 @@ constexpr int64_t kYChunkRows = 512;  // AVX2 float, large batch: activation row
 // one 1024-column block's row descriptor (linear_rowdesc.inc, row_scratch): sign and mask words,
 // hashes, values
 constexpr int64_t kBlockDescFloats = 2 * kBlockWords + 16 * kBlockWords + kBlockCols;
+// int8, large batch: a task's tiles of every block and coat are built once and kept across its
+// activation chunks (kChunkRows rows) where they take at most kHeldTilesMax bytes, else rebuilt
+// per chunk (the contract's sign hash and the byte expansion: ~10 % of a 3136-row call).
+// held_tile_floats: the scratch floats this adds to scratch_floats (0: not held).
+constexpr int64_t kHeldTilesMax = 256 << 10;
+inline int64_t held_tile_bytes(int64_t K, int64_t coats, int64_t M) {
+  const int64_t bytes = coats * ((K + kBlockCols - 1) / kBlockCols) * kTaskRows * kBlockCols;
+  return M > kChunkRows && bytes <= kHeldTilesMax ? bytes : 0;
+}
+inline int64_t held_tile_floats(int64_t K, int64_t coats, int64_t M) {
+  const int64_t bytes = held_tile_bytes(K, coats, M);
+  return bytes ? (bytes - kTaskRows * kBlockCols) / 4 + coats * kTaskRows : 0;
+}
 // Table-lookup kernel (AVX2, binary format, signed constant; int8 activations, and float ones
 // as 3 or 4 int8 slices each, quantize.h): up to kLutMaxRowsSliced (float) / kLutMaxRowsInt8
 // activation rows when forced, up to kLutAutoRowsSliced / kLutAutoRowsInt8 when chosen
