@@ -299,6 +299,14 @@ PYBIND11_MODULE(_C, m) {
       py::arg("x"), py::arg("M"), py::arg("K"), py::arg("ldx"), py::arg("q"), py::arg("s"));
 
   m.def(
+      "transpose_batched",
+      [](uintptr_t src, uintptr_t dst, int64_t batch, int64_t rows, int64_t cols, int threads) {
+        py::gil_scoped_release release;
+        slt::cpu::transpose_batched(ptr<const float>(src), ptr<float>(dst), batch, rows, cols, threads);
+      },
+      "dst[b] = src[b]^T for `batch` contiguous float32 (rows x cols) matrices: NCHW <-> channels last.",
+      py::arg("src"), py::arg("dst"), py::arg("batch"), py::arg("rows"), py::arg("cols"), py::arg("threads") = 0);
+  m.def(
       "im2col_quantize_int8",
       [](uintptr_t x, std::vector<int64_t> shape, std::vector<int64_t> strides, std::vector<int64_t> kernel,
          std::vector<int64_t> stride, std::vector<int64_t> padding, std::vector<int64_t> dilation, int64_t m0,

@@ -152,22 +152,17 @@ def test_cpp_chunks_of_rows(monkeypatch, groups):
 
 @CPP
 def test_cpp_threads_split_output_pixels(monkeypatch):
-    """Few output channels, a channels-last x, two threads: a pool of threads takes chunks of
-    output pixels (each on one thread); the result is the one-thread result, bit for bit."""
-    from slt_hw.backends import cpu
-
+    """Few output channels, two threads: the kernel splits the pixel rows as well as the weight
+    rows; the result is the one-thread result, bit for bit."""
     p = packed("binary", (6, 8, 3, 3), 4)
-    x = torch.randn(3, 8, 7, 5, generator=torch.Generator().manual_seed(6)).contiguous(
-        memory_format=torch.channels_last)
+    x = torch.randn(3, 8, 17, 15, generator=torch.Generator().manual_seed(6))
     bias = torch.randn(6)
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
         want = slt_conv2d_int8(x, p, bias, padding=1, backend="cpp")
         torch.set_num_threads(2)
-        monkeypatch.setattr(cpu, "CONV_INT8_SPLIT_MIN", 0)
-        monkeypatch.setattr(cpu, "CONV_INT8_CHUNK_BYTES", 72 * 10)  # 10 rows a chunk: 11 chunks over 2 threads
         got = slt_conv2d_int8(x, p, bias, padding=1, backend="cpp")
     finally:
         torch.set_num_threads(threads)
-    assert torch.equal(got, want) and got.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(got, want)

@@ -30,6 +30,25 @@ std::string check_conv_input(const ConvInput& g) {
   return "";
 }
 
+void transpose_batched(const float* src, float* dst, int64_t batch, int64_t rows, int64_t cols, int threads) {
+  if (batch < 0 || rows < 0 || cols < 0) throw std::invalid_argument("transpose: negative sizes");
+  if (batch * rows * cols == 0) return;
+  if (src == nullptr || dst == nullptr) throw std::invalid_argument("transpose: null pointer");
+  void (*one)(const float*, float*, int64_t, int64_t) = [](const float* s, float* d, int64_t r, int64_t c) {
+    for (int64_t j = 0; j < c; ++j)
+      for (int64_t i = 0; i < r; ++i) d[j * r + i] = s[i * c + j];
+  };
+#if defined(SLT_HW_HAVE_AVX2)
+  if (isa_supported(Isa::kAvx2)) one = avx2::to_tap_major;  // (dst[t * C + c] = src[c * taps + t])
+#endif
+#ifdef _OPENMP
+  const int nt = threads > 0 ? threads : omp_get_max_threads();
+#pragma omp parallel for num_threads(nt) schedule(static) if (batch > 1 && batch * rows * cols >= (1 << 16))
+#endif
+  for (int64_t b = 0; b < batch; ++b) one(src + b * rows * cols, dst + b * rows * cols, rows, cols);
+  (void)threads;
+}
+
 void im2col_quantize_int8(const ConvInput& g, int64_t m0, int64_t m1, int8_t* q, float* s, int threads) {
   const std::string e = check_conv_input(g);
   if (!e.empty()) throw std::invalid_argument(e);

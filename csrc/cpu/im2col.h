@@ -29,6 +29,11 @@ std::string check_conv_input(const ConvInput& g);
 // quantize_int8_rows quantizes a row: q (m1 - m0) x K, s (m1 - m0). Throws std::invalid_argument.
 void im2col_quantize_int8(const ConvInput& g, int64_t m0, int64_t m1, int8_t* q, float* s, int threads);
 
+// dst[b] = src[b]^T for `batch` float32 matrices of rows x cols (contiguous, one after the
+// other): NCHW <-> channels last, (C, H*W) <-> (H*W, C), in 8 x 8 register transposes where the
+// CPU has AVX2. Threads take whole matrices.
+void transpose_batched(const float* src, float* dst, int64_t batch, int64_t rows, int64_t cols, int threads);
+
 // One patch from channels-contiguous taps (tap[t]: C floats, or null for padding) into
 // patch[c * taps + t]: 8 x 8 register transposes (im2col_avx2.cpp).
 namespace avx2 {

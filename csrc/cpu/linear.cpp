@@ -162,30 +162,47 @@ void validate(const LinearProblem& p) {
   if (p.ldy < p.row_end - p.row_begin) fail("y: row stride smaller than the number of output rows");
 }
 
-// Runs task(scratch, n0, n1) on rows [row_begin, row_end) in tasks of `block` rows, in parallel
-// (threads <= 0: OpenMP's default; one thread below min_work weights), each thread with its own
-// scratch of scratch_size floats. False if a task returned false.
+// Runs task(scratch, t) for t in [0, tasks), in parallel where `parallel` (threads <= 0:
+// OpenMP's default), each thread with its own scratch of scratch_size floats. False if a task
+// returned false.
 template <class F>
-bool for_each_row_task(int64_t row_begin, int64_t row_end, int64_t block, int64_t K, int64_t scratch_size,
-                       int threads, int64_t min_work, F&& task) {
-  const int64_t rows = row_end - row_begin, tasks = (rows + block - 1) / block;
+bool for_each_task(int64_t tasks, int64_t scratch_size, int threads, bool parallel, F&& task) {
   int failed = 0;
 #ifdef _OPENMP
   const int nt = threads > 0 ? threads : omp_get_max_threads();
-#pragma omp parallel num_threads(nt) reduction(| : failed) if (tasks > 1 && rows * K >= min_work)
+#pragma omp parallel num_threads(nt) reduction(| : failed) if (tasks > 1 && parallel)
 #endif
   {
     std::vector<float> scratch(static_cast<size_t>(scratch_size));
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
-    for (int64_t t = 0; t < tasks; ++t) {
-      const int64_t n0 = row_begin + t * block, n1 = n0 + block < row_end ? n0 + block : row_end;
-      if (!task(scratch.data(), n0, n1)) failed = 1;
-    }
+    for (int64_t t = 0; t < tasks; ++t)
+      if (!task(scratch.data(), t)) failed = 1;
   }
   (void)threads;
   return failed == 0;
+}
+
+// Runs task(scratch, n0, n1) on rows [row_begin, row_end) in tasks of `block` rows, in parallel
+// (one thread below min_work weights): for_each_task.
+template <class F>
+bool for_each_row_task(int64_t row_begin, int64_t row_end, int64_t block, int64_t K, int64_t scratch_size,
+                       int threads, int64_t min_work, F&& task) {
+  const int64_t rows = row_end - row_begin, tasks = (rows + block - 1) / block;
+  return for_each_task(tasks, scratch_size, threads, rows * K >= min_work, [&](float* scratch, int64_t t) {
+    const int64_t n0 = row_begin + t * block, n1 = n0 + block < row_end ? n0 + block : row_end;
+    return task(scratch, n0, n1);
+  });
+}
+
+int max_threads(int threads) {
+#ifdef _OPENMP
+  return threads > 0 ? threads : omp_get_max_threads();
+#else
+  (void)threads;
+  return 1;
+#endif
 }
 
 // The ISAs whose kernels are linear_avx512*.cpp (kAmx runs them for what its tiles do not take).
@@ -334,10 +351,13 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
   // float exactly (the AMX kernel takes it as it is, in whole 32-row tile pairs).
   const int64_t Mp = amx ? (p.M + 31) / 32 * 32 : p.M;
   const int64_t ldq = amx && int8 ? amx::padded_cols_int8(p.K) : Kp;  // AMX: whole 64-column tiles
+  // (int8 rows already Kp apart, as the AVX2 kernels read them, are read in place: no copy)
+  const bool xq_in_place = int8 && !amx && !avx512_kernels(isa) && p.K == Kp && p.ldx == Kp;
   std::vector<float> xp(int8 || amx ? 0 : size_t(p.M * Kp + 16), 0.0f);
-  std::vector<int8_t> xq(int8 ? size_t(Mp * ldq + 64) : 0, 0);
+  std::vector<int8_t> xq(int8 && !xq_in_place ? size_t(Mp * ldq + 64) : 0, 0);
   std::vector<uint16_t> xb(amx && !int8 ? size_t(Mp * Kp) : 0, 0);
-  for (int64_t m = 0; m < p.M; ++m) {
+  const int8_t* xq_data = xq_in_place ? p.xq : xq.data();
+  for (int64_t m = 0; m < p.M && !xq_in_place; ++m) {
     if (int8) {
       std::memcpy(xq.data() + m * ldq, p.xq + m * p.ldx, size_t(p.K));
     } else if (amx) {
@@ -366,18 +386,18 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
 #if defined(SLT_HW_HAVE_AVX2)
   if (lut && !lut512) {  // (int8: the float activations' lookup is the sliced one above)
     tables_i8.reset(new uint8_t[size_t(avx2lut::table_bytes_int8(p.K, p.M))]);
-    avx2lut::build_tables_int8(xq.data(), Kp, p.M, tables_i8.get());
+    avx2lut::build_tables_int8(xq_data, Kp, p.M, tables_i8.get());
   }
 #endif
   const bool blocked = p.M > (int8 ? (isa == Isa::kAvx2 ? kSmallBatchInt8Avx2 : kSmallBatchInt8) : kSmallBatch);
   // AVX2's small-batch int8 kernel takes the rows word-interleaved, with their sums
   std::vector<int8_t> xq_packed;
-  const int8_t* xq_run = xq.data();
+  const int8_t* xq_run = xq_data;
 #if defined(SLT_HW_HAVE_AVX2)
   if (int8 && isa == Isa::kAvx2 && !lut && !blocked) {
     xq_packed.resize(size_t(avx2::packed_int8_bytes(Kp, p.M) + 32));
     int8_t* dst = reinterpret_cast<int8_t*>((reinterpret_cast<uintptr_t>(xq_packed.data()) + 31) & ~uintptr_t(31));
-    avx2::pack_int8(xq.data(), Kp, p.M, dst);
+    avx2::pack_int8(xq_data, Kp, p.M, dst);
     xq_run = dst;
   }
 #endif
@@ -426,7 +446,29 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
   if (lut && !lut512) lut_scratch = avx2lut::scratch_floats_int8(p.K, p.M);
 #endif
   if (lut_scratch > scratch_size) scratch_size = lut_scratch;
-  const bool ok = for_each_row_task(p.row_begin, p.row_end, block, p.K, scratch_size, threads, 1 << 14, run);
+  // Weight-row tasks that do not share out evenly among few threads (a convolution's 64 output
+  // channels: a 48-row task and a 16-row one): the large-batch kernels split the activation
+  // rows instead, one part per thread, each a sub-problem of at least kChunkRows rows with
+  // every weight-row task (the result is the same: each output is one row's sum either way).
+  const int64_t tasks = (p.row_end - p.row_begin + block - 1) / block;
+  const int nt = max_threads(threads);
+  int64_t parts = 1;
+  const bool uneven = (p.row_end - p.row_begin) % (block * nt) != 0;  // some thread's rows are fewer
+  if (blocked && !lut && !amx && nt > 1 && uneven && tasks < 4 * nt)
+    parts = nt < p.M / kChunkRows ? nt : p.M / kChunkRows;
+  const bool ok = parts <= 1
+      ? for_each_row_task(p.row_begin, p.row_end, block, p.K, scratch_size, threads, 1 << 14, run)
+      : for_each_task(tasks * parts, scratch_size, threads, true, [&](float* scratch, int64_t t) {
+          const int64_t part = t / tasks, n0 = p.row_begin + t % tasks * block;  // (a thread's: one part)
+          const int64_t n1 = n0 + block < p.row_end ? n0 + block : p.row_end;
+          const int64_t m0 = p.M * part / parts, m1 = p.M * (part + 1) / parts;
+          LinearProblem q = p;
+          q.M = m1 - m0;
+          q.y = p.y + m0 * p.ldy;
+          if (!int8) return kernel(q, xp.data() + m0 * Kp, scratch, n0, n1);
+          q.xscale = p.xscale + m0;
+          return kernel_i8(q, xq_run + m0 * ldq, scratch, n0, n1);
+        });
   if (!ok)
     fail("free_bits/offsets: the free-bit stream does not match the freeze pattern (a row's "
          "stream index is negative or past the end of free_bits)");

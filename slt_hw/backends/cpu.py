@@ -195,35 +195,14 @@ def conv2d(x, bias, *rest) -> torch.Tensor:
 # conv2d_int8 quantizes this many patch bytes at a time (then runs the int8 kernel on them): the
 # patch matrix of a large batch stays in cache rather than being 9x its input in memory.
 CONV_INT8_CHUNK_BYTES = 4 << 20
-# The kernel splits a call's weight rows across threads; a convolution of a channels-last x with
-# fewer than this many output channels (per group) per thread, and at least CONV_INT8_SPLIT_MIN
-# patch bytes, splits its output pixels instead: a pool of threads takes chunks of rows, each
-# gathered and run on one thread (ResNet-18's 64-channel layer, 2 threads: 2.9 -> 1.6 ms at
-# batch 1). Not for an NCHW x: after torch's (OpenMP) conversion of it the pool's threads ran
-# 2x slower, and a smaller call lost more to the pool than it gained.
-CONV_INT8_SPLIT_PIXELS_BELOW = 128
-CONV_INT8_SPLIT_MIN = 3 << 18
-_POOL: list = [None, 0]  # (ThreadPoolExecutor, its workers): the threads that drive the split
-
-
-def _pool(workers: int):
-    if _POOL[1] != workers:
-        from concurrent.futures import ThreadPoolExecutor
-
-        if _POOL[0] is not None:
-            _POOL[0].shutdown(wait=False)
-        _POOL[:] = [ThreadPoolExecutor(workers, thread_name_prefix="slt_hw_conv_int8"), workers]
-    return _POOL[0]
-
-
 def conv2d_int8(x, bias, *rest, isa: str | None = None, threads: int | None = None,
                 lut: str | None = None) -> torch.Tensor:
     """slt_conv2d_int8 (rest: the weight block, kernel_size, stride, padding, dilation, groups):
     each output pixel's patch gathered from x (channels-last: a copy of an x that is not) and
     quantized as one int8 row in C++ (im2col_quantize_int8: F.unfold's columns,
     quantize_activations' bits), in chunks of rows; then the int8 kernel over the chunk, per
-    group; in x's dtype and conv2d_output_format(x)'s layout. Threads split the weight rows, or
-    the output pixels where a group has few channels (CONV_INT8_SPLIT_*)."""
+    group (threads split its weight rows and, where those are few, its pixel rows); in x's dtype
+    and conv2d_output_format(x)'s layout."""
     mod = _ext.require()
     w, (kernel, stride, padding, dilation, groups) = rest[:-5], rest[-5:]
     desc, _alive = _ext.weight_desc(mod, w)
@@ -231,44 +210,44 @@ def conv2d_int8(x, bias, *rest, isa: str | None = None, threads: int | None = No
     og, k = n // groups, desc.k
     oh, ow = conv2d_output_size(x.shape[2], x.shape[3], kernel, stride, padding, dilation)
     m = x.shape[0] * oh * ow
-    x32 = x if x.dtype == torch.float32 else x.to(torch.float32)
     nt = torch.get_num_threads() if threads is None else threads
-    split = nt > 1 and x32.stride(1) == 1 and og < CONV_INT8_SPLIT_PIXELS_BELOW * nt and m * k >= CONV_INT8_SPLIT_MIN
-    if x32.stride(1) != 1 and x32.numel():  # channels contiguous: the gather's AVX2 transposes (~3x the
-        x32 = x32.contiguous(memory_format=torch.channels_last)  # strided gather's speed, conversion included)
+    x32 = x if x.dtype == torch.float32 else x.to(torch.float32)
+    if x32.stride(1) != 1 and x32.numel():  # channels contiguous: the gather's AVX2 transposes, ~3x the
+        x32 = _nchw_to_channels_last(mod, x32, nt)  # strided gather's speed, the conversion included
     y = torch.empty(m, n, dtype=torch.float32)  # rows (b, oh, ow): a channels-last output
     b = None if bias is None else bias.to(torch.float32).contiguous()
     isa, lut = _isa(isa), _lut(lut)
-    chunk = max(1, min(m, CONV_INT8_CHUNK_BYTES // k, -(-m // nt) if split else m))
+    chunk = max(1, min(m, CONV_INT8_CHUNK_BYTES // k))
+    xq = torch.empty(chunk, k, dtype=torch.int8)
+    xs = torch.empty(chunk, dtype=torch.float32)
     shape, strides = [x.shape[0], cin_g, x.shape[2], x.shape[3]], list(x32.stride())
     geometry = (list(kernel), list(stride), list(padding), list(dilation))
-
-    starts = range(0, m, chunk)
-    # the table lookup's planes where it runs (they follow the row count: the last chunk's may
-    # differ), fetched here, not from the workers (the cache is not thread-safe)
-    planes_of = {r: _lut_planes(mod, w, desc, r, isa, lut, True) for r in {chunk, m - starts[-1]}} if m else {}
-
-    def run(m0: int, kernel_threads: int) -> None:  # rows [m0, m0 + chunk) of every group
+    for m0 in range(0, m, chunk):
         rows = min(chunk, m - m0)
-        xq = torch.empty(rows, k, dtype=torch.int8)
-        xs = torch.empty(rows, dtype=torch.float32)
-        planes = planes_of[rows]
+        planes = _lut_planes(mod, w, desc, rows, isa, lut, True)  # (where the table lookup runs: few rows)
         for g in range(groups):
             mod.im2col_quantize_int8(x32.data_ptr() + g * cin_g * strides[1] * 4, shape, strides, *geometry, m0,
-                                     m0 + rows, xq.data_ptr(), xs.data_ptr(), kernel_threads)
+                                     m0 + rows, xq.data_ptr(), xs.data_ptr(), nt)
             mod.slt_linear(desc, 0, rows, k, y.data_ptr() + (m0 * n + g * og) * 4, n, g * og, (g + 1) * og,
-                           0 if b is None else b.data_ptr() + g * og * 4, xq.data_ptr(), xs.data_ptr(), isa,
-                           kernel_threads, lut, 0, _ptr(planes), 0 if planes is None else planes.numel())
-
-    if split:
-        for f in [_pool(nt).submit(run, m0, 1) for m0 in starts]:
-            f.result()  # (re-raises a worker's error)
+                           0 if b is None else b.data_ptr() + g * og * 4, xq.data_ptr(), xs.data_ptr(), isa, nt, lut,
+                           0, _ptr(planes), 0 if planes is None else planes.numel())
+    if conv2d_output_format(x) == torch.channels_last or not y.numel():
+        y = y.view(x.shape[0], oh, ow, n).permute(0, 3, 1, 2)  # a channels-last view
     else:
-        for m0 in starts:
-            run(m0, nt)
-    y = y.view(x.shape[0], oh, ow, n).permute(0, 3, 1, 2)  # a channels-last view
-    y = y.contiguous(memory_format=conv2d_output_format(x))
+        out = torch.empty(x.shape[0], n, oh, ow, dtype=torch.float32)
+        mod.transpose_batched(y.data_ptr(), out.data_ptr(), x.shape[0], oh * ow, n, nt)
+        y = out
     return y if x.dtype == torch.float32 else y.to(x.dtype)
+
+
+def _nchw_to_channels_last(mod, x: torch.Tensor, threads: int) -> torch.Tensor:
+    """x in channels-last memory: C++ transposes for a contiguous (NCHW) x (torch's strided copy
+    takes 2-3x as long, and its OpenMP threads then spin beside ours), torch's copy otherwise."""
+    if not x.is_contiguous():
+        return x.contiguous(memory_format=torch.channels_last)
+    out = torch.empty_like(x, memory_format=torch.channels_last)
+    mod.transpose_batched(x.data_ptr(), out.data_ptr(), x.shape[0], x.shape[1], x.shape[2] * x.shape[3], threads)
+    return out
 
 
 def _output(out: torch.Tensor | None, rows: int, k: int) -> torch.Tensor:
