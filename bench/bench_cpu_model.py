@@ -1,13 +1,17 @@
 """A whole packed model on the CPU against the same dense model in torch, same run: an MLP block
-(in -> hidden -> ReLU -> in, LLaMA-7B's 4096 / 11008 by default), converted and packed with
-slt_hw, then run with float activations and, after slt_hw.nn.set_int8_activations, with int8
-ones; the peers are the dense model in fp32 and bf16 and torch's quantize_dynamic of it (int8).
+(in -> hidden -> ReLU -> in, LLaMA-7B's 4096 / 11008 by default) or a CNN (Edge-Popup's Conv6,
+the CIFAR ResNet-18, on 32 x 32 inputs), converted and packed with slt_hw, then run with float
+activations and, after slt_hw.nn.set_int8_activations, with int8 ones; the peers are the dense
+model in fp32 and bf16 and torch's quantize_dynamic of it (int8; the CNNs' convolutions too,
+as torch.ao.nn.quantized.dynamic.Conv2d), the CNNs also on channels-last input.
 
-    .venv/bin/python bench/bench_cpu_model.py [--dims 4096x11008] [--batches 1,4,8,64] [--threads 2]
+    .venv/bin/python bench/bench_cpu_model.py [--model mlp|conv6|resnet18] [--dims 4096x11008]
+        [--batches 1,4,8,64] [--threads 2]
 
-"vs int8" is torch quantize_dynamic's time / this time. The packed model's weight memory is its
-masks (1 bit per weight), plus, once a table lookup has run twice on them, its cached P/N planes
-(2 bits per weight, backends/layout_cache.py).
+"vs int8" is torch quantize_dynamic's time / this time (the channels-last run's for
+channels-last rows). The packed model's weight memory is its masks (1 bit per weight), plus,
+once a table lookup has run twice on them, its cached P/N planes (2 bits per weight,
+backends/layout_cache.py).
 """
 
 from __future__ import annotations
@@ -17,12 +21,17 @@ import copy
 import warnings
 
 import torch
+import torch.ao.nn.quantized.dynamic as qdyn
 from torch import nn
 from utils import interleaved_times, report
 
 import slt_hw
 from slt_hw.backends import cpu
+from slt_hw.models import ConvNet, ResNet18
 from slt_hw.nn import set_int8_activations
+
+CNNS = {"conv6": lambda: ConvNet("conv6", (3, 32, 32), 10, seed=0, dense=True),
+        "resnet18": lambda: ResNet18((3, 32, 32), 10, seed=0, dense=True)}
 
 
 def dense_mlp(d: int, h: int) -> nn.Module:
@@ -66,17 +75,60 @@ def bench(d: int, h: int, batches: list[int], stat: str) -> list[dict]:
     return rows
 
 
+def bench_cnn(name: str, batches: list[int], stat: str) -> list[dict]:
+    torch.manual_seed(0)
+    dense = CNNS[name]().eval()
+    packed = slt_hw.pack(slt_hw.convert(dense, seed=0, sparsity=0.5)).eval()
+    packed8 = copy.deepcopy(packed)
+    switched = set_int8_activations(packed8)
+    dense.load_state_dict(slt_hw.export_dense(packed), strict=False)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.inference_mode():
+        torch.testing.assert_close(dense(x), packed(x), rtol=1e-4, atol=1e-4)  # the same network
+    dense_cl = copy.deepcopy(dense).to(memory_format=torch.channels_last)
+    with warnings.catch_warnings():  # torch deprecates its quantized tensors; still the peer asked for
+        warnings.simplefilter("ignore")
+        q8 = torch.ao.quantization.quantize_dynamic(copy.deepcopy(dense), {nn.Linear, nn.Conv2d}, dtype=torch.qint8,
+                                                    mapping={nn.Linear: qdyn.Linear, nn.Conv2d: qdyn.Conv2d})
+    weights = sum(m.weight.numel() for m in dense.modules() if isinstance(m, nn.Linear | nn.Conv2d))
+    mem = {"dense fp32": 4 * weights, "dense fp32 channels-last": 4 * weights, "torch int8 (quantize_dynamic)": weights,
+           "torch int8 channels-last": weights, "slt packed": weights / 8, "slt packed int8": weights / 8,
+           "slt packed int8 channels-last": weights / 8}
+    rows = []
+    for b in batches:
+        x = torch.randn(b, 3, 32, 32)
+        xc = x.contiguous(memory_format=torch.channels_last)
+        impls = {"dense fp32": lambda x=x: dense(x), "dense fp32 channels-last": lambda x=xc: dense_cl(x),
+                 "torch int8 (quantize_dynamic)": lambda x=x: q8(x), "torch int8 channels-last": lambda x=xc: q8(x),
+                 "slt packed": lambda x=x: packed(x), "slt packed int8": lambda x=x: packed8(x),
+                 "slt packed int8 channels-last": lambda x=xc: packed8(x)}
+        with torch.inference_mode():
+            times = interleaved_times(impls, stat=stat)
+        best = min(times["dense fp32"], times["dense fp32 channels-last"])
+        for impl, t in times.items():
+            q = times["torch int8 channels-last" if "channels-last" in impl else "torch int8 (quantize_dynamic)"]
+            rows.append({"model": f"{name} ({switched} int8 layers)", "batch": b, "impl": impl, "ms": f"{t * 1e3:.3f}",
+                         "vs int8": f"{q / t:.2f}x", "vs fp32": f"{best / t:.2f}x",
+                         "weight MiB": f"{mem[impl] / 2**20:.2f}"})
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--model", default="mlp", choices=["mlp", *CNNS])
     ap.add_argument("--dims", default="4096x11008", help="in x hidden of the MLP block")
     ap.add_argument("--batches", default="1,4,8,64")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--stat", default="min", choices=["median", "min"])
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    d, h = map(int, args.dims.split("x"))
-    rows = bench(d, h, [int(b) for b in args.batches.split(",")], args.stat)
-    report(f"cpu_model_{args.stat}", rows, list(rows[0]))
+    batches = [int(b) for b in args.batches.split(",")]
+    if args.model == "mlp":
+        d, h = map(int, args.dims.split("x"))
+        rows = bench(d, h, batches, args.stat)
+    else:
+        rows = bench_cnn(args.model, batches, args.stat)
+    report(f"cpu_model_{args.model}_{args.stat}", rows, list(rows[0]))
 
 
 if __name__ == "__main__":

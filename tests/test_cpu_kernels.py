@@ -386,17 +386,23 @@ def test_lut_batch_one_from_many_rows_and_threads(isa, int8):
 @pytest.mark.parametrize("isa", LUT_ISAS)
 def test_lut_is_the_path_that_runs(isa):
     """Forced on and off, the float sums come out in different orders, so some bits differ; both
-    match the reference. Auto runs it up to auto_rows and not beyond; other formats keep the
-    old path. Int8 activations: the same bits either way (both paths' integer sums are exact,
-    then scaled alike), with or without an int8 table lookup."""
+    match the reference. Auto runs it up to auto_rows and not beyond (AVX2: one thread, 256
+    weight rows a float activation row: its own rule, test_lut_planes.py); other formats keep
+    the old path. Int8 activations: the same bits either way (both paths' integer sums are
+    exact, then scaled alike), with or without an int8 table lookup."""
     info = lut_limits(isa)
     p = packed("binary", 64, 4000, 9, "signed_constant")
+    tall = packed("binary", 256, 4000, 9, "signed_constant")
     for m in (1, info["max_rows"]):
         x = torch.randn(m, 4000)
         on, off, auto = lut(x, p, isa, mode="on"), lut(x, p, isa, mode="off"), lut(x, p, isa, mode="auto")
         for y in (on, off):
             close(y, slt_linear_reference(x, p))
         assert not torch.equal(on, off)
+        if isa == "avx2":  # (64 rows: too few for the automatic choice; 256 for one row on one thread)
+            assert torch.equal(auto, off)
+            on, off = lut(x, tall, isa, mode="on", threads=1), lut(x, tall, isa, mode="off", threads=1)
+            auto = lut(x, tall, isa, mode="auto", threads=1)
         assert torch.equal(auto, on if m <= info["auto_rows"] else off)
     for m in sorted({1, 3, max(info["max_rows_int8"], 1)}):
         x = torch.randn(m, 4000)

@@ -107,21 +107,30 @@ def test_the_planes_are_what_is_read(int8):
 def test_layout_size_and_where_it_is_read():
     """A 64-byte header, then 2 bits per weight in 32-row blocks (256 bytes per 32-column word);
     asked for only where the table lookup runs: int8 activations up to 512 rows, float ones up to
-    24 automatically, 128 forced (4 slices of each within the int8 kernel's 512)."""
+    24 automatically, 128 forced (4 slices of each within the int8 kernel's 512); automatically
+    only with enough weight rows per thread for its tables (512 int8, 256 per float row)."""
     p = binary(70, 100)
     _, w = _ops.weight_args(p)
     desc, _alive = _ext.weight_desc(MOD, w)
     size = 64 + 3 * 4 * 256
-    assert MOD.lut_layout(desc, 1, "avx2", "auto", True) == ("int8", size)
-    assert MOD.lut_layout(desc, 1, "avx2", "auto", False) == ("int8", size)
-    assert MOD.lut_layout(desc, 24, "avx2", "auto", False) == ("int8", size)
-    assert MOD.lut_layout(desc, 25, "avx2", "auto", False) == ("", 0)
+    assert MOD.lut_layout(desc, 1, "avx2", "on", True) == ("int8", size)
     assert MOD.lut_layout(desc, 128, "avx2", "on", False) == ("int8", size)
     assert MOD.lut_layout(desc, 129, "avx2", "on", False) == ("", 0)
     assert MOD.lut_layout(desc, 1, "avx2", "off", True) == ("", 0)
     assert MOD.lut_layout(desc, 513, "avx2", "on", True) == ("", 0)
-    assert MOD.lut_layout(desc, 0, "avx2", "auto", False) == ("", 0)
+    assert MOD.lut_layout(desc, 1, "avx2", "auto", True, 1) == ("", 0)  # 70 rows: too few for its tables
     assert MOD.lut_layout(desc, 1, "scalar", "on", True) == ("", 0)
+    big = _ext.weight_desc(MOD, _ops.weight_args(binary(1024, 100))[1])
+    size = 64 + 32 * 4 * 256
+    for m, threads, int8, runs in [(1, 1, True, True), (512, 1, True, True), (1, 2, True, True),
+                                   (1, 3, True, False), (1, 1, False, True), (4, 1, False, True),
+                                   (5, 1, False, False), (2, 2, False, True), (3, 2, False, False),
+                                   (25, 1, False, False), (0, 1, False, False)]:
+        assert MOD.lut_layout(big[0], m, "avx2", "auto", int8, threads) == (("int8", size) if runs else ("", 0)), \
+            (m, threads, int8)
+    tall = _ext.weight_desc(MOD, _ops.weight_args(binary(6400, 32))[1])[0]  # 256 x 25 rows: the row limit
+    assert MOD.lut_layout(tall, 24, "avx2", "auto", False, 1)[0] == "int8"  # is the float lookup's own
+    assert MOD.lut_layout(tall, 25, "avx2", "auto", False, 1) == ("", 0)
     q = pack_multicoat(torch.randint(0, 3, (70, 100)), 2, seed=0, name="fc", dist="signed_constant")
     desc_q, _alive_q = _ext.weight_desc(MOD, _ops.weight_args(q)[1])
     assert MOD.lut_layout(desc_q, 1, "avx2", "on", True) == ("", 0)
@@ -258,9 +267,10 @@ def fresh_cache(monkeypatch):
 def test_public_ops_build_the_planes_on_second_use(fresh_cache, monkeypatch):
     """slt_linear_int8 then slt_linear on one PackedWeight: the first call hashes, the second
     builds and reads the planes, later ones (float activations too) read them; the same bits
-    each time. Cache off: never built."""
+    each time. Cache off: never built. (The lookup forced: 100 weight rows are too few for it
+    to be chosen.)"""
     monkeypatch.setenv(cpu.ISA_ENV, "avx2")
-    monkeypatch.delenv(cpu.LUT_ENV, raising=False)
+    monkeypatch.setenv(cpu.LUT_ENV, "on")
     p = binary(100, 300, 3)
     x = torch.randn(3, 300)
     size = 64 + 4 * 10 * 256
@@ -278,26 +288,14 @@ def test_public_ops_build_the_planes_on_second_use(fresh_cache, monkeypatch):
     assert len(fresh_cache) == 0
 
 
-def test_batch_past_the_float_lookup_builds_nothing(fresh_cache, monkeypatch):
-    """Float activations at 25 rows run the float kernels (the lookup's automatic limit is
-    24): nothing is cached for them."""
-    monkeypatch.setenv(cpu.ISA_ENV, "avx2")
-    monkeypatch.delenv(cpu.LUT_ENV, raising=False)
-    p = binary(64, 128, 5)
-    x = torch.randn(25, 128)
-    for _ in range(3):
-        slt_linear(x, p, backend="cpp")
-    assert len(fresh_cache) == 0
-
-
 @pytest.mark.parametrize("int8", [True, False])
 def test_module_keeps_its_planes(fresh_cache, monkeypatch, int8):
     """SLTPackedLinear (float, or int8=True): its planes buffer is the same tensor every call,
-    so the layout is built once and read from then on; the same bits throughout."""
+    so the layout is built once and read from then on; the same bits throughout (forced)."""
     from slt_hw.nn import SLTPackedLinear
 
     monkeypatch.setenv(cpu.ISA_ENV, "avx2")
-    monkeypatch.delenv(cpu.LUT_ENV, raising=False)
+    monkeypatch.setenv(cpu.LUT_ENV, "on")
     layer = SLTPackedLinear(binary(96, 200, 4), int8=int8)
     x = torch.randn(2, 200)
     ys = [layer(x) for _ in range(4)]
@@ -329,6 +327,7 @@ def test_cache_follows_the_tensor(fresh_cache):
 def test_inference_tensors_are_not_cached(fresh_cache, monkeypatch):
     """A mask made under torch.inference_mode has no version counter: run uncached, same bits."""
     monkeypatch.setenv(cpu.ISA_ENV, "avx2")
+    monkeypatch.setenv(cpu.LUT_ENV, "on")
     x = torch.randn(2, 300)
     with torch.inference_mode():
         p = binary(64, 300, 7)

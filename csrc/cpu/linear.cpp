@@ -222,13 +222,16 @@ LutRows lut_rows(Isa isa) {
   return r;
 }
 
-bool lut_applies(const LinearProblem& p, Isa isa) {
+bool lut_applies(const LinearProblem& p, Isa isa, int threads) {
   if (p.lut == LutMode::kOff || p.planes == nullptr || p.C != 1 || p.dist != kSignedConstant) return false;
   const LutRows r = lut_rows(isa);
   const bool on = p.lut == LutMode::kOn, int8 = p.xq != nullptr;
 #if defined(SLT_HW_HAVE_AVX2)  // (the one int8 table lookup)
   if (int8 && !on && avx2lut::table_bytes_int8(p.K, p.M) > kLutAutoTableBytesInt8) return false;
+  const int64_t per_thread = int8 ? kLutAutoRowsPerThreadInt8 : kLutAutoRowsPerThreadSliced * p.M;
+  if (isa == Isa::kAvx2 && !on && p.N < per_thread * max_threads(threads)) return false;
 #endif
+  (void)threads;
   return p.M >= 1 && p.M <= (int8 ? (on ? r.max_int8 : r.auto_int8) : (on ? r.max_float : r.auto_float));
 }
 
@@ -247,8 +250,8 @@ const char* lut_layout_name(LutLayout kind) {
   return "unknown";
 }
 
-LutLayout lut_layout(const LinearProblem& p, Isa isa) {
-  if (isa != Isa::kAvx2 || !isa_supported(isa) || !lut_applies(p, isa)) return LutLayout::kNone;
+LutLayout lut_layout(const LinearProblem& p, Isa isa, int threads) {
+  if (isa != Isa::kAvx2 || !isa_supported(isa) || !lut_applies(p, isa, threads)) return LutLayout::kNone;
   return LutLayout::kInt8;  // (float activations too: they run as int8 slices)
 }
 
@@ -334,7 +337,7 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
   validate(p);
   if (!isa_supported(isa)) fail(std::string("isa: this CPU does not support ") + isa_name(isa));
   if (p.lut_planes != nullptr) {
-    const LutLayout kind = lut_layout(p, isa);
+    const LutLayout kind = lut_layout(p, isa, threads);
     if (kind == LutLayout::kNone)
       fail(std::string("lut_planes: given, but this call does not run AVX2's table lookup (isa ") + isa_name(isa) +
            ", " + std::to_string(p.M) + " rows, lut mode, format; lut_layout says which calls do)");
@@ -344,7 +347,7 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
   if (p.M == 0 || p.row_end == p.row_begin) return;
   const bool int8 = p.xq != nullptr, amx = amx_applies(p, isa);
   // AVX2's table lookup takes float activations as int8 slices
-  const bool avx2_float_lut = !int8 && isa == Isa::kAvx2 && lut_applies(p, isa);
+  const bool avx2_float_lut = !int8 && isa == Isa::kAvx2 && lut_applies(p, isa, threads);
   if (avx2_float_lut && run_sliced(p, isa, threads)) return;
   const int64_t W = (p.K + 31) / 32, Kp = 32 * W;
   // x copied once into zero-padded rows: every 32-column word load is in bounds. bf16 becomes
@@ -373,7 +376,7 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
   if (int8 && !amx && avx512_kernels(isa))
     for (int8_t& v : xq) v = int8_t(uint8_t(v) ^ 0x80u);  // the AVX-512 int8 kernels take xq + 128
   // table-lookup kernel: the tables of this call's activations, shared by every thread
-  const bool lut = !amx && !avx2_float_lut && lut_applies(p, isa);
+  const bool lut = !amx && !avx2_float_lut && lut_applies(p, isa, threads);
   const bool lut512 = lut && avx512_kernels(isa);
   std::vector<float> tables;
   std::unique_ptr<uint8_t[]> tables_i8;  // every byte written by build_tables_int8: no zeroing

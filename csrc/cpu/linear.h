@@ -66,6 +66,13 @@ constexpr int64_t kLutAutoRowsSliced = 24;
 constexpr int64_t kLutAutoSliceRows = 3 * kLutAutoRowsSliced;  // automatically: slices in all (rows times 3 or 4)
 constexpr int64_t kLutAutoRowsInt8 = 512;
 constexpr int64_t kLutAutoTableBytesInt8 = int64_t(12) << 20;
+// Chosen automatically, it also needs enough weight rows per thread to pay for its tables,
+// which one thread builds (work ~ M K) before the threads look them up: N / threads >=
+// kLutAutoRowsPerThreadInt8 with int8 activations, >= kLutAutoRowsPerThreadSliced * M with float
+// ones (2 threads, 128-2048 rows, 1152 and 4096 columns: the float slices at 16 rows, 256 or
+// 512 weight rows, were 0.3-0.6x the register kernels; docs/benchmarks.md, step 9).
+constexpr int64_t kLutAutoRowsPerThreadInt8 = 512;
+constexpr int64_t kLutAutoRowsPerThreadSliced = 256;
 constexpr int64_t kLutBlockRowsInt8 = 32;  // int8: weight rows per task and per block of its mask layout
 // AVX-512 (linear_avx512lut.cpp): float activations only, up to kSmallBatch rows; weight rows
 // per thread task (a multiple of 16: the tasks' 16-row blocks share each column chunk's tables).
@@ -115,8 +122,9 @@ const char* isa_name(Isa isa);
 bool isa_from_name(const char* name, Isa* isa);
 
 // Whether slt_linear runs this problem with the table-lookup kernel: one mask plane, signed
-// constant, 1 <= M <= lut_rows(isa)'s limit for the mode (auto or forced on) and activations.
-bool lut_applies(const LinearProblem& p, Isa isa);
+// constant, 1 <= M <= lut_rows(isa)'s limit for the mode (auto or forced on) and activations;
+// automatically on AVX2, enough weight rows for `threads` (<= 0: OpenMP's default) too.
+bool lut_applies(const LinearProblem& p, Isa isa, int threads);
 
 // Whether slt_linear runs this problem with an AMX kernel: kAmx, bf16 or int8 activations, one
 // mask plane, signed constant, M >= kAmxMinRows.
@@ -141,8 +149,9 @@ struct LutPlanesHeader {
   uint8_t reserved[24];
 };
 static_assert(sizeof(LutPlanesHeader) == 64, "the planes start 64 bytes in");
-// The layout slt_linear reads for this problem where given one: kNone unless it runs AVX2's table lookup.
-LutLayout lut_layout(const LinearProblem& p, Isa isa);
+// The layout slt_linear reads for this problem (on `threads`) where given one: kNone unless it
+// runs AVX2's table lookup.
+LutLayout lut_layout(const LinearProblem& p, Isa isa, int threads);
 // Bytes of that layout for this weight (0 for kNone).
 int64_t lut_planes_bytes(const WeightDesc& w, LutLayout kind);
 // The binary signed-constant weight's planes in that layout, header included, into dst

@@ -102,11 +102,12 @@ def _ptr(t: torch.Tensor | None) -> int:
 LUT_PLANES = LayoutCache()
 
 
-def _lut_planes(mod, w: tuple, desc, m: int, isa: str, lut: str, int8: bool) -> torch.Tensor | None:
-    """The weight's planes in the layout of the table lookup that runs this call where it runs
-    and they are cached, else None: that kernel then hashes and transposes itself. (The caller
-    holds the tensor until the kernel returns: another thread may drop it from the cache.)"""
-    kind, nbytes = mod.lut_layout(desc, m, isa, lut, int8)
+def _lut_planes(mod, w: tuple, desc, m: int, isa: str, lut: str, int8: bool, threads: int) -> torch.Tensor | None:
+    """The weight's planes in the layout of the table lookup that runs this call (m rows on
+    `threads`) where it runs and they are cached, else None: that kernel then hashes and
+    transposes itself. (The caller holds the tensor until the kernel returns: another thread
+    may drop it from the cache.)"""
+    kind, nbytes = mod.lut_layout(desc, m, isa, lut, int8, threads)
     if not kind:
         return None
 
@@ -125,7 +126,8 @@ def linear(x, bias, *rest, int8: bool = False, isa: str | None = None, threads: 
     """y = x W_eff[row_begin:row_end]ᵀ + bias in x's dtype (rest: the weight block, row_begin,
     row_end). int8: x quantized per token (signed-constant weights), sums in integers. lut:
     'auto' (default: SLT_HW_CPU_LUT, else auto), 'on' or 'off', the table-lookup kernel where it
-    applies (AVX2 or AVX-512, binary format, signed constant, few rows: lut_info())."""
+    applies (AVX2 or AVX-512, binary format, signed constant, few rows: lut_info(); AVX2
+    automatically also needs enough weight rows a thread: csrc/cpu/linear.h)."""
     mod = _ext.require()
     *w, r0, r1 = rest
     desc, _alive = _ext.weight_desc(mod, w)  # the tensors behind desc's pointers
@@ -148,10 +150,10 @@ def linear(x, bias, *rest, int8: bool = False, isa: str | None = None, threads: 
         bias.to(torch.float32).contiguous()
     xf, xb = (0, x2.data_ptr()) if bf16 else (0 if int8 else x2.data_ptr(), 0)
     isa, lut = _isa(isa), _lut(lut)
-    planes = _lut_planes(mod, w, desc, x2.shape[0], isa, lut, int8)
-    mod.slt_linear(desc, xf, x2.shape[0], ldx, y.data_ptr(), r1 - r0, r0, r1, _ptr(b), _ptr(xq), _ptr(xs), isa,
-                   torch.get_num_threads() if threads is None else threads, lut, xb, _ptr(planes),
-                   0 if planes is None else planes.numel())
+    nt = torch.get_num_threads() if threads is None else threads
+    planes = _lut_planes(mod, w, desc, x2.shape[0], isa, lut, int8, nt)
+    mod.slt_linear(desc, xf, x2.shape[0], ldx, y.data_ptr(), r1 - r0, r0, r1, _ptr(b), _ptr(xq), _ptr(xs), isa, nt,
+                   lut, xb, _ptr(planes), 0 if planes is None else planes.numel())
     y = y if x.dim() == 2 else y.reshape(*x.shape[:-1], r1 - r0)
     return y if x.dtype == torch.float32 else y.to(x.dtype)
 
@@ -224,7 +226,7 @@ def conv2d_int8(x, bias, *rest, isa: str | None = None, threads: int | None = No
     geometry = (list(kernel), list(stride), list(padding), list(dilation))
     for m0 in range(0, m, chunk):
         rows = min(chunk, m - m0)
-        planes = _lut_planes(mod, w, desc, rows, isa, lut, True)  # (where the table lookup runs: few rows)
+        planes = _lut_planes(mod, w, desc, rows, isa, lut, True, nt)  # (where the table lookup runs)
         for g in range(groups):
             mod.im2col_quantize_int8(x32.data_ptr() + g * cin_g * strides[1] * 4, shape, strides, *geometry, m0,
                                      m0 + rows, xq.data_ptr(), xs.data_ptr(), nt)
@@ -311,7 +313,9 @@ def _describe() -> str:
                 int8 += "; float activations as int8 slices"
                 cache = "on" if LayoutCache.enabled() else "off"
                 int8 += f"; masks used twice kept as hashed P/N planes, 2 bits/weight ({layout_cache.ENV}={cache})"
-            table = (f"; binary signed-constant weights at batch <= {rows} ({int8}): "
+            enough = "" if on or info["isa"] != "avx2" else \
+                ", with >= 512 weight rows a thread for int8 activations, 256 a thread per float row"
+            table = (f"; binary signed-constant weights at batch <= {rows} ({int8}){enough}: "
                      f"table lookup ({info['isa']}, {LUT_ENV}={info['mode']})")
     except (RuntimeError, ValueError) as e:  # no extension, or a bad SLT_HW_CPU_LUT / _LAYOUT_CACHE
         table = f"; table lookup unknown: {e}"
