@@ -2,6 +2,7 @@
 // portable loop.
 #include "im2col.h"
 
+#include <cstring>
 #include <stdexcept>
 #include <vector>
 
@@ -72,10 +73,14 @@ void im2col_quantize_int8(const ConvInput& g, int64_t m0, int64_t m1, int8_t* q,
 #endif
 #ifdef _OPENMP
   const int nt = threads > 0 ? threads : omp_get_max_threads();
-#pragma omp parallel num_threads(nt) if ((m1 - m0) * K >= (1 << 16))
+#pragma omp parallel num_threads(nt) if ((m1 - m0) * K >= (1 << 14))
 #endif
   {
-    std::vector<float> patch(static_cast<size_t>(K));
+    // the patch zero-padded to whole 32-column words: the quantizer's vector loop takes every
+    // column (zeros change neither the row's maximum nor its other values)
+    const int64_t Kw = (K + 31) / 32 * 32;
+    std::vector<float> patch(static_cast<size_t>(Kw), 0.0f);
+    std::vector<int8_t> qrow(static_cast<size_t>(Kw));
     std::vector<const float*> tap(static_cast<size_t>(taps));
 #ifdef _OPENMP
 #pragma omp for schedule(static)
@@ -94,7 +99,8 @@ void im2col_quantize_int8(const ConvInput& g, int64_t m0, int64_t m1, int8_t* q,
         for (int64_t c = 0; c < g.C; ++c)
           for (int64_t t = 0; t < taps; ++t) patch[c * taps + t] = tap[t] ? tap[t][c * g.sc] : 0.0f;
       }
-      quantize(patch.data(), K, q + (m - m0) * K, s + (m - m0));
+      quantize(patch.data(), Kw, qrow.data(), s + (m - m0));
+      std::memcpy(q + (m - m0) * K, qrow.data(), static_cast<size_t>(K));
     }
   }
   (void)threads;

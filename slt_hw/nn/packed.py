@@ -66,7 +66,8 @@ class SLTPackedLinear(nn.Module):
         elif self.planes is not p.planes or self.coat_scales is not p.coat_scales:
             p = PackedWeight(p.shape, p.seed, p.name, p.dist, p.scale, p.format, planes=self.planes,
                              coat_scales=self.coat_scales)
-        self._meta = p
+        if p is not self._meta:  # (nn.Module's __setattr__ costs ~5 µs on every forward otherwise)
+            self._meta = p
         return p
 
     def weight_args(self) -> tuple:
