@@ -386,7 +386,7 @@ def test_lut_batch_one_from_many_rows_and_threads(isa, int8):
 @pytest.mark.parametrize("isa", LUT_ISAS)
 def test_lut_is_the_path_that_runs(isa):
     """Forced on and off, the float sums come out in different orders, so some bits differ; both
-    match the reference. Auto runs it up to auto_rows and not beyond (AVX2: one thread, 256
+    match the reference. Auto runs it up to auto_rows and not beyond (AVX2: one thread, 128
     weight rows a float activation row: its own rule, test_lut_planes.py); other formats keep
     the old path. Int8 activations: the same bits either way (both paths' integer sums are
     exact, then scaled alike), with or without an int8 table lookup."""
@@ -399,7 +399,7 @@ def test_lut_is_the_path_that_runs(isa):
         for y in (on, off):
             close(y, slt_linear_reference(x, p))
         assert not torch.equal(on, off)
-        if isa == "avx2":  # (64 rows: too few for the automatic choice; 256 for one row on one thread)
+        if isa == "avx2":  # (64 rows: too few for the automatic choice here; 256 for one row on one thread)
             assert torch.equal(auto, off)
             on, off = lut(x, tall, isa, mode="on", threads=1), lut(x, tall, isa, mode="off", threads=1)
             auto = lut(x, tall, isa, mode="auto", threads=1)

@@ -69,10 +69,11 @@ constexpr int64_t kLutAutoTableBytesInt8 = int64_t(12) << 20;
 // Chosen automatically, it also needs enough weight rows per thread to pay for its tables,
 // which one thread builds (work ~ M K) before the threads look them up: N / threads >=
 // kLutAutoRowsPerThreadInt8 with int8 activations, >= kLutAutoRowsPerThreadSliced * M with float
-// ones (2 threads, 128-2048 rows, 1152 and 4096 columns: the float slices at 16 rows, 256 or
-// 512 weight rows, were 0.3-0.6x the register kernels; docs/benchmarks.md, step 9).
+// ones (1 and 2 threads, 128-11008 rows, 1152-11008 columns: the float slices at 16 rows and
+// 256-512 weight rows had been 0.3-0.6x the register kernels, at 4096 rows 1.2-1.3x them;
+// docs/benchmarks.md, step 9).
 constexpr int64_t kLutAutoRowsPerThreadInt8 = 512;
-constexpr int64_t kLutAutoRowsPerThreadSliced = 256;
+constexpr int64_t kLutAutoRowsPerThreadSliced = 128;
 constexpr int64_t kLutBlockRowsInt8 = 32;  // int8: weight rows per task and per block of its mask layout
 // AVX-512 (linear_avx512lut.cpp): float activations only, up to kSmallBatch rows; weight rows
 // per thread task (a multiple of 16: the tasks' 16-row blocks share each column chunk's tables).

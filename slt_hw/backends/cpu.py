@@ -197,6 +197,8 @@ def conv2d(x, bias, *rest) -> torch.Tensor:
 # conv2d_int8 quantizes this many patch bytes at a time (then runs the int8 kernel on them): the
 # patch matrix of a large batch stays in cache rather than being 9x its input in memory.
 CONV_INT8_CHUNK_BYTES = 4 << 20
+
+
 def conv2d_int8(x, bias, *rest, isa: str | None = None, threads: int | None = None,
                 lut: str | None = None) -> torch.Tensor:
     """slt_conv2d_int8 (rest: the weight block, kernel_size, stride, padding, dilation, groups):
@@ -314,7 +316,7 @@ def _describe() -> str:
                 cache = "on" if LayoutCache.enabled() else "off"
                 int8 += f"; masks used twice kept as hashed P/N planes, 2 bits/weight ({layout_cache.ENV}={cache})"
             enough = "" if on or info["isa"] != "avx2" else \
-                ", with >= 512 weight rows a thread for int8 activations, 256 a thread per float row"
+                ", with >= 512 weight rows a thread for int8 activations, 128 a thread per float row"
             table = (f"; binary signed-constant weights at batch <= {rows} ({int8}){enough}: "
                      f"table lookup ({info['isa']}, {LUT_ENV}={info['mode']})")
     except (RuntimeError, ValueError) as e:  # no extension, or a bad SLT_HW_CPU_LUT / _LAYOUT_CACHE
