@@ -1,6 +1,6 @@
 // What the AVX2 kernels share: the contract hash (docs/rng.md §2) on eight 32-bit lanes and an
 // 8 x 8 transpose in registers. Include it only from translation units compiled with -mavx2
-// (linear_avx2.cpp, linear_avx2lut.cpp); internal linkage, so each keeps its own copy behind its
+// (linear_avx2.cpp, linear_avx2lut.cpp, im2col_avx2.cpp); internal linkage, so each keeps its own copy behind its
 // runtime CPU check.
 #pragma once
 

@@ -20,14 +20,6 @@ void require(const std::string& error) {
   if (!error.empty()) throw std::invalid_argument(error);
 }
 
-int resolve_threads(int threads) {
-#ifdef _OPENMP
-  return threads > 0 ? threads : omp_get_max_threads();
-#else
-  (void)threads;
-  return 1;
-#endif
-}
 
 // Calls fn(r, b, lo, hi) for every task (row r of [0, rows), column block b = [lo, hi) of
 // kBlock columns), in parallel; rows x blocks so that few, very wide rows still use every
@@ -187,6 +179,15 @@ void materialize(float* out, const WeightDesc& w, int64_t row_begin, int64_t row
   if (bad)
     require("free_bits/offsets: a free weight's stream index is negative or past the end of "
             "free_bits (offsets do not match the freeze key/thresholds, or the stream is short)");
+}
+
+int resolve_threads(int threads) {
+#ifdef _OPENMP
+  return threads > 0 ? threads : omp_get_max_threads();
+#else
+  (void)threads;
+  return 1;
+#endif
 }
 
 }  // namespace cpu

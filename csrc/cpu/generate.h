@@ -26,6 +26,8 @@ void materialize(float* out, const WeightDesc& w, int64_t row_begin, int64_t row
 // Hardware/OpenMP facts for build_info().
 bool openmp_enabled();
 int openmp_max_threads();
+// The threads a call with `threads` runs on (<= 0: OpenMP's default; 1 without OpenMP).
+int resolve_threads(int threads);
 
 }  // namespace cpu
 }  // namespace slt

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "avx2_common.h"
 #include "im2col.h"
 
 namespace slt {
@@ -16,23 +17,11 @@ void gather_patch(const float* const* tap, int64_t C, int64_t taps, float* patch
   int64_t c0 = 0;
   for (; c0 + 8 <= C; c0 += 8) {
     int64_t t0 = 0;
-    for (; t0 + 8 <= taps; t0 += 8) {  // r[i]: tap t0 + i's 8 channels; out: channel c0 + j's 8 taps
-      __m256 r[8], u[8];
+    for (; t0 + 8 <= taps; t0 += 8) {  // r[i]: tap t0 + i's 8 channels; out[j]: channel c0 + j's 8 taps
+      __m256 r[8], out[8];
       for (int i = 0; i < 8; ++i) r[i] = tap[t0 + i] ? _mm256_loadu_ps(tap[t0 + i] + c0) : _mm256_setzero_ps();
-      for (int i = 0; i < 8; i += 2) {
-        u[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
-        u[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
-      }
-      for (int h = 0; h < 8; h += 4) {
-        r[h] = _mm256_shuffle_ps(u[h], u[h + 2], 0x44);
-        r[h + 1] = _mm256_shuffle_ps(u[h], u[h + 2], 0xEE);
-        r[h + 2] = _mm256_shuffle_ps(u[h + 1], u[h + 3], 0x44);
-        r[h + 3] = _mm256_shuffle_ps(u[h + 1], u[h + 3], 0xEE);
-      }
-      for (int j = 0; j < 4; ++j) {
-        _mm256_storeu_ps(patch + (c0 + j) * taps + t0, _mm256_permute2f128_ps(r[j], r[j + 4], 0x20));
-        _mm256_storeu_ps(patch + (c0 + j + 4) * taps + t0, _mm256_permute2f128_ps(r[j], r[j + 4], 0x31));
-      }
+      avx2common::transpose8x8_ps(r, out);
+      for (int j = 0; j < 8; ++j) _mm256_storeu_ps(patch + (c0 + j) * taps + t0, out[j]);
     }
     for (; t0 < taps; ++t0)
       for (int64_t i = 0; i < 8; ++i) patch[(c0 + i) * taps + t0] = tap[t0] ? tap[t0][c0 + i] : 0.0f;

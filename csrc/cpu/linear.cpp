@@ -196,15 +196,6 @@ bool for_each_row_task(int64_t row_begin, int64_t row_end, int64_t block, int64_
   });
 }
 
-int max_threads(int threads) {
-#ifdef _OPENMP
-  return threads > 0 ? threads : omp_get_max_threads();
-#else
-  (void)threads;
-  return 1;
-#endif
-}
-
 // The ISAs whose kernels are linear_avx512*.cpp (kAmx runs them for what its tiles do not take).
 bool avx512_kernels(Isa isa) { return isa == Isa::kAvx512 || isa == Isa::kAvx512Vnni || isa == Isa::kAmx; }
 
@@ -229,7 +220,7 @@ bool lut_applies(const LinearProblem& p, Isa isa, int threads) {
 #if defined(SLT_HW_HAVE_AVX2)  // (the one int8 table lookup)
   if (int8 && !on && avx2lut::table_bytes_int8(p.K, p.M) > kLutAutoTableBytesInt8) return false;
   const int64_t per_thread = int8 ? kLutAutoRowsPerThreadInt8 : kLutAutoRowsPerThreadSliced * p.M;
-  if (isa == Isa::kAvx2 && !on && p.N < per_thread * max_threads(threads)) return false;
+  if (isa == Isa::kAvx2 && !on && p.N < per_thread * resolve_threads(threads)) return false;
 #endif
   (void)threads;
   return p.M >= 1 && p.M <= (int8 ? (on ? r.max_int8 : r.auto_int8) : (on ? r.max_float : r.auto_float));
@@ -454,7 +445,7 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
   // rows instead, one part per thread, each a sub-problem of at least kChunkRows rows with
   // every weight-row task (the result is the same: each output is one row's sum either way).
   const int64_t tasks = (p.row_end - p.row_begin + block - 1) / block;
-  const int nt = max_threads(threads);
+  const int nt = resolve_threads(threads);
   int64_t parts = 1;
   const bool uneven = (p.row_end - p.row_begin) % (block * nt) != 0;  // some thread's rows are fewer
   if (blocked && !lut && !amx && nt > 1 && uneven && tasks < 4 * nt)

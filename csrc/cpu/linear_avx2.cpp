@@ -541,29 +541,14 @@ bool weight_rows(const LinearProblem& p, float* scratch, int64_t n0, int64_t n1,
 
 void to_tap_major(const float* src, float* dst, int64_t C, int64_t taps) {
   int64_t c0 = 0;
-  for (; c0 + 8 <= C; c0 += 8) {  // 8 channels x 8 taps at a time: an 8x8 transpose in registers
+  for (; c0 + 8 <= C; c0 += 8) {  // 8 channels x 8 taps at a time: an 8 x 8 transpose in registers
     const float* s = src + c0 * taps;
     int64_t t0 = 0;
     for (; t0 + 8 <= taps; t0 += 8) {
-      // Lane h of row i holds taps t0 + 4h.. of channel i and of channel i + 4 (128-bit loads,
-      // no cross-lane shuffle): the in-lane 4x4 transposes then leave each tap's 8 channels in
-      // one register.
-      __m256 r[4][2], u[4];
-      for (int i = 0; i < 4; ++i)
-        for (int h = 0; h < 2; ++h)
-          r[i][h] = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(s + i * taps + t0 + 4 * h)),
-                                         _mm_loadu_ps(s + (i + 4) * taps + t0 + 4 * h), 1);
-      for (int h = 0; h < 2; ++h) {
-        u[0] = _mm256_unpacklo_ps(r[0][h], r[1][h]);
-        u[1] = _mm256_unpackhi_ps(r[0][h], r[1][h]);
-        u[2] = _mm256_unpacklo_ps(r[2][h], r[3][h]);
-        u[3] = _mm256_unpackhi_ps(r[2][h], r[3][h]);
-        float* d = dst + (t0 + 4 * h) * C + c0;
-        _mm256_storeu_ps(d, _mm256_shuffle_ps(u[0], u[2], 0x44));
-        _mm256_storeu_ps(d + C, _mm256_shuffle_ps(u[0], u[2], 0xEE));
-        _mm256_storeu_ps(d + 2 * C, _mm256_shuffle_ps(u[1], u[3], 0x44));
-        _mm256_storeu_ps(d + 3 * C, _mm256_shuffle_ps(u[1], u[3], 0xEE));
-      }
+      __m256 r[8], out[8];
+      for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(s + i * taps + t0);
+      transpose8x8_ps(r, out);
+      for (int j = 0; j < 8; ++j) _mm256_storeu_ps(dst + (t0 + j) * C + c0, out[j]);
     }
     for (; t0 < taps; ++t0)
       for (int64_t i = 0; i < 8; ++i) dst[t0 * C + c0 + i] = s[i * taps + t0];
