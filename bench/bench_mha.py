@@ -9,7 +9,10 @@ GPU (bf16, the fused Triton path): prefill batch 4, T 1k-8k, 16 heads, head dim 
 decode batch 1-64, context 1k-32k, head dim 128. Timing: triton.testing.do_bench (median, L2
 flushed), round-robin over the implementations. Targets (issue 6, H100/H200 class): attention
 core >= 0.9x SDPA flash; the SLT block at decode >= 2x the dense-weight block.
-CPU (fp32, the composed path: C++ slt_linear + SDPA): smaller shapes, timed round-robin.
+CPU (fp32, the composed path: C++ slt_linear + SDPA): smaller shapes, timed round-robin; with
+signed-constant weights also both blocks with int8 activations in their projections (slt_mha
+int8=True; the dense block with torch's dynamically quantized linears). "vs_best" is the
+fastest dense block's time (fp32 or int8) / this time.
 
 TFLOP/s counts 4·B·H·T·S·D for the attention core (half the square when causal) plus 2·rows·
 out·in per projection; GB/s counts weights (mask bits for SLT, dense weights otherwise) and
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -30,7 +34,7 @@ from slt_hw.contract import Dist, default_scale
 from slt_hw.formats import Format, PackedWeight
 from slt_hw.mha import KVCache, slt_mha
 
-COLUMNS = ["mode", "batch", "T", "context", "heads", "head_dim", "impl", "ms", "TFLOP/s", "GB/s", "vs_dense"]
+COLUMNS = ["mode", "batch", "T", "context", "heads", "head_dim", "impl", "ms", "TFLOP/s", "GB/s", "vs_dense", "vs_best"]
 
 
 def _packed(n: int, k: int, dist: str, name: str, device: str) -> PackedWeight:
@@ -48,22 +52,49 @@ class Block:
         self.q, self.k, self.v, self.o = (_packed(e, e, dist, f"bench.{p}", device) for p in "qkvo")
         self.in_proj = torch.cat([p.materialize() for p in (self.q, self.k, self.v)]).to(dtype)
         self.out_proj = self.o.materialize().to(dtype)
-        self.weight_bytes = {"slt": 4 * e * e // 8, "dense": 4 * e * e * torch.finfo(dtype).bits // 8}
+        self.weight_bytes = {"slt": 4 * e * e // 8, "dense": 4 * e * e * torch.finfo(dtype).bits // 8,
+                             "dense_int8": 4 * e * e}
+        # int8 activations: the CPU's, signed-constant weights only (slt_linear_int8)
+        self.int8 = device == "cpu" and Dist.parse(dist) is Dist.SIGNED_CONSTANT
+        if self.int8:
+            self.in_proj8, self.out_proj8 = _dynamic_int8(self.in_proj), _dynamic_int8(self.out_proj)
 
-    def slt(self, x, cache=None, causal=False):
-        return slt_mha(x, self.q, self.k, self.v, self.o, self.h, cache=cache, causal=causal)
+    def slt(self, x, cache=None, causal=False, int8=False):
+        return slt_mha(x, self.q, self.k, self.v, self.o, self.h, cache=cache, causal=causal, int8=int8)
 
-    def dense(self, x, kv=None, causal=False):
-        """kv: (k_cache, v_cache, length) in (B, H, S, D) for decode; the new token goes at `length`."""
+    def dense(self, x, kv=None, causal=False, int8=False):
+        """kv: (k_cache, v_cache, length) in (B, H, S, D) for decode; the new token goes at `length`.
+        int8: the projections by torch's dynamically quantized linear."""
         b, t, e = x.shape
-        qkv = F.linear(x, self.in_proj).view(b, t, 3, self.h, self.d)
+        in_proj = self.in_proj8 if int8 else (lambda z: F.linear(z, self.in_proj))
+        out_proj = self.out_proj8 if int8 else (lambda z: F.linear(z, self.out_proj))
+        qkv = in_proj(x).view(b, t, 3, self.h, self.d)
         q, k, v = (qkv[:, :, i].transpose(1, 2) for i in range(3))
         if kv is not None:
             kc, vc, n = kv
             kc[:, :, n:n + t], vc[:, :, n:n + t] = k, v
             k, v = kc[:, :, :n + t], vc[:, :, :n + t]
         y = F.scaled_dot_product_attention(q, k, v, is_causal=causal and kv is None)
-        return F.linear(y.transpose(1, 2).reshape(b, t, e), self.out_proj)
+        return out_proj(y.transpose(1, 2).reshape(b, t, e))
+
+    def variants(self, slt, dense) -> dict:
+        """The timed calls: slt and dense blocks, and their int8 forms where the block has them."""
+        fns = {"dense_block": dense(False), "slt_block": slt(False)}
+        if self.int8:
+            fns |= {"dense_block_int8": dense(True), "slt_block_int8": slt(True)}
+        return fns
+
+
+def _dynamic_int8(w: torch.Tensor):
+    """torch's dynamically quantized linear (default qconfig) of weight w: the dense int8 peer."""
+    import torch.ao.nn.quantized.dynamic as qdyn
+
+    lin = torch.nn.Linear(w.shape[1], w.shape[0], bias=False)
+    lin.weight.data.copy_(w)
+    lin.qconfig = torch.ao.quantization.default_dynamic_qconfig
+    with warnings.catch_warnings():  # (torch.ao.quantization's deprecation notice)
+        warnings.simplefilter("ignore")
+        return qdyn.Linear.from_float(lin)
 
 
 def _time_gpu(fns: dict, rounds: int) -> dict[str, float]:
@@ -87,8 +118,14 @@ def _check(name: str, got: torch.Tensor, want: torch.Tensor, tol: float) -> None
 
 
 def _rows(base: dict, ms: dict, flops: dict, nbytes: dict, dense: str) -> list[dict]:
+    best = min(t for name, t in ms.items() if name.startswith(dense))
     return [{**base, "impl": name, "ms": f"{t:.4f}", "TFLOP/s": f"{flops[name] / t / 1e9:.2f}",
-             "GB/s": f"{nbytes[name] / t / 1e6:.0f}", "vs_dense": f"{ms[dense] / t:.2f}"} for name, t in ms.items()]
+             "GB/s": f"{nbytes[name] / t / 1e6:.0f}", "vs_dense": f"{ms[dense] / t:.2f}",
+             "vs_best": f"{best / t:.2f}"} for name, t in ms.items()]
+
+
+def _weight_bytes(blk: Block, name: str) -> int:
+    return blk.weight_bytes["slt" if name.startswith("slt") else "dense_int8" if name.endswith("int8") else "dense"]
 
 
 def prefill(blk: Block, b: int, t: int, dtype, device, timer, rounds, core: bool) -> list[dict]:
@@ -96,12 +133,14 @@ def prefill(blk: Block, b: int, t: int, dtype, device, timer, rounds, core: bool
     x = torch.randn(b, t, e, dtype=dtype, device=device)
     attn_flops = 2 * b * h * t * t * d  # causal: half of 4·B·H·T²·D
     proj_flops = 2 * b * t * e * e * 4
-    fns = {"dense_block": lambda: blk.dense(x, causal=True), "slt_block": lambda: blk.slt(x, causal=True)}
+    fns = blk.variants(lambda i8: lambda: blk.slt(x, causal=True, int8=i8),
+                       lambda i8: lambda: blk.dense(x, causal=True, int8=i8))
     with torch.no_grad():
-        _check("slt_block", fns["slt_block"](), fns["dense_block"](), 0.05)
-    flops = {"dense_block": attn_flops + proj_flops, "slt_block": attn_flops + proj_flops}
+        for name in fns:
+            _check(name, fns[name](), fns["dense_block"](), 0.05)
+    flops = dict.fromkeys(fns, attn_flops + proj_flops)
     io = 2 * b * t * e * x.element_size()
-    nbytes = {"dense_block": blk.weight_bytes["dense"] + io, "slt_block": blk.weight_bytes["slt"] + io}
+    nbytes = {name: _weight_bytes(blk, name) + io for name in fns}
     rows = []
     if core:
         from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -137,17 +176,20 @@ def decode(blk: Block, b: int, ctx: int, dtype, device, timer, rounds) -> list[d
     kc = cache.k[:, :ctx].transpose(1, 2).contiguous()  # the dense block keeps (B, H, S, D)
     vc = cache.v[:, :ctx].transpose(1, 2).contiguous()
 
-    def slt():
-        cache.length = ctx - 1  # every call decodes the same last position
-        return blk.slt(x, cache=cache, causal=True)
+    def slt(int8):
+        def run():
+            cache.length = ctx - 1  # every call decodes the same last position
+            return blk.slt(x, cache=cache, causal=True, int8=int8)
+        return run
 
-    fns = {"dense_block": lambda: blk.dense(x, (kc, vc, ctx - 1)), "slt_block": slt}
+    fns = blk.variants(slt, lambda i8: lambda: blk.dense(x, (kc, vc, ctx - 1), int8=i8))
     with torch.no_grad():
-        _check("slt_block", fns["slt_block"](), fns["dense_block"](), 0.05)
+        for name in fns:
+            _check(name, fns[name](), fns["dense_block"](), 0.05)
         ms = timer(fns, rounds)
     kv = 2 * b * ctx * e * x.element_size()
     flops = 4 * b * ctx * e + 2 * b * e * e * 4
-    nbytes = {"dense_block": blk.weight_bytes["dense"] + kv, "slt_block": blk.weight_bytes["slt"] + kv}
+    nbytes = {name: _weight_bytes(blk, name) + kv for name in fns}
     return _rows({"mode": "decode", "batch": b, "T": 1, "context": ctx, "heads": h, "head_dim": d}, ms,
                  dict.fromkeys(fns, flops), nbytes, "dense_block")
 

@@ -163,17 +163,18 @@ def _check(x, q, k, v, o, num_heads, key, value, bias, key_padding_mask, attn_ma
 # ---------------------------------------------------------------------- steps
 
 
-def _linear(x: torch.Tensor, p: PackedWeight, bias: torch.Tensor | None, backend: str) -> torch.Tensor:
+def _linear(x: torch.Tensor, p: PackedWeight, bias: torch.Tensor | None, backend: str,
+            int8: bool = False) -> torch.Tensor:
     fmt, w = _ops.weight_args(p)
-    return _ops.call(f"linear_{fmt}", x, bias, *w, backend, 0, None)
+    return _ops.call(f"linear_int8_{fmt}" if int8 else f"linear_{fmt}", x, bias, *w, backend, 0, None)
 
 
-def _project(inputs, packed, biases, backend: str) -> list[torch.Tensor]:
+def _project(inputs, packed, biases, backend: str, int8: bool = False) -> list[torch.Tensor]:
     """Q, K, V: one linear op each, or one "linear_grouped" call per distinct input where the
-    backend has that op (self-attention: one launch; cross-attention: two)."""
-    grouped = dispatch.find("linear_grouped", inputs[0].device, backend)
+    backend has that op (self-attention: one launch; cross-attention: two; float only)."""
+    grouped = None if int8 else dispatch.find("linear_grouped", inputs[0].device, backend)
     if grouped is None:
-        return [_linear(x, p, b, backend) for x, p, b in zip(inputs, packed, biases, strict=True)]
+        return [_linear(x, p, b, backend, int8) for x, p, b in zip(inputs, packed, biases, strict=True)]
     out: list[torch.Tensor | None] = [None] * len(inputs)
     for i, x in enumerate(inputs):
         if out[i] is None:
@@ -195,7 +196,7 @@ def slt_mha(x: torch.Tensor, q: PackedWeight, k: PackedWeight, v: PackedWeight, 
             key: torch.Tensor | None = None, value: torch.Tensor | None = None,
             bias: Sequence[torch.Tensor | None] | None = None, key_padding_mask: torch.Tensor | None = None,
             attn_mask: torch.Tensor | None = None, causal: bool = False, cache: KVCache | None = None,
-            softmax_scale: float | None = None, backend: str | None = None) -> torch.Tensor:
+            softmax_scale: float | None = None, backend: str | None = None, int8: bool = False) -> torch.Tensor:
     """Attention with packed projections: O(softmax(Q Kᵀ · scale + masks) V), heads split evenly.
 
     x: (B, T, E) queries (and keys/values unless key/value are given), float32/float16/bfloat16.
@@ -208,25 +209,29 @@ def slt_mha(x: torch.Tensor, q: PackedWeight, k: PackedWeight, v: PackedWeight, 
     keys up to its position.
     cache: a KVCache for decode. A query with no key left gets a zero output, not NaN.
     backend: "auto" (default, or SLT_HW_BACKEND: fused Triton on CUDA, the C++ kernel and SDPA on
-    CPU) or a backend name for every step. Returns (B, T, o.out_features).
+    CPU) or a backend name for every step. int8: the four projections with int8 activations
+    (slt_linear_int8: signed-constant weights; the attention itself stays in x's dtype).
+    Returns (B, T, o.out_features).
     """
+    if not isinstance(int8, bool):
+        raise TypeError(f"int8: expected a bool, got {type(int8).__name__}")
     key, value, bias = _check(x, q, k, v, o, num_heads, key, value, bias, key_padding_mask, attn_mask, cache)
     h = num_heads
     scale = 1.0 / math.sqrt(q.out_features // h) if softmax_scale is None else float(softmax_scale)
     backend = backend or dispatch.AUTO
     dispatch.requested(backend)  # an unknown name fails here, before any work
     b, t = x.shape[:2]
-    qh, kh, vh = (_heads(y, h) for y in _project((x, key, value), (q, k, v), bias[:3], backend))
+    qh, kh, vh = (_heads(y, h) for y in _project((x, key, value), (q, k, v), bias[:3], backend, int8))
     kpm = key_padding_mask
     if cache is not None:
         kh, vh, kpm = cache.append(kh, vh, kpm)
     out = _ops.call("attention", qh, kh, vh, kpm, attn_mask, causal, scale, backend)
-    return _linear(out.reshape(b, t, v.out_features), o, bias[3], backend)
+    return _linear(out.reshape(b, t, v.out_features), o, bias[3], backend, int8)
 
 
 def slt_mha_reference(x, q, k, v, o, num_heads, *, key=None, value=None, bias=None, key_padding_mask=None,
-                      attn_mask=None, causal=False, cache=None, softmax_scale=None) -> torch.Tensor:
+                      attn_mask=None, causal=False, cache=None, softmax_scale=None, int8=False) -> torch.Tensor:
     """The ground truth: materialised weights, softmax written out in float32."""
     return slt_mha(x, q, k, v, o, num_heads, key=key, value=value, bias=bias, key_padding_mask=key_padding_mask,
                    attn_mask=attn_mask, causal=causal, cache=cache, softmax_scale=softmax_scale,
-                   backend="reference")
+                   backend="reference", int8=int8)

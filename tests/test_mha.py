@@ -252,3 +252,60 @@ def test_cache_errors():
         KVCache(1, 1, 0, 8)
     with pytest.raises(TypeError, match="dtype"):
         KVCache(1, 1, 4, 8, dtype=torch.int32)
+
+
+# ---------------------------------------------------------------------- int8 projections
+
+
+@pytest.mark.parametrize("fmt", ["binary", "multicoat", "frozen"])
+def test_int8_projections_match_the_int8_reference(fmt):
+    """slt_mha(int8=True): the four projections through slt_linear_int8 (the cpp kernel against
+    the reference backend's quantize-then-float linear), attention in float; close to the float
+    attention too. Causal with padding, biases, cross-attention."""
+    e, h = 40, 2
+    x, mem = torch.randn(3, 5, e), torch.randn(3, 7, 24)
+    cross = weights(fmt, "signed_constant", e, h, 16, 16, e_kv=24)
+    bias = [torch.randn(p.out_features) for p in cross]
+    with torch.no_grad():
+        for w, kw in ((weights(fmt, "signed_constant", e, h, 16, 16), {"causal": True, "key_padding_mask": _kpm(3, 5)}),
+                      (cross, {"key": mem, "value": mem, "bias": bias})):
+            want = slt_mha_reference(x, *w, h, int8=True, **kw)
+            _close(slt_mha(x, *w, h, int8=True, backend="cpp", **kw), want)
+            flt = slt_mha_reference(x, *w, h, **kw)
+            assert float((want - flt).norm() / flt.norm()) < 0.03
+
+
+def test_int8_needs_signed_constant_weights_and_a_bool():
+    q, k, v, o = weights(dist="uniform")
+    x = torch.randn(1, 3, 24)
+    with torch.no_grad(), pytest.raises(ValueError, match="dist: int8 activations need the signed_constant"):
+        slt_mha(x, q, k, v, o, 2, int8=True)
+    with torch.no_grad(), pytest.raises(TypeError, match="int8: expected a bool, got int"):
+        slt_mha(x, *weights(), 2, int8=1)
+
+
+def test_set_int8_activations_switches_attention_projections_together():
+    """A packed transformer block: its attention's four projections switch with its MLP's linears
+    (the block then equals slt_mha(int8=True) and the int8 linears), and back; projections set
+    apart are refused."""
+    from slt_hw.nn import set_int8_activations
+
+    packed = slt_hw.pack(_block()).eval()
+    x = torch.randn(2, 6, 24)
+    with torch.no_grad():
+        y_float = packed(x)
+        n = set_int8_activations(packed)
+        lins = [m for m in packed.modules() if isinstance(m, slt_hw.nn.SLTPackedLinear)]
+        assert n == len(lins) and all(m.int8 for m in lins)
+        (q, k, v, o), bias, _, int8 = packed.attn._packed_weights()
+        assert int8
+        y8 = packed(x)
+        assert not torch.equal(y8, y_float) and float((y8 - y_float).norm() / y_float.norm()) < 0.05
+        attn = packed.attn(x)[0]
+        assert torch.equal(attn, slt_mha(x, q, k, v, o, packed.attn.num_heads, bias=bias, int8=True,
+                                         softmax_scale=packed.attn.head_dim ** -0.5))
+        packed.attn.q_proj.copies[0].int8 = False
+        with pytest.raises(ValueError, match=r"int8: the four projections of an attention layer run int8 "
+                                             r"activations together"):
+            packed(x)
+        assert set_int8_activations(packed, enabled=False) == n and torch.equal(packed(x), y_float)

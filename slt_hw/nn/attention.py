@@ -70,12 +70,16 @@ class SLTMultiheadAttention(nn.Module):
                        device=device)
 
     def _packed_weights(self):
-        """((q, k, v, o) packed weights, biases, backend) in the packed form, else None."""
+        """((q, k, v, o) packed weights, biases, backend, int8) in the packed form, else None."""
         layers = (self.q_proj, self.k_proj, self.v_proj, self.out_proj)
         if not all(isinstance(m, SLTPackedLayer) for m in layers):
             return None
         lins = [m.copies[m.mask_index] for m in layers]
-        return [lin.packed for lin in lins], [m.bias for m in layers], lins[0].backend
+        int8 = [lin.int8 for lin in lins]
+        if any(int8) and not all(int8):
+            raise ValueError(f"int8: the four projections of an attention layer run int8 activations together "
+                             f"(set_int8_activations), got q, k, v, o = {int8}")
+        return [lin.packed for lin in lins], [m.bias for m in layers], lins[0].backend, int8[0]
 
     def forward(self, query: torch.Tensor, key: torch.Tensor | None = None, value: torch.Tensor | None = None,
                 key_padding_mask: torch.Tensor | None = None, need_weights: bool = False,
@@ -96,11 +100,11 @@ class SLTMultiheadAttention(nn.Module):
         kpm = None if key_padding_mask is None else key_padding_mask.bool()
         packed = self._packed_weights()
         if packed is not None and not need_weights and not (self.dropout and self.training):
-            (q, k, v, o), bias, backend = packed
+            (q, k, v, o), bias, backend, int8 = packed
             out = slt_mha(query, q, k, v, o, self.num_heads, key=None if self_attn else key,
                           value=None if self_attn else value, bias=bias, key_padding_mask=kpm, attn_mask=attn_mask,
                           causal=is_causal, cache=cache, softmax_scale=1.0 / math.sqrt(self.head_dim),
-                          backend=backend)
+                          backend=backend, int8=int8)
             weights = None
         else:
             out, weights = self._attend(query, key, value, kpm, need_weights, attn_mask, is_causal, cache)
