@@ -325,7 +325,8 @@ def _describe() -> str:
         mode = _conv_mode(None)
         conv = {"auto": f"from {CONV_MATERIALIZE_ROWS} output pixels", "fused": "never",
                 "materialize": "always"}[mode]
-        conv = f"; conv2d materialises the weight {conv} ({CONV_ENV}={mode})"
+        conv = (f"; conv2d materialises the weight {conv} ({CONV_ENV}={mode}); conv2d_int8 gathers and quantizes "
+                "each output pixel's patch in C++ for the int8 kernel")
     except ValueError as e:
         conv = f"; conv2d: {e}"
     try:
