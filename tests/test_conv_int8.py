@@ -166,3 +166,21 @@ def test_cpp_threads_split_output_pixels(monkeypatch):
     finally:
         torch.set_num_threads(threads)
     assert torch.equal(got, want)
+
+
+def test_packed_int8_convolutions_under_torch_compile():
+    """A packed CNN switched to int8 activations compiles whole (fullgraph) and gives the eager
+    bits, NCHW and channels-last."""
+    import slt_hw
+    from slt_hw.nn import set_int8_activations
+
+    torch.manual_seed(0)
+    torch._dynamo.reset()
+    dense = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 4, 3))
+    model = slt_hw.pack(slt_hw.convert(dense, seed=1, sparsity=0.5)).eval()
+    assert set_int8_activations(model) == 2
+    compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
+    x = torch.randn(2, 3, 9, 9)
+    with torch.no_grad():
+        for xi in (x, x.contiguous(memory_format=torch.channels_last)):
+            assert torch.equal(compiled(xi), model(xi))
