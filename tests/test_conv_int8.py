@@ -184,3 +184,16 @@ def test_packed_int8_convolutions_under_torch_compile():
     with torch.no_grad():
         for xi in (x, x.contiguous(memory_format=torch.channels_last)):
             assert torch.equal(compiled(xi), model(xi))
+
+
+@CPP
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_transpose_batched(threads):
+    """NCHW <-> channels last in C++: whole matrices per thread, or 8-row slices of them when
+    there are fewer matrices than threads; sizes around the 8 x 8 tiles."""
+    mod = _ext.require()
+    for b, r, c in [(1, 1, 1), (1, 7, 5), (1, 8, 49), (1, 13, 3136), (2, 64, 9), (3, 19, 33), (1, 512, 49)]:
+        x = torch.randn(b, r, c)
+        out = torch.full((b, c, r), float("nan"))
+        mod.transpose_batched(x.data_ptr(), out.data_ptr(), b, r, c, threads)
+        assert torch.equal(out, x.transpose(1, 2)), (b, r, c)

@@ -2,6 +2,7 @@
 // portable loop.
 #include "im2col.h"
 
+#include <algorithm>
 #include <cstring>
 #include <stdexcept>
 #include <vector>
@@ -10,6 +11,7 @@
 #include <omp.h>
 #endif
 
+#include "generate.h"
 #include "linear.h"
 #include "quantize.h"
 
@@ -35,19 +37,21 @@ void transpose_batched(const float* src, float* dst, int64_t batch, int64_t rows
   if (batch < 0 || rows < 0 || cols < 0) throw std::invalid_argument("transpose: negative sizes");
   if (batch * rows * cols == 0) return;
   if (src == nullptr || dst == nullptr) throw std::invalid_argument("transpose: null pointer");
-  void (*one)(const float*, float*, int64_t, int64_t) = [](const float* s, float* d, int64_t r, int64_t c) {
-    for (int64_t j = 0; j < c; ++j)
-      for (int64_t i = 0; i < r; ++i) d[j * r + i] = s[i * c + j];
-  };
+  void (*tap_major)(const float*, float*, int64_t, int64_t, int64_t) = to_tap_major;
 #if defined(SLT_HW_HAVE_AVX2)
-  if (isa_supported(Isa::kAvx2)) one = avx2::to_tap_major;  // (dst[t * C + c] = src[c * taps + t])
+  if (isa_supported(Isa::kAvx2)) tap_major = avx2::to_tap_major;  // (dst[t * ldd + c] = src[c * taps + t])
 #endif
+  // tasks: whole matrices, or where there are fewer than threads, 8-row-aligned slices of them
+  const int nt = resolve_threads(threads);
+  const int64_t parts = batch >= nt ? 1 : std::min<int64_t>((nt + batch - 1) / batch, (rows + 7) / 8);
+  const int64_t slice = ((rows + parts - 1) / parts + 7) & ~int64_t(7);
 #ifdef _OPENMP
-  const int nt = threads > 0 ? threads : omp_get_max_threads();
-#pragma omp parallel for num_threads(nt) schedule(static) if (batch > 1 && batch * rows * cols >= (1 << 16))
+#pragma omp parallel for num_threads(nt) schedule(static) if (batch * parts > 1 && batch * rows * cols >= (1 << 16))
 #endif
-  for (int64_t b = 0; b < batch; ++b) one(src + b * rows * cols, dst + b * rows * cols, rows, cols);
-  (void)threads;
+  for (int64_t t = 0; t < batch * parts; ++t) {
+    const int64_t b = t / parts, r0 = t % parts * slice, r1 = std::min(r0 + slice, rows);
+    if (r0 < r1) tap_major(src + (b * rows + r0) * cols, dst + b * rows * cols + r0, r1 - r0, cols, rows);
+  }
 }
 
 void im2col_quantize_int8(const ConvInput& g, int64_t m0, int64_t m1, int8_t* q, float* s, int threads) {

@@ -468,26 +468,21 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
          "stream index is negative or past the end of free_bits)");
 }
 
-namespace {
-
-// One row of C * taps weights from contract order (c, t) to tap-major (t, c): a conv weight
-// (out, in, kh, kw) in channels-last order (out, kh, kw, in). The portable loop: tiles of 8
-// channels keep the strided reads in a few cache lines, each tap's 8 stores contiguous.
-void to_tap_major_portable(const float* src, float* dst, int64_t C, int64_t taps) {
+// The portable loop: tiles of 8 channels keep the strided reads in a few cache lines, each
+// tap's 8 stores contiguous.
+void to_tap_major(const float* src, float* dst, int64_t C, int64_t taps, int64_t ldd) {
   constexpr int64_t kTile = 8;
   int64_t c0 = 0;
   for (; c0 + kTile <= C; c0 += kTile) {
     const float* s = src + c0 * taps;
     for (int64_t t = 0; t < taps; ++t) {
-      float* d = dst + t * C + c0;
+      float* d = dst + t * ldd + c0;
       for (int64_t i = 0; i < kTile; ++i) d[i] = s[i * taps + t];
     }
   }
   for (; c0 < C; ++c0)
-    for (int64_t t = 0; t < taps; ++t) dst[t * C + c0] = src[c0 * taps + t];
+    for (int64_t t = 0; t < taps; ++t) dst[t * ldd + c0] = src[c0 * taps + t];
 }
-
-}  // namespace
 
 void materialize_weights(float* out, const WeightDesc& w, int64_t row_begin, int64_t row_end, Isa isa, int threads,
                          int64_t taps) {
@@ -504,15 +499,15 @@ void materialize_weights(float* out, const WeightDesc& w, int64_t row_begin, int
   if (isa == Isa::kAvx512Vnni || isa == Isa::kAmx) kernel = avx512vnni::weight_rows;
 #endif
   const int64_t rows = row_end - row_begin, K = w.K, C = K / taps;
-  void (*to_tap_major)(const float*, float*, int64_t, int64_t) = to_tap_major_portable;
+  void (*tap_major)(const float*, float*, int64_t, int64_t, int64_t) = to_tap_major;
 #if defined(SLT_HW_HAVE_AVX2)
-  if (isa_supported(Isa::kAvx2)) to_tap_major = avx2::to_tap_major;  // (8x8 register transposes)
+  if (isa_supported(Isa::kAvx2)) tap_major = avx2::to_tap_major;  // (8x8 register transposes)
 #endif
   if (kernel == nullptr) {
     if (taps == 1) return materialize(out, w, row_begin, row_end, threads);
     std::vector<float> rowwise(static_cast<size_t>(rows * K));  // (the portable loop: no staging of its own)
     materialize(rowwise.data(), w, row_begin, row_end, threads);
-    for (int64_t r = 0; r < rows; ++r) to_tap_major(rowwise.data() + r * K, out + r * K, C, taps);
+    for (int64_t r = 0; r < rows; ++r) tap_major(rowwise.data() + r * K, out + r * K, C, taps, C);
     return;
   }
   for (const std::string& e : {check_weight(w, rows > 0), check_rows(w.N, row_begin, row_end)})
@@ -529,7 +524,7 @@ void materialize_weights(float* out, const WeightDesc& w, int64_t row_begin, int
     float* rowwise = scratch + weight_scratch_floats();
     for (int64_t n = n0; n < n1; ++n, dst += K) {
       if (!kernel(p, scratch, n, n + 1, rowwise)) return false;
-      to_tap_major(rowwise, dst, C, taps);
+      tap_major(rowwise, dst, C, taps, C);
     }
     return true;
   };

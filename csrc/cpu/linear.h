@@ -195,9 +195,12 @@ SLT_HW_WEIGHT_ROWS(avx512)
 SLT_HW_WEIGHT_ROWS(avx512vnni)
 #undef SLT_HW_WEIGHT_ROWS
 
-// One row of C * taps floats from (c, t) order to (t, c): dst[t * C + c] = src[c * taps + t].
+// C * taps floats from (c, t) order to (t, c): dst[t * ldd + c] = src[c * taps + t], ldd >= C
+// the destination's row stride (a conv weight row to channels-last order; NCHW <-> NHWC). The
+// portable loop, and AVX2's 8 x 8 register transposes.
+void to_tap_major(const float* src, float* dst, int64_t C, int64_t taps, int64_t ldd);
 namespace avx2 {
-void to_tap_major(const float* src, float* dst, int64_t C, int64_t taps);
+void to_tap_major(const float* src, float* dst, int64_t C, int64_t taps, int64_t ldd);
 }
 
 // W_eff rows [row_begin, row_end) (float32, (row_end - row_begin) x K) into out, built by `isa`'s

@@ -539,7 +539,7 @@ bool weight_rows(const LinearProblem& p, float* scratch, int64_t n0, int64_t n1,
   return weight_rows_impl(p, scratch, n0, n1, out);
 }
 
-void to_tap_major(const float* src, float* dst, int64_t C, int64_t taps) {
+void to_tap_major(const float* src, float* dst, int64_t C, int64_t taps, int64_t ldd) {
   int64_t c0 = 0;
   for (; c0 + 8 <= C; c0 += 8) {  // 8 channels x 8 taps at a time: an 8 x 8 transpose in registers
     const float* s = src + c0 * taps;
@@ -548,13 +548,13 @@ void to_tap_major(const float* src, float* dst, int64_t C, int64_t taps) {
       __m256 r[8], out[8];
       for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(s + i * taps + t0);
       transpose8x8_ps(r, out);
-      for (int j = 0; j < 8; ++j) _mm256_storeu_ps(dst + (t0 + j) * C + c0, out[j]);
+      for (int j = 0; j < 8; ++j) _mm256_storeu_ps(dst + (t0 + j) * ldd + c0, out[j]);
     }
     for (; t0 < taps; ++t0)
-      for (int64_t i = 0; i < 8; ++i) dst[t0 * C + c0 + i] = s[i * taps + t0];
+      for (int64_t i = 0; i < 8; ++i) dst[t0 * ldd + c0 + i] = s[i * taps + t0];
   }
   for (; c0 < C; ++c0)
-    for (int64_t t = 0; t < taps; ++t) dst[t * C + c0] = src[c0 * taps + t];
+    for (int64_t t = 0; t < taps; ++t) dst[t * ldd + c0] = src[c0 * taps + t];
 }
 
 bool rows(const LinearProblem& p, const float* xp, float* scratch, int64_t n0, int64_t n1) {
