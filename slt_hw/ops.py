@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from . import _ops
-from .backends.composite import dense_linear
+from .backends.composite import dense_linear, im2col_conv2d
 from .formats import PackedWeight
 from .reference.quantize import quantize_activations
 
@@ -103,18 +103,12 @@ def slt_conv2d_int8_reference(x, packed, bias=None, stride=1, padding=0, dilatio
     F.conv2d's layout."""
     if len(_check_packed(packed).shape) != 4:
         raise ValueError(f"packed: expected a conv weight (out, in/groups, kh, kw), got shape {packed.shape}")
-    kernel, stride, padding, dilation = tuple(packed.shape[2:]), _pair(stride), _pair(padding), _pair(dilation)
+    kernel, stride, padding, dilation = list(packed.shape[2:]), _pair(stride), _pair(padding), _pair(dilation)
     n, k = packed.out_features, packed.in_features
     _ops.check_conv(x, bias, n, k, packed.device, kernel, stride, padding, dilation, groups)
-    w, og, cin_g = packed.materialize(), n // groups, x.shape[1] // groups
-    outs = []
-    for g in range(groups):
-        cols = F.unfold(x[:, g * cin_g:(g + 1) * cin_g].to(torch.float32), kernel, dilation, padding, stride)
-        outs.append(dense_linear(cols.transpose(1, 2), w[g * og:(g + 1) * og], None, int8=True))
-    y = torch.cat(outs, dim=-1) + (0.0 if bias is None else bias.to(torch.float32))
-    oh, ow = _ops.conv2d_output_size(x.shape[2], x.shape[3], kernel, stride, padding, dilation)
-    y = y.transpose(1, 2).reshape(x.shape[0], n, oh, ow)
-    return y.contiguous(memory_format=_ops.conv2d_output_format(x)).to(x.dtype)
+    w = packed.materialize()
+    return im2col_conv2d(lambda cols, b, r0, r1: dense_linear(cols, w[r0:r1], b, int8=True), x, bias, n, kernel,
+                         stride, padding, dilation, groups)
 
 
 def conv2d(x, packed: PackedWeight, bias, kernel_size, stride, padding, dilation, groups, backend,

@@ -40,14 +40,20 @@ def conv2d(linear, x, bias, *rest):
     """2-D convolution from a backend's linear op: im2col (F.unfold) per group, then `linear`
     over that group's output rows [row_begin, row_end), so the weight is regenerated, never
     materialised. rest: the weight block, kernel_size, stride, padding, dilation, groups."""
-    w, (kernel, stride, padding, dilation, groups) = rest[:-5], rest[-5:]
-    n = rows_of(w)
+    w, conv = rest[:-5], rest[-5:]
+    return im2col_conv2d(lambda cols, b, r0, r1: linear(cols, b, *w, r0, r1), x, bias, rows_of(w), *conv)
+
+
+def im2col_conv2d(rows_linear, x, bias, n: int, kernel, stride, padding, dilation, groups: int) -> torch.Tensor:
+    """The convolution with n output channels as im2col (F.unfold) per group and
+    rows_linear(cols, bias, row_begin, row_end) -> cols · W[row_begin:row_end]ᵀ + bias over that
+    group's output rows; F.conv2d's output layout."""
     og, cin_g = n // groups, x.shape[1] // groups
     outs = []
     for g in range(groups):
         cols = F.unfold(x[:, g * cin_g:(g + 1) * cin_g], kernel, dilation=dilation, padding=padding, stride=stride)
         gb = None if bias is None else bias[g * og:(g + 1) * og]
-        outs.append(linear(cols.transpose(1, 2), gb, *w, g * og, (g + 1) * og))  # (B, L, og), columns (in, kh, kw)
+        outs.append(rows_linear(cols.transpose(1, 2), gb, g * og, (g + 1) * og))  # (B, L, og), columns (in, kh, kw)
     y = torch.cat(outs, dim=-1) if groups > 1 else outs[0]
     oh, ow = conv2d_output_size(x.shape[2], x.shape[3], kernel, stride, padding, dilation)
     y = y.transpose(1, 2).reshape(x.shape[0], n, oh, ow)  # a channels-last view
