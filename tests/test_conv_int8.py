@@ -2,13 +2,17 @@
 F.unfold's rows), on every CPU backend that has it, against slt_conv2d_int8_reference; the C++
 patch quantizer against F.unfold + quantize_activations, bit for bit."""
 
+import dataclasses
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from packing import random_packed
 
-from slt_hw import _ext, _ops, dispatch, pack_binary, pack_frozen, pack_multicoat
+from slt_hw import _ext, _ops, dispatch, pack_binary
 from slt_hw.ops import quantize_activations, slt_conv2d_int8, slt_conv2d_int8_reference, slt_conv2d_reference
 
 BACKENDS = [n for n, why in dispatch.reasons("cpu", "conv2d_int8_planes").items() if not why]
@@ -16,13 +20,9 @@ CPP = pytest.mark.skipif("cpp" not in BACKENDS, reason="slt_hw._C not built")
 
 
 def packed(fmt, shape, seed, dist="signed_constant"):
-    g = torch.Generator().manual_seed(seed)
-    if fmt == "binary":
-        return pack_binary(torch.rand(shape, generator=g) < 0.5, seed=seed, name="conv", dist=dist)
-    if fmt == "multicoat":
-        return pack_multicoat(torch.randint(0, 3, shape, generator=g), 2, seed=seed, name="conv", dist=dist)
-    return pack_frozen(torch.rand(shape, generator=g) < 0.5, seed=seed, name="conv", p_prune=0.3, p_lock=0.3,
-                       dist=dist)
+    """A conv weight (out, in/groups, kh, kw) of packing.random_packed's (out, in/groups·kh·kw) masks."""
+    p = random_packed(fmt, dist, shape[0], math.prod(shape[1:]), seed=seed, name="conv")
+    return dataclasses.replace(p, shape=tuple(shape))
 
 
 def layout(x, name):
