@@ -41,8 +41,9 @@ def lut_rows(fmt: str, dist: str) -> tuple[int, int]:
         info = cpu.lut_info()
     except (RuntimeError, ValueError):
         return 0, 0
-    ok = info["available"] and fmt == "binary" and dist == "signed_constant"
-    return (info["max_rows"], info["max_rows_int8"]) if ok else (0, 0)
+    if fmt != "binary" or dist != "signed_constant":
+        return 0, 0
+    return (info["max_rows"] if info["available"] else 0, info["max_rows_int8"] if info["available_int8"] else 0)
 
 
 def held_planes(packed, name: str, batch: int) -> int:

@@ -83,6 +83,11 @@ slt::cpu::Isa parse_isa(const std::string& isa) {
   return which;
 }
 
+// parse_isa, where "auto" is the ISA auto_isa picks for this problem's activations and rows.
+slt::cpu::Isa problem_isa(const std::string& isa, const slt::cpu::LinearProblem& p) {
+  return isa == "auto" ? slt::cpu::auto_isa(p.xq != nullptr, p.M) : parse_isa(isa);
+}
+
 #ifdef SLT_HW_WITH_CUDA
 cudaStream_t cuda_stream(uintptr_t s) { return reinterpret_cast<cudaStream_t>(s); }
 
@@ -244,7 +249,7 @@ PYBIND11_MODULE(_C, m) {
         slt::cpu::LinearProblem p = problem(w, x, M, ldx, y, ldy, row_begin, row_end, bias, xq, xscale, lut, xb);
         p.lut_planes = ptr<const uint8_t>(lut_planes);
         p.lut_planes_bytes = lut_planes_bytes;
-        const slt::cpu::Isa which = parse_isa(isa);
+        const slt::cpu::Isa which = problem_isa(isa, p);
         py::gil_scoped_release release;
         slt::cpu::slt_linear(p, which, threads);
       },
@@ -268,7 +273,7 @@ PYBIND11_MODULE(_C, m) {
         slt::cpu::LinearProblem p =
             problem(w, int8 ? 0 : reinterpret_cast<uintptr_t>(&xscale), M, w.K, reinterpret_cast<uintptr_t>(&y), w.N,
                     0, w.N, 0, q, s, lut, 0);
-        const slt::cpu::LutLayout kind = slt::cpu::lut_layout(p, parse_isa(isa), threads);
+        const slt::cpu::LutLayout kind = slt::cpu::lut_layout(p, problem_isa(isa, p), threads);
         return py::make_tuple(kind == slt::cpu::LutLayout::kNone ? "" : slt::cpu::lut_layout_name(kind),
                               slt::cpu::lut_planes_bytes(w, kind));
       },
@@ -355,22 +360,31 @@ PYBIND11_MODULE(_C, m) {
       py::arg("x"), py::arg("M"), py::arg("K"), py::arg("ldx"), py::arg("D"), py::arg("q"), py::arg("s"));
 
   m.def(
+      "cpu_auto_isa", [](bool int8, int64_t M) { return slt::cpu::isa_name(slt::cpu::auto_isa(int8, M)); },
+      "The ISA whose kernels slt_linear runs, chosen automatically, for M rows of int8 or float activations.",
+      py::arg("int8"), py::arg("M"));
+
+  m.def(
       "cpu_lut",
       [](const std::string& isa) {
-        const slt::cpu::Isa which = parse_isa(isa);
-        const slt::cpu::LutRows r = slt::cpu::lut_rows(which);
+        // auto: the ISAs auto_isa picks at one row of float / int8 activations
+        const slt::cpu::Isa which = isa == "auto" ? slt::cpu::auto_isa(false, 1) : parse_isa(isa);
+        const slt::cpu::Isa which8 = isa == "auto" ? slt::cpu::auto_isa(true, 1) : which;
+        const slt::cpu::LutRows r = slt::cpu::lut_rows(which), r8 = slt::cpu::lut_rows(which8);
         py::dict d;
         d["isa"] = slt::cpu::isa_name(which);
+        d["isa_int8"] = slt::cpu::isa_name(which8);
         d["available"] = slt::cpu::isa_supported(which) && r.max_float > 0;
+        d["available_int8"] = slt::cpu::isa_supported(which8) && r8.max_int8 > 0;
         d["auto_rows"] = r.auto_float;
-        d["auto_rows_int8"] = r.auto_int8;
+        d["auto_rows_int8"] = r8.auto_int8;
         d["max_rows"] = r.max_float;
-        d["max_rows_int8"] = r.max_int8;
+        d["max_rows_int8"] = r8.max_int8;
         return d;
       },
-      "The table-lookup kernel of `isa` ('auto': the one slt_linear picks; binary format, signed "
-      "constant): whether this CPU runs it, and up to how many activation rows it runs "
-      "automatically and when forced, for float and int8 activations (0: never).",
+      "The table-lookup kernels of `isa` ('auto': those slt_linear picks, isa for float activations, "
+      "isa_int8 for int8 ones; binary format, signed constant): whether this CPU runs them, and up to how "
+      "many activation rows they run automatically and when forced, for float and int8 activations (0: never).",
       py::arg("isa") = "auto");
 
   m.def("build_info", [] {

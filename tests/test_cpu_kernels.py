@@ -285,6 +285,29 @@ def test_emulated_avx512_is_never_chosen_automatically():
     assert not set(avx512_emulation.ISAS) & set(ISAS)  # the installed extension never has them
 
 
+def test_automatic_isa_per_problem(monkeypatch):
+    """'auto' picks the ISA per problem: the best this CPU has, except on an AVX-512 CPU, where
+    int8 activations (any batch) and float ones past batch 8 run AVX2's kernels (measured
+    faster there); the table lookup's planes layout follows the same choice, and a forced ISA
+    stays forced."""
+    monkeypatch.delenv("SLT_HW_CPU_ISA", raising=False)
+    mod = _ext.native()
+    best = mod.build_info()["cpu_isa"]
+    assert cpu.chosen_isa() == best
+    for int8, rows in [(False, 1), (False, 8), (False, 9), (False, 512), (True, 1), (True, 8), (True, 64)]:
+        want = "avx2" if best.startswith("avx512") and (int8 or rows > 8) else best
+        assert mod.cpu_auto_isa(int8, rows) == cpu.chosen_isa(int8, rows) == want, (int8, rows)
+    monkeypatch.setenv("SLT_HW_CPU_ISA", "scalar")
+    assert cpu.chosen_isa(True, 64) == "scalar"
+    p = packed("binary", 4096, 256, 0, "signed_constant")
+    desc, _alive = _ext.weight_desc(mod, _ops.weight_args(p)[1])
+    for int8 in (False, True):
+        chosen = mod.cpu_auto_isa(int8, 2)
+        assert mod.lut_layout(desc, 2, "auto", "auto", int8, 1) == mod.lut_layout(desc, 2, chosen, "auto", int8, 1)
+    info = cpu.lut_info("auto")
+    assert (info["isa"], info["isa_int8"]) == (mod.cpu_auto_isa(False, 1), mod.cpu_auto_isa(True, 1))
+
+
 @pytest.mark.skipif("avx512" in ISAS, reason="this CPU has AVX-512")
 def test_forcing_avx512_without_it_is_refused(monkeypatch):
     p = packed("binary", 8, 40, 0, "signed_constant")

@@ -61,6 +61,12 @@ Isa best_isa() {
   return isa_supported(Isa::kAvx2) ? Isa::kAvx2 : Isa::kScalar;
 }
 
+Isa auto_isa(bool int8, int64_t M) {
+  const Isa best = best_isa();
+  const bool avx512 = best == Isa::kAvx512 || best == Isa::kAvx512Vnni;
+  return avx512 && isa_supported(Isa::kAvx2) && (int8 || M > kSmallBatch) ? Isa::kAvx2 : best;
+}
+
 const char* isa_name(Isa isa) {
   switch (isa) {
     case Isa::kScalar:

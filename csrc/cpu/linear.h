@@ -75,10 +75,12 @@ constexpr int64_t kLutAutoTableBytesInt8 = int64_t(12) << 20;
 constexpr int64_t kLutAutoRowsPerThreadInt8 = 512;
 constexpr int64_t kLutAutoRowsPerThreadSliced = 128;
 constexpr int64_t kLutBlockRowsInt8 = 32;  // int8: weight rows per task and per block of its mask layout
-// AVX-512 (linear_avx512lut.cpp): float activations only, up to kSmallBatch rows; weight rows
-// per thread task (a multiple of 16: the tasks' 16-row blocks share each column chunk's tables).
+// AVX-512 (linear_avx512lut.cpp): float activations only, up to kSmallBatch rows, also chosen
+// automatically (AMD Zen 4, 2 threads, 4096-11008 rows and columns: 1.6-2.3x the register kernel
+// at 4-8 rows; 1024 x 1024 even); weight rows per thread task (a multiple of 16: the tasks'
+// 16-row blocks share each column chunk's tables).
 constexpr int64_t kLutMaxRowsAvx512 = kSmallBatch;
-constexpr int64_t kLutAutoRowsAvx512 = 4;
+constexpr int64_t kLutAutoRowsAvx512 = kSmallBatch;
 constexpr int64_t kLutTaskRowsAvx512 = 128;
 // AMX (linear_amx.cpp): bf16 activations from this many rows (a pair of 16-row tiles), weight
 // rows per thread task (two 16-row B tiles).
@@ -119,6 +121,13 @@ struct LinearProblem : WeightDesc {
 
 bool isa_supported(Isa isa);
 Isa best_isa();
+// The ISA whose kernels run a problem of M rows of int8 or float (bf16) activations when the
+// caller leaves the choice to the library ("auto"): best_isa(), except on an AVX-512 CPU for the
+// problems where AVX2's kernels measured faster (AMD Zen 4, docs/benchmarks.md, step 10): int8
+// activations at every batch (AVX2's table lookup, bit-sliced and blocked kernels: 1.5-5x
+// AVX-512's) and float ones past kSmallBatch rows (AVX2's panel GEMM: 1.2-2.3x). Float
+// activations up to kSmallBatch rows stay on AVX-512 (its table lookup and mask registers).
+Isa auto_isa(bool int8, int64_t M);
 const char* isa_name(Isa isa);
 bool isa_from_name(const char* name, Isa* isa);
 

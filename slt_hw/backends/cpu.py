@@ -56,10 +56,16 @@ def _isa(isa: str | None) -> str:
     return name
 
 
-def chosen_isa() -> str:
-    """The instruction set slt_linear runs with here: SLT_HW_CPU_ISA's, else the best this CPU has."""
+def chosen_isa(int8: bool | None = None, rows: int = 1) -> str:
+    """The instruction set slt_linear runs with here: SLT_HW_CPU_ISA's, else the best this CPU
+    has, or, given the activations (int8 or float) and their rows, the one chosen for them: on an
+    AVX-512 CPU, AVX2's kernels for int8 activations and for float ones past batch 8, where
+    they measured faster (docs/benchmarks.md, issue 18 step 10)."""
     name = _isa(None)
-    return _ext.require().build_info()["cpu_isa"] if name == "auto" else name
+    if name != "auto":
+        return name
+    mod = _ext.require()
+    return mod.build_info()["cpu_isa"] if int8 is None else mod.cpu_auto_isa(int8, rows)
 
 
 def _lut(lut: str | None) -> str:
@@ -70,12 +76,13 @@ def _lut(lut: str | None) -> str:
 
 
 def lut_info(isa: str | None = None) -> dict:
-    """The table-lookup kernel (binary format, signed-constant weights, few activation rows) of
-    `isa` (default: the one slt_linear runs with, chosen_isa()): whether this CPU runs it, up to
-    how many rows it runs automatically / when SLT_HW_CPU_LUT=on forces it (auto_rows,
-    max_rows; *_int8 for int8 activations; 0: never), and the mode in force (SLT_HW_CPU_LUT:
-    auto, on, off). AVX2's is an int8 kernel that takes float activations as 3 or 4 exact int8
-    slices each (csrc/cpu/quantize.h); AVX-512's takes float activations only."""
+    """The table-lookup kernels (binary format, signed-constant weights, few activation rows) of
+    `isa` (default: those slt_linear runs with: isa for float activations, isa_int8 for int8
+    ones, which differ where chosen_isa does): whether this CPU runs them (available,
+    available_int8), up to how many rows they run automatically / when SLT_HW_CPU_LUT=on forces
+    them (auto_rows, max_rows; *_int8 for int8 activations; 0: never), and the mode in force
+    (SLT_HW_CPU_LUT: auto, on, off). AVX2's is an int8 kernel that takes float activations as 3
+    or 4 exact int8 slices each (csrc/cpu/quantize.h); AVX-512's takes float activations only."""
     return {**_ext.require().cpu_lut(_isa(isa)), "mode": _lut(None)}
 
 
@@ -300,25 +307,33 @@ def _reasons(device: torch.device) -> list[str]:
 def _describe() -> str:
     try:
         isa = chosen_isa()
+        # where the automatic choice differs per problem (an AVX-512 CPU): the ISA of the others
+        isa8, isa_big = chosen_isa(True, 1), chosen_isa(False, 1 << 20)
+        per_path = [f"{isa8} kernels for int8 activations"] if isa8 != isa else []
+        per_path += [f"{isa_big} kernels for float ones past batch 8"] if isa_big != isa else []
+        per_path = f"; {' and '.join(per_path)} (measured faster)" if per_path else ""
     except (RuntimeError, ValueError) as e:  # no extension, or a bad SLT_HW_CPU_ISA
-        isa = f"ISA unknown: {e}"
+        isa, per_path = f"ISA unknown: {e}", ""
     try:
         info = lut_info()
-        if not info["available"] or isa != info["isa"] or info["mode"] == "off":
-            table = ""
-        else:
-            on = info["mode"] == "on"
+        on = info["mode"] == "on"
+        parts = []
+        if info["mode"] != "off" and (info["available"] or info["available_int8"]):
             rows, rows8 = (info["max_rows"], info["max_rows_int8"]) if on else (info["auto_rows"],
                                                                                info["auto_rows_int8"])
-            int8 = f"int8 activations <= {rows8}" if rows8 else "not for int8 activations"
-            if info["isa"] == "avx2":
-                int8 += "; float activations as int8 slices"
+            if info["available_int8"]:
+                enough = "" if on or info["isa_int8"] != "avx2" else ", with >= 512 weight rows a thread"
+                parts.append(f"int8 activations at batch <= {rows8}{enough} ({info['isa_int8']})")
+            if info["isa"] == "avx2" and info["available"]:
+                enough = "" if on else ", with >= 128 weight rows a thread per row"
+                parts.append(f"float activations as int8 slices at batch <= {rows}{enough} (avx2)")
+            elif info["available"]:
+                parts.append(f"float activations at batch <= {rows} ({info['isa']})")
+            if "avx2" in (info["isa"] if info["available"] else "", info["isa_int8"] if info["available_int8"] else ""):
                 cache = "on" if LayoutCache.enabled() else "off"
-                int8 += f"; masks used twice kept as hashed P/N planes, 2 bits/weight ({layout_cache.ENV}={cache})"
-            enough = "" if on or info["isa"] != "avx2" else \
-                ", with >= 512 weight rows a thread for int8 activations, 128 a thread per float row"
-            table = (f"; binary signed-constant weights at batch <= {rows} ({int8}){enough}: "
-                     f"table lookup ({info['isa']}, {LUT_ENV}={info['mode']})")
+                parts.append(f"masks used twice kept as hashed P/N planes, 2 bits/weight ({layout_cache.ENV}={cache})")
+        table = (f"; binary signed-constant weights: table lookup for {'; '.join(parts)} ({LUT_ENV}={info['mode']})"
+                 if parts else "")
     except (RuntimeError, ValueError) as e:  # no extension, or a bad SLT_HW_CPU_LUT / _LAYOUT_CACHE
         table = f"; table lookup unknown: {e}"
     try:
@@ -334,7 +349,8 @@ def _describe() -> str:
                f"{ISA_ENV}=amx, not chosen automatically") if "amx" in cpu_isas() and isa != "amx" else ""
     except RuntimeError:  # no extension
         amx = ""
-    return f"slt_hw._C fused CPU kernel ({isa}, OpenMP): weights regenerated in registers{table}{conv}{amx}"
+    return (f"slt_hw._C fused CPU kernel ({isa}, OpenMP{per_path}): weights regenerated in registers"
+            f"{table}{conv}{amx}")
 
 
 _int8 = functools.partial(linear, int8=True)
