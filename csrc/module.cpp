@@ -85,7 +85,8 @@ slt::cpu::Isa parse_isa(const std::string& isa) {
 
 // parse_isa, where "auto" is the ISA auto_isa picks for this problem's activations and rows.
 slt::cpu::Isa problem_isa(const std::string& isa, const slt::cpu::LinearProblem& p) {
-  return isa == "auto" ? slt::cpu::auto_isa(p.xq != nullptr, p.M) : parse_isa(isa);
+  if (isa != "auto") return parse_isa(isa);
+  return slt::cpu::auto_isa(p.xq != nullptr, p.M, slt::cpu::bf16_dot_applies(p, slt::cpu::Isa::kAvx512Vnni));
 }
 
 #ifdef SLT_HW_WITH_CUDA
@@ -360,9 +361,20 @@ PYBIND11_MODULE(_C, m) {
       py::arg("x"), py::arg("M"), py::arg("K"), py::arg("ldx"), py::arg("D"), py::arg("q"), py::arg("s"));
 
   m.def(
-      "cpu_auto_isa", [](bool int8, int64_t M) { return slt::cpu::isa_name(slt::cpu::auto_isa(int8, M)); },
-      "The ISA whose kernels slt_linear runs, chosen automatically, for M rows of int8 or float activations.",
-      py::arg("int8"), py::arg("M"));
+      "cpu_auto_isa",
+      [](bool int8, int64_t M, bool bf16_dot) { return slt::cpu::isa_name(slt::cpu::auto_isa(int8, M, bf16_dot)); },
+      "The ISA whose kernels slt_linear runs, chosen automatically, for M rows of int8 or float activations "
+      "(bf16_dot: bf16 ones that AVX512-BF16's kernel takes).",
+      py::arg("int8"), py::arg("M"), py::arg("bf16_dot") = false);
+
+  m.def(
+      "cpu_bf16_dot",
+      [](const std::string& isa) {
+        return slt::cpu::bf16_dot_supported(isa == "auto" ? slt::cpu::best_isa() : parse_isa(isa));
+      },
+      "Whether `isa` ('auto': the best here) runs bf16 activations past batch 8 (binary signed-constant "
+      "weights) as AVX512-BF16 dot products on this CPU.",
+      py::arg("isa") = "auto");
 
   m.def(
       "cpu_lut",

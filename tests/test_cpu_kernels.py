@@ -485,6 +485,56 @@ def test_amx_matches_reference(isa, m, n, k):
     assert torch.equal(fused(eye, p, isa=isa).view(torch.int16), want.to(torch.bfloat16).view(torch.int16))
 
 
+# AVX512-BF16 dot products: bf16 activations past 8 rows, binary signed-constant weights, on
+# "avx512vnni" where the CPU has AVX512-BF16 (natively) and on the emulated build ("amx-emulated"
+# below its 16-row tiles); the weights as bf16 column pairs in 48-row panels.
+BF16_DOT_ISAS = [isa for isa in ISAS if _ext.native().cpu_bf16_dot(isa)] + ["avx512vnni-emulated", "amx-emulated"]
+
+
+@pytest.mark.parametrize("isa", BF16_DOT_ISAS)
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(n=st.sampled_from([1, 16, 47, 49, 97, 150]), k=st.sampled_from([1, 31, 64, 100, 1025, 2101]),
+       m=st.sampled_from([9, 15, 17, 70]), seed=st.integers(0, 10_000), with_bias=st.booleans(),
+       strided=st.booleans())
+def test_bf16_dot_products_match_reference(isa, n, k, m, seed, with_bias, strided):
+    """Weight-row tails (1, 47, 49, 97, 150 rows: partial 16-row groups and 48-row tasks), column
+    tails (1, 31, 100; 1025 and 2101 span several 1024-column panels), batch tails of the 8-row
+    micro-tile, a bias, a non-contiguous input: against the reference on the same bf16 values.
+    One-hot rows give the weights bit for bit (the panels' bf16 pairs, both halves)."""
+    p = packed("binary", n, k, seed, "signed_constant")
+    g = torch.Generator().manual_seed(seed)
+    x = (4 * torch.randn(m, 2 * k if strided else k, generator=g)).to(torch.bfloat16)
+    x = x[:, ::2] if strided else x
+    bias = torch.randn(n, generator=g) if with_bias else None
+    with extension_for(isa):
+        assert _ext.require().cpu_bf16_dot(isa)
+    close_bf16(fused(x, p, bias, isa=isa), slt_linear_reference(x.float(), p, bias))
+    eye = torch.eye(k, m, dtype=torch.bfloat16).T  # m one-hot rows (zero rows past k)
+    want = torch.zeros(m, n)
+    want[: min(m, k)] = p.materialize()[:, : min(m, k)].T
+    assert torch.equal(fused(eye, p, isa=isa).view(torch.int16), want.to(torch.bfloat16).view(torch.int16))
+
+
+def test_bf16_dot_products_are_chosen_automatically(monkeypatch):
+    """Where the CPU has AVX512-BF16, bf16 activations past batch 8 stay on AVX-512 (its dot
+    products: 2x AVX2's float GEMM) though float ones of that batch go to AVX2; and it shows in
+    the backend's description."""
+    from slt_hw import dispatch
+
+    monkeypatch.delenv("SLT_HW_CPU_ISA", raising=False)
+    mod = _ext.native()
+    if not mod.cpu_bf16_dot("auto"):
+        assert "AVX512-BF16" not in dispatch.get("cpp").describe()
+        pytest.skip("this CPU has no AVX512-BF16")
+    assert "AVX512-BF16 dot products" in dispatch.get("cpp").describe()
+    p = packed("binary", 64, 256, 0, "signed_constant")
+    desc, _alive = _ext.weight_desc(mod, _ops.weight_args(p)[1])
+    assert mod.cpu_auto_isa(False, 64, True) == mod.build_info()["cpu_isa"]
+    assert mod.cpu_auto_isa(False, 64) == "avx2"
+    x = torch.randn(64, 256).to(torch.bfloat16)
+    torch.testing.assert_close(fused(x, p), fused(x, p, isa=mod.build_info()["cpu_isa"]), rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("isa", AMX_ISAS)
 @pytest.mark.parametrize("m", [16, 40])
 @pytest.mark.parametrize("n, k", [(1, 1), (17, 64), (40, 100), (33, 1025)])

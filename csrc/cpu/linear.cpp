@@ -61,10 +61,31 @@ Isa best_isa() {
   return isa_supported(Isa::kAvx2) ? Isa::kAvx2 : Isa::kScalar;
 }
 
-Isa auto_isa(bool int8, int64_t M) {
+Isa auto_isa(bool int8, int64_t M, bool bf16_dot) {
   const Isa best = best_isa();
   const bool avx512 = best == Isa::kAvx512 || best == Isa::kAvx512Vnni;
-  return avx512 && isa_supported(Isa::kAvx2) && (int8 || M > kSmallBatch) ? Isa::kAvx2 : best;
+  return avx512 && isa_supported(Isa::kAvx2) && !bf16_dot && (int8 || M > kSmallBatch) ? Isa::kAvx2 : best;
+}
+
+namespace {
+bool cpu_has_avx512bf16() {
+#if defined(SLT_HW_AVX512_EMULATED)
+  return true;  // SIMDe
+#elif defined(SLT_HW_HAVE_AVX512)
+  return __builtin_cpu_supports("avx512bf16");
+#else
+  return false;
+#endif
+}
+}  // namespace
+
+bool bf16_dot_supported(Isa isa) {
+  return (isa == Isa::kAvx512Vnni || isa == Isa::kAmx) && isa_supported(isa) && cpu_has_avx512bf16();
+}
+
+bool bf16_dot_applies(const LinearProblem& p, Isa isa) {
+  return bf16_dot_supported(isa) && p.xb != nullptr && p.xq == nullptr && p.planes != nullptr && p.C == 1 && p.dist == kSignedConstant &&
+         p.M > kSmallBatch;
 }
 
 const char* isa_name(Isa isa) {
@@ -342,7 +363,7 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
     if (!e.empty()) fail(e);
   }
   if (p.M == 0 || p.row_end == p.row_begin) return;
-  const bool int8 = p.xq != nullptr, amx = amx_applies(p, isa);
+  const bool int8 = p.xq != nullptr, amx = amx_applies(p, isa), bf16dot = !amx && bf16_dot_applies(p, isa);
   // AVX2's table lookup takes float activations as int8 slices
   const bool avx2_float_lut = !int8 && isa == Isa::kAvx2 && lut_applies(p, isa, threads);
   if (avx2_float_lut && run_sliced(p, isa, threads)) return;
@@ -353,14 +374,17 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
   const int64_t ldq = amx && int8 ? amx::padded_cols_int8(p.K) : Kp;  // AMX: whole 64-column tiles
   // (int8 rows already Kp apart, as the AVX2 kernels read them, are read in place: no copy)
   const bool xq_in_place = int8 && !amx && !avx512_kernels(isa) && p.K == Kp && p.ldx == Kp;
-  std::vector<float> xp(int8 || amx ? 0 : size_t(p.M * Kp + 16), 0.0f);
-  std::vector<int8_t> xq(int8 && !xq_in_place ? size_t(Mp * ldq + 64) : 0, 0);
-  std::vector<uint16_t> xb(amx && !int8 ? size_t(Mp * Kp) : 0, 0);
+  // AVX-512's int8 register kernel: the row sums after the rows (int8_row_sums)
+  const bool row_sums = int8 && !amx && avx512_kernels(isa) && p.M <= kSmallBatchInt8;
+  std::vector<float> xp(int8 || amx || bf16dot ? 0 : size_t(p.M * Kp + 16), 0.0f);
+  std::vector<int8_t> xq(int8 && !xq_in_place ? size_t(Mp * ldq + 64 + (row_sums ? int8_row_sums_bytes(p.M) : 0)) : 0,
+                         0);
+  std::vector<uint16_t> xb((amx && !int8) || bf16dot ? size_t(Mp * Kp) : 0, 0);
   const int8_t* xq_data = xq_in_place ? p.xq : xq.data();
   for (int64_t m = 0; m < p.M && !xq_in_place; ++m) {
     if (int8) {
       std::memcpy(xq.data() + m * ldq, p.xq + m * p.ldx, size_t(p.K));
-    } else if (amx) {
+    } else if (amx || bf16dot) {
       std::memcpy(xb.data() + m * Kp, p.xb + m * p.ldx, size_t(p.K) * sizeof(uint16_t));
     } else if (p.xb != nullptr) {
       bf16_to_float(p.xb + m * p.ldx, p.K, xp.data() + m * Kp);
@@ -370,10 +394,18 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
   }
   // AMX forced: the AVX-512 VNNI kernels for everything the AMX kernel does not take
   if (isa == Isa::kAmx) isa = Isa::kAvx512Vnni;
-  if (int8 && !amx && avx512_kernels(isa))
-    for (int8_t& v : xq) v = int8_t(uint8_t(v) ^ 0x80u);  // the AVX-512 int8 kernels take xq + 128
+  if (row_sums) {
+    int32_t* sums = const_cast<int32_t*>(int8_row_sums(xq.data(), Kp, p.M));
+    for (int64_t m = 0; m < p.M; ++m) {
+      int32_t t = 0;
+      for (int64_t k = 0; k < p.K; ++k) t += xq[size_t(m * Kp + k)];
+      sums[m] = t;
+    }
+  } else if (int8 && !amx && avx512_kernels(isa)) {
+    for (int8_t& v : xq) v = int8_t(uint8_t(v) ^ 0x80u);  // AVX-512's blocked int8 kernel takes xq + 128
+  }
   // table-lookup kernel: the tables of this call's activations, shared by every thread
-  const bool lut = !amx && !avx2_float_lut && lut_applies(p, isa, threads);
+  const bool lut = !amx && !bf16dot && !avx2_float_lut && lut_applies(p, isa, threads);
   const bool lut512 = lut && avx512_kernels(isa);
   std::vector<float> tables;
   std::unique_ptr<uint8_t[]> tables_i8;  // every byte written by build_tables_int8: no zeroing
@@ -421,6 +453,7 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
 #endif
   // weight rows per task (a table lookup past the small batch too: whole 32-row blocks)
   const int64_t block = amx      ? kAmxTaskRows
+                        : bf16dot ? kTaskRows
                         : lut512  ? kLutTaskRowsAvx512
                         : lut     ? kLutBlockRowsInt8
                         : blocked ? kTaskRows
@@ -430,6 +463,7 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
     if (amx && int8) return amx::rows_int8(p, xq.data(), Mp, scratch, n0, n1);
     if (amx) return amx::rows_bf16(p, xb.data(), Mp, scratch, n0, n1);
     if (lut512) return avx512lut::rows(p, tables.data(), scratch, n0, n1);
+    if (bf16dot) return avx512vnni::rows_bf16(p, xb.data(), scratch, n0, n1);
 #endif
 #if defined(SLT_HW_HAVE_AVX2)
     if (lut) return avx2lut::rows_int8(p, tables_i8.get(), scratch, n0, n1);
@@ -441,6 +475,7 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
 #if defined(SLT_HW_HAVE_AVX512)
   if (lut512) lut_scratch = avx512lut::scratch_floats(p.M);
   if (amx) lut_scratch = amx::scratch_floats(p.K);
+  if (bf16dot) lut_scratch = avx512vnni::scratch_floats_bf16();
 #endif
 #if defined(SLT_HW_HAVE_AVX2)
   if (lut && !lut512) lut_scratch = avx2lut::scratch_floats_int8(p.K, p.M);
@@ -454,7 +489,7 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
   const int nt = resolve_threads(threads);
   int64_t parts = 1;
   const bool uneven = (p.row_end - p.row_begin) % (block * nt) != 0;  // some thread's rows are fewer
-  if (blocked && !lut && !amx && nt > 1 && uneven && tasks < 4 * nt)
+  if (blocked && !lut && !amx && !bf16dot && nt > 1 && uneven && tasks < 4 * nt)
     parts = nt < p.M / kChunkRows ? nt : p.M / kChunkRows;
   const bool ok = parts <= 1
       ? for_each_row_task(p.row_begin, p.row_end, block, p.K, scratch_size, threads, 1 << 14, run)

@@ -30,7 +30,13 @@ enum class Isa : int { kScalar = 0, kAvx2 = 1, kAvx512 = 2, kAvx512Vnni = 3, kAm
 constexpr Isa kAllIsas[] = {Isa::kScalar, Isa::kAvx2, Isa::kAvx512, Isa::kAvx512Vnni, Isa::kAmx};
 
 constexpr int64_t kSmallBatch = 8;   // up to this many activation rows: weights in registers only
-constexpr int64_t kSmallBatchInt8 = 4;  // int8 (AVX-512 and scalar): the blocked path wins from 5 rows
+constexpr int64_t kSmallBatchInt8 = 8;  // int8 (AVX-512 and scalar): the register kernels up to this many rows
+// AVX-512's int8 register kernel reads xq (M rows, Kp bytes apart), 64 bytes of slack, then each
+// row's sum_k xq[m, k] as int32 (slt_linear appends them: int8_row_sums_bytes more bytes).
+inline int64_t int8_row_sums_bytes(int64_t M) { return 4 * M; }
+inline const int32_t* int8_row_sums(const int8_t* xq, int64_t Kp, int64_t M) {
+  return reinterpret_cast<const int32_t*>(xq + M * Kp + 64);
+}
 constexpr int64_t kSmallBatchInt8Avx2 = 32;  // int8, AVX2: the bit-sliced register kernel, 8 rows a pass
 constexpr int64_t kTaskRows = 48;    // weight rows per thread task above it (a multiple of 3)
 constexpr int64_t kBlockWords = 32;  // large-batch column block: the frozen offset table's 1024
@@ -127,7 +133,14 @@ Isa best_isa();
 // activations at every batch (AVX2's table lookup, bit-sliced and blocked kernels: 1.5-5x
 // AVX-512's) and float ones past kSmallBatch rows (AVX2's panel GEMM: 1.2-2.3x). Float
 // activations up to kSmallBatch rows stay on AVX-512 (its table lookup and mask registers).
-Isa auto_isa(bool int8, int64_t M);
+// bf16_dot: the problem has bf16 activations that AVX512-BF16's kernel takes there
+// (bf16_dot_applies with kAvx512Vnni): they stay on AVX-512 at every batch.
+Isa auto_isa(bool int8, int64_t M, bool bf16_dot = false);
+// Whether slt_linear runs this problem with AVX512-BF16 dot products: kAvx512Vnni (or kAmx
+// where its tiles do not take it) on a CPU with AVX512-BF16, bf16 activations, more than
+// kSmallBatch rows, one mask plane, signed constant.
+bool bf16_dot_applies(const LinearProblem& p, Isa isa);
+bool bf16_dot_supported(Isa isa);  // that ISA and CPU run the kernel (for the problems above)
 const char* isa_name(Isa isa);
 bool isa_from_name(const char* name, Isa* isa);
 
@@ -176,10 +189,11 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads);
 // `scratch` holds at least scratch_floats(K, blocked) floats for this thread (blocked: more
 // than kSmallBatch, or kSmallBatchInt8 int8, activation rows).
 int64_t scratch_floats(int64_t K, bool blocked);
-// The int8 variants take `xq` copied to (M, Kp) int8 with zero padding; the AVX-512 ones take
-// it as xq + 128 (uint8: every byte, padding and slack included, xor 0x80), the unsigned operand
-// of vpdpbusd / vpmaddubsw without a flip per load. Both copies have 64 bytes of slack after the
-// last row (a 64-byte load may run past a row's end into it).
+// The int8 variants take `xq` copied to (M, Kp) int8 with zero padding; AVX-512's blocked kernel
+// (past kSmallBatchInt8 rows) takes it as xq + 128 (uint8: every byte, padding and slack
+// included, xor 0x80), the unsigned operand of vpdpbusd / vpmaddubsw without a flip per load,
+// its register kernel as it is with the row sums after it (int8_row_sums). Both copies have 64
+// bytes of slack after the last row (a 64-byte load may run past a row's end into it).
 #define SLT_HW_ROW_KERNELS(isa)                                                                  \
   namespace isa {                                                                                \
   bool rows(const LinearProblem& p, const float* xp, float* scratch, int64_t n0, int64_t n1);      \
@@ -190,6 +204,13 @@ SLT_HW_ROW_KERNELS(avx2)
 SLT_HW_ROW_KERNELS(avx512)
 SLT_HW_ROW_KERNELS(avx512vnni)
 #undef SLT_HW_ROW_KERNELS
+// AVX512-BF16 dot products (in the VNNI TU) for bf16 activations past kSmallBatch rows, binary
+// signed-constant weights (bf16_dot_applies): xb copied to (M, Kp) with zero padding; tasks of
+// kTaskRows rows, scratch_floats_bf16() floats each.
+namespace avx512vnni {
+int64_t scratch_floats_bf16();
+bool rows_bf16(const LinearProblem& p, const uint16_t* xb, float* scratch, int64_t n0, int64_t n1);
+}  // namespace avx512vnni
 
 // Rows [n0, n1) of W_eff (float32, row stride K) into out with the ISA's weight builder (the
 // large-batch kernels' build_block); scratch: weight_scratch_floats(). False: the frozen stream

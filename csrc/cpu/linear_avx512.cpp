@@ -89,21 +89,29 @@ inline float hsum(__m512 v) {
 }
 
 // ---------------------------------------------------------------------------- int8
-// 64 int8 weights {-1, 0, +1} from two mask words and two sign words.
+// 64 int8 weights {-1, 0, +1} from two mask words and two sign words (the blocked kernel's tiles).
 inline __m512i tile64(uint64_t m, uint64_t s) {
   return _mm512_maskz_mov_epi8(slt_mask64(m), _mm512_mask_blend_epi8(slt_mask64(s), _mm512_set1_epi8(1),
                                                                      _mm512_set1_epi8(-1)));
 }
 
+// The same weights as u = t + 1 in {0, 1, 2}: 1 where masked, else 0 (sign -) or 2 (sign +).
+// Two blends on the words as mask registers (loaded straight into k): mask-register logic
+// (kandn, kmov to and from GPRs) made this 1.7x slower on Zen 4.
+inline __m512i tile64_u(uint64_t m, uint64_t s) {
+  const __m512i signed2 = _mm512_mask_blend_epi8(slt_mask64(s), _mm512_set1_epi8(2), _mm512_setzero_si512());
+  return _mm512_mask_blend_epi8(slt_mask64(m), _mm512_set1_epi8(1), signed2);
+}
+
 inline int32_t tile_sum(uint32_t m, uint32_t s) { return __builtin_popcount(m & ~s) - __builtin_popcount(m & s); }
 
-// acc += xu * t for 64 (uint8, int8) pairs. VNNI: int32 lanes, one instruction. Otherwise
-// int16 lanes of pair sums (|.| <= 510 per step), which the caller widens with widen() in time.
-inline __m512i mac_u8i8(__m512i acc, __m512i xu, __m512i t) {
+// acc += a * b for 64 (uint8, int8) pairs. VNNI: int32 lanes, one instruction. Otherwise
+// int16 lanes of pair sums (|.| <= 512 per step), which the caller widens with widen() in time.
+inline __m512i mac_u8i8(__m512i acc, __m512i a, __m512i b) {
 #if defined(SLT_HW_AVX512_VNNI)
-  return _mm512_dpbusd_epi32(acc, xu, t);
+  return _mm512_dpbusd_epi32(acc, a, b);
 #else
-  return _mm512_add_epi16(acc, _mm512_maddubs_epi16(xu, t));
+  return _mm512_add_epi16(acc, _mm512_maddubs_epi16(a, b));
 #endif
 }
 
@@ -111,48 +119,67 @@ inline __m512i widen(__m512i acc) { return kVnni ? acc : _mm512_madd_epi16(acc, 
 
 constexpr int64_t kI8Rows = 8;  // activation rows per int8 pass (small batch)
 
-// sum_k t * xq as sum_k (xq + 128) * t - 128 * sum_k t: maddubs/vpdpbusd take an unsigned
-// operand, and xq arrives as xq + 128 already (flipped once per call: rows_int8 in linear.h).
-// Without VNNI, int16 pair sums for up to 64 steps, then widened. Word pairs: an odd last word
-// pairs with zeros (the 64-byte load runs into the next row or the copy's slack).
-template <int M>
-void dot_i8_m(const int8_t* xq, int64_t Kp, int64_t m0, const uint32_t* sw, const uint32_t* mw, int64_t W,
-              int32_t* out) {
-  __m512i acc[M], part[M];
-  for (int r = 0; r < M; ++r) acc[r] = part[r] = _mm512_setzero_si512();
-  int32_t tsum = 0;
+inline uint64_t words64(const uint32_t* w) {
+  uint64_t v;
+  std::memcpy(&v, w, sizeof v);  // (little endian: word w in the low half)
+  return v;
+}
+
+// Up to kSmallBatchInt8 rows: sum_k t x as sum_k (t + 1) x - sum_k x, the weights as unsigned
+// bytes u = t + 1 (vpdpbusd / maddubs take one unsigned operand), x signed as it is, its row
+// sums taken once per call (after the rows: int8_row_sums in linear.h). Two mask-register
+// blends build 64 weights: no popcounts and no per-step sign sums, and every word is taken
+// (a masked word's u = 1 is in the row sum too). A accumulators per row hide vpdpbusd's
+// latency where M is small. Without VNNI, int16 pair sums for up to 32 steps, then widened.
+template <int M, int A>
+void dot_i8_m(const int8_t* xq, int64_t Kp, int64_t Mt, int64_t m0, const uint32_t* sw, const uint32_t* mw,
+              int64_t W, int32_t* out) {
+  __m512i acc[M][A], wide[M];
+  for (int r = 0; r < M; ++r) {
+    wide[r] = _mm512_setzero_si512();
+    for (int a = 0; a < A; ++a) acc[r][a] = _mm512_setzero_si512();
+  }
+  const int8_t* x = xq + m0 * Kp;
+  int64_t w = 0;
   int pending = 0;
-  for (int64_t w = 0; w < W; w += 2) {
-    const uint32_t m_lo = mw[w], m_hi = w + 1 < W ? mw[w + 1] : 0u;
-    if (!(m_lo | m_hi)) continue;
-    const uint32_t s_lo = sw[w], s_hi = w + 1 < W ? sw[w + 1] : 0u;
-    tsum += tile_sum(m_lo, s_lo) + tile_sum(m_hi, s_hi);
-    const __m512i t = tile64(m_lo | uint64_t(m_hi) << 32, s_lo | uint64_t(s_hi) << 32);
-    for (int r = 0; r < M; ++r)
-      part[r] = mac_u8i8(part[r], _mm512_loadu_si512(xq + (m0 + r) * Kp + 32 * w), t);
-    if (!kVnni && ++pending == 64) {
-      for (int r = 0; r < M; ++r) {
-        acc[r] = _mm512_add_epi32(acc[r], widen(part[r]));
-        part[r] = _mm512_setzero_si512();
-      }
+  while (w + 2 <= W) {
+    for (int a = 0; a < A && w + 2 <= W; ++a, w += 2) {
+      const __m512i u = tile64_u(words64(mw + w), words64(sw + w));
+      for (int r = 0; r < M; ++r) acc[r][a] = mac_u8i8(acc[r][a], u, _mm512_loadu_si512(x + r * Kp + 32 * w));
+    }
+    if (!kVnni && ++pending == 32) {  // (each accumulator took one step per pass)
+      for (int r = 0; r < M; ++r)
+        for (int a = 0; a < A; ++a) {
+          wide[r] = _mm512_add_epi32(wide[r], widen(acc[r][a]));
+          acc[r][a] = _mm512_setzero_si512();
+        }
       pending = 0;
     }
   }
-  for (int r = 0; r < M; ++r) out[r] = hsum_epi32(_mm512_add_epi32(acc[r], widen(part[r]))) - 128 * tsum;
+  if (w < W) {  // an odd last word: the 64-byte load runs into the next row or the slack, u = 0 there
+    const __m512i u = tile64_u(mw[w], sw[w]);
+    const __m512i lo = _mm512_maskz_mov_epi8(slt_mask64(0xFFFFFFFFull), u);
+    for (int r = 0; r < M; ++r) acc[r][0] = mac_u8i8(acc[r][0], lo, _mm512_loadu_si512(x + r * Kp + 32 * w));
+  }
+  const int32_t* xsum = int8_row_sums(xq, Kp, Mt) + m0;
+  for (int r = 0; r < M; ++r) {
+    __m512i s = wide[r];
+    for (int a = 0; a < A; ++a) s = _mm512_add_epi32(s, widen(acc[r][a]));
+    out[r] = hsum_epi32(s) - xsum[r];
+  }
 }
 
 inline void dot_i8(const int8_t* xq, int64_t Kp, int64_t Mt, int64_t m0, int64_t mb, const uint32_t* sw,
                    const uint32_t* mw, int64_t W, int32_t* out) {
-  (void)Mt;  // rows are Kp apart here
   switch (mb) {
-    case 1: return dot_i8_m<1>(xq, Kp, m0, sw, mw, W, out);
-    case 2: return dot_i8_m<2>(xq, Kp, m0, sw, mw, W, out);
-    case 3: return dot_i8_m<3>(xq, Kp, m0, sw, mw, W, out);
-    case 4: return dot_i8_m<4>(xq, Kp, m0, sw, mw, W, out);
-    case 5: return dot_i8_m<5>(xq, Kp, m0, sw, mw, W, out);
-    case 6: return dot_i8_m<6>(xq, Kp, m0, sw, mw, W, out);
-    case 7: return dot_i8_m<7>(xq, Kp, m0, sw, mw, W, out);
-    default: return dot_i8_m<8>(xq, Kp, m0, sw, mw, W, out);
+    case 1: return dot_i8_m<1, 4>(xq, Kp, Mt, m0, sw, mw, W, out);
+    case 2: return dot_i8_m<2, 2>(xq, Kp, Mt, m0, sw, mw, W, out);
+    case 3: return dot_i8_m<3, 2>(xq, Kp, Mt, m0, sw, mw, W, out);
+    case 4: return dot_i8_m<4, 2>(xq, Kp, Mt, m0, sw, mw, W, out);
+    case 5: return dot_i8_m<5, 1>(xq, Kp, Mt, m0, sw, mw, W, out);
+    case 6: return dot_i8_m<6, 1>(xq, Kp, Mt, m0, sw, mw, W, out);
+    case 7: return dot_i8_m<7, 1>(xq, Kp, Mt, m0, sw, mw, W, out);
+    default: return dot_i8_m<8, 1>(xq, Kp, Mt, m0, sw, mw, W, out);
   }
 }
 
@@ -358,6 +385,106 @@ int32_t build_tile_i8(const uint32_t* sw, const uint32_t* mw, int64_t words, int
 
 #include "linear_blocked.inc"
 
+#if defined(SLT_HW_AVX512_VNNI)
+// ---------------------------------------------------------------------------- bf16 dot products
+// bf16 activations past kSmallBatch rows, binary signed-constant weights, where the CPU has
+// AVX512-BF16 (this TU is also compiled with -mavx512bf16; called only after that check). The
+// weights {-1, 0, +1} are exact in bf16: a task's kTaskRows rows are built once per 1024-column
+// block into a panel of bf16 column pairs, and vdpbf16ps multiplies two columns per fp32 lane,
+// twice the products of an fp32 FMA (the signed-constant scale multiplies the float sums).
+// Panel: for each column pair c of the block, the task's rows side by side, one uint32 each
+// (low half column 2c, high half 2c + 1): kBfNr zmm of 16 rows per pair.
+constexpr int64_t kBfNr = kTaskRows / 16, kBfMr = 8;  // micro-tile: 8 activation rows x 48 weight rows
+static_assert(kTaskRows % 16 == 0, "a task's rows are whole 16-row groups");
+
+inline __m512bh as_bh(__m512i v) {
+  __m512bh b;
+  std::memcpy(&b, &v, sizeof b);  // (a register move natively; SIMDe's bf16 vector is another type)
+  return b;
+}
+
+// The panel of rows [n0, n1) (at most kTaskRows; the rest of the task's rows zero), words
+// [w0, w1). scratch: the rows' positive and negative words, transposed (2 x kBlockWords x
+// kTaskRows uint32), and one row's sign words.
+void build_panel_bf16(const LinearProblem& p, int64_t n0, int64_t n1, int64_t w0, int64_t w1, uint32_t* scratch,
+                      uint32_t* panel) {
+  const int64_t W = (p.K + 31) / 32, words = w1 - w0;
+  uint32_t* pos = scratch;  // [word][row]: mask & ~sign
+  uint32_t* neg = pos + kBlockWords * kTaskRows;  // mask & sign
+  uint32_t* sw = neg + kBlockWords * kTaskRows;
+  for (int64_t r = 0; r < kTaskRows; ++r) {
+    const int64_t n = n0 + r;
+    if (n < n1) sign_words(p, n, uint32_t(w0), uint32_t(w1), sw);
+    for (int64_t w = 0; w < words; ++w) {
+      const uint32_t m = n < n1 ? uint32_t(p.planes[n * W + w0 + w]) : 0u, sg = n < n1 ? sw[w] : 0u;
+      pos[w * kTaskRows + r] = m & ~sg;
+      neg[w * kTaskRows + r] = m & sg;
+    }
+  }
+  // index = pos bits (2c, 2c + 1) | neg bits << 2 -> the pair's two bf16 (+1 0x3F80, -1 0xBF80)
+  alignas(64) uint32_t table[16];
+  for (uint32_t i = 0; i < 16; ++i) {
+    const uint32_t lo = (i & 1) ? 0x3F80u : (i & 4) ? 0xBF80u : 0u, hi = (i & 2) ? 0x3F80u : (i & 8) ? 0xBF80u : 0u;
+    table[i] = lo | hi << 16;
+  }
+  const __m512i lut = _mm512_load_si512(reinterpret_cast<const void*>(table)), low2 = _mm512_set1_epi32(3);
+  for (int64_t w = 0; w < words; ++w)
+    for (int64_t g = 0; g < kBfNr; ++g) {
+      const __m512i a = _mm512_loadu_si512(reinterpret_cast<const void*>(pos + w * kTaskRows + 16 * g));
+      const __m512i b = _mm512_loadu_si512(reinterpret_cast<const void*>(neg + w * kTaskRows + 16 * g));
+      __m512i bs = _mm512_slli_epi32(b, 2);  // neg bits (2c, 2c + 1) at 2, 3 of the index; c = 15 below
+      for (int c = 0; c < 16; ++c) {
+        if (c == 15) bs = _mm512_srli_epi32(b, 28);
+        // vpermd reads the index's low 4 bits: (a >> 2c) & 3 | bs & ~3
+        const __m512i idx = _mm512_ternarylogic_epi32(_mm512_srli_epi32(a, 2 * c), bs, low2, 0xE4);
+        _mm512_store_si512(reinterpret_cast<void*>(panel + ((w * 16 + c) * kTaskRows + 16 * g)),
+                           _mm512_permutexvar_epi32(idx, lut));
+        if (c < 14) bs = _mm512_srli_epi32(bs, 2);
+      }
+    }
+}
+
+// y[r][16 j + lane] += factor * sum over `pairs` column pairs, rows [0, MR) of x (bf16, ldx
+// apart) against the panel's kBfNr groups; cols: valid weight rows (the last task's may be fewer).
+template <int MR>
+void micro_bf16(const uint16_t* x, int64_t ldx, const uint32_t* panel, int64_t pairs, float factor, float* y,
+                int64_t ldy, int64_t cols) {
+  __m512 acc[MR][kBfNr];
+  for (int r = 0; r < MR; ++r)
+    for (int j = 0; j < kBfNr; ++j) acc[r][j] = _mm512_setzero_ps();
+  for (int64_t c = 0; c < pairs; ++c) {
+    __m512bh wv[kBfNr];
+    for (int j = 0; j < kBfNr; ++j)
+      wv[j] = as_bh(_mm512_load_si512(reinterpret_cast<const void*>(panel + c * kTaskRows + 16 * j)));
+    for (int r = 0; r < MR; ++r) {
+      uint32_t pair;
+      std::memcpy(&pair, x + r * ldx + 2 * c, sizeof pair);
+      const __m512bh xv = as_bh(_mm512_set1_epi32(int32_t(pair)));
+      for (int j = 0; j < kBfNr; ++j) acc[r][j] = _mm512_dpbf16_ps(acc[r][j], xv, wv[j]);
+    }
+  }
+  const __m512 f = _mm512_set1_ps(factor);
+  for (int j = 0; j < kBfNr; ++j) {
+    const int64_t left = cols - 16 * j;
+    if (left <= 0) break;
+    for (int r = 0; r < MR; ++r) {
+      float* dst = y + r * ldy + 16 * j;
+      if (left >= 16) {
+        _mm512_storeu_ps(dst, _mm512_add_ps(_mm512_loadu_ps(dst), _mm512_mul_ps(acc[r][j], f)));
+      } else {  // the last task's last rows (no masked loads and stores: SIMDe lacks them)
+        alignas(64) float part[16];
+        _mm512_store_ps(part, _mm512_mul_ps(acc[r][j], f));
+        for (int64_t i = 0; i < left; ++i) dst[i] += part[i];
+      }
+    }
+  }
+}
+
+using MicroBf16 = void (*)(const uint16_t*, int64_t, const uint32_t*, int64_t, float, float*, int64_t, int64_t);
+constexpr MicroBf16 kMicroBf16[kBfMr + 1] = {nullptr, micro_bf16<1>, micro_bf16<2>, micro_bf16<3>, micro_bf16<4>,
+                                             micro_bf16<5>, micro_bf16<6>, micro_bf16<7>, micro_bf16<8>};
+#endif
+
 }  // namespace
 
 bool weight_rows(const LinearProblem& p, float* scratch, int64_t n0, int64_t n1, float* out) {
@@ -372,6 +499,29 @@ bool rows_int8(const LinearProblem& p, const int8_t* xq, float* scratch, int64_t
   if (p.M > kSmallBatchInt8) return gemm_rows_int8(p, xq, scratch, n0, n1);
   return rows_int8_impl(p, xq, scratch, n0, n1);
 }
+
+#if defined(SLT_HW_AVX512_VNNI)
+int64_t scratch_floats_bf16() { return kTaskRows * kBlockCols / 2 + 2 * kBlockWords * kTaskRows + kBlockWords + 16; }
+
+bool rows_bf16(const LinearProblem& p, const uint16_t* xb, float* scratch, int64_t n0, int64_t n1) {
+  const int64_t W = (p.K + 31) / 32, Kp = 32 * W;
+  // scratch: the panel (64-byte aligned: kTaskRows x kBlockCols bf16), then build_panel_bf16's
+  uint32_t* panel = align64<uint32_t>(scratch);
+  uint32_t* build = panel + kTaskRows * kBlockCols / 2;
+  const float factor = p.scale * p.coat_scales[0];
+  init_outputs(p, n0, n1);
+  for (int64_t w0 = 0; w0 < W; w0 += kBlockWords) {
+    const int64_t w1 = w0 + kBlockWords < W ? w0 + kBlockWords : W;
+    build_panel_bf16(p, n0, n1, w0, w1, build, panel);
+    for (int64_t m = 0; m < p.M; m += kBfMr) {
+      const int64_t mr = p.M - m < kBfMr ? p.M - m : kBfMr;
+      kMicroBf16[mr](xb + m * Kp + 32 * w0, Kp, panel, 16 * (w1 - w0), factor, p.y + m * p.ldy + n0 - p.row_begin,
+                     p.ldy, n1 - n0);
+    }
+  }
+  return true;
+}
+#endif
 
 }  // namespace SLT_AVX512_NS
 }  // namespace cpu

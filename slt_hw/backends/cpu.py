@@ -345,12 +345,17 @@ def _describe() -> str:
     except ValueError as e:
         conv = f"; conv2d: {e}"
     try:
+        bf16 = ("; bf16 activations past batch 8 (binary signed-constant weights): AVX512-BF16 dot products"
+                if _ext.require().cpu_bf16_dot(_isa(None)) else "")
+    except (RuntimeError, ValueError):  # no extension, or a bad SLT_HW_CPU_ISA
+        bf16 = ""
+    try:
         amx = ("; AMX tiles for bf16/int8 activations from batch 16 (binary signed-constant weights): "
                f"{ISA_ENV}=amx, not chosen automatically") if "amx" in cpu_isas() and isa != "amx" else ""
     except RuntimeError:  # no extension
         amx = ""
     return (f"slt_hw._C fused CPU kernel ({isa}, OpenMP{per_path}): weights regenerated in registers"
-            f"{table}{conv}{amx}")
+            f"{table}{bf16}{conv}{amx}")
 
 
 _int8 = functools.partial(linear, int8=True)
