@@ -54,7 +54,7 @@ def held_planes(packed, name: str, batch: int) -> int:
     mod = _ext.native()
     desc, _alive = _ext.weight_desc(mod, _ops.weight_args(packed)[1])
     lut = "on" if "lut=on" in name else "off" if "lut=off" in name else cpu._lut(None)
-    return mod.lut_layout(desc, batch, cpu._isa(None), lut, "int8" in name, torch.get_num_threads())[1]
+    return mod.lut_layout(desc, batch, cpu._isa(None), lut, "int8" in name, torch.get_num_threads(), "bf16" in name)[1]
 
 
 def bench_shape(n: int, k: int, batches: list[int], density: float, with_reference: bool,

@@ -264,25 +264,25 @@ PYBIND11_MODULE(_C, m) {
   m.def(
       "lut_layout",
       [problem](const slt::WeightDesc& w, int64_t M, const std::string& isa, const std::string& lut, bool int8,
-                int threads) {
-        // only whether int8 activations are given matters here: stand-in pointers, never read
+                int threads, bool bf16) {
+        // only the kind of activations (float, bf16 or int8) matters here: stand-in pointers, never read
         static const int8_t xq = 0;
         static const float xscale = 0.0f;
         static float y = 0.0f;
         const uintptr_t q = int8 ? reinterpret_cast<uintptr_t>(&xq) : 0;
         const uintptr_t s = int8 ? reinterpret_cast<uintptr_t>(&xscale) : 0;
-        slt::cpu::LinearProblem p =
-            problem(w, int8 ? 0 : reinterpret_cast<uintptr_t>(&xscale), M, w.K, reinterpret_cast<uintptr_t>(&y), w.N,
-                    0, w.N, 0, q, s, lut, 0);
+        const uintptr_t given = reinterpret_cast<uintptr_t>(&xscale);
+        slt::cpu::LinearProblem p = problem(w, int8 || bf16 ? 0 : given, M, w.K, reinterpret_cast<uintptr_t>(&y), w.N,
+                                            0, w.N, 0, q, s, lut, !int8 && bf16 ? given : 0);
         const slt::cpu::LutLayout kind = slt::cpu::lut_layout(p, problem_isa(isa, p), threads);
         return py::make_tuple(kind == slt::cpu::LutLayout::kNone ? "" : slt::cpu::lut_layout_name(kind),
                               slt::cpu::lut_planes_bytes(w, kind));
       },
-      "(kind, bytes) of the planes layout slt_linear would read for M rows of float (int8=False) or int8 "
-      "activations on `threads` (0: OpenMP's default) where given one (pack_lut_planes): ('', 0) unless it "
-      "runs AVX2's table lookup (which reads the 'int8' layout for both).",
+      "(kind, bytes) of the planes layout slt_linear would read for M rows of float (int8=False; bf16=True: "
+      "bf16) or int8 activations on `threads` (0: OpenMP's default) where given one (pack_lut_planes): ('', 0) "
+      "unless it runs AVX2's table lookup (which reads the 'int8' layout for both).",
       py::arg("w"), py::arg("M"), py::arg("isa") = "auto", py::arg("lut") = "auto", py::arg("int8") = false,
-      py::arg("threads") = 0);
+      py::arg("threads") = 0, py::arg("bf16") = false);
 
   m.def(
       "pack_lut_planes",

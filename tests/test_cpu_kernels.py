@@ -535,6 +535,23 @@ def test_bf16_dot_products_are_chosen_automatically(monkeypatch):
     torch.testing.assert_close(fused(x, p), fused(x, p, isa=mod.build_info()["cpu_isa"]), rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("m", [4, 16])
+def test_planes_follow_the_activations_kind(monkeypatch, m):
+    """The cached planes are handed over only where the call runs AVX2's table lookup, which
+    depends on the activations: 16 float rows on 2048 weight rows and one thread take AVX2's
+    sliced lookup on any AVX2 CPU, where bf16 ones of an AVX512-BF16 CPU take its dot products
+    (the planes layout asked for bf16 must say so). Through the public op, twice (the second
+    call finds the planes cached)."""
+    monkeypatch.delenv("SLT_HW_CPU_ISA", raising=False)
+    p = packed("binary", 2048, 64, 1, "signed_constant")
+    x = torch.randn(m, 64)
+    for xs in (x, x.to(torch.bfloat16)):
+        want = slt_linear_reference(xs.float(), p)
+        for _ in range(2):
+            got = fused(xs, p, threads=1)
+            (close if xs.dtype == torch.float32 else close_bf16)(got, want)
+
+
 @pytest.mark.parametrize("isa", AMX_ISAS)
 @pytest.mark.parametrize("m", [16, 40])
 @pytest.mark.parametrize("n, k", [(1, 1), (17, 64), (40, 100), (33, 1025)])

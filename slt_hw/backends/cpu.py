@@ -109,12 +109,13 @@ def _ptr(t: torch.Tensor | None) -> int:
 LUT_PLANES = LayoutCache()
 
 
-def _lut_planes(mod, w: tuple, desc, m: int, isa: str, lut: str, int8: bool, threads: int) -> torch.Tensor | None:
-    """The weight's planes in the layout of the table lookup that runs this call (m rows on
-    `threads`) where it runs and they are cached, else None: that kernel then hashes and
-    transposes itself. (The caller holds the tensor until the kernel returns: another thread
-    may drop it from the cache.)"""
-    kind, nbytes = mod.lut_layout(desc, m, isa, lut, int8, threads)
+def _lut_planes(mod, w: tuple, desc, m: int, isa: str, lut: str, int8: bool, threads: int,
+                bf16: bool = False) -> torch.Tensor | None:
+    """The weight's planes in the layout of the table lookup that runs this call (m rows of
+    float, bf16 or int8 activations on `threads`) where it runs and they are cached, else None:
+    that kernel then hashes and transposes itself. (The caller holds the tensor until the
+    kernel returns: another thread may drop it from the cache.)"""
+    kind, nbytes = mod.lut_layout(desc, m, isa, lut, int8, threads, bf16)
     if not kind:
         return None
 
@@ -158,7 +159,7 @@ def linear(x, bias, *rest, int8: bool = False, isa: str | None = None, threads: 
     xf, xb = (0, x2.data_ptr()) if bf16 else (0 if int8 else x2.data_ptr(), 0)
     isa, lut = _isa(isa), _lut(lut)
     nt = torch.get_num_threads() if threads is None else threads
-    planes = _lut_planes(mod, w, desc, x2.shape[0], isa, lut, int8, nt)
+    planes = _lut_planes(mod, w, desc, x2.shape[0], isa, lut, int8, nt, bf16)
     mod.slt_linear(desc, xf, x2.shape[0], ldx, y.data_ptr(), r1 - r0, r0, r1, _ptr(b), _ptr(xq), _ptr(xs), isa, nt,
                    lut, xb, _ptr(planes), 0 if planes is None else planes.numel())
     y = y if x.dim() == 2 else y.reshape(*x.shape[:-1], r1 - r0)
