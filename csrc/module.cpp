@@ -85,8 +85,24 @@ slt::cpu::Isa parse_isa(const std::string& isa) {
 
 // parse_isa, where "auto" is the ISA auto_isa picks for this problem's activations and rows.
 slt::cpu::Isa problem_isa(const std::string& isa, const slt::cpu::LinearProblem& p) {
-  if (isa != "auto") return parse_isa(isa);
-  return slt::cpu::auto_isa(p.xq != nullptr, p.M, slt::cpu::bf16_dot_applies(p, slt::cpu::Isa::kAvx512Vnni));
+  return isa == "auto" ? slt::cpu::auto_isa(p) : parse_isa(isa);
+}
+
+// auto_isa for M rows of int8, float or bf16 activations and a binary signed-constant weight
+// (binary=false: a multicoat one): a stand-in problem, whose pointers are never read.
+slt::cpu::Isa auto_isa_for(bool int8, int64_t M, bool bf16 = false, bool binary = true) {
+  static const int32_t plane = 0;
+  static const float coat = 1.0f;
+  slt::cpu::LinearProblem p;
+  p.N = p.K = 1;
+  p.dist = slt::kSignedConstant;
+  p.planes = &plane;
+  p.C = binary ? 1 : 3;
+  p.coat_scales = &coat;
+  p.M = M;
+  p.xq = int8 ? reinterpret_cast<const int8_t*>(&plane) : nullptr;
+  p.xb = !int8 && bf16 ? reinterpret_cast<const uint16_t*>(&plane) : nullptr;
+  return slt::cpu::auto_isa(p);
 }
 
 #ifdef SLT_HW_WITH_CUDA
@@ -362,10 +378,10 @@ PYBIND11_MODULE(_C, m) {
 
   m.def(
       "cpu_auto_isa",
-      [](bool int8, int64_t M, bool bf16_dot) { return slt::cpu::isa_name(slt::cpu::auto_isa(int8, M, bf16_dot)); },
-      "The ISA whose kernels slt_linear runs, chosen automatically, for M rows of int8 or float activations "
-      "(bf16_dot: bf16 ones that AVX512-BF16's kernel takes).",
-      py::arg("int8"), py::arg("M"), py::arg("bf16_dot") = false);
+      [](bool int8, int64_t M, bool bf16, bool binary) { return slt::cpu::isa_name(auto_isa_for(int8, M, bf16, binary)); },
+      "The ISA whose kernels slt_linear runs, chosen automatically, for M rows of int8, float or bf16 "
+      "activations and a binary signed-constant weight (binary=False: a multicoat one).",
+      py::arg("int8"), py::arg("M"), py::arg("bf16") = false, py::arg("binary") = true);
 
   m.def(
       "cpu_bf16_dot",
@@ -380,8 +396,8 @@ PYBIND11_MODULE(_C, m) {
       "cpu_lut",
       [](const std::string& isa) {
         // auto: the ISAs auto_isa picks at one row of float / int8 activations
-        const slt::cpu::Isa which = isa == "auto" ? slt::cpu::auto_isa(false, 1) : parse_isa(isa);
-        const slt::cpu::Isa which8 = isa == "auto" ? slt::cpu::auto_isa(true, 1) : which;
+        const slt::cpu::Isa which = isa == "auto" ? auto_isa_for(false, 1) : parse_isa(isa);
+        const slt::cpu::Isa which8 = isa == "auto" ? auto_isa_for(true, 1) : which;
         const slt::cpu::LutRows r = slt::cpu::lut_rows(which), r8 = slt::cpu::lut_rows(which8);
         py::dict d;
         d["isa"] = slt::cpu::isa_name(which);

@@ -11,7 +11,7 @@ from unittest import mock
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from slt_hw import _ext, _ops, pack_binary, pack_frozen, pack_multicoat, slt_linear
@@ -294,9 +294,14 @@ def test_automatic_isa_per_problem(monkeypatch):
     mod = _ext.native()
     best = mod.build_info()["cpu_isa"]
     assert cpu.chosen_isa() == best
-    for int8, rows in [(False, 1), (False, 8), (False, 9), (False, 512), (True, 1), (True, 8), (True, 64)]:
-        want = "avx2" if best.startswith("avx512") and (int8 or rows > 8) else best
-        assert mod.cpu_auto_isa(int8, rows) == cpu.chosen_isa(int8, rows) == want, (int8, rows)
+    for int8, rows in [(False, 1), (False, 8), (False, 9), (False, 512), (True, 1), (True, 23), (True, 24),
+                       (True, 63), (True, 64)]:
+        for binary in (True, False):
+            # int8 from 24 rows (binary weights; other formats from 64) on AVX-512 VNNI's kernels
+            vnni = best == "avx512vnni" and int8 and rows >= (24 if binary else 64)
+            want = "avx2" if best.startswith("avx512") and (int8 or rows > 8) and not vnni else best
+            assert mod.cpu_auto_isa(int8, rows, False, binary) == cpu.chosen_isa(int8, rows, binary=binary) == want, \
+                (int8, rows, binary)
     monkeypatch.setenv("SLT_HW_CPU_ISA", "scalar")
     assert cpu.chosen_isa(True, 64) == "scalar"
     p = packed("binary", 4096, 256, 0, "signed_constant")
@@ -515,6 +520,32 @@ def test_bf16_dot_products_match_reference(isa, n, k, m, seed, with_bias, stride
     assert torch.equal(fused(eye, p, isa=isa).view(torch.int16), want.to(torch.bfloat16).view(torch.int16))
 
 
+INT8_PANEL_ISAS = [isa for isa in ISAS if isa == "avx512vnni"] + ["avx512vnni-emulated"]
+
+
+@pytest.mark.parametrize("isa", INT8_PANEL_ISAS)
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(n=st.sampled_from([1, 16, 47, 49, 64, 97]), k=st.sampled_from([1, 31, 33, 100, 1025, 2101]),
+       m=st.sampled_from([9, 15, 16, 17, 70, 130]), seed=st.integers(0, 10_000), with_bias=st.booleans(),
+       threads=st.sampled_from([1, 2]))
+@example(n=64, k=1025, m=130, seed=1, with_bias=True, threads=2)  # the activation-row split
+def test_int8_panels_are_the_int8_path_bit_for_bit(isa, n, k, m, seed, with_bias, threads):
+    """AVX-512 VNNI's int8 panels (binary signed-constant weights past 8 rows: 48-row panels of
+    u = t + 1 bytes, vpdpbusd against broadcast x, each row's sum of x taken per tile): the
+    exact int32 sums and the epilogue of every int8 kernel, so the scalar kernel's bits; weight-
+    row tails, column tails (1025, 2101: several mask blocks), batch tails of the 8-row tile, and
+    64 weight rows on 2 threads (a 48-row and a 16-row task: the activation rows split instead)."""
+    p = packed("binary", n, k, seed, "signed_constant")
+    g = torch.Generator().manual_seed(seed)
+    x = 3 * torch.randn(m, k, generator=g)
+    bias = torch.randn(n, generator=g) if with_bias else None
+    got = fused(x, p, bias, isa=isa, threads=threads, int8=True)
+    assert torch.equal(got, fused(x, p, bias, isa="scalar", int8=True))
+    from slt_hw.ops import slt_linear_int8_reference
+
+    close(got, slt_linear_int8_reference(x, p, bias))
+
+
 def test_bf16_dot_products_are_chosen_automatically(monkeypatch):
     """Where the CPU has AVX512-BF16, bf16 activations past batch 8 stay on AVX-512 (its dot
     products: 2x AVX2's float GEMM) though float ones of that batch go to AVX2; and it shows in
@@ -530,7 +561,7 @@ def test_bf16_dot_products_are_chosen_automatically(monkeypatch):
     p = packed("binary", 64, 256, 0, "signed_constant")
     desc, _alive = _ext.weight_desc(mod, _ops.weight_args(p)[1])
     assert mod.cpu_auto_isa(False, 64, True) == mod.build_info()["cpu_isa"]
-    assert mod.cpu_auto_isa(False, 64) == "avx2"
+    assert mod.cpu_auto_isa(False, 64, True, False) == mod.cpu_auto_isa(False, 64) == "avx2"  # (not binary; float)
     x = torch.randn(64, 256).to(torch.bfloat16)
     torch.testing.assert_close(fused(x, p), fused(x, p, isa=mod.build_info()["cpu_isa"]), rtol=0, atol=0)
 

@@ -61,10 +61,16 @@ Isa best_isa() {
   return isa_supported(Isa::kAvx2) ? Isa::kAvx2 : Isa::kScalar;
 }
 
-Isa auto_isa(bool int8, int64_t M, bool bf16_dot) {
+Isa auto_isa(const LinearProblem& p) {
   const Isa best = best_isa();
-  const bool avx512 = best == Isa::kAvx512 || best == Isa::kAvx512Vnni;
-  return avx512 && isa_supported(Isa::kAvx2) && !bf16_dot && (int8 || M > kSmallBatch) ? Isa::kAvx2 : best;
+  if ((best != Isa::kAvx512 && best != Isa::kAvx512Vnni) || !isa_supported(Isa::kAvx2)) return best;
+  if (bf16_dot_applies(p, best)) return best;
+  if (p.xq != nullptr) {
+    const bool panel = p.planes != nullptr && p.C == 1 && p.dist == kSignedConstant;
+    const int64_t from = panel ? kAutoRowsInt8PanelAvx512 : kAutoRowsInt8BlockedAvx512;
+    return best == Isa::kAvx512Vnni && p.M >= from ? best : Isa::kAvx2;
+  }
+  return p.M > kSmallBatch ? Isa::kAvx2 : best;
 }
 
 namespace {
@@ -364,6 +370,9 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
   }
   if (p.M == 0 || p.row_end == p.row_begin) return;
   const bool int8 = p.xq != nullptr, amx = amx_applies(p, isa), bf16dot = !amx && bf16_dot_applies(p, isa);
+  // VNNI int8 panels (past the register kernel's rows; binary signed constant)
+  const bool i8panel = int8 && !amx && (isa == Isa::kAvx512Vnni || isa == Isa::kAmx) && p.planes != nullptr &&
+                       p.C == 1 && p.M > kSmallBatchInt8;  // (signed constant: validate)
   // AVX2's table lookup takes float activations as int8 slices
   const bool avx2_float_lut = !int8 && isa == Isa::kAvx2 && lut_applies(p, isa, threads);
   if (avx2_float_lut && run_sliced(p, isa, threads)) return;
@@ -401,7 +410,7 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
       for (int64_t k = 0; k < p.K; ++k) t += xq[size_t(m * Kp + k)];
       sums[m] = t;
     }
-  } else if (int8 && !amx && avx512_kernels(isa)) {
+  } else if (int8 && !amx && !i8panel && avx512_kernels(isa)) {
     for (int8_t& v : xq) v = int8_t(uint8_t(v) ^ 0x80u);  // AVX-512's blocked int8 kernel takes xq + 128
   }
   // table-lookup kernel: the tables of this call's activations, shared by every thread
@@ -453,7 +462,7 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
 #endif
   // weight rows per task (a table lookup past the small batch too: whole 32-row blocks)
   const int64_t block = amx      ? kAmxTaskRows
-                        : bf16dot ? kTaskRows
+                        : bf16dot || i8panel ? kTaskRows
                         : lut512  ? kLutTaskRowsAvx512
                         : lut     ? kLutBlockRowsInt8
                         : blocked ? kTaskRows
@@ -464,6 +473,7 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
     if (amx) return amx::rows_bf16(p, xb.data(), Mp, scratch, n0, n1);
     if (lut512) return avx512lut::rows(p, tables.data(), scratch, n0, n1);
     if (bf16dot) return avx512vnni::rows_bf16(p, xb.data(), scratch, n0, n1);
+    if (i8panel) return avx512vnni::rows_int8_panel(p, xq.data(), scratch, n0, n1);
 #endif
 #if defined(SLT_HW_HAVE_AVX2)
     if (lut) return avx2lut::rows_int8(p, tables_i8.get(), scratch, n0, n1);
@@ -475,7 +485,8 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
 #if defined(SLT_HW_HAVE_AVX512)
   if (lut512) lut_scratch = avx512lut::scratch_floats(p.M);
   if (amx) lut_scratch = amx::scratch_floats(p.K);
-  if (bf16dot) lut_scratch = avx512vnni::scratch_floats_bf16();
+  if (bf16dot) lut_scratch = avx512vnni::scratch_floats_bf16(p.K);
+  if (i8panel) lut_scratch = avx512vnni::scratch_floats_i8_panel(p.K);
 #endif
 #if defined(SLT_HW_HAVE_AVX2)
   if (lut && !lut512) lut_scratch = avx2lut::scratch_floats_int8(p.K, p.M);
@@ -502,6 +513,9 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
           q.y = p.y + m0 * p.ldy;
           if (!int8) return kernel(q, xp.data() + m0 * Kp, scratch, n0, n1);
           q.xscale = p.xscale + m0;
+#if defined(SLT_HW_HAVE_AVX512)
+          if (i8panel) return avx512vnni::rows_int8_panel(q, xq.data() + m0 * ldq, scratch, n0, n1);
+#endif
           return kernel_i8(q, xq_run + m0 * ldq, scratch, n0, n1);
         });
   if (!ok)

@@ -127,15 +127,18 @@ struct LinearProblem : WeightDesc {
 
 bool isa_supported(Isa isa);
 Isa best_isa();
-// The ISA whose kernels run a problem of M rows of int8 or float (bf16) activations when the
-// caller leaves the choice to the library ("auto"): best_isa(), except on an AVX-512 CPU for the
-// problems where AVX2's kernels measured faster (AMD Zen 4, docs/benchmarks.md, step 10): int8
-// activations at every batch (AVX2's table lookup, bit-sliced and blocked kernels: 1.5-5x
-// AVX-512's) and float ones past kSmallBatch rows (AVX2's panel GEMM: 1.2-2.3x). Float
-// activations up to kSmallBatch rows stay on AVX-512 (its table lookup and mask registers).
-// bf16_dot: the problem has bf16 activations that AVX512-BF16's kernel takes there
-// (bf16_dot_applies with kAvx512Vnni): they stay on AVX-512 at every batch.
-Isa auto_isa(bool int8, int64_t M, bool bf16_dot = false);
+// The ISA whose kernels run a problem when the caller leaves the choice to the library
+// ("auto"): best_isa(), except on an AVX-512 CPU for the problems where AVX2's kernels measured
+// faster (AMD Zen 4, docs/benchmarks.md, step 10): int8 activations below
+// kAutoRowsInt8PanelAvx512 rows with binary signed-constant weights (AVX2's table lookup and
+// bit-sliced kernel; at 16 rows even, from 24 AVX-512 VNNI's panels are 1.1-1.7x AVX2's), below
+// kAutoRowsInt8BlockedAvx512 with the other formats (AVX-512 VNNI's blocked kernel 1.05-1.7x
+// from there), at every batch without VNNI; and float activations past kSmallBatch rows (AVX2's
+// panel GEMM: 1.2-2.3x AVX-512's dot products) unless they are bf16 ones that AVX512-BF16's
+// kernel takes (bf16_dot_applies). Float activations up to kSmallBatch rows stay on AVX-512.
+constexpr int64_t kAutoRowsInt8PanelAvx512 = 24;
+constexpr int64_t kAutoRowsInt8BlockedAvx512 = 64;
+Isa auto_isa(const LinearProblem& p);
 // Whether slt_linear runs this problem with AVX512-BF16 dot products: kAvx512Vnni (or kAmx
 // where its tiles do not take it) on a CPU with AVX512-BF16, bf16 activations, more than
 // kSmallBatch rows, one mask plane, signed constant.
@@ -206,9 +209,14 @@ SLT_HW_ROW_KERNELS(avx512vnni)
 #undef SLT_HW_ROW_KERNELS
 // AVX512-BF16 dot products (in the VNNI TU) for bf16 activations past kSmallBatch rows, binary
 // signed-constant weights (bf16_dot_applies): xb copied to (M, Kp) with zero padding; tasks of
-// kTaskRows rows, scratch_floats_bf16() floats each.
+// kTaskRows rows, scratch_floats_bf16(K) floats each.
+// And VNNI dot products for int8 activations past kSmallBatchInt8 rows, binary signed-constant
+// weights: xq as the register kernel takes it (row sums after it); tasks of kTaskRows rows,
+// scratch_floats_i8_panel(K) floats each.
 namespace avx512vnni {
-int64_t scratch_floats_bf16();
+int64_t scratch_floats_i8_panel(int64_t K);
+bool rows_int8_panel(const LinearProblem& p, const int8_t* xq, float* scratch, int64_t n0, int64_t n1);
+int64_t scratch_floats_bf16(int64_t K);
 bool rows_bf16(const LinearProblem& p, const uint16_t* xb, float* scratch, int64_t n0, int64_t n1);
 }  // namespace avx512vnni
 

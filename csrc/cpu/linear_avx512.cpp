@@ -105,11 +105,25 @@ inline __m512i tile64_u(uint64_t m, uint64_t s) {
 
 inline int32_t tile_sum(uint32_t m, uint32_t s) { return __builtin_popcount(m & ~s) - __builtin_popcount(m & s); }
 
+#if defined(SLT_HW_AVX512_VNNI)
+// acc + the four products a (uint8) * b (int8) of each int32 lane. Natively as inline asm: GCC 12
+// keeps arrays of accumulators fed by the vpdpbusd intrinsic in memory as well, storing every
+// one on each step (the int8 micro-kernels ran at a third of their speed).
+inline __m512i dpbusd(__m512i acc, __m512i a, __m512i b) {
+#if defined(SLT_HW_AVX512_EMULATED)
+  return _mm512_dpbusd_epi32(acc, a, b);
+#else
+  asm("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(a), "v"(b));
+  return acc;
+#endif
+}
+#endif
+
 // acc += a * b for 64 (uint8, int8) pairs. VNNI: int32 lanes, one instruction. Otherwise
 // int16 lanes of pair sums (|.| <= 512 per step), which the caller widens with widen() in time.
 inline __m512i mac_u8i8(__m512i acc, __m512i a, __m512i b) {
 #if defined(SLT_HW_AVX512_VNNI)
-  return _mm512_dpbusd_epi32(acc, a, b);
+  return dpbusd(acc, a, b);
 #else
   return _mm512_add_epi16(acc, _mm512_maddubs_epi16(a, b));
 #endif
@@ -406,43 +420,112 @@ inline __m512bh as_bh(__m512i v) {
 // The panel of rows [n0, n1) (at most kTaskRows; the rest of the task's rows zero), words
 // [w0, w1). scratch: the rows' positive and negative words, transposed (2 x kBlockWords x
 // kTaskRows uint32), and one row's sign words.
-void build_panel_bf16(const LinearProblem& p, int64_t n0, int64_t n1, int64_t w0, int64_t w1, uint32_t* scratch,
-                      uint32_t* panel) {
-  const int64_t W = (p.K + 31) / 32, words = w1 - w0;
-  uint32_t* pos = scratch;  // [word][row]: mask & ~sign
-  uint32_t* neg = pos + kBlockWords * kTaskRows;  // mask & sign
-  uint32_t* sw = neg + kBlockWords * kTaskRows;
+// The task's positive (mask & ~sign) and negative (mask & sign) words of the whole row,
+// transposed: pos[w][row], neg[w][row] (kTaskRows rows, zero past n1), then one row's sign
+// words: task_words_size(K) uint32. Whole rows, one after another: block by block, the mask
+// reads (48 rows x 128 bytes, 512 bytes apart) had waited on memory (~15 % of a batch-64 call).
+inline int64_t task_words_size(int64_t K) { return (2 * kTaskRows + 1) * ((K + 31) / 32); }
+
+void task_words(const LinearProblem& p, int64_t n0, int64_t n1, uint32_t* scratch) {
+  const int64_t W = (p.K + 31) / 32;
+  uint32_t* pos = scratch;
+  uint32_t* neg = pos + W * kTaskRows;
+  uint32_t* sw = neg + W * kTaskRows;
   for (int64_t r = 0; r < kTaskRows; ++r) {
     const int64_t n = n0 + r;
-    if (n < n1) sign_words(p, n, uint32_t(w0), uint32_t(w1), sw);
-    for (int64_t w = 0; w < words; ++w) {
-      const uint32_t m = n < n1 ? uint32_t(p.planes[n * W + w0 + w]) : 0u, sg = n < n1 ? sw[w] : 0u;
-      pos[w * kTaskRows + r] = m & ~sg;
-      neg[w * kTaskRows + r] = m & sg;
+    if (n >= n1) {
+      for (int64_t w = 0; w < W; ++w) pos[w * kTaskRows + r] = neg[w * kTaskRows + r] = 0u;
+      continue;
+    }
+    sign_words(p, n, 0, uint32_t(W), sw);
+    const uint32_t* mw = reinterpret_cast<const uint32_t*>(p.planes + n * W);
+    for (int64_t w = 0; w < W; ++w) {
+      pos[w * kTaskRows + r] = mw[w] & ~sw[w];
+      neg[w * kTaskRows + r] = mw[w] & sw[w];
     }
   }
+}
+
+// A 4-bit table index of bits (j, j + 1) of a and b: a's at 0, 1 and b's at 2, 3 (vpermd reads
+// the low 4 bits only: the rest is left as it falls).
+inline __m512i pair_index(__m512i a, __m512i b, int j) {
+  const __m512i bs = j >= 2 ? _mm512_srli_epi32(b, unsigned(j - 2)) : _mm512_slli_epi32(b, unsigned(2 - j));
+  return _mm512_ternarylogic_epi32(_mm512_srli_epi32(a, unsigned(j)), bs, _mm512_set1_epi32(3), 0xE4);
+}
+
+// Words [w0, w1) of the task's panel from its transposed words (task_words).
+void build_panel_bf16(const uint32_t* words_t, int64_t W, int64_t w0, int64_t w1, uint32_t* panel) {
+  const int64_t words = w1 - w0;
+  const uint32_t* pos = words_t + w0 * kTaskRows;
+  const uint32_t* neg = words_t + (W + w0) * kTaskRows;
   // index = pos bits (2c, 2c + 1) | neg bits << 2 -> the pair's two bf16 (+1 0x3F80, -1 0xBF80)
   alignas(64) uint32_t table[16];
   for (uint32_t i = 0; i < 16; ++i) {
     const uint32_t lo = (i & 1) ? 0x3F80u : (i & 4) ? 0xBF80u : 0u, hi = (i & 2) ? 0x3F80u : (i & 8) ? 0xBF80u : 0u;
     table[i] = lo | hi << 16;
   }
-  const __m512i lut = _mm512_load_si512(reinterpret_cast<const void*>(table)), low2 = _mm512_set1_epi32(3);
+  const __m512i lut = _mm512_load_si512(reinterpret_cast<const void*>(table));
   for (int64_t w = 0; w < words; ++w)
     for (int64_t g = 0; g < kBfNr; ++g) {
       const __m512i a = _mm512_loadu_si512(reinterpret_cast<const void*>(pos + w * kTaskRows + 16 * g));
       const __m512i b = _mm512_loadu_si512(reinterpret_cast<const void*>(neg + w * kTaskRows + 16 * g));
-      __m512i bs = _mm512_slli_epi32(b, 2);  // neg bits (2c, 2c + 1) at 2, 3 of the index; c = 15 below
-      for (int c = 0; c < 16; ++c) {
-        if (c == 15) bs = _mm512_srli_epi32(b, 28);
-        // vpermd reads the index's low 4 bits: (a >> 2c) & 3 | bs & ~3
-        const __m512i idx = _mm512_ternarylogic_epi32(_mm512_srli_epi32(a, 2 * c), bs, low2, 0xE4);
+      for (int c = 0; c < 16; ++c)
         _mm512_store_si512(reinterpret_cast<void*>(panel + ((w * 16 + c) * kTaskRows + 16 * g)),
-                           _mm512_permutexvar_epi32(idx, lut));
-        if (c < 14) bs = _mm512_srli_epi32(bs, 2);
+                           _mm512_permutexvar_epi32(pair_index(a, b, 2 * c), lut));
+    }
+}
+
+// int8 activations past kSmallBatchInt8 rows, binary signed-constant weights: the same panels
+// with four columns per dword, the weights as u = t + 1 in {0, 1, 2} (vpdpbusd's unsigned
+// operand; x signed, broadcast), sum_k t x = sum_k u x - sum_k x (the row sums after xq). A
+// task's panel covers the whole row (kTaskRows x Kp bytes), built once, read by every 8-row tile.
+void build_panel_i8(const uint32_t* words_t, int64_t W, uint32_t* panel) {
+  alignas(64) uint32_t table[16];  // two columns' bytes u from their pos/neg bits (pair_index)
+  for (uint32_t i = 0; i < 16; ++i)
+    table[i] = ((i & 1) ? 2u : (i & 4) ? 0u : 1u) | ((i & 2) ? 2u : (i & 8) ? 0u : 1u) << 8;
+  const __m512i lut = _mm512_load_si512(reinterpret_cast<const void*>(table));
+  const uint32_t* pos = words_t;
+  const uint32_t* neg = words_t + W * kTaskRows;
+  for (int64_t w = 0; w < W; ++w)
+    for (int64_t g = 0; g < kBfNr; ++g) {
+      const __m512i a = _mm512_loadu_si512(reinterpret_cast<const void*>(pos + w * kTaskRows + 16 * g));
+      const __m512i b = _mm512_loadu_si512(reinterpret_cast<const void*>(neg + w * kTaskRows + 16 * g));
+      for (int q = 0; q < 8; ++q) {
+        const __m512i lo = _mm512_permutexvar_epi32(pair_index(a, b, 4 * q), lut);
+        const __m512i hi = _mm512_permutexvar_epi32(pair_index(a, b, 4 * q + 2), lut);
+        _mm512_store_si512(reinterpret_cast<void*>(panel + ((w * 8 + q) * kTaskRows + 16 * g)),
+                           _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
       }
     }
 }
+
+// Rows [0, MR) of xq (Kp apart) against the panel: exact int32 sums sum_k u x, kTaskRows a row.
+template <int MR>
+void micro_i8_panel(const int8_t* x, int64_t Kp, const uint32_t* panel, int32_t* out /* MR x kTaskRows */) {
+  __m512i acc[MR][kBfNr];
+  for (int r = 0; r < MR; ++r)
+    for (int j = 0; j < kBfNr; ++j) acc[r][j] = _mm512_setzero_si512();
+  const int64_t groups = Kp / 4;
+  for (int64_t c = 0; c < groups; ++c) {
+    __m512i wv[kBfNr];
+    for (int j = 0; j < kBfNr; ++j)
+      wv[j] = _mm512_load_si512(reinterpret_cast<const void*>(panel + c * kTaskRows + 16 * j));
+    for (int r = 0; r < MR; ++r) {
+      int32_t four;
+      std::memcpy(&four, x + r * Kp + 4 * c, sizeof four);
+      const __m512i xv = _mm512_set1_epi32(four);
+      for (int j = 0; j < kBfNr; ++j) acc[r][j] = dpbusd(acc[r][j], wv[j], xv);
+    }
+  }
+  for (int r = 0; r < MR; ++r)
+    for (int j = 0; j < kBfNr; ++j)
+      _mm512_storeu_si512(reinterpret_cast<void*>(out + r * kTaskRows + 16 * j), acc[r][j]);
+}
+
+using MicroI8Panel = void (*)(const int8_t*, int64_t, const uint32_t*, int32_t*);
+constexpr MicroI8Panel kMicroI8Panel[kBfMr + 1] = {nullptr, micro_i8_panel<1>, micro_i8_panel<2>, micro_i8_panel<3>,
+                                                   micro_i8_panel<4>, micro_i8_panel<5>, micro_i8_panel<6>,
+                                                   micro_i8_panel<7>, micro_i8_panel<8>};
 
 // y[r][16 j + lane] += factor * sum over `pairs` column pairs, rows [0, MR) of x (bf16, ldx
 // apart) against the panel's kBfNr groups; cols: valid weight rows (the last task's may be fewer).
@@ -501,18 +584,56 @@ bool rows_int8(const LinearProblem& p, const int8_t* xq, float* scratch, int64_t
 }
 
 #if defined(SLT_HW_AVX512_VNNI)
-int64_t scratch_floats_bf16() { return kTaskRows * kBlockCols / 2 + 2 * kBlockWords * kTaskRows + kBlockWords + 16; }
+int64_t scratch_floats_i8_panel(int64_t K) {
+  return kTaskRows * ((K + 31) / 32) * 8 + task_words_size(K) + kBfMr * kTaskRows + 16;
+}
+
+bool rows_int8_panel(const LinearProblem& p, const int8_t* xq, float* scratch, int64_t n0, int64_t n1) {
+  const int64_t W = (p.K + 31) / 32, Kp = 32 * W;
+  uint32_t* panel = align64<uint32_t>(scratch);  // kTaskRows x Kp bytes
+  uint32_t* words_t = panel + kTaskRows * W * 8;
+  int32_t* sums = reinterpret_cast<int32_t*>(words_t + task_words_size(p.K));
+  task_words(p, n0, n1, words_t);
+  build_panel_i8(words_t, W, panel);
+  const float g = p.coat_scales[0];
+  const __m512i ones = _mm512_set1_epi8(1);
+  for (int64_t m = 0; m < p.M; m += kBfMr) {
+    const int64_t mr = p.M - m < kBfMr ? p.M - m : kBfMr;
+    kMicroI8Panel[mr](xq + m * Kp, Kp, panel, sums);
+    for (int64_t r = 0; r < mr; ++r) {
+      // sum_k x of the row (one vpdpbusd per 64 bytes, ~2 % of the tile's): the kernel needs no
+      // row sums from the caller, so any range of rows can run on its own
+      __m512i xs = _mm512_setzero_si512();
+      for (int64_t k = 0; k < Kp; k += 64) {
+        const __m512i v = k + 64 <= Kp ? _mm512_loadu_si512(reinterpret_cast<const void*>(xq + (m + r) * Kp + k))
+                                       : _mm512_maskz_mov_epi8(slt_mask64(0xFFFFFFFFull), _mm512_loadu_si512(
+                                             reinterpret_cast<const void*>(xq + (m + r) * Kp + k)));
+        xs = dpbusd(xs, ones, v);
+      }
+      const int32_t xsum = hsum_epi32(xs);
+      for (int64_t n = n0; n < n1; ++n) {  // as rows_int8_impl: (g * sum) * scale * xscale + b
+        const float acc = g * float(sums[r * kTaskRows + n - n0] - xsum);
+        p.y[(m + r) * p.ldy + n - p.row_begin] =
+            acc * p.scale * p.xscale[m + r] + (p.bias ? p.bias[n - p.row_begin] : 0.0f);
+      }
+    }
+  }
+  return true;
+}
+
+int64_t scratch_floats_bf16(int64_t K) { return kTaskRows * kBlockCols / 2 + task_words_size(K) + 16; }
 
 bool rows_bf16(const LinearProblem& p, const uint16_t* xb, float* scratch, int64_t n0, int64_t n1) {
   const int64_t W = (p.K + 31) / 32, Kp = 32 * W;
-  // scratch: the panel (64-byte aligned: kTaskRows x kBlockCols bf16), then build_panel_bf16's
+  // scratch: a block's panel (64-byte aligned: kTaskRows x kBlockCols bf16), the task's words
   uint32_t* panel = align64<uint32_t>(scratch);
-  uint32_t* build = panel + kTaskRows * kBlockCols / 2;
+  uint32_t* words_t = panel + kTaskRows * kBlockCols / 2;
   const float factor = p.scale * p.coat_scales[0];
   init_outputs(p, n0, n1);
+  task_words(p, n0, n1, words_t);
   for (int64_t w0 = 0; w0 < W; w0 += kBlockWords) {
     const int64_t w1 = w0 + kBlockWords < W ? w0 + kBlockWords : W;
-    build_panel_bf16(p, n0, n1, w0, w1, build, panel);
+    build_panel_bf16(words_t, W, w0, w1, panel);
     for (int64_t m = 0; m < p.M; m += kBfMr) {
       const int64_t mr = p.M - m < kBfMr ? p.M - m : kBfMr;
       kMicroBf16[mr](xb + m * Kp + 32 * w0, Kp, panel, 16 * (w1 - w0), factor, p.y + m * p.ldy + n0 - p.row_begin,

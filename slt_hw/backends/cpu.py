@@ -56,16 +56,17 @@ def _isa(isa: str | None) -> str:
     return name
 
 
-def chosen_isa(int8: bool | None = None, rows: int = 1) -> str:
+def chosen_isa(int8: bool | None = None, rows: int = 1, *, bf16: bool = False, binary: bool = True) -> str:
     """The instruction set slt_linear runs with here: SLT_HW_CPU_ISA's, else the best this CPU
-    has, or, given the activations (int8 or float) and their rows, the one chosen for them: on an
-    AVX-512 CPU, AVX2's kernels for int8 activations and for float ones past batch 8, where
-    they measured faster (docs/benchmarks.md, issue 18 step 10)."""
+    has, or, given the activations (int8, or float / bf16) and their rows, the one chosen for
+    them (a binary signed-constant weight, or binary=False another): on an AVX-512 CPU, AVX2's
+    kernels where they measured faster (int8 activations at small batch, float ones past batch
+    8; docs/benchmarks.md, issue 18 step 10, and csrc/cpu/linear.h's auto_isa)."""
     name = _isa(None)
     if name != "auto":
         return name
     mod = _ext.require()
-    return mod.build_info()["cpu_isa"] if int8 is None else mod.cpu_auto_isa(int8, rows)
+    return mod.build_info()["cpu_isa"] if int8 is None else mod.cpu_auto_isa(int8, rows, bf16, binary)
 
 
 def _lut(lut: str | None) -> str:
@@ -310,7 +311,9 @@ def _describe() -> str:
         isa = chosen_isa()
         # where the automatic choice differs per problem (an AVX-512 CPU): the ISA of the others
         isa8, isa_big = chosen_isa(True, 1), chosen_isa(False, 1 << 20)
-        per_path = [f"{isa8} kernels for int8 activations"] if isa8 != isa else []
+        back = next((r for r in range(1, 257) if chosen_isa(True, r) == isa), 0)  # int8: back to isa from here
+        until = f" below batch {back} (binary weights)" if back else ""
+        per_path = [f"{isa8} kernels for int8 activations{until}"] if isa8 != isa else []
         per_path += [f"{isa_big} kernels for float ones past batch 8"] if isa_big != isa else []
         per_path = f"; {' and '.join(per_path)} (measured faster)" if per_path else ""
     except (RuntimeError, ValueError) as e:  # no extension, or a bad SLT_HW_CPU_ISA
