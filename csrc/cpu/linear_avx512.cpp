@@ -499,33 +499,38 @@ void build_panel_i8(const uint32_t* words_t, int64_t W, uint32_t* panel) {
     }
 }
 
-// Rows [0, MR) of xq (Kp apart) against the panel: exact int32 sums sum_k u x, kTaskRows a row.
-template <int MR>
+// Rows [0, MR) of xq (Kp apart) against the panel's first NR 16-row groups (a task of fewer
+// rows, a convolution's 64 channels: 48 + 16, skips the empty ones): exact int32 sums
+// sum_k u x, kTaskRows a row.
+template <int MR, int NR>
 void micro_i8_panel(const int8_t* x, int64_t Kp, const uint32_t* panel, int32_t* out /* MR x kTaskRows */) {
-  __m512i acc[MR][kBfNr];
+  __m512i acc[MR][NR];
   for (int r = 0; r < MR; ++r)
-    for (int j = 0; j < kBfNr; ++j) acc[r][j] = _mm512_setzero_si512();
+    for (int j = 0; j < NR; ++j) acc[r][j] = _mm512_setzero_si512();
   const int64_t groups = Kp / 4;
   for (int64_t c = 0; c < groups; ++c) {
-    __m512i wv[kBfNr];
-    for (int j = 0; j < kBfNr; ++j)
+    __m512i wv[NR];
+    for (int j = 0; j < NR; ++j)
       wv[j] = _mm512_load_si512(reinterpret_cast<const void*>(panel + c * kTaskRows + 16 * j));
     for (int r = 0; r < MR; ++r) {
       int32_t four;
       std::memcpy(&four, x + r * Kp + 4 * c, sizeof four);
       const __m512i xv = _mm512_set1_epi32(four);
-      for (int j = 0; j < kBfNr; ++j) acc[r][j] = dpbusd(acc[r][j], wv[j], xv);
+      for (int j = 0; j < NR; ++j) acc[r][j] = dpbusd(acc[r][j], wv[j], xv);
     }
   }
   for (int r = 0; r < MR; ++r)
-    for (int j = 0; j < kBfNr; ++j)
+    for (int j = 0; j < NR; ++j)
       _mm512_storeu_si512(reinterpret_cast<void*>(out + r * kTaskRows + 16 * j), acc[r][j]);
 }
 
 using MicroI8Panel = void (*)(const int8_t*, int64_t, const uint32_t*, int32_t*);
-constexpr MicroI8Panel kMicroI8Panel[kBfMr + 1] = {nullptr, micro_i8_panel<1>, micro_i8_panel<2>, micro_i8_panel<3>,
-                                                   micro_i8_panel<4>, micro_i8_panel<5>, micro_i8_panel<6>,
-                                                   micro_i8_panel<7>, micro_i8_panel<8>};
+#define SLT_I8_PANEL_ROW(mr) {nullptr, micro_i8_panel<mr, 1>, micro_i8_panel<mr, 2>, micro_i8_panel<mr, 3>}
+static_assert(kBfNr == 3, "kMicroI8Panel's columns");
+constexpr MicroI8Panel kMicroI8Panel[kBfMr + 1][kBfNr + 1] = {
+    {nullptr, nullptr, nullptr, nullptr}, SLT_I8_PANEL_ROW(1), SLT_I8_PANEL_ROW(2), SLT_I8_PANEL_ROW(3),
+    SLT_I8_PANEL_ROW(4), SLT_I8_PANEL_ROW(5), SLT_I8_PANEL_ROW(6), SLT_I8_PANEL_ROW(7), SLT_I8_PANEL_ROW(8)};
+#undef SLT_I8_PANEL_ROW
 
 // y[r][16 j + lane] += factor * sum over `pairs` column pairs, rows [0, MR) of x (bf16, ldx
 // apart) against the panel's kBfNr groups; cols: valid weight rows (the last task's may be fewer).
@@ -599,7 +604,7 @@ bool rows_int8_panel(const LinearProblem& p, const int8_t* xq, float* scratch, i
   const __m512i ones = _mm512_set1_epi8(1);
   for (int64_t m = 0; m < p.M; m += kBfMr) {
     const int64_t mr = p.M - m < kBfMr ? p.M - m : kBfMr;
-    kMicroI8Panel[mr](xq + m * Kp, Kp, panel, sums);
+    kMicroI8Panel[mr][(n1 - n0 + 15) / 16](xq + m * Kp, Kp, panel, sums);
     for (int64_t r = 0; r < mr; ++r) {
       // sum_k x of the row (one vpdpbusd per 64 bytes, ~2 % of the tile's): the kernel needs no
       // row sums from the caller, so any range of rows can run on its own
@@ -611,11 +616,21 @@ bool rows_int8_panel(const LinearProblem& p, const int8_t* xq, float* scratch, i
         xs = dpbusd(xs, ones, v);
       }
       const int32_t xsum = hsum_epi32(xs);
-      for (int64_t n = n0; n < n1; ++n) {  // as rows_int8_impl: (g * sum) * scale * xscale + b
-        const float acc = g * float(sums[r * kTaskRows + n - n0] - xsum);
-        p.y[(m + r) * p.ldy + n - p.row_begin] =
-            acc * p.scale * p.xscale[m + r] + (p.bias ? p.bias[n - p.row_begin] : 0.0f);
+      // as rows_int8_impl: (g * sum) * scale * xscale + b (+ 0.0f without a bias), in that order
+      float* yr = p.y + (m + r) * p.ldy + n0 - p.row_begin;
+      const float* br = p.bias ? p.bias + n0 - p.row_begin : nullptr;
+      const int32_t* sr = sums + r * kTaskRows;
+      int64_t n = 0;
+#if !defined(SLT_HW_AVX512_EMULATED)  // (SIMDe lacks _mm512_cvtepi32_ps)
+      const __m512i vxsum = _mm512_set1_epi32(xsum);
+      const __m512 vg = _mm512_set1_ps(g), vscale = _mm512_set1_ps(p.scale), vxs = _mm512_set1_ps(p.xscale[m + r]);
+      for (; n + 16 <= n1 - n0; n += 16) {
+        const __m512i d = _mm512_sub_epi32(_mm512_loadu_si512(reinterpret_cast<const void*>(sr + n)), vxsum);
+        const __m512 v = _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(vg, _mm512_cvtepi32_ps(d)), vscale), vxs);
+        _mm512_storeu_ps(yr + n, _mm512_add_ps(v, br ? _mm512_loadu_ps(br + n) : _mm512_setzero_ps()));
       }
+#endif
+      for (; n < n1 - n0; ++n) yr[n] = g * float(sr[n] - xsum) * p.scale * p.xscale[m + r] + (br ? br[n] : 0.0f);
     }
   }
   return true;
