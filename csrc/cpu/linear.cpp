@@ -90,8 +90,8 @@ bool bf16_dot_supported(Isa isa) {
 }
 
 bool bf16_dot_applies(const LinearProblem& p, Isa isa) {
-  return bf16_dot_supported(isa) && p.xb != nullptr && p.xq == nullptr && p.planes != nullptr && p.C == 1 && p.dist == kSignedConstant &&
-         p.M > kSmallBatch;
+  return bf16_dot_supported(isa) && p.xb != nullptr && p.xq == nullptr && p.planes != nullptr && p.C == 1 &&
+         p.dist == kSignedConstant && p.M > kSmallBatch;
 }
 
 const char* isa_name(Isa isa) {
@@ -370,9 +370,10 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
   }
   if (p.M == 0 || p.row_end == p.row_begin) return;
   const bool int8 = p.xq != nullptr, amx = amx_applies(p, isa), bf16dot = !amx && bf16_dot_applies(p, isa);
-  // VNNI int8 panels (past the register kernel's rows; binary signed constant)
+  // VNNI int8 panels: past the register kernel's rows, one mask plane (int8 activations come with
+  // signed-constant weights only: validate)
   const bool i8panel = int8 && !amx && (isa == Isa::kAvx512Vnni || isa == Isa::kAmx) && p.planes != nullptr &&
-                       p.C == 1 && p.M > kSmallBatchInt8;  // (signed constant: validate)
+                       p.C == 1 && p.M > kSmallBatchInt8;
   // AVX2's table lookup takes float activations as int8 slices
   const bool avx2_float_lut = !int8 && isa == Isa::kAvx2 && lut_applies(p, isa, threads);
   if (avx2_float_lut && run_sliced(p, isa, threads)) return;

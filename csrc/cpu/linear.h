@@ -195,7 +195,8 @@ int64_t scratch_floats(int64_t K, bool blocked);
 // The int8 variants take `xq` copied to (M, Kp) int8 with zero padding; AVX-512's blocked kernel
 // (past kSmallBatchInt8 rows) takes it as xq + 128 (uint8: every byte, padding and slack
 // included, xor 0x80), the unsigned operand of vpdpbusd / vpmaddubsw without a flip per load,
-// its register kernel as it is with the row sums after it (int8_row_sums). Both copies have 64
+// its register kernel as it is with the row sums after it (int8_row_sums), the VNNI panels
+// (avx512vnni::rows_int8_panel) as it is. Both copies have 64
 // bytes of slack after the last row (a 64-byte load may run past a row's end into it).
 #define SLT_HW_ROW_KERNELS(isa)                                                                  \
   namespace isa {                                                                                \
@@ -210,9 +211,9 @@ SLT_HW_ROW_KERNELS(avx512vnni)
 // AVX512-BF16 dot products (in the VNNI TU) for bf16 activations past kSmallBatch rows, binary
 // signed-constant weights (bf16_dot_applies): xb copied to (M, Kp) with zero padding; tasks of
 // kTaskRows rows, scratch_floats_bf16(K) floats each.
-// And VNNI dot products for int8 activations past kSmallBatchInt8 rows, binary signed-constant
-// weights: xq as the register kernel takes it (row sums after it); tasks of kTaskRows rows,
-// scratch_floats_i8_panel(K) floats each.
+// And VNNI int8 panels for int8 activations past kSmallBatchInt8 rows, binary signed-constant
+// weights: xq copied to (M, Kp) as it is (not flipped; each tile sums its own rows); tasks of
+// kTaskRows rows, scratch_floats_i8_panel(K) floats each.
 namespace avx512vnni {
 int64_t scratch_floats_i8_panel(int64_t K);
 bool rows_int8_panel(const LinearProblem& p, const int8_t* xq, float* scratch, int64_t n0, int64_t n1);

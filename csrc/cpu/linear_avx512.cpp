@@ -417,9 +417,6 @@ inline __m512bh as_bh(__m512i v) {
   return b;
 }
 
-// The panel of rows [n0, n1) (at most kTaskRows; the rest of the task's rows zero), words
-// [w0, w1). scratch: the rows' positive and negative words, transposed (2 x kBlockWords x
-// kTaskRows uint32), and one row's sign words.
 // The task's positive (mask & ~sign) and negative (mask & sign) words of the whole row,
 // transposed: pos[w][row], neg[w][row] (kTaskRows rows, zero past n1), then one row's sign
 // words: task_words_size(K) uint32. Whole rows, one after another: block by block, the mask
@@ -477,8 +474,9 @@ void build_panel_bf16(const uint32_t* words_t, int64_t W, int64_t w0, int64_t w1
 
 // int8 activations past kSmallBatchInt8 rows, binary signed-constant weights: the same panels
 // with four columns per dword, the weights as u = t + 1 in {0, 1, 2} (vpdpbusd's unsigned
-// operand; x signed, broadcast), sum_k t x = sum_k u x - sum_k x (the row sums after xq). A
-// task's panel covers the whole row (kTaskRows x Kp bytes), built once, read by every 8-row tile.
+// operand; x signed, broadcast), sum_k t x = sum_k u x - sum_k x (each 8-row tile sums its rows
+// of x). A task's panel covers the whole row (kTaskRows x Kp bytes), built once, read by every
+// tile. Rows past n1 (the last task's) are zero words: u = 1, and their outputs never written.
 void build_panel_i8(const uint32_t* words_t, int64_t W, uint32_t* panel) {
   alignas(64) uint32_t table[16];  // two columns' bytes u from their pos/neg bits (pair_index)
   for (uint32_t i = 0; i < 16; ++i)
