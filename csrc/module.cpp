@@ -83,18 +83,21 @@ slt::cpu::Isa parse_isa(const std::string& isa) {
   return which;
 }
 
-// parse_isa, where "auto" is the ISA auto_isa picks for this problem's activations and rows.
-slt::cpu::Isa problem_isa(const std::string& isa, const slt::cpu::LinearProblem& p) {
-  return isa == "auto" ? slt::cpu::auto_isa(p) : parse_isa(isa);
+// parse_isa, where "auto" is the ISA auto_isa picks for this problem on `threads`.
+slt::cpu::Isa problem_isa(const std::string& isa, const slt::cpu::LinearProblem& p, int threads) {
+  return isa == "auto" ? slt::cpu::auto_isa(p, threads) : parse_isa(isa);
 }
 
-// auto_isa for M rows of int8, float or bf16 activations and a binary signed-constant weight
-// (binary=false: a multicoat one): a stand-in problem, whose pointers are never read.
-slt::cpu::Isa auto_isa_for(bool int8, int64_t M, bool bf16 = false, bool binary = true) {
+// auto_isa for M rows of int8, float or bf16 activations and an N x 4096 binary signed-constant
+// weight (binary=false: a multicoat one) on `threads` (0: OpenMP's default): a stand-in
+// problem, whose pointers are never read.
+slt::cpu::Isa auto_isa_for(bool int8, int64_t M, bool bf16 = false, bool binary = true, int64_t N = 4096,
+                           int threads = 0) {
   static const int32_t plane = 0;
   static const float coat = 1.0f;
   slt::cpu::LinearProblem p;
-  p.N = p.K = 1;
+  p.N = N;
+  p.K = 4096;
   p.dist = slt::kSignedConstant;
   p.planes = &plane;
   p.C = binary ? 1 : 3;
@@ -102,7 +105,7 @@ slt::cpu::Isa auto_isa_for(bool int8, int64_t M, bool bf16 = false, bool binary 
   p.M = M;
   p.xq = int8 ? reinterpret_cast<const int8_t*>(&plane) : nullptr;
   p.xb = !int8 && bf16 ? reinterpret_cast<const uint16_t*>(&plane) : nullptr;
-  return slt::cpu::auto_isa(p);
+  return slt::cpu::auto_isa(p, threads);
 }
 
 #ifdef SLT_HW_WITH_CUDA
@@ -266,7 +269,7 @@ PYBIND11_MODULE(_C, m) {
         slt::cpu::LinearProblem p = problem(w, x, M, ldx, y, ldy, row_begin, row_end, bias, xq, xscale, lut, xb);
         p.lut_planes = ptr<const uint8_t>(lut_planes);
         p.lut_planes_bytes = lut_planes_bytes;
-        const slt::cpu::Isa which = problem_isa(isa, p);
+        const slt::cpu::Isa which = problem_isa(isa, p, threads);
         py::gil_scoped_release release;
         slt::cpu::slt_linear(p, which, threads);
       },
@@ -290,7 +293,7 @@ PYBIND11_MODULE(_C, m) {
         const uintptr_t given = reinterpret_cast<uintptr_t>(&xscale);
         slt::cpu::LinearProblem p = problem(w, int8 || bf16 ? 0 : given, M, w.K, reinterpret_cast<uintptr_t>(&y), w.N,
                                             0, w.N, 0, q, s, lut, !int8 && bf16 ? given : 0);
-        const slt::cpu::LutLayout kind = slt::cpu::lut_layout(p, problem_isa(isa, p), threads);
+        const slt::cpu::LutLayout kind = slt::cpu::lut_layout(p, problem_isa(isa, p, threads), threads);
         return py::make_tuple(kind == slt::cpu::LutLayout::kNone ? "" : slt::cpu::lut_layout_name(kind),
                               slt::cpu::lut_planes_bytes(w, kind));
       },
@@ -378,10 +381,14 @@ PYBIND11_MODULE(_C, m) {
 
   m.def(
       "cpu_auto_isa",
-      [](bool int8, int64_t M, bool bf16, bool binary) { return slt::cpu::isa_name(auto_isa_for(int8, M, bf16, binary)); },
+      [](bool int8, int64_t M, bool bf16, bool binary, int64_t n, int threads) {
+        return slt::cpu::isa_name(auto_isa_for(int8, M, bf16, binary, n, threads));
+      },
       "The ISA whose kernels slt_linear runs, chosen automatically, for M rows of int8, float or bf16 "
-      "activations and a binary signed-constant weight (binary=False: a multicoat one).",
-      py::arg("int8"), py::arg("M"), py::arg("bf16") = false, py::arg("binary") = true);
+      "activations and an n x 4096 binary signed-constant weight (binary=False: a multicoat one) on "
+      "`threads` (0: OpenMP's default).",
+      py::arg("int8"), py::arg("M"), py::arg("bf16") = false, py::arg("binary") = true, py::arg("n") = 4096,
+      py::arg("threads") = 0);
 
   m.def(
       "cpu_bf16_dot",

@@ -302,6 +302,11 @@ def test_automatic_isa_per_problem(monkeypatch):
             want = "avx2" if best.startswith("avx512") and (int8 or rows > 8) and not vnni else best
             assert mod.cpu_auto_isa(int8, rows, False, binary) == cpu.chosen_isa(int8, rows, binary=binary) == want, \
                 (int8, rows, binary)
+    # a small layer (128 weight rows: too few a thread for AVX2's table lookup) stays on
+    # AVX-512 VNNI's int8 kernels at every batch; with 4096 rows on one thread the lookup runs
+    small = "avx512vnni" if best == "avx512vnni" else "avx2" if best == "avx512" else best
+    assert [mod.cpu_auto_isa(True, m, n=128, threads=2) for m in (1, 8, 16)] == [small] * 3
+    assert mod.cpu_auto_isa(True, 4, n=4096, threads=1) == ("avx2" if best.startswith("avx512") else best)
     monkeypatch.setenv("SLT_HW_CPU_ISA", "scalar")
     assert cpu.chosen_isa(True, 64) == "scalar"
     p = packed("binary", 4096, 256, 0, "signed_constant")
@@ -526,15 +531,16 @@ INT8_PANEL_ISAS = [isa for isa in ISAS if isa == "avx512vnni"] + ["avx512vnni-em
 @pytest.mark.parametrize("isa", INT8_PANEL_ISAS)
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(n=st.sampled_from([1, 16, 47, 49, 64, 97]), k=st.sampled_from([1, 31, 33, 100, 1025, 2101]),
-       m=st.sampled_from([9, 15, 16, 17, 70, 130]), seed=st.integers(0, 10_000), with_bias=st.booleans(),
-       threads=st.sampled_from([1, 2]))
+       m=st.sampled_from([1, 2, 5, 8, 9, 15, 16, 17, 70, 130]), seed=st.integers(0, 10_000),
+       with_bias=st.booleans(), threads=st.sampled_from([1, 2]))
 @example(n=64, k=1025, m=130, seed=1, with_bias=True, threads=2)  # the activation-row split
-def test_int8_panels_are_the_int8_path_bit_for_bit(isa, n, k, m, seed, with_bias, threads):
-    """AVX-512 VNNI's int8 panels (binary signed-constant weights past 8 rows: 48-row panels of
-    u = t + 1 bytes, vpdpbusd against broadcast x, each row's sum of x taken per tile): the
-    exact int32 sums and the epilogue of every int8 kernel, so the scalar kernel's bits; weight-
-    row tails, column tails (1025, 2101: several mask blocks), batch tails of the 8-row tile, and
-    64 weight rows on 2 threads (a 48-row and a 16-row task: the activation rows split instead)."""
+def test_vnni_int8_kernels_are_the_int8_path_bit_for_bit(isa, n, k, m, seed, with_bias, threads):
+    """AVX-512 VNNI's int8 kernels for binary signed-constant weights: up to 8 rows three weight
+    rows at a time sharing each load of x; past 8 rows the panels (48 rows of u = t + 1 bytes,
+    vpdpbusd against broadcast x, each row's sum of x taken per tile). The exact int32 sums and
+    the epilogue of every int8 kernel, so the scalar kernel's bits; weight-row tails (of 3 and of
+    48), column tails (1025, 2101: several mask blocks), batch tails of the 8-row tile, and 64
+    weight rows on 2 threads (a 48-row and a 16-row task: the activation rows split instead)."""
     p = packed("binary", n, k, seed, "signed_constant")
     g = torch.Generator().manual_seed(seed)
     x = 3 * torch.randn(m, k, generator=g)

@@ -61,14 +61,15 @@ Isa best_isa() {
   return isa_supported(Isa::kAvx2) ? Isa::kAvx2 : Isa::kScalar;
 }
 
-Isa auto_isa(const LinearProblem& p) {
+Isa auto_isa(const LinearProblem& p, int threads) {
   const Isa best = best_isa();
   if ((best != Isa::kAvx512 && best != Isa::kAvx512Vnni) || !isa_supported(Isa::kAvx2)) return best;
   if (bf16_dot_applies(p, best)) return best;
   if (p.xq != nullptr) {
-    const bool panel = p.planes != nullptr && p.C == 1 && p.dist == kSignedConstant;
-    const int64_t from = panel ? kAutoRowsInt8PanelAvx512 : kAutoRowsInt8BlockedAvx512;
-    return best == Isa::kAvx512Vnni && p.M >= from ? best : Isa::kAvx2;
+    if (best != Isa::kAvx512Vnni) return Isa::kAvx2;
+    if (p.planes == nullptr || p.C != 1) return p.M >= kAutoRowsInt8BlockedAvx512 ? best : Isa::kAvx2;
+    // binary weights: AVX2's table lookup where it runs (or is forced), below the panels' rows
+    return p.M < kAutoRowsInt8PanelAvx512 && lut_applies(p, Isa::kAvx2, threads) ? Isa::kAvx2 : best;
   }
   return p.M > kSmallBatch ? Isa::kAvx2 : best;
 }

@@ -127,18 +127,22 @@ struct LinearProblem : WeightDesc {
 
 bool isa_supported(Isa isa);
 Isa best_isa();
-// The ISA whose kernels run a problem when the caller leaves the choice to the library
-// ("auto"): best_isa(), except on an AVX-512 CPU for the problems where AVX2's kernels measured
-// faster (AMD Zen 4, docs/benchmarks.md, step 10): int8 activations below
-// kAutoRowsInt8PanelAvx512 rows with binary signed-constant weights (AVX2's table lookup and
-// bit-sliced kernel; at 16 rows even, from 24 AVX-512 VNNI's panels are 1.1-1.7x AVX2's), below
-// kAutoRowsInt8BlockedAvx512 with the other formats (AVX-512 VNNI's blocked kernel 1.05-1.7x
-// from there), at every batch without VNNI; and float activations past kSmallBatch rows (AVX2's
-// panel GEMM: 1.2-2.3x AVX-512's dot products) unless they are bf16 ones that AVX512-BF16's
-// kernel takes (bf16_dot_applies). Float activations up to kSmallBatch rows stay on AVX-512.
+// The ISA whose kernels run a problem on `threads` when the caller leaves the choice to the
+// library ("auto"): best_isa(), except on an AVX-512 CPU for the problems where AVX2's kernels
+// measured faster (AMD Zen 4, docs/benchmarks.md, step 10):
+// - int8 activations with binary signed-constant weights, below kAutoRowsInt8PanelAvx512 rows,
+//   where AVX2's table lookup runs (enough weight rows a thread, lut_applies; or forced on):
+//   it is 1.2-2.3x AVX-512 VNNI's register kernel at 1-4 rows and level at 6-16. Where it does
+//   not run (a small layer), AVX-512 VNNI's kernels are 1.1-1.7x AVX2's at every batch, and
+//   from kAutoRowsInt8PanelAvx512 rows its panels are 1.1-1.7x AVX2's anyway;
+// - int8 activations with the other formats below kAutoRowsInt8BlockedAvx512 rows (AVX-512
+//   VNNI's blocked kernel 1.05-1.7x AVX2's from there), and at every batch without VNNI;
+// - float activations past kSmallBatch rows (AVX2's panel GEMM: 1.2-2.3x AVX-512's dot
+//   products), unless they are bf16 ones that AVX512-BF16's kernel takes (bf16_dot_applies).
+// Float activations up to kSmallBatch rows stay on AVX-512 (its table lookup, mask registers).
 constexpr int64_t kAutoRowsInt8PanelAvx512 = 24;
 constexpr int64_t kAutoRowsInt8BlockedAvx512 = 64;
-Isa auto_isa(const LinearProblem& p);
+Isa auto_isa(const LinearProblem& p, int threads);
 // Whether slt_linear runs this problem with AVX512-BF16 dot products: kAvx512Vnni (or kAmx
 // where its tiles do not take it) on a CPU with AVX512-BF16, bf16 activations, more than
 // kSmallBatch rows, one mask plane, signed constant.

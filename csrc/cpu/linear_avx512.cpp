@@ -199,6 +199,79 @@ inline void dot_i8(const int8_t* xq, int64_t Kp, int64_t Mt, int64_t m0, int64_t
 
 #include "linear_rowdesc.inc"
 
+#if defined(SLT_HW_AVX512_VNNI)
+// Up to kSmallBatchInt8 rows, binary signed-constant weights: kI8WeightRows weight rows at a
+// time share each 64-byte load of x, as dot_i8_m's sums otherwise (u = t + 1, the row sums
+// after xq). At 8 rows x 4096 columns x fills L1, and one weight row at a time read it from L2
+// again for every row.
+constexpr int64_t kI8WeightRows = 3;  // 3 x 8 accumulators, 3 tiles and x: 28 of the 32 zmm
+
+template <int M, int R>
+void dot_i8_rows(const int8_t* xq, int64_t Kp, int64_t Mt, int64_t m0, const uint32_t* const* sw,
+                 const uint32_t* const* mw, int64_t W, int32_t* out /* R x M */) {
+  __m512i acc[R][M];
+  for (int j = 0; j < R; ++j)
+    for (int r = 0; r < M; ++r) acc[j][r] = _mm512_setzero_si512();
+  const int8_t* x = xq + m0 * Kp;
+  int64_t w = 0;
+  for (; w + 2 <= W; w += 2) {
+    __m512i u[R];
+    for (int j = 0; j < R; ++j) u[j] = tile64_u(words64(mw[j] + w), words64(sw[j] + w));
+    for (int r = 0; r < M; ++r) {
+      const __m512i xv = _mm512_loadu_si512(x + r * Kp + 32 * w);
+      for (int j = 0; j < R; ++j) acc[j][r] = dpbusd(acc[j][r], u[j], xv);
+    }
+  }
+  if (w < W) {  // an odd last word: the 64-byte load runs into the next row or the slack, u = 0 there
+    for (int j = 0; j < R; ++j) {
+      const __m512i u = _mm512_maskz_mov_epi8(slt_mask64(0xFFFFFFFFull), tile64_u(mw[j][w], sw[j][w]));
+      for (int r = 0; r < M; ++r) acc[j][r] = dpbusd(acc[j][r], u, _mm512_loadu_si512(x + r * Kp + 32 * w));
+    }
+  }
+  const int32_t* xsum = int8_row_sums(xq, Kp, Mt) + m0;
+  for (int j = 0; j < R; ++j)
+    for (int r = 0; r < M; ++r) out[j * M + r] = hsum_epi32(acc[j][r]) - xsum[r];
+}
+
+using DotI8Rows = void (*)(const int8_t*, int64_t, int64_t, int64_t, const uint32_t* const*, const uint32_t* const*,
+                           int64_t, int32_t*);
+#define SLT_I8_ROWS(m) {nullptr, dot_i8_rows<m, 1>, dot_i8_rows<m, 2>, dot_i8_rows<m, 3>}
+static_assert(kI8WeightRows == 3, "kDotI8Rows' columns");
+constexpr DotI8Rows kDotI8Rows[kI8Rows + 1][kI8WeightRows + 1] = {
+    {nullptr, nullptr, nullptr, nullptr}, SLT_I8_ROWS(1), SLT_I8_ROWS(2), SLT_I8_ROWS(3), SLT_I8_ROWS(4),
+    SLT_I8_ROWS(5), SLT_I8_ROWS(6), SLT_I8_ROWS(7), SLT_I8_ROWS(8)};
+#undef SLT_I8_ROWS
+
+// The driver: as rows_int8_impl, kI8WeightRows weight rows at a time (scratch: their sign words).
+bool rows_int8_multi(const LinearProblem& p, const int8_t* xq, float* scratch, int64_t n0, int64_t n1) {
+  const int64_t W = (p.K + 31) / 32, Kp = 32 * W;
+  uint32_t* sw_rows = reinterpret_cast<uint32_t*>(scratch);
+  const float g = p.coat_scales[0];
+  int32_t sums[kI8WeightRows * kI8Rows];
+  for (int64_t n = n0; n < n1; n += kI8WeightRows) {
+    const int64_t nr = n1 - n < kI8WeightRows ? n1 - n : kI8WeightRows;
+    const uint32_t* sw[kI8WeightRows];
+    const uint32_t* mw[kI8WeightRows];
+    for (int64_t j = 0; j < nr; ++j) {
+      sign_words(p, n + j, 0, uint32_t(W), sw_rows + j * W);
+      sw[j] = sw_rows + j * W;
+      mw[j] = reinterpret_cast<const uint32_t*>(p.planes + (n + j) * W);
+    }
+    for (int64_t m0 = 0; m0 < p.M; m0 += kI8Rows) {
+      const int64_t mb = p.M - m0 < kI8Rows ? p.M - m0 : kI8Rows;
+      kDotI8Rows[mb][nr](xq, Kp, p.M, m0, sw, mw, W, sums);
+      for (int64_t j = 0; j < nr; ++j) {
+        const float b = p.bias ? p.bias[n + j - p.row_begin] : 0.0f;
+        for (int64_t r = 0; r < mb; ++r)  // as rows_int8_impl: (0 + g * sum) * scale * xscale + b
+          p.y[(m0 + r) * p.ldy + n + j - p.row_begin] =
+              (0.0f + g * float(sums[j * mb + r])) * p.scale * p.xscale[m0 + r] + b;
+      }
+    }
+  }
+  return true;
+}
+#endif
+
 // ---------------------------------------------------------------------------- float weights
 struct RowDesc {
   const uint32_t* sw;         // sign words (signed constant)
@@ -583,6 +656,9 @@ bool rows(const LinearProblem& p, const float* xp, float* scratch, int64_t n0, i
 
 bool rows_int8(const LinearProblem& p, const int8_t* xq, float* scratch, int64_t n0, int64_t n1) {
   if (p.M > kSmallBatchInt8) return gemm_rows_int8(p, xq, scratch, n0, n1);
+#if defined(SLT_HW_AVX512_VNNI)
+  if (p.planes != nullptr && p.C == 1) return rows_int8_multi(p, xq, scratch, n0, n1);
+#endif
   return rows_int8_impl(p, xq, scratch, n0, n1);
 }
 
