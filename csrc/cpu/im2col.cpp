@@ -66,12 +66,15 @@ void im2col_quantize_int8(const ConvInput& g, int64_t m0, int64_t m1, int8_t* q,
   // where the channels are contiguous (channels last; the caller converts an NCHW x, whose
   // strided reads cost ~3x the conversion), else a loop at the channel stride.
   void (*gather)(const float* const*, int64_t, int64_t, float*) = nullptr;
+  void (*gather_quantize)(const float* const*, int64_t, int64_t, int8_t*, float*) = nullptr;
   void (*quantize)(const float*, int64_t, int8_t*, float*) = [](const float* x, int64_t K, int8_t* q, float* s) {
     quantize_int8_rows(x, 1, K, K, q, s);
   };
 #if defined(SLT_HW_HAVE_AVX2)
   if (isa_supported(Isa::kAvx2)) {
     if (g.sc == 1) gather = avx2::gather_patch;
+    // (the float patch's stores and reloads had taken ~30 % of a 3 x 3 patch)
+    if (g.sc == 1 && g.C % 8 == 0 && taps >= 8) gather_quantize = avx2::gather_quantize_patch;
     quantize = avx2::quantize_row;
   }
 #endif
@@ -97,6 +100,10 @@ void im2col_quantize_int8(const ConvInput& g, int64_t m0, int64_t m1, int8_t* q,
           const bool inside = ih >= 0 && ih < g.H && iw >= 0 && iw < g.W;
           tap[i * g.kw + j] = inside ? g.x + b * g.sb + ih * g.sh + iw * g.sw : nullptr;
         }
+      if (gather_quantize != nullptr) {
+        gather_quantize(tap.data(), g.C, taps, q + (m - m0) * K, s + (m - m0));
+        continue;
+      }
       if (gather != nullptr) {
         gather(tap.data(), g.C, taps, patch.data());
       } else {

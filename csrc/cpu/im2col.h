@@ -40,6 +40,10 @@ namespace avx2 {
 void gather_patch(const float* const* tap, int64_t C, int64_t taps, float* patch);
 // quantize_int8_rows of one row, 8 lanes wide: its bits for finite x (NaN still quantizes to 0).
 void quantize_row(const float* x, int64_t K, int8_t* q, float* s);
+// gather_patch and quantize_row in one, the patch never stored as floats: q[c * taps + t] and
+// *s, quantize_row's bits for finite x (the maximum taken in another order). C a multiple of 8,
+// taps >= 8 (a 3 x 3 convolution's).
+void gather_quantize_patch(const float* const* tap, int64_t C, int64_t taps, int8_t* q, float* s);
 }
 
 }  // namespace cpu

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 #include "avx2_common.h"
 #include "im2col.h"
@@ -62,6 +63,51 @@ void quantize_row(const float* x, int64_t K, int8_t* q, float* s) {
     float v = x[k] / sc;
     v = v != v ? 0.0f : v < -127.0f ? -127.0f : v > 127.0f ? 127.0f : v;
     q[k] = int8_t((v + kRound) - kRound);
+  }
+}
+
+void gather_quantize_patch(const float* const* tap, int64_t C, int64_t taps, int8_t* q, float* s) {
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF)), zero = _mm256_setzero_ps();
+  __m256 vmax[4] = {zero, zero, zero, zero};  // (four chains: vmaxps's latency)
+  for (int64_t t = 0; t < taps; ++t)
+    if (tap[t] != nullptr)
+      for (int64_t c = 0; c < C; c += 8)
+        vmax[(c >> 3) & 3] = _mm256_max_ps(vmax[(c >> 3) & 3], _mm256_and_ps(_mm256_loadu_ps(tap[t] + c), abs_mask));
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, _mm256_max_ps(_mm256_max_ps(vmax[0], vmax[1]), _mm256_max_ps(vmax[2], vmax[3])));
+  float amax = 0.0f;
+  for (float v : lanes) amax = std::fmax(amax, v);
+  float sc = amax / 127.0f;
+  if (!(sc > 0.0f)) sc = 1.0f;
+  *s = sc;
+  // quantize_row's arithmetic per lane, on the transposed registers
+  const __m256 vs = _mm256_set1_ps(sc), lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
+  auto quant = [&](__m256 v) {
+    v = _mm256_div_ps(v, vs);
+    v = _mm256_and_ps(v, _mm256_cmp_ps(v, v, _CMP_ORD_Q));
+    return _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(v, lo), hi));
+  };
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  for (int64_t c0 = 0; c0 < C; c0 += 8) {
+    int64_t t0 = 0;
+    for (; t0 + 8 <= taps; t0 += 8) {  // r[i]: tap t0 + i's 8 channels; out[j]: channel c0 + j's 8 taps
+      __m256 r[8], out[8];
+      for (int i = 0; i < 8; ++i) r[i] = tap[t0 + i] ? _mm256_loadu_ps(tap[t0 + i] + c0) : zero;
+      avx2common::transpose8x8_ps(r, out);
+      for (int h = 0; h < 8; h += 4) {  // four channels' 8 bytes, in order (quantize_row's packing)
+        const __m256i ab = _mm256_packs_epi32(quant(out[h]), quant(out[h + 1]));
+        const __m256i cd = _mm256_packs_epi32(quant(out[h + 2]), quant(out[h + 3]));
+        alignas(32) int8_t bytes[32];
+        _mm256_store_si256(reinterpret_cast<__m256i*>(bytes),
+                           _mm256_permutevar8x32_epi32(_mm256_packs_epi16(ab, cd), order));
+        for (int j = 0; j < 4; ++j) std::memcpy(q + (c0 + h + j) * taps + t0, bytes + 8 * j, 8);
+      }
+    }
+    for (; t0 < taps; ++t0) {  // the taps past the last 8 (3 x 3: one), a channel vector each
+      alignas(32) int32_t v[8];
+      _mm256_store_si256(reinterpret_cast<__m256i*>(v), quant(tap[t0] ? _mm256_loadu_ps(tap[t0] + c0) : zero));
+      for (int j = 0; j < 8; ++j) q[(c0 + j) * taps + t0] = int8_t(v[j]);
+    }
   }
 }
 
