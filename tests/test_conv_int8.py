@@ -125,6 +125,23 @@ def test_patch_quantizer_has_the_reference_bits(c, k, stride, padding, dilation,
 
 
 @CPP
+@pytest.mark.parametrize("c, k, padding", [(8, (3, 3), (1, 1)), (16, (3, 3), (0, 0)), (24, (2, 5), (2, 1)),
+                                           (64, (3, 3), (1, 1))])
+def test_patch_gathered_and_quantized_in_registers_has_the_reference_bits(c, k, padding):
+    """Channels-last x, channels a multiple of 8, at least 8 taps: the patch is quantized as it is
+    transposed, never stored as floats (every byte written: q starts as 99s); its bits are still
+    quantize_activations' on F.unfold's rows, padding taps and the taps past the last 8 included,
+    with one huge value per row (the scale's channel anywhere in the patch)."""
+    x = torch.randn(2, c, 6, 7, generator=torch.Generator().manual_seed(c)) * 3.0
+    x[0, c // 2, 2, 3] = 1e4
+    x = layout(x, "channels_last")
+    cols = F.unfold(x, k, (1, 1), padding, (1, 1)).transpose(1, 2).reshape(-1, c * k[0] * k[1])
+    want_q, want_s = quantize_activations(cols)
+    q, s = im2col_cpp(x, k, (1, 1), padding, (1, 1))
+    assert torch.equal(q, want_q) and torch.equal(s, want_s)
+
+
+@CPP
 def test_patch_quantizer_refuses_bad_geometry():
     x = torch.randn(1, 2, 4, 4)
     with pytest.raises(ValueError, match=r"rows: expected 0 <= m0 <= m1 <= batch \* OH \* OW = 16"):
