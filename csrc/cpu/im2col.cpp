@@ -7,9 +7,6 @@
 #include <stdexcept>
 #include <vector>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #include "generate.h"
 #include "linear.h"
@@ -79,7 +76,7 @@ void im2col_quantize_int8(const ConvInput& g, int64_t m0, int64_t m1, int8_t* q,
   }
 #endif
 #ifdef _OPENMP
-  const int nt = threads > 0 ? threads : omp_get_max_threads();
+  const int nt = resolve_threads(threads);
 #pragma omp parallel num_threads(nt) if ((m1 - m0) * K >= (1 << 14))
 #endif
   {

@@ -31,33 +31,56 @@ void gather_patch(const float* const* tap, int64_t C, int64_t taps, float* patch
     for (int64_t t = 0; t < taps; ++t) patch[c0 * taps + t] = tap[t] ? tap[t][c0] : 0.0f;
 }
 
+namespace {
+
+// quantize.cpp's scale of a row whose max |x| is amax: amax / 127, or 1 where that is not > 0.
+inline float row_scale(float amax) {
+  const float sc = amax / 127.0f;
+  return sc > 0.0f ? sc : 1.0f;
+}
+
+// The max of the 8 lanes of vmax and amax (std::fmax: NaN lanes are skipped).
+inline float lanes_max(__m256 vmax, float amax) {
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, vmax);
+  for (float v : lanes) amax = std::fmax(amax, v);
+  return amax;
+}
+
+// quantize.cpp's arithmetic 8 lanes at a time: x / s (a true division, as torch's), NaN -> 0,
+// clamp, round half to even (_mm256_cvtps_epi32 in the default rounding mode).
+struct Quantizer {
+  __m256 vs, lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
+  explicit Quantizer(float sc) : vs(_mm256_set1_ps(sc)) {}
+  __m256i operator()(__m256 x) const {
+    __m256 v = _mm256_div_ps(x, vs);
+    v = _mm256_and_ps(v, _mm256_cmp_ps(v, v, _CMP_ORD_Q));
+    return _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(v, lo), hi));
+  }
+};
+
+// Four vectors of 8 int32 (each in [-127, 127]) as 32 bytes in order.
+inline __m256i pack_bytes(__m256i a, __m256i b, __m256i c, __m256i d) {
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);  // (the packs work per 128-bit lane)
+  return _mm256_permutevar8x32_epi32(_mm256_packs_epi16(_mm256_packs_epi32(a, b), _mm256_packs_epi32(c, d)), order);
+}
+
+}  // namespace
+
 void quantize_row(const float* x, int64_t K, int8_t* q, float* s) {
   const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
   __m256 vmax = _mm256_setzero_ps();
   int64_t k = 0;
   for (; k + 8 <= K; k += 8) vmax = _mm256_max_ps(vmax, _mm256_and_ps(_mm256_loadu_ps(x + k), abs_mask));
-  alignas(32) float lanes[8];
-  _mm256_store_ps(lanes, vmax);
-  float amax = 0.0f;
-  for (float v : lanes) amax = std::fmax(amax, v);
+  float amax = lanes_max(vmax, 0.0f);
   for (; k < K; ++k) amax = std::fmax(amax, std::fabs(x[k]));
-  float sc = amax / 127.0f;
-  if (!(sc > 0.0f)) sc = 1.0f;
+  const float sc = row_scale(amax);
   *s = sc;
-  // quantize.cpp's arithmetic 8 lanes at a time: x / s (a true division, as torch's), NaN -> 0,
-  // clamp, round half to even (_mm256_cvtps_epi32 in the default rounding mode)
-  const __m256 vs = _mm256_set1_ps(sc), lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
-  auto one = [&](int64_t i) {
-    __m256 v = _mm256_div_ps(_mm256_loadu_ps(x + i), vs);
-    v = _mm256_and_ps(v, _mm256_cmp_ps(v, v, _CMP_ORD_Q));
-    return _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(v, lo), hi));
-  };
-  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);  // (the packs work per 128-bit lane)
-  for (k = 0; k + 32 <= K; k += 32) {
-    const __m256i ab = _mm256_packs_epi32(one(k), one(k + 8)), cd = _mm256_packs_epi32(one(k + 16), one(k + 24));
+  const Quantizer quant(sc);
+  for (k = 0; k + 32 <= K; k += 32)
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + k),
-                        _mm256_permutevar8x32_epi32(_mm256_packs_epi16(ab, cd), order));
-  }
+                        pack_bytes(quant(_mm256_loadu_ps(x + k)), quant(_mm256_loadu_ps(x + k + 8)),
+                                   quant(_mm256_loadu_ps(x + k + 16)), quant(_mm256_loadu_ps(x + k + 24))));
   constexpr float kRound = 12582912.0f;  // 1.5 * 2^23: adding and taking it off rounds half to even
   for (; k < K; ++k) {
     float v = x[k] / sc;
@@ -73,33 +96,20 @@ void gather_quantize_patch(const float* const* tap, int64_t C, int64_t taps, int
     if (tap[t] != nullptr)
       for (int64_t c = 0; c < C; c += 8)
         vmax[(c >> 3) & 3] = _mm256_max_ps(vmax[(c >> 3) & 3], _mm256_and_ps(_mm256_loadu_ps(tap[t] + c), abs_mask));
-  alignas(32) float lanes[8];
-  _mm256_store_ps(lanes, _mm256_max_ps(_mm256_max_ps(vmax[0], vmax[1]), _mm256_max_ps(vmax[2], vmax[3])));
-  float amax = 0.0f;
-  for (float v : lanes) amax = std::fmax(amax, v);
-  float sc = amax / 127.0f;
-  if (!(sc > 0.0f)) sc = 1.0f;
+  const float sc =
+      row_scale(lanes_max(_mm256_max_ps(_mm256_max_ps(vmax[0], vmax[1]), _mm256_max_ps(vmax[2], vmax[3])), 0.0f));
   *s = sc;
-  // quantize_row's arithmetic per lane, on the transposed registers
-  const __m256 vs = _mm256_set1_ps(sc), lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
-  auto quant = [&](__m256 v) {
-    v = _mm256_div_ps(v, vs);
-    v = _mm256_and_ps(v, _mm256_cmp_ps(v, v, _CMP_ORD_Q));
-    return _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(v, lo), hi));
-  };
-  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  const Quantizer quant(sc);  // quantize_row's arithmetic per lane, on the transposed registers
   for (int64_t c0 = 0; c0 < C; c0 += 8) {
     int64_t t0 = 0;
     for (; t0 + 8 <= taps; t0 += 8) {  // r[i]: tap t0 + i's 8 channels; out[j]: channel c0 + j's 8 taps
       __m256 r[8], out[8];
       for (int i = 0; i < 8; ++i) r[i] = tap[t0 + i] ? _mm256_loadu_ps(tap[t0 + i] + c0) : zero;
       avx2common::transpose8x8_ps(r, out);
-      for (int h = 0; h < 8; h += 4) {  // four channels' 8 bytes, in order (quantize_row's packing)
-        const __m256i ab = _mm256_packs_epi32(quant(out[h]), quant(out[h + 1]));
-        const __m256i cd = _mm256_packs_epi32(quant(out[h + 2]), quant(out[h + 3]));
+      for (int h = 0; h < 8; h += 4) {  // four channels' 8 bytes, in order
         alignas(32) int8_t bytes[32];
         _mm256_store_si256(reinterpret_cast<__m256i*>(bytes),
-                           _mm256_permutevar8x32_epi32(_mm256_packs_epi16(ab, cd), order));
+                           pack_bytes(quant(out[h]), quant(out[h + 1]), quant(out[h + 2]), quant(out[h + 3])));
         for (int j = 0; j < 4; ++j) std::memcpy(q + (c0 + h + j) * taps + t0, bytes + 8 * j, 8);
       }
     }

@@ -10,9 +10,6 @@
 #include <string>
 #include <vector>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 
 namespace slt {
@@ -203,7 +200,7 @@ template <class F>
 bool for_each_task(int64_t tasks, int64_t scratch_size, int threads, bool parallel, F&& task) {
   int failed = 0;
 #ifdef _OPENMP
-  const int nt = threads > 0 ? threads : omp_get_max_threads();
+  const int nt = resolve_threads(threads);
 #pragma omp parallel num_threads(nt) reduction(| : failed) if (tasks > 1 && parallel)
 #endif
   {
@@ -469,19 +466,22 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
                         : lut     ? kLutBlockRowsInt8
                         : blocked ? kTaskRows
                                   : 8;
-  auto run = [&](float* scratch, int64_t n0, int64_t n1) {
+  // Weight rows [n0, n1) of q: p itself (m0 = 0), or the part of its activation rows from m0
+  // (below; only the register and blocked kernels and the int8 panels run parts).
+  auto run_rows = [&](const LinearProblem& q, int64_t m0, float* scratch, int64_t n0, int64_t n1) {
 #if defined(SLT_HW_HAVE_AVX512)
-    if (amx && int8) return amx::rows_int8(p, xq.data(), Mp, scratch, n0, n1);
-    if (amx) return amx::rows_bf16(p, xb.data(), Mp, scratch, n0, n1);
-    if (lut512) return avx512lut::rows(p, tables.data(), scratch, n0, n1);
-    if (bf16dot) return avx512vnni::rows_bf16(p, xb.data(), scratch, n0, n1);
-    if (i8panel) return avx512vnni::rows_int8_panel(p, xq.data(), scratch, n0, n1);
+    if (amx && int8) return amx::rows_int8(q, xq.data(), Mp, scratch, n0, n1);
+    if (amx) return amx::rows_bf16(q, xb.data(), Mp, scratch, n0, n1);
+    if (lut512) return avx512lut::rows(q, tables.data(), scratch, n0, n1);
+    if (bf16dot) return avx512vnni::rows_bf16(q, xb.data(), scratch, n0, n1);
+    if (i8panel) return avx512vnni::rows_int8_panel(q, xq.data() + m0 * ldq, scratch, n0, n1);
 #endif
 #if defined(SLT_HW_HAVE_AVX2)
-    if (lut) return avx2lut::rows_int8(p, tables_i8.get(), scratch, n0, n1);
+    if (lut) return avx2lut::rows_int8(q, tables_i8.get(), scratch, n0, n1);
 #endif
-    return int8 ? kernel_i8(p, xq_run, scratch, n0, n1) : kernel(p, xp.data(), scratch, n0, n1);
+    return int8 ? kernel_i8(q, xq_run + m0 * ldq, scratch, n0, n1) : kernel(q, xp.data() + m0 * Kp, scratch, n0, n1);
   };
+  auto run = [&](float* scratch, int64_t n0, int64_t n1) { return run_rows(p, 0, scratch, n0, n1); };
   int64_t scratch_size = scratch_floats(p.K, blocked), lut_scratch = 0;
   if (int8 && blocked) scratch_size += held_tile_floats(p.K, p.planes == nullptr ? 1 : p.C, p.M);
 #if defined(SLT_HW_HAVE_AVX512)
@@ -513,12 +513,8 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
           LinearProblem q = p;
           q.M = m1 - m0;
           q.y = p.y + m0 * p.ldy;
-          if (!int8) return kernel(q, xp.data() + m0 * Kp, scratch, n0, n1);
-          q.xscale = p.xscale + m0;
-#if defined(SLT_HW_HAVE_AVX512)
-          if (i8panel) return avx512vnni::rows_int8_panel(q, xq.data() + m0 * ldq, scratch, n0, n1);
-#endif
-          return kernel_i8(q, xq_run + m0 * ldq, scratch, n0, n1);
+          if (int8) q.xscale = p.xscale + m0;
+          return run_rows(q, m0, scratch, n0, n1);
         });
   if (!ok)
     fail("free_bits/offsets: the free-bit stream does not match the freeze pattern (a row's "

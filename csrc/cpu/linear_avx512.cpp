@@ -103,6 +103,12 @@ inline __m512i tile64_u(uint64_t m, uint64_t s) {
   return _mm512_mask_blend_epi8(slt_mask64(m), _mm512_set1_epi8(1), signed2);
 }
 
+// A row's odd last word as u in the low 32 bytes, zeros above (where the 64-byte load of x runs
+// into the next row or the slack).
+inline __m512i tile32_u(uint32_t m, uint32_t s) {
+  return _mm512_maskz_mov_epi8(slt_mask64(0xFFFFFFFFull), tile64_u(m, s));
+}
+
 inline int32_t tile_sum(uint32_t m, uint32_t s) { return __builtin_popcount(m & ~s) - __builtin_popcount(m & s); }
 
 #if defined(SLT_HW_AVX512_VNNI)
@@ -170,10 +176,9 @@ void dot_i8_m(const int8_t* xq, int64_t Kp, int64_t Mt, int64_t m0, const uint32
       pending = 0;
     }
   }
-  if (w < W) {  // an odd last word: the 64-byte load runs into the next row or the slack, u = 0 there
-    const __m512i u = tile64_u(mw[w], sw[w]);
-    const __m512i lo = _mm512_maskz_mov_epi8(slt_mask64(0xFFFFFFFFull), u);
-    for (int r = 0; r < M; ++r) acc[r][0] = mac_u8i8(acc[r][0], lo, _mm512_loadu_si512(x + r * Kp + 32 * w));
+  if (w < W) {  // an odd last word
+    const __m512i u = tile32_u(mw[w], sw[w]);
+    for (int r = 0; r < M; ++r) acc[r][0] = mac_u8i8(acc[r][0], u, _mm512_loadu_si512(x + r * Kp + 32 * w));
   }
   const int32_t* xsum = int8_row_sums(xq, Kp, Mt) + m0;
   for (int r = 0; r < M; ++r) {
@@ -222,9 +227,9 @@ void dot_i8_rows(const int8_t* xq, int64_t Kp, int64_t Mt, int64_t m0, const uin
       for (int j = 0; j < R; ++j) acc[j][r] = dpbusd(acc[j][r], u[j], xv);
     }
   }
-  if (w < W) {  // an odd last word: the 64-byte load runs into the next row or the slack, u = 0 there
+  if (w < W) {  // an odd last word
     for (int j = 0; j < R; ++j) {
-      const __m512i u = _mm512_maskz_mov_epi8(slt_mask64(0xFFFFFFFFull), tile64_u(mw[j][w], sw[j][w]));
+      const __m512i u = tile32_u(mw[j][w], sw[j][w]);
       for (int r = 0; r < M; ++r) acc[j][r] = dpbusd(acc[j][r], u, _mm512_loadu_si512(x + r * Kp + 32 * w));
     }
   }
