@@ -22,6 +22,12 @@ def _check_packed(packed: object) -> PackedWeight:
     return packed
 
 
+def _check_conv_packed(packed) -> PackedWeight:
+    if len(_check_packed(packed).shape) != 4:
+        raise ValueError(f"packed: expected a conv weight (out, in/groups, kh, kw), got shape {packed.shape}")
+    return packed
+
+
 def slt_linear(x: torch.Tensor, packed: PackedWeight, bias: torch.Tensor | None = None, *,
                backend: str | None = None) -> torch.Tensor:
     """y = x @ W_effᵀ + bias with W_eff regenerated from the packed weight's seed and mask.
@@ -77,8 +83,7 @@ def slt_conv2d(x: torch.Tensor, packed: PackedWeight, bias: torch.Tensor | None 
     (bit-exact) and torch's F.conv2d runs it. Zero padding only. The output has F.conv2d's
     layout: channels-last for a channels-last x, else contiguous.
     """
-    if len(_check_packed(packed).shape) != 4:
-        raise ValueError(f"packed: expected a conv weight (out, in/groups, kh, kw), got shape {packed.shape}")
+    _check_conv_packed(packed)
     return conv2d(x, packed, bias, packed.shape[2:], stride, padding, dilation, groups, backend)
 
 
@@ -92,8 +97,7 @@ def slt_conv2d_int8(x: torch.Tensor, packed: PackedWeight, bias: torch.Tensor | 
     On the CPU (backend "cpp") the patches are gathered and quantized in C++ and run by the int8
     kernel; elsewhere the same arithmetic in PyTorch (the reference backend).
     """
-    if len(_check_packed(packed).shape) != 4:
-        raise ValueError(f"packed: expected a conv weight (out, in/groups, kh, kw), got shape {packed.shape}")
+    _check_conv_packed(packed)
     return conv2d(x, packed, bias, packed.shape[2:], stride, padding, dilation, groups, backend, int8=True)
 
 
@@ -101,8 +105,7 @@ def slt_conv2d_int8_reference(x, packed, bias=None, stride=1, padding=0, dilatio
     """The ground truth of slt_conv2d_int8: per group, F.unfold's patch rows quantized by
     quantize_activations, then F.linear in float32 with the materialised weight; in x's dtype and
     F.conv2d's layout."""
-    if len(_check_packed(packed).shape) != 4:
-        raise ValueError(f"packed: expected a conv weight (out, in/groups, kh, kw), got shape {packed.shape}")
+    _check_conv_packed(packed)
     kernel, stride, padding, dilation = list(packed.shape[2:]), _pair(stride), _pair(padding), _pair(dilation)
     n, k = packed.out_features, packed.in_features
     _ops.check_conv(x, bias, n, k, packed.device, kernel, stride, padding, dilation, groups)
