@@ -12,11 +12,11 @@ where the CPU has AMX "slt cpp bf16 amx" and "slt cpp int8 amx" force the AMX ke
 (SLT_HW_CPU_ISA=amx, never chosen automatically). Shapes are out x in; "vs fp32" is F.linear fp32 time / this time.
 "slt cpp" uses the kernel chosen automatically; where the ISA's table-lookup kernel applies
 (binary signed-constant weights, batch <= its forced maximum) the same run also times it forced
-off ("lut=off": the register kernels) and on ("lut=on"), with SLT_HW_CPU_LUT. AVX2's table
-lookups read the weight as hashed P/N planes cached after its second call (2 bits per weight,
-backends/layout_cache.py; counted in "weight MiB"); "slt cpp uncached" and "slt cpp int8
-uncached" time a one-off call (SLT_HW_CPU_LAYOUT_CACHE=off: the sign hash and the mask
-transposes in every call).
+off ("lut=off": the register kernels) and on ("lut=on"), with SLT_HW_CPU_LUT. The int8 table
+lookups read the weight in a layout of their own cached after its second call (AVX2's hashed P/N
+planes, 2 bits per weight; AVX-512's base-3 codes, 1.78; backends/layout_cache.py; counted in
+"weight MiB"); "slt cpp uncached" and "slt cpp int8 uncached" time a one-off call
+(SLT_HW_CPU_LAYOUT_CACHE=off: the sign hash and the layout made in every call).
 """
 
 from __future__ import annotations

@@ -299,15 +299,17 @@ PYBIND11_MODULE(_C, m) {
       },
       "(kind, bytes) of the planes layout slt_linear would read for M rows of float (int8=False; bf16=True: "
       "bf16) or int8 activations on `threads` (0: OpenMP's default) where given one (pack_lut_planes): ('', 0) "
-      "unless it runs AVX2's table lookup (which reads the 'int8' layout for both).",
+      "unless it runs an int8 table lookup: AVX2's reads the 'int8' layout (float activations too, as slices), "
+      "AVX-512's the 'codes' one.",
       py::arg("w"), py::arg("M"), py::arg("isa") = "auto", py::arg("lut") = "auto", py::arg("int8") = false,
       py::arg("threads") = 0, py::arg("bf16") = false);
 
   m.def(
       "pack_lut_planes",
       [](const slt::WeightDesc& w, const std::string& kind, uintptr_t dst, int64_t bytes, int threads) {
-        if (kind != "int8") throw py::value_error("kind: expected 'int8' (the one layout there is), got '" + kind + "'");
-        const slt::cpu::LutLayout k = slt::cpu::LutLayout::kInt8;
+        if (kind != "int8" && kind != "codes")
+          throw py::value_error("kind: expected 'int8' or 'codes' (lut_layout's), got '" + kind + "'");
+        const slt::cpu::LutLayout k = kind == "int8" ? slt::cpu::LutLayout::kInt8 : slt::cpu::LutLayout::kCodes;
         py::gil_scoped_release release;
         slt::cpu::pack_lut_planes(w, k, ptr<uint8_t>(dst), bytes, threads);
       },
@@ -415,11 +417,16 @@ PYBIND11_MODULE(_C, m) {
         d["auto_rows_int8"] = r8.auto_int8;
         d["max_rows"] = r.max_float;
         d["max_rows_int8"] = r8.max_int8;
+        // float rows run as int8 slices (AVX2: all of them; AVX-512: its int8 lookup's few)
+        d["sliced_rows"] = which == slt::cpu::Isa::kAvx2 ? r.max_float
+                           : r.max_int8 > 0            ? slt::cpu::kLutSlicedRowsAvx512
+                                                       : int64_t(0);
         return d;
       },
       "The table-lookup kernels of `isa` ('auto': those slt_linear picks, isa for float activations, "
       "isa_int8 for int8 ones; binary format, signed constant): whether this CPU runs them, and up to how "
-      "many activation rows they run automatically and when forced, for float and int8 activations (0: never).",
+      "many activation rows they run automatically and when forced, for float and int8 activations (0: never), "
+      "and up to how many float rows run as int8 slices (sliced_rows).",
       py::arg("isa") = "auto");
 
   m.def("build_info", [] {

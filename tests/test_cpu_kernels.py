@@ -287,26 +287,31 @@ def test_emulated_avx512_is_never_chosen_automatically():
 
 def test_automatic_isa_per_problem(monkeypatch):
     """'auto' picks the ISA per problem: the best this CPU has, except on an AVX-512 CPU, where
-    int8 activations (any batch) and float ones past batch 8 run AVX2's kernels (measured
-    faster there); the table lookup's planes layout follows the same choice, and a forced ISA
-    stays forced."""
+    int8 activations past AVX-512's own table lookup (17-23 rows with binary weights; below
+    64 rows with the others) and float ones past batch 8 run AVX2's kernels (measured faster
+    there); the table lookup's planes layout follows the same choice, and a forced ISA stays
+    forced."""
     monkeypatch.delenv("SLT_HW_CPU_ISA", raising=False)
     mod = _ext.native()
     best = mod.build_info()["cpu_isa"]
     assert cpu.chosen_isa() == best
-    for int8, rows in [(False, 1), (False, 8), (False, 9), (False, 512), (True, 1), (True, 23), (True, 24),
-                       (True, 63), (True, 64)]:
+    for int8, rows in [(False, 1), (False, 8), (False, 9), (False, 512), (True, 1), (True, 16), (True, 17),
+                       (True, 23), (True, 24), (True, 63), (True, 64)]:
         for binary in (True, False):
-            # int8 from 24 rows (binary weights; other formats from 64) on AVX-512 VNNI's kernels
+            # int8 from 24 rows (binary weights; other formats from 64) on AVX-512 VNNI's kernels,
+            # up to 16 (binary, 4096 weight rows) on AVX-512's table lookup
             vnni = best == "avx512vnni" and int8 and rows >= (24 if binary else 64)
-            want = "avx2" if best.startswith("avx512") and (int8 or rows > 8) and not vnni else best
+            lookup = int8 and binary and rows <= 16
+            want = "avx2" if best.startswith("avx512") and (int8 or rows > 8) and not vnni and not lookup else best
             assert mod.cpu_auto_isa(int8, rows, False, binary) == cpu.chosen_isa(int8, rows, binary=binary) == want, \
                 (int8, rows, binary)
-    # a small layer (128 weight rows: too few a thread for AVX2's table lookup) stays on
-    # AVX-512 VNNI's int8 kernels at every batch; with 4096 rows on one thread the lookup runs
+    # a small layer (128 weight rows: too few a thread for either table lookup) stays on AVX-512
+    # VNNI's int8 kernels at every batch; with 4096 rows on one thread AVX-512's lookup runs,
+    # with 1000 rows on two AVX2's does not either
     small = "avx512vnni" if best == "avx512vnni" else "avx2" if best == "avx512" else best
     assert [mod.cpu_auto_isa(True, m, n=128, threads=2) for m in (1, 8, 16)] == [small] * 3
-    assert mod.cpu_auto_isa(True, 4, n=4096, threads=1) == ("avx2" if best.startswith("avx512") else best)
+    assert mod.cpu_auto_isa(True, 4, n=4096, threads=1) == best
+    assert mod.cpu_auto_isa(True, 4, n=1000, threads=2) == small
     monkeypatch.setenv("SLT_HW_CPU_ISA", "scalar")
     assert cpu.chosen_isa(True, 64) == "scalar"
     p = packed("binary", 4096, 256, 0, "signed_constant")
@@ -420,12 +425,13 @@ def test_lut_batch_one_from_many_rows_and_threads(isa, int8):
 def test_lut_is_the_path_that_runs(isa):
     """Forced on and off, the float sums come out in different orders, so some bits differ; both
     match the reference. Auto runs it up to auto_rows and not beyond (AVX2: one thread, 128
-    weight rows a float activation row: its own rule, test_lut_planes.py); other formats keep
-    the old path. Int8 activations: the same bits either way (both paths' integer sums are
+    weight rows a float activation row: its own rule, test_lut_planes.py; AVX-512's float rows
+    up to 2 as int8 slices with 512 weight rows a thread, else its float lookup); other formats
+    keep the old path. Int8 activations: the same bits either way (both paths' integer sums are
     exact, then scaled alike), with or without an int8 table lookup."""
     info = lut_limits(isa)
     p = packed("binary", 64, 4000, 9, "signed_constant")
-    tall = packed("binary", 256, 4000, 9, "signed_constant")
+    tall = packed("binary", 512, 4000, 9, "signed_constant")
     for m in (1, info["max_rows"]):
         x = torch.randn(m, 4000)
         on, off, auto = lut(x, p, isa, mode="on"), lut(x, p, isa, mode="off"), lut(x, p, isa, mode="auto")
@@ -434,6 +440,7 @@ def test_lut_is_the_path_that_runs(isa):
         assert not torch.equal(on, off)
         if isa == "avx2":  # (64 rows: too few for the automatic choice here; 256 for one row on one thread)
             assert torch.equal(auto, off)
+        if isa == "avx2" or m <= 2:  # (AVX-512: 64 rows, too few for the slices; its float lookup runs)
             on, off = lut(x, tall, isa, mode="on", threads=1), lut(x, tall, isa, mode="off", threads=1)
             auto = lut(x, tall, isa, mode="auto", threads=1)
         assert torch.equal(auto, on if m <= info["auto_rows"] else off)
@@ -448,8 +455,8 @@ def test_lut_is_the_path_that_runs(isa):
 def test_lut_limits_per_isa():
     """What lut_info reports: AVX2 has the int8 kernel (up to 512 rows, also chosen automatically
     while its tables fit 12 MiB: faster than the register and blocked kernels there), float
-    activations through it as slices (up to 128 rows forced, 24 automatically), AVX-512 a float
-    kernel only, scalar none."""
+    activations through it as slices (up to 128 rows forced, 24 automatically); AVX-512 a float
+    kernel (8 rows) and an int8 one (up to 128 rows forced, 16 automatically); scalar none."""
     assert cpu.lut_info("scalar")["max_rows"] == 0 and not cpu.lut_info("scalar")["available"]
     if "avx2" in ISAS:
         info = cpu.lut_info("avx2")
@@ -457,7 +464,7 @@ def test_lut_limits_per_isa():
         assert info["auto_rows_int8"] == 512 and info["auto_rows"] == 24
     for isa in avx512_emulation.ISAS:
         info = lut_limits(isa)
-        assert info["max_rows"] == 8 and info["max_rows_int8"] == info["auto_rows_int8"] == 0
+        assert info["max_rows"] == 8 and info["max_rows_int8"] == 128 and info["auto_rows_int8"] == 16
         assert 1 <= info["auto_rows"] <= info["max_rows"]
 
 

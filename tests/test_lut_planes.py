@@ -144,7 +144,7 @@ def test_a_wrong_layout_is_refused():
         run(x, p, packed[:-1])
     with pytest.raises(ValueError, match=r"lut_planes: expected a 32-byte aligned buffer"):
         run(x, p, torch.cat([torch.zeros(1, dtype=torch.uint8), packed])[1:])
-    with pytest.raises(ValueError, match=r"lut_planes: given, but this call does not run AVX2's table lookup"):
+    with pytest.raises(ValueError, match=r"lut_planes: given, but this call does not run an int8 table lookup"):
         run(x, p, packed, lut="off")
     other_shape = layout(binary(96, 100))  # 96 rows: as many 32-row blocks as 70
     with pytest.raises(ValueError, match=r"another weight or kernel \(header: int8 layout, shape \(96, 100\)"):
@@ -159,7 +159,7 @@ def test_a_wrong_layout_is_refused():
     desc, _alive = _ext.weight_desc(MOD, w)
     with pytest.raises(ValueError, match=r"dst: expected 3136 bytes, got 3135"):
         MOD.pack_lut_planes(desc, "int8", packed.data_ptr(), 3135, 1)
-    with pytest.raises(ValueError, match=r"kind: expected 'int8' \(the one layout there is\), got 'float'"):
+    with pytest.raises(ValueError, match=r"kind: expected 'int8' or 'codes' \(lut_layout's\), got 'float'"):
         MOD.pack_lut_planes(desc, "float", packed.data_ptr(), 3136, 1)
     q = pack_multicoat(torch.randint(0, 3, (70, 100)), 2, seed=0, name="fc", dist="signed_constant")
     desc_q, _alive_q = _ext.weight_desc(MOD, _ops.weight_args(q)[1])

@@ -63,6 +63,7 @@ Isa auto_isa(const LinearProblem& p, int threads) {
   if ((best != Isa::kAvx512 && best != Isa::kAvx512Vnni) || !isa_supported(Isa::kAvx2)) return best;
   if (bf16_dot_applies(p, best)) return best;
   if (p.xq != nullptr) {
+    if (lut_applies(p, best, threads)) return best;  // AVX-512's int8 table lookup (binary weights)
     if (best != Isa::kAvx512Vnni) return Isa::kAvx2;
     if (p.planes == nullptr || p.C != 1) return p.M >= kAutoRowsInt8BlockedAvx512 ? best : Isa::kAvx2;
     // binary weights: AVX2's table lookup where it runs (or is forced), below the panels' rows
@@ -204,12 +205,15 @@ bool for_each_task(int64_t tasks, int64_t scratch_size, int threads, bool parall
 #pragma omp parallel num_threads(nt) reduction(| : failed) if (tasks > 1 && parallel)
 #endif
   {
-    std::vector<float> scratch(static_cast<size_t>(scratch_size));
+    // 64-byte aligned: kernels load whole cache lines of it (a zmm load split across two lines
+    // costs twice)
+    std::vector<float> buf(static_cast<size_t>(scratch_size + 16));
+    float* scratch = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(buf.data()) + 63) & ~uintptr_t(63));
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
     for (int64_t t = 0; t < tasks; ++t)
-      if (!task(scratch.data(), t)) failed = 1;
+      if (!task(scratch, t)) failed = 1;
   }
   (void)threads;
   return failed == 0;
@@ -227,6 +231,14 @@ bool for_each_row_task(int64_t row_begin, int64_t row_end, int64_t block, int64_
   });
 }
 
+// n elements, 64-byte aligned, in buf (allocated to hold them; not zeroed: the table builders write
+// every element they read, and zeroing a call's tables had cost as much as building them).
+template <class T>
+T* aligned64(std::unique_ptr<T[]>& buf, size_t n) {
+  buf.reset(new T[n + 64 / sizeof(T)]);
+  return reinterpret_cast<T*>((reinterpret_cast<uintptr_t>(buf.get()) + 63) & ~uintptr_t(63));
+}
+
 // The ISAs whose kernels are linear_avx512*.cpp (kAmx runs them for what its tiles do not take).
 bool avx512_kernels(Isa isa) { return isa == Isa::kAvx512 || isa == Isa::kAvx512Vnni || isa == Isa::kAmx; }
 
@@ -238,7 +250,8 @@ LutRows lut_rows(Isa isa) {
   if (isa == Isa::kAvx2) r = LutRows{kLutAutoRowsSliced, kLutAutoRowsInt8, kLutMaxRowsSliced, kLutMaxRowsInt8};
 #endif
 #if defined(SLT_HW_HAVE_AVX512)
-  if (avx512_kernels(isa)) r = LutRows{kLutAutoRowsAvx512, 0, kLutMaxRowsAvx512, 0};
+  if (avx512_kernels(isa))
+    r = LutRows{kLutAutoRowsAvx512, kLutAutoRowsInt8Avx512, kLutMaxRowsAvx512, kLutMaxRowsInt8Avx512};
 #endif
   (void)isa;
   return r;
@@ -248,13 +261,22 @@ bool lut_applies(const LinearProblem& p, Isa isa, int threads) {
   if (p.lut == LutMode::kOff || p.planes == nullptr || p.C != 1 || p.dist != kSignedConstant) return false;
   const LutRows r = lut_rows(isa);
   const bool on = p.lut == LutMode::kOn, int8 = p.xq != nullptr;
-#if defined(SLT_HW_HAVE_AVX2)  // (the one int8 table lookup)
-  if (int8 && !on && avx2lut::table_bytes_int8(p.K, p.M) > kLutAutoTableBytesInt8) return false;
-  const int64_t per_thread = int8 ? kLutAutoRowsPerThreadInt8 : kLutAutoRowsPerThreadSliced * p.M;
-  if (isa == Isa::kAvx2 && !on && p.N < per_thread * resolve_threads(threads)) return false;
+#if defined(SLT_HW_HAVE_AVX2)  // (AVX2's int8 table lookup)
+  if (isa == Isa::kAvx2 && int8 && !on && avx2lut::table_bytes_int8(p.K, p.M) > kLutAutoTableBytesInt8) return false;
 #endif
-  (void)threads;
+  // automatically, the int8 lookups (AVX2's also for float activations, as slices) only with
+  // enough weight rows a thread to pay for the tables
+  const int64_t per_thread = int8 ? kLutAutoRowsPerThreadInt8 : kLutAutoRowsPerThreadSliced * p.M;
+  if (!on && (isa == Isa::kAvx2 || int8) && p.N < per_thread * resolve_threads(threads)) return false;
   return p.M >= 1 && p.M <= (int8 ? (on ? r.max_int8 : r.auto_int8) : (on ? r.max_float : r.auto_float));
+}
+
+bool sliced_applies(const LinearProblem& p, Isa isa, int threads) {
+  if (p.xq != nullptr || !lut_applies(p, isa, threads)) return false;
+  if (isa == Isa::kAvx2) return true;
+  // AVX-512: automatically, the int8 lookup's rule of weight rows a thread too
+  const bool rows_ok = p.lut == LutMode::kOn || p.N >= kLutAutoRowsPerThreadInt8 * resolve_threads(threads);
+  return avx512_kernels(isa) && p.M <= kLutSlicedRowsAvx512 && rows_ok;
 }
 
 bool amx_applies(const LinearProblem& p, Isa isa) {
@@ -268,19 +290,26 @@ const char* lut_layout_name(LutLayout kind) {
       return "none";
     case LutLayout::kInt8:
       return "int8";
+    case LutLayout::kCodes:
+      return "codes";
   }
   return "unknown";
 }
 
 LutLayout lut_layout(const LinearProblem& p, Isa isa, int threads) {
-  if (isa != Isa::kAvx2 || !isa_supported(isa) || !lut_applies(p, isa, threads)) return LutLayout::kNone;
-  return LutLayout::kInt8;  // (float activations too: they run as int8 slices)
+  if (!isa_supported(isa) || amx_applies(p, isa) || !lut_applies(p, isa, threads)) return LutLayout::kNone;
+  if (p.xq == nullptr && !sliced_applies(p, isa, threads)) return LutLayout::kNone;  // (AVX-512's float lookup)
+  return isa == Isa::kAvx2 ? LutLayout::kInt8 : avx512_kernels(isa) ? LutLayout::kCodes : LutLayout::kNone;
 }
 
 int64_t lut_planes_bytes(const WeightDesc& w, LutLayout kind) {
 #if defined(SLT_HW_HAVE_AVX2)
   if (kind == LutLayout::kInt8)
     return int64_t(sizeof(LutPlanesHeader)) + (w.N + kLutBlockRowsInt8 - 1) / kLutBlockRowsInt8 * avx2lut::plane_block_bytes(w.K);
+#endif
+#if defined(SLT_HW_HAVE_AVX512)
+  if (kind == LutLayout::kCodes)
+    return int64_t(sizeof(LutPlanesHeader)) + (w.N + kLutBlockRowsInt8 - 1) / kLutBlockRowsInt8 * avx512lut8::block_bytes(w.K);
 #endif
   (void)w;
   return 0;
@@ -289,24 +318,38 @@ int64_t lut_planes_bytes(const WeightDesc& w, LutLayout kind) {
 void pack_lut_planes(const WeightDesc& w, LutLayout kind, uint8_t* dst, int64_t bytes, int threads) {
   for (const std::string& e : {check_weight(w, true), check_rows(w.N, 0, w.N)})
     if (!e.empty()) fail(e);
-  if (w.planes == nullptr || w.C != 1 || w.dist != kSignedConstant || !isa_supported(Isa::kAvx2))
-    fail("pack_lut_planes: needs a binary-format (one mask plane) signed_constant weight and an AVX2 CPU");
-  if (kind != LutLayout::kInt8) fail("kind: expected the int8 layout (the one there is)");
+  if (kind != LutLayout::kInt8 && kind != LutLayout::kCodes) fail("kind: expected the int8 or the codes layout");
+  const Isa needs = kind == LutLayout::kInt8 ? Isa::kAvx2 : Isa::kAvx512;
+  if (w.planes == nullptr || w.C != 1 || w.dist != kSignedConstant || !isa_supported(needs))
+    fail(std::string("pack_lut_planes: needs a binary-format (one mask plane) signed_constant weight and a CPU "
+                     "with ") + isa_name(needs) + " (the " + lut_layout_name(kind) + " layout)");
   const int64_t want = lut_planes_bytes(w, kind);
   if (dst == nullptr || bytes != want)
     fail("dst: expected " + std::to_string(want) + " bytes, got " + std::to_string(bytes) + (dst ? "" : " (null)"));
   if (reinterpret_cast<uintptr_t>(dst) % 32 != 0) fail("dst: expected a 32-byte aligned buffer");
-#if defined(SLT_HW_HAVE_AVX2)
-  const int64_t block_bytes = avx2lut::plane_block_bytes(w.K);
   uint8_t* body = dst + sizeof(LutPlanesHeader);
-  for_each_row_task(0, w.N, kLutBlockRowsInt8, w.K, avx2lut::pack_scratch_floats(w.K), threads, 1 << 16,
-                    [&](float* scratch, int64_t n0, int64_t n1) {
-                      avx2lut::pack_block_int8(w, n0, n1, scratch, body + n0 / kLutBlockRowsInt8 * block_bytes);
-                      return true;
-                    });
-#else
-  (void)threads;
+#if defined(SLT_HW_HAVE_AVX2)
+  if (kind == LutLayout::kInt8) {
+    const int64_t block_bytes = avx2lut::plane_block_bytes(w.K);
+    for_each_row_task(0, w.N, kLutBlockRowsInt8, w.K, avx2lut::pack_scratch_floats(w.K), threads, 1 << 16,
+                      [&](float* scratch, int64_t n0, int64_t n1) {
+                        avx2lut::pack_block_int8(w, n0, n1, scratch, body + n0 / kLutBlockRowsInt8 * block_bytes);
+                        return true;
+                      });
+  }
 #endif
+#if defined(SLT_HW_HAVE_AVX512)
+  if (kind == LutLayout::kCodes) {
+    const int64_t block_bytes = avx512lut8::block_bytes(w.K);
+    for_each_row_task(0, w.N, kLutBlockRowsInt8, w.K, avx512lut8::pack_scratch_floats(w.K), threads, 1 << 16,
+                      [&](float* scratch, int64_t n0, int64_t n1) {
+                        avx512lut8::pack_block(w, n0, n1, scratch, body + n0 / kLutBlockRowsInt8 * block_bytes);
+                        return true;
+                      });
+  }
+#endif
+  (void)threads;
+  (void)body;
   LutPlanesHeader h{};
   h.magic = kPlanesMagic;
   h.kind = int32_t(kind);
@@ -361,7 +404,7 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
   if (p.lut_planes != nullptr) {
     const LutLayout kind = lut_layout(p, isa, threads);
     if (kind == LutLayout::kNone)
-      fail(std::string("lut_planes: given, but this call does not run AVX2's table lookup (isa ") + isa_name(isa) +
+      fail(std::string("lut_planes: given, but this call does not run an int8 table lookup (isa ") + isa_name(isa) +
            ", " + std::to_string(p.M) + " rows, lut mode, format; lut_layout says which calls do)");
     const std::string e = check_planes(p, kind, p.lut_planes, p.lut_planes_bytes);
     if (!e.empty()) fail(e);
@@ -370,11 +413,15 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
   const bool int8 = p.xq != nullptr, amx = amx_applies(p, isa), bf16dot = !amx && bf16_dot_applies(p, isa);
   // VNNI int8 panels: past the register kernel's rows, one mask plane (int8 activations come with
   // signed-constant weights only: validate)
-  const bool i8panel = int8 && !amx && (isa == Isa::kAvx512Vnni || isa == Isa::kAmx) && p.planes != nullptr &&
+  // float activations as int8 slices through an int8 table lookup (where one of them declines:
+  // the register kernels, which propagate NaN and infinity as F.linear does)
+  const bool sliced = !amx && !bf16dot && sliced_applies(p, isa, threads);
+  if (sliced && run_sliced(p, isa, threads)) return;
+  // table-lookup kernels: AVX2's (int8), AVX-512's float one (lut512) or int8 one (lut8)
+  const bool lut = !amx && !bf16dot && !sliced && lut_applies(p, isa, threads);
+  const bool lut512 = lut && avx512_kernels(isa) && !int8, lut8 = lut && avx512_kernels(isa) && int8;
+  const bool i8panel = int8 && !amx && !lut8 && (isa == Isa::kAvx512Vnni || isa == Isa::kAmx) && p.planes != nullptr &&
                        p.C == 1 && p.M > kSmallBatchInt8;
-  // AVX2's table lookup takes float activations as int8 slices
-  const bool avx2_float_lut = !int8 && isa == Isa::kAvx2 && lut_applies(p, isa, threads);
-  if (avx2_float_lut && run_sliced(p, isa, threads)) return;
   const int64_t W = (p.K + 31) / 32, Kp = 32 * W;
   // x copied once into zero-padded rows: every 32-column word load is in bounds. bf16 becomes
   // float exactly (the AMX kernel takes it as it is, in whole 32-row tile pairs).
@@ -383,7 +430,7 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
   // (int8 rows already Kp apart, as the AVX2 kernels read them, are read in place: no copy)
   const bool xq_in_place = int8 && !amx && !avx512_kernels(isa) && p.K == Kp && p.ldx == Kp;
   // AVX-512's int8 register kernel: the row sums after the rows (int8_row_sums)
-  const bool row_sums = int8 && !amx && avx512_kernels(isa) && p.M <= kSmallBatchInt8;
+  const bool row_sums = int8 && !amx && !lut8 && avx512_kernels(isa) && p.M <= kSmallBatchInt8;
   std::vector<float> xp(int8 || amx || bf16dot ? 0 : size_t(p.M * Kp + 16), 0.0f);
   std::vector<int8_t> xq(int8 && !xq_in_place ? size_t(Mp * ldq + 64 + (row_sums ? int8_row_sums_bytes(p.M) : 0)) : 0,
                          0);
@@ -409,22 +456,32 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
       for (int64_t k = 0; k < p.K; ++k) t += xq[size_t(m * Kp + k)];
       sums[m] = t;
     }
-  } else if (int8 && !amx && !i8panel && avx512_kernels(isa)) {
+  } else if (int8 && !amx && !i8panel && !lut8 && avx512_kernels(isa)) {
     for (int8_t& v : xq) v = int8_t(uint8_t(v) ^ 0x80u);  // AVX-512's blocked int8 kernel takes xq + 128
   }
   // table-lookup kernel: the tables of this call's activations, shared by every thread
-  const bool lut = !amx && !bf16dot && !avx2_float_lut && lut_applies(p, isa, threads);
-  const bool lut512 = lut && avx512_kernels(isa);
-  std::vector<float> tables;
+  // (64-byte aligned: a zmm table load split across two cache lines made a call up to 1.4x slower)
+  std::unique_ptr<float[]> tables_buf;
+  float* tables = nullptr;
+  std::unique_ptr<int16_t[]> tables8_buf;
+  int16_t* tables8 = nullptr;
   std::unique_ptr<uint8_t[]> tables_i8;  // every byte written by build_tables_int8: no zeroing
 #if defined(SLT_HW_HAVE_AVX512)
   if (lut512) {
-    tables.resize(size_t(avx512lut::table_entries(p.K, p.M)));
-    avx512lut::build_tables(xp.data(), Kp, p.M, tables.data());
+    tables = aligned64(tables_buf, size_t(avx512lut::table_entries(p.K, p.M)));
+    avx512lut::build_tables(xp.data(), Kp, p.M, tables);
+  }
+  if (lut8) {
+    tables8 = aligned64(tables8_buf, size_t(avx512lut8::table_bytes(p.K, p.M) / 2));
+    const int64_t groups = avx512lut8::table_groups(p.K), parts = resolve_threads(threads);
+    for_each_task(parts, 0, threads, p.M * groups >= 4096, [&](float*, int64_t t) {
+      avx512lut8::build_tables(xq_data, ldq, p.K, p.M, groups * t / parts, groups * (t + 1) / parts, tables8);
+      return true;
+    });
   }
 #endif
 #if defined(SLT_HW_HAVE_AVX2)
-  if (lut && !lut512) {  // (int8: the float activations' lookup is the sliced one above)
+  if (lut && !lut512 && !lut8) {  // (int8: the float activations' lookup is the sliced one above)
     tables_i8.reset(new uint8_t[size_t(avx2lut::table_bytes_int8(p.K, p.M))]);
     avx2lut::build_tables_int8(xq_data, Kp, p.M, tables_i8.get());
   }
@@ -462,6 +519,7 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
   // weight rows per task (a table lookup past the small batch too: whole 32-row blocks)
   const int64_t block = amx      ? kAmxTaskRows
                         : bf16dot || i8panel ? kTaskRows
+                        : lut8    ? avx512lut8::task_rows(p.row_end - p.row_begin, resolve_threads(threads))
                         : lut512  ? kLutTaskRowsAvx512
                         : lut     ? kLutBlockRowsInt8
                         : blocked ? kTaskRows
@@ -472,7 +530,8 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
 #if defined(SLT_HW_HAVE_AVX512)
     if (amx && int8) return amx::rows_int8(q, xq.data(), Mp, scratch, n0, n1);
     if (amx) return amx::rows_bf16(q, xb.data(), Mp, scratch, n0, n1);
-    if (lut512) return avx512lut::rows(q, tables.data(), scratch, n0, n1);
+    if (lut512) return avx512lut::rows(q, tables, scratch, n0, n1);
+    if (lut8) return avx512lut8::rows(q, tables8, scratch, n0, n1);
     if (bf16dot) return avx512vnni::rows_bf16(q, xb.data(), scratch, n0, n1);
     if (i8panel) return avx512vnni::rows_int8_panel(q, xq.data() + m0 * ldq, scratch, n0, n1);
 #endif
@@ -486,14 +545,16 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
   if (int8 && blocked) scratch_size += held_tile_floats(p.K, p.planes == nullptr ? 1 : p.C, p.M);
 #if defined(SLT_HW_HAVE_AVX512)
   if (lut512) lut_scratch = avx512lut::scratch_floats(p.M);
+  if (lut8)
+    lut_scratch = avx512lut8::scratch_floats(p.K, p.M, block, p.lut_planes != nullptr && p.row_begin % kLutBlockRowsInt8 == 0);
   if (amx) lut_scratch = amx::scratch_floats(p.K);
   if (bf16dot) lut_scratch = avx512vnni::scratch_floats_bf16(p.K);
   if (i8panel) lut_scratch = avx512vnni::scratch_floats_i8_panel(p.K);
 #endif
 #if defined(SLT_HW_HAVE_AVX2)
-  if (lut && !lut512) lut_scratch = avx2lut::scratch_floats_int8(p.K, p.M);
+  if (lut && !lut512 && !lut8) lut_scratch = avx2lut::scratch_floats_int8(p.K, p.M);
 #endif
-  if (lut_scratch > scratch_size) scratch_size = lut_scratch;
+  if (lut_scratch > scratch_size || lut8) scratch_size = lut_scratch;  // (lut8: its own only, zeroed per call)
   // Weight-row tasks that do not share out evenly among few threads (a convolution's 64 output
   // channels: a 48-row task and a 16-row one): the large-batch kernels split the activation
   // rows instead, one part per thread, each a sub-problem of at least kChunkRows rows with

@@ -77,7 +77,8 @@ constexpr int64_t kLutAutoTableBytesInt8 = int64_t(12) << 20;
 // kLutAutoRowsPerThreadInt8 with int8 activations, >= kLutAutoRowsPerThreadSliced * M with float
 // ones (1 and 2 threads, 128-11008 rows, 1152-11008 columns: the float slices at 16 rows and
 // 256-512 weight rows had been 0.3-0.6x the register kernels, at 4096 rows 1.2-1.3x them;
-// docs/benchmarks.md, step 9).
+// docs/benchmarks.md, step 9). The same int8 rule for AVX-512's int8 lookup (Zen 4, 2 threads:
+// 1.0-1.3x the register kernel at 512 weight rows a thread and 1-8 rows, 0.7-0.85x at 256).
 constexpr int64_t kLutAutoRowsPerThreadInt8 = 512;
 constexpr int64_t kLutAutoRowsPerThreadSliced = 128;
 constexpr int64_t kLutBlockRowsInt8 = 32;  // int8: weight rows per task and per block of its mask layout
@@ -88,6 +89,14 @@ constexpr int64_t kLutBlockRowsInt8 = 32;  // int8: weight rows per task and per
 constexpr int64_t kLutMaxRowsAvx512 = kSmallBatch;
 constexpr int64_t kLutAutoRowsAvx512 = kSmallBatch;
 constexpr int64_t kLutTaskRowsAvx512 = 128;
+// AVX-512's int8 table lookup (linear_avx512lut8.cpp; tasks of up to kLutTaskRowsInt8Avx512 rows): up
+// to kLutMaxRowsInt8Avx512 int8 rows when forced, kLutAutoRowsInt8Avx512 chosen automatically.
+constexpr int64_t kLutMaxRowsInt8Avx512 = 128;
+// ... which also takes float activations up to this many rows, as int8 slices (sliced_applies;
+// Zen 4, one thread: 1.3-1.8x AVX-512's float lookup at 1-2 rows, 0.7-0.9x at 4-8).
+constexpr int64_t kLutSlicedRowsAvx512 = 2;
+constexpr int64_t kLutTaskRowsInt8Avx512 = 512;
+constexpr int64_t kLutAutoRowsInt8Avx512 = 16;
 // AMX (linear_amx.cpp): bf16 activations from this many rows (a pair of 16-row tiles), weight
 // rows per thread task (two 16-row B tiles).
 constexpr int64_t kAmxMinRows = 16;
@@ -129,9 +138,11 @@ bool isa_supported(Isa isa);
 Isa best_isa();
 // The ISA whose kernels run a problem on `threads` when the caller leaves the choice to the
 // library ("auto"): best_isa(), except on an AVX-512 CPU for the problems where AVX2's kernels
-// measured faster (AMD Zen 4, docs/benchmarks.md, step 10):
-// - int8 activations with binary signed-constant weights, below kAutoRowsInt8PanelAvx512 rows,
-//   where AVX2's table lookup runs (enough weight rows a thread, lut_applies; or forced on):
+// measured faster (AMD Zen 4, docs/benchmarks.md, steps 10-11):
+// - int8 activations with binary signed-constant weights stay on AVX-512 where its own table
+//   lookup runs (up to kLutAutoRowsInt8Avx512 rows, enough weight rows a thread; lut_applies);
+//   else below kAutoRowsInt8PanelAvx512 rows, where AVX2's table lookup runs (or is forced on),
+//   AVX2's:
 //   it is 1.2-2.3x AVX-512 VNNI's register kernel at 1-4 rows and level at 6-16. Where it does
 //   not run (a small layer), AVX-512 VNNI's kernels are 1.1-1.7x AVX2's at every batch, and
 //   from kAutoRowsInt8PanelAvx512 rows its panels are 1.1-1.7x AVX2's anyway;
@@ -156,6 +167,12 @@ bool isa_from_name(const char* name, Isa* isa);
 // automatically on AVX2, enough weight rows for `threads` (<= 0: OpenMP's default) too.
 bool lut_applies(const LinearProblem& p, Isa isa, int threads);
 
+// Whether slt_linear runs this problem's float (or bf16) activations as int8 slices through an
+// int8 table lookup (lut_applies, and AVX2, or AVX-512 up to kLutSlicedRowsAvx512 rows with,
+// automatically, kLutAutoRowsPerThreadInt8 weight rows a thread). A row holding a NaN or an
+// infinity still takes the float register kernels.
+bool sliced_applies(const LinearProblem& p, Isa isa, int threads);
+
 // Whether slt_linear runs this problem with an AMX kernel: kAmx, bf16 or int8 activations, one
 // mask plane, signed constant, M >= kAmxMinRows.
 bool amx_applies(const LinearProblem& p, Isa isa);
@@ -167,9 +184,10 @@ bool amx_applies(const LinearProblem& p, Isa isa);
 //   kInt8: 32-row blocks, per word the P words' 4 bytes then the N words', each byte of the 32
 //          rows in one ymm (transpose_bytes' order). Float activations read it too (as slices).
 // A 64-byte header (LutPlanesHeader) names the layout, shape and seed; slt_linear refuses a
-// buffer whose header does not match the problem it runs. (One layout so far; the enum leaves
-// room for another kernel's, e.g. AVX-512's 16-row float lookup.)
-enum class LutLayout : int { kNone = 0, kInt8 = 2 };
+// buffer whose header does not match the problem it runs.
+//   kCodes: AVX-512's int8 lookup (linear_avx512lut8.cpp): 32-row blocks, per 9 columns the rows'
+//          uint16 words of three base-3 codes (1.78 bits per weight).
+enum class LutLayout : int { kNone = 0, kInt8 = 2, kCodes = 3 };
 const char* lut_layout_name(LutLayout kind);
 struct LutPlanesHeader {
   uint64_t magic;
@@ -180,7 +198,7 @@ struct LutPlanesHeader {
 };
 static_assert(sizeof(LutPlanesHeader) == 64, "the planes start 64 bytes in");
 // The layout slt_linear reads for this problem (on `threads`) where given one: kNone unless it
-// runs AVX2's table lookup.
+// runs an int8 table lookup (AVX2's, which float activations reach as slices, or AVX-512's).
 LutLayout lut_layout(const LinearProblem& p, Isa isa, int threads);
 // Bytes of that layout for this weight (0 for kNone).
 int64_t lut_planes_bytes(const WeightDesc& w, LutLayout kind);
@@ -276,6 +294,22 @@ void pack_block_int8(const WeightDesc& w, int64_t n0, int64_t n1, float* scratch
 void build_tables_int8(const int8_t* xq, int64_t Kp, int64_t M, uint8_t* t);
 bool rows_int8(const LinearProblem& p, const uint8_t* tables, float* scratch, int64_t n0, int64_t n1);
 }  // namespace avx2lut
+
+// AVX-512's int8 table lookup (linear_avx512lut8.cpp): per call, int16 tables of the activations'
+// partial sums (build_tables, table_bytes bytes, 64-byte aligned; by parts on several threads); tasks of at most kLutTaskRowsAvx512 rows,
+// scratch_floats(K, M, codes given) each. The codes layout (LutLayout::kCodes): block_bytes per 32-row block,
+// pack_block with pack_scratch_floats(K) floats of scratch.
+namespace avx512lut8 {
+int64_t block_bytes(int64_t K);
+int64_t pack_scratch_floats(int64_t K);
+void pack_block(const WeightDesc& w, int64_t n0, int64_t n1, float* scratch, uint8_t* dst);
+int64_t table_bytes(int64_t K, int64_t M);
+int64_t table_groups(int64_t K);  // build_tables of groups [g0, g1) of that many (3 columns each)
+void build_tables(const int8_t* xq, int64_t ldq, int64_t K, int64_t M, int64_t g0, int64_t g1, int16_t* t);
+int64_t task_rows(int64_t rows, int threads);  // for `rows` weight rows on `threads`: a multiple of 32
+int64_t scratch_floats(int64_t K, int64_t M, int64_t task_rows, bool codes_given);
+bool rows(const LinearProblem& p, const int16_t* tables, float* scratch, int64_t n0, int64_t n1);
+}  // namespace avx512lut8
 
 // The AVX-512 table-lookup kernel (linear_avx512lut.cpp), float activations: per call, float
 // tables of the activations' partial sums (table_entries floats); tasks of at most kLutTaskRowsAvx512 rows, scratch_floats(M) each.

@@ -24,7 +24,7 @@
 #include "../core/slt_contract.h"
 #include "avx2_common.h"
 #include "linear.h"
-#include "quantize.h"
+#include "lut_epilogue.h"
 
 namespace slt {
 namespace cpu {
@@ -286,15 +286,12 @@ void pack_block_int8(const WeightDesc& p, int64_t n0, int64_t n1, float* scratch
 
 int64_t scratch_floats_int8(int64_t K, int64_t M) { return 32 * ((K + 31) / 32) + 8 + 8 * 6 * M + kI8Rows * M; }
 
-// As rows_int8_impl (linear_rowdesc.inc): y = (g * float(sum)) * scale * xscale + b.
-
 bool rows_int8(const LinearProblem& p, const uint8_t* tables, float* scratch, int64_t n0, int64_t n1) {
   // scratch: a block's mask words (unless given packed), its sums (6 M ymm, 32-byte aligned), its results
   const int64_t W = (p.K + 31) / 32;
   uint32_t* mt = reinterpret_cast<uint32_t*>(scratch);
   __m256i* work = reinterpret_cast<__m256i*>((reinterpret_cast<uintptr_t>(mt + 32 * W) + 31) & ~uintptr_t(31));
   int32_t* sums = reinterpret_cast<int32_t*>(work + 6 * p.M);
-  const float g = p.coat_scales[0];
   const int fixed = p.M <= kI8RowGroup ? int(p.M) : 0;
   for (int64_t n = n0; n < n1; n += kI8Rows) {
     const int64_t nr = n1 - n < kI8Rows ? n1 - n : kI8Rows;
@@ -305,27 +302,7 @@ bool rows_int8(const LinearProblem& p, const uint8_t* tables, float* scratch, in
       transpose_block_masks(p, n, n + nr, mt);
       kLutI8Block[0][fixed](p, tables, mt, n, work, sums);
     }
-    const float* bias = p.bias ? p.bias + n - p.row_begin : nullptr;
-    if (p.slices) {  // a y row from its D slices' rows: the exact integer sum, then one rounding
-      const int D = p.slices;
-      for (int64_t r = 0; r < p.M / D; ++r) {
-        float* y = p.y + r * p.ldy + n - p.row_begin;
-        const double f = double(g) * double(p.scale) * double(p.xscale[r]);
-        for (int64_t i = 0; i < nr; ++i) {
-          int64_t v = 0;
-          for (int d = 0; d < D; ++d) v += sums[kI8Rows * (r * D + d) + byte_of_row(int(i))] * slice_weight(d, D);
-          y[i] = float(double(v) * f) + (bias ? bias[i] : 0.0f);
-        }
-      }
-      continue;
-    }
-    for (int64_t r = 0; r < p.M; ++r) {
-      float* y = p.y + r * p.ldy + n - p.row_begin;
-      for (int64_t i = 0; i < nr; ++i) {
-        const float acc = g * float(sums[kI8Rows * r + byte_of_row(int(i))]);
-        y[i] = acc * p.scale * p.xscale[r] + (bias ? bias[i] : 0.0f);
-      }
-    }
+    store_int8_sums(p, n, nr, [&](int64_t r, int64_t i) { return sums[kI8Rows * r + byte_of_row(int(i))]; });
   }
   return true;
 }

@@ -35,43 +35,10 @@ int64_t chunk_words(int64_t M) {
   return w < 16 ? 16 : w;
 }
 
-using avx512common::hash_v;  // the contract hash on 16 lanes (avx512_common.h)
-using avx512common::transpose16;
-
-// The P and N words of rows [n0, n0 + 16), words [w0, w0 + words), lanes = rows:
-// pn[32 i + r] = P of word w0 + i of row n0 + r, pn[32 i + 16 + r] its N (zero for rows at or
-// past n1). The masks are transposed 16 x 16, the signs hashed 16 rows at a time. A separate
-// pass, so the lookups below do not wait on the hash's ~50-cycle latency (4 vpmulld) per word.
-void prepare(const LinearProblem& p, int64_t n0, int64_t n1, int64_t w0, int64_t words, uint32_t* pn) {
-  const int64_t W = (p.K + 31) / 32;
-  int64_t i = 0;
-  if (n1 - n0 == kLanes) {
-    for (; i + 16 <= words; i += 16) {
-      __m512i v[16];
-      for (int r = 0; r < 16; ++r) v[r] = _mm512_loadu_si512(p.planes + (n0 + r) * W + w0 + i);
-      transpose16(v);
-      for (int j = 0; j < 16; ++j) _mm512_storeu_si512(pn + 32 * (i + j), v[j]);
-    }
-  }
-  for (; i < words; ++i)
-    for (int r = 0; r < kLanes; ++r) pn[32 * i + r] = n0 + r < n1 ? uint32_t(p.planes[(n0 + r) * W + w0 + i]) : 0u;
-  const __m512i k0 = _mm512_set1_epi32(int32_t(p.k0)), k1 = _mm512_set1_epi32(int32_t(p.k1));
-  const __m512i one = _mm512_set1_epi32(1);
-  const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-  // counter of row n, word w: n W + w (u32 arithmetic, docs/rng.md §4)
-  __m512i c = _mm512_add_epi32(
-      _mm512_mullo_epi32(_mm512_add_epi32(_mm512_set1_epi32(int32_t(uint32_t(n0))), lanes),
-                         _mm512_set1_epi32(int32_t(uint32_t(W)))),
-      _mm512_set1_epi32(int32_t(uint32_t(w0))));
-  for (i = 0; i < words; ++i, c = _mm512_add_epi32(c, one)) {
-    const __m512i m = _mm512_loadu_si512(pn + 32 * i), s = hash_v(c, k0, k1);
-    _mm512_storeu_si512(pn + 32 * i, _mm512_andnot_si512(s, m));
-    _mm512_storeu_si512(pn + 32 * i + 16, _mm512_and_si512(s, m));
-  }
-}
+using avx512common::pn_words;  // the rows' P and N words, lanes = rows (avx512_common.h)
 
 // Words [w0, w1) of rows [n0, n0 + 16) against M activation rows: acc[16 r + i] += the sum over
-// T_r[P bits] - T_r[N bits] of row n0 + i. pn: the rows' P and N words (prepare).
+// T_r[P bits] - T_r[N bits] of row n0 + i. pn: the rows' P and N words (pn_words).
 template <int M>
 void lut_chunk(const float* tables, const uint32_t* pn, int64_t w0, int64_t w1, float* acc) {
   // accumulator chains per activation row and plane: enough to cover the add latency
@@ -132,7 +99,7 @@ inline bool lut_rows_impl(const LinearProblem& p, const float* tables, float* sc
     const int64_t w1 = w0 + words < W ? w0 + words : W;
     for (int64_t b = 0; b < blocks; ++b) {
       const int64_t nb = n0 + kLanes * b, ne = nb + kLanes < n1 ? nb + kLanes : n1;
-      prepare(p, nb, ne, w0, w1 - w0, pn);
+      pn_words(p, nb, ne, w0, w1 - w0, pn);
       chunk(tables, pn, w0, w1, acc + b * M * kLanes);
     }
   }

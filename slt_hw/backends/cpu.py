@@ -83,7 +83,8 @@ def lut_info(isa: str | None = None) -> dict:
     available_int8), up to how many rows they run automatically / when SLT_HW_CPU_LUT=on forces
     them (auto_rows, max_rows; *_int8 for int8 activations; 0: never), and the mode in force
     (SLT_HW_CPU_LUT: auto, on, off). AVX2's is an int8 kernel that takes float activations as 3
-    or 4 exact int8 slices each (csrc/cpu/quantize.h); AVX-512's takes float activations only."""
+    or 4 exact int8 slices each (csrc/cpu/quantize.h); AVX-512 has an int8 kernel (base-3 codes,
+    vpermw) that takes float rows as slices up to sliced_rows, and a float kernel beyond."""
     return {**_ext.require().cpu_lut(_isa(isa)), "mode": _lut(None)}
 
 
@@ -310,10 +311,15 @@ def _describe() -> str:
     try:
         isa = chosen_isa()
         # where the automatic choice differs per problem (an AVX-512 CPU): the ISA of the others
-        isa8, isa_big = chosen_isa(True, 1), chosen_isa(False, 1 << 20)
-        back = next((r for r in range(1, 257) if chosen_isa(True, r) == isa), 0)  # int8: back to isa from here
-        until = f" below batch {back} (binary weights)" if back else ""
-        per_path = [f"{isa8} kernels for int8 activations{until}"] if isa8 != isa else []
+        isa_big = chosen_isa(False, 1 << 20)
+        # int8 (binary weights): the batches whose ISA is another, as ranges
+        other = [r for r in range(1, 257) if chosen_isa(True, r) != isa]
+        spans = [(r, r) for r in other[:1]]
+        for r in other[1:]:
+            spans[-1:] = [(spans[-1][0], r)] if r == spans[-1][1] + 1 else [spans[-1], (r, r)]
+        batches = ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in spans)
+        isa8 = chosen_isa(True, other[0]) if other else isa
+        per_path = [f"{isa8} kernels for int8 activations at batch {batches} (binary weights)"] if other else []
         per_path += [f"{isa_big} kernels for float ones past batch 8"] if isa_big != isa else []
         per_path = f"; {' and '.join(per_path)} (measured faster)" if per_path else ""
     except (RuntimeError, ValueError) as e:  # no extension, or a bad SLT_HW_CPU_ISA
@@ -326,16 +332,22 @@ def _describe() -> str:
             rows, rows8 = (info["max_rows"], info["max_rows_int8"]) if on else (info["auto_rows"],
                                                                                info["auto_rows_int8"])
             if info["available_int8"]:
-                enough = "" if on or info["isa_int8"] != "avx2" else ", with >= 512 weight rows a thread"
+                enough = "" if on else ", with >= 512 weight rows a thread"
                 parts.append(f"int8 activations at batch <= {rows8}{enough} ({info['isa_int8']})")
             if info["isa"] == "avx2" and info["available"]:
                 enough = "" if on else ", with >= 128 weight rows a thread per row"
                 parts.append(f"float activations as int8 slices at batch <= {rows}{enough} (avx2)")
             elif info["available"]:
-                parts.append(f"float activations at batch <= {rows} ({info['isa']})")
-            if "avx2" in (info["isa"] if info["available"] else "", info["isa_int8"] if info["available_int8"] else ""):
-                cache = "on" if LayoutCache.enabled() else "off"
+                enough = "" if on else " with >= 512 weight rows a thread"
+                parts.append(f"float activations as int8 slices at batch <= {info['sliced_rows']}{enough}, "
+                             f"else float tables at batch <= {rows} ({info['isa']})")
+            used = {info["isa"] if info["available"] else "", info["isa_int8"] if info["available_int8"] else ""}
+            cache = "on" if LayoutCache.enabled() else "off"
+            if "avx2" in used:
                 parts.append(f"masks used twice kept as hashed P/N planes, 2 bits/weight ({layout_cache.ENV}={cache})")
+            if any(u.startswith(("avx512", "amx")) for u in used):
+                parts.append(f"masks used twice kept as base-3 codes of 3 weights, 1.78 bits/weight "
+                             f"({layout_cache.ENV}={cache})")
         table = (f"; binary signed-constant weights: table lookup for {'; '.join(parts)} ({LUT_ENV}={info['mode']})"
                  if parts else "")
     except (RuntimeError, ValueError) as e:  # no extension, or a bad SLT_HW_CPU_LUT / _LAYOUT_CACHE

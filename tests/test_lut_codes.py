@@ -1,0 +1,219 @@
+"""AVX-512's int8 table lookup (csrc/cpu/linear_avx512lut8.cpp): three weights as one base-3 code,
+32-entry int16 tables looked up with vpermw. Its codes layout (pack_lut_planes kind 'codes':
+three codes a row per uint16, 32-row blocks) gives the same bits as the codes the kernel makes
+itself, and both the bits of the other int8 kernels (exact integer sums, scaled alike); float
+activations reach it as int8 slices up to 2 rows. Natively where the CPU has AVX-512, and always
+on the SIMDe-emulated build (tests/avx512_emulation.py)."""
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from slt_hw import _ext, _ops, pack_binary, pack_multicoat
+from slt_hw.backends import cpu, layout_cache
+from slt_hw.ops import slt_linear, slt_linear_int8, slt_linear_int8_reference, slt_linear_reference
+
+if _ext.native() is None:
+    pytest.skip("slt_hw._C not built", allow_module_level=True)
+
+import avx512_emulation
+
+NATIVE = [isa for isa in cpu.cpu_isas() if isa in ("avx512", "avx512vnni", "amx")]
+ISAS = NATIVE + list(avx512_emulation.ISAS)
+
+
+def module(isa):
+    return avx512_emulation.module() if isa in avx512_emulation.ISAS else _ext.native()
+
+
+def binary(n, k, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return pack_binary(torch.rand(n, k, generator=g) < 0.5, seed=seed, name="fc", dist="signed_constant")
+
+
+def run(isa, x, p, codes=None, r0=0, r1=None, lut="on", threads=1, int8=True):
+    """The kernel on rows [r0, r1) of p's weight, int8 (quantized here) or float activations,
+    reading `codes` (a layout tensor) or making its own."""
+    mod = module(isa)
+    _, w = _ops.weight_args(p)
+    r1 = p.out_features if r1 is None else r1
+    desc, _alive = _ext.weight_desc(mod, w)
+    xq = xs = None
+    if int8:
+        xq, xs = torch.empty(x.shape[0], desc.k, dtype=torch.int8), torch.empty(x.shape[0])
+        mod.quantize_int8(x.data_ptr(), x.shape[0], desc.k, desc.k, xq.data_ptr(), xs.data_ptr())
+    y = torch.zeros(x.shape[0], r1 - r0)
+    ptr, nbytes = (0, 0) if codes is None else (codes.data_ptr(), codes.numel())
+    mod.slt_linear(desc, 0 if int8 else x.data_ptr(), x.shape[0], desc.k, y.data_ptr(), r1 - r0, r0, r1, 0,
+                   0 if xq is None else xq.data_ptr(), 0 if xs is None else xs.data_ptr(), isa, threads, lut, 0, ptr,
+                   nbytes)
+    return y
+
+
+def codes(isa, p, m=1, int8=True, threads=1):
+    mod = module(isa)
+    _, w = _ops.weight_args(p)
+    desc, _alive = _ext.weight_desc(mod, w)
+    kind, nbytes = mod.lut_layout(desc, m, isa, "on", int8)
+    assert kind == "codes", (m, int8)
+    out = torch.full((nbytes,), 0xA5, dtype=torch.uint8)  # every byte must be written
+    mod.pack_lut_planes(desc, kind, out.data_ptr(), nbytes, threads)
+    return out
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(n=st.integers(1, 200), k=st.sampled_from([1, 2, 3, 8, 9, 10, 31, 33, 97, 1025]),
+       m=st.sampled_from([1, 2, 3, 5, 8, 9, 16, 33]), seed=st.integers(0, 10_000),
+       rows=st.sampled_from(["all", "from 32", "from 5"]), threads=st.sampled_from([1, 2]))
+def test_codes_give_the_int8_kernels_bits(isa, n, k, m, seed, rows, threads):
+    """n not a multiple of 32 (rows past n have zero masks), k not a multiple of 9 or 32 (a
+    triple spanning two mask words, the last triple's columns past k), more than 8 activation
+    rows (two row sweeps), row ranges that start on a 32-row block (read from the layout) or off
+    one (codes made per call), 1 and 2 threads: bit for bit the kernel making its own codes and
+    the int8 path without a table lookup, close to the int8 reference."""
+    if isa.startswith("amx"):
+        m = min(m, 15)  # (from 16 rows AMX's tiles take int8 activations)
+    p = binary(n, k, seed)
+    r0 = min({"all": 0, "from 32": 32, "from 5": 5}[rows], n - 1)
+    x = 3 * torch.randn(m, k, generator=torch.Generator().manual_seed(seed + 1))
+    own = run(isa, x, p, r0=r0, threads=threads)
+    assert torch.equal(run(isa, x, p, codes(isa, p, threads=threads), r0=r0, threads=threads), own)
+    assert torch.equal(run(isa, x, p, r0=r0, threads=threads, lut="off"), own)
+    want = slt_linear_int8_reference(x, p)[:, r0:]
+    torch.testing.assert_close(own, want, rtol=1e-5, atol=1e-5 * max(1.0, float(want.abs().max())))
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("m", [1, 2])
+@pytest.mark.parametrize("n, k", [(5, 8), (70, 100), (300, 1025)])
+def test_float_rows_as_slices(isa, m, n, k):
+    """Float activations at 1-2 rows: int8 slices through the lookup, the same bits with and
+    without the codes, as accurate as the float kernels."""
+    p = binary(n, k, 2)
+    x = torch.randn(m, k)
+    own = run(isa, x, p, int8=False)
+    assert torch.equal(run(isa, x, p, codes(isa, p, m=m, int8=False), int8=False), own)
+    want = slt_linear_reference(x, p)
+    torch.testing.assert_close(own, want, rtol=1e-4, atol=1e-4 * max(1.0, float(want.abs().max())))
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_the_codes_are_what_is_read(isa):
+    """Codes of zero weights (code 13 = digits 1, 1, 1 in every field) give zeros where blocks
+    start on a 32-row boundary (read from them), and the real sums where they do not (rows from
+    5: made per call)."""
+    p = binary(64, 100)
+    x = torch.randn(2, 100)
+    zero = codes(isa, p)
+    zero[64:] = torch.tensor([13 | 13 << 5 | 13 << 10], dtype=torch.int16).view(torch.uint8).repeat(
+        (zero.numel() - 64) // 2)
+    assert torch.equal(run(isa, x, p, zero), torch.zeros(2, 64))
+    assert torch.equal(run(isa, x, p, zero, r0=5), run(isa, x, p, r0=5))
+    assert run(isa, x, p, r0=5).abs().sum() > 0
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_codes_size_and_where_they_are_read(isa):
+    """A 64-byte header, then per 32-row block 64 bytes per 9 columns (1.78 bits a weight); asked
+    for where the lookup runs: int8 activations up to 128 rows forced, 16 automatically with 512
+    weight rows a thread; float ones up to 2 rows (as slices; from 3 rows AVX-512's float lookup,
+    which reads none); never for another format. (AMX: its tiles take int8 activations from 16
+    rows.)"""
+    mod = module(isa)
+    amx = isa.startswith("amx")
+    p = binary(70, 100)
+    desc, _alive = _ext.weight_desc(mod, _ops.weight_args(p)[1])
+    size = 64 + 3 * 12 * 64
+    assert mod.lut_layout(desc, 1, isa, "on", True) == ("codes", size)
+    assert mod.lut_layout(desc, 128, isa, "on", True) == (("", 0) if amx else ("codes", size))
+    assert mod.lut_layout(desc, 129, isa, "on", True) == ("", 0)
+    assert mod.lut_layout(desc, 2, isa, "on", False) == ("codes", size)
+    assert mod.lut_layout(desc, 3, isa, "on", False) == ("", 0)
+    assert mod.lut_layout(desc, 1, isa, "off", True) == ("", 0)
+    assert mod.lut_layout(desc, 1, isa, "auto", True, 1) == ("", 0)  # 70 rows: too few for its tables
+    big = _ext.weight_desc(mod, _ops.weight_args(binary(1024, 100))[1])[0]
+    size = 64 + 32 * 12 * 64
+    for m, threads, int8, runs in [(1, 1, True, True), (15, 1, True, True), (16, 1, True, not amx),
+                                   (17, 1, True, False), (1, 2, True, True), (1, 3, True, False),
+                                   (2, 2, False, True), (3, 1, False, False), (0, 1, True, False)]:
+        assert mod.lut_layout(big, m, isa, "auto", int8, threads) == (("codes", size) if runs else ("", 0)), \
+            (m, threads, int8)
+    q = pack_multicoat(torch.randint(0, 3, (70, 100)), 2, seed=0, name="fc", dist="signed_constant")
+    desc_q, _alive_q = _ext.weight_desc(mod, _ops.weight_args(q)[1])
+    assert mod.lut_layout(desc_q, 1, isa, "on", True) == ("", 0)
+    out = torch.empty(size, dtype=torch.uint8)
+    with pytest.raises(ValueError, match=r"binary-format \(one mask plane\) signed_constant weight"):
+        mod.pack_lut_planes(desc_q, "codes", out.data_ptr(), size, 1)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_a_wrong_codes_layout_is_refused(isa):
+    """The wrong size, AVX2's planes (another kernel's layout), another weight's codes."""
+    p = binary(70, 100)
+    good = codes(isa, p)
+    x = torch.randn(2, 100)
+    with pytest.raises(ValueError, match=r"lut_planes: expected 2368 bytes \(pack_lut_planes of this weight, codes"):
+        run(isa, x, p, good[:-64])
+    mod = module(isa)
+    desc, _alive = _ext.weight_desc(mod, _ops.weight_args(p)[1])
+    if "avx2" in cpu.cpu_isas():
+        kind, nbytes = mod.lut_layout(desc, 2, "avx2", "on", True)
+        planes = torch.empty(nbytes, dtype=torch.uint8)
+        mod.pack_lut_planes(desc, kind, planes.data_ptr(), nbytes, 1)
+        header = torch.cat([planes[:64], good[64:]])  # the size of codes, the header of AVX2's planes
+        with pytest.raises(ValueError, match=r"another weight or kernel \(header: int8 layout"):
+            run(isa, x, p, header)
+    with pytest.raises(ValueError, match=r"built for another weight or kernel .*keys"):
+        run(isa, x, p, codes(isa, binary(70, 100, seed=1)))
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_packing_on_threads_gives_the_same_codes(isa):
+    p = binary(300, 1025, 7)
+    assert torch.equal(codes(isa, p, threads=1), codes(isa, p, threads=2))
+
+
+@pytest.fixture
+def fresh_cache(monkeypatch):
+    cache = layout_cache.LayoutCache()
+    monkeypatch.setattr(cpu, "LUT_PLANES", cache)
+    monkeypatch.delenv(layout_cache.ENV, raising=False)
+    return cache
+
+
+@pytest.mark.skipif(not NATIVE, reason="this CPU has no AVX-512")
+def test_public_ops_cache_the_codes(fresh_cache, monkeypatch):
+    """Automatically (AVX-512 CPU, 1024 weight rows on one thread): the first int8 call makes its
+    codes, the second builds and reads the cached ones, float rows at batch 1 read the same; the
+    same bits each time."""
+    monkeypatch.delenv(cpu.ISA_ENV, raising=False)
+    monkeypatch.delenv(cpu.LUT_ENV, raising=False)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    p = binary(1024, 300, 3)
+    x = torch.randn(4, 300)
+    size = 64 + 32 * 34 * 64
+    ys = []
+    for calls in (1, 2, 3):
+        ys.append(slt_linear_int8(x, p, backend="cpp"))
+        assert fresh_cache.nbytes() == (size if calls >= 2 else 0)
+    assert all(torch.equal(y, ys[0]) for y in ys)
+    z = slt_linear(x[:1], p, backend="cpp")
+    assert len(fresh_cache) == 1 and fresh_cache.nbytes() == size
+    torch.testing.assert_close(z, slt_linear_reference(x[:1], p), rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_codes_show_in_the_backend_description(monkeypatch, isa):
+    from unittest import mock
+
+    from slt_hw import dispatch
+
+    monkeypatch.setenv(cpu.ISA_ENV, isa)
+    monkeypatch.delenv(cpu.LUT_ENV, raising=False)
+    with mock.patch.object(_ext, "require", return_value=module(isa)):
+        text = dispatch.get("cpp").describe()
+    assert "int8 activations at batch <= 16, with >= 512 weight rows a thread" in text
+    assert "float activations as int8 slices at batch <= 2 with >= 512 weight rows a thread" in text
+    assert "masks used twice kept as base-3 codes of 3 weights, 1.78 bits/weight" in text
