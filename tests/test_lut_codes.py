@@ -185,9 +185,9 @@ def fresh_cache(monkeypatch):
 
 @pytest.mark.skipif(not NATIVE, reason="this CPU has no AVX-512")
 def test_public_ops_cache_the_codes(fresh_cache, monkeypatch):
-    """Automatically (AVX-512 CPU, 1024 weight rows on one thread): the first int8 call makes its
-    codes, the second builds and reads the cached ones, float rows at batch 1 read the same; the
-    same bits each time."""
+    """Automatically (AVX-512 CPU, 1024 weight rows on one thread): the first int8 call runs the
+    register kernel (making the codes would cost more than it), the second builds the codes and
+    reads them, float rows at batch 1 read the same; the same bits each time."""
     monkeypatch.delenv(cpu.ISA_ENV, raising=False)
     monkeypatch.delenv(cpu.LUT_ENV, raising=False)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
@@ -214,6 +214,27 @@ def test_codes_show_in_the_backend_description(monkeypatch, isa):
     monkeypatch.delenv(cpu.LUT_ENV, raising=False)
     with mock.patch.object(_ext, "require", return_value=module(isa)):
         text = dispatch.get("cpp").describe()
-    assert "int8 activations at batch <= 16, with >= 512 weight rows a thread" in text
-    assert "float activations as int8 slices at batch <= 2 with >= 512 weight rows a thread" in text
+    cached = " (its codes cached: a mask's second use on)"
+    assert "int8 activations at batch <= 16, with >= 512 weight rows a thread" + cached in text
+    assert "float activations as int8 slices at batch <= 2 with >= 512 weight rows a thread" + cached in text
     assert "masks used twice kept as base-3 codes of 3 weights, 1.78 bits/weight" in text
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_chosen_automatically_only_with_the_codes_given(isa):
+    """Making the codes costs more than the register kernels' whole call at 1-16 rows, so 'auto'
+    runs the lookup only where the caller gives them (forced on, it makes them): float rows at
+    batch 1 take the slices with codes given (the forced path's bits) and AVX-512's float lookup
+    without (other bits, the same sums in another order); int8 rows the same bits either way."""
+    p = binary(512, 300, 6)
+    x = torch.randn(1, 300)
+    given = codes(isa, p, int8=False)
+    on = run(isa, x, p, lut="on", int8=False)
+    assert torch.equal(run(isa, x, p, given, lut="auto", int8=False), on)
+    without = run(isa, x, p, lut="auto", int8=False)
+    assert not torch.equal(without, on)
+    want = slt_linear_reference(x, p)
+    for y in (on, without):
+        torch.testing.assert_close(y, want, rtol=1e-4, atol=1e-4 * max(1.0, float(want.abs().max())))
+    x8 = torch.randn(4, 300)
+    assert torch.equal(run(isa, x8, p, codes(isa, p), lut="auto"), run(isa, x8, p, lut="auto"))

@@ -411,15 +411,20 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
   }
   if (p.M == 0 || p.row_end == p.row_begin) return;
   const bool int8 = p.xq != nullptr, amx = amx_applies(p, isa), bf16dot = !amx && bf16_dot_applies(p, isa);
-  // VNNI int8 panels: past the register kernel's rows, one mask plane (int8 activations come with
-  // signed-constant weights only: validate)
+  // AVX-512's int8 lookup reads the codes layout, and makes it per call where not given (~3 ms at
+  // 11008 x 4096, one thread: more than the register kernels' whole call at 1-16 rows), so
+  // unless forced on it runs only with the codes given (a mask's second use on:
+  // layout_cache.py); without them the register kernels (int8) or the float lookup run.
+  const bool codes = p.lut_planes != nullptr || p.lut == LutMode::kOn || !avx512_kernels(isa);
   // float activations as int8 slices through an int8 table lookup (where one of them declines:
   // the register kernels, which propagate NaN and infinity as F.linear does)
-  const bool sliced = !amx && !bf16dot && sliced_applies(p, isa, threads);
+  const bool sliced = !amx && !bf16dot && codes && sliced_applies(p, isa, threads);
   if (sliced && run_sliced(p, isa, threads)) return;
   // table-lookup kernels: AVX2's (int8), AVX-512's float one (lut512) or int8 one (lut8)
-  const bool lut = !amx && !bf16dot && !sliced && lut_applies(p, isa, threads);
+  const bool lut = !amx && !bf16dot && !sliced && (codes || !int8) && lut_applies(p, isa, threads);
   const bool lut512 = lut && avx512_kernels(isa) && !int8, lut8 = lut && avx512_kernels(isa) && int8;
+  // VNNI int8 panels: past the register kernel's rows, one mask plane (int8 activations come with
+  // signed-constant weights only: validate)
   const bool i8panel = int8 && !amx && !lut8 && (isa == Isa::kAvx512Vnni || isa == Isa::kAmx) && p.planes != nullptr &&
                        p.C == 1 && p.M > kSmallBatchInt8;
   const int64_t W = (p.K + 31) / 32, Kp = 32 * W;

@@ -331,14 +331,16 @@ def _describe() -> str:
         if info["mode"] != "off" and (info["available"] or info["available_int8"]):
             rows, rows8 = (info["max_rows"], info["max_rows_int8"]) if on else (info["auto_rows"],
                                                                                info["auto_rows_int8"])
+            codes = "" if on else " (its codes cached: a mask's second use on)"
             if info["available_int8"]:
                 enough = "" if on else ", with >= 512 weight rows a thread"
+                enough += codes if info["isa_int8"] != "avx2" else ""
                 parts.append(f"int8 activations at batch <= {rows8}{enough} ({info['isa_int8']})")
             if info["isa"] == "avx2" and info["available"]:
                 enough = "" if on else ", with >= 128 weight rows a thread per row"
                 parts.append(f"float activations as int8 slices at batch <= {rows}{enough} (avx2)")
             elif info["available"]:
-                enough = "" if on else " with >= 512 weight rows a thread"
+                enough = "" if on else f" with >= 512 weight rows a thread{codes}"
                 parts.append(f"float activations as int8 slices at batch <= {info['sliced_rows']}{enough}, "
                              f"else float tables at batch <= {rows} ({info['isa']})")
             used = {info["isa"] if info["available"] else "", info["isa_int8"] if info["available_int8"] else ""}
