@@ -10,14 +10,15 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from slt_hw import _ext, _ops, pack_binary, pack_multicoat
-from slt_hw.backends import cpu, layout_cache
+from slt_hw import _ext, _ops, pack_multicoat
+from slt_hw.backends import cpu
 from slt_hw.ops import slt_linear, slt_linear_int8, slt_linear_int8_reference, slt_linear_reference
 
 if _ext.native() is None:
     pytest.skip("slt_hw._C not built", allow_module_level=True)
 
 import avx512_emulation
+import lut_calls
 
 NATIVE = [isa for isa in cpu.cpu_isas() if isa in ("avx512", "avx512vnni", "amx")]
 ISAS = NATIVE + list(avx512_emulation.ISAS)
@@ -27,39 +28,15 @@ def module(isa):
     return avx512_emulation.module() if isa in avx512_emulation.ISAS else _ext.native()
 
 
-def binary(n, k, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return pack_binary(torch.rand(n, k, generator=g) < 0.5, seed=seed, name="fc", dist="signed_constant")
+binary = lut_calls.binary
 
 
 def run(isa, x, p, codes=None, r0=0, r1=None, lut="on", threads=1, int8=True):
-    """The kernel on rows [r0, r1) of p's weight, int8 (quantized here) or float activations,
-    reading `codes` (a layout tensor) or making its own."""
-    mod = module(isa)
-    _, w = _ops.weight_args(p)
-    r1 = p.out_features if r1 is None else r1
-    desc, _alive = _ext.weight_desc(mod, w)
-    xq = xs = None
-    if int8:
-        xq, xs = torch.empty(x.shape[0], desc.k, dtype=torch.int8), torch.empty(x.shape[0])
-        mod.quantize_int8(x.data_ptr(), x.shape[0], desc.k, desc.k, xq.data_ptr(), xs.data_ptr())
-    y = torch.zeros(x.shape[0], r1 - r0)
-    ptr, nbytes = (0, 0) if codes is None else (codes.data_ptr(), codes.numel())
-    mod.slt_linear(desc, 0 if int8 else x.data_ptr(), x.shape[0], desc.k, y.data_ptr(), r1 - r0, r0, r1, 0,
-                   0 if xq is None else xq.data_ptr(), 0 if xs is None else xs.data_ptr(), isa, threads, lut, 0, ptr,
-                   nbytes)
-    return y
+    return lut_calls.run(module(isa), isa, x, p, codes, r0, r1, lut, threads, int8)
 
 
 def codes(isa, p, m=1, int8=True, threads=1):
-    mod = module(isa)
-    _, w = _ops.weight_args(p)
-    desc, _alive = _ext.weight_desc(mod, w)
-    kind, nbytes = mod.lut_layout(desc, m, isa, "on", int8)
-    assert kind == "codes", (m, int8)
-    out = torch.full((nbytes,), 0xA5, dtype=torch.uint8)  # every byte must be written
-    mod.pack_lut_planes(desc, kind, out.data_ptr(), nbytes, threads)
-    return out
+    return lut_calls.pack(module(isa), isa, p, "codes", m, int8, threads)
 
 
 @pytest.mark.parametrize("isa", ISAS)
@@ -175,14 +152,6 @@ def test_packing_on_threads_gives_the_same_codes(isa):
     assert torch.equal(codes(isa, p, threads=1), codes(isa, p, threads=2))
 
 
-@pytest.fixture
-def fresh_cache(monkeypatch):
-    cache = layout_cache.LayoutCache()
-    monkeypatch.setattr(cpu, "LUT_PLANES", cache)
-    monkeypatch.delenv(layout_cache.ENV, raising=False)
-    return cache
-
-
 @pytest.mark.skipif(not NATIVE, reason="this CPU has no AVX-512")
 def test_public_ops_cache_the_codes(fresh_cache, monkeypatch):
     """Automatically (AVX-512 CPU, 1024 weight rows on one thread): the first int8 call runs the
@@ -194,11 +163,7 @@ def test_public_ops_cache_the_codes(fresh_cache, monkeypatch):
     p = binary(1024, 300, 3)
     x = torch.randn(4, 300)
     size = 64 + 32 * 34 * 64
-    ys = []
-    for calls in (1, 2, 3):
-        ys.append(slt_linear_int8(x, p, backend="cpp"))
-        assert fresh_cache.nbytes() == (size if calls >= 2 else 0)
-    assert all(torch.equal(y, ys[0]) for y in ys)
+    lut_calls.built_on_second_use(fresh_cache, lambda: slt_linear_int8(x, p, backend="cpp"), size)
     z = slt_linear(x[:1], p, backend="cpp")
     assert len(fresh_cache) == 1 and fresh_cache.nbytes() == size
     torch.testing.assert_close(z, slt_linear_reference(x[:1], p), rtol=1e-4, atol=1e-3)

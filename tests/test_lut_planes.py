@@ -8,12 +8,13 @@ are exact digits whose sums are no less accurate than the float kernels'."""
 
 import gc
 
+import lut_calls
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from slt_hw import _ext, _ops, pack_binary, pack_multicoat
+from slt_hw import _ext, _ops, pack_multicoat
 from slt_hw.backends import cpu, layout_cache
 from slt_hw.ops import slt_linear, slt_linear_int8, slt_linear_int8_reference, slt_linear_reference
 
@@ -21,39 +22,17 @@ if _ext.native() is None or "avx2" not in cpu.cpu_isas():
     pytest.skip("needs slt_hw._C on an AVX2 CPU (the planes are AVX2's table lookups')", allow_module_level=True)
 
 MOD = _ext.native()
-
-
-def binary(n, k, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return pack_binary(torch.rand(n, k, generator=g) < 0.5, seed=seed, name="fc", dist="signed_constant")
+binary = lut_calls.binary
 
 
 def run(x, p, planes=None, r0=0, r1=None, isa="avx2", lut="on", threads=1, int8=True):
     """The kernel (int8 or float activations) on rows [r0, r1) of p's weight, reading `planes`
     (a layout tensor) or not."""
-    _, w = _ops.weight_args(p)
-    r1 = p.out_features if r1 is None else r1
-    desc, _alive = _ext.weight_desc(MOD, w)
-    xq = xs = None
-    if int8:
-        xq, xs = torch.empty(x.shape[0], desc.k, dtype=torch.int8), torch.empty(x.shape[0])
-        MOD.quantize_int8(x.data_ptr(), x.shape[0], desc.k, desc.k, xq.data_ptr(), xs.data_ptr())
-    y = torch.zeros(x.shape[0], r1 - r0)
-    ptr, nbytes = (0, 0) if planes is None else (planes.data_ptr(), planes.numel())
-    MOD.slt_linear(desc, 0 if int8 else x.data_ptr(), x.shape[0], desc.k, y.data_ptr(), r1 - r0, r0, r1, 0,
-                   0 if xq is None else xq.data_ptr(), 0 if xs is None else xs.data_ptr(), isa, threads, lut, 0, ptr,
-                   nbytes)
-    return y
+    return lut_calls.run(MOD, isa, x, p, planes, r0, r1, lut, threads, int8)
 
 
 def layout(p, int8=True, threads=1, m=1):
-    _, w = _ops.weight_args(p)
-    desc, _alive = _ext.weight_desc(MOD, w)
-    kind, nbytes = MOD.lut_layout(desc, m, "avx2", "on", int8)
-    assert kind == "int8"  # (float activations read it too, as slices)
-    out = torch.full((nbytes,), 0xA5, dtype=torch.uint8)  # every byte must be written
-    MOD.pack_lut_planes(desc, kind, out.data_ptr(), nbytes, threads)
-    return out
+    return lut_calls.pack(MOD, "avx2", p, "int8", m, int8, threads)  # (float activations read it too, as slices)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -256,14 +235,6 @@ def test_non_finite_and_wide_rows_run_the_float_kernels():
     torch.testing.assert_close(slt_linear(xb, p, backend="cpp"), slt_linear_reference(xb.float(), p).to(torch.bfloat16))
 
 
-@pytest.fixture
-def fresh_cache(monkeypatch):
-    cache = layout_cache.LayoutCache()
-    monkeypatch.setattr(cpu, "LUT_PLANES", cache)
-    monkeypatch.delenv(layout_cache.ENV, raising=False)
-    return cache
-
-
 def test_public_ops_build_the_planes_on_second_use(fresh_cache, monkeypatch):
     """slt_linear_int8 then slt_linear on one PackedWeight: the first call hashes, the second
     builds and reads the planes, later ones (float activations too) read them; the same bits
@@ -274,11 +245,7 @@ def test_public_ops_build_the_planes_on_second_use(fresh_cache, monkeypatch):
     p = binary(100, 300, 3)
     x = torch.randn(3, 300)
     size = 64 + 4 * 10 * 256
-    ys = []
-    for calls in (1, 2, 3):
-        ys.append(slt_linear_int8(x, p, backend="cpp"))
-        assert fresh_cache.nbytes() == (size if calls >= 2 else 0)
-    assert all(torch.equal(y, ys[0]) for y in ys)
+    lut_calls.built_on_second_use(fresh_cache, lambda: slt_linear_int8(x, p, backend="cpp"), size)
     zs = [slt_linear(x, p, backend="cpp") for _ in range(2)]
     assert len(fresh_cache) == 1 and fresh_cache.nbytes() == size and torch.equal(zs[0], zs[1])
     monkeypatch.setenv(layout_cache.ENV, "off")

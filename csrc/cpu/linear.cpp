@@ -327,29 +327,30 @@ void pack_lut_planes(const WeightDesc& w, LutLayout kind, uint8_t* dst, int64_t 
   if (dst == nullptr || bytes != want)
     fail("dst: expected " + std::to_string(want) + " bytes, got " + std::to_string(bytes) + (dst ? "" : " (null)"));
   if (reinterpret_cast<uintptr_t>(dst) % 32 != 0) fail("dst: expected a 32-byte aligned buffer");
-  uint8_t* body = dst + sizeof(LutPlanesHeader);
+  // the layout's 32-row blocks, each by its kernel's packer
+  int64_t block_bytes = 0, pack_floats = 0;
+  void (*pack_block)(const WeightDesc&, int64_t, int64_t, float*, uint8_t*) = nullptr;
 #if defined(SLT_HW_HAVE_AVX2)
   if (kind == LutLayout::kInt8) {
-    const int64_t block_bytes = avx2lut::plane_block_bytes(w.K);
-    for_each_row_task(0, w.N, kLutBlockRowsInt8, w.K, avx2lut::pack_scratch_floats(w.K), threads, 1 << 16,
-                      [&](float* scratch, int64_t n0, int64_t n1) {
-                        avx2lut::pack_block_int8(w, n0, n1, scratch, body + n0 / kLutBlockRowsInt8 * block_bytes);
-                        return true;
-                      });
+    block_bytes = avx2lut::plane_block_bytes(w.K);
+    pack_floats = avx2lut::pack_scratch_floats(w.K);
+    pack_block = avx2lut::pack_block_int8;
   }
 #endif
 #if defined(SLT_HW_HAVE_AVX512)
   if (kind == LutLayout::kCodes) {
-    const int64_t block_bytes = avx512lut8::block_bytes(w.K);
-    for_each_row_task(0, w.N, kLutBlockRowsInt8, w.K, avx512lut8::pack_scratch_floats(w.K), threads, 1 << 16,
-                      [&](float* scratch, int64_t n0, int64_t n1) {
-                        avx512lut8::pack_block(w, n0, n1, scratch, body + n0 / kLutBlockRowsInt8 * block_bytes);
-                        return true;
-                      });
+    block_bytes = avx512lut8::block_bytes(w.K);
+    pack_floats = avx512lut8::pack_scratch_floats(w.K);
+    pack_block = avx512lut8::pack_block;
   }
 #endif
-  (void)threads;
-  (void)body;
+  uint8_t* body = dst + sizeof(LutPlanesHeader);
+  if (pack_block != nullptr)
+    for_each_row_task(0, w.N, kLutBlockRowsInt8, w.K, pack_floats, threads, 1 << 16,
+                      [&](float* scratch, int64_t n0, int64_t n1) {
+                        pack_block(w, n0, n1, scratch, body + n0 / kLutBlockRowsInt8 * block_bytes);
+                        return true;
+                      });
   LutPlanesHeader h{};
   h.magic = kPlanesMagic;
   h.kind = int32_t(kind);
