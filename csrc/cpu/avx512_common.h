@@ -1,5 +1,6 @@
-// What the AVX-512 kernels share: the contract hash (docs/rng.md §3) on sixteen 32-bit lanes and
-// a 16 x 16 transpose of dwords in registers, a binary weight's P and N words with lanes = rows. Include it only from translation units compiled
+// What the AVX-512 kernels share: the contract hash (docs/rng.md §3) on sixteen 32-bit lanes, a
+// 16 x 16 transpose of dwords in registers, and a binary weight's P and N words with lanes =
+// rows. Include it only from translation units compiled
 // for AVX-512 (or against SIMDe, avx512_intrin.h); internal linkage, so each keeps its own copy
 // behind its runtime CPU check (as avx2_common.h).
 #pragma once

@@ -309,7 +309,8 @@ int64_t lut_planes_bytes(const WeightDesc& w, LutLayout kind) {
 #endif
 #if defined(SLT_HW_HAVE_AVX512)
   if (kind == LutLayout::kCodes)
-    return int64_t(sizeof(LutPlanesHeader)) + (w.N + kLutBlockRowsInt8 - 1) / kLutBlockRowsInt8 * avx512lut8::block_bytes(w.K);
+    return int64_t(sizeof(LutPlanesHeader)) +
+           (w.N + kLutBlockRowsInt8 - 1) / kLutBlockRowsInt8 * avx512lut8::block_bytes(w.K);
 #endif
   (void)w;
   return 0;
@@ -552,7 +553,8 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
 #if defined(SLT_HW_HAVE_AVX512)
   if (lut512) lut_scratch = avx512lut::scratch_floats(p.M);
   if (lut8)
-    lut_scratch = avx512lut8::scratch_floats(p.K, p.M, block, p.lut_planes != nullptr && p.row_begin % kLutBlockRowsInt8 == 0);
+    lut_scratch =
+        avx512lut8::scratch_floats(p.K, p.M, block, p.lut_planes != nullptr && p.row_begin % kLutBlockRowsInt8 == 0);
   if (amx) lut_scratch = amx::scratch_floats(p.K);
   if (bf16dot) lut_scratch = avx512vnni::scratch_floats_bf16(p.K);
   if (i8panel) lut_scratch = avx512vnni::scratch_floats_i8_panel(p.K);

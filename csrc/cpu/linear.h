@@ -296,9 +296,10 @@ bool rows_int8(const LinearProblem& p, const uint8_t* tables, float* scratch, in
 }  // namespace avx2lut
 
 // AVX-512's int8 table lookup (linear_avx512lut8.cpp): per call, int16 tables of the activations'
-// partial sums (build_tables, table_bytes bytes, 64-byte aligned; by parts on several threads); tasks of at most kLutTaskRowsAvx512 rows,
-// scratch_floats(K, M, codes given) each. The codes layout (LutLayout::kCodes): block_bytes per 32-row block,
-// pack_block with pack_scratch_floats(K) floats of scratch.
+// partial sums (build_tables, table_bytes bytes, 64-byte aligned; by parts on several threads);
+// tasks of task_rows rows (a thread's share, at most kLutTaskRowsInt8Avx512), scratch_floats
+// each. The codes layout (LutLayout::kCodes): block_bytes per 32-row block, pack_block with
+// pack_scratch_floats(K) floats of scratch.
 namespace avx512lut8 {
 int64_t block_bytes(int64_t K);
 int64_t pack_scratch_floats(int64_t K);

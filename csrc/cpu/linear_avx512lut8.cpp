@@ -7,17 +7,18 @@
 // a group is 3 columns, and a row's 3 weights are one base-3 code c = sum_j 3^j (w_j + 1) in
 // [0, 26]. Per call, each group of each activation row gets a table of 32 int16 entries, entry c
 // the exact sum_j x_j (digit_j(c) - 1) (|.| <= 384), and `vpermw` looks up 32 weight rows (word
-// lanes, the index in bits 0-4) at once: 96 products per instruction, exact in int16 for up to
-// kMaxGroups groups, with no split into low and high parts, no P/N pair and no masking of the
-// index. AVX2's 16-entry byte tables (one vpshufb per part and plane, 4 columns) give 32 products
+// lanes, the index in bits 0-4) at once: 96 products per instruction, exact in int16 over a
+// column chunk (kMaxTriples), with no split into low and high parts, no P/N pair and no masking
+// of the index. AVX2's 16-entry byte tables (one vpshufb per part and plane, 4 columns) give 32 products
 // per instruction; on an AMD Zen 4 vpermw and a 512-bit vpshufb both issue about once a cycle.
 //
 // The codes: three groups (9 columns) of a row in one uint16, c0 | c1 << 5 | c2 << 10, a 32-row
 // block's words side by side (one zmm per 9 columns: 1.78 bits per weight, against the P/N
-// planes' 2; rows d and 16 + d in dword d); vpermw reads c0, a shift by 5 or 10 gives the others. The caller's cache
-// (LutLayout::kCodes, pack_block) holds them; else each task makes its blocks' codes first
-// (the P/N words as the AVX-512 float lookup makes them, pn_words, then 3-bit fields through a
-// small table).
+// planes' 2; rows d and 16 + d in dword d); vpermw reads c0, a shift by 5 or 10 gives the
+// others. The caller's cache (LutLayout::kCodes, pack_block) holds them; else each task makes
+// its blocks' codes first (the P/N words as the AVX-512 float lookup makes them, pn_words, then
+// 3-bit fields through a small table), which costs more than the lookups at few rows: chosen
+// automatically, the kernel runs only with the codes given (slt_linear).
 #include <cstring>
 
 #include "../core/slt_contract.h"
@@ -47,7 +48,7 @@ inline int64_t triples(int64_t K) { return (K + 8) / 9; }
 
 // The codes of rows [n0, n1) (at most 32; zero masks past them) into dst: per triple, 16 dwords,
 // dword d = the word of row d | the word of row 16 + d << 16 (so that the kernel's int32 sums come
-// out in row order from shifts alone). pn: scratch of 64 (W + 1) words.
+// out in row order from one vpmaddwd each). pn: scratch of 64 (W + 1) words.
 void make_codes(const WeightDesc& w, int64_t n0, int64_t n1, uint32_t* pn, uint16_t* dst) {
   const int64_t W = (w.K + 31) / 32, T3 = triples(w.K);
   // B(f) = f0 + 3 f1 + 9 f2: a 3-bit field of P (or N) as its base-3 weight
@@ -89,7 +90,8 @@ void make_codes(const WeightDesc& w, int64_t n0, int64_t n1, uint32_t* pn, uint1
 // Triples [t0, t1) of a block of 32 weight rows (codes: its words) against activation rows
 // [m0, m0 + R): acc[32 r + i] += the exact sum of weight row i and activation row m0 + r. At
 // most kMaxTriples triples (the int16 sums). (Two blocks per table load measured 1.2-1.5x
-// slower on Zen 4: GCC kept their 16 accumulators on the stack.)
+// slower on Zen 4, GCC keeping their 16 accumulators on the stack, and 1.1x at two rows without
+// spills: the table loads are not what bounds it.)
 template <int R>
 void lookup(const uint16_t* codes, const int16_t* tables, int64_t M, int64_t m0, int64_t t0, int64_t t1,
             int32_t* acc) {
@@ -102,7 +104,8 @@ void lookup(const uint16_t* codes, const int16_t* tables, int64_t M, int64_t m0,
       const __m512i ij = j == 0 ? idx : _mm512_srli_epi16(idx, 5 * j);  // (vpermw reads bits 0-4)
       const int16_t* tg = tables + ((3 * t + j) * M + m0) * 32;
 #pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) a[r] = _mm512_add_epi16(a[r], _mm512_permutexvar_epi16(ij, _mm512_loadu_si512(tg + 32 * r)));
+      for (int r = 0; r < R; ++r)
+        a[r] = _mm512_add_epi16(a[r], _mm512_permutexvar_epi16(ij, _mm512_loadu_si512(tg + 32 * r)));
     }
   }
   // word 2 d: row d, word 2 d + 1: row 16 + d (make_codes), each sign-extended by a vpmaddwd
@@ -173,8 +176,8 @@ bool rows(const LinearProblem& p, const int16_t* tables, float* scratch, int64_t
   uint16_t* made = reinterpret_cast<uint16_t*>(scratch + blocks * kRows * p.M);
   uint32_t* pn = reinterpret_cast<uint32_t*>(scratch + blocks * kRows * p.M + blocks * bb / 4);
   const bool given = p.lut_planes != nullptr && n0 % kRows == 0;
-  const uint16_t* base = given ? reinterpret_cast<const uint16_t*>(p.lut_planes + sizeof(LutPlanesHeader) + n0 / kRows * bb)
-                               : made;
+  const uint8_t* layout = given ? p.lut_planes + sizeof(LutPlanesHeader) + n0 / kRows * bb : nullptr;
+  const uint16_t* base = given ? reinterpret_cast<const uint16_t*>(layout) : made;
   if (!given)
     for (int64_t b = 0; b < blocks; ++b) {
       const int64_t n = n0 + kRows * b;
