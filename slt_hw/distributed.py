@@ -89,11 +89,11 @@ def leave(sync: bool = True) -> None:
     """Leave the process group. sync: wait for every rank first (after a normal finish): a rank
     that tore its gloo connections down while another still used them was sometimes killed by
     std::terminate at exit (about 1 run in 30 of tests/test_ddp.py). Not after an error: a dead
-    peer would hold the barrier until the timeout. Unreachable objects still holding the group
-    (a finished DistributedDataParallel's reducer, in reference cycles) are collected first:
-    else destroy_process_group only drops the name and gloo's threads are torn down at
-    interpreter exit, which still killed a rank by std::terminate now and then (2 of 3 full test
-    runs on one day, after the barrier)."""
+    peer would hold the barrier until the timeout. Anything unreachable that still holds the
+    group (e.g. a DistributedDataParallel in a reference cycle) is collected first: while one
+    does, destroy_process_group only drops the name, and gloo's threads go at interpreter exit,
+    where a rank was still killed by std::terminate now and then after the barrier (2 of 3
+    fresh-clone test runs on one day; never reproduced alone, so a precaution, not a proven fix)."""
     if dist.is_initialized():
         if sync:
             dist.barrier()
