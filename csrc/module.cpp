@@ -417,10 +417,7 @@ PYBIND11_MODULE(_C, m) {
         d["auto_rows_int8"] = r8.auto_int8;
         d["max_rows"] = r.max_float;
         d["max_rows_int8"] = r8.max_int8;
-        // float rows run as int8 slices (AVX2: all of them; AVX-512: its int8 lookup's few)
-        d["sliced_rows"] = which == slt::cpu::Isa::kAvx2 ? r.max_float
-                           : r.max_int8 > 0            ? slt::cpu::kLutSlicedRowsAvx512
-                                                       : int64_t(0);
+        d["sliced_rows"] = r.sliced;  // (AVX2: every float row; AVX-512: its int8 lookup's few)
         return d;
       },
       "The table-lookup kernels of `isa` ('auto': those slt_linear picks, isa for float activations, "

@@ -7,7 +7,6 @@
 #include <stdexcept>
 #include <vector>
 
-
 #include "generate.h"
 #include "linear.h"
 #include "quantize.h"

@@ -10,8 +10,6 @@
 #include <string>
 #include <vector>
 
-
-
 namespace slt {
 namespace cpu {
 
@@ -205,10 +203,8 @@ bool for_each_task(int64_t tasks, int64_t scratch_size, int threads, bool parall
 #pragma omp parallel num_threads(nt) reduction(| : failed) if (tasks > 1 && parallel)
 #endif
   {
-    // 64-byte aligned: kernels load whole cache lines of it (a zmm load split across two lines
-    // costs twice)
     std::vector<float> buf(static_cast<size_t>(scratch_size + 16));
-    float* scratch = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(buf.data()) + 63) & ~uintptr_t(63));
+    float* scratch = align64<float>(buf.data());
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
@@ -236,7 +232,7 @@ bool for_each_row_task(int64_t row_begin, int64_t row_end, int64_t block, int64_
 template <class T>
 T* aligned64(std::unique_ptr<T[]>& buf, size_t n) {
   buf.reset(new T[n + 64 / sizeof(T)]);
-  return reinterpret_cast<T*>((reinterpret_cast<uintptr_t>(buf.get()) + 63) & ~uintptr_t(63));
+  return align64<T>(buf.get());
 }
 
 // The ISAs whose kernels are linear_avx512*.cpp (kAmx runs them for what its tiles do not take).
@@ -247,11 +243,13 @@ bool avx512_kernels(Isa isa) { return isa == Isa::kAvx512 || isa == Isa::kAvx512
 LutRows lut_rows(Isa isa) {
   LutRows r;
 #if defined(SLT_HW_HAVE_AVX2)
-  if (isa == Isa::kAvx2) r = LutRows{kLutAutoRowsSliced, kLutAutoRowsInt8, kLutMaxRowsSliced, kLutMaxRowsInt8};
+  if (isa == Isa::kAvx2)  // (every float row as slices)
+    r = LutRows{kLutAutoRowsSliced, kLutAutoRowsInt8, kLutMaxRowsSliced, kLutMaxRowsInt8, kLutMaxRowsSliced};
 #endif
 #if defined(SLT_HW_HAVE_AVX512)
   if (avx512_kernels(isa))
-    r = LutRows{kLutAutoRowsAvx512, kLutAutoRowsInt8Avx512, kLutMaxRowsAvx512, kLutMaxRowsInt8Avx512};
+    r = LutRows{kLutAutoRowsAvx512, kLutAutoRowsInt8Avx512, kLutMaxRowsAvx512, kLutMaxRowsInt8Avx512,
+                kLutSlicedRowsAvx512};
 #endif
   (void)isa;
   return r;
@@ -272,11 +270,10 @@ bool lut_applies(const LinearProblem& p, Isa isa, int threads) {
 }
 
 bool sliced_applies(const LinearProblem& p, Isa isa, int threads) {
-  if (p.xq != nullptr || !lut_applies(p, isa, threads)) return false;
-  if (isa == Isa::kAvx2) return true;
-  // AVX-512: automatically, the int8 lookup's rule of weight rows a thread too
-  const bool rows_ok = p.lut == LutMode::kOn || p.N >= kLutAutoRowsPerThreadInt8 * resolve_threads(threads);
-  return avx512_kernels(isa) && p.M <= kLutSlicedRowsAvx512 && rows_ok;
+  if (p.xq != nullptr || !lut_applies(p, isa, threads) || p.M > lut_rows(isa).sliced) return false;
+  // AVX-512: automatically, the int8 lookup's rule of weight rows a thread too (AVX2's float
+  // rows have their own, in lut_applies)
+  return isa == Isa::kAvx2 || p.lut == LutMode::kOn || p.N >= kLutAutoRowsPerThreadInt8 * resolve_threads(threads);
 }
 
 bool amx_applies(const LinearProblem& p, Isa isa) {

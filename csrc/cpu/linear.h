@@ -29,6 +29,13 @@ namespace cpu {
 enum class Isa : int { kScalar = 0, kAvx2 = 1, kAvx512 = 2, kAvx512Vnni = 3, kAmx = 4 };
 constexpr Isa kAllIsas[] = {Isa::kScalar, Isa::kAvx2, Isa::kAvx512, Isa::kAvx512Vnni, Isa::kAmx};
 
+// ptr rounded up to a 64-byte boundary (kernels' scratch and tables: a zmm load split across
+// two cache lines costs twice); the buffer holds 64 bytes of slack for it.
+template <typename T>
+inline T* align64(void* ptr) {
+  return reinterpret_cast<T*>((reinterpret_cast<uintptr_t>(ptr) + 63) & ~uintptr_t(63));
+}
+
 constexpr int64_t kSmallBatch = 8;   // up to this many activation rows: weights in registers only
 constexpr int64_t kSmallBatchInt8 = 8;  // int8 (AVX-512 and scalar): the register kernels up to this many rows
 // AVX-512's int8 register kernel reads xq (M rows, Kp bytes apart), 64 bytes of slack, then each
@@ -106,6 +113,7 @@ enum class LutMode : int { kAuto = -1, kOff = 0, kOn = 1 };
 // int8 activations) and when forced; all zero where the ISA has none.
 struct LutRows {
   int64_t auto_float = 0, auto_int8 = 0, max_float = 0, max_int8 = 0;
+  int64_t sliced = 0;  // float rows run as int8 slices through the int8 lookup, at most
 };
 LutRows lut_rows(Isa isa);
 

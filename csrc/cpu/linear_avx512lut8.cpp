@@ -33,7 +33,7 @@ namespace {
 
 using avx512common::pn_words;
 
-constexpr int kRows = 32;                 // weight rows per block (int16 lanes)
+constexpr int kRows = int(kLutBlockRowsInt8);  // weight rows per block (int16 lanes), the layout's
 constexpr int kRowGroup = 8;              // activation rows per sweep (an accumulator each)
 constexpr int64_t kMaxTriples = 28;       // 84 groups: 84 x 384 < 32768, the int16 sums exact
 constexpr int64_t kChunkTableBytes = 24 << 10;  // a column chunk's tables, in L1
