@@ -339,7 +339,7 @@ PYBIND11_MODULE(_C, m) {
       "im2col_quantize_int8",
       [](uintptr_t x, std::vector<int64_t> shape, std::vector<int64_t> strides, std::vector<int64_t> kernel,
          std::vector<int64_t> stride, std::vector<int64_t> padding, std::vector<int64_t> dilation, int64_t m0,
-         int64_t m1, uintptr_t q, uintptr_t s, int threads) {
+         int64_t m1, uintptr_t q, uintptr_t s, int threads, const std::string& isa) {
         for (const auto* v : {&kernel, &stride, &padding, &dilation})
           if (v->size() != 2) throw std::invalid_argument("kernel/stride/padding/dilation: expected pairs");
         if (shape.size() != 4 || strides.size() != 4)
@@ -350,14 +350,29 @@ PYBIND11_MODULE(_C, m) {
         g.sb = strides[0], g.sc = strides[1], g.sh = strides[2], g.sw = strides[3];
         g.kh = kernel[0], g.kw = kernel[1], g.stride_h = stride[0], g.stride_w = stride[1];
         g.pad_h = padding[0], g.pad_w = padding[1], g.dil_h = dilation[0], g.dil_w = dilation[1];
+        const slt::cpu::Isa which = parse_isa(isa);
         py::gil_scoped_release release;
-        slt::cpu::im2col_quantize_int8(g, m0, m1, ptr<int8_t>(q), ptr<float>(s), threads);
+        slt::cpu::im2col_quantize_int8(g, m0, m1, ptr<int8_t>(q), ptr<float>(s), threads, which);
       },
       "Rows [m0, m1) of the patch matrix of float32 x ((B, C, H, W) at element strides; row = output pixel "
       "(b, oh, ow), column (c, i, j) as F.unfold, zero padding), each quantized as quantize_int8 does a row: "
-      "q (m1 - m0) x C*kh*kw int8, s (m1 - m0) float32.",
+      "q (m1 - m0) x C*kh*kw int8, s (m1 - m0) float32. isa: the gather's ('auto': the best here; "
+      "patch_gather names the one that runs), the same bits whichever.",
       py::arg("x"), py::arg("shape"), py::arg("strides"), py::arg("kernel"), py::arg("stride"), py::arg("padding"),
-      py::arg("dilation"), py::arg("m0"), py::arg("m1"), py::arg("q"), py::arg("s"), py::arg("threads") = 0);
+      py::arg("dilation"), py::arg("m0"), py::arg("m1"), py::arg("q"), py::arg("s"), py::arg("threads") = 0,
+      py::arg("isa") = "auto");
+
+  m.def(
+      "patch_gather",
+      [](int64_t C, bool channels_contiguous, std::vector<int64_t> kernel, const std::string& isa) {
+        if (kernel.size() != 2) throw std::invalid_argument("kernel: expected a pair");
+        slt::cpu::ConvInput g;
+        g.C = C, g.sc = channels_contiguous ? 1 : 0, g.kh = kernel[0], g.kw = kernel[1];
+        return std::string(slt::cpu::patch_gather_name(g, parse_isa(isa)));
+      },
+      "Which patch gather im2col_quantize_int8 runs for C channels (contiguous or not) and a kernel on isa: "
+      "'avx512-vbmi', 'avx2' or 'scalar'.",
+      py::arg("C"), py::arg("channels_contiguous"), py::arg("kernel"), py::arg("isa") = "auto");
 
   m.def(
       "slice_count",

@@ -5,6 +5,7 @@ patch quantizer against F.unfold + quantize_activations, bit for bit."""
 import dataclasses
 import math
 
+import avx512_emulation
 import pytest
 import torch
 import torch.nn.functional as F
@@ -91,53 +92,120 @@ def test_opcheck(fmt):
                               (x, torch.randn(4), *w, [3, 2], [1, 2], [1, 0], [1, 1], 2))
 
 
-def im2col_cpp(x, kernel, stride, padding, dilation, m0=0, m1=None):
+# the patch gathers' ISAs: this build's, and the emulated build's AVX-512 (its byte permutes
+# under SIMDe, whatever this CPU has)
+GATHER_ISAS = [*(_ext.require().cpu_isas() if "cpp" in BACKENDS else []), "avx512-emulated"]
+
+
+def gather_module(isa):
+    return avx512_emulation.module() if isa in avx512_emulation.ISAS else _ext.require()
+
+
+def im2col_cpp(x, kernel, stride, padding, dilation, m0=0, m1=None, isa="auto", mod=None):
     if m1 is None:
         oh, ow = _ops.conv2d_output_size(x.shape[2], x.shape[3], kernel, stride, padding, dilation)
         m1 = x.shape[0] * oh * ow
     k = x.shape[1] * kernel[0] * kernel[1]
     q, s = torch.full((m1 - m0, k), 99, dtype=torch.int8), torch.empty(m1 - m0)
-    _ext.require().im2col_quantize_int8(x.data_ptr(), list(x.shape), list(x.stride()), list(kernel), list(stride),
-                                        list(padding), list(dilation), m0, m1, q.data_ptr(), s.data_ptr(), 2)
+    (mod or _ext.require()).im2col_quantize_int8(x.data_ptr(), list(x.shape), list(x.stride()), list(kernel),
+                                                 list(stride), list(padding), list(dilation), m0, m1, q.data_ptr(),
+                                                 s.data_ptr(), 2, isa)
     return q, s
 
 
 @CPP
+@pytest.mark.parametrize("isa", GATHER_ISAS)
 @settings(max_examples=40, deadline=None)
-@given(c=st.sampled_from([1, 5, 8, 16, 19]), k=st.sampled_from([(1, 1), (3, 3), (2, 5), (3, 1)]),
+@given(c=st.sampled_from([1, 5, 8, 16, 19, 32]), k=st.sampled_from([(1, 1), (3, 3), (2, 5), (3, 1), (4, 4)]),
        stride=st.sampled_from([(1, 1), (2, 1)]), padding=st.sampled_from([(0, 0), (1, 1), (2, 0)]),
        dilation=st.sampled_from([(1, 1), (2, 1)]), lay=st.sampled_from(["contiguous", "channels_last", "sliced"]),
        seed=st.integers(0, 10_000), scale_exp=st.integers(-30, 30))
-def test_patch_quantizer_has_the_reference_bits(c, k, stride, padding, dilation, lay, seed, scale_exp):
+def test_patch_quantizer_has_the_reference_bits(isa, c, k, stride, padding, dilation, lay, seed, scale_exp):
     """q and s of every patch row equal quantize_activations on F.unfold's rows, bit for bit,
-    from any layout (the AVX2 transposes where channels are contiguous, the strided loop where
+    from any layout and with every gather (AVX-512's byte permutes where channels are contiguous
+    and a multiple of 16, AVX2's transposes where they are contiguous, the strided loop where
     not); a row range is the same rows."""
     x = layout(torch.randn(2, c, 7, 6, generator=torch.Generator().manual_seed(seed)) * 2.0 ** scale_exp, lay)
     if min(_ops.conv2d_output_size(7, 6, k, stride, padding, dilation)) < 1:
         return
     cols = F.unfold(x, k, dilation, padding, stride).transpose(1, 2).reshape(-1, c * k[0] * k[1])
     want_q, want_s = quantize_activations(cols)
-    q, s = im2col_cpp(x, k, stride, padding, dilation)
+    mod = gather_module(isa)
+    q, s = im2col_cpp(x, k, stride, padding, dilation, isa=isa, mod=mod)
     assert torch.equal(q, want_q) and torch.equal(s, want_s)
     m = q.shape[0]
-    q2, s2 = im2col_cpp(x, k, stride, padding, dilation, m // 3, m - 1)
+    q2, s2 = im2col_cpp(x, k, stride, padding, dilation, m // 3, m - 1, isa=isa, mod=mod)
     assert torch.equal(q2, want_q[m // 3:m - 1]) and torch.equal(s2, want_s[m // 3:m - 1])
+
+
+@CPP
+@pytest.mark.parametrize("isa", [isa for isa in GATHER_ISAS if isa.startswith(("avx512", "amx"))])
+@pytest.mark.parametrize("c, k, padding", [(16, (3, 3), (1, 1)), (64, (3, 3), (1, 1)), (32, (1, 1), (0, 0)),
+                                           (16, (4, 4), (2, 1)), (48, (2, 5), (1, 2)), (16, (1, 7), (0, 3)),
+                                           (32, (2, 3), (1, 1))])
+def test_avx512_patch_permutes_have_the_reference_bits(isa, c, k, padding):
+    """Channels-last x, channels a multiple of 16, 1-16 taps: AVX-512 quantizes each tap's 16
+    channels and reorders the bytes with vpermi2b (one, two or three output vectors a group of
+    channels, the last one partial); every byte is written (q starts as 99s) and equals
+    quantize_activations' on F.unfold's rows, padding taps included, with one huge value (the
+    row scale's channel anywhere) and one subnormal-scaled sample (clamped quotients)."""
+    g = torch.Generator().manual_seed(c + 7 * k[1])
+    x = torch.randn(3, c, 6, 7, generator=g) * 3.0
+    x[0, c // 2, 2, 3] = 1e4
+    x[2] = torch.randint(-190, 191, (c, 6, 7), generator=g).float() * 2.0 ** -149  # subnormal: amax / 127 inexact
+    x = layout(x, "channels_last")
+    cols = F.unfold(x, k, (1, 1), padding, (1, 1)).transpose(1, 2).reshape(-1, c * k[0] * k[1])
+    want_q, want_s = quantize_activations(cols)
+    mod = gather_module(isa)
+    if mod.patch_gather(c, True, list(k), isa) != "avx512-vbmi":
+        pytest.skip(f"{isa}: this CPU has no AVX512-VBMI")
+    q, s = im2col_cpp(x, k, (1, 1), padding, (1, 1), isa=isa, mod=mod)
+    assert torch.equal(q, want_q) and torch.equal(s, want_s)
+
+
+@CPP
+def test_patch_gather_names_the_one_that_runs():
+    mod = _ext.require()
+    isas = mod.cpu_isas()
+    assert mod.patch_gather(64, False, [3, 3], "auto") == "scalar"  # (strided channels)
+    assert mod.patch_gather(64, True, [3, 3], "scalar") == "scalar"
+    if "avx2" in isas:
+        assert mod.patch_gather(64, True, [3, 3], "avx2") == "avx2"
+    for isa in ("avx512", "avx512vnni"):
+        if isa in isas:
+            vbmi = mod.patch_gather(64, True, [3, 3], isa) == "avx512-vbmi"
+            assert vbmi == ("avx512vbmi" in _cpu_flags())
+            assert mod.patch_gather(24, True, [3, 3], isa) == "avx2"  # (not a multiple of 16)
+            assert mod.patch_gather(16, True, [5, 5], isa) == "avx2"  # (25 taps)
+    with pytest.raises(ValueError, match="isa: expected one of"):
+        mod.patch_gather(64, True, [3, 3], "sse9")
+    assert gather_module("avx512-emulated").patch_gather(16, True, [4, 4], "avx512-emulated") == "avx512-vbmi"
+
+
+def _cpu_flags():
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return []
 
 
 @CPP
 @pytest.mark.parametrize("c, k, padding", [(8, (3, 3), (1, 1)), (16, (3, 3), (0, 0)), (24, (2, 5), (2, 1)),
                                            (64, (3, 3), (1, 1))])
 def test_patch_gathered_and_quantized_in_registers_has_the_reference_bits(c, k, padding):
-    """Channels-last x, channels a multiple of 8, at least 8 taps: the patch is quantized as it is
-    transposed, never stored as floats (every byte written: q starts as 99s); its bits are still
-    quantize_activations' on F.unfold's rows, padding taps and the taps past the last 8 included,
-    with one huge value per row (the scale's channel anywhere in the patch)."""
+    """Channels-last x, channels a multiple of 8, at least 8 taps, AVX2: the patch is quantized as
+    it is transposed, never stored as floats (every byte written: q starts as 99s); its bits are
+    still quantize_activations' on F.unfold's rows, padding taps and the taps past the last 8
+    included, with one huge value per row (the scale's channel anywhere in the patch)."""
+    if "avx2" not in GATHER_ISAS:
+        pytest.skip("no AVX2 here")
     x = torch.randn(2, c, 6, 7, generator=torch.Generator().manual_seed(c)) * 3.0
     x[0, c // 2, 2, 3] = 1e4
     x = layout(x, "channels_last")
     cols = F.unfold(x, k, (1, 1), padding, (1, 1)).transpose(1, 2).reshape(-1, c * k[0] * k[1])
     want_q, want_s = quantize_activations(cols)
-    q, s = im2col_cpp(x, k, (1, 1), padding, (1, 1))
+    q, s = im2col_cpp(x, k, (1, 1), padding, (1, 1), isa="avx2")
     assert torch.equal(q, want_q) and torch.equal(s, want_s)
 
 

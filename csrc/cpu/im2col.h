@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <string>
 
+#include "linear.h"
+
 namespace slt {
 namespace cpu {
 
@@ -27,7 +29,18 @@ std::string check_conv_input(const ConvInput& g);
 // Rows [m0, m1) of the patch matrix (M = B * OH * OW rows, row m = (b, oh, ow); K = C * kh * kw
 // columns, column (c * kh + i) * kw + j as F.unfold; zero padding), each quantized as
 // quantize_int8_rows quantizes a row: q (m1 - m0) x K, s (m1 - m0). Throws std::invalid_argument.
-void im2col_quantize_int8(const ConvInput& g, int64_t m0, int64_t m1, int8_t* q, float* s, int threads);
+// isa: the gather's instruction set (patch_gather_name), the same bits whichever.
+void im2col_quantize_int8(const ConvInput& g, int64_t m0, int64_t m1, int8_t* q, float* s, int threads,
+                          Isa isa = best_isa());
+
+// Which gather im2col_quantize_int8 runs for this input on `isa`: "avx512-vbmi" (AVX-512 with
+// VBMI, channels contiguous and a multiple of 16, at most kPatchTapsAvx512 taps), "avx2"
+// (channels contiguous; quantized in its transposes where they are a multiple of 8 and there
+// are 8 taps or more), else "scalar".
+constexpr int64_t kPatchTapsAvx512 = 16;
+const char* patch_gather_name(const ConvInput& g, Isa isa);
+// Whether `isa` is an AVX-512 one that this CPU runs with VBMI (emulated builds: always).
+bool patch_vbmi_supported(Isa isa);
 
 // dst[b] = src[b]^T for `batch` float32 matrices of rows x cols (contiguous, one after the
 // other): NCHW <-> channels last, (C, H*W) <-> (H*W, C), in 8 x 8 register transposes where the
@@ -44,6 +57,22 @@ void quantize_row(const float* x, int64_t K, int8_t* q, float* s);
 // *s, quantize_row's bits for finite x (the maximum taken in another order). C a multiple of 8,
 // taps >= 8 (a 3 x 3 convolution's).
 void gather_quantize_patch(const float* const* tap, int64_t C, int64_t taps, int8_t* q, float* s);
+}
+
+namespace avx512 {
+// vpermi2b indices and masks that take 16 channels' quantized taps, packed four taps to a zmm,
+// to the contract's (channel, tap) byte order: output zmm j, source pair p (taps 8 p .. 8 p + 7).
+// Made once per call (portable code, im2col.cpp); taps <= kPatchTapsAvx512.
+struct PatchOrder {
+  explicit PatchOrder(int64_t taps);
+  int64_t taps;
+  int outs;  // output zmm per 16 channels: 16 taps / 64 bytes, rounded up
+  alignas(64) uint8_t index[4][2][64];
+  uint64_t mask[4][2];
+};
+// gather_quantize_patch of im2col_avx2.cpp, 16 channels at a time (im2col_avx512.cpp): C a
+// multiple of 16, order.taps taps; q[c * taps + t] and *s, quantize_row's bits for finite x.
+void gather_quantize_patch(const float* const* tap, int64_t C, const PatchOrder& order, int8_t* q, float* s);
 }
 
 }  // namespace cpu

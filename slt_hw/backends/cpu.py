@@ -241,7 +241,7 @@ def conv2d_int8(x, bias, *rest, isa: str | None = None, threads: int | None = No
         planes = _lut_planes(mod, w, desc, rows, isa, lut, True, nt)  # (where the table lookup runs)
         for g in range(groups):
             mod.im2col_quantize_int8(x32.data_ptr() + g * cin_g * strides[1] * 4, shape, strides, *geometry, m0,
-                                     m0 + rows, xq.data_ptr(), xs.data_ptr(), nt)
+                                     m0 + rows, xq.data_ptr(), xs.data_ptr(), nt, isa)
             mod.slt_linear(desc, 0, rows, k, y.data_ptr() + (m0 * n + g * og) * 4, n, g * og, (g + 1) * og,
                            0 if b is None else b.data_ptr() + g * og * 4, xq.data_ptr(), xs.data_ptr(), isa, nt, lut,
                            0, _ptr(planes), 0 if planes is None else planes.numel())
@@ -358,9 +358,13 @@ def _describe() -> str:
         mode = _conv_mode(None)
         conv = {"auto": f"from {CONV_MATERIALIZE_ROWS} output pixels", "fused": "never",
                 "materialize": "always"}[mode]
+        gather = _ext.require().patch_gather(64, True, [3, 3], _isa(None))
+        how = {"avx512-vbmi": "AVX-512 VBMI byte permutes where channels are a multiple of 16 and taps <= 16, "
+                              "else AVX2 transposes",
+               "avx2": "AVX2 transposes", "scalar": "a portable loop"}[gather]
         conv = (f"; conv2d materialises the weight {conv} ({CONV_ENV}={mode}); conv2d_int8 gathers and quantizes "
-                "each output pixel's patch in C++ for the int8 kernel")
-    except ValueError as e:
+                f"each output pixel's patch in C++ for the int8 kernel ({how}; channels-last x)")
+    except (RuntimeError, ValueError) as e:
         conv = f"; conv2d: {e}"
     try:
         bf16 = ("; bf16 activations past batch 8 (binary signed-constant weights): AVX512-BF16 dot products"
