@@ -91,13 +91,22 @@ void quantize_row(const float* x, int64_t K, int8_t* q, float* s) {
 
 void gather_quantize_patch(const float* const* tap, int64_t C, int64_t taps, int8_t* q, float* s) {
   const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF)), zero = _mm256_setzero_ps();
-  __m256 vmax[4] = {zero, zero, zero, zero};  // (four chains: vmaxps's latency)
-  for (int64_t t = 0; t < taps; ++t)
-    if (tap[t] != nullptr)
-      for (int64_t c = 0; c < C; c += 8)
-        vmax[(c >> 3) & 3] = _mm256_max_ps(vmax[(c >> 3) & 3], _mm256_and_ps(_mm256_loadu_ps(tap[t] + c), abs_mask));
-  const float sc =
-      row_scale(lanes_max(_mm256_max_ps(_mm256_max_ps(vmax[0], vmax[1]), _mm256_max_ps(vmax[2], vmax[3])), 0.0f));
+  // four chains (vmaxps's latency), named: indexed by c at run time GCC kept them on the stack
+  __m256 m0 = zero, m1 = zero, m2 = zero, m3 = zero;
+  const auto abs8 = [&](const float* p) { return _mm256_and_ps(_mm256_loadu_ps(p), abs_mask); };
+  for (int64_t t = 0; t < taps; ++t) {
+    const float* p = tap[t];
+    if (p == nullptr) continue;
+    int64_t c = 0;
+    for (; c + 32 <= C; c += 32) {
+      m0 = _mm256_max_ps(m0, abs8(p + c));
+      m1 = _mm256_max_ps(m1, abs8(p + c + 8));
+      m2 = _mm256_max_ps(m2, abs8(p + c + 16));
+      m3 = _mm256_max_ps(m3, abs8(p + c + 24));
+    }
+    for (; c < C; c += 8) m0 = _mm256_max_ps(m0, abs8(p + c));
+  }
+  const float sc = row_scale(lanes_max(_mm256_max_ps(_mm256_max_ps(m0, m1), _mm256_max_ps(m2, m3)), 0.0f));
   *s = sc;
   const Quantizer quant(sc);  // quantize_row's arithmetic per lane, on the transposed registers
   for (int64_t c0 = 0; c0 < C; c0 += 8) {
