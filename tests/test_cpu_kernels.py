@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import functools
 import os
+import sys
 from unittest import mock
 
 import pytest
@@ -264,6 +265,56 @@ def test_int8_sums_with_the_largest_activations(isa, mode):
         else:
             y = fused(x, p, isa=isa, int8=True)
         close(y, want)
+
+
+def _guarded_rows(m, k):
+    """An int8 (m, k) tensor whose last byte ends a page, the next page unreadable (any read past
+    the rows faults), and the function that releases it."""
+    import ctypes
+    import mmap
+
+    page = mmap.PAGESIZE
+    data = (m * k + page - 1) // page * page
+    buf = mmap.mmap(-1, data + page)
+    addr = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    assert libc.mprotect(addr + data, page, 0) == 0  # (PROT_NONE)
+    rows = torch.frombuffer(buf, dtype=torch.int8, count=m * k, offset=data - m * k).view(m, k)
+
+    def release():
+        libc.mprotect(addr + data, page, mmap.PROT_READ | mmap.PROT_WRITE)
+
+    return rows, release
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs mprotect")
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("m, k, lut", [(9, 96, "off"), (24, 32, "off"), (70, 4160, "off"), (13, 96, "off"),
+                                       (3, 96, "on"), (16, 4160, "on"), (3, 96, "off")])
+def test_int8_rows_read_in_place_stay_within_them(isa, m, k, lut):
+    """int8 rows already 32-column words apart are read where they are (AVX2's kernels, AVX-512's
+    int8 panels and table lookup; a convolution's chunks of patches are 4 MiB): rows that end at
+    an unreadable page give the bits of rows the call copies (a wider row stride)."""
+    p = pack_binary(torch.rand(40, k, generator=torch.Generator().manual_seed(k)) < 0.5, seed=k, name="fc")
+    _, w = _ops.weight_args(p)
+    mod = _ext.require()
+    desc, _alive = _ext.weight_desc(mod, w)
+    g = torch.Generator().manual_seed(m)
+    src = torch.randint(-127, 128, (m, k), dtype=torch.int8, generator=g)
+    xs = torch.rand(m, generator=g) + 0.5
+    wide = torch.zeros(m, k + 32, dtype=torch.int8)
+    wide[:, :k] = src
+    rows, release = _guarded_rows(m, k)
+    try:
+        rows.copy_(src)
+        got, want = torch.empty(m, 40), torch.empty(m, 40)
+        for y, xq, ldx in ((got, rows, k), (want, wide, k + 32)):
+            mod.slt_linear(desc, 0, m, ldx, y.data_ptr(), 40, 0, 40, 0, xq.data_ptr(), xs.data_ptr(), isa, 1, lut, 0,
+                           0, 0)
+    finally:
+        release()
+    assert torch.equal(got, want)
 
 
 def test_int8_public_op_and_its_error():

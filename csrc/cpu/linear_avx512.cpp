@@ -710,9 +710,11 @@ bool rows_int8_panel(const LinearProblem& p, const int8_t* xq, float* scratch, i
       // row sums from the caller, so any range of rows can run on its own
       __m512i xs = _mm512_setzero_si512();
       for (int64_t k = 0; k < Kp; k += 64) {
-        const __m512i v = k + 64 <= Kp ? _mm512_loadu_si512(reinterpret_cast<const void*>(xq + (m + r) * Kp + k))
-                                       : _mm512_maskz_mov_epi8(slt_mask64(0xFFFFFFFFull), _mm512_loadu_si512(
-                                             reinterpret_cast<const void*>(xq + (m + r) * Kp + k)));
+        // (the last 32 bytes of a row on their own: xq may be the caller's rows, read in place)
+        const int8_t* at = xq + (m + r) * Kp + k;
+        const __m512i v = k + 64 <= Kp ? _mm512_loadu_si512(reinterpret_cast<const void*>(at))
+                                       : _mm512_inserti64x4(_mm512_setzero_si512(),
+                                                            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(at)), 0);
         xs = dpbusd(xs, ones, v);
       }
       const int32_t xsum = hsum_epi32(xs);
