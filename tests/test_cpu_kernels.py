@@ -564,10 +564,12 @@ BF16_DOT_ISAS = [isa for isa in ISAS if _ext.native().cpu_bf16_dot(isa)] + ["avx
 @given(n=st.sampled_from([1, 16, 47, 49, 97, 150]), k=st.sampled_from([1, 31, 64, 100, 1025, 2101]),
        m=st.sampled_from([9, 15, 17, 70]), seed=st.integers(0, 10_000), with_bias=st.booleans(),
        strided=st.booleans())
+@example(n=49, k=100, m=530, seed=2, with_bias=True, strided=False)  # two chunks of the output tile
 def test_bf16_dot_products_match_reference(isa, n, k, m, seed, with_bias, strided):
     """Weight-row tails (1, 47, 49, 97, 150 rows: partial 16-row groups and 48-row tasks), column
     tails (1, 31, 100; 1025 and 2101 span several 1024-column panels), batch tails of the 8-row
-    micro-tile, a bias, a non-contiguous input: against the reference on the same bf16 values.
+    micro-tile and of the 512-row output tile, a bias, a non-contiguous input: against the
+    reference on the same bf16 values.
     One-hot rows give the weights bit for bit (the panels' bf16 pairs, both halves)."""
     p = packed("binary", n, k, seed, "signed_constant")
     g = torch.Generator().manual_seed(seed)

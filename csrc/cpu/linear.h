@@ -49,7 +49,7 @@ constexpr int64_t kTaskRows = 48;    // weight rows per thread task above it (a 
 constexpr int64_t kBlockWords = 32;  // large-batch column block: the frozen offset table's 1024
 constexpr int64_t kBlockCols = 32 * kBlockWords;
 constexpr int64_t kChunkRows = 64;   // large batch: activation rows per pass (kept in L2)
-constexpr int64_t kYChunkRows = 512;  // AVX2 float, large batch: activation rows per output tile
+constexpr int64_t kYChunkRows = 512;  // AVX2 float and AVX-512 bf16, large batch: activation rows per output tile
 // one 1024-column block's row descriptor (linear_rowdesc.inc, row_scratch): sign and mask words,
 // hashes, values
 constexpr int64_t kBlockDescFloats = 2 * kBlockWords + 16 * kBlockWords + kBlockCols;
