@@ -152,7 +152,7 @@ void im2col_quantize_int8(const ConvInput& g, int64_t m0, int64_t m1, int8_t* q,
     std::vector<int8_t> qrow(static_cast<size_t>(Kw));
     std::vector<const float*> tap(static_cast<size_t>(taps));
     // this thread's share of the rows, one run of them (as a static schedule), the output
-    // pixel counted up rather than divided out per row (three divisions: ~0.15 cycles a value)
+    // pixel counted up rather than divided out of m per row (three integer divisions a row)
 #ifdef _OPENMP
     const int64_t parts = omp_get_num_threads(), part = omp_get_thread_num();
 #else

@@ -5,8 +5,8 @@
 // channels are quantized as loaded (lane = channel), four taps' int32 are packed into one zmm
 // of bytes, and the (tap, channel) -> (channel, tap) reorder of 16 T bytes is done on the bytes:
 // one `vpermi2b` per pair of packed zmm (128 bytes of source) per 64 output bytes. Per value: a
-// load, a division (the bound: ~0.37 cycles a value on AMD Zen 4), five arithmetic instructions,
-// then ~1/10 of a permute; AVX2's ~1.3 cycles a value went mostly to its transposes and stores.
+// load, a division, four other instructions, ~1/10 of a pack and of a permute; ~0.6 cycles a
+// value on AMD Zen 4 (the division alone ~0.37), where AVX2's 8 x 8 transposes took ~1.3.
 // Compiled with AVX-512 flags only in this TU (or against SIMDe in test builds) and called after
 // a runtime CPU check (patch_vbmi_supported).
 #include <cstdint>
@@ -38,16 +38,12 @@ struct Quantizer {
   }
 };
 
-// Four taps' 16 channels (int32 in [-127, 190]: saturated to 127 here) as 64 bytes: per 128-bit lane l, tap a's
-// channels 4 l .. 4 l + 3, then b's, c's, d's (the packs work per lane; PatchOrder's indices
-// undo it).
+// Four taps' 16 channels (int32 in [-127, 190], saturated to 127 here) as 64 bytes: per
+// 128-bit lane l, tap a's channels 4 l .. 4 l + 3, then b's, c's, d's (the packs work per lane;
+// PatchOrder's indices undo it).
 inline __m512i pack_taps(__m512i a, __m512i b, __m512i c, __m512i d) {
   return _mm512_packs_epi16(_mm512_packs_epi32(a, b), _mm512_packs_epi32(c, d));
 }
-
-}  // namespace
-
-namespace {
 
 // 16 channels' bytes in (channel, tap) order from S packed sources (pack_taps), 16 T bytes at dst.
 template <int S>
