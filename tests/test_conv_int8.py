@@ -148,7 +148,8 @@ def test_avx512_patch_permutes_have_the_reference_bits(isa, c, k, padding):
     channels and reorders the bytes with vpermi2b (one, two or three output vectors a group of
     channels, the last one partial); every byte is written (q starts as 99s) and equals
     quantize_activations' on F.unfold's rows, padding taps included, with one huge value (the
-    row scale's channel anywhere) and one subnormal-scaled sample (clamped quotients)."""
+    row scale's channel anywhere) and one subnormal-scaled sample (clamped quotients); also for
+    rows that start inside the second image (the per-pixel maxima are the call's images')."""
     g = torch.Generator().manual_seed(c + 7 * k[1])
     x = torch.randn(3, c, 6, 7, generator=g) * 3.0
     x[0, c // 2, 2, 3] = 1e4
@@ -161,6 +162,9 @@ def test_avx512_patch_permutes_have_the_reference_bits(isa, c, k, padding):
         pytest.skip(f"{isa}: this CPU has no AVX512-VBMI")
     q, s = im2col_cpp(x, k, (1, 1), padding, (1, 1), isa=isa, mod=mod)
     assert torch.equal(q, want_q) and torch.equal(s, want_s)
+    per_image = q.shape[0] // 3  # rows from inside the second image on: its pixels' maxima, not the first's
+    q2, s2 = im2col_cpp(x, k, (1, 1), padding, (1, 1), per_image + 3, 3 * per_image, isa=isa, mod=mod)
+    assert torch.equal(q2, want_q[per_image + 3:]) and torch.equal(s2, want_s[per_image + 3:])
 
 
 @CPP

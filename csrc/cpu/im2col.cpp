@@ -136,15 +136,31 @@ void im2col_quantize_int8(const ConvInput& g, int64_t m0, int64_t m1, int8_t* q,
     quantize = avx2::quantize_row;
   }
 #endif
+  // AVX-512: each pixel's max |x| over its channels, once for the images these rows read (a
+  // patch's maximum is then its taps'), pixel (b - b0, ih, iw) at ((b - b0) H + ih) W + iw
+  const int64_t b0 = m0 / (OH * OW), pixels = ((m1 - 1) / (OH * OW) - b0 + 1) * g.H * g.W;
+  std::vector<float> pixel_amax;
 #if defined(SLT_HW_HAVE_AVX512)
   const avx512::PatchOrder made(which == Gather::kAvx512 ? taps : 1);
   if (which == Gather::kAvx512) order = &made;
+  if (order != nullptr) pixel_amax.resize(static_cast<size_t>(pixels));
 #endif
 #ifdef _OPENMP
   const int nt = resolve_threads(threads);
 #pragma omp parallel num_threads(nt) if ((m1 - m0) * K >= (1 << 14))
 #endif
   {
+#if defined(SLT_HW_HAVE_AVX512)
+    if (order != nullptr) {
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+      for (int64_t i = 0; i < pixels; ++i) {
+        const int64_t b = b0 + i / (g.H * g.W), ih = i / g.W % g.H, iw = i % g.W;
+        pixel_amax[static_cast<size_t>(i)] = avx512::channels_amax(g.x + b * g.sb + ih * g.sh + iw * g.sw, g.C);
+      }
+    }
+#endif
     // the patch zero-padded to whole 32-column words: the quantizer's vector loop takes every
     // column (zeros change neither the row's maximum nor its other values)
     const int64_t Kw = (K + 31) / 32 * 32;
@@ -163,15 +179,20 @@ void im2col_quantize_int8(const ConvInput& g, int64_t m0, int64_t m1, int8_t* q,
     for (int64_t m = r0; m < r1; ++m, ++ow) {
       if (ow == OW) ow = 0, ++oh;
       if (oh == OH) oh = 0, ++b;
+      float amax = 0.0f;  // (AVX-512: the taps' pixel_amax)
       for (int64_t i = 0; i < g.kh; ++i)
         for (int64_t j = 0; j < g.kw; ++j) {
           const int64_t ih = oh * g.stride_h - g.pad_h + i * g.dil_h, iw = ow * g.stride_w - g.pad_w + j * g.dil_w;
           const bool inside = ih >= 0 && ih < g.H && iw >= 0 && iw < g.W;
           tap[i * g.kw + j] = inside ? g.x + b * g.sb + ih * g.sh + iw * g.sw : nullptr;
+          if (inside && !pixel_amax.empty()) {
+            const float a = pixel_amax[static_cast<size_t>(((b - b0) * g.H + ih) * g.W + iw)];
+            amax = a > amax ? a : amax;
+          }
         }
 #if defined(SLT_HW_HAVE_AVX512)
       if (order != nullptr) {
-        avx512::gather_quantize_patch(tap.data(), g.C, *order, q + (m - m0) * K, s + (m - m0));
+        avx512::gather_quantize_patch(tap.data(), g.C, *order, amax, q + (m - m0) * K, s + (m - m0));
         continue;
       }
 #endif

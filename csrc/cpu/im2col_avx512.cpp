@@ -92,31 +92,33 @@ void quantize_reorder(const float* const* tap, int64_t C, const PatchOrder& orde
 
 }  // namespace
 
-void gather_quantize_patch(const float* const* tap, int64_t C, const PatchOrder& order, int8_t* q, float* s) {
-  const int64_t T = order.taps;
+float channels_amax(const float* x, int64_t C) {
   const __m512 zero = _mm512_setzero_ps();
   const __m512i abs_mask = _mm512_set1_epi32(0x7FFFFFFF);
-  // four chains (vmaxps's latency), named: indexed by c at run time GCC kept them on the stack
+  // four chains (vmaxps's latency), named: an array indexed by c at run time had GCC keep them
+  // on the stack (a store-forwarding chain per vector)
   __m512 m0 = zero, m1 = zero, m2 = zero, m3 = zero;
-  const auto amax16 = [&](const float* p) {  // (a NaN lane loses to the maximum: no chain holds one)
+  const auto abs16 = [&](const float* p) {  // (a NaN lane loses to the maximum: no chain holds one)
     return _mm512_castsi512_ps(_mm512_and_si512(_mm512_loadu_si512(p), abs_mask));
   };
-  for (int64_t t = 0; t < T; ++t) {
-    const float* p = tap[t];
-    if (p == nullptr) continue;
-    int64_t c = 0;
-    for (; c + 64 <= C; c += 64) {
-      m0 = _mm512_max_ps(amax16(p + c), m0);
-      m1 = _mm512_max_ps(amax16(p + c + 16), m1);
-      m2 = _mm512_max_ps(amax16(p + c + 32), m2);
-      m3 = _mm512_max_ps(amax16(p + c + 48), m3);
-    }
-    for (; c < C; c += 16) m0 = _mm512_max_ps(amax16(p + c), m0);
+  int64_t c = 0;
+  for (; c + 64 <= C; c += 64) {
+    m0 = _mm512_max_ps(abs16(x + c), m0);
+    m1 = _mm512_max_ps(abs16(x + c + 16), m1);
+    m2 = _mm512_max_ps(abs16(x + c + 32), m2);
+    m3 = _mm512_max_ps(abs16(x + c + 48), m3);
   }
+  for (; c < C; c += 16) m0 = _mm512_max_ps(abs16(x + c), m0);
   alignas(64) float lanes[16];
   _mm512_store_ps(lanes, _mm512_max_ps(_mm512_max_ps(m0, m1), _mm512_max_ps(m2, m3)));
   float amax = 0.0f;
   for (float v : lanes) amax = v > amax ? v : amax;
+  return amax;
+}
+
+void gather_quantize_patch(const float* const* tap, int64_t C, const PatchOrder& order, float amax, int8_t* q,
+                           float* s) {
+  const int64_t T = order.taps;
   const float sc0 = amax / 127.0f, sc = sc0 > 0.0f ? sc0 : 1.0f;  // quantize.cpp's row scale
   *s = sc;
   switch ((T + 3) / 4) {
