@@ -55,14 +55,8 @@ void transpose_batched(const float* src, float* dst, int64_t batch, int64_t rows
 }
 
 bool patch_vbmi_supported(Isa isa) {
-  if ((isa != Isa::kAvx512 && isa != Isa::kAvx512Vnni && isa != Isa::kAmx) || !isa_supported(isa)) return false;
-#if defined(SLT_HW_AVX512_EMULATED)
-  return true;  // SIMDe
-#elif defined(SLT_HW_HAVE_AVX512)
-  return __builtin_cpu_supports("avx512vbmi");
-#else
-  return false;
-#endif
+  return (isa == Isa::kAvx512 || isa == Isa::kAvx512Vnni || isa == Isa::kAmx) && isa_supported(isa) &&
+         SLT_HW_CPU_HAS_AVX512_EXTENSION("avx512vbmi");
 }
 
 namespace {

@@ -70,20 +70,9 @@ Isa auto_isa(const LinearProblem& p, int threads) {
   return p.M > kSmallBatch ? Isa::kAvx2 : best;
 }
 
-namespace {
-bool cpu_has_avx512bf16() {
-#if defined(SLT_HW_AVX512_EMULATED)
-  return true;  // SIMDe
-#elif defined(SLT_HW_HAVE_AVX512)
-  return __builtin_cpu_supports("avx512bf16");
-#else
-  return false;
-#endif
-}
-}  // namespace
-
 bool bf16_dot_supported(Isa isa) {
-  return (isa == Isa::kAvx512Vnni || isa == Isa::kAmx) && isa_supported(isa) && cpu_has_avx512bf16();
+  return (isa == Isa::kAvx512Vnni || isa == Isa::kAmx) && isa_supported(isa) &&
+         SLT_HW_CPU_HAS_AVX512_EXTENSION("avx512bf16");
 }
 
 bool bf16_dot_applies(const LinearProblem& p, Isa isa) {

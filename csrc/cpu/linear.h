@@ -143,6 +143,16 @@ struct LinearProblem : WeightDesc {
 };
 
 bool isa_supported(Isa isa);
+// Whether the CPU has an AVX-512 extension beyond an ISA's own (a feature name of
+// __builtin_cpu_supports, a string literal): the CPU's answer, true in emulated builds (SIMDe
+// emulates it), false where no AVX-512 code is built.
+#if defined(SLT_HW_AVX512_EMULATED)
+#define SLT_HW_CPU_HAS_AVX512_EXTENSION(feature) true
+#elif defined(SLT_HW_HAVE_AVX512)
+#define SLT_HW_CPU_HAS_AVX512_EXTENSION(feature) __builtin_cpu_supports(feature)
+#else
+#define SLT_HW_CPU_HAS_AVX512_EXTENSION(feature) false
+#endif
 Isa best_isa();
 // The ISA whose kernels run a problem on `threads` when the caller leaves the choice to the
 // library ("auto"): best_isa(), except on an AVX-512 CPU for the problems where AVX2's kernels
