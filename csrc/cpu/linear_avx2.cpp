@@ -495,8 +495,7 @@ bool gemm_rows(const LinearProblem& p, const float* xp, float* scratch, int64_t 
   uint32_t* desc = reinterpret_cast<uint32_t*>(stage + 8 * kBlockCols);
   for (int64_t mc = 0; mc < p.M; mc += kYChunkRows) {
     const int64_t mend = mc + kYChunkRows < p.M ? mc + kYChunkRows : p.M;
-    for (int64_t m = mc; m < mend; ++m)
-      for (int64_t n = n0; n < n1; ++n) tile[(m - mc) * nt + n - n0] = p.bias ? p.bias[n - p.row_begin] : 0.0f;
+    init_tile(p, mc, mend, n0, n1, tile);
     for (int64_t w0 = 0; w0 < W; w0 += kBlockWords) {
       const int64_t w1 = w0 + kBlockWords < W ? w0 + kBlockWords : W, len = 32 * (w1 - w0);
       for (int64_t n = n0; n < n1; n += kPanel)
@@ -509,8 +508,7 @@ bool gemm_rows(const LinearProblem& p, const float* xp, float* scratch, int64_t 
                           tile + (m - mc) * nt + n - n0, nt, n1 - n < kPanel ? n1 - n : kPanel);
       }
     }
-    for (int64_t m = mc; m < mend; ++m)
-      std::memcpy(p.y + m * p.ldy + n0 - p.row_begin, tile + (m - mc) * nt, size_t(nt) * sizeof(float));
+    store_tile(p, mc, mend, n0, n1, tile);
   }
   return true;
 }

@@ -742,11 +742,10 @@ int64_t scratch_floats_bf16(int64_t K) {
   return kTaskRows * kBlockCols / 2 + kTaskRows * kYChunkRows + task_words_size(K) + 16;
 }
 
-// The products go to a compact tile of the task's outputs (kYChunkRows x kTaskRows, in L2),
-// copied to y once per chunk of activation rows, as AVX2's panel GEMM does: added into y in
-// place, a y row stride that is a multiple of 4 KiB (4096 outputs) put the tile's 8 rows in one
-// L1 set (4096 x 4096 at batch 256: 80 % of one vdpbf16ps a cycle, 11008 x 4096 93 %). The
-// tile starts as the bias and takes each block's sums in order: y's bits as before.
+// The products go to a compact tile of the task's outputs (kYChunkRows x kTaskRows, in L2;
+// init_tile, store_tile), as AVX2's panel GEMM's do: added into y in place, 4096 outputs put the
+// tile's 8 rows in one L1 set (4096 x 4096 at batch 256: 80 % of one vdpbf16ps a cycle, 11008 x
+// 4096 93 %). The tile takes each block's sums in order after the bias: y's bits as before.
 bool rows_bf16(const LinearProblem& p, const uint16_t* xb, float* scratch, int64_t n0, int64_t n1) {
   const int64_t W = (p.K + 31) / 32, Kp = 32 * W, nt = n1 - n0;
   // scratch: a block's panel (64-byte aligned: kTaskRows x kBlockCols bf16), the output tile, the task's words
@@ -757,8 +756,7 @@ bool rows_bf16(const LinearProblem& p, const uint16_t* xb, float* scratch, int64
   task_words(p, n0, n1, words_t);
   for (int64_t mc = 0; mc < p.M; mc += kYChunkRows) {
     const int64_t mend = mc + kYChunkRows < p.M ? mc + kYChunkRows : p.M;
-    for (int64_t m = mc; m < mend; ++m)
-      for (int64_t n = n0; n < n1; ++n) tile[(m - mc) * nt + n - n0] = p.bias ? p.bias[n - p.row_begin] : 0.0f;
+    init_tile(p, mc, mend, n0, n1, tile);
     for (int64_t w0 = 0; w0 < W; w0 += kBlockWords) {
       const int64_t w1 = w0 + kBlockWords < W ? w0 + kBlockWords : W;
       build_panel_bf16(words_t, W, w0, w1, panel);  // (again per chunk: < 4 % of its products at 512 rows)
@@ -767,8 +765,7 @@ bool rows_bf16(const LinearProblem& p, const uint16_t* xb, float* scratch, int64
         kMicroBf16[mr](xb + m * Kp + 32 * w0, Kp, panel, 16 * (w1 - w0), factor, tile + (m - mc) * nt, nt, nt);
       }
     }
-    for (int64_t m = mc; m < mend; ++m)
-      std::memcpy(p.y + m * p.ldy + n0 - p.row_begin, tile + (m - mc) * nt, size_t(nt) * sizeof(float));
+    store_tile(p, mc, mend, n0, n1, tile);
   }
   return true;
 }
