@@ -4,14 +4,22 @@
     OMP_NUM_THREADS=1 taskset -c 1 .venv/bin/python bench/bench_cpu_conv.py --threads 1 --stat min
 
 Peers: F.conv2d with the dense fp32 weight on NCHW input and on channels-last input and weight
-(a user picks whichever is faster on their machine), F.conv2d in bf16 (channels-last), and
-torch's dynamically quantized int8 convolution (torch.ao.nn.quantized.dynamic.Conv2d, the
-default dynamic qconfig: activations quantized per call, per tensor; NCHW and channels-last).
+(a user picks whichever is faster on their machine), F.conv2d in bf16 (channels-last), torch's
+dynamically quantized int8 convolution (torch.ao.nn.quantized.dynamic.Conv2d, the default
+dynamic qconfig: activations quantized per call, per tensor; NCHW and channels-last) and
+torch's statically quantized one (eager mode, the "x86" qconfig, calibrated on the very input
+it is timed on: its best case; the timed call quantizes x, runs the int8 convolution and
+dequantizes). torch's dynamic convolution loses most of the signal on non-negative inputs
+(pytorch/pytorch#70480: the "rel err relu" column), which every convolution after a ReLU sees;
+the static one is the int8 peer a user would pick.
 "slt auto" is slt_conv2d as shipped, "slt int8" slt_conv2d_int8 (each output pixel's patch
-quantized as one int8 row: torch's peer quantizes per tensor); "slt fused" and "slt materialize" force each of its two
+quantized as one int8 row: torch's peer quantizes per tensor), "slt int8 image" the same with
+act_scale="image" (one scale per image); "slt fused" and "slt materialize" force each of its two
 paths (SLT_HW_CPU_CONV): im2col + the fused linear (reads 1 bit per weight, never writes one),
 or the weight materialised for the call by the vector kernels and run by F.conv2d. "vs best" is
-the fastest fp32 peer's time / this time, "vs int8" the faster torch int8 run's / this time.
+the fastest fp32 peer's time / this time, "vs int8" the fastest torch int8 run's (dynamic or
+static) / this time; "rel err" ||y - y_fp32|| / ||y_fp32|| on these (Gaussian) inputs, "rel err
+relu" on their ReLU (each int8 peer calibrated on that input too).
 3x3 convolutions, padding 1, binary mask at 50 %
 density, signed-constant weights.
 """
@@ -19,6 +27,7 @@ density, signed-constant weights.
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 import warnings
 
@@ -56,6 +65,7 @@ def bench_layer(name: str, cin: int, cout: int, side: int, batches: list[int], s
         x = torch.randn(b, cin, side, side, generator=torch.Generator().manual_seed(1))
         x_cl = x.contiguous(memory_format=torch.channels_last)
         x_bf = x_cl.to(torch.bfloat16)
+        q_static = static_int8(dense, x)
         slt = lambda x=x: slt_conv2d(x, packed, padding=1, backend="cpp")  # noqa: E731
         impls = {
             "F.conv2d fp32": lambda x=x: F.conv2d(x, w, padding=1),
@@ -63,25 +73,63 @@ def bench_layer(name: str, cin: int, cout: int, side: int, batches: list[int], s
             "F.conv2d bf16 channels-last": lambda x=x_bf: F.conv2d(x, w_bf, padding=1),
             "torch dynamic int8": lambda x=x: q_int8(x),
             "torch dynamic int8 channels-last": lambda x=x_cl: q_int8(x),
+            "torch static int8": lambda x=x, q=q_static: q(x),
+            "torch static int8 channels-last": lambda x=x_cl, q=q_static: q(x),
             "slt auto": slt,
             "slt auto channels-last": lambda x=x_cl: slt_conv2d(x, packed, padding=1, backend="cpp"),
             "slt int8": lambda x=x: slt_conv2d_int8(x, packed, padding=1, backend="cpp"),
             "slt int8 channels-last": lambda x=x_cl: slt_conv2d_int8(x, packed, padding=1, backend="cpp"),
+            "slt int8 image": lambda x=x: slt_conv2d_int8(x, packed, padding=1, act_scale="image", backend="cpp"),
+            "slt int8 image channels-last": lambda x=x_cl: slt_conv2d_int8(x, packed, padding=1, act_scale="image",
+                                                                           backend="cpp"),
             "slt fused": with_env(cpu.CONV_ENV, "fused", slt),
             "slt materialize": with_env(cpu.CONV_ENV, "materialize", slt),
         }
+        err = errors(impls, x)
+        xr = torch.relu(x)
+        q_relu = static_int8(dense, xr)
+        err_relu = errors({**impls, "torch static int8": q_relu, "torch static int8 channels-last": q_relu}, xr)
         times = interleaved_times(impls, rounds=5, per_round=2, clock=clock, stat=stat)
         best = min(times["F.conv2d fp32"], times["F.conv2d fp32 channels-last"])
-        best8 = min(times["torch dynamic int8"], times["torch dynamic int8 channels-last"])
+        best8 = min(t for impl, t in times.items() if impl.startswith("torch") and "int8" in impl)
         pixels = b * side * side
         for impl, t in times.items():
             rows.append({
                 "layer": f"{name} {cin}-{cout} {side}x{side}", "batch": b, "impl": impl, "ms": f"{t * 1e3:.3f}",
                 "GFLOP/s": f"{2 * pixels * cout * cin * 9 / t / 1e9:.1f}", "vs best": f"{best / t:.2f}x",
-                "vs int8": f"{best8 / t:.2f}x",
+                "vs int8": f"{best8 / t:.2f}x", "rel err": f"{err[impl]:.4f}", "rel err relu": f"{err_relu[impl]:.4f}",
                 "auto path": ("materialize" if cpu.conv_materializes(pixels) else "fused") if "auto" in impl else "",
             })
     return rows
+
+
+def static_int8(dense: torch.nn.Conv2d, x: torch.Tensor) -> torch.nn.Module:
+    """dense statically quantized by torch (eager mode, "x86" qconfig) and calibrated on x:
+    quantize x, int8 convolution, dequantize."""
+    tq = torch.ao.quantization
+    conv = copy.deepcopy(dense)
+    del conv.qconfig  # (the dynamic peer's: the Sequential's applies)
+    m = torch.nn.Sequential(tq.QuantStub(), conv, tq.DeQuantStub()).eval()
+    m.qconfig = tq.get_default_qconfig("x86")
+    with warnings.catch_warnings():  # (torch.ao.quantization's deprecation notice)
+        warnings.simplefilter("ignore")
+        prepared = tq.prepare(m)
+        with torch.inference_mode():
+            prepared(x)
+        return tq.convert(prepared)
+
+
+def errors(impls: dict, x: torch.Tensor) -> dict:
+    """||y - y_fp32|| / ||y_fp32|| of each impl (a function of its input) on x, in its layout."""
+    lay = {False: x, True: x.contiguous(memory_format=torch.channels_last)}
+    with torch.inference_mode():
+        ref = impls["F.conv2d fp32"](x)
+        out = {}
+        for impl, f in impls.items():
+            xi = lay["channels-last" in impl]
+            y = f(xi.to(torch.bfloat16) if "bf16" in impl else xi).float()
+            out[impl] = float((y - ref).norm() / ref.norm())
+    return out
 
 
 def main() -> None:

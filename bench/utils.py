@@ -50,14 +50,14 @@ def interleaved_times(fns: dict[str, Callable[[], object]], rounds: int = 9, per
     return {name: pick(ts) for name, ts in samples.items()}
 
 
-def with_env(name: str, value: str, fn: Callable[[], object]) -> Callable[[], object]:
+def with_env(name: str, value: str, fn: Callable[..., object]) -> Callable[..., object]:
     """fn with the environment variable `name` set to `value` for the call (for switches a
     backend reads per call, e.g. SLT_HW_CPU_LUT, SLT_HW_CPU_CONV), restored after."""
-    def call():
+    def call(*args):
         old = os.environ.get(name)
         os.environ[name] = value
         try:
-            return fn()
+            return fn(*args)
         finally:
             if old is None:
                 del os.environ[name]

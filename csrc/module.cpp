@@ -83,6 +83,22 @@ slt::cpu::Isa parse_isa(const std::string& isa) {
   return which;
 }
 
+// A convolution's input geometry from the bindings' lists (x left null).
+slt::cpu::ConvInput conv_input(const std::vector<int64_t>& shape, const std::vector<int64_t>& strides,
+                               const std::vector<int64_t>& kernel, const std::vector<int64_t>& stride,
+                               const std::vector<int64_t>& padding, const std::vector<int64_t>& dilation) {
+  for (const auto* v : {&kernel, &stride, &padding, &dilation})
+    if (v->size() != 2) throw std::invalid_argument("kernel/stride/padding/dilation: expected pairs");
+  if (shape.size() != 4 || strides.size() != 4)
+    throw std::invalid_argument("x: expected (batch, channels, H, W) and four strides");
+  slt::cpu::ConvInput g;
+  g.B = shape[0], g.C = shape[1], g.H = shape[2], g.W = shape[3];
+  g.sb = strides[0], g.sc = strides[1], g.sh = strides[2], g.sw = strides[3];
+  g.kh = kernel[0], g.kw = kernel[1], g.stride_h = stride[0], g.stride_w = stride[1];
+  g.pad_h = padding[0], g.pad_w = padding[1], g.dil_h = dilation[0], g.dil_w = dilation[1];
+  return g;
+}
+
 // parse_isa, where "auto" is the ISA auto_isa picks for this problem on `threads`.
 slt::cpu::Isa problem_isa(const std::string& isa, const slt::cpu::LinearProblem& p, int threads) {
   return isa == "auto" ? slt::cpu::auto_isa(p, threads) : parse_isa(isa);
@@ -340,16 +356,8 @@ PYBIND11_MODULE(_C, m) {
       [](uintptr_t x, std::vector<int64_t> shape, std::vector<int64_t> strides, std::vector<int64_t> kernel,
          std::vector<int64_t> stride, std::vector<int64_t> padding, std::vector<int64_t> dilation, int64_t m0,
          int64_t m1, uintptr_t q, uintptr_t s, int threads, const std::string& isa) {
-        for (const auto* v : {&kernel, &stride, &padding, &dilation})
-          if (v->size() != 2) throw std::invalid_argument("kernel/stride/padding/dilation: expected pairs");
-        if (shape.size() != 4 || strides.size() != 4)
-          throw std::invalid_argument("x: expected (batch, channels, H, W) and four strides");
-        slt::cpu::ConvInput g;
+        slt::cpu::ConvInput g = conv_input(shape, strides, kernel, stride, padding, dilation);
         g.x = ptr<const float>(x);
-        g.B = shape[0], g.C = shape[1], g.H = shape[2], g.W = shape[3];
-        g.sb = strides[0], g.sc = strides[1], g.sh = strides[2], g.sw = strides[3];
-        g.kh = kernel[0], g.kw = kernel[1], g.stride_h = stride[0], g.stride_w = stride[1];
-        g.pad_h = padding[0], g.pad_w = padding[1], g.dil_h = dilation[0], g.dil_w = dilation[1];
         const slt::cpu::Isa which = parse_isa(isa);
         py::gil_scoped_release release;
         slt::cpu::im2col_quantize_int8(g, m0, m1, ptr<int8_t>(q), ptr<float>(s), threads, which);
@@ -363,16 +371,44 @@ PYBIND11_MODULE(_C, m) {
       py::arg("isa") = "auto");
 
   m.def(
+      "quantize_images_int8",
+      [](uintptr_t x, int64_t B, int64_t n, uintptr_t q, uintptr_t s, int threads) {
+        py::gil_scoped_release release;
+        slt::cpu::quantize_images_int8(ptr<const float>(x), B, n, ptr<int8_t>(q), ptr<float>(s), threads);
+      },
+      "Each of B images of n contiguous float32 values (channels last) quantized as quantize_int8 does a row: "
+      "q (B x n int8), s (B float32); slt_conv2d_int8's act_scale 'image'.",
+      py::arg("x"), py::arg("B"), py::arg("n"), py::arg("q"), py::arg("s"), py::arg("threads") = 0);
+  m.def(
+      "im2col_int8",
+      [](uintptr_t xq, std::vector<int64_t> shape, std::vector<int64_t> strides, std::vector<int64_t> kernel,
+         std::vector<int64_t> stride, std::vector<int64_t> padding, std::vector<int64_t> dilation, int64_t m0,
+         int64_t m1, uintptr_t q, uintptr_t s, uintptr_t image_scale, int threads, const std::string& isa) {
+        const slt::cpu::ConvInput g = conv_input(shape, strides, kernel, stride, padding, dilation);
+        const slt::cpu::Isa which = parse_isa(isa);
+        py::gil_scoped_release release;
+        slt::cpu::im2col_int8(g, ptr<const int8_t>(xq), ptr<const float>(image_scale), m0, m1, ptr<int8_t>(q),
+                              ptr<float>(s), threads, which);
+      },
+      "Rows [m0, m1) of the patch matrix of int8 xq ((B, C, H, W) at element strides, quantized per image: "
+      "quantize_images_int8) as im2col_quantize_int8's, the bytes copied: q (m1 - m0) x C*kh*kw int8, s "
+      "(m1 - m0) float32 each row's image_scale[b].",
+      py::arg("xq"), py::arg("shape"), py::arg("strides"), py::arg("kernel"), py::arg("stride"), py::arg("padding"),
+      py::arg("dilation"), py::arg("m0"), py::arg("m1"), py::arg("q"), py::arg("s"), py::arg("image_scale"),
+      py::arg("threads") = 0, py::arg("isa") = "auto");
+
+  m.def(
       "patch_gather",
-      [](int64_t C, bool channels_contiguous, std::vector<int64_t> kernel, const std::string& isa) {
+      [](int64_t C, bool channels_contiguous, std::vector<int64_t> kernel, const std::string& isa, bool quantized) {
         if (kernel.size() != 2) throw std::invalid_argument("kernel: expected a pair");
         slt::cpu::ConvInput g;
         g.C = C, g.sc = channels_contiguous ? 1 : 0, g.kh = kernel[0], g.kw = kernel[1];
-        return std::string(slt::cpu::patch_gather_name(g, parse_isa(isa)));
+        return std::string(slt::cpu::patch_gather_name(g, parse_isa(isa), quantized));
       },
-      "Which patch gather im2col_quantize_int8 runs for C channels (contiguous or not) and a kernel on isa: "
-      "'avx512-vbmi', 'avx2' or 'scalar'.",
-      py::arg("C"), py::arg("channels_contiguous"), py::arg("kernel"), py::arg("isa") = "auto");
+      "Which patch gather im2col_quantize_int8 (quantized: im2col_int8) runs for C channels (contiguous or "
+      "not) and a kernel on isa: 'avx512-vbmi', 'avx2' or 'scalar'.",
+      py::arg("C"), py::arg("channels_contiguous"), py::arg("kernel"), py::arg("isa") = "auto",
+      py::arg("quantized") = false);
 
   m.def(
       "slice_count",

@@ -32,6 +32,7 @@ from .contract import (
 )
 from .formats import Format, check_tensor
 from .reference.attention import check_causal
+from .reference.quantize import ACT_SCALES
 
 LIB = torch.library.Library("slt_hw", "DEF")
 ACTIVATIONS = (torch.float32, torch.float16, torch.bfloat16)
@@ -211,6 +212,7 @@ def _n_w(fmt: str) -> int:
 
 _ROW_DEFAULTS = ("auto", 0, None)  # backend, row_begin, row_end
 _CONV_DEFAULTS = (None,) * 5 + ("auto",)  # kernel_size, stride, padding, dilation, groups (no default), backend
+_CONV_INT8_DEFAULTS = (*_CONV_DEFAULTS, "patch")  # ..., act_scale
 
 
 def _with_defaults(given: tuple, defaults: tuple) -> tuple:
@@ -266,22 +268,32 @@ def _materialize_impl(op: str, fmt: str):
     return impl, fake
 
 
-def _conv_args(fmt: str, x, bias, rest):
-    """(weight block, (kernel, stride, padding, dilation, groups), backend, rows N, device), checked."""
-    w, conv = rest[:_n_w(fmt)], _with_defaults(rest[_n_w(fmt):], _CONV_DEFAULTS)
+def check_act_scale(act_scale) -> None:
+    if act_scale not in ACT_SCALES:
+        raise ValueError(f"act_scale: expected one of {', '.join(map(repr, ACT_SCALES))}, got {act_scale!r}")
+
+
+def _conv_args(fmt: str, x, bias, rest, int8: bool = False):
+    """(weight block, (kernel, stride, padding, dilation, groups[, act_scale]), backend, rows N,
+    device), checked."""
+    w, conv = rest[:_n_w(fmt)], _with_defaults(rest[_n_w(fmt):], _CONV_INT8_DEFAULTS if int8 else _CONV_DEFAULTS)
     n, k, device = check_weight(fmt, w)
     check_conv(x, bias, n, k, device, *conv[:5])
-    return w, conv[:5], conv[5], n, device
+    if int8:
+        check_act_scale(conv[6])
+    return w, (*conv[:5], *conv[6:]), conv[5], n, device
 
 
 def _conv_impl(op: str, fmt: str):
+    int8 = "_int8_" in op
+
     def impl(x, bias, *rest):
-        w, conv, backend, _, device = _conv_args(fmt, x, bias, rest)
+        w, conv, backend, _, device = _conv_args(fmt, x, bias, rest, int8)
         _check_int8(op, fmt, w)
         return dispatch.call(op, device, backend, x, bias, *w, *conv)
 
     def fake(x, bias, *rest):
-        _, (kernel, stride, padding, dilation, _), _, n, _ = _conv_args(fmt, x, bias, rest)
+        _, (kernel, stride, padding, dilation, *_), _, n, _ = _conv_args(fmt, x, bias, rest, int8)
         oh, ow = conv2d_output_size(x.shape[2], x.shape[3], kernel, stride, padding, dilation)
         return torch.empty((x.shape[0], n, oh, ow), dtype=x.dtype, device=x.device,
                            memory_format=conv2d_output_format(x))
@@ -375,7 +387,7 @@ for _fmt, _w in WEIGHT.items():
     _define(f"materialize_{_fmt}", f"({_w}, {_ROWS}) -> Tensor", *_materialize_impl(f"materialize_{_fmt}", _fmt))
     _define(f"conv2d_{_fmt}", f"(Tensor x, Tensor? bias, {_w}, {_CONV}) -> Tensor",
             *_conv_impl(f"conv2d_{_fmt}", _fmt), _conv_backward, _weight_setup(_fmt, _CONV_DEFAULTS))
-    _define(f"conv2d_int8_{_fmt}", f"(Tensor x, Tensor? bias, {_w}, {_CONV}) -> Tensor",
+    _define(f"conv2d_int8_{_fmt}", f"(Tensor x, Tensor? bias, {_w}, {_CONV}, str act_scale='patch') -> Tensor",
             *_conv_impl(f"conv2d_int8_{_fmt}", _fmt))
 _define("attention", "(Tensor q, Tensor k, Tensor v, Tensor? key_padding_mask, Tensor? attn_mask, bool causal, "
         "float scale, str backend='auto') -> Tensor", _attention_impl, _attention_fake)

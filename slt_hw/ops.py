@@ -10,9 +10,9 @@ import torch.nn.functional as F
 from . import _ops
 from .backends.composite import dense_linear, im2col_conv2d
 from .formats import PackedWeight
-from .reference.quantize import quantize_activations
+from .reference.quantize import dequantized_images, quantize_activations, quantize_images
 
-__all__ = ["quantize_activations", "slt_conv2d", "slt_conv2d_int8", "slt_conv2d_int8_reference",
+__all__ = ["quantize_activations", "quantize_images", "slt_conv2d", "slt_conv2d_int8", "slt_conv2d_int8_reference",
            "slt_conv2d_reference", "slt_linear", "slt_linear_int8", "slt_linear_int8_reference", "slt_linear_reference"]
 
 
@@ -88,39 +88,56 @@ def slt_conv2d(x: torch.Tensor, packed: PackedWeight, bias: torch.Tensor | None 
 
 
 def slt_conv2d_int8(x: torch.Tensor, packed: PackedWeight, bias: torch.Tensor | None = None, stride=1, padding=0,
-                    dilation=1, groups: int = 1, *, backend: str | None = None) -> torch.Tensor:
+                    dilation=1, groups: int = 1, *, act_scale: str = "patch",
+                    backend: str | None = None) -> torch.Tensor:
     """Opt-in int8-activation slt_conv2d for signed-constant weights, as slt_linear_int8 over
-    F.unfold's patch rows: each output pixel's patch (in/groups·kh·kw values, zero padding) is
-    quantized on its own (dynamic, symmetric), the ±1/0 weight sums are exact integers, then
-    scaled back. Inference only (no autograd).
+    F.unfold's patch rows: the activations quantized dynamically and symmetrically, the ±1/0
+    weight sums exact integers, then scaled back. Inference only (no autograd).
 
-    On the CPU (backend "cpp") the patches are gathered and quantized in C++ and run by the int8
-    kernel; elsewhere the same arithmetic in PyTorch (the reference backend).
+    act_scale: "patch" (default), each output pixel's patch (in/groups·kh·kw values, zero
+    padding) quantized on its own; "image", each image's values (all channels) quantized once
+    with one scale, as torch's per-tensor scale but independent of the rest of the batch: ~1.3x
+    the patch scales' error on CIFAR-10 ResNet-18 activations (docs/benchmarks.md), and the patches
+    are then copied bytes, not quantized 9 times over (3 x 3).
+
+    On the CPU (backend "cpp") the patches are gathered (and quantized) in C++ and run by the
+    int8 kernel; elsewhere the same arithmetic in PyTorch (the reference backend).
     """
     _check_conv_packed(packed)
-    return conv2d(x, packed, bias, packed.shape[2:], stride, padding, dilation, groups, backend, int8=True)
+    return conv2d(x, packed, bias, packed.shape[2:], stride, padding, dilation, groups, backend, int8=True,
+                  act_scale=act_scale)
 
 
-def slt_conv2d_int8_reference(x, packed, bias=None, stride=1, padding=0, dilation=1, groups=1) -> torch.Tensor:
+def slt_conv2d_int8_reference(x, packed, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
+                              act_scale: str = "patch") -> torch.Tensor:
     """The ground truth of slt_conv2d_int8: per group, F.unfold's patch rows quantized by
-    quantize_activations, then F.linear in float32 with the materialised weight; in x's dtype and
-    F.conv2d's layout."""
+    quantize_activations (act_scale "image": x quantized per image by quantize_images), then
+    F.linear in float32 with the materialised weight; in x's dtype and F.conv2d's layout."""
     _check_conv_packed(packed)
+    _ops.check_act_scale(act_scale)
     kernel, stride, padding, dilation = list(packed.shape[2:]), _pair(stride), _pair(padding), _pair(dilation)
     n, k = packed.out_features, packed.in_features
     _ops.check_conv(x, bias, n, k, packed.device, kernel, stride, padding, dilation, groups)
     w = packed.materialize()
+    if act_scale == "image":
+        xd = dequantized_images(x).contiguous(memory_format=_ops.conv2d_output_format(x))
+        y = im2col_conv2d(lambda cols, b, r0, r1: dense_linear(cols, w[r0:r1], b), xd, bias, n, kernel, stride,
+                          padding, dilation, groups)
+        return y.to(x.dtype)
     return im2col_conv2d(lambda cols, b, r0, r1: dense_linear(cols, w[r0:r1], b, int8=True), x, bias, n, kernel,
                          stride, padding, dilation, groups)
 
 
 def conv2d(x, packed: PackedWeight, bias, kernel_size, stride, padding, dilation, groups, backend,
-           int8: bool = False) -> torch.Tensor:
-    """slt_conv2d (int8: slt_conv2d_int8) for a packed weight of any shape whose in_features is
-    in/groups·kh·kw (the packed layers keep theirs flattened to 2-D)."""
+           int8: bool = False, act_scale: str = "patch") -> torch.Tensor:
+    """slt_conv2d (int8: slt_conv2d_int8 with act_scale) for a packed weight of any shape whose
+    in_features is in/groups·kh·kw (the packed layers keep theirs flattened to 2-D)."""
     fmt, w = _ops.weight_args(packed)
-    return _ops.call(f"conv2d_int8_{fmt}" if int8 else f"conv2d_{fmt}", x, bias, *w, list(kernel_size),
-                     list(_pair(stride)), list(_pair(padding)), list(_pair(dilation)), groups, backend or "auto")
+    args = (list(kernel_size), list(_pair(stride)), list(_pair(padding)), list(_pair(dilation)), groups,
+            backend or "auto")
+    if int8:
+        return _ops.call(f"conv2d_int8_{fmt}", x, bias, *w, *args, act_scale)
+    return _ops.call(f"conv2d_{fmt}", x, bias, *w, *args)
 
 
 def slt_conv2d_reference(x, packed, bias=None, stride=1, padding=0, dilation=1, groups=1) -> torch.Tensor:

@@ -1,6 +1,8 @@
 """slt_conv2d_int8: each output pixel's patch quantized as one int8 row (slt_linear_int8 over
-F.unfold's rows), on every CPU backend that has it, against slt_conv2d_int8_reference; the C++
-patch quantizer against F.unfold + quantize_activations, bit for bit."""
+F.unfold's rows), or x quantized per image first (act_scale "image"), on every CPU backend that
+has it, against slt_conv2d_int8_reference; the C++ patch quantizer against F.unfold +
+quantize_activations, and its gather of per-image bytes against F.unfold + quantize_images, bit
+for bit."""
 
 import dataclasses
 import math
@@ -14,7 +16,13 @@ from hypothesis import strategies as st
 from packing import random_packed
 
 from slt_hw import _ext, _ops, dispatch, pack_binary
-from slt_hw.ops import quantize_activations, slt_conv2d_int8, slt_conv2d_int8_reference, slt_conv2d_reference
+from slt_hw.ops import (
+    quantize_activations,
+    quantize_images,
+    slt_conv2d_int8,
+    slt_conv2d_int8_reference,
+    slt_conv2d_reference,
+)
 
 BACKENDS = [n for n, why in dispatch.reasons("cpu", "conv2d_int8_planes").items() if not why]
 CPP = pytest.mark.skipif("cpp" not in BACKENDS, reason="slt_hw._C not built")
@@ -40,17 +48,18 @@ def layout(x, name):
        cin_g=st.sampled_from([1, 3, 8, 13]), og=st.integers(1, 5), k=st.sampled_from([(1, 1), (3, 3), (2, 3)]),
        stride=st.sampled_from([1, 2, (2, 1)]), padding=st.sampled_from([0, 1, (2, 0)]),
        dilation=st.sampled_from([1, 2]), batch=st.sampled_from([0, 1, 3]), seed=st.integers(0, 1000),
-       with_bias=st.booleans(), lay=st.sampled_from(["contiguous", "channels_last", "sliced"]))
+       with_bias=st.booleans(), lay=st.sampled_from(["contiguous", "channels_last", "sliced"]),
+       act_scale=st.sampled_from(["patch", "image"]))
 def test_matches_int8_reference(backend, fmt, groups, cin_g, og, k, stride, padding, dilation, batch, seed,
-                                with_bias, lay):
+                                with_bias, lay, act_scale):
     """Exact integer sums: equal to the reference (quantize, then a float32 linear) up to the
-    rounding of the scale-back; F.conv2d's output layout; channel counts around the 8-wide
-    transposes; empty batch, strided input."""
+    rounding of the scale-back, with either activation scale; F.conv2d's output layout; channel
+    counts around the 8-wide transposes; empty batch, strided input."""
     p = packed(fmt, (og * groups, cin_g, *k), seed)
     x = layout(4 * torch.randn(batch, cin_g * groups, 9, 8, generator=torch.Generator().manual_seed(seed)), lay)
     bias = torch.randn(og * groups) if with_bias else None
-    want = slt_conv2d_int8_reference(x, p, bias, stride, padding, dilation, groups)
-    got = slt_conv2d_int8(x, p, bias, stride, padding, dilation, groups, backend=backend)
+    want = slt_conv2d_int8_reference(x, p, bias, stride, padding, dilation, groups, act_scale=act_scale)
+    got = slt_conv2d_int8(x, p, bias, stride, padding, dilation, groups, act_scale=act_scale, backend=backend)
     assert got.shape == want.shape and got.dtype == x.dtype
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * max(1.0, float(want.abs().max()) if want.numel()
                                                                       else 1.0))
@@ -71,8 +80,27 @@ def test_close_to_the_float_convolution_and_bf16():
                                rtol=1.6e-2, atol=1.6e-2)
 
 
+def test_image_scales_close_to_the_float_convolution():
+    """act_scale "image": one scale per image (whatever the rest of the batch holds), within 1.5 %
+    of the float convolution on Gaussian inputs; an image scaled by 1000 leaves the others'
+    outputs bit for bit as they were."""
+    p = packed("binary", (16, 32, 3, 3), 1)
+    x = torch.randn(3, 32, 12, 12, generator=torch.Generator().manual_seed(2))
+    want = slt_conv2d_reference(x, p, padding=1)
+    got = slt_conv2d_int8(x, p, padding=1, act_scale="image")
+    assert float((got - want).norm() / want.norm()) < 0.015
+    x2 = x.clone()
+    x2[1] *= 1000
+    got2 = slt_conv2d_int8(x2, p, padding=1, act_scale="image")
+    assert torch.equal(got2[0], got[0]) and torch.equal(got2[2], got[2])
+
+
 def test_bad_arguments():
     x = torch.randn(1, 4, 8, 8)
+    with pytest.raises(ValueError, match=r"act_scale: expected one of 'patch', 'image', got 'tensor'"):
+        slt_conv2d_int8(x, packed("binary", (6, 4, 3, 3), 0), act_scale="tensor")
+    with pytest.raises(ValueError, match=r"act_scale: expected one of 'patch', 'image', got 'pixel'"):
+        slt_conv2d_int8_reference(x, packed("binary", (6, 4, 3, 3), 0), act_scale="pixel")
     with pytest.raises(ValueError, match=r"dist: int8 activations need the signed_constant distribution, got normal"):
         slt_conv2d_int8(x, packed("binary", (6, 4, 3, 3), 0, dist="normal"))
     with pytest.raises(ValueError, match=r"x: expected \(batch, 4, H, W\)"):
@@ -88,8 +116,9 @@ def test_opcheck(fmt):
     p = packed(fmt, (4, 2, 3, 2), 5)
     fmt_name, w = _ops.weight_args(p)
     for x in (torch.randn(2, 4, 6, 5), torch.randn(2, 4, 6, 5).contiguous(memory_format=torch.channels_last)):
-        torch.library.opcheck(getattr(_ops, f"conv2d_int8_{fmt_name}"),
-                              (x, torch.randn(4), *w, [3, 2], [1, 2], [1, 0], [1, 1], 2))
+        for act_scale in ("patch", "image"):
+            torch.library.opcheck(getattr(_ops, f"conv2d_int8_{fmt_name}"),
+                                  (x, torch.randn(4), *w, [3, 2], [1, 2], [1, 0], [1, 1], 2, "auto", act_scale))
 
 
 # the patch gathers' ISAs: this build's, and the emulated build's AVX-512 (its byte permutes
@@ -138,6 +167,55 @@ def test_patch_quantizer_has_the_reference_bits(isa, c, k, stride, padding, dila
     assert torch.equal(q2, want_q[m // 3:m - 1]) and torch.equal(s2, want_s[m // 3:m - 1])
 
 
+def im2col_int8_cpp(x, kernel, stride, padding, dilation, m0=0, m1=None, isa="auto", mod=None):
+    """im2col_int8 of x quantized per image (quantize_images_int8, in x's layout)."""
+    mod = mod or _ext.require()
+    if m1 is None:
+        oh, ow = _ops.conv2d_output_size(x.shape[2], x.shape[3], kernel, stride, padding, dilation)
+        m1 = x.shape[0] * oh * ow
+    xc = x.contiguous(memory_format=torch.channels_last)
+    images, scales = torch.empty_like(xc, dtype=torch.int8), torch.empty(x.shape[0])
+    mod.quantize_images_int8(xc.data_ptr(), x.shape[0], xc[0].numel(), images.data_ptr(), scales.data_ptr(), 2)
+    if x.stride(1) != 1:  # (the strided gather: the bytes in x's layout)
+        images = images.contiguous()
+    k = x.shape[1] * kernel[0] * kernel[1]
+    q, s = torch.full((m1 - m0, k), 99, dtype=torch.int8), torch.empty(m1 - m0)
+    mod.im2col_int8(images.data_ptr(), list(x.shape), list(images.stride()), list(kernel), list(stride), list(padding),
+                    list(dilation), m0, m1, q.data_ptr(), s.data_ptr(), scales.data_ptr(), 2, isa)
+    return q, s, scales
+
+
+@CPP
+@pytest.mark.parametrize("isa", GATHER_ISAS)
+@settings(max_examples=40, deadline=None)
+@given(c=st.sampled_from([1, 5, 16, 19, 32, 48]), k=st.sampled_from([(1, 1), (3, 3), (2, 5), (4, 4), (5, 5)]),
+       stride=st.sampled_from([(1, 1), (2, 1)]), padding=st.sampled_from([(0, 0), (1, 1), (2, 0)]),
+       dilation=st.sampled_from([(1, 1), (2, 1)]), lay=st.sampled_from(["contiguous", "channels_last"]),
+       seed=st.integers(0, 10_000), scale_exp=st.integers(-30, 30))
+def test_image_gather_has_the_reference_bytes(isa, c, k, stride, padding, dilation, lay, seed, scale_exp):
+    """act_scale "image": each image quantized in C++ has quantize_images' bits, and every patch
+    row (every byte written: q starts as 99s) is F.unfold's row of those bytes with its image's
+    scale, from any gather (AVX-512's byte permutes, AVX2's 16 x 16 byte transposes: channels a
+    multiple of 16 and at most 16 taps; the loop: 25 taps, odd channels, an NCHW input); a row
+    range is the same rows."""
+    x = torch.randn(3, c, 7, 6, generator=torch.Generator().manual_seed(seed)) * 2.0 ** scale_exp
+    x[1] *= 64.0  # (images of different scales)
+    x = layout(x, lay)
+    if min(_ops.conv2d_output_size(7, 6, k, stride, padding, dilation)) < 1:
+        return
+    want_images, want_scales = quantize_images(x)
+    cols = F.unfold(want_images.float(), k, dilation, padding, stride)  # (exact: small integers)
+    want_q = cols.transpose(1, 2).reshape(-1, c * k[0] * k[1]).to(torch.int8)
+    want_s = want_scales.repeat_interleave(want_q.shape[0] // 3)
+    mod = gather_module(isa)
+    q, s, scales = im2col_int8_cpp(x, k, stride, padding, dilation, isa=isa, mod=mod)
+    assert torch.equal(scales, want_scales)
+    assert torch.equal(q, want_q) and torch.equal(s, want_s)
+    m = q.shape[0]
+    q2, s2, _ = im2col_int8_cpp(x, k, stride, padding, dilation, m // 3 + 1, m - 1, isa=isa, mod=mod)
+    assert torch.equal(q2, want_q[m // 3 + 1:m - 1]) and torch.equal(s2, want_s[m // 3 + 1:m - 1])
+
+
 @CPP
 @pytest.mark.parametrize("isa", [isa for isa in GATHER_ISAS if isa.startswith(("avx512", "amx"))])
 @pytest.mark.parametrize("c, k, padding", [(16, (3, 3), (1, 1)), (64, (3, 3), (1, 1)), (32, (1, 1), (0, 0)),
@@ -181,6 +259,12 @@ def test_patch_gather_names_the_one_that_runs():
             assert vbmi == ("avx512vbmi" in _cpu_flags())
             assert mod.patch_gather(24, True, [3, 3], isa) == "avx2"  # (not a multiple of 16)
             assert mod.patch_gather(16, True, [5, 5], isa) == "avx2"  # (25 taps)
+            assert mod.patch_gather(24, True, [3, 3], isa, True) == "scalar"  # (int8 bytes: 16 at a time)
+    if "avx2" in isas:
+        assert mod.patch_gather(64, True, [3, 3], "avx2", True) == "avx2"
+        assert mod.patch_gather(32, True, [4, 4], "avx2", True) == "avx2"
+        assert mod.patch_gather(32, True, [5, 5], "avx2", True) == "scalar"  # (25 taps)
+        assert mod.patch_gather(24, True, [3, 3], "avx2", True) == "scalar"
     with pytest.raises(ValueError, match="isa: expected one of"):
         mod.patch_gather(64, True, [3, 3], "sse9")
     assert gather_module("avx512-emulated").patch_gather(16, True, [4, 4], "avx512-emulated") == "avx512-vbmi"
@@ -226,17 +310,19 @@ def test_patch_quantizer_refuses_bad_geometry():
 
 @CPP
 @pytest.mark.parametrize("groups", [1, 2])
-def test_cpp_chunks_of_rows(monkeypatch, groups):
+@pytest.mark.parametrize("act_scale", ["patch", "image"])
+def test_cpp_chunks_of_rows(monkeypatch, groups, act_scale):
     """The patch matrix in chunks of rows (a large batch's stays in cache): several chunks and a
     short last one, per group, give the one-chunk result."""
     from slt_hw.backends import cpu
 
-    p = packed("binary", (6, 8 // groups, 3, 3), 4)
-    x = torch.randn(3, 8, 7, 5, generator=torch.Generator().manual_seed(5))
+    p = packed("binary", (6, 32 // groups, 3, 3), 4)
+    x = torch.randn(3, 32, 7, 5, generator=torch.Generator().manual_seed(5))
     bias = torch.randn(6)
-    whole = slt_conv2d_int8(x, p, bias, padding=1, groups=groups, backend="cpp")
-    monkeypatch.setattr(cpu, "CONV_INT8_CHUNK_BYTES", 8 * 9 // groups * 8)  # 8 rows a chunk: 105 = 13 x 8 + 1
-    assert torch.equal(slt_conv2d_int8(x, p, bias, padding=1, groups=groups, backend="cpp"), whole)
+    whole = slt_conv2d_int8(x, p, bias, padding=1, groups=groups, act_scale=act_scale, backend="cpp")
+    monkeypatch.setattr(cpu, "CONV_INT8_CHUNK_BYTES", 32 * 9 // groups * 8)  # 8 rows a chunk: 105 = 13 x 8 + 1
+    assert torch.equal(slt_conv2d_int8(x, p, bias, padding=1, groups=groups, act_scale=act_scale, backend="cpp"),
+                       whole)
 
 
 @CPP
@@ -267,12 +353,37 @@ def test_packed_int8_convolutions_under_torch_compile():
     torch._dynamo.reset()
     dense = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 4, 3))
     model = slt_hw.pack(slt_hw.convert(dense, seed=1, sparsity=0.5)).eval()
-    assert set_int8_activations(model) == 2
-    compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
     x = torch.randn(2, 3, 9, 9)
+    for act_scale in ("patch", "image"):
+        assert set_int8_activations(model, act_scale=act_scale) == 2
+        compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
+        with torch.no_grad():
+            for xi in (x, x.contiguous(memory_format=torch.channels_last)):
+                assert torch.equal(compiled(xi), model(xi))
+
+
+def test_set_int8_activations_picks_the_convolutions_scales():
+    """set_int8_activations(act_scale="image") runs each packed convolution as slt_conv2d_int8 with
+    one scale per image (the functional op's bits), and refuses an unknown granularity by name."""
+    import slt_hw
+    from slt_hw.nn import set_int8_activations
+    from slt_hw.nn.packed_layers import SLTPackedLayer
+
+    torch.manual_seed(0)
+    model = slt_hw.pack(slt_hw.convert(torch.nn.Sequential(torch.nn.Conv2d(16, 8, 3, padding=1)), seed=1,
+                                       sparsity=0.5)).eval()
+    layer = next(m for m in model.modules() if isinstance(m, SLTPackedLayer))
+    set_int8_activations(model, act_scale="image")
+    assert layer.act_scale == "image" and "act_scale='image'" in repr(layer)
+    x = torch.randn(2, 16, 6, 6)
+    w = dataclasses.replace(layer.copies[0].packed, shape=tuple(layer.weight_shape))
     with torch.no_grad():
-        for xi in (x, x.contiguous(memory_format=torch.channels_last)):
-            assert torch.equal(compiled(xi), model(xi))
+        want = slt_conv2d_int8(x, w, padding=1, act_scale="image")
+        assert torch.equal(model(x), want)
+    with pytest.raises(ValueError, match=r"act_scale: expected one of 'patch', 'image', got 'row'"):
+        set_int8_activations(model, act_scale="row")
+    with pytest.raises(ValueError, match=r"act_scale: expected one of"):
+        layer.act_scale = "channel"
 
 
 @CPP

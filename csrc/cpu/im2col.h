@@ -12,8 +12,8 @@
 namespace slt {
 namespace cpu {
 
-// One group's input: C channels of x (float32) at element strides (sb, sc, sh, sw), so any
-// layout (NCHW, channels last, a channel slice) is read in place.
+// One group's input: C channels of x (float32; im2col_int8: int8, x unused) at element strides
+// (sb, sc, sh, sw), so any layout (NCHW, channels last, a channel slice) is read in place.
 struct ConvInput {
   const float* x = nullptr;
   int64_t B = 0, C = 0, H = 0, W = 0;
@@ -33,12 +33,23 @@ std::string check_conv_input(const ConvInput& g);
 void im2col_quantize_int8(const ConvInput& g, int64_t m0, int64_t m1, int8_t* q, float* s, int threads,
                           Isa isa = best_isa());
 
-// Which gather im2col_quantize_int8 runs for this input on `isa`: "avx512-vbmi" (AVX-512 with
-// VBMI, channels contiguous and a multiple of 16, at most kPatchTapsAvx512 taps), "avx2"
-// (channels contiguous; quantized in its transposes where they are a multiple of 8 and there
-// are 8 taps or more), else "scalar".
+// slt_conv2d_int8's act_scale "image": each image's n values (channels last, contiguous: H W C)
+// quantized as one row, quantize_int8_rows' bits: q B x n, s B. Threads take images.
+void quantize_images_int8(const float* x, int64_t B, int64_t n, int8_t* q, float* s, int threads);
+
+// Rows [m0, m1) of the patch matrix of an input quantized per image (xq: g's geometry and
+// element strides, g.x unused), F.unfold's columns byte for byte (zero padding), each row's
+// scale its image's image_scale[b]: q (m1 - m0) x K, s (m1 - m0). Throws std::invalid_argument.
+void im2col_int8(const ConvInput& g, const int8_t* xq, const float* image_scale, int64_t m0, int64_t m1, int8_t* q,
+                 float* s, int threads, Isa isa = best_isa());
+
+// Which gather im2col_quantize_int8 (quantized = true: im2col_int8) runs for this input on
+// `isa`: "avx512-vbmi" (AVX-512 with VBMI, channels contiguous and a multiple of 16, at most
+// kPatchTapsAvx512 taps), "avx2" (channels contiguous; float: quantized in its transposes where
+// they are a multiple of 8 and there are 8 taps or more; int8: channels a multiple of 16, at most
+// 16 taps), else "scalar".
 constexpr int64_t kPatchTapsAvx512 = 16;
-const char* patch_gather_name(const ConvInput& g, Isa isa);
+const char* patch_gather_name(const ConvInput& g, Isa isa, bool quantized = false);
 // Whether `isa` is an AVX-512 one that this CPU runs with VBMI (emulated builds: always).
 bool patch_vbmi_supported(Isa isa);
 
@@ -57,14 +68,20 @@ void quantize_row(const float* x, int64_t K, int8_t* q, float* s);
 // *s, quantize_row's bits for finite x (the maximum taken in another order). C a multiple of 8,
 // taps >= 8 (a 3 x 3 convolution's).
 void gather_quantize_patch(const float* const* tap, int64_t C, int64_t taps, int8_t* q, float* s);
+// One patch of int8 taps (tap[t]: C bytes; padding taps point at zeros) into q[c * taps + t]:
+// 16 x 16 byte transposes, two at a time. C a multiple of 16, taps <= 16.
+void gather_patch_int8(const int8_t* const* tap, int64_t C, int64_t taps, int8_t* q);
 }
 
 namespace avx512 {
-// vpermi2b indices and masks that take 16 channels' quantized taps, packed four taps to a zmm,
-// to the contract's (channel, tap) byte order: output zmm j, source pair p (taps 8 p .. 8 p + 7).
+// vpermi2b indices and masks that take 16 channels' taps, four taps to a zmm of bytes, to the
+// contract's (channel, tap) byte order: output zmm j, source pair p (taps 8 p .. 8 p + 7). The
+// sources' layout: kPacked, pack_taps' (quantized floats: per 128-bit lane l, each tap's
+// channels 4 l .. 4 l + 3); kLanes, tap t % 4's 16 channels in 128-bit lane t % 4 (int8 taps).
 // Made once per call (portable code, im2col.cpp); taps <= kPatchTapsAvx512.
 struct PatchOrder {
-  explicit PatchOrder(int64_t taps);
+  enum class Layout { kPacked, kLanes };
+  explicit PatchOrder(int64_t taps, Layout layout = Layout::kPacked);
   int64_t taps;
   int outs;  // output zmm per 16 channels: 16 taps / 64 bytes, rounded up
   alignas(64) uint8_t index[4][2][64];
@@ -79,6 +96,9 @@ float channels_amax(const float* x, int64_t C);
 // q[c * taps + t] and *s, quantize_row's bits for finite x.
 void gather_quantize_patch(const float* const* tap, int64_t C, const PatchOrder& order, float amax, int8_t* q,
                            float* s);
+// avx2::gather_patch_int8 with byte permutes (order: kLanes): C a multiple of 16, a function
+// per tap count.
+void gather_patch_int8(const int8_t* const* tap, int64_t C, const PatchOrder& order, int8_t* q);
 }
 
 }  // namespace cpu

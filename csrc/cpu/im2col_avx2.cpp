@@ -33,6 +33,53 @@ void gather_patch(const float* const* tap, int64_t C, int64_t taps, float* patch
 
 namespace {
 
+// 16 x 16 bytes per 128-bit lane, transposed: r[i]'s byte j -> r[j]'s byte i. Each round
+// interleaves vector i with i + 8 (out 2 i, 2 i + 1), which rotates the 8 bits (vector,
+// byte) left by one; four rounds swap them.
+inline void transpose16x16_epi8(__m256i (&r)[16]) {
+  for (int round = 0; round < 4; ++round) {
+    __m256i out[16];
+    for (int i = 0; i < 8; ++i) {
+      out[2 * i] = _mm256_unpacklo_epi8(r[i], r[i + 8]);
+      out[2 * i + 1] = _mm256_unpackhi_epi8(r[i], r[i + 8]);
+    }
+    for (int i = 0; i < 16; ++i) r[i] = out[i];
+  }
+}
+
+}  // namespace
+
+void gather_patch_int8(const int8_t* const* tap, int64_t C, int64_t taps, int8_t* q) {
+  for (int64_t c0 = 0; c0 < C; c0 += 32) {
+    const bool two = c0 + 32 <= C;  // lane 1: channels c0 + 16 .. c0 + 31 (else C's last 16 in lane 0 only)
+    __m256i r[16];
+    for (int i = 0; i < 16; ++i) {
+      const int8_t* p = i < taps ? tap[i] : nullptr;
+      r[i] = p == nullptr ? _mm256_setzero_si256()
+             : two       ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + c0))
+                         : _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + c0)));
+    }
+    transpose16x16_epi8(r);
+    // channel c's 16 bytes (its taps, then zeros) stored whole, in order, so the next channel's
+    // store overwrites the zeros; the row's last channel exactly (a row may end another
+    // thread's rows)
+    for (int h = 0; h < (two ? 2 : 1); ++h)
+      for (int j = 0; j < 16; ++j) {
+        const int64_t c = c0 + 16 * h + j;
+        const __m128i v = h == 0 ? _mm256_castsi256_si128(r[j]) : _mm256_extracti128_si256(r[j], 1);
+        if (c + 1 < C) {
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(q + c * taps), v);
+        } else {
+          alignas(16) int8_t last[16];
+          _mm_store_si128(reinterpret_cast<__m128i*>(last), v);
+          std::memcpy(q + c * taps, last, static_cast<size_t>(taps));
+        }
+      }
+  }
+}
+
+namespace {
+
 // quantize.cpp's scale of a row whose max |x| is amax: amax / 127, or 1 where that is not > 0.
 inline float row_scale(float amax) {
   const float sc = amax / 127.0f;

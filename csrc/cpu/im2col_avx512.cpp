@@ -9,8 +9,10 @@
 // value on AMD Zen 4 (the division alone ~0.37), where AVX2's 8 x 8 transposes took ~1.3.
 // Compiled with AVX-512 flags only in this TU (or against SIMDe in test builds) and called after
 // a runtime CPU check (patch_vbmi_supported).
+#include <array>
 #include <cstdint>
 #include <cstring>
+#include <utility>
 
 #include "avx512_intrin.h"
 #include "im2col.h"
@@ -45,16 +47,40 @@ inline __m512i pack_taps(__m512i a, __m512i b, __m512i c, __m512i d) {
   return _mm512_packs_epi16(_mm512_packs_epi32(a, b), _mm512_packs_epi32(c, d));
 }
 
-// 16 channels' bytes in (channel, tap) order from S packed sources (pack_taps), 16 T bytes at dst.
+// PatchOrder's indices and masks of S outputs read where used (the quantizing gather: its
+// registers are taken) ...
+struct OrderInMemory {
+  const PatchOrder& order;
+  __m512i index_at(int j, int p) const { return _mm512_load_si512(order.index[j][p]); }
+  slt_mask64 mask_at(int j, int p) const { return order.mask[j][p]; }
+};
+
+// ... or held in registers for a whole patch (read from the order per group of channels, GCC
+// reloaded them after every store through int8_t*: the int8 gather 1.2x slower).
 template <int S>
-inline void reorder_store(const __m512i (&src)[4], const PatchOrder& order, int8_t* dst) {
-  const int64_t bytes = 16 * order.taps;
-  for (int j = 0; j < order.outs; ++j) {
-    __m512i out = _mm512_maskz_permutex2var_epi8(order.mask[j][0], src[0], _mm512_load_si512(order.index[j][0]),
-                                                 src[1]);
+struct OrderInRegisters {
+  __m512i indices[S][2];
+  slt_mask64 masks[S][2];
+  explicit OrderInRegisters(const PatchOrder& order) {
+    for (int j = 0; j < S; ++j)
+      for (int p = 0; p < (S > 2 ? 2 : 1); ++p) {
+        indices[j][p] = _mm512_load_si512(order.index[j][p]);
+        masks[j][p] = order.mask[j][p];
+      }
+  }
+  __m512i index_at(int j, int p) const { return indices[j][p]; }
+  slt_mask64 mask_at(int j, int p) const { return masks[j][p]; }
+};
+
+// 16 channels' bytes in (channel, tap) order from S sources (pack_taps' or load_taps'), 16 T
+// bytes at dst (T = order.taps, a constant where the caller's is: then so are the stores' sizes).
+template <int S, class Order>
+inline void reorder_store(const __m512i (&src)[4], const Order& perm, int64_t T, int8_t* dst) {
+  const int64_t bytes = 16 * T;
+  for (int j = 0; j < S; ++j) {  // (S outputs: 16 T bytes, 64 a vector)
+    __m512i out = _mm512_maskz_permutex2var_epi8(perm.mask_at(j, 0), src[0], perm.index_at(j, 0), src[1]);
     if constexpr (S > 2)
-      out = _mm512_or_si512(out, _mm512_maskz_permutex2var_epi8(order.mask[j][1], src[2],
-                                                                _mm512_load_si512(order.index[j][1]), src[3]));
+      out = _mm512_or_si512(out, _mm512_maskz_permutex2var_epi8(perm.mask_at(j, 1), src[2], perm.index_at(j, 1), src[3]));
     int8_t* o = dst + 64 * j;
     const int64_t n = bytes - 64 * j;  // 16, 32, 48 or (not the last) 64 and more
     if (n >= 64) {
@@ -72,6 +98,7 @@ template <int S>
 void quantize_reorder(const float* const* tap, int64_t C, const PatchOrder& order, float sc, int8_t* q) {
   const int64_t T = order.taps;
   const Quantizer quant(sc);
+  const OrderInMemory perm{order};
   for (int64_t c0 = 0; c0 < C; c0 += 16) {
     __m512i src[4];
     for (int k = 0; k < 4; ++k) {
@@ -86,11 +113,48 @@ void quantize_reorder(const float* const* tap, int64_t C, const PatchOrder& orde
       }
       src[k] = pack_taps(v[0], v[1], v[2], v[3]);
     }
-    reorder_store<S>(src, order, q + c0 * T);
+    reorder_store<S>(src, perm, T, q + c0 * T);
   }
 }
 
+// Four taps' 16 int8 channels (from c0), tap 4 k + i in 128-bit lane i (PatchOrder kLanes).
+template <int T>
+inline __m512i load_taps(const int8_t* const* tap, int k, int64_t c0) {
+  const auto lane = [&](int i) {
+    return 4 * k + i < T ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(tap[4 * k + i] + c0))
+                         : _mm_setzero_si128();
+  };
+  __m512i v = _mm512_castsi128_si512(lane(0));
+  v = _mm512_inserti32x4(v, lane(1), 1);
+  v = _mm512_inserti32x4(v, lane(2), 2);
+  return _mm512_inserti32x4(v, lane(3), 3);
+}
+
+// T taps, a constant: no branch per tap or per store.
+template <int T>
+void reorder_int8(const int8_t* const* tap, int64_t C, const PatchOrder& order, int8_t* q) {
+  constexpr int S = (T + 3) / 4;
+  const OrderInRegisters<S> perm(order);
+  for (int64_t c0 = 0; c0 < C; c0 += 16) {
+    __m512i src[4];
+    for (int k = 0; k < 4; ++k) src[k] = k < S ? load_taps<T>(tap, k, c0) : _mm512_setzero_si512();
+    reorder_store<S>(src, perm, T, q + c0 * T);
+  }
+}
+
+using ReorderInt8 = void (*)(const int8_t* const*, int64_t, const PatchOrder&, int8_t*);
+template <int... T>
+constexpr std::array<ReorderInt8, sizeof...(T)> reorders(std::integer_sequence<int, T...>) {
+  return {reorder_int8<T + 1>...};
+}
+
 }  // namespace
+
+void gather_patch_int8(const int8_t* const* tap, int64_t C, const PatchOrder& order, int8_t* q) {
+  static constexpr std::array<ReorderInt8, kPatchTapsAvx512> kReorder =
+      reorders(std::make_integer_sequence<int, kPatchTapsAvx512>{});
+  kReorder[static_cast<size_t>(order.taps - 1)](tap, C, order, q);
+}
 
 float channels_amax(const float* x, int64_t C) {
   const __m512 zero = _mm512_setzero_ps();

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from .._ops import conv2d_output_format, conv2d_output_size
 from ..reference.attention import allowed_mask
-from ..reference.quantize import quantize_activations
+from ..reference.quantize import dequantized_images, quantize_activations
 
 
 def rows_of(w: tuple) -> int:
@@ -60,10 +60,21 @@ def im2col_conv2d(rows_linear, x, bias, n: int, kernel, stride, padding, dilatio
     return y.contiguous(memory_format=conv2d_output_format(x))
 
 
-def int8_ops(linear_int8) -> dict:
-    """The int8-activation ops of a backend with an int8 linear: that linear, and convolutions
-    through im2col over it (each output pixel's patch quantized as one row)."""
-    conv = functools.partial(conv2d, linear_int8)
+def conv2d_int8(linear_int8, linear, x, bias, *rest):
+    """slt_conv2d_int8 from a backend's linears (rest: the weight block, kernel_size, stride,
+    padding, dilation, groups, act_scale): act_scale "patch", im2col over linear_int8 (each output
+    pixel's patch quantized as one row); "image", x quantized per image first, then im2col over
+    the float linear (exact: the int8 sums of q, scaled)."""
+    if rest[-1] == "patch":
+        return conv2d(linear_int8, x, bias, *rest[:-1])
+    xd = dequantized_images(x).contiguous(memory_format=conv2d_output_format(x))
+    return conv2d(linear, xd, bias, *rest[:-1]).to(x.dtype)
+
+
+def int8_ops(linear_int8, linear) -> dict:
+    """The int8-activation ops of a backend with an int8 linear (and its float one): that linear,
+    and convolutions through im2col over them (conv2d_int8)."""
+    conv = functools.partial(conv2d_int8, linear_int8, linear)
     return {"linear_int8_planes": linear_int8, "linear_int8_frozen": linear_int8, "conv2d_int8_planes": conv,
             "conv2d_int8_frozen": conv}
 

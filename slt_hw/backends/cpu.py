@@ -211,14 +211,15 @@ CONV_INT8_CHUNK_BYTES = 4 << 20
 
 def conv2d_int8(x, bias, *rest, isa: str | None = None, threads: int | None = None,
                 lut: str | None = None) -> torch.Tensor:
-    """slt_conv2d_int8 (rest: the weight block, kernel_size, stride, padding, dilation, groups):
-    each output pixel's patch gathered from x (channels-last: a copy of an x that is not) and
-    quantized as one int8 row in C++ (im2col_quantize_int8: F.unfold's columns,
-    quantize_activations' bits), in chunks of rows; then the int8 kernel over the chunk, per
-    group (threads split its weight rows and, where those are few, its pixel rows); in x's dtype
-    and conv2d_output_format(x)'s layout."""
+    """slt_conv2d_int8 (rest: the weight block, kernel_size, stride, padding, dilation, groups,
+    act_scale): each output pixel's patch gathered from x (channels-last: a copy of an x that is
+    not) as one int8 row in C++, in chunks of rows, then the int8 kernel over the chunk, per group
+    (threads split its weight rows and, where those are few, its pixel rows); in x's dtype and
+    conv2d_output_format(x)'s layout. act_scale "patch": each patch quantized as it is gathered
+    (im2col_quantize_int8: F.unfold's columns, quantize_activations' bits); "image": x quantized
+    once per image (quantize_images_int8), the patches then its bytes (im2col_int8)."""
     mod = _ext.require()
-    w, (kernel, stride, padding, dilation, groups) = rest[:-5], rest[-5:]
+    w, (kernel, stride, padding, dilation, groups, act_scale) = rest[:-6], rest[-6:]
     desc, _alive = _ext.weight_desc(mod, w)
     n, cin_g = desc.n, x.shape[1] // groups
     og, k = n // groups, desc.k
@@ -234,14 +235,31 @@ def conv2d_int8(x, bias, *rest, isa: str | None = None, threads: int | None = No
     chunk = max(1, min(m, CONV_INT8_CHUNK_BYTES // k))
     xq = torch.empty(chunk, k, dtype=torch.int8)
     xs = torch.empty(chunk, dtype=torch.float32)
-    shape, strides = [x.shape[0], cin_g, x.shape[2], x.shape[3]], list(x32.stride())
-    geometry = (list(kernel), list(stride), list(padding), list(dilation))
+    shape, geometry = [x.shape[0], cin_g, x.shape[2], x.shape[3]], (list(kernel), list(stride), list(padding),
+                                                                     list(dilation))
+    if act_scale == "image":
+        if not x32.is_contiguous(memory_format=torch.channels_last):
+            x32 = x32.contiguous(memory_format=torch.channels_last)
+        images = torch.empty(x32.shape, dtype=torch.int8, memory_format=torch.channels_last)
+        image_scale = torch.empty(x.shape[0], dtype=torch.float32)
+        mod.quantize_images_int8(x32.data_ptr(), x.shape[0], x32[0].numel() if x.shape[0] else 0,
+                                 images.data_ptr(), image_scale.data_ptr(), nt)
+        strides = list(images.stride())
+
+        def gather(g, m0, m1):
+            mod.im2col_int8(images.data_ptr() + g * cin_g * strides[1], shape, strides, *geometry, m0, m1,
+                            xq.data_ptr(), xs.data_ptr(), image_scale.data_ptr(), nt, isa)
+    else:
+        strides = list(x32.stride())
+
+        def gather(g, m0, m1):
+            mod.im2col_quantize_int8(x32.data_ptr() + g * cin_g * strides[1] * 4, shape, strides, *geometry, m0, m1,
+                                     xq.data_ptr(), xs.data_ptr(), nt, isa)
     for m0 in range(0, m, chunk):
         rows = min(chunk, m - m0)
         planes = _lut_planes(mod, w, desc, rows, isa, lut, True, nt)  # (where the table lookup runs)
         for g in range(groups):
-            mod.im2col_quantize_int8(x32.data_ptr() + g * cin_g * strides[1] * 4, shape, strides, *geometry, m0,
-                                     m0 + rows, xq.data_ptr(), xs.data_ptr(), nt, isa)
+            gather(g, m0, m0 + rows)
             mod.slt_linear(desc, 0, rows, k, y.data_ptr() + (m0 * n + g * og) * 4, n, g * og, (g + 1) * og,
                            0 if b is None else b.data_ptr() + g * og * 4, xq.data_ptr(), xs.data_ptr(), isa, nt, lut,
                            0, _ptr(planes), 0 if planes is None else planes.numel())
@@ -362,8 +380,9 @@ def _describe() -> str:
         how = {"avx512-vbmi": "AVX-512 VBMI byte permutes where channels are a multiple of 16 and taps <= 16, "
                               "else AVX2 transposes",
                "avx2": "AVX2 transposes", "scalar": "a portable loop"}[gather]
-        conv = (f"; conv2d materialises the weight {conv} ({CONV_ENV}={mode}); conv2d_int8 gathers and quantizes "
-                f"each output pixel's patch in C++ for the int8 kernel ({how}; channels-last x)")
+        conv = (f"; conv2d materialises the weight {conv} ({CONV_ENV}={mode}); conv2d_int8 gathers each output "
+                f"pixel's patch in C++ for the int8 kernel, quantizing it (act_scale 'patch') or copying the bytes "
+                f"of x quantized per image ('image') ({how}; channels-last x)")
     except (RuntimeError, ValueError) as e:
         conv = f"; conv2d: {e}"
     try:
@@ -385,7 +404,7 @@ _int8 = functools.partial(linear, int8=True)
 register(Backend(
     name="cpp", priority=20, description=_describe, not_supported_reasons=_reasons,
     ops={**composite.linear_ops(linear), "conv2d_planes": conv2d, "conv2d_frozen": conv2d,
-         **composite.int8_ops(_int8), "conv2d_int8_planes": conv2d_int8, "conv2d_int8_frozen": conv2d_int8,
+         **composite.int8_ops(_int8, linear), "conv2d_int8_planes": conv2d_int8, "conv2d_int8_frozen": conv2d_int8,
          "materialize_planes": materialize, "materialize_frozen": materialize},
     lacks={"linear_grouped": "no grouped kernel: slt_mha runs one linear per projection"},
 ))

@@ -43,7 +43,7 @@ register(Backend(
     name="reference", priority=0,
     description="pure PyTorch: materialises the effective weight (the ground truth for every kernel)",
     not_supported_reasons=lambda device: [],
-    ops={**composite.linear_ops(linear), "attention": attention, **composite.int8_ops(_int8),
+    ops={**composite.linear_ops(linear), "attention": attention, **composite.int8_ops(_int8, linear),
          "materialize_planes": materialize, "materialize_frozen": materialize},
     lacks={"linear_grouped": "materialises each weight: slt_mha runs one linear per projection"},
 ))

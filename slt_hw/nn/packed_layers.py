@@ -4,7 +4,8 @@
 weights: same seed and name) and applies it as a linear layer or as a 2-D convolution
 (slt_hw.ops.conv2d: the conv weight (out, in, kh, kw) is the contract's (out, in·kh·kw) matrix).
 A copy's int8 setting (SLTPackedLinear.int8, set_int8_activations) picks slt_conv2d_int8 for a
-convolution as it picks slt_linear_int8 for a linear.
+convolution as it picks slt_linear_int8 for a linear; a convolution's `act_scale` is its
+activation scales' granularity there ("patch" or "image", slt_conv2d_int8's).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .._ops import check_act_scale
 from ..formats import PackedWeight
 from ..ops import conv2d
 from .packed import SLTPackedLinear
@@ -32,6 +34,18 @@ class SLTPackedLayer(nn.Module):
         self.copies = nn.ModuleList(SLTPackedLinear(p, None, backend) for p in flat)
         self.bias = None if bias is None else nn.Parameter(bias.detach().clone(), requires_grad=False)
         self.mask_index = 0
+        self._act_scale = "patch"
+
+    @property
+    def act_scale(self) -> str:
+        """A convolution's int8 activation scales, slt_conv2d_int8's act_scale (settable: "patch"
+        or "image"); a run-time setting, as int8 is."""
+        return self._act_scale
+
+    @act_scale.setter
+    def act_scale(self, value: str) -> None:
+        check_act_scale(value)
+        self._act_scale = value
 
     @property
     def packed(self) -> list[PackedWeight]:
@@ -46,13 +60,14 @@ class SLTPackedLayer(nn.Module):
             return y.to(x.dtype)
         c = self.conv
         y = conv2d(x, lin.packed, None, c["kernel_size"], c["stride"], c["padding"], c["dilation"],
-                   c.get("groups", 1), lin.backend, int8=lin.int8)
+                   c.get("groups", 1), lin.backend, int8=lin.int8, act_scale=self._act_scale)
         return y if self.bias is None else y + self.bias[:, None, None]
 
     def extra_repr(self) -> str:
         p = self.copies[0].packed
         return (f"kind={self.kind}, shape={self.weight_shape}, format={p.format.value}, name={p.name!r}, "
-                f"seed={p.seed}, masks={len(self.copies)}, bias={self.bias is not None}")
+                f"seed={p.seed}, masks={len(self.copies)}, bias={self.bias is not None}"
+                + (f", act_scale={self._act_scale!r}" if self._act_scale != "patch" else ""))
 
 
 def _flatten(p: PackedWeight) -> PackedWeight:
