@@ -9,9 +9,14 @@ as torch.ao.nn.quantized.dynamic.Conv2d), the CNNs also on channels-last input.
         [--batches 1,4,8,64] [--threads 2]
 
 "vs int8" is torch quantize_dynamic's time / this time (the channels-last run's for
-channels-last rows). The packed model's weight memory is its masks (1 bit per weight), plus,
-once a table lookup has run twice on them, its cached P/N planes (2 bits per weight,
-backends/layout_cache.py).
+channels-last rows). The CNNs also run torch's static int8 (FX graph mode, the "x86" qconfig
+mapping, calibrated on the timed batch: convolutions fused with their ReLUs, activations int8
+between layers), the int8 peer a user would pick for a CNN: its dynamic convolution loses most
+of the signal on non-negative inputs (pytorch/pytorch#70480); "vs static" is its time / this
+time, "rel err" ||y - y_fp32|| / ||y_fp32|| of the logits. "slt packed int8 image" runs the
+packed convolutions with act_scale="image" (one activation scale per image). The packed model's
+weight memory is its masks (1 bit per weight), plus, once a table lookup has run twice on them,
+its cached P/N planes (2 bits per weight, backends/layout_cache.py).
 """
 
 from __future__ import annotations
@@ -81,6 +86,8 @@ def bench_cnn(name: str, batches: list[int], stat: str) -> list[dict]:
     packed = slt_hw.pack(slt_hw.convert(dense, seed=0, sparsity=0.5)).eval()
     packed8 = copy.deepcopy(packed)
     switched = set_int8_activations(packed8)
+    packed8i = copy.deepcopy(packed)
+    set_int8_activations(packed8i, act_scale="image")
     dense.load_state_dict(slt_hw.export_dense(packed), strict=False)
     x = torch.randn(2, 3, 32, 32)
     with torch.inference_mode():
@@ -92,25 +99,47 @@ def bench_cnn(name: str, batches: list[int], stat: str) -> list[dict]:
                                                     mapping={nn.Linear: qdyn.Linear, nn.Conv2d: qdyn.Conv2d})
     weights = sum(m.weight.numel() for m in dense.modules() if isinstance(m, nn.Linear | nn.Conv2d))
     mem = {"dense fp32": 4 * weights, "dense fp32 channels-last": 4 * weights, "torch int8 (quantize_dynamic)": weights,
-           "torch int8 channels-last": weights, "slt packed": weights / 8, "slt packed int8": weights / 8,
-           "slt packed int8 channels-last": weights / 8}
+           "torch int8 channels-last": weights, "torch static int8": weights,
+           "torch static int8 channels-last": weights,
+           "slt packed": weights / 8, "slt packed int8": weights / 8, "slt packed int8 channels-last": weights / 8,
+           "slt packed int8 image channels-last": weights / 8}
     rows = []
     for b in batches:
         x = torch.randn(b, 3, 32, 32)
         xc = x.contiguous(memory_format=torch.channels_last)
+        qs = static_int8(dense, x)
         impls = {"dense fp32": lambda x=x: dense(x), "dense fp32 channels-last": lambda x=xc: dense_cl(x),
                  "torch int8 (quantize_dynamic)": lambda x=x: q8(x), "torch int8 channels-last": lambda x=xc: q8(x),
+                 "torch static int8": lambda x=x, q=qs: q(x),
+                 "torch static int8 channels-last": lambda x=xc, q=qs: q(x),
                  "slt packed": lambda x=x: packed(x), "slt packed int8": lambda x=x: packed8(x),
-                 "slt packed int8 channels-last": lambda x=xc: packed8(x)}
+                 "slt packed int8 channels-last": lambda x=xc: packed8(x),
+                 "slt packed int8 image channels-last": lambda x=xc: packed8i(x)}
         with torch.inference_mode():
+            ref = dense(x)
+            err = {impl: float((f() - ref).norm() / ref.norm()) for impl, f in impls.items()}
             times = interleaved_times(impls, stat=stat)
         best = min(times["dense fp32"], times["dense fp32 channels-last"])
+        static = min(times["torch static int8"], times["torch static int8 channels-last"])
         for impl, t in times.items():
             q = times["torch int8 channels-last" if "channels-last" in impl else "torch int8 (quantize_dynamic)"]
             rows.append({"model": f"{name} ({switched} int8 layers)", "batch": b, "impl": impl, "ms": f"{t * 1e3:.3f}",
-                         "vs int8": f"{q / t:.2f}x", "vs fp32": f"{best / t:.2f}x",
-                         "weight MiB": f"{mem[impl] / 2**20:.2f}"})
+                         "vs int8": f"{q / t:.2f}x", "vs static": f"{static / t:.2f}x", "vs fp32": f"{best / t:.2f}x",
+                         "rel err": f"{err[impl]:.4f}", "weight MiB": f"{mem[impl] / 2**20:.2f}"})
     return rows
+
+
+def static_int8(dense: nn.Module, x: torch.Tensor) -> nn.Module:
+    """dense statically quantized by torch's FX graph mode ("x86" mapping), calibrated on x."""
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    with warnings.catch_warnings():  # (torch.ao.quantization's deprecation notice)
+        warnings.simplefilter("ignore")
+        prepared = prepare_fx(copy.deepcopy(dense), get_default_qconfig_mapping("x86"), (x,))
+        with torch.inference_mode():
+            prepared(x)
+        return convert_fx(prepared)
 
 
 def main() -> None:
