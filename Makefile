@@ -35,6 +35,7 @@ bench: $(BUILT)
 	$(PY) bench/bench_regenerate.py
 	$(PY) bench/bench_cpu_linear.py
 	$(PY) bench/bench_cpu_conv.py
+	$(PY) bench/conv_int8_error.py
 	$(PY) bench/bench_mha.py
 	$(PY) -P -m pytest bench/test_bench_linear.py --benchmark-enable --benchmark-group-by=param:case -q
 

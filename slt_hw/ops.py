@@ -96,9 +96,9 @@ def slt_conv2d_int8(x: torch.Tensor, packed: PackedWeight, bias: torch.Tensor | 
 
     act_scale: "patch" (default), each output pixel's patch (in/groups·kh·kw values, zero
     padding) quantized on its own; "image", each image's values (all channels) quantized once
-    with one scale, as torch's per-tensor scale but independent of the rest of the batch: ~1.3x
-    the patch scales' error on CIFAR-10 ResNet-18 activations (docs/benchmarks.md), and the patches
-    are then copied bytes, not quantized 9 times over (3 x 3).
+    with one scale, as torch's per-tensor scale but independent of the rest of the batch: 1.05-2x
+    the patch scales' error on CIFAR-10 ResNet-18 activations (bench/conv_int8_error.py), and the
+    patches are then copied bytes, not quantized 9 times over (3 x 3).
 
     On the CPU (backend "cpp") the patches are gathered (and quantized) in C++ and run by the
     int8 kernel; elsewhere the same arithmetic in PyTorch (the reference backend).
