@@ -372,13 +372,16 @@ PYBIND11_MODULE(_C, m) {
 
   m.def(
       "quantize_images_int8",
-      [](uintptr_t x, int64_t B, int64_t n, uintptr_t q, uintptr_t s, int threads) {
+      [](uintptr_t x, int64_t B, int64_t n, uintptr_t q, uintptr_t s, int threads, const std::string& isa) {
+        const slt::cpu::Isa which = parse_isa(isa);
         py::gil_scoped_release release;
-        slt::cpu::quantize_images_int8(ptr<const float>(x), B, n, ptr<int8_t>(q), ptr<float>(s), threads);
+        slt::cpu::quantize_images_int8(ptr<const float>(x), B, n, ptr<int8_t>(q), ptr<float>(s), threads, which);
       },
       "Each of B images of n contiguous float32 values (channels last) quantized as quantize_int8 does a row: "
-      "q (B x n int8), s (B float32); slt_conv2d_int8's act_scale 'image'.",
-      py::arg("x"), py::arg("B"), py::arg("n"), py::arg("q"), py::arg("s"), py::arg("threads") = 0);
+      "q (B x n int8), s (B float32); slt_conv2d_int8's act_scale 'image'. isa: the quantizer's, the same bits "
+      "whichever.",
+      py::arg("x"), py::arg("B"), py::arg("n"), py::arg("q"), py::arg("s"), py::arg("threads") = 0,
+      py::arg("isa") = "auto");
   m.def(
       "im2col_int8",
       [](uintptr_t xq, std::vector<int64_t> shape, std::vector<int64_t> strides, std::vector<int64_t> kernel,

@@ -34,8 +34,10 @@ void im2col_quantize_int8(const ConvInput& g, int64_t m0, int64_t m1, int8_t* q,
                           Isa isa = best_isa());
 
 // slt_conv2d_int8's act_scale "image": each image's n values (channels last, contiguous: H W C)
-// quantized as one row, quantize_int8_rows' bits: q B x n, s B. Threads take images.
-void quantize_images_int8(const float* x, int64_t B, int64_t n, int8_t* q, float* s, int threads);
+// quantized as one row, quantize_int8_rows' bits for finite x with any isa: q B x n, s B.
+// Threads take images, or slices of them where the images are fewer.
+void quantize_images_int8(const float* x, int64_t B, int64_t n, int8_t* q, float* s, int threads,
+                          Isa isa = best_isa());
 
 // Rows [m0, m1) of the patch matrix of an input quantized per image (xq: g's geometry and
 // element strides, g.x unused), F.unfold's columns byte for byte (zero padding), each row's
@@ -62,8 +64,11 @@ void transpose_batched(const float* src, float* dst, int64_t batch, int64_t rows
 // patch[c * taps + t]: 8 x 8 register transposes (im2col_avx2.cpp).
 namespace avx2 {
 void gather_patch(const float* const* tap, int64_t C, int64_t taps, float* patch);
-// quantize_int8_rows of one row, 8 lanes wide: its bits for finite x (NaN still quantizes to 0).
+// quantize_int8_rows of one row, 8 lanes wide: its bits for finite x (NaN still quantizes to 0);
+// and its halves (quantize.h's abs_max, quantize_scaled).
 void quantize_row(const float* x, int64_t K, int8_t* q, float* s);
+float abs_max(const float* x, int64_t n);
+void quantize_scaled(const float* x, int64_t n, float sc, int8_t* q);
 // gather_patch and quantize_row in one, the patch never stored as floats: q[c * taps + t] and
 // *s, quantize_row's bits for finite x (the maximum taken in another order). C a multiple of 8,
 // taps >= 8 (a 3 x 3 convolution's).
@@ -87,12 +92,14 @@ struct PatchOrder {
   alignas(64) uint8_t index[4][2][64];
   uint64_t mask[4][2];
 };
-// max_c |x[c]| of C floats (a multiple of 16), NaN skipped: a pixel's, once per call, so that
-// a patch's maximum is its taps' (taking it over the patch's 9 x C values had been ~15 % of the
-// patch's time).
-float channels_amax(const float* x, int64_t C);
+// max |x| of n floats, NaN skipped: a pixel's (its C channels), once per call, so that a patch's
+// maximum is its taps' (taking it over the patch's 9 x C values had been ~15 % of the patch's
+// time); or a slice of an image's (quantize_images_int8).
+float abs_max(const float* x, int64_t n);
+// quantize.h's quantize_scaled 16 lanes wide, 64 values a store: its bits for finite x.
+void quantize_scaled(const float* x, int64_t n, float sc, int8_t* q);
 // gather_quantize_patch of im2col_avx2.cpp, 16 channels at a time (im2col_avx512.cpp): C a
-// multiple of 16, order.taps taps, amax the patch's max |x| (its taps' channels_amax);
+// multiple of 16, order.taps taps, amax the patch's max |x| (its taps' abs_max);
 // q[c * taps + t] and *s, quantize_row's bits for finite x.
 void gather_quantize_patch(const float* const* tap, int64_t C, const PatchOrder& order, float amax, int8_t* q,
                            float* s);

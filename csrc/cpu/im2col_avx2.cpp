@@ -9,6 +9,7 @@
 
 #include "avx2_common.h"
 #include "im2col.h"
+#include "quantize.h"
 
 namespace slt {
 namespace cpu {
@@ -80,12 +81,6 @@ void gather_patch_int8(const int8_t* const* tap, int64_t C, int64_t taps, int8_t
 
 namespace {
 
-// quantize.cpp's scale of a row whose max |x| is amax: amax / 127, or 1 where that is not > 0.
-inline float row_scale(float amax) {
-  const float sc = amax / 127.0f;
-  return sc > 0.0f ? sc : 1.0f;
-}
-
 // The max of the 8 lanes of vmax and amax (std::fmax: NaN lanes are skipped).
 inline float lanes_max(__m256 vmax, float amax) {
   alignas(32) float lanes[8];
@@ -114,26 +109,34 @@ inline __m256i pack_bytes(__m256i a, __m256i b, __m256i c, __m256i d) {
 
 }  // namespace
 
-void quantize_row(const float* x, int64_t K, int8_t* q, float* s) {
+float abs_max(const float* x, int64_t n) {
   const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
   __m256 vmax = _mm256_setzero_ps();
   int64_t k = 0;
-  for (; k + 8 <= K; k += 8) vmax = _mm256_max_ps(vmax, _mm256_and_ps(_mm256_loadu_ps(x + k), abs_mask));
+  for (; k + 8 <= n; k += 8) vmax = _mm256_max_ps(vmax, _mm256_and_ps(_mm256_loadu_ps(x + k), abs_mask));
   float amax = lanes_max(vmax, 0.0f);
-  for (; k < K; ++k) amax = std::fmax(amax, std::fabs(x[k]));
-  const float sc = row_scale(amax);
-  *s = sc;
+  for (; k < n; ++k) amax = std::fmax(amax, std::fabs(x[k]));
+  return amax;
+}
+
+void quantize_scaled(const float* x, int64_t n, float sc, int8_t* q) {
   const Quantizer quant(sc);
-  for (k = 0; k + 32 <= K; k += 32)
+  int64_t k = 0;
+  for (; k + 32 <= n; k += 32)
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + k),
                         pack_bytes(quant(_mm256_loadu_ps(x + k)), quant(_mm256_loadu_ps(x + k + 8)),
                                    quant(_mm256_loadu_ps(x + k + 16)), quant(_mm256_loadu_ps(x + k + 24))));
   constexpr float kRound = 12582912.0f;  // 1.5 * 2^23: adding and taking it off rounds half to even
-  for (; k < K; ++k) {
+  for (; k < n; ++k) {
     float v = x[k] / sc;
     v = v != v ? 0.0f : v < -127.0f ? -127.0f : v > 127.0f ? 127.0f : v;
     q[k] = int8_t((v + kRound) - kRound);
   }
+}
+
+void quantize_row(const float* x, int64_t K, int8_t* q, float* s) {
+  *s = row_scale(abs_max(x, K));
+  quantize_scaled(x, K, *s, q);
 }
 
 void gather_quantize_patch(const float* const* tap, int64_t C, int64_t taps, int8_t* q, float* s) {

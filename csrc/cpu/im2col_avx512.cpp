@@ -10,12 +10,14 @@
 // Compiled with AVX-512 flags only in this TU (or against SIMDe in test builds) and called after
 // a runtime CPU check (patch_vbmi_supported).
 #include <array>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <utility>
 
 #include "avx512_intrin.h"
 #include "im2col.h"
+#include "quantize.h"
 
 namespace slt {
 namespace cpu {
@@ -80,7 +82,8 @@ inline void reorder_store(const __m512i (&src)[4], const Order& perm, int64_t T,
   for (int j = 0; j < S; ++j) {  // (S outputs: 16 T bytes, 64 a vector)
     __m512i out = _mm512_maskz_permutex2var_epi8(perm.mask_at(j, 0), src[0], perm.index_at(j, 0), src[1]);
     if constexpr (S > 2)
-      out = _mm512_or_si512(out, _mm512_maskz_permutex2var_epi8(perm.mask_at(j, 1), src[2], perm.index_at(j, 1), src[3]));
+      out = _mm512_or_si512(
+          out, _mm512_maskz_permutex2var_epi8(perm.mask_at(j, 1), src[2], perm.index_at(j, 1), src[3]));
     int8_t* o = dst + 64 * j;
     const int64_t n = bytes - 64 * j;  // 16, 32, 48 or (not the last) 64 and more
     if (n >= 64) {
@@ -156,7 +159,7 @@ void gather_patch_int8(const int8_t* const* tap, int64_t C, const PatchOrder& or
   kReorder[static_cast<size_t>(order.taps - 1)](tap, C, order, q);
 }
 
-float channels_amax(const float* x, int64_t C) {
+float abs_max(const float* x, int64_t n) {
   const __m512 zero = _mm512_setzero_ps();
   const __m512i abs_mask = _mm512_set1_epi32(0x7FFFFFFF);
   // four chains (vmaxps's latency), named: an array indexed by c at run time had GCC keep them
@@ -166,24 +169,38 @@ float channels_amax(const float* x, int64_t C) {
     return _mm512_castsi512_ps(_mm512_and_si512(_mm512_loadu_si512(p), abs_mask));
   };
   int64_t c = 0;
-  for (; c + 64 <= C; c += 64) {
+  for (; c + 64 <= n; c += 64) {
     m0 = _mm512_max_ps(abs16(x + c), m0);
     m1 = _mm512_max_ps(abs16(x + c + 16), m1);
     m2 = _mm512_max_ps(abs16(x + c + 32), m2);
     m3 = _mm512_max_ps(abs16(x + c + 48), m3);
   }
-  for (; c < C; c += 16) m0 = _mm512_max_ps(abs16(x + c), m0);
+  for (; c + 16 <= n; c += 16) m0 = _mm512_max_ps(abs16(x + c), m0);
   alignas(64) float lanes[16];
   _mm512_store_ps(lanes, _mm512_max_ps(_mm512_max_ps(m0, m1), _mm512_max_ps(m2, m3)));
   float amax = 0.0f;
   for (float v : lanes) amax = v > amax ? v : amax;
+  for (; c < n; ++c) amax = std::fmax(amax, std::fabs(x[c]));
   return amax;
 }
 
+void quantize_scaled(const float* x, int64_t n, float sc, int8_t* q) {
+  const Quantizer quant(sc);
+  // pack_taps' bytes are four values of each source per 128-bit lane: dword 4 l + i holds source
+  // i's values 4 l .. 4 l + 3; in order, dword j is source j / 4's group j % 4
+  const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  int64_t k = 0;
+  for (; k + 64 <= n; k += 64) {
+    const __m512i packed = pack_taps(quant(_mm512_loadu_ps(x + k)), quant(_mm512_loadu_ps(x + k + 16)),
+                                     quant(_mm512_loadu_ps(x + k + 32)), quant(_mm512_loadu_ps(x + k + 48)));
+    _mm512_storeu_si512(q + k, _mm512_permutexvar_epi32(order, packed));
+  }
+  if (k < n) cpu::quantize_scaled(x + k, n - k, sc, q + k);  // (the same bits, 4 lanes wide)
+}
 void gather_quantize_patch(const float* const* tap, int64_t C, const PatchOrder& order, float amax, int8_t* q,
                            float* s) {
   const int64_t T = order.taps;
-  const float sc0 = amax / 127.0f, sc = sc0 > 0.0f ? sc0 : 1.0f;  // quantize.cpp's row scale
+  const float sc = row_scale(amax);
   *s = sc;
   switch ((T + 3) / 4) {
     case 1:

@@ -29,39 +29,48 @@ inline int8_t quantize_one(float x, float s) {
 
 }  // namespace
 
+float abs_max(const float* x, int64_t n) {
+  float amax = 0.0f;
+  int64_t k = 0;
+#if defined(__SSE2__)
+  const __m128 abs_mask = _mm_castsi128_ps(_mm_set1_epi32(0x7FFFFFFF));
+  __m128 vmax = _mm_setzero_ps();
+  for (; k + 4 <= n; k += 4) vmax = _mm_max_ps(vmax, _mm_and_ps(_mm_loadu_ps(x + k), abs_mask));
+  alignas(16) float lanes[4];
+  _mm_store_ps(lanes, vmax);
+  for (float v : lanes) amax = std::fmax(amax, v);
+#endif
+  for (; k < n; ++k) amax = std::fmax(amax, std::fabs(x[k]));
+  return amax;
+}
+
+float row_scale(float amax) {
+  const float sc = amax / 127.0f;
+  return sc > 0.0f ? sc : 1.0f;
+}
+
+void quantize_scaled(const float* x, int64_t n, float sc, int8_t* q) {
+  int64_t k = 0;
+#if defined(__SSE2__)
+  // _mm_cvtps_epi32 rounds as MXCSR says: to nearest, half to even, by default
+  const __m128 vs = _mm_set1_ps(sc), lo = _mm_set1_ps(-127.0f), hi = _mm_set1_ps(127.0f);
+  auto one = [&](int64_t i) {
+    __m128 v = _mm_div_ps(_mm_loadu_ps(x + i), vs);
+    v = _mm_and_ps(v, _mm_cmpord_ps(v, v));  // NaN -> 0
+    return _mm_cvtps_epi32(_mm_min_ps(_mm_max_ps(v, lo), hi));
+  };
+  for (; k + 16 <= n; k += 16) {
+    const __m128i a = _mm_packs_epi32(one(k), one(k + 4)), b = _mm_packs_epi32(one(k + 8), one(k + 12));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + k), _mm_packs_epi16(a, b));
+  }
+#endif
+  for (; k < n; ++k) q[k] = quantize_one(x[k], sc);
+}
+
 void quantize_int8_rows(const float* x, int64_t M, int64_t K, int64_t ldx, int8_t* q, float* s) {
   for (int64_t m = 0; m < M; ++m) {
-    const float* xr = x + m * ldx;
-    int8_t* qr = q + m * K;
-    float amax = 0.0f;
-    int64_t k = 0;
-#if defined(__SSE2__)
-    const __m128 abs_mask = _mm_castsi128_ps(_mm_set1_epi32(0x7FFFFFFF));
-    __m128 vmax = _mm_setzero_ps();
-    for (; k + 4 <= K; k += 4) vmax = _mm_max_ps(vmax, _mm_and_ps(_mm_loadu_ps(xr + k), abs_mask));
-    alignas(16) float lanes[4];
-    _mm_store_ps(lanes, vmax);
-    for (float v : lanes) amax = std::fmax(amax, v);
-#endif
-    for (; k < K; ++k) amax = std::fmax(amax, std::fabs(xr[k]));
-    float sc = amax / 127.0f;
-    if (!(sc > 0.0f)) sc = 1.0f;
-    s[m] = sc;
-    k = 0;
-#if defined(__SSE2__)
-    // _mm_cvtps_epi32 rounds as MXCSR says: to nearest, half to even, by default
-    const __m128 vs = _mm_set1_ps(sc), lo = _mm_set1_ps(-127.0f), hi = _mm_set1_ps(127.0f);
-    auto one = [&](int64_t i) {
-      __m128 v = _mm_div_ps(_mm_loadu_ps(xr + i), vs);
-      v = _mm_and_ps(v, _mm_cmpord_ps(v, v));  // NaN -> 0
-      return _mm_cvtps_epi32(_mm_min_ps(_mm_max_ps(v, lo), hi));
-    };
-    for (; k + 16 <= K; k += 16) {
-      const __m128i a = _mm_packs_epi32(one(k), one(k + 4)), b = _mm_packs_epi32(one(k + 8), one(k + 12));
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(qr + k), _mm_packs_epi16(a, b));
-    }
-#endif
-    for (; k < K; ++k) qr[k] = quantize_one(xr[k], sc);
+    s[m] = row_scale(abs_max(x + m * ldx, K));
+    quantize_scaled(x + m * ldx, K, s[m], q + m * K);
   }
 }
 

@@ -12,6 +12,12 @@ namespace cpu {
 // round half to even of clamp(x[m, k] / s[m], -127, 127); x rows ldx apart, q rows K apart.
 // NaN activations quantize to 0.
 void quantize_int8_rows(const float* x, int64_t M, int64_t K, int64_t ldx, int8_t* q, float* s);
+// Its two halves, so that threads can split one row (an image: quantize_images_int8): max |x|
+// of n floats (NaN skipped), the row's scale from it, x quantized with a given scale. Each ISA's
+// copy (avx2::, avx512:: in im2col.h) has these bits for finite x.
+float abs_max(const float* x, int64_t n);
+float row_scale(float amax);
+void quantize_scaled(const float* x, int64_t n, float sc, int8_t* q);
 
 // Float activations as D int8 rows each (the Ozaki scheme's splitting, for the int8 table
 // lookup): row m is v = round(x[m, k] / s[m]) (|v| <= slice_half(D)), with s[m] the float

@@ -243,7 +243,7 @@ def conv2d_int8(x, bias, *rest, isa: str | None = None, threads: int | None = No
         images = torch.empty(x32.shape, dtype=torch.int8, memory_format=torch.channels_last)
         image_scale = torch.empty(x.shape[0], dtype=torch.float32)
         mod.quantize_images_int8(x32.data_ptr(), x.shape[0], x32[0].numel() if x.shape[0] else 0,
-                                 images.data_ptr(), image_scale.data_ptr(), nt)
+                                 images.data_ptr(), image_scale.data_ptr(), nt, isa)
         strides = list(images.stride())
 
         def gather(g, m0, m1):
