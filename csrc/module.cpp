@@ -371,16 +371,17 @@ PYBIND11_MODULE(_C, m) {
       py::arg("isa") = "auto");
 
   m.def(
-      "quantize_images_int8",
-      [](uintptr_t x, int64_t B, int64_t n, uintptr_t q, uintptr_t s, int threads, const std::string& isa) {
+      "quantize_int8_isa",
+      [](uintptr_t x, int64_t M, int64_t K, int64_t ldx, uintptr_t q, uintptr_t s, int threads,
+         const std::string& isa) {
         const slt::cpu::Isa which = parse_isa(isa);
         py::gil_scoped_release release;
-        slt::cpu::quantize_images_int8(ptr<const float>(x), B, n, ptr<int8_t>(q), ptr<float>(s), threads, which);
+        slt::cpu::quantize_int8_rows_isa(ptr<const float>(x), M, K, ldx, ptr<int8_t>(q), ptr<float>(s), threads,
+                                         which);
       },
-      "Each of B images of n contiguous float32 values (channels last) quantized as quantize_int8 does a row: "
-      "q (B x n int8), s (B float32); slt_conv2d_int8's act_scale 'image'. isa: the quantizer's, the same bits "
-      "whichever.",
-      py::arg("x"), py::arg("B"), py::arg("n"), py::arg("q"), py::arg("s"), py::arg("threads") = 0,
+      "quantize_int8 with isa's vectors ('auto': the best here; the same bits for finite x) on `threads`: rows, "
+      "or slices of them where the rows are fewer (slt_conv2d_int8's act_scale 'image': an image a row).",
+      py::arg("x"), py::arg("M"), py::arg("K"), py::arg("ldx"), py::arg("q"), py::arg("s"), py::arg("threads") = 0,
       py::arg("isa") = "auto");
   m.def(
       "im2col_int8",
@@ -394,7 +395,7 @@ PYBIND11_MODULE(_C, m) {
                               ptr<float>(s), threads, which);
       },
       "Rows [m0, m1) of the patch matrix of int8 xq ((B, C, H, W) at element strides, quantized per image: "
-      "quantize_images_int8) as im2col_quantize_int8's, the bytes copied: q (m1 - m0) x C*kh*kw int8, s "
+      "quantize_int8_isa) as im2col_quantize_int8's, the bytes copied: q (m1 - m0) x C*kh*kw int8, s "
       "(m1 - m0) float32 each row's image_scale[b].",
       py::arg("xq"), py::arg("shape"), py::arg("strides"), py::arg("kernel"), py::arg("stride"), py::arg("padding"),
       py::arg("dilation"), py::arg("m0"), py::arg("m1"), py::arg("q"), py::arg("s"), py::arg("image_scale"),

@@ -168,15 +168,15 @@ def test_patch_quantizer_has_the_reference_bits(isa, c, k, stride, padding, dila
 
 
 def im2col_int8_cpp(x, kernel, stride, padding, dilation, m0=0, m1=None, isa="auto", mod=None):
-    """im2col_int8 of x quantized per image (quantize_images_int8, in x's layout)."""
+    """im2col_int8 of x quantized per image (quantize_int8_isa, an image a row; in x's layout)."""
     mod = mod or _ext.require()
     if m1 is None:
         oh, ow = _ops.conv2d_output_size(x.shape[2], x.shape[3], kernel, stride, padding, dilation)
         m1 = x.shape[0] * oh * ow
     xc = x.contiguous(memory_format=torch.channels_last)
     images, scales = torch.empty_like(xc, dtype=torch.int8), torch.empty(x.shape[0])
-    mod.quantize_images_int8(xc.data_ptr(), x.shape[0], xc[0].numel(), images.data_ptr(), scales.data_ptr(), 2,
-                             isa)
+    n = xc[0].numel()
+    mod.quantize_int8_isa(xc.data_ptr(), x.shape[0], n, n, images.data_ptr(), scales.data_ptr(), 2, isa)
     if x.stride(1) != 1:  # (the strided gather: the bytes in x's layout)
         images = images.contiguous()
     k = x.shape[1] * kernel[0] * kernel[1]
@@ -221,17 +221,18 @@ def test_image_gather_has_the_reference_bytes(isa, c, k, stride, padding, dilati
 @pytest.mark.parametrize("isa", GATHER_ISAS)
 @pytest.mark.parametrize("batch, threads", [(1, 2), (1, 3), (2, 3), (3, 2)])
 def test_images_quantized_in_slices_have_the_reference_bits(isa, batch, threads):
-    """Fewer large images than threads: each is split into slices whose maxima make its scale;
-    quantize_images' bits, the largest value in any slice (here the last, past the 64-value
-    vectors), every byte written."""
+    """Fewer large rows (images) than threads: each is split into slices whose maxima make its
+    scale; quantize_activations' bits, the largest value in any slice (here the last, past the
+    64-value vectors), every byte written; rows further apart than their length (ldx)."""
     mod = gather_module(isa)
     n = 3 * 65536 + 37
-    x = torch.randn(batch, n, generator=torch.Generator().manual_seed(batch + threads)) * 3.0
-    x[0, n - 5] = 1e3
-    q, s = torch.full((batch, n), 99, dtype=torch.int8), torch.empty(batch)
-    mod.quantize_images_int8(x.data_ptr(), batch, n, q.data_ptr(), s.data_ptr(), threads, isa)
-    want_q, want_s = quantize_images(x)
-    assert torch.equal(s, want_s) and torch.equal(q, want_q)
+    wide = torch.randn(batch, n + 7, generator=torch.Generator().manual_seed(batch + threads)) * 3.0
+    wide[0, n - 5] = 1e3
+    for x in (wide[:, :n].contiguous(), wide[:, :n]):
+        q, s = torch.full((batch, n), 99, dtype=torch.int8), torch.empty(batch)
+        mod.quantize_int8_isa(x.data_ptr(), batch, n, x.stride(0), q.data_ptr(), s.data_ptr(), threads, isa)
+        want_q, want_s = quantize_activations(x)
+        assert torch.equal(s, want_s) and torch.equal(q, want_q)
 
 
 @CPP

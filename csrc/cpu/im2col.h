@@ -33,15 +33,10 @@ std::string check_conv_input(const ConvInput& g);
 void im2col_quantize_int8(const ConvInput& g, int64_t m0, int64_t m1, int8_t* q, float* s, int threads,
                           Isa isa = best_isa());
 
-// slt_conv2d_int8's act_scale "image": each image's n values (channels last, contiguous: H W C)
-// quantized as one row, quantize_int8_rows' bits for finite x with any isa: q B x n, s B.
-// Threads take images, or slices of them where the images are fewer.
-void quantize_images_int8(const float* x, int64_t B, int64_t n, int8_t* q, float* s, int threads,
-                          Isa isa = best_isa());
-
 // Rows [m0, m1) of the patch matrix of an input quantized per image (xq: g's geometry and
 // element strides, g.x unused), F.unfold's columns byte for byte (zero padding), each row's
-// scale its image's image_scale[b]: q (m1 - m0) x K, s (m1 - m0). Throws std::invalid_argument.
+// scale its image's image_scale[b] (x quantized per image: quantize_int8_rows_isa, an image a
+// row): q (m1 - m0) x K, s (m1 - m0). Throws std::invalid_argument.
 void im2col_int8(const ConvInput& g, const int8_t* xq, const float* image_scale, int64_t m0, int64_t m1, int8_t* q,
                  float* s, int threads, Isa isa = best_isa());
 
@@ -94,7 +89,7 @@ struct PatchOrder {
 };
 // max |x| of n floats, NaN skipped: a pixel's (its C channels), once per call, so that a patch's
 // maximum is its taps' (taking it over the patch's 9 x C values had been ~15 % of the patch's
-// time); or a slice of an image's (quantize_images_int8).
+// time); or a slice of a row's (quantize_int8_rows_isa).
 float abs_max(const float* x, int64_t n);
 // quantize.h's quantize_scaled 16 lanes wide, 64 values a store: its bits for finite x.
 void quantize_scaled(const float* x, int64_t n, float sc, int8_t* q);

@@ -4,6 +4,17 @@
 // torch calls this replaces at 8 rows.
 #include "quantize.h"
 
+#include <algorithm>
+#include <stdexcept>
+#include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "generate.h"
+#include "im2col.h"
+
 #include <cmath>
 
 #if defined(__SSE2__)
@@ -71,6 +82,64 @@ void quantize_int8_rows(const float* x, int64_t M, int64_t K, int64_t ldx, int8_
   for (int64_t m = 0; m < M; ++m) {
     s[m] = row_scale(abs_max(x + m * ldx, K));
     quantize_scaled(x + m * ldx, K, s[m], q + m * K);
+  }
+}
+
+void quantize_int8_rows_isa(const float* x, int64_t B, int64_t n, int64_t ldx, int8_t* q, float* s, int threads,
+                            Isa isa) {
+  if (B < 0 || n < 0 || ldx < n) throw std::invalid_argument("quantize_int8_rows_isa: negative sizes or ldx < K");
+  if (B * n == 0) return;
+  if (x == nullptr || q == nullptr || s == nullptr) throw std::invalid_argument("x/q/s: null pointer");
+  // a row quantizer's two halves, this ISA's (the same bits for finite x)
+  float (*amax_of)(const float*, int64_t) = abs_max;
+  void (*quantize)(const float*, int64_t, float, int8_t*) = quantize_scaled;
+#if defined(SLT_HW_HAVE_AVX2)
+  if (isa != Isa::kScalar && isa_supported(Isa::kAvx2)) amax_of = avx2::abs_max, quantize = avx2::quantize_scaled;
+#endif
+#if defined(SLT_HW_HAVE_AVX512)
+  if ((isa == Isa::kAvx512 || isa == Isa::kAvx512Vnni || isa == Isa::kAmx) && isa_supported(isa))
+    amax_of = avx512::abs_max, quantize = avx512::quantize_scaled;
+#endif
+  // tasks: rows, or slices of them (64-value multiples) for every thread where the rows are
+  // fewer; their maxima first, then each row's scale, then the slices quantized
+  const int nt = resolve_threads(threads);
+  const int64_t per_image = B >= nt || n < (1 << 16) ? 1 : (nt + B - 1) / B;
+  const int64_t slice = ((n + per_image - 1) / per_image + 63) / 64 * 64;
+  const int64_t tasks = B * per_image;
+  std::vector<float> part(static_cast<size_t>(tasks), 0.0f);
+  const auto range = [&](int64_t t, int64_t* b, int64_t* k0, int64_t* k1) {
+    *b = t / per_image;
+    *k0 = std::min(n, t % per_image * slice);
+    *k1 = std::min(n, *k0 + slice);
+  };
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt) if (tasks > 1 && B * n >= (1 << 16))
+#endif
+  {
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+    for (int64_t t = 0; t < tasks; ++t) {
+      int64_t b, k0, k1;
+      range(t, &b, &k0, &k1);
+      part[static_cast<size_t>(t)] = amax_of(x + b * ldx + k0, k1 - k0);
+    }
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+    for (int64_t b = 0; b < B; ++b) {
+      float amax = 0.0f;
+      for (int64_t i = 0; i < per_image; ++i) amax = std::max(amax, part[static_cast<size_t>(b * per_image + i)]);
+      s[b] = row_scale(amax);
+    }
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+    for (int64_t t = 0; t < tasks; ++t) {
+      int64_t b, k0, k1;
+      range(t, &b, &k0, &k1);
+      quantize(x + b * ldx + k0, k1 - k0, s[b], q + b * n + k0);
+    }
   }
 }
 

@@ -5,6 +5,8 @@
 
 #include <cstdint>
 
+#include "linear.h"
+
 namespace slt {
 namespace cpu {
 
@@ -12,12 +14,18 @@ namespace cpu {
 // round half to even of clamp(x[m, k] / s[m], -127, 127); x rows ldx apart, q rows K apart.
 // NaN activations quantize to 0.
 void quantize_int8_rows(const float* x, int64_t M, int64_t K, int64_t ldx, int8_t* q, float* s);
-// Its two halves, so that threads can split one row (an image: quantize_images_int8): max |x|
-// of n floats (NaN skipped), the row's scale from it, x quantized with a given scale. Each ISA's
-// copy (avx2::, avx512:: in im2col.h) has these bits for finite x.
+// Its two halves, so that threads can split one row: max |x| of n floats (NaN skipped), the
+// row's scale from it, x quantized with a given scale. Each ISA's copy (avx2::, avx512:: in
+// im2col.h) has these bits for finite x.
 float abs_max(const float* x, int64_t n);
 float row_scale(float amax);
 void quantize_scaled(const float* x, int64_t n, float sc, int8_t* q);
+// quantize_int8_rows with isa's vectors (AVX-512's or AVX2's halves: the same bits for finite
+// x) on `threads` threads: rows, or slices of each row where the rows are fewer than the threads
+// (slt_conv2d_int8's act_scale "image" quantizes each image as one row). Throws
+// std::invalid_argument.
+void quantize_int8_rows_isa(const float* x, int64_t M, int64_t K, int64_t ldx, int8_t* q, float* s, int threads,
+                            Isa isa);
 
 // Float activations as D int8 rows each (the Ozaki scheme's splitting, for the int8 table
 // lookup): row m is v = round(x[m, k] / s[m]) (|v| <= slice_half(D)), with s[m] the float

@@ -149,18 +149,18 @@ def linear(x, bias, *rest, int8: bool = False, isa: str | None = None, threads: 
     if x2.stride(-1) != 1 or (x2.shape[0] > 1 and x2.stride(0) < k):  # the kernel reads rows ldx >= K apart
         x2 = x2.contiguous()  # (an expanded batch has row stride 0)
     ldx = k if x2.shape[0] <= 1 else x2.stride(0)
+    isa, lut = _isa(isa), _lut(lut)
+    nt = torch.get_num_threads() if threads is None else threads
     xq = xs = None
-    if int8:  # quantize_activations' bits, without its seven operator calls
+    if int8:  # quantize_activations' bits, without its seven operator calls (this CPU's vectors)
         xq = torch.empty(x2.shape[0], k, dtype=torch.int8)
         xs = torch.empty(x2.shape[0], dtype=torch.float32)
-        mod.quantize_int8(x2.data_ptr(), x2.shape[0], k, ldx, xq.data_ptr(), xs.data_ptr())
+        mod.quantize_int8_isa(x2.data_ptr(), x2.shape[0], k, ldx, xq.data_ptr(), xs.data_ptr(), nt, isa)
         ldx = k
     y = torch.empty(x2.shape[0], r1 - r0, dtype=torch.float32)
     b = bias if bias is None or (bias.dtype == torch.float32 and bias.is_contiguous()) else \
         bias.to(torch.float32).contiguous()
     xf, xb = (0, x2.data_ptr()) if bf16 else (0 if int8 else x2.data_ptr(), 0)
-    isa, lut = _isa(isa), _lut(lut)
-    nt = torch.get_num_threads() if threads is None else threads
     planes = _lut_planes(mod, w, desc, x2.shape[0], isa, lut, int8, nt, bf16)
     mod.slt_linear(desc, xf, x2.shape[0], ldx, y.data_ptr(), r1 - r0, r0, r1, _ptr(b), _ptr(xq), _ptr(xs), isa, nt,
                    lut, xb, _ptr(planes), 0 if planes is None else planes.numel())
@@ -217,7 +217,7 @@ def conv2d_int8(x, bias, *rest, isa: str | None = None, threads: int | None = No
     (threads split its weight rows and, where those are few, its pixel rows); in x's dtype and
     conv2d_output_format(x)'s layout. act_scale "patch": each patch quantized as it is gathered
     (im2col_quantize_int8: F.unfold's columns, quantize_activations' bits); "image": x quantized
-    once per image (quantize_images_int8), the patches then its bytes (im2col_int8)."""
+    once per image (quantize_int8_isa, an image a row), the patches then its bytes (im2col_int8)."""
     mod = _ext.require()
     w, (kernel, stride, padding, dilation, groups, act_scale) = rest[:-6], rest[-6:]
     desc, _alive = _ext.weight_desc(mod, w)
@@ -242,8 +242,9 @@ def conv2d_int8(x, bias, *rest, isa: str | None = None, threads: int | None = No
             x32 = x32.contiguous(memory_format=torch.channels_last)
         images = torch.empty(x32.shape, dtype=torch.int8, memory_format=torch.channels_last)
         image_scale = torch.empty(x.shape[0], dtype=torch.float32)
-        mod.quantize_images_int8(x32.data_ptr(), x.shape[0], x32[0].numel() if x.shape[0] else 0,
-                                 images.data_ptr(), image_scale.data_ptr(), nt, isa)
+        n_img = x32[0].numel() if x.shape[0] else 0
+        mod.quantize_int8_isa(x32.data_ptr(), x.shape[0], n_img, n_img, images.data_ptr(), image_scale.data_ptr(), nt,
+                              isa)
         strides = list(images.stride())
 
         def gather(g, m0, m1):
