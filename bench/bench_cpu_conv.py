@@ -108,7 +108,8 @@ def static_int8(dense: torch.nn.Conv2d, x: torch.Tensor) -> torch.nn.Module:
     quantize x, int8 convolution, dequantize."""
     tq = torch.ao.quantization
     conv = copy.deepcopy(dense)
-    del conv.qconfig  # (the dynamic peer's: the Sequential's applies)
+    if hasattr(conv, "qconfig"):
+        del conv.qconfig  # (the dynamic peer's: the Sequential's applies)
     m = torch.nn.Sequential(tq.QuantStub(), conv, tq.DeQuantStub()).eval()
     m.qconfig = tq.get_default_qconfig("x86")
     with warnings.catch_warnings():  # (torch.ao.quantization's deprecation notice)
