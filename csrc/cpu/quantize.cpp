@@ -85,10 +85,10 @@ void quantize_int8_rows(const float* x, int64_t M, int64_t K, int64_t ldx, int8_
   }
 }
 
-void quantize_int8_rows_isa(const float* x, int64_t B, int64_t n, int64_t ldx, int8_t* q, float* s, int threads,
+void quantize_int8_rows_isa(const float* x, int64_t M, int64_t K, int64_t ldx, int8_t* q, float* s, int threads,
                             Isa isa) {
-  if (B < 0 || n < 0 || ldx < n) throw std::invalid_argument("quantize_int8_rows_isa: negative sizes or ldx < K");
-  if (B * n == 0) return;
+  if (M < 0 || K < 0 || ldx < K) throw std::invalid_argument("quantize_int8_rows_isa: negative sizes or ldx < K");
+  if (M * K == 0) return;
   if (x == nullptr || q == nullptr || s == nullptr) throw std::invalid_argument("x/q/s: null pointer");
   // a row quantizer's two halves, this ISA's (the same bits for finite x)
   float (*amax_of)(const float*, int64_t) = abs_max;
@@ -103,43 +103,32 @@ void quantize_int8_rows_isa(const float* x, int64_t B, int64_t n, int64_t ldx, i
   // tasks: rows, or slices of them (64-value multiples) for every thread where the rows are
   // fewer; their maxima first, then each row's scale, then the slices quantized
   const int nt = resolve_threads(threads);
-  const int64_t per_image = B >= nt || n < (1 << 16) ? 1 : (nt + B - 1) / B;
-  const int64_t slice = ((n + per_image - 1) / per_image + 63) / 64 * 64;
-  const int64_t tasks = B * per_image;
+  const int64_t per_row = M >= nt || K < (1 << 16) ? 1 : (nt + M - 1) / M;
+  const int64_t slice = ((K + per_row - 1) / per_row + 63) / 64 * 64, tasks = M * per_row;
   std::vector<float> part(static_cast<size_t>(tasks), 0.0f);
-  const auto range = [&](int64_t t, int64_t* b, int64_t* k0, int64_t* k1) {
-    *b = t / per_image;
-    *k0 = std::min(n, t % per_image * slice);
-    *k1 = std::min(n, *k0 + slice);
+  const auto slices = [&](auto&& fn) {  // fn(task, row, first column, columns), this thread's share
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+    for (int64_t t = 0; t < tasks; ++t) {
+      const int64_t m = t / per_row, k0 = std::min(K, t % per_row * slice);
+      fn(t, m, k0, std::min(K, k0 + slice) - k0);
+    }
   };
 #ifdef _OPENMP
-#pragma omp parallel num_threads(nt) if (tasks > 1 && B * n >= (1 << 16))
+#pragma omp parallel num_threads(nt) if (tasks > 1 && M * K >= (1 << 16))
 #endif
   {
+    slices([&](int64_t t, int64_t m, int64_t k0, int64_t n) { part[size_t(t)] = amax_of(x + m * ldx + k0, n); });
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
-    for (int64_t t = 0; t < tasks; ++t) {
-      int64_t b, k0, k1;
-      range(t, &b, &k0, &k1);
-      part[static_cast<size_t>(t)] = amax_of(x + b * ldx + k0, k1 - k0);
-    }
-#ifdef _OPENMP
-#pragma omp for schedule(static)
-#endif
-    for (int64_t b = 0; b < B; ++b) {
+    for (int64_t m = 0; m < M; ++m) {
       float amax = 0.0f;
-      for (int64_t i = 0; i < per_image; ++i) amax = std::max(amax, part[static_cast<size_t>(b * per_image + i)]);
-      s[b] = row_scale(amax);
+      for (int64_t i = 0; i < per_row; ++i) amax = std::max(amax, part[static_cast<size_t>(m * per_row + i)]);
+      s[m] = row_scale(amax);
     }
-#ifdef _OPENMP
-#pragma omp for schedule(static)
-#endif
-    for (int64_t t = 0; t < tasks; ++t) {
-      int64_t b, k0, k1;
-      range(t, &b, &k0, &k1);
-      quantize(x + b * ldx + k0, k1 - k0, s[b], q + b * n + k0);
-    }
+    slices([&](int64_t, int64_t m, int64_t k0, int64_t n) { quantize(x + m * ldx + k0, n, s[m], q + m * K + k0); });
   }
 }
 
