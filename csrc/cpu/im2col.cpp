@@ -155,8 +155,7 @@ const char* patch_gather_name(const ConvInput& g, Isa isa, bool quantized) {
 namespace avx512 {
 PatchOrder::PatchOrder(int64_t taps_, Layout layout) : taps(taps_) {
   const int64_t bytes = 16 * taps;  // 16 channels' patch columns, channel-major
-  outs = int((bytes + 63) / 64);
-  for (int j = 0; j < outs; ++j)
+  for (int j = 0; j < (bytes + 63) / 64; ++j)
     for (int p = 0; p < 2; ++p) {
       uint64_t k = 0;
       for (int i = 0; i < 64; ++i) {

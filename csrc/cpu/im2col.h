@@ -83,8 +83,7 @@ struct PatchOrder {
   enum class Layout { kPacked, kLanes };
   explicit PatchOrder(int64_t taps, Layout layout = Layout::kPacked);
   int64_t taps;
-  int outs;  // output zmm per 16 channels: 16 taps / 64 bytes, rounded up
-  alignas(64) uint8_t index[4][2][64];
+  alignas(64) uint8_t index[4][2][64];  // (ceil(taps / 4) output zmm per 16 channels)
   uint64_t mask[4][2];
 };
 // max |x| of n floats, NaN skipped: a pixel's (its C channels), once per call, so that a patch's

@@ -197,6 +197,7 @@ void quantize_scaled(const float* x, int64_t n, float sc, int8_t* q) {
   }
   if (k < n) cpu::quantize_scaled(x + k, n - k, sc, q + k);  // (the same bits, 4 lanes wide)
 }
+
 void gather_quantize_patch(const float* const* tap, int64_t C, const PatchOrder& order, float amax, int8_t* q,
                            float* s) {
   const int64_t T = order.taps;

@@ -1,10 +1,12 @@
 // See quantize.h. No ISA flags: SSE2 (every x86-64) where the compiler has it, else scalar code
 // of the same arithmetic. GCC does not vectorize the scalar loops itself (the NaN semantics of
 // the max and of the conversion), and a division per element one at a time cost more than the
-// torch calls this replaces at 8 rows.
+// torch calls this replaces at 8 rows. quantize_int8_rows_isa calls the ISA files' copies
+// (im2col_avx2.cpp, im2col_avx512.cpp) after a runtime CPU check.
 #include "quantize.h"
 
 #include <algorithm>
+#include <cmath>
 #include <stdexcept>
 #include <vector>
 
@@ -14,8 +16,6 @@
 
 #include "generate.h"
 #include "im2col.h"
-
-#include <cmath>
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
