@@ -14,14 +14,14 @@ dequantizes). torch's dynamic convolution loses most of the signal on non-negati
 the static one is the int8 peer a user would pick.
 "slt auto" is slt_conv2d as shipped, "slt int8" slt_conv2d_int8 (each output pixel's patch
 quantized as one int8 row: torch's peer quantizes per tensor), "slt int8 image" the same with
-act_scale="image" (one scale per image); "slt fused" and "slt materialize" force each of its two
-paths (SLT_HW_CPU_CONV): im2col + the fused linear (reads 1 bit per weight, never writes one),
-or the weight materialised for the call by the vector kernels and run by F.conv2d. "vs best" is
-the fastest fp32 peer's time / this time, "vs int8" the fastest torch int8 run's (dynamic or
-static) / this time; "rel err" ||y - y_fp32|| / ||y_fp32|| on these (Gaussian) inputs, "rel err
-relu" on their ReLU (each int8 peer calibrated on that input too).
-3x3 convolutions, padding 1, binary mask at 50 %
-density, signed-constant weights.
+act_scale="image" (one scale per image: where channels are a multiple of 4 on AVX-512 VNNI, the
+implicit GEMM; "patches" forces the patch matrix, SLT_HW_CPU_CONV_INT8); "slt fused" and "slt
+materialize" force each of its two paths (SLT_HW_CPU_CONV): im2col + the fused linear (reads 1
+bit per weight, never writes one), or the weight materialised for the call by the vector kernels
+and run by F.conv2d. "vs best" is the fastest fp32 peer's time / this time, "vs int8" the
+fastest torch int8 run's (dynamic or static) / this time; "rel err" ||y - y_fp32|| / ||y_fp32||
+on these (Gaussian) inputs, "rel err relu" on their ReLU (each int8 peer calibrated on that
+input too). 3x3 convolutions, padding 1, binary mask at 50 % density, signed-constant weights.
 """
 
 from __future__ import annotations
@@ -67,6 +67,7 @@ def bench_layer(name: str, cin: int, cout: int, side: int, batches: list[int], s
         x_bf = x_cl.to(torch.bfloat16)
         q_static = static_int8(dense, x)
         slt = lambda x=x: slt_conv2d(x, packed, padding=1, backend="cpp")  # noqa: E731
+        image_cl = lambda x=x_cl: slt_conv2d_int8(x, packed, padding=1, act_scale="image", backend="cpp")  # noqa: E731
         impls = {
             "F.conv2d fp32": lambda x=x: F.conv2d(x, w, padding=1),
             "F.conv2d fp32 channels-last": lambda x=x_cl: F.conv2d(x, w_cl, padding=1),
@@ -80,8 +81,8 @@ def bench_layer(name: str, cin: int, cout: int, side: int, batches: list[int], s
             "slt int8": lambda x=x: slt_conv2d_int8(x, packed, padding=1, backend="cpp"),
             "slt int8 channels-last": lambda x=x_cl: slt_conv2d_int8(x, packed, padding=1, backend="cpp"),
             "slt int8 image": lambda x=x: slt_conv2d_int8(x, packed, padding=1, act_scale="image", backend="cpp"),
-            "slt int8 image channels-last": lambda x=x_cl: slt_conv2d_int8(x, packed, padding=1, act_scale="image",
-                                                                           backend="cpp"),
+            "slt int8 image channels-last": image_cl,
+            "slt int8 image patches channels-last": with_env(cpu.CONV_INT8_ENV, "patches", image_cl),
             "slt fused": with_env(cpu.CONV_ENV, "fused", slt),
             "slt materialize": with_env(cpu.CONV_ENV, "materialize", slt),
         }

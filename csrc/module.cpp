@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/slt_contract.h"
+#include "cpu/conv_int8.h"
 #include "cpu/generate.h"
 #include "cpu/im2col.h"
 #include "cpu/linear.h"
@@ -384,6 +385,19 @@ PYBIND11_MODULE(_C, m) {
       py::arg("x"), py::arg("M"), py::arg("K"), py::arg("ldx"), py::arg("q"), py::arg("s"), py::arg("threads") = 0,
       py::arg("isa") = "auto");
   m.def(
+      "quantize_images_padded",
+      [](uintptr_t x, int64_t B, int64_t H, int64_t W, int64_t C, int64_t pad_h, int64_t pad_w, uintptr_t q,
+         uintptr_t s, int threads, const std::string& isa) {
+        const slt::cpu::Isa which = parse_isa(isa);
+        py::gil_scoped_release release;
+        slt::cpu::quantize_images_padded(ptr<const float>(x), B, H, W, C, pad_h, pad_w, ptr<int8_t>(q), ptr<float>(s),
+                                         threads, which);
+      },
+      "quantize_int8_isa of B channels-last float32 images (B x H x W x C, contiguous), an image a row, each "
+      "written inside a zero frame: q B x (H + 2 pad_h) x (W + 2 pad_w) x C int8, s (B) float32.",
+      py::arg("x"), py::arg("B"), py::arg("H"), py::arg("W"), py::arg("C"), py::arg("pad_h"), py::arg("pad_w"),
+      py::arg("q"), py::arg("s"), py::arg("threads") = 0, py::arg("isa") = "auto");
+  m.def(
       "im2col_int8",
       [](uintptr_t xq, std::vector<int64_t> shape, std::vector<int64_t> strides, std::vector<int64_t> kernel,
          std::vector<int64_t> stride, std::vector<int64_t> padding, std::vector<int64_t> dilation, int64_t m0,
@@ -400,6 +414,41 @@ PYBIND11_MODULE(_C, m) {
       py::arg("xq"), py::arg("shape"), py::arg("strides"), py::arg("kernel"), py::arg("stride"), py::arg("padding"),
       py::arg("dilation"), py::arg("m0"), py::arg("m1"), py::arg("q"), py::arg("s"), py::arg("image_scale"),
       py::arg("threads") = 0, py::arg("isa") = "auto");
+
+  m.def(
+      "conv_int8_taps_refusal",
+      [](const slt::WeightDesc& w, std::vector<int64_t> shape, std::vector<int64_t> strides,
+         std::vector<int64_t> kernel, std::vector<int64_t> stride, std::vector<int64_t> padding,
+         std::vector<int64_t> dilation, const std::string& isa) {
+        const slt::cpu::ConvInput g = conv_input(shape, strides, kernel, stride, padding, dilation);
+        return slt::cpu::conv_int8_taps_refusal(w, g, parse_isa(isa));
+      },
+      "'' where conv2d_int8_taps runs this convolution (one group of x: (B, C, H, W) at element strides) on "
+      "isa, else why not.",
+      py::arg("w"), py::arg("shape"), py::arg("strides"), py::arg("kernel"), py::arg("stride"), py::arg("padding"),
+      py::arg("dilation"), py::arg("isa") = "auto");
+  m.def(
+      "conv2d_int8_taps",
+      [](const slt::WeightDesc& w, uintptr_t xq, std::vector<int64_t> shape, std::vector<int64_t> strides,
+         std::vector<int64_t> kernel, std::vector<int64_t> stride, std::vector<int64_t> padding,
+         std::vector<int64_t> dilation, uintptr_t y, int64_t ldy, int64_t row_begin, int64_t row_end, uintptr_t bias,
+         uintptr_t image_scale, int threads, const std::string& isa) {
+        const slt::cpu::ConvInput g = conv_input(shape, strides, kernel, stride, padding, dilation);
+        slt::cpu::LinearProblem p;
+        static_cast<slt::WeightDesc&>(p) = w;
+        p.y = ptr<float>(y), p.ldy = ldy, p.row_begin = row_begin, p.row_end = row_end;
+        p.bias = ptr<const float>(bias);
+        const slt::cpu::Isa which = parse_isa(isa);
+        py::gil_scoped_release release;
+        slt::cpu::conv2d_int8_taps(p, g, ptr<const int8_t>(xq), ptr<const float>(image_scale), threads, which);
+      },
+      "slt_conv2d_int8 of int8 images xq (one group: (B, C, H, W) at element strides, channels contiguous; "
+      "quantized per image, image_scale[b]) with weight rows [row_begin, row_end) as an implicit GEMM, no "
+      "patch matrix: y (B OH OW rows, ldy apart) float32, the same bits as im2col_int8 + slt_linear. "
+      "conv_int8_taps_refusal says where it runs.",
+      py::arg("w"), py::arg("xq"), py::arg("shape"), py::arg("strides"), py::arg("kernel"), py::arg("stride"),
+      py::arg("padding"), py::arg("dilation"), py::arg("y"), py::arg("ldy"), py::arg("row_begin"), py::arg("row_end"),
+      py::arg("bias") = 0, py::arg("image_scale") = 0, py::arg("threads") = 0, py::arg("isa") = "auto");
 
   m.def(
       "patch_gather",

@@ -10,6 +10,7 @@
 
 #include "../core/slt_contract.h"
 #include "avx512_common.h"
+#include "conv_int8.h"
 #include "generate.h"
 #include "linear.h"
 
@@ -136,6 +137,18 @@ inline __m512i dpbusd_bcast(__m512i acc, __m512i a, const int8_t* b) {
   // (the address in a register: an "m" operand had GCC 12 keep every accumulator on the stack;
   // b is never written while a kernel reads it)
   asm("vpdpbusd (%2)%{1to16%}, %1, %0" : "+v"(acc) : "v"(a), "r"(b));
+  return acc;
+#endif
+}
+
+// dpbusd_bcast(acc, a, b + i), the address as base + index: rows at unrelated addresses walked
+// by one index (b + i in a register had cost an lea beside each vpdpbusd: ~1/4 more instructions
+// where a weight vector feeds one row).
+inline __m512i dpbusd_bcast_at(__m512i acc, __m512i a, const int8_t* b, int64_t i) {
+#if defined(SLT_HW_AVX512_EMULATED)
+  return dpbusd_bcast(acc, a, b + i);
+#else
+  asm("vpdpbusd (%2,%3)%{1to16%}, %1, %0" : "+v"(acc) : "v"(a), "r"(b), "r"(i));
   return acc;
 #endif
 }
@@ -637,6 +650,31 @@ constexpr MicroI8Panel kMicroI8Panel[kBfMr + 1][kBfNr + 1] = {
     SLT_I8_PANEL_ROW(4), SLT_I8_PANEL_ROW(5), SLT_I8_PANEL_ROW(6), SLT_I8_PANEL_ROW(7), SLT_I8_PANEL_ROW(8)};
 #undef SLT_I8_PANEL_ROW
 
+// y rows [m, m + mr), weight rows [n0, n1) of a tile's int32 sums (kTaskRows a row) and its rows'
+// xsums: as rows_int8_impl, (g * float(sum - xsum)) * scale * xscale + b (+ 0.0f without a
+// bias), in that order (so its bits).
+void store_i8_tile(const LinearProblem& p, const int32_t* sums, const int32_t* xsums, const float* xscale, int64_t m,
+                   int64_t mr, int64_t n0, int64_t n1) {
+  const float g = p.coat_scales[0];
+  for (int64_t r = 0; r < mr; ++r) {
+    const int32_t xsum = xsums[r];
+    float* yr = p.y + (m + r) * p.ldy + n0 - p.row_begin;
+    const float* br = p.bias ? p.bias + n0 - p.row_begin : nullptr;
+    const int32_t* sr = sums + r * kTaskRows;
+    int64_t n = 0;
+#if !defined(SLT_HW_AVX512_EMULATED)  // (SIMDe lacks _mm512_cvtepi32_ps)
+    const __m512i vxsum = _mm512_set1_epi32(xsum);
+    const __m512 vg = _mm512_set1_ps(g), vscale = _mm512_set1_ps(p.scale), vxs = _mm512_set1_ps(xscale[r]);
+    for (; n + 16 <= n1 - n0; n += 16) {
+      const __m512i d = _mm512_sub_epi32(_mm512_loadu_si512(reinterpret_cast<const void*>(sr + n)), vxsum);
+      const __m512 v = _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(vg, _mm512_cvtepi32_ps(d)), vscale), vxs);
+      _mm512_storeu_ps(yr + n, _mm512_add_ps(v, br ? _mm512_loadu_ps(br + n) : _mm512_setzero_ps()));
+    }
+#endif
+    for (; n < n1 - n0; ++n) yr[n] = g * float(sr[n] - xsum) * p.scale * xscale[r] + (br ? br[n] : 0.0f);
+  }
+}
+
 // acc + w * (the bf16 pair at x, broadcast), as dpbusd_bcast: the broadcast in the instruction's
 // memory operand (the products are the same either way round, so are the sums' bits).
 inline __m512 dpbf16_bcast(__m512 acc, __m512bh w, const uint16_t* x) {
@@ -717,32 +755,16 @@ bool rows_int8_panel(const LinearProblem& p, const int8_t* xq, float* scratch, i
   int32_t* sums = reinterpret_cast<int32_t*>(words_t + task_words_size(p.K));
   task_words(p, n0, n1, words_t);
   build_panel_i8(words_t, W, panel);
-  const float g = p.coat_scales[0];
   int32_t xsums[kBfMr];
   for (int64_t m = 0; m < p.M; m += kBfMr) {
     const int64_t mr = p.M - m < kBfMr ? p.M - m : kBfMr;
     kMicroI8Panel[mr][(n1 - n0 + 15) / 16](xq + m * Kp, Kp, panel, sums, xsums);
-    for (int64_t r = 0; r < mr; ++r) {
-      const int32_t xsum = xsums[r];
-      // as rows_int8_impl: (g * sum) * scale * xscale + b (+ 0.0f without a bias), in that order
-      float* yr = p.y + (m + r) * p.ldy + n0 - p.row_begin;
-      const float* br = p.bias ? p.bias + n0 - p.row_begin : nullptr;
-      const int32_t* sr = sums + r * kTaskRows;
-      int64_t n = 0;
-#if !defined(SLT_HW_AVX512_EMULATED)  // (SIMDe lacks _mm512_cvtepi32_ps)
-      const __m512i vxsum = _mm512_set1_epi32(xsum);
-      const __m512 vg = _mm512_set1_ps(g), vscale = _mm512_set1_ps(p.scale), vxs = _mm512_set1_ps(p.xscale[m + r]);
-      for (; n + 16 <= n1 - n0; n += 16) {
-        const __m512i d = _mm512_sub_epi32(_mm512_loadu_si512(reinterpret_cast<const void*>(sr + n)), vxsum);
-        const __m512 v = _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(vg, _mm512_cvtepi32_ps(d)), vscale), vxs);
-        _mm512_storeu_ps(yr + n, _mm512_add_ps(v, br ? _mm512_loadu_ps(br + n) : _mm512_setzero_ps()));
-      }
-#endif
-      for (; n < n1 - n0; ++n) yr[n] = g * float(sr[n] - xsum) * p.scale * p.xscale[m + r] + (br ? br[n] : 0.0f);
-    }
+    store_i8_tile(p, sums, xsums, p.xscale + m, m, mr, n0, n1);
   }
   return true;
 }
+
+#include "conv_int8_vnni.inc"
 
 int64_t scratch_floats_bf16(int64_t K) {
   return kTaskRows * kBlockCols / 2 + kTaskRows * kYChunkRows + task_words_size(K) + 16;

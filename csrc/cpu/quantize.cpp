@@ -85,11 +85,13 @@ void quantize_int8_rows(const float* x, int64_t M, int64_t K, int64_t ldx, int8_
   }
 }
 
-void quantize_int8_rows_isa(const float* x, int64_t M, int64_t K, int64_t ldx, int8_t* q, float* s, int threads,
-                            Isa isa) {
-  if (M < 0 || K < 0 || ldx < K) throw std::invalid_argument("quantize_int8_rows_isa: negative sizes or ldx < K");
-  if (M * K == 0) return;
-  if (x == nullptr || q == nullptr || s == nullptr) throw std::invalid_argument("x/q/s: null pointer");
+namespace {
+
+// quantize_int8_rows_isa's work, its rows written where dst(m, k) says: row m's columns from k
+// on, `run` of them (K a multiple of run) contiguous there.
+template <class Dst>
+void quantize_rows_to(const float* x, int64_t M, int64_t K, int64_t ldx, int64_t run, Dst&& dst, float* s, int threads,
+                      Isa isa) {
   // a row quantizer's two halves, this ISA's (the same bits for finite x)
   float (*amax_of)(const float*, int64_t) = abs_max;
   void (*quantize)(const float*, int64_t, float, int8_t*) = quantize_scaled;
@@ -128,8 +130,56 @@ void quantize_int8_rows_isa(const float* x, int64_t M, int64_t K, int64_t ldx, i
       for (int64_t i = 0; i < per_row; ++i) amax = std::max(amax, part[static_cast<size_t>(m * per_row + i)]);
       s[m] = row_scale(amax);
     }
-    slices([&](int64_t, int64_t m, int64_t k0, int64_t n) { quantize(x + m * ldx + k0, n, s[m], q + m * K + k0); });
+    slices([&](int64_t, int64_t m, int64_t k0, int64_t n) {
+      for (int64_t k = k0, len = 0; k < k0 + n; k += len) {
+        len = std::min(run - k % run, k0 + n - k);
+        quantize(x + m * ldx + k, len, s[m], dst(m, k));
+      }
+    });
   }
+}
+
+}  // namespace
+
+void quantize_int8_rows_isa(const float* x, int64_t M, int64_t K, int64_t ldx, int8_t* q, float* s, int threads,
+                            Isa isa) {
+  if (M < 0 || K < 0 || ldx < K) throw std::invalid_argument("quantize_int8_rows_isa: negative sizes or ldx < K");
+  if (M * K == 0) return;
+  if (x == nullptr || q == nullptr || s == nullptr) throw std::invalid_argument("x/q/s: null pointer");
+  quantize_rows_to(x, M, K, ldx, K, [&](int64_t m, int64_t k) { return q + m * K + k; }, s, threads, isa);
+}
+
+void quantize_images_padded(const float* x, int64_t B, int64_t H, int64_t W, int64_t C, int64_t pad_h, int64_t pad_w,
+                            int8_t* q, float* s, int threads, Isa isa) {
+  if (B < 0 || H < 0 || W < 0 || C < 0 || pad_h < 0 || pad_w < 0)
+    throw std::invalid_argument("quantize_images_padded: negative sizes or padding");
+  const int64_t K = H * W * C, Wp = W + 2 * pad_w, image = (H + 2 * pad_h) * Wp * C;
+  if (B * image == 0) return;
+  if (x == nullptr || q == nullptr || s == nullptr) throw std::invalid_argument("x/q/s: null pointer");
+  // the frame: whole rows above and below, pad_w pixels either side of the rows between
+  const int nt = resolve_threads(threads);
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nt) schedule(static) if (B * image >= (1 << 18))
+#endif
+  for (int64_t b = 0; b < B; ++b) {
+    int8_t* qi = q + b * image;
+    std::fill(qi, qi + pad_h * Wp * C, int8_t(0));
+    std::fill(qi + (pad_h + H) * Wp * C, qi + image, int8_t(0));
+    for (int64_t h = 0; h < H && pad_w > 0; ++h) {
+      int8_t* row = qi + (pad_h + h) * Wp * C;
+      std::fill(row, row + pad_w * C, int8_t(0));
+      std::fill(row + (pad_w + W) * C, row + Wp * C, int8_t(0));
+    }
+  }
+  if (K == 0) {
+    for (int64_t b = 0; b < B; ++b) s[b] = row_scale(0.0f);
+    return;
+  }
+  const int64_t run = W * C;
+  quantize_rows_to(
+      x, B, K, K, run,
+      [&](int64_t m, int64_t k) { return q + m * image + ((k / run + pad_h) * Wp + pad_w) * C + k % run; }, s,
+      threads, isa);
 }
 
 namespace {

@@ -38,6 +38,11 @@ CONV_MODES = ("auto", "fused", "materialize")
 # Regenerating N*K weights costs about as much as ~30 rows of that GEMM in torch's convolution;
 # below this the fused kernel (1 bit per weight read) wins (512x512 3x3 at 7x7, batch 1: 49 rows).
 CONV_MATERIALIZE_ROWS = 64
+# conv2d_int8 with act_scale "image": "auto" reads each output pixel's taps in place in the
+# quantized images where the kernel can (conv_int8_taps_refusal: AVX-512 VNNI, channels a multiple
+# of 4), "patches" always gathers the patch matrix first (im2col_int8; the same bits either way).
+CONV_INT8_ENV = "SLT_HW_CPU_CONV_INT8"
+CONV_INT8_MODES = ("auto", "patches")
 
 
 def cpu_isas() -> list[str]:
@@ -92,6 +97,13 @@ def _conv_mode(mode: str | None) -> str:
     name = mode or os.environ.get(CONV_ENV, "auto") or "auto"
     if name not in CONV_MODES:
         raise ValueError(f"{'mode' if mode else CONV_ENV}: expected one of {list(CONV_MODES)}, got {name!r}")
+    return name
+
+
+def _conv_int8_mode() -> str:
+    name = os.environ.get(CONV_INT8_ENV, "auto") or "auto"
+    if name not in CONV_INT8_MODES:
+        raise ValueError(f"{CONV_INT8_ENV}: expected one of {list(CONV_INT8_MODES)}, got {name!r}")
     return name
 
 
@@ -217,7 +229,10 @@ def conv2d_int8(x, bias, *rest, isa: str | None = None, threads: int | None = No
     (threads split its weight rows and, where those are few, its pixel rows); in x's dtype and
     conv2d_output_format(x)'s layout. act_scale "patch": each patch quantized as it is gathered
     (im2col_quantize_int8: F.unfold's columns, quantize_activations' bits); "image": x quantized
-    once per image (quantize_int8_isa, an image a row), the patches then its bytes (im2col_int8)."""
+    once per image (quantize_int8_isa, an image a row), the patches then its bytes (im2col_int8);
+    or, where conv_int8_taps_refusal allows (and SLT_HW_CPU_CONV_INT8 is not "patches"), no patch
+    matrix: the images quantized into a zero frame of the padding (quantize_images_padded), and
+    the implicit GEMM (conv2d_int8_taps) reads each pixel's taps in them, the same bits."""
     mod = _ext.require()
     w, (kernel, stride, padding, dilation, groups, act_scale) = rest[:-6], rest[-6:]
     desc, _alive = _ext.weight_desc(mod, w)
@@ -232,16 +247,27 @@ def conv2d_int8(x, bias, *rest, isa: str | None = None, threads: int | None = No
     y = torch.empty(m, n, dtype=torch.float32)  # rows (b, oh, ow): a channels-last output
     b = None if bias is None else bias.to(torch.float32).contiguous()
     isa, lut = _isa(isa), _lut(lut)
-    chunk = max(1, min(m, CONV_INT8_CHUNK_BYTES // k))
-    xq = torch.empty(chunk, k, dtype=torch.int8)
-    xs = torch.empty(chunk, dtype=torch.float32)
     shape, geometry = [x.shape[0], cin_g, x.shape[2], x.shape[3]], (list(kernel), list(stride), list(padding),
                                                                      list(dilation))
     if act_scale == "image":
         if not x32.is_contiguous(memory_format=torch.channels_last):
             x32 = x32.contiguous(memory_format=torch.channels_last)
-        images = torch.empty(x32.shape, dtype=torch.int8, memory_format=torch.channels_last)
         image_scale = torch.empty(x.shape[0], dtype=torch.float32)
+        why = "patches forced" if _conv_int8_mode() == "patches" else \
+            mod.conv_int8_taps_refusal(desc, shape, list(x32.stride()), *geometry, isa)
+        if not why:  # the implicit GEMM over images quantized into a zero frame: no patch matrix
+            (ph, pw), (h, w_) = padding, x.shape[2:]
+            images = torch.empty(x.shape[0], x.shape[1], h + 2 * ph, w_ + 2 * pw, dtype=torch.int8,
+                                 memory_format=torch.channels_last)
+            mod.quantize_images_padded(x32.data_ptr(), x.shape[0], h, w_, x.shape[1], ph, pw, images.data_ptr(),
+                                       image_scale.data_ptr(), nt, isa)
+            framed, strides = [x.shape[0], cin_g, *images.shape[2:]], list(images.stride())
+            for g in range(groups):
+                mod.conv2d_int8_taps(desc, images.data_ptr() + g * cin_g, framed, strides, list(kernel), list(stride),
+                                     [0, 0], list(dilation), y.data_ptr() + g * og * 4, n, g * og, (g + 1) * og,
+                                     0 if b is None else b.data_ptr() + g * og * 4, image_scale.data_ptr(), nt, isa)
+            return _conv_output(mod, y, x, oh, ow, n, nt)
+        images = torch.empty(x32.shape, dtype=torch.int8, memory_format=torch.channels_last)
         n_img = x32[0].numel() if x.shape[0] else 0
         mod.quantize_int8_isa(x32.data_ptr(), x.shape[0], n_img, n_img, images.data_ptr(), image_scale.data_ptr(), nt,
                               isa)
@@ -256,6 +282,9 @@ def conv2d_int8(x, bias, *rest, isa: str | None = None, threads: int | None = No
         def gather(g, m0, m1):
             mod.im2col_quantize_int8(x32.data_ptr() + g * cin_g * strides[1] * 4, shape, strides, *geometry, m0, m1,
                                      xq.data_ptr(), xs.data_ptr(), nt, isa)
+    chunk = max(1, min(m, CONV_INT8_CHUNK_BYTES // k))
+    xq = torch.empty(chunk, k, dtype=torch.int8)
+    xs = torch.empty(chunk, dtype=torch.float32)
     for m0 in range(0, m, chunk):
         rows = min(chunk, m - m0)
         planes = _lut_planes(mod, w, desc, rows, isa, lut, True, nt)  # (where the table lookup runs)
@@ -264,11 +293,16 @@ def conv2d_int8(x, bias, *rest, isa: str | None = None, threads: int | None = No
             mod.slt_linear(desc, 0, rows, k, y.data_ptr() + (m0 * n + g * og) * 4, n, g * og, (g + 1) * og,
                            0 if b is None else b.data_ptr() + g * og * 4, xq.data_ptr(), xs.data_ptr(), isa, nt, lut,
                            0, _ptr(planes), 0 if planes is None else planes.numel())
+    return _conv_output(mod, y, x, oh, ow, n, nt)
+
+
+def _conv_output(mod, y: torch.Tensor, x: torch.Tensor, oh: int, ow: int, n: int, threads: int) -> torch.Tensor:
+    """y's rows (b, oh, ow) as the convolution's output: conv2d_output_format(x)'s layout, x's dtype."""
     if conv2d_output_format(x) == torch.channels_last or not y.numel():
         y = y.view(x.shape[0], oh, ow, n).permute(0, 3, 1, 2)  # a channels-last view
     else:
         out = torch.empty(x.shape[0], n, oh, ow, dtype=torch.float32)
-        mod.transpose_batched(y.data_ptr(), out.data_ptr(), x.shape[0], oh * ow, n, nt)
+        mod.transpose_batched(y.data_ptr(), out.data_ptr(), x.shape[0], oh * ow, n, threads)
         y = out
     return y if x.dtype == torch.float32 else y.to(x.dtype)
 
@@ -381,9 +415,16 @@ def _describe() -> str:
         how = {"avx512-vbmi": "AVX-512 VBMI byte permutes where channels are a multiple of 16 and taps <= 16, "
                               "else AVX2 transposes",
                "avx2": "AVX2 transposes", "scalar": "a portable loop"}[gather]
+        if _conv_int8_mode() == "patches":
+            taps = f" ({CONV_INT8_ENV}=patches: never in place)"
+        elif "avx512vnni" in cpu_isas() and _isa(None) in ("auto", "avx512vnni"):
+            taps = (" or, where channels are a multiple of 4, reads each pixel's taps in place in them (implicit "
+                    "GEMM, AVX-512 VNNI, from 17 output pixels)")
+        else:
+            taps = ""
         conv = (f"; conv2d materialises the weight {conv} ({CONV_ENV}={mode}); conv2d_int8 gathers each output "
                 f"pixel's patch in C++ for the int8 kernel, quantizing it (act_scale 'patch') or copying the bytes "
-                f"of x quantized per image ('image') ({how}; channels-last x)")
+                f"of x quantized per image ('image') ({how}; channels-last x){taps}")
     except (RuntimeError, ValueError) as e:
         conv = f"; conv2d: {e}"
     try:

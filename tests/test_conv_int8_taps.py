@@ -1,0 +1,185 @@
+"""slt_conv2d_int8's implicit GEMM (act_scale "image"; csrc/cpu/conv_int8.h): each output
+pixel's taps read in place in images quantized into a zero frame give the patch matrix's bits
+(im2col_int8 + slt_linear), natively where the CPU has AVX-512 VNNI and under SIMDe; the framed
+quantizer against F.pad of quantize_images; where the implicit GEMM declines, and bad
+arguments."""
+
+import dataclasses
+import math
+
+import avx512_emulation
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from packing import random_packed
+
+from slt_hw import _ext, _ops
+from slt_hw.backends import cpu
+from slt_hw.ops import quantize_images, slt_conv2d_int8
+
+NATIVE_ISAS = list(_ext.native().cpu_isas()) if _ext.native() is not None else []
+CPP = pytest.mark.skipif(not NATIVE_ISAS, reason="slt_hw._C not built")
+NATIVE_VNNI = "avx512vnni" in NATIVE_ISAS
+TAPS_ISAS = [*(["avx512vnni"] if NATIVE_VNNI else []), "avx512vnni-emulated"]
+
+
+def module(isa):
+    return avx512_emulation.module() if isa in avx512_emulation.ISAS else _ext.require()
+
+
+def packed(shape, seed):
+    p = random_packed("binary", "signed_constant", shape[0], math.prod(shape[1:]), seed=seed, name="conv")
+    return dataclasses.replace(p, shape=tuple(shape))
+
+
+def framed_images(mod, isa, x, padding):
+    """x (float32) quantized per image by mod's quantize_images_padded: channels-last int8 images
+    inside a zero frame of `padding`, and their scales."""
+    xc = x.contiguous(memory_format=torch.channels_last)
+    (b, c, h, w), (ph, pw) = x.shape, padding
+    q = torch.full((b, c, h + 2 * ph, w + 2 * pw), 99, dtype=torch.int8).contiguous(memory_format=torch.channels_last)
+    s = torch.empty(b)
+    mod.quantize_images_padded(xc.data_ptr(), b, h, w, c, ph, pw, q.data_ptr(), s.data_ptr(), 2, isa)
+    return q, s
+
+
+def taps_conv(isa, x, p, bias, stride, padding, dilation, groups):
+    """slt_conv2d_int8(act_scale="image") as the cpp backend runs it through the implicit GEMM,
+    with `isa`'s module: its output rows (b, oh, ow), float32."""
+    mod = module(isa)
+    _, w = _ops.weight_args(p)
+    desc, _alive = _ext.weight_desc(mod, w)
+    kernel, (oh, ow) = list(p.shape[2:]), _ops.conv2d_output_size(x.shape[2], x.shape[3], p.shape[2:], stride,
+                                                                  padding, dilation)
+    n, cin_g = p.out_features, x.shape[1] // groups
+    og = n // groups
+    images, scales = framed_images(mod, isa, x, padding)
+    y = torch.full((x.shape[0] * oh * ow, n), float("nan"))
+    framed, strides = [x.shape[0], cin_g, *images.shape[2:]], list(images.stride())
+    for g in range(groups):
+        assert mod.conv_int8_taps_refusal(desc, framed, strides, kernel, list(stride), [0, 0], list(dilation),
+                                          isa) == ""
+        mod.conv2d_int8_taps(desc, images.data_ptr() + g * cin_g, framed, strides, kernel, list(stride), [0, 0],
+                             list(dilation), y.data_ptr() + g * og * 4, n, g * og, (g + 1) * og,
+                             0 if bias is None else bias.data_ptr() + g * og * 4, scales.data_ptr(), 2, isa)
+    return y
+
+
+def patches_conv(x, p, bias, stride, padding, dilation, groups, monkeypatch):
+    """The same through the patch matrix (im2col_int8 + slt_linear), as output rows (b, oh, ow)."""
+    with monkeypatch.context() as m:
+        m.setenv(cpu.CONV_INT8_ENV, "patches")
+        y = slt_conv2d_int8(x, p, bias, stride, padding, dilation, groups, act_scale="image", backend="cpp")
+    return y.permute(0, 2, 3, 1).reshape(-1, y.shape[1])
+
+
+@CPP
+@pytest.mark.parametrize("isa", TAPS_ISAS)
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.function_scoped_fixture])
+@given(cin_g=st.sampled_from([4, 8, 12, 20, 64, 68]), og=st.sampled_from([1, 5, 16, 17, 48, 50, 100]),
+       groups=st.sampled_from([1, 2]), k=st.sampled_from([(1, 1), (3, 3), (2, 3), (5, 5)]),
+       stride=st.sampled_from([(1, 1), (2, 2), (2, 1)]), padding=st.sampled_from([(0, 0), (1, 1), (2, 0)]),
+       dilation=st.sampled_from([(1, 1), (2, 1)]), batch=st.sampled_from([1, 3]), seed=st.integers(0, 1000),
+       with_bias=st.booleans())
+def test_taps_have_the_patch_matrix_bits(isa, cin_g, og, groups, k, stride, padding, dilation, batch, seed,
+                                         with_bias, monkeypatch):
+    """Every output, bit for bit, whatever the geometry: one and several weight-row tasks (48
+    rows each, 16-row groups), channels a multiple of 4 but not of 16 or 64, tiles of fewer than 8
+    rows at the end, strides, dilations, a frame wider on one side, groups."""
+    side = 9 if k == (5, 5) else 7
+    if min(_ops.conv2d_output_size(side, side + 1, k, stride, padding, dilation)) < 1:
+        return
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.relu(torch.randn(batch, cin_g * groups, side, side + 1, generator=gen)) * 3
+    oh, ow = _ops.conv2d_output_size(side, side + 1, k, stride, padding, dilation)
+    if batch * oh * ow < 17:  # (kConvTapsMinRows: below it the implicit GEMM declines)
+        x = torch.cat([x] * 4)
+    p = packed((og * groups, cin_g, *k), seed)
+    bias = torch.randn(og * groups, generator=gen) if with_bias else None
+    got = taps_conv(isa, x, p, bias, stride, padding, dilation, groups)
+    want = patches_conv(x, p, bias, stride, padding, dilation, groups, monkeypatch)
+    assert torch.equal(got, want)
+
+
+@CPP
+@pytest.mark.skipif(not NATIVE_VNNI, reason="this CPU has no AVX-512 VNNI")
+def test_slt_conv2d_int8_runs_the_taps_where_they_apply(monkeypatch):
+    """slt_conv2d_int8(act_scale="image") on the cpp backend: the implicit GEMM (no im2col_int8
+    call) where conv_int8_taps_refusal says "", the patches otherwise; the same bits."""
+    mod = _ext.require()
+    calls = []
+    real = mod.im2col_int8
+    monkeypatch.setattr(mod, "im2col_int8", lambda *a: (calls.append(a), real(*a))[1])
+    p = packed((20, 8, 3, 3), 1)
+    x = torch.randn(2, 8, 6, 6)
+    y = slt_conv2d_int8(x, p, padding=1, act_scale="image", backend="cpp")
+    assert not calls
+    monkeypatch.setenv(cpu.CONV_INT8_ENV, "patches")
+    assert torch.equal(slt_conv2d_int8(x, p, padding=1, act_scale="image", backend="cpp"), y) and calls
+    monkeypatch.delenv(cpu.CONV_INT8_ENV)
+    calls.clear()
+    x3 = torch.randn(2, 3, 6, 6)  # (3 channels: the patches)
+    slt_conv2d_int8(x3, packed((20, 3, 3, 3), 1), padding=1, act_scale="image", backend="cpp")
+    assert calls
+    monkeypatch.setenv(cpu.CONV_INT8_ENV, "implicit")
+    with pytest.raises(ValueError, match=r"SLT_HW_CPU_CONV_INT8: expected one of \['auto', 'patches'\], "
+                                         r"got 'implicit'"):
+        slt_conv2d_int8(x, p, padding=1, act_scale="image", backend="cpp")
+
+
+@CPP
+@pytest.mark.parametrize("isa", [*NATIVE_ISAS, "avx512-emulated"])
+@settings(max_examples=20, deadline=None)
+@given(c=st.sampled_from([1, 4, 19, 64]), padding=st.sampled_from([(0, 0), (1, 1), (2, 0), (0, 3)]),
+       batch=st.sampled_from([1, 3]), seed=st.integers(0, 1000), scale_exp=st.integers(-20, 20))
+def test_framed_images_have_the_reference_bits(isa, c, padding, batch, seed, scale_exp):
+    """quantize_images_padded: quantize_images' bytes and scales (every ISA's quantizer), inside
+    a frame of zeros (every byte written: q starts as 99s)."""
+    x = torch.randn(batch, c, 5, 7, generator=torch.Generator().manual_seed(seed)) * 2.0 ** scale_exp
+    x[0] *= 100.0  # (images of different scales)
+    q, s = framed_images(module(isa), isa, x, padding)
+    want_q, want_s = quantize_images(x)
+    ph, pw = padding
+    assert torch.equal(s, want_s)
+    assert torch.equal(q, F.pad(want_q, (pw, pw, ph, ph)))
+
+
+@CPP
+def test_where_the_taps_decline_and_bad_arguments():
+    mod = _ext.require()
+    p = packed((20, 8, 3, 3), 1)
+    desc, _alive = _ext.weight_desc(mod, _ops.weight_args(p)[1])
+    cl = [8 * 6 * 6, 1, 6 * 8, 8]  # (channels-last strides of (B, 8, 6, 6))
+    geometry = ([3, 3], [1, 1], [0, 0], [1, 1])
+    why = mod.conv_int8_taps_refusal
+    assert "needs AVX-512 VNNI" in why(desc, [2, 8, 6, 6], cl, *geometry, "scalar")
+    vnni = "avx512vnni-emulated" if not NATIVE_VNNI else "avx512vnni"
+    m = module(vnni)
+    desc_v, _alive_v = _ext.weight_desc(m, _ops.weight_args(p)[1])
+    assert m.conv_int8_taps_refusal(desc_v, [2, 8, 6, 6], cl, *geometry, vnni) == ""
+    assert "channels-contiguous" in m.conv_int8_taps_refusal(desc_v, [2, 8, 6, 6], [288, 36, 6, 1], *geometry, vnni)
+    assert "multiple of 4" in m.conv_int8_taps_refusal(desc_v, [2, 6, 6, 6], [216, 1, 36, 6], *geometry, vnni)
+    assert "at least 17 output pixels" in m.conv_int8_taps_refusal(desc_v, [1, 8, 6, 6], cl, *geometry, vnni)
+    multicoat = random_packed("multicoat", "signed_constant", 20, 72, seed=1, name="conv")
+    desc_m, _alive_m = _ext.weight_desc(m, _ops.weight_args(multicoat)[1])
+    assert "binary signed-constant" in m.conv_int8_taps_refusal(desc_m, [2, 8, 6, 6], cl, *geometry, vnni)
+    images, scales = framed_images(m, vnni, torch.randn(2, 8, 6, 6), (1, 1))
+    y = torch.empty(2 * 36, 20)
+    args = (images.data_ptr(), [2, 8, 8, 8], list(images.stride()), [3, 3], [1, 1])
+    with pytest.raises(ValueError, match=r"padding: expected 0, the images padded already"):
+        m.conv2d_int8_taps(desc_v, *args, [1, 1], [1, 1], y.data_ptr(), 20, 0, 20, 0, scales.data_ptr(), 1, vnni)
+    with pytest.raises(ValueError, match=r"weight: expected in_features = channels \* kh \* kw = 72, got 36"):
+        small = random_packed("binary", "signed_constant", 20, 36, seed=1, name="conv")
+        desc_s, _alive_s = _ext.weight_desc(m, _ops.weight_args(small)[1])
+        m.conv2d_int8_taps(desc_s, *args, [0, 0], [1, 1], y.data_ptr(), 20, 0, 20, 0, scales.data_ptr(), 1, vnni)
+    with pytest.raises(ValueError, match=r"xq/image_scale/y: null pointer"):
+        m.conv2d_int8_taps(desc_v, *args, [0, 0], [1, 1], y.data_ptr(), 20, 0, 20, 0, 0, 1, vnni)
+    with pytest.raises(ValueError, match=r"y: row stride smaller"):
+        m.conv2d_int8_taps(desc_v, *args, [0, 0], [1, 1], y.data_ptr(), 19, 0, 20, 0, scales.data_ptr(), 1, vnni)
+    with pytest.raises(ValueError, match=r"rows: expected 0 <= row_begin <= row_end <= 20"):
+        m.conv2d_int8_taps(desc_v, *args, [0, 0], [1, 1], y.data_ptr(), 20, 0, 21, 0, scales.data_ptr(), 1, vnni)
+    with pytest.raises(ValueError, match=r"negative sizes or padding"):
+        m.quantize_images_padded(0, 1, 2, 2, 4, -1, 0, 0, 0, 1, vnni)
