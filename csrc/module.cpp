@@ -442,9 +442,10 @@ PYBIND11_MODULE(_C, m) {
         py::gil_scoped_release release;
         slt::cpu::conv2d_int8_taps(p, g, ptr<const int8_t>(xq), ptr<const float>(image_scale), threads, which);
       },
-      "slt_conv2d_int8 of int8 images xq (one group: (B, C, H, W) at element strides, channels contiguous; "
-      "quantized per image, image_scale[b]) with weight rows [row_begin, row_end) as an implicit GEMM, no "
-      "patch matrix: y (B OH OW rows, ldy apart) float32, the same bits as im2col_int8 + slt_linear. "
+      "slt_conv2d_int8 (one group of x: shape (B, C, H, W)) with weight rows [row_begin, row_end) as an implicit "
+      "GEMM, no patch matrix, over xq: x quantized per image (image_scale[b]) into a zero frame of the padding "
+      "(quantize_images_padded), its first frame's corner, strides the framed images' (channels contiguous); "
+      "y (B OH OW rows, ldy apart) float32, the same bits as im2col_int8 + slt_linear. "
       "conv_int8_taps_refusal says where it runs.",
       py::arg("w"), py::arg("xq"), py::arg("shape"), py::arg("strides"), py::arg("kernel"), py::arg("stride"),
       py::arg("padding"), py::arg("dilation"), py::arg("y"), py::arg("ldy"), py::arg("row_begin"), py::arg("row_end"),

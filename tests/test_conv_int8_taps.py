@@ -57,12 +57,12 @@ def taps_conv(isa, x, p, bias, stride, padding, dilation, groups):
     og = n // groups
     images, scales = framed_images(mod, isa, x, padding)
     y = torch.full((x.shape[0] * oh * ow, n), float("nan"))
-    framed, strides = [x.shape[0], cin_g, *images.shape[2:]], list(images.stride())
+    shape, strides = [x.shape[0], cin_g, *x.shape[2:]], list(images.stride())
+    geometry = (kernel, list(stride), list(padding), list(dilation))
     for g in range(groups):
-        assert mod.conv_int8_taps_refusal(desc, framed, strides, kernel, list(stride), [0, 0], list(dilation),
-                                          isa) == ""
-        mod.conv2d_int8_taps(desc, images.data_ptr() + g * cin_g, framed, strides, kernel, list(stride), [0, 0],
-                             list(dilation), y.data_ptr() + g * og * 4, n, g * og, (g + 1) * og,
+        assert mod.conv_int8_taps_refusal(desc, shape, strides, *geometry, isa) == ""
+        mod.conv2d_int8_taps(desc, images.data_ptr() + g * cin_g, shape, strides, *geometry,
+                             y.data_ptr() + g * og * 4, n, g * og, (g + 1) * og,
                              0 if bias is None else bias.data_ptr() + g * og * 4, scales.data_ptr(), 2, isa)
     return y
 
@@ -95,8 +95,7 @@ def test_taps_have_the_patch_matrix_bits(isa, cin_g, og, groups, k, stride, padd
     gen = torch.Generator().manual_seed(seed)
     x = torch.relu(torch.randn(batch, cin_g * groups, side, side + 1, generator=gen)) * 3
     oh, ow = _ops.conv2d_output_size(side, side + 1, k, stride, padding, dilation)
-    if batch * oh * ow < 17:  # (kConvTapsMinRows: below it the implicit GEMM declines)
-        x = torch.cat([x] * 4)
+    x = torch.cat([x] * -(-96 // (batch * oh * ow)))  # (kConvTapsMinRows: below it the implicit GEMM declines)
     p = packed((og * groups, cin_g, *k), seed)
     bias = torch.randn(og * groups, generator=gen) if with_bias else None
     got = taps_conv(isa, x, p, bias, stride, padding, dilation, groups)
@@ -114,14 +113,14 @@ def test_slt_conv2d_int8_runs_the_taps_where_they_apply(monkeypatch):
     real = mod.im2col_int8
     monkeypatch.setattr(mod, "im2col_int8", lambda *a: (calls.append(a), real(*a))[1])
     p = packed((20, 8, 3, 3), 1)
-    x = torch.randn(2, 8, 6, 6)
+    x = torch.randn(4, 8, 6, 6)
     y = slt_conv2d_int8(x, p, padding=1, act_scale="image", backend="cpp")
     assert not calls
     monkeypatch.setenv(cpu.CONV_INT8_ENV, "patches")
     assert torch.equal(slt_conv2d_int8(x, p, padding=1, act_scale="image", backend="cpp"), y) and calls
     monkeypatch.delenv(cpu.CONV_INT8_ENV)
     calls.clear()
-    x3 = torch.randn(2, 3, 6, 6)  # (3 channels: the patches)
+    x3 = torch.randn(4, 3, 6, 6)  # (3 channels: the patches)
     slt_conv2d_int8(x3, packed((20, 3, 3, 3), 1), padding=1, act_scale="image", backend="cpp")
     assert calls
     monkeypatch.setenv(cpu.CONV_INT8_ENV, "implicit")
@@ -153,33 +152,36 @@ def test_where_the_taps_decline_and_bad_arguments():
     p = packed((20, 8, 3, 3), 1)
     desc, _alive = _ext.weight_desc(mod, _ops.weight_args(p)[1])
     cl = [8 * 6 * 6, 1, 6 * 8, 8]  # (channels-last strides of (B, 8, 6, 6))
-    geometry = ([3, 3], [1, 1], [0, 0], [1, 1])
-    why = mod.conv_int8_taps_refusal
-    assert "needs AVX-512 VNNI" in why(desc, [2, 8, 6, 6], cl, *geometry, "scalar")
-    vnni = "avx512vnni-emulated" if not NATIVE_VNNI else "avx512vnni"
+    geometry = ([3, 3], [1, 1], [1, 1], [1, 1])
+    assert "needs AVX-512 VNNI" in mod.conv_int8_taps_refusal(desc, [4, 8, 6, 6], cl, *geometry, "scalar")
+    vnni = "avx512vnni" if NATIVE_VNNI else "avx512vnni-emulated"
     m = module(vnni)
-    desc_v, _alive_v = _ext.weight_desc(m, _ops.weight_args(p)[1])
-    assert m.conv_int8_taps_refusal(desc_v, [2, 8, 6, 6], cl, *geometry, vnni) == ""
-    assert "channels-contiguous" in m.conv_int8_taps_refusal(desc_v, [2, 8, 6, 6], [288, 36, 6, 1], *geometry, vnni)
-    assert "multiple of 4" in m.conv_int8_taps_refusal(desc_v, [2, 6, 6, 6], [216, 1, 36, 6], *geometry, vnni)
-    assert "at least 17 output pixels" in m.conv_int8_taps_refusal(desc_v, [1, 8, 6, 6], cl, *geometry, vnni)
+    desc, _alive = _ext.weight_desc(m, _ops.weight_args(p)[1])
+    why = m.conv_int8_taps_refusal
+    assert why(desc, [4, 8, 6, 6], cl, *geometry, vnni) == ""
+    assert "channels-contiguous" in why(desc, [4, 8, 6, 6], [288, 36, 6, 1], *geometry, vnni)
+    assert "multiple of 4" in why(desc, [4, 6, 6, 6], [216, 1, 36, 6], *geometry, vnni)
+    assert "at least 96 output pixels" in why(desc, [2, 8, 6, 6], cl, *geometry, vnni)
     multicoat = random_packed("multicoat", "signed_constant", 20, 72, seed=1, name="conv")
     desc_m, _alive_m = _ext.weight_desc(m, _ops.weight_args(multicoat)[1])
-    assert "binary signed-constant" in m.conv_int8_taps_refusal(desc_m, [2, 8, 6, 6], cl, *geometry, vnni)
-    images, scales = framed_images(m, vnni, torch.randn(2, 8, 6, 6), (1, 1))
-    y = torch.empty(2 * 36, 20)
-    args = (images.data_ptr(), [2, 8, 8, 8], list(images.stride()), [3, 3], [1, 1])
-    with pytest.raises(ValueError, match=r"padding: expected 0, the images padded already"):
-        m.conv2d_int8_taps(desc_v, *args, [1, 1], [1, 1], y.data_ptr(), 20, 0, 20, 0, scales.data_ptr(), 1, vnni)
+    assert "binary signed-constant" in why(desc_m, [4, 8, 6, 6], cl, *geometry, vnni)
+    images, scales = framed_images(m, vnni, torch.randn(4, 8, 6, 6), (1, 1))
+    y = torch.empty(4 * 36, 20)
+    run = m.conv2d_int8_taps
+    args = (images.data_ptr(), [4, 8, 6, 6], list(images.stride()), *geometry)
+    run(desc, *args, y.data_ptr(), 20, 0, 20, 0, scales.data_ptr(), 1, vnni)
     with pytest.raises(ValueError, match=r"weight: expected in_features = channels \* kh \* kw = 72, got 36"):
         small = random_packed("binary", "signed_constant", 20, 36, seed=1, name="conv")
         desc_s, _alive_s = _ext.weight_desc(m, _ops.weight_args(small)[1])
-        m.conv2d_int8_taps(desc_s, *args, [0, 0], [1, 1], y.data_ptr(), 20, 0, 20, 0, scales.data_ptr(), 1, vnni)
+        run(desc_s, *args, y.data_ptr(), 20, 0, 20, 0, scales.data_ptr(), 1, vnni)
+    with pytest.raises(ValueError, match=r"conv2d_int8_taps: needs at least 96 output pixels"):
+        run(desc, images.data_ptr(), [2, 8, 6, 6], list(images.stride()), *geometry, y.data_ptr(), 20, 0, 20, 0,
+            scales.data_ptr(), 1, vnni)
     with pytest.raises(ValueError, match=r"xq/image_scale/y: null pointer"):
-        m.conv2d_int8_taps(desc_v, *args, [0, 0], [1, 1], y.data_ptr(), 20, 0, 20, 0, 0, 1, vnni)
+        run(desc, *args, y.data_ptr(), 20, 0, 20, 0, 0, 1, vnni)
     with pytest.raises(ValueError, match=r"y: row stride smaller"):
-        m.conv2d_int8_taps(desc_v, *args, [0, 0], [1, 1], y.data_ptr(), 19, 0, 20, 0, scales.data_ptr(), 1, vnni)
+        run(desc, *args, y.data_ptr(), 19, 0, 20, 0, scales.data_ptr(), 1, vnni)
     with pytest.raises(ValueError, match=r"rows: expected 0 <= row_begin <= row_end <= 20"):
-        m.conv2d_int8_taps(desc_v, *args, [0, 0], [1, 1], y.data_ptr(), 20, 0, 21, 0, scales.data_ptr(), 1, vnni)
+        run(desc, *args, y.data_ptr(), 20, 0, 21, 0, scales.data_ptr(), 1, vnni)
     with pytest.raises(ValueError, match=r"negative sizes or padding"):
         m.quantize_images_padded(0, 1, 2, 2, 4, -1, 0, 0, 0, 1, vnni)

@@ -12,7 +12,8 @@ namespace slt {
 namespace cpu {
 
 std::string conv_int8_taps_refusal(const WeightDesc& w, const ConvInput& g, Isa isa) {
-  if (isa != Isa::kAvx512Vnni || !isa_supported(isa)) return "needs AVX-512 VNNI (isa " + std::string(isa_name(isa)) + ")";
+  if (isa != Isa::kAvx512Vnni || !isa_supported(isa))
+    return "needs AVX-512 VNNI (isa " + std::string(isa_name(isa)) + ")";
   if (g.sc != 1) return "needs channels-contiguous (channels-last) images";
   if (g.C % 4 != 0) return "needs channels a multiple of 4 (" + std::to_string(g.C) + ")";
   if (w.frozen() || w.C != 1 || w.dist != kSignedConstant) return "needs a binary signed-constant weight";
@@ -21,6 +22,91 @@ std::string conv_int8_taps_refusal(const WeightDesc& w, const ConvInput& g, Isa 
   return "";
 }
 
+namespace {
+
+// Per output row (or column) of g: the bit mask of its kernel rows (columns) inside the image.
+std::vector<uint64_t> inside(int64_t out, int64_t taps, int64_t stride, int64_t dil, int64_t pad, int64_t size) {
+  std::vector<uint64_t> mask(static_cast<size_t>(out), 0);
+  for (int64_t o = 0; o < out; ++o)
+    for (int64_t i = 0; i < taps; ++i) {
+      const int64_t at = o * stride + i * dil - pad;
+      if (at >= 0 && at < size) mask[size_t(o)] |= uint64_t(1) << i;
+    }
+  return mask;
+}
+
+// The distinct values of v, and each element's index among them.
+std::vector<uint64_t> distinct(const std::vector<uint64_t>& v, std::vector<int64_t>& index) {
+  std::vector<uint64_t> d;
+  for (uint64_t x : v) {
+    const auto it = std::find(d.begin(), d.end(), x);
+    index.push_back(it - d.begin());
+    if (it == d.end()) d.push_back(x);
+  }
+  return d;
+}
+
+// A call's tables but the row sums (ConvTaps): the tap-major columns' contract columns, the
+// output pixels class by class (a counting sort: each class in y's order), their tiles, and
+// each tile's taps (one list per set of kernel rows x kernel columns).
+struct Plan {
+  std::vector<int32_t> column;
+  std::vector<ConvPixel> pixels;
+  std::vector<ConvTile> tiles;
+  std::vector<ConvTap> taps;
+
+  Plan(const ConvInput& g, int64_t OH, int64_t OW) {
+    const int64_t T = g.kh * g.kw, M = g.B * OH * OW;
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t ch = 0; ch < g.C; ++ch) column.push_back(int32_t(ch * T + t));
+    std::vector<int64_t> row_class, col_class;
+    const std::vector<uint64_t> rows_in = distinct(inside(OH, g.kh, g.stride_h, g.dil_h, g.pad_h, g.H), row_class);
+    const std::vector<uint64_t> cols_in = distinct(inside(OW, g.kw, g.stride_w, g.dil_w, g.pad_w, g.W), col_class);
+    const int64_t n_cols = int64_t(cols_in.size()), n_classes = int64_t(rows_in.size()) * n_cols;
+    const auto class_of = [&](int64_t oh, int64_t ow) {
+      return size_t(row_class[size_t(oh)] * n_cols + col_class[size_t(ow)]);
+    };
+    std::vector<int64_t> next(static_cast<size_t>(n_classes) + 1, 0);  // (counts, then each class's next slot)
+    for (int64_t oh = 0; oh < OH; ++oh)
+      for (int64_t ow = 0; ow < OW; ++ow) next[class_of(oh, ow) + 1] += g.B;
+    for (int64_t k = 0; k < n_classes; ++k) next[size_t(k) + 1] += next[size_t(k)];
+    pixels.resize(static_cast<size_t>(M));
+    std::vector<uint64_t> rows_of(static_cast<size_t>(M)), cols_of(static_cast<size_t>(M));  // (by slot)
+    for (int64_t m = 0, b = 0; b < g.B; ++b)
+      for (int64_t oh = 0; oh < OH; ++oh)
+        for (int64_t ow = 0; ow < OW; ++ow, ++m) {
+          const int64_t i = next[class_of(oh, ow)]++;
+          pixels[size_t(i)] = {b * g.sb + oh * g.stride_h * g.sh + ow * g.stride_w * g.sw, int32_t(m), int32_t(b)};
+          rows_of[size_t(i)] = rows_in[size_t(row_class[size_t(oh)])];
+          cols_of[size_t(i)] = cols_in[size_t(col_class[size_t(ow)])];
+        }
+    struct TapSet {
+      uint64_t rows, cols;
+      int64_t tap0, taps;
+    };
+    std::vector<TapSet> sets;
+    for (int64_t i = 0; i < M; i += 8) {
+      const int64_t end = std::min(i + 8, M);
+      uint64_t rows = 0, cols = 0;
+      for (int64_t j = i; j < end; ++j) rows |= rows_of[size_t(j)], cols |= cols_of[size_t(j)];
+      auto set = std::find_if(sets.begin(), sets.end(),
+                              [&](const TapSet& s) { return s.rows == rows && s.cols == cols; });
+      if (set == sets.end()) {
+        const int64_t tap0 = int64_t(taps.size());
+        for (int64_t a = 0; a < g.kh; ++a)
+          for (int64_t b = 0; b < g.kw; ++b)
+            if ((rows >> a & 1) && (cols >> b & 1))
+              taps.push_back({a * g.dil_h * g.sh + b * g.dil_w * g.sw, (a * g.kw + b) * (g.C / 4) * kTaskRows});
+        sets.push_back({rows, cols, tap0, int64_t(taps.size()) - tap0});
+        set = sets.end() - 1;
+      }
+      tiles.push_back({i, end, set->tap0, set->taps});
+    }
+  }
+};
+
+}  // namespace
+
 void conv2d_int8_taps(const LinearProblem& p, const ConvInput& g, const int8_t* xq, const float* image_scale,
                       int threads, Isa isa) {
   for (const std::string& e : {check_conv_input(g), check_weight(p, true), check_rows(p.N, p.row_begin, p.row_end)})
@@ -28,8 +114,7 @@ void conv2d_int8_taps(const LinearProblem& p, const ConvInput& g, const int8_t* 
   if (p.K != g.C * g.kh * g.kw)
     throw std::invalid_argument("weight: expected in_features = channels * kh * kw = " +
                                 std::to_string(g.C * g.kh * g.kw) + ", got " + std::to_string(p.K));
-  if (g.pad_h != 0 || g.pad_w != 0)
-    throw std::invalid_argument("padding: expected 0, the images padded already (quantize_images_padded)");
+  if (g.kh > 64 || g.kw > 64) throw std::invalid_argument("kernel_size: expected at most 64 x 64");
   const std::string why = conv_int8_taps_refusal(p, g, isa);
   if (!why.empty()) throw std::invalid_argument("conv2d_int8_taps: " + why);
   if (xq == nullptr || image_scale == nullptr || p.y == nullptr)
@@ -38,27 +123,22 @@ void conv2d_int8_taps(const LinearProblem& p, const ConvInput& g, const int8_t* 
     throw std::invalid_argument("y: row stride smaller than the number of output rows");
   if (p.row_end == p.row_begin) return;
 #if defined(SLT_HW_HAVE_AVX512)
-  const int64_t OH = conv_out_h(g), OW = conv_out_w(g), M = g.B * OH * OW, T = g.kh * g.kw, HW = g.H * g.W;
+  const int64_t OH = conv_out_h(g), OW = conv_out_w(g), M = g.B * OH * OW;
+  const int64_t HWf = (g.H + 2 * g.pad_h) * (g.W + 2 * g.pad_w);
   const int nt = resolve_threads(threads);
-  // The call's tables: the taps' offsets, the tap-major columns' contract columns, and each
-  // output pixel's sum of x (u = t + 1: sum_k t x = sum_k u x - sum_k x), from its pixels'
-  // channel sums (the frame's are zero).
-  std::vector<int64_t> offset(static_cast<size_t>(T));
-  std::vector<int32_t> column(static_cast<size_t>(p.K));
-  for (int64_t i = 0; i < g.kh; ++i)
-    for (int64_t j = 0; j < g.kw; ++j) offset[size_t(i * g.kw + j)] = i * g.dil_h * g.sh + j * g.dil_w * g.sw;
-  for (int64_t t = 0; t < T; ++t)
-    for (int64_t ch = 0; ch < g.C; ++ch) column[size_t(t * g.C + ch)] = int32_t(ch * T + t);
+  const Plan plan(g, OH, OW);
   ConvTaps c;
-  c.g = g, c.image = xq, c.image_scale = image_scale, c.offset = offset.data();
-  c.column = column.data(), c.OH = OH, c.OW = OW;
+  c.g = g, c.image = xq, c.image_scale = image_scale, c.OH = OH, c.OW = OW;
+  c.column = plan.column.data(), c.pixels = plan.pixels.data(), c.tiles = plan.tiles.data(), c.tap = plan.taps.data();
+  // Each output pixel's sum of x (u = t + 1: sum_k t x = sum_k u x - sum_k x), from its pixels'
+  // channel sums (the frame's are zero).
   std::vector<int32_t> row_sums(static_cast<size_t>(M));
   c.row_sums = row_sums.data();
 #ifdef _OPENMP
-#pragma omp parallel num_threads(nt) if (g.B > 1 && g.B * HW * g.C >= (1 << 18))
+#pragma omp parallel num_threads(nt) if (g.B > 1 && g.B * HWf * g.C >= (1 << 18))
 #endif
   {
-    std::vector<int32_t> pixel_sums(static_cast<size_t>(HW));
+    std::vector<int32_t> pixel_sums(static_cast<size_t>(HWf));
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
@@ -83,7 +163,8 @@ void conv2d_int8_taps(const LinearProblem& p, const ConvInput& g, const int8_t* 
     for (int64_t item = 0; item < tasks * parts; ++item) {
       const int64_t part = item / tasks, n0 = p.row_begin + item % tasks * kTaskRows;
       const int64_t n1 = std::min(n0 + kTaskRows, p.row_end);
-      avx512vnni::conv_rows_int8(p, c, buf.data(), n0, n1, M * part / parts, M * (part + 1) / parts);
+      const int64_t n_tiles = int64_t(plan.tiles.size());
+      avx512vnni::conv_rows_int8(p, c, buf.data(), n0, n1, n_tiles * part / parts, n_tiles * (part + 1) / parts);
     }
   }
   (void)parallel;

@@ -20,44 +20,64 @@
 namespace slt {
 namespace cpu {
 
-// One group of a convolution over int8 images already padded (g.pad_h = g.pad_w = 0), as the
-// kernel reads it: output pixel (b, oh, ow)'s tap t = (i, j) is at image + b sb + oh stride_h
-// sh + ow stride_w sw + offset[t], offset[t] = i dil_h sh + j dil_w sw (g's strides in bytes,
-// channels contiguous).
+// The output pixels whose patches have the same taps inside the image form a class (3 x 3,
+// padding 1: the inside, 4 edges, 4 corners). The pixels are taken class by class, 8 to a tile,
+// and a tile runs only the taps its pixels have inside the image (those of a tile across two
+// classes: both's), the others reading the frame's zeros: CIFAR ResNet-18's 4 x 4 outputs
+// skip 31 % of their products, 8 x 8 16 %.
+struct ConvTap {
+  int64_t offset = 0;  // bytes from the pixel's tap (0, 0)
+  int64_t panel = 0;   // the tap's block of the tap-major panel (uint32: t C/4 kTaskRows)
+};
+struct ConvTile {
+  int64_t begin = 0, end = 0;  // its pixels: [begin, end) of ConvTaps::pixels
+  int64_t tap0 = 0, taps = 0;  // its taps: [tap0, tap0 + taps) of ConvTaps::tap
+};
+struct ConvPixel {
+  int64_t offset = 0;  // its tap (0, 0): bytes from ConvTaps::image
+  int32_t m = 0, b = 0;  // its output row (b, oh, ow) and image
+};
+
+// One group of a convolution over int8 images in a zero frame of g's padding, as the kernel
+// reads it.
 struct ConvTaps {
-  ConvInput g;
-  const int8_t* image = nullptr;      // the group's first channel of image 0
+  ConvInput g;                         // the convolution; g.sb, g.sh, g.sw: the framed images' bytes
+  const int8_t* image = nullptr;       // image 0's frame corner, the group's first channel
   const float* image_scale = nullptr;  // per image
-  const int32_t* row_sums = nullptr;  // per output pixel: its patch's sum of x (conv_row_sums)
-  const int64_t* offset = nullptr;    // per tap
-  const int32_t* column = nullptr;    // per tap-major column t C + c: the contract's c kh kw + t
+  const int32_t* row_sums = nullptr;   // per output row: its patch's sum of x (conv_row_sums)
+  const int32_t* column = nullptr;     // per tap-major column t C + c: the contract's c kh kw + t
+  const ConvPixel* pixels = nullptr;   // the output pixels, class by class
+  const ConvTile* tiles = nullptr;
+  const ConvTap* tap = nullptr;
   int64_t OH = 0, OW = 0;
 };
 
-// Output pixels from this many (batch OH OW) on: below it the table lookups and register
-// kernels of slt_linear, which take few rows, run on the patches.
-constexpr int64_t kConvTapsMinRows = 17;
+// Output pixels from this many (batch OH OW) on: below it each task's panel permute costs more
+// than the patches' gather saves (Zen 4, one thread, 512 channels at 7 x 7: 0.84x the patches at
+// 49 pixels, 0.98x at 98; 256 at 8 x 8: 1.05x at 128).
+constexpr int64_t kConvTapsMinRows = 96;
 
 // "" where conv2d_int8_taps runs this convolution on `isa` (AVX-512 VNNI; channels contiguous
 // and a multiple of 4, so that a 4-byte group never spans two taps; a binary signed-constant
 // weight; at least kConvTapsMinRows output pixels), else why not. (g's padding: any.)
 std::string conv_int8_taps_refusal(const WeightDesc& w, const ConvInput& g, Isa isa);
 
-// y rows (b, oh, ow) = the convolution of images xq (g's geometry and element strides, channels
-// contiguous; quantized per image, image_scale[b]; padded already: g's padding 0, see
-// quantize_images_padded) with weight rows [p.row_begin, p.row_end): p.y, p.ldy, p.bias and the
-// weight as slt_linear takes them (p.M, p.x, p.xq, p.xscale unused). Throws
-// std::invalid_argument where conv_int8_taps_refusal refuses or an argument is bad.
+// y rows (b, oh, ow) = the convolution g of images quantized per image (image_scale[b]) into a
+// zero frame of g's padding (quantize_images_padded): xq their first frame's corner, g.sb, g.sh,
+// g.sw the framed images' strides in bytes, channels contiguous; with weight rows [p.row_begin,
+// p.row_end): p.y, p.ldy, p.bias and the weight as slt_linear takes them (p.M, p.x, p.xq,
+// p.xscale unused). Throws std::invalid_argument where conv_int8_taps_refusal refuses or an
+// argument is bad.
 void conv2d_int8_taps(const LinearProblem& p, const ConvInput& g, const int8_t* xq, const float* image_scale,
                       int threads, Isa isa);
 
 namespace avx512vnni {
 int64_t scratch_floats_conv_taps(int64_t K);
-// Image b's patch sums of x, row_sums[oh OW + ow] (pixel_sums: H W int32 of scratch).
+// Image b's patch sums of x, row_sums[oh OW + ow] (pixel_sums: the framed image's pixels, int32).
 void conv_row_sums(const ConvTaps& c, int64_t b, int32_t* pixel_sums, int32_t* row_sums);
-// Weight rows [n0, n1) (at most kTaskRows) of output pixels [m0, m1).
-void conv_rows_int8(const LinearProblem& p, const ConvTaps& c, float* scratch, int64_t n0, int64_t n1, int64_t m0,
-                    int64_t m1);
+// Weight rows [n0, n1) (at most kTaskRows) of tiles [t0, t1).
+void conv_rows_int8(const LinearProblem& p, const ConvTaps& c, float* scratch, int64_t n0, int64_t n1, int64_t t0,
+                    int64_t t1);
 }  // namespace avx512vnni
 
 }  // namespace cpu

@@ -650,15 +650,15 @@ constexpr MicroI8Panel kMicroI8Panel[kBfMr + 1][kBfNr + 1] = {
     SLT_I8_PANEL_ROW(4), SLT_I8_PANEL_ROW(5), SLT_I8_PANEL_ROW(6), SLT_I8_PANEL_ROW(7), SLT_I8_PANEL_ROW(8)};
 #undef SLT_I8_PANEL_ROW
 
-// y rows [m, m + mr), weight rows [n0, n1) of a tile's int32 sums (kTaskRows a row) and its rows'
-// xsums: as rows_int8_impl, (g * float(sum - xsum)) * scale * xscale + b (+ 0.0f without a
+// y rows rows[0 .. mr), weight rows [n0, n1) of a tile's int32 sums (kTaskRows a row) and its
+// rows' xsums: as rows_int8_impl, (g * float(sum - xsum)) * scale * xscale + b (+ 0.0f without a
 // bias), in that order (so its bits).
-void store_i8_tile(const LinearProblem& p, const int32_t* sums, const int32_t* xsums, const float* xscale, int64_t m,
-                   int64_t mr, int64_t n0, int64_t n1) {
+void store_i8_tile(const LinearProblem& p, const int32_t* sums, const int32_t* xsums, const float* xscale,
+                   const int64_t* rows, int64_t mr, int64_t n0, int64_t n1) {
   const float g = p.coat_scales[0];
   for (int64_t r = 0; r < mr; ++r) {
     const int32_t xsum = xsums[r];
-    float* yr = p.y + (m + r) * p.ldy + n0 - p.row_begin;
+    float* yr = p.y + rows[r] * p.ldy + n0 - p.row_begin;
     const float* br = p.bias ? p.bias + n0 - p.row_begin : nullptr;
     const int32_t* sr = sums + r * kTaskRows;
     int64_t n = 0;
@@ -756,10 +756,12 @@ bool rows_int8_panel(const LinearProblem& p, const int8_t* xq, float* scratch, i
   task_words(p, n0, n1, words_t);
   build_panel_i8(words_t, W, panel);
   int32_t xsums[kBfMr];
+  int64_t rows[kBfMr];
   for (int64_t m = 0; m < p.M; m += kBfMr) {
     const int64_t mr = p.M - m < kBfMr ? p.M - m : kBfMr;
     kMicroI8Panel[mr][(n1 - n0 + 15) / 16](xq + m * Kp, Kp, panel, sums, xsums);
-    store_i8_tile(p, sums, xsums, p.xscale + m, m, mr, n0, n1);
+    for (int64_t r = 0; r < mr; ++r) rows[r] = m + r;
+    store_i8_tile(p, sums, xsums, p.xscale + m, rows, mr, n0, n1);
   }
   return true;
 }

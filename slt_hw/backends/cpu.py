@@ -261,10 +261,10 @@ def conv2d_int8(x, bias, *rest, isa: str | None = None, threads: int | None = No
                                  memory_format=torch.channels_last)
             mod.quantize_images_padded(x32.data_ptr(), x.shape[0], h, w_, x.shape[1], ph, pw, images.data_ptr(),
                                        image_scale.data_ptr(), nt, isa)
-            framed, strides = [x.shape[0], cin_g, *images.shape[2:]], list(images.stride())
+            strides = list(images.stride())
             for g in range(groups):
-                mod.conv2d_int8_taps(desc, images.data_ptr() + g * cin_g, framed, strides, list(kernel), list(stride),
-                                     [0, 0], list(dilation), y.data_ptr() + g * og * 4, n, g * og, (g + 1) * og,
+                mod.conv2d_int8_taps(desc, images.data_ptr() + g * cin_g, shape, strides, *geometry,
+                                     y.data_ptr() + g * og * 4, n, g * og, (g + 1) * og,
                                      0 if b is None else b.data_ptr() + g * og * 4, image_scale.data_ptr(), nt, isa)
             return _conv_output(mod, y, x, oh, ow, n, nt)
         images = torch.empty(x32.shape, dtype=torch.int8, memory_format=torch.channels_last)
@@ -419,7 +419,7 @@ def _describe() -> str:
             taps = f" ({CONV_INT8_ENV}=patches: never in place)"
         elif "avx512vnni" in cpu_isas() and _isa(None) in ("auto", "avx512vnni"):
             taps = (" or, where channels are a multiple of 4, reads each pixel's taps in place in them (implicit "
-                    "GEMM, AVX-512 VNNI, from 17 output pixels)")
+                    "GEMM, AVX-512 VNNI, from 96 output pixels)")
         else:
             taps = ""
         conv = (f"; conv2d materialises the weight {conv} ({CONV_ENV}={mode}); conv2d_int8 gathers each output "
