@@ -95,7 +95,7 @@ def test_taps_have_the_patch_matrix_bits(isa, cin_g, og, groups, k, stride, padd
     gen = torch.Generator().manual_seed(seed)
     x = torch.relu(torch.randn(batch, cin_g * groups, side, side + 1, generator=gen)) * 3
     oh, ow = _ops.conv2d_output_size(side, side + 1, k, stride, padding, dilation)
-    x = torch.cat([x] * -(-96 // (batch * oh * ow)))  # (kConvTapsMinRows: below it the implicit GEMM declines)
+    x = torch.cat([x] * -(-64 // (batch * oh * ow)))  # (kConvTapsMinRows: below it the implicit GEMM declines)
     p = packed((og * groups, cin_g, *k), seed)
     bias = torch.randn(og * groups, generator=gen) if with_bias else None
     got = taps_conv(isa, x, p, bias, stride, padding, dilation, groups)
@@ -161,7 +161,7 @@ def test_where_the_taps_decline_and_bad_arguments():
     assert why(desc, [4, 8, 6, 6], cl, *geometry, vnni) == ""
     assert "channels-contiguous" in why(desc, [4, 8, 6, 6], [288, 36, 6, 1], *geometry, vnni)
     assert "multiple of 4" in why(desc, [4, 6, 6, 6], [216, 1, 36, 6], *geometry, vnni)
-    assert "at least 96 output pixels" in why(desc, [2, 8, 6, 6], cl, *geometry, vnni)
+    assert "at least 64 output pixels" in why(desc, [1, 8, 6, 6], cl, *geometry, vnni)
     multicoat = random_packed("multicoat", "signed_constant", 20, 72, seed=1, name="conv")
     desc_m, _alive_m = _ext.weight_desc(m, _ops.weight_args(multicoat)[1])
     assert "binary signed-constant" in why(desc_m, [4, 8, 6, 6], cl, *geometry, vnni)
@@ -174,8 +174,8 @@ def test_where_the_taps_decline_and_bad_arguments():
         small = random_packed("binary", "signed_constant", 20, 36, seed=1, name="conv")
         desc_s, _alive_s = _ext.weight_desc(m, _ops.weight_args(small)[1])
         run(desc_s, *args, y.data_ptr(), 20, 0, 20, 0, scales.data_ptr(), 1, vnni)
-    with pytest.raises(ValueError, match=r"conv2d_int8_taps: needs at least 96 output pixels"):
-        run(desc, images.data_ptr(), [2, 8, 6, 6], list(images.stride()), *geometry, y.data_ptr(), 20, 0, 20, 0,
+    with pytest.raises(ValueError, match=r"conv2d_int8_taps: needs at least 64 output pixels"):
+        run(desc, images.data_ptr(), [1, 8, 6, 6], list(images.stride()), *geometry, y.data_ptr(), 20, 0, 20, 0,
             scales.data_ptr(), 1, vnni)
     with pytest.raises(ValueError, match=r"xq/image_scale/y: null pointer"):
         run(desc, *args, y.data_ptr(), 20, 0, 20, 0, 0, 1, vnni)

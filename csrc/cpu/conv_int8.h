@@ -53,9 +53,9 @@ struct ConvTaps {
 };
 
 // Output pixels from this many (batch OH OW) on: below it each task's panel permute costs more
-// than the patches' gather saves (Zen 4, one thread, 512 channels at 7 x 7: 0.84x the patches at
-// 49 pixels, 0.98x at 98; 256 at 8 x 8: 1.05x at 128).
-constexpr int64_t kConvTapsMinRows = 96;
+// than the patches' gather saves (Zen 4, one thread, 512 channels: 0.92x the patches at 7 x 7
+// and 49 pixels, 0.94x at 4 x 4 and 32; 1.03-1.12x at 64 and 98).
+constexpr int64_t kConvTapsMinRows = 64;
 
 // "" where conv2d_int8_taps runs this convolution on `isa` (AVX-512 VNNI; channels contiguous
 // and a multiple of 4, so that a 4-byte group never spans two taps; a binary signed-constant

@@ -419,7 +419,7 @@ def _describe() -> str:
             taps = f" ({CONV_INT8_ENV}=patches: never in place)"
         elif "avx512vnni" in cpu_isas() and _isa(None) in ("auto", "avx512vnni"):
             taps = (" or, where channels are a multiple of 4, reads each pixel's taps in place in them (implicit "
-                    "GEMM, AVX-512 VNNI, from 96 output pixels)")
+                    "GEMM, AVX-512 VNNI, from 64 output pixels)")
         else:
             taps = ""
         conv = (f"; conv2d materialises the weight {conv} ({CONV_ENV}={mode}); conv2d_int8 gathers each output "
