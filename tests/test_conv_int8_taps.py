@@ -162,6 +162,8 @@ def test_where_the_taps_decline_and_bad_arguments():
     assert "channels-contiguous" in why(desc, [4, 8, 6, 6], [288, 36, 6, 1], *geometry, vnni)
     assert "multiple of 4" in why(desc, [4, 6, 6, 6], [216, 1, 36, 6], *geometry, vnni)
     assert "at least 64 output pixels" in why(desc, [1, 8, 6, 6], cl, *geometry, vnni)
+    assert "at most 64 x 64" in why(desc, [4, 8, 70, 6], [8 * 70 * 6, 1, 48, 8], [65, 1], [1, 1], [0, 0], [1, 1],
+                                    vnni)
     multicoat = random_packed("multicoat", "signed_constant", 20, 72, seed=1, name="conv")
     desc_m, _alive_m = _ext.weight_desc(m, _ops.weight_args(multicoat)[1])
     assert "binary signed-constant" in why(desc_m, [4, 8, 6, 6], cl, *geometry, vnni)

@@ -3,6 +3,7 @@
 #include "conv_int8.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <stdexcept>
 #include <vector>
 
@@ -17,8 +18,10 @@ std::string conv_int8_taps_refusal(const WeightDesc& w, const ConvInput& g, Isa 
   if (g.sc != 1) return "needs channels-contiguous (channels-last) images";
   if (g.C % 4 != 0) return "needs channels a multiple of 4 (" + std::to_string(g.C) + ")";
   if (w.frozen() || w.C != 1 || w.dist != kSignedConstant) return "needs a binary signed-constant weight";
-  if (g.B * conv_out_h(g) * conv_out_w(g) < kConvTapsMinRows)
-    return "needs at least " + std::to_string(kConvTapsMinRows) + " output pixels";
+  if (g.kh > 64 || g.kw > 64) return "needs a kernel of at most 64 x 64 (its taps' masks are 64-bit)";
+  const int64_t M = g.B * conv_out_h(g) * conv_out_w(g);
+  if (M < kConvTapsMinRows) return "needs at least " + std::to_string(kConvTapsMinRows) + " output pixels";
+  if (M > INT32_MAX) return "needs fewer than 2^31 output pixels";
   return "";
 }
 
@@ -114,7 +117,6 @@ void conv2d_int8_taps(const LinearProblem& p, const ConvInput& g, const int8_t* 
   if (p.K != g.C * g.kh * g.kw)
     throw std::invalid_argument("weight: expected in_features = channels * kh * kw = " +
                                 std::to_string(g.C * g.kh * g.kw) + ", got " + std::to_string(p.K));
-  if (g.kh > 64 || g.kw > 64) throw std::invalid_argument("kernel_size: expected at most 64 x 64");
   const std::string why = conv_int8_taps_refusal(p, g, isa);
   if (!why.empty()) throw std::invalid_argument("conv2d_int8_taps: " + why);
   if (xq == nullptr || image_scale == nullptr || p.y == nullptr)

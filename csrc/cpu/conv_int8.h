@@ -59,7 +59,8 @@ constexpr int64_t kConvTapsMinRows = 64;
 
 // "" where conv2d_int8_taps runs this convolution on `isa` (AVX-512 VNNI; channels contiguous
 // and a multiple of 4, so that a 4-byte group never spans two taps; a binary signed-constant
-// weight; at least kConvTapsMinRows output pixels), else why not. (g's padding: any.)
+// weight; a kernel of at most 64 x 64; kConvTapsMinRows to 2^31 - 1 output pixels), else why
+// not. (g's padding: any.)
 std::string conv_int8_taps_refusal(const WeightDesc& w, const ConvInput& g, Isa isa);
 
 // y rows (b, oh, ow) = the convolution g of images quantized per image (image_scale[b]) into a
