@@ -1,5 +1,6 @@
-// See conv_int8.h. Portable: the checks, the call's tables (pixel sums, tap offsets, the
-// tap-major column order) and the tasks; the kernel is linear_avx512.cpp's (conv_int8_vnni.inc).
+// See conv_int8.h. Portable: the checks, the call's plan (the tap-major column order, the
+// output pixels by padding class, their tiles and taps) and the tasks; the row sums and the
+// kernel are linear_avx512.cpp's VNNI build's (conv_int8_vnni.inc).
 #include "conv_int8.h"
 
 #include <algorithm>
@@ -152,7 +153,7 @@ void conv2d_int8_taps(const LinearProblem& p, const ConvInput& g, const int8_t* 
   // one of 32, six of them on one of 2 threads), the rows are first split into equal ranges of
   // whole 16-row groups, one a thread (5 x 48 + 16 each): a 16-row task's loop is the slower
   // (at 64 channels two 32-row tasks ran 1.07x the pixel parts' time), a thread's extra task
-  // more so (512 at 7 x 7, batch 8: 2.18 -> 1.98 ms on 2 threads).
+  // more so (512 at 7 x 7, batch 8: 2.18 -> 1.91 ms on 2 threads).
   const int64_t rows = p.row_end - p.row_begin, whole = (rows + kTaskRows - 1) / kTaskRows;
   const bool even = rows % (kTaskRows * nt) == 0, few = !even && whole < 4 * nt;
   const bool ranged = !even && !few && rows % (16 * nt) == 0;
