@@ -104,6 +104,21 @@ def test_taps_have_the_patch_matrix_bits(isa, cin_g, og, groups, k, stride, padd
 
 
 @CPP
+@pytest.mark.parametrize("isa", TAPS_ISAS)
+@pytest.mark.parametrize("out_channels", [64, 96, 416, 512])
+def test_tasks_shared_among_threads_have_the_same_bits(isa, out_channels, monkeypatch):
+    """Two threads: weight rows in whole 48-row tasks (96), a few uneven ones over each thread's
+    part of the pixels (64), many uneven ones in equal row ranges (416: 4 x 48 + 16 a thread;
+    512: 5 x 48 + 16)."""
+    gen = torch.Generator().manual_seed(out_channels)
+    x = torch.relu(torch.randn(3, 8, 18, 18, generator=gen))  # (enough work for both threads)
+    p = packed((out_channels, 8, 3, 3), 5)
+    bias = torch.randn(out_channels, generator=gen)
+    got = taps_conv(isa, x, p, bias, (1, 1), (1, 1), (1, 1), 1)
+    assert torch.equal(got, patches_conv(x, p, bias, (1, 1), (1, 1), (1, 1), 1, monkeypatch))
+
+
+@CPP
 @pytest.mark.skipif(not NATIVE_VNNI, reason="this CPU has no AVX-512 VNNI")
 def test_slt_conv2d_int8_runs_the_taps_where_they_apply(monkeypatch):
     """slt_conv2d_int8(act_scale="image") on the cpp backend: the implicit GEMM (no im2col_int8
