@@ -16,7 +16,8 @@ of the signal on non-negative inputs (pytorch/pytorch#70480); "vs static" is its
 time, "rel err" ||y - y_fp32|| / ||y_fp32|| of the logits. "slt packed int8 image" runs the
 packed convolutions with act_scale="image" (one activation scale per image). The packed model's
 weight memory is its masks (1 bit per weight), plus, once a table lookup has run twice on them,
-its cached P/N planes (2 bits per weight, backends/layout_cache.py).
+its cached P/N planes (2 bits per weight, backends/layout_cache.py), and once the implicit int8
+GEMM has run twice on a convolution's, its tap-major P/N planes (2 bits per weight).
 """
 
 from __future__ import annotations
@@ -121,11 +122,16 @@ def bench_cnn(name: str, batches: list[int], stat: str) -> list[dict]:
             times = interleaved_times(impls, stat=stat)
         best = min(times["dense fp32"], times["dense fp32 channels-last"])
         static = min(times["torch static int8"], times["torch static int8 channels-last"])
+        models = {"slt packed": packed, "slt packed int8": packed8, "slt packed int8 channels-last": packed8,
+                  "slt packed int8 image channels-last": packed8i}
         for impl, t in times.items():
             q = times["torch int8 channels-last" if "channels-last" in impl else "torch int8 (quantize_dynamic)"]
+            model = models.get(impl)  # (+ the layouts cached for its masks: the lookups' codes, the taps' planes)
+            held = 0 if model is None else sum(c.held(w) for c in (cpu.LUT_PLANES, cpu.CONV_TAPS_PLANES)
+                                               for w in model.buffers())
             rows.append({"model": f"{name} ({switched} int8 layers)", "batch": b, "impl": impl, "ms": f"{t * 1e3:.3f}",
                          "vs int8": f"{q / t:.2f}x", "vs static": f"{static / t:.2f}x", "vs fp32": f"{best / t:.2f}x",
-                         "rel err": f"{err[impl]:.4f}", "weight MiB": f"{mem[impl] / 2**20:.2f}"})
+                         "rel err": f"{err[impl]:.4f}", "weight MiB": f"{(mem[impl] + held) / 2**20:.2f}"})
     return rows
 
 

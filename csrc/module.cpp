@@ -419,20 +419,31 @@ PYBIND11_MODULE(_C, m) {
       "conv_int8_taps_refusal",
       [](const slt::WeightDesc& w, std::vector<int64_t> shape, std::vector<int64_t> strides,
          std::vector<int64_t> kernel, std::vector<int64_t> stride, std::vector<int64_t> padding,
-         std::vector<int64_t> dilation, const std::string& isa) {
+         std::vector<int64_t> dilation, const std::string& isa, bool planes) {
         const slt::cpu::ConvInput g = conv_input(shape, strides, kernel, stride, padding, dilation);
-        return slt::cpu::conv_int8_taps_refusal(w, g, parse_isa(isa));
+        return slt::cpu::conv_int8_taps_refusal(w, g, parse_isa(isa), planes);
       },
       "'' where conv2d_int8_taps runs this convolution (one group of x: (B, C, H, W) at element strides) on "
-      "isa, else why not.",
+      "isa (planes: with the weight's tap-major planes), else why not.",
       py::arg("w"), py::arg("shape"), py::arg("strides"), py::arg("kernel"), py::arg("stride"), py::arg("padding"),
-      py::arg("dilation"), py::arg("isa") = "auto");
+      py::arg("dilation"), py::arg("isa") = "auto", py::arg("planes") = false);
+  m.def("conv_taps_planes_bytes", &slt::cpu::conv_taps_planes_bytes,
+        "Bytes of the weight's tap-major P/N planes (pack_conv_taps_planes), header included.", py::arg("w"));
+  m.def(
+      "pack_conv_taps_planes",
+      [](const slt::WeightDesc& w, int64_t taps, uintptr_t dst, int64_t bytes, int threads) {
+        py::gil_scoped_release release;
+        slt::cpu::pack_conv_taps_planes(w, taps, ptr<uint8_t>(dst), bytes, threads);
+      },
+      "A binary signed-constant conv weight's planes P = mask & ~sign, N = mask & sign, columns tap-major (taps: "
+      "kh * kw), per row its P words then its N words, after a 64-byte header: conv2d_int8_taps's cache.",
+      py::arg("w"), py::arg("taps"), py::arg("dst"), py::arg("bytes"), py::arg("threads") = 0);
   m.def(
       "conv2d_int8_taps",
       [](const slt::WeightDesc& w, uintptr_t xq, std::vector<int64_t> shape, std::vector<int64_t> strides,
          std::vector<int64_t> kernel, std::vector<int64_t> stride, std::vector<int64_t> padding,
          std::vector<int64_t> dilation, uintptr_t y, int64_t ldy, int64_t row_begin, int64_t row_end, uintptr_t bias,
-         uintptr_t image_scale, int threads, const std::string& isa) {
+         uintptr_t image_scale, int threads, const std::string& isa, uintptr_t planes, int64_t planes_bytes) {
         const slt::cpu::ConvInput g = conv_input(shape, strides, kernel, stride, padding, dilation);
         slt::cpu::LinearProblem p;
         static_cast<slt::WeightDesc&>(p) = w;
@@ -440,16 +451,18 @@ PYBIND11_MODULE(_C, m) {
         p.bias = ptr<const float>(bias);
         const slt::cpu::Isa which = parse_isa(isa);
         py::gil_scoped_release release;
-        slt::cpu::conv2d_int8_taps(p, g, ptr<const int8_t>(xq), ptr<const float>(image_scale), threads, which);
+        slt::cpu::conv2d_int8_taps(p, g, ptr<const int8_t>(xq), ptr<const float>(image_scale), threads, which,
+                                   ptr<const uint8_t>(planes), planes_bytes);
       },
       "slt_conv2d_int8 (one group of x: shape (B, C, H, W)) with weight rows [row_begin, row_end) as an implicit "
       "GEMM, no patch matrix, over xq: x quantized per image (image_scale[b]) into a zero frame of the padding "
       "(quantize_images_padded), its first frame's corner, strides the framed images' (channels contiguous); "
-      "y (B OH OW rows, ldy apart) float32, the same bits as im2col_int8 + slt_linear. "
-      "conv_int8_taps_refusal says where it runs.",
+      "y (B OH OW rows, ldy apart) float32, the same bits as im2col_int8 + slt_linear. planes: 0, or the weight's "
+      "tap-major planes (pack_conv_taps_planes). conv_int8_taps_refusal says where it runs.",
       py::arg("w"), py::arg("xq"), py::arg("shape"), py::arg("strides"), py::arg("kernel"), py::arg("stride"),
       py::arg("padding"), py::arg("dilation"), py::arg("y"), py::arg("ldy"), py::arg("row_begin"), py::arg("row_end"),
-      py::arg("bias") = 0, py::arg("image_scale") = 0, py::arg("threads") = 0, py::arg("isa") = "auto");
+      py::arg("bias") = 0, py::arg("image_scale") = 0, py::arg("threads") = 0, py::arg("isa") = "auto",
+      py::arg("planes") = 0, py::arg("planes_bytes") = 0);
 
   m.def(
       "patch_gather",

@@ -45,12 +45,22 @@ def framed_images(mod, isa, x, padding):
     return q, s
 
 
-def taps_conv(isa, x, p, bias, stride, padding, dilation, groups):
+def taps_planes(mod, p):
+    """p's tap-major P/N planes (pack_conv_taps_planes) from mod."""
+    desc, _alive = _ext.weight_desc(mod, _ops.weight_args(p)[1])
+    out = torch.empty(mod.conv_taps_planes_bytes(desc), dtype=torch.uint8)
+    mod.pack_conv_taps_planes(desc, p.shape[2] * p.shape[3], out.data_ptr(), out.numel(), 2)
+    return out
+
+
+def taps_conv(isa, x, p, bias, stride, padding, dilation, groups, planes=False):
     """slt_conv2d_int8(act_scale="image") as the cpp backend runs it through the implicit GEMM,
-    with `isa`'s module: its output rows (b, oh, ow), float32."""
+    with `isa`'s module (planes: with the weight's tap-major planes): its output rows (b, oh,
+    ow), float32."""
     mod = module(isa)
     _, w = _ops.weight_args(p)
     desc, _alive = _ext.weight_desc(mod, w)
+    tp = taps_planes(mod, p) if planes else None
     kernel, (oh, ow) = list(p.shape[2:]), _ops.conv2d_output_size(x.shape[2], x.shape[3], p.shape[2:], stride,
                                                                   padding, dilation)
     n, cin_g = p.out_features, x.shape[1] // groups
@@ -60,10 +70,11 @@ def taps_conv(isa, x, p, bias, stride, padding, dilation, groups):
     shape, strides = [x.shape[0], cin_g, *x.shape[2:]], list(images.stride())
     geometry = (kernel, list(stride), list(padding), list(dilation))
     for g in range(groups):
-        assert mod.conv_int8_taps_refusal(desc, shape, strides, *geometry, isa) == ""
+        assert mod.conv_int8_taps_refusal(desc, shape, strides, *geometry, isa, planes) == ""
         mod.conv2d_int8_taps(desc, images.data_ptr() + g * cin_g, shape, strides, *geometry,
                              y.data_ptr() + g * og * 4, n, g * og, (g + 1) * og,
-                             0 if bias is None else bias.data_ptr() + g * og * 4, scales.data_ptr(), 2, isa)
+                             0 if bias is None else bias.data_ptr() + g * og * 4, scales.data_ptr(), 2, isa,
+                             0 if tp is None else tp.data_ptr(), 0 if tp is None else tp.numel())
     return y
 
 
@@ -83,12 +94,13 @@ def patches_conv(x, p, bias, stride, padding, dilation, groups, monkeypatch):
        groups=st.sampled_from([1, 2]), k=st.sampled_from([(1, 1), (3, 3), (2, 3), (5, 5)]),
        stride=st.sampled_from([(1, 1), (2, 2), (2, 1)]), padding=st.sampled_from([(0, 0), (1, 1), (2, 0)]),
        dilation=st.sampled_from([(1, 1), (2, 1)]), batch=st.sampled_from([1, 3]), seed=st.integers(0, 1000),
-       with_bias=st.booleans())
+       with_bias=st.booleans(), planes=st.booleans())
 def test_taps_have_the_patch_matrix_bits(isa, cin_g, og, groups, k, stride, padding, dilation, batch, seed,
-                                         with_bias, monkeypatch):
+                                         with_bias, planes, monkeypatch):
     """Every output, bit for bit, whatever the geometry: one and several weight-row tasks (48
     rows each, 16-row groups), channels a multiple of 4 but not of 16 or 64, tiles of fewer than 8
-    rows at the end, strides, dilations, a frame wider on one side, groups."""
+    rows at the end, strides, dilations, a frame wider on one side, groups; the panels from the
+    sign hash and a permute, or from the weight's tap-major planes."""
     side = 9 if k == (5, 5) else 7
     if min(_ops.conv2d_output_size(side, side + 1, k, stride, padding, dilation)) < 1:
         return
@@ -98,7 +110,7 @@ def test_taps_have_the_patch_matrix_bits(isa, cin_g, og, groups, k, stride, padd
     x = torch.cat([x] * -(-64 // (batch * oh * ow)))  # (kConvTapsMinRows: below it the implicit GEMM declines)
     p = packed((og * groups, cin_g, *k), seed)
     bias = torch.randn(og * groups, generator=gen) if with_bias else None
-    got = taps_conv(isa, x, p, bias, stride, padding, dilation, groups)
+    got = taps_conv(isa, x, p, bias, stride, padding, dilation, groups, planes)
     want = patches_conv(x, p, bias, stride, padding, dilation, groups, monkeypatch)
     assert torch.equal(got, want)
 
@@ -116,6 +128,79 @@ def test_tasks_shared_among_threads_have_the_same_bits(isa, out_channels, monkey
     bias = torch.randn(out_channels, generator=gen)
     got = taps_conv(isa, x, p, bias, (1, 1), (1, 1), (1, 1), 1)
     assert torch.equal(got, patches_conv(x, p, bias, (1, 1), (1, 1), (1, 1), 1, monkeypatch))
+
+
+@CPP
+@pytest.mark.parametrize("shape", [(20, 8, 3, 3), (33, 4, 1, 1), (7, 12, 2, 5)])
+def test_tap_major_planes_have_the_weights_bits(shape):
+    """pack_conv_taps_planes: after the header, per weight row the bits of P = (w > 0) then of N =
+    (w < 0) of the materialised weight, column t C + c holding column c kh kw + t."""
+    p = packed(shape, 3)
+    mod = _ext.require()
+    buf = taps_planes(mod, p)
+    w = p.materialize().reshape(shape)  # (out, C, kh, kw)
+    tap_major = w.permute(0, 2, 3, 1).reshape(shape[0], -1)  # (out, (i, j, c))
+    words = (tap_major.shape[1] + 31) // 32
+    bits = torch.zeros(shape[0], 2, words * 32, dtype=torch.int64)
+    bits[:, 0, :tap_major.shape[1]] = (tap_major > 0).long()
+    bits[:, 1, :tap_major.shape[1]] = (tap_major < 0).long()
+    want = (bits.reshape(shape[0], 2, words, 32) << torch.arange(32)).sum(-1)
+    got = buf[64:].view(torch.int32).reshape(shape[0], 2, words).long() & 0xFFFFFFFF
+    assert torch.equal(got, want)
+
+
+@CPP
+def test_tap_major_planes_of_another_weight_or_kernel_are_refused():
+    vnni = "avx512vnni" if NATIVE_VNNI else "avx512vnni-emulated"
+    m = module(vnni)
+    p, other = packed((20, 8, 3, 3), 1), packed((20, 8, 3, 3), 2)
+    desc, _alive = _ext.weight_desc(m, _ops.weight_args(p)[1])
+    images, scales = framed_images(m, vnni, torch.randn(4, 8, 6, 6), (1, 1))
+    y = torch.empty(4 * 36, 20)
+    args = (images.data_ptr(), [4, 8, 6, 6], list(images.stride()), [3, 3], [1, 1], [1, 1], [1, 1], y.data_ptr(),
+            20, 0, 20, 0, scales.data_ptr(), 1, vnni)
+    good = taps_planes(m, p)
+    m.conv2d_int8_taps(desc, *args, good.data_ptr(), good.numel())
+    bad = taps_planes(m, other)
+    with pytest.raises(ValueError, match=r"planes: built for another weight or kernel \(header: .* keys"):
+        m.conv2d_int8_taps(desc, *args, bad.data_ptr(), bad.numel())
+    nine_by_one = taps_planes(m, dataclasses.replace(p, shape=(20, 8, 9, 1)))  # (9 taps too: the same layout)
+    assert torch.equal(nine_by_one, good)
+    three = torch.empty_like(good)
+    m.pack_conv_taps_planes(desc, 3, three.data_ptr(), three.numel(), 1)
+    with pytest.raises(ValueError, match=r"3 taps; this call: .* 9 taps"):
+        m.conv2d_int8_taps(desc, *args, three.data_ptr(), three.numel())
+    with pytest.raises(ValueError, match=r"planes: expected \d+ bytes"):
+        m.conv2d_int8_taps(desc, *args, good.data_ptr(), good.numel() - 4)
+    junk = good.clone()
+    junk[:8] = 0
+    with pytest.raises(ValueError, match=r"planes: not a tap-major planes layout \(bad header\)"):
+        m.conv2d_int8_taps(desc, *args, junk.data_ptr(), junk.numel())
+    with pytest.raises(ValueError, match=r"taps: expected a divisor of in_features 72, got 5"):
+        m.pack_conv_taps_planes(desc, 5, three.data_ptr(), three.numel(), 1)
+    with pytest.raises(ValueError, match=r"dst: expected \d+ bytes, got 3"):
+        m.pack_conv_taps_planes(desc, 9, three.data_ptr(), 3, 1)
+
+
+@CPP
+@pytest.mark.skipif(not NATIVE_VNNI, reason="this CPU has no AVX-512 VNNI")
+def test_slt_conv2d_int8_keeps_the_tap_major_planes_of_a_mask_used_again(monkeypatch):
+    """The cpp backend builds a mask's tap-major planes on its second use (layout_cache.py) and
+    runs from them on: the same bits; with them, from 17 output pixels rather than 64."""
+    monkeypatch.setattr(cpu, "CONV_TAPS_PLANES", type(cpu.CONV_TAPS_PLANES)())
+    p = packed((20, 8, 3, 3), 4)
+    x = torch.randn(1, 8, 5, 5)  # (25 output pixels)
+    first = slt_conv2d_int8(x, p, padding=1, act_scale="image", backend="cpp")
+    assert cpu.CONV_TAPS_PLANES.nbytes() == 0
+    second = slt_conv2d_int8(x, p, padding=1, act_scale="image", backend="cpp")
+    assert cpu.CONV_TAPS_PLANES.nbytes() == _ext.require().conv_taps_planes_bytes(
+        _ext.weight_desc(_ext.require(), _ops.weight_args(p)[1])[0])
+    calls = []
+    real = _ext.require().conv2d_int8_taps
+    monkeypatch.setattr(_ext.require(), "conv2d_int8_taps", lambda *a: (calls.append(a[-2]), real(*a))[1])
+    third = slt_conv2d_int8(x, p, padding=1, act_scale="image", backend="cpp")
+    assert calls and calls[0] != 0  # (the planes' pointer)
+    assert torch.equal(first, second) and torch.equal(second, third)
 
 
 @CPP
@@ -176,7 +261,10 @@ def test_where_the_taps_decline_and_bad_arguments():
     assert why(desc, [4, 8, 6, 6], cl, *geometry, vnni) == ""
     assert "channels-contiguous" in why(desc, [4, 8, 6, 6], [288, 36, 6, 1], *geometry, vnni)
     assert "multiple of 4" in why(desc, [4, 6, 6, 6], [216, 1, 36, 6], *geometry, vnni)
-    assert "at least 64 output pixels" in why(desc, [1, 8, 6, 6], cl, *geometry, vnni)
+    assert "at least 64 output pixels (17 with the weight's tap-major planes)" in why(desc, [1, 8, 6, 6], cl,
+                                                                                    *geometry, vnni)
+    assert why(desc, [1, 8, 6, 6], cl, *geometry, vnni, True) == ""
+    assert "at least 17 output pixels" in why(desc, [1, 8, 4, 4], [128, 1, 32, 8], *geometry, vnni, True)
     assert "at most 64 x 64" in why(desc, [4, 8, 70, 6], [8 * 70 * 6, 1, 48, 8], [65, 1], [1, 1], [0, 0], [1, 1],
                                     vnni)
     multicoat = random_packed("multicoat", "signed_constant", 20, 72, seed=1, name="conv")

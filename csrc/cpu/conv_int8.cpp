@@ -5,15 +5,17 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <stdexcept>
 #include <vector>
 
+#include "../core/slt_contract.h"
 #include "generate.h"
 
 namespace slt {
 namespace cpu {
 
-std::string conv_int8_taps_refusal(const WeightDesc& w, const ConvInput& g, Isa isa) {
+std::string conv_int8_taps_refusal(const WeightDesc& w, const ConvInput& g, Isa isa, bool planes) {
   if (isa != Isa::kAvx512Vnni || !isa_supported(isa))
     return "needs AVX-512 VNNI (isa " + std::string(isa_name(isa)) + ")";
   if (g.sc != 1) return "needs channels-contiguous (channels-last) images";
@@ -21,9 +23,87 @@ std::string conv_int8_taps_refusal(const WeightDesc& w, const ConvInput& g, Isa 
   if (w.frozen() || w.C != 1 || w.dist != kSignedConstant) return "needs a binary signed-constant weight";
   if (g.kh > 64 || g.kw > 64) return "needs a kernel of at most 64 x 64 (its taps' masks are 64-bit)";
   const int64_t M = g.B * conv_out_h(g) * conv_out_w(g);
-  if (M < kConvTapsMinRows) return "needs at least " + std::to_string(kConvTapsMinRows) + " output pixels";
+  const int64_t min_rows = planes ? kConvTapsMinRowsPlanes : kConvTapsMinRows;
+  if (M < min_rows)
+    return "needs at least " + std::to_string(min_rows) + " output pixels" +
+           (planes ? "" : " (" + std::to_string(kConvTapsMinRowsPlanes) + " with the weight's tap-major planes)");
   if (M > INT32_MAX) return "needs fewer than 2^31 output pixels";
   return "";
+}
+
+namespace {
+constexpr uint64_t kTapsPlanesMagic = 0x31504e5350415454ULL;  // the bytes "TTAPSNP1"
+constexpr int32_t kTapsPlanesVersion = 1;
+
+// The header's taps (in its reserved bytes).
+int64_t header_taps(const LutPlanesHeader& h) {
+  int64_t taps;
+  std::memcpy(&taps, h.reserved, sizeof taps);
+  return taps;
+}
+}  // namespace
+
+int64_t conv_taps_planes_bytes(const WeightDesc& w) {
+  return int64_t(sizeof(LutPlanesHeader)) + w.N * 2 * ((w.K + 31) / 32) * int64_t(sizeof(uint32_t));
+}
+
+std::string check_conv_taps_planes(const WeightDesc& w, int64_t taps, const uint8_t* buf, int64_t bytes) {
+  const int64_t want = conv_taps_planes_bytes(w);
+  if (buf == nullptr || bytes != want)
+    return "planes: expected " + std::to_string(want) + " bytes (pack_conv_taps_planes of this weight), got " +
+           std::to_string(bytes) + (buf ? "" : " (null)");
+  if (reinterpret_cast<uintptr_t>(buf) % 4 != 0) return "planes: expected a 4-byte aligned buffer";
+  LutPlanesHeader h;
+  std::memcpy(&h, buf, sizeof h);
+  if (h.magic != kTapsPlanesMagic || h.version != kTapsPlanesVersion)
+    return "planes: not a tap-major planes layout (bad header)";
+  if (h.N != w.N || h.K != w.K || h.k0 != w.k0 || h.k1 != w.k1 || header_taps(h) != taps)
+    return "planes: built for another weight or kernel (header: shape (" + std::to_string(h.N) + ", " +
+           std::to_string(h.K) + "), keys " + std::to_string(h.k0) + "/" + std::to_string(h.k1) + ", " +
+           std::to_string(header_taps(h)) + " taps; this call: (" + std::to_string(w.N) + ", " +
+           std::to_string(w.K) + "), " + std::to_string(w.k0) + "/" + std::to_string(w.k1) + ", " +
+           std::to_string(taps) + " taps)";
+  return "";
+}
+
+void pack_conv_taps_planes(const WeightDesc& w, int64_t taps, uint8_t* dst, int64_t bytes, int threads) {
+  for (const std::string& e : {check_weight(w, true), check_rows(w.N, 0, w.N)})
+    if (!e.empty()) throw std::invalid_argument(e);
+  if (w.frozen() || w.C != 1 || w.dist != kSignedConstant)
+    throw std::invalid_argument("pack_conv_taps_planes: needs a binary-format signed_constant weight");
+  if (taps < 1 || w.K % taps != 0)
+    throw std::invalid_argument("taps: expected a divisor of in_features " + std::to_string(w.K) + ", got " +
+                                std::to_string(taps));
+  const int64_t want = conv_taps_planes_bytes(w);
+  if (dst == nullptr || bytes != want)
+    throw std::invalid_argument("dst: expected " + std::to_string(want) + " bytes, got " + std::to_string(bytes) +
+                                (dst ? "" : " (null)"));
+  if (reinterpret_cast<uintptr_t>(dst) % 4 != 0) throw std::invalid_argument("dst: expected a 4-byte aligned buffer");
+  const int64_t W = (w.K + 31) / 32, C = w.K / taps;
+  uint32_t* body = reinterpret_cast<uint32_t*>(dst + sizeof(LutPlanesHeader));
+  const int nt = resolve_threads(threads);
+  (void)nt;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nt) schedule(static) if (w.N * w.K >= (1 << 18))
+#endif
+  for (int64_t n = 0; n < w.N; ++n) {
+    const uint32_t* mask = reinterpret_cast<const uint32_t*>(w.planes) + n * W;
+    uint32_t* pos = body + n * 2 * W;
+    uint32_t* neg = pos + W;
+    std::fill(pos, pos + 2 * W, 0u);
+    for (int64_t k2 = 0; k2 < w.K; ++k2) {  // (once per weight: a bit at a time)
+      const int64_t k = k2 % C * taps + k2 / C;
+      const uint32_t m = mask[k / 32] >> (k % 32) & 1u;
+      const uint32_t sg = sign_word(w.k0, w.k1, uint32_t(n), uint32_t(k / 32), uint32_t(w.K)) >> (k % 32) & 1u;
+      pos[k2 / 32] |= (m & ~sg) << (k2 % 32);
+      neg[k2 / 32] |= (m & sg) << (k2 % 32);
+    }
+  }
+  LutPlanesHeader h{};
+  h.magic = kTapsPlanesMagic, h.kind = 0, h.version = kTapsPlanesVersion;
+  h.N = w.N, h.K = w.K, h.k0 = w.k0, h.k1 = w.k1;
+  std::memcpy(h.reserved, &taps, sizeof taps);
+  std::memcpy(dst, &h, sizeof h);
 }
 
 namespace {
@@ -112,14 +192,18 @@ struct Plan {
 }  // namespace
 
 void conv2d_int8_taps(const LinearProblem& p, const ConvInput& g, const int8_t* xq, const float* image_scale,
-                      int threads, Isa isa) {
+                      int threads, Isa isa, const uint8_t* planes, int64_t planes_bytes) {
   for (const std::string& e : {check_conv_input(g), check_weight(p, true), check_rows(p.N, p.row_begin, p.row_end)})
     if (!e.empty()) throw std::invalid_argument(e);
   if (p.K != g.C * g.kh * g.kw)
     throw std::invalid_argument("weight: expected in_features = channels * kh * kw = " +
                                 std::to_string(g.C * g.kh * g.kw) + ", got " + std::to_string(p.K));
-  const std::string why = conv_int8_taps_refusal(p, g, isa);
+  const std::string why = conv_int8_taps_refusal(p, g, isa, planes != nullptr);
   if (!why.empty()) throw std::invalid_argument("conv2d_int8_taps: " + why);
+  if (planes != nullptr) {
+    const std::string bad = check_conv_taps_planes(p, g.kh * g.kw, planes, planes_bytes);
+    if (!bad.empty()) throw std::invalid_argument(bad);
+  }
   if (xq == nullptr || image_scale == nullptr || p.y == nullptr)
     throw std::invalid_argument("xq/image_scale/y: null pointer");
   if (p.ldy < p.row_end - p.row_begin)
@@ -133,6 +217,7 @@ void conv2d_int8_taps(const LinearProblem& p, const ConvInput& g, const int8_t* 
   ConvTaps c;
   c.g = g, c.image = xq, c.image_scale = image_scale, c.OH = OH, c.OW = OW;
   c.column = plan.column.data(), c.pixels = plan.pixels.data(), c.tiles = plan.tiles.data(), c.tap = plan.taps.data();
+  c.planes = planes ? reinterpret_cast<const uint32_t*>(planes + sizeof(LutPlanesHeader)) : nullptr;
   // Each output pixel's sum of x (u = t + 1: sum_k t x = sum_k u x - sum_k x), from its pixels'
   // channel sums (the frame's are zero).
   std::vector<int32_t> row_sums(static_cast<size_t>(M));

@@ -50,27 +50,44 @@ struct ConvTaps {
   const ConvTile* tiles = nullptr;
   const ConvTap* tap = nullptr;
   int64_t OH = 0, OW = 0;
+  const uint32_t* planes = nullptr;    // or null: the weight's tap-major P/N words (pack_conv_taps_planes)
 };
 
 // Output pixels from this many (batch OH OW) on: below it each task's panel permute costs more
 // than the patches' gather saves (Zen 4, one thread, 512 channels: 0.92x the patches at 7 x 7
-// and 49 pixels, 0.94x at 4 x 4 and 32; 1.03-1.12x at 64 and 98).
+// and 49 pixels, 0.94x at 4 x 4 and 32; 1.03-1.12x at 64 and 98). With the weight's tap-major
+// planes given (no permute, no sign hash) from kConvTapsMinRowsPlanes: at 16 pixels and below
+// the patches reach the int8 table lookup (512 at 4 x 4, batch 1, one thread: 0.31 ms against
+// the planes' 0.34; 7 x 7 0.76 against 0.71).
 constexpr int64_t kConvTapsMinRows = 64;
+constexpr int64_t kConvTapsMinRowsPlanes = 17;
+
+// A binary signed-constant conv weight's planes P = mask & ~sign and N = mask & sign with its
+// columns tap-major (column t C + c holds the contract's c taps + t), per weight row its P words
+// then its N words, after a 64-byte header (LutPlanesHeader's, its own magic, the taps in it):
+// two bits per weight, a cache of the caller's (slt_hw/backends/cpu.py, a mask's second use
+// on), which spares each call the sign hash and the panels' permute.
+int64_t conv_taps_planes_bytes(const WeightDesc& w);
+void pack_conv_taps_planes(const WeightDesc& w, int64_t taps, uint8_t* dst, int64_t bytes, int threads);
+// "" where buf (bytes long) holds this weight's tap-major planes for `taps` taps, else what is wrong.
+std::string check_conv_taps_planes(const WeightDesc& w, int64_t taps, const uint8_t* buf, int64_t bytes);
 
 // "" where conv2d_int8_taps runs this convolution on `isa` (AVX-512 VNNI; channels contiguous
 // and a multiple of 4, so that a 4-byte group never spans two taps; a binary signed-constant
-// weight; a kernel of at most 64 x 64; kConvTapsMinRows to 2^31 - 1 output pixels), else why
-// not. (g's padding: any.)
-std::string conv_int8_taps_refusal(const WeightDesc& w, const ConvInput& g, Isa isa);
+// weight; a kernel of at most 64 x 64; kConvTapsMinRows (kConvTapsMinRowsPlanes where the
+// weight's tap-major planes come with the call) to 2^31 - 1 output pixels), else why not. (g's
+// padding: any.)
+std::string conv_int8_taps_refusal(const WeightDesc& w, const ConvInput& g, Isa isa, bool planes = false);
 
 // y rows (b, oh, ow) = the convolution g of images quantized per image (image_scale[b]) into a
 // zero frame of g's padding (quantize_images_padded): xq their first frame's corner, g.sb, g.sh,
 // g.sw the framed images' strides in bytes, channels contiguous; with weight rows [p.row_begin,
 // p.row_end): p.y, p.ldy, p.bias and the weight as slt_linear takes them (p.M, p.x, p.xq,
-// p.xscale unused). Throws std::invalid_argument where conv_int8_taps_refusal refuses or an
-// argument is bad.
+// p.xscale unused); planes: null, or the weight's tap-major planes (pack_conv_taps_planes,
+// planes_bytes long). Throws std::invalid_argument where conv_int8_taps_refusal refuses or an
+// argument is bad (planes of another weight or kernel included).
 void conv2d_int8_taps(const LinearProblem& p, const ConvInput& g, const int8_t* xq, const float* image_scale,
-                      int threads, Isa isa);
+                      int threads, Isa isa, const uint8_t* planes = nullptr, int64_t planes_bytes = 0);
 
 namespace avx512vnni {
 int64_t scratch_floats_conv_taps(int64_t K);

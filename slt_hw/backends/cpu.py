@@ -143,6 +143,28 @@ def _lut_planes(mod, w: tuple, desc, m: int, isa: str, lut: str, int8: bool, thr
     return LUT_PLANES.get(src, key, build)
 
 
+# The implicit int8 GEMM's tap-major P/N planes of conv masks used again unchanged (its own
+# cache: a mask whose small calls run the table lookup's layout keeps both)
+CONV_TAPS_PLANES = LayoutCache()
+
+
+def _conv_taps_planes(mod, w: tuple, desc, taps: int, threads: int) -> torch.Tensor | None:
+    """The weight's tap-major planes (pack_conv_taps_planes) from its mask's second use on, else
+    None (binary signed-constant weights only; the caller holds the tensor until the kernel
+    returns)."""
+    if len(w) != 7 or w[0].shape[0] != 1 or w[5] != Dist.SIGNED_CONSTANT.code:  # (binary format, one plane)
+        return None
+
+    def build() -> torch.Tensor:
+        out = torch.empty(mod.conv_taps_planes_bytes(desc), dtype=torch.uint8)
+        mod.pack_conv_taps_planes(desc, taps, out.data_ptr(), out.numel(), threads)
+        return out
+
+    src = w[0]
+    key = ("taps", taps, src.data_ptr(), tuple(src.shape), src.stride(), desc.n, desc.k, desc.k0, desc.k1)
+    return CONV_TAPS_PLANES.get(src, key, build)
+
+
 def linear(x, bias, *rest, int8: bool = False, isa: str | None = None, threads: int | None = None,
            lut: str | None = None) -> torch.Tensor:
     """y = x W_eff[row_begin:row_end]ᵀ + bias in x's dtype (rest: the weight block, row_begin,
@@ -253,8 +275,11 @@ def conv2d_int8(x, bias, *rest, isa: str | None = None, threads: int | None = No
         if not x32.is_contiguous(memory_format=torch.channels_last):
             x32 = x32.contiguous(memory_format=torch.channels_last)
         image_scale = torch.empty(x.shape[0], dtype=torch.float32)
-        why = "patches forced" if _conv_int8_mode() == "patches" else \
-            mod.conv_int8_taps_refusal(desc, shape, list(x32.stride()), *geometry, isa)
+        forced = _conv_int8_mode() == "patches"
+        planes = None if forced or mod.conv_int8_taps_refusal(desc, shape, list(x32.stride()), *geometry, isa, True) \
+            else _conv_taps_planes(mod, w, desc, kernel[0] * kernel[1], nt)
+        why = "patches forced" if forced else \
+            mod.conv_int8_taps_refusal(desc, shape, list(x32.stride()), *geometry, isa, planes is not None)
         if not why:  # the implicit GEMM over images quantized into a zero frame: no patch matrix
             (ph, pw), (h, w_) = padding, x.shape[2:]
             images = torch.empty(x.shape[0], x.shape[1], h + 2 * ph, w_ + 2 * pw, dtype=torch.int8,
@@ -265,7 +290,8 @@ def conv2d_int8(x, bias, *rest, isa: str | None = None, threads: int | None = No
             for g in range(groups):
                 mod.conv2d_int8_taps(desc, images.data_ptr() + g * cin_g, shape, strides, *geometry,
                                      y.data_ptr() + g * og * 4, n, g * og, (g + 1) * og,
-                                     0 if b is None else b.data_ptr() + g * og * 4, image_scale.data_ptr(), nt, isa)
+                                     0 if b is None else b.data_ptr() + g * og * 4, image_scale.data_ptr(), nt, isa,
+                                     _ptr(planes), 0 if planes is None else planes.numel())
             return _conv_output(mod, y, x, oh, ow, n, nt)
         images = torch.empty(x32.shape, dtype=torch.int8, memory_format=torch.channels_last)
         n_img = x32[0].numel() if x.shape[0] else 0
