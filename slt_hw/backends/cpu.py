@@ -444,8 +444,10 @@ def _describe() -> str:
         if _conv_int8_mode() == "patches":
             taps = f" ({CONV_INT8_ENV}=patches: never in place)"
         elif "avx512vnni" in cpu_isas() and _isa(None) in ("auto", "avx512vnni"):
+            cache = "on" if LayoutCache.enabled() else "off"
             taps = (" or, where channels are a multiple of 4, reads each pixel's taps in place in them (implicit "
-                    "GEMM, AVX-512 VNNI, from 64 output pixels)")
+                    "GEMM, AVX-512 VNNI, from 64 output pixels; from 17 once a mask used twice keeps its tap-major "
+                    f"P/N planes, 2 bits/weight, {layout_cache.ENV}={cache})")
         else:
             taps = ""
         conv = (f"; conv2d materialises the weight {conv} ({CONV_ENV}={mode}); conv2d_int8 gathers each output "
