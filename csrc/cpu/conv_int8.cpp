@@ -90,13 +90,16 @@ void pack_conv_taps_planes(const WeightDesc& w, int64_t taps, uint8_t* dst, int6
     const uint32_t* mask = reinterpret_cast<const uint32_t*>(w.planes) + n * W;
     uint32_t* pos = body + n * 2 * W;
     uint32_t* neg = pos + W;
+    std::vector<uint32_t> pn(static_cast<size_t>(2 * W));  // the row's P and N words, the contract's columns
+    for (int64_t i = 0; i < W; ++i) {
+      const uint32_t sg = sign_word(w.k0, w.k1, uint32_t(n), uint32_t(i), uint32_t(w.K));
+      pn[size_t(i)] = mask[i] & ~sg, pn[size_t(W + i)] = mask[i] & sg;
+    }
     std::fill(pos, pos + 2 * W, 0u);
     for (int64_t k2 = 0; k2 < w.K; ++k2) {  // (once per weight: a bit at a time)
       const int64_t k = k2 % C * taps + k2 / C;
-      const uint32_t m = mask[k / 32] >> (k % 32) & 1u;
-      const uint32_t sg = sign_word(w.k0, w.k1, uint32_t(n), uint32_t(k / 32), uint32_t(w.K)) >> (k % 32) & 1u;
-      pos[k2 / 32] |= (m & ~sg) << (k2 % 32);
-      neg[k2 / 32] |= (m & sg) << (k2 % 32);
+      pos[k2 / 32] |= (pn[size_t(k / 32)] >> (k % 32) & 1u) << (k2 % 32);
+      neg[k2 / 32] |= (pn[size_t(W + k / 32)] >> (k % 32) & 1u) << (k2 % 32);
     }
   }
   LutPlanesHeader h{};
