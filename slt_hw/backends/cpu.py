@@ -150,10 +150,8 @@ CONV_TAPS_PLANES = LayoutCache()
 
 def _conv_taps_planes(mod, w: tuple, desc, taps: int, threads: int) -> torch.Tensor | None:
     """The weight's tap-major planes (pack_conv_taps_planes) from its mask's second use on, else
-    None (binary signed-constant weights only; the caller holds the tensor until the kernel
-    returns)."""
-    if len(w) != 7 or w[0].shape[0] != 1 or w[5] != Dist.SIGNED_CONSTANT.code:  # (binary format, one plane)
-        return None
+    None. For a weight conv_int8_taps_refusal takes (binary signed-constant); the caller holds
+    the tensor until the kernel returns."""
 
     def build() -> torch.Tensor:
         out = torch.empty(mod.conv_taps_planes_bytes(desc), dtype=torch.uint8)
@@ -275,11 +273,13 @@ def conv2d_int8(x, bias, *rest, isa: str | None = None, threads: int | None = No
         if not x32.is_contiguous(memory_format=torch.channels_last):
             x32 = x32.contiguous(memory_format=torch.channels_last)
         image_scale = torch.empty(x.shape[0], dtype=torch.float32)
-        forced = _conv_int8_mode() == "patches"
-        planes = None if forced or mod.conv_int8_taps_refusal(desc, shape, list(x32.stride()), *geometry, isa, True) \
-            else _conv_taps_planes(mod, w, desc, kernel[0] * kernel[1], nt)
-        why = "patches forced" if forced else \
-            mod.conv_int8_taps_refusal(desc, shape, list(x32.stride()), *geometry, isa, planes is not None)
+        # (where the taps would run with the weight's planes: those, and the taps again without them)
+        x_strides = list(x32.stride())
+        why = "patches forced" if _conv_int8_mode() == "patches" else \
+            mod.conv_int8_taps_refusal(desc, shape, x_strides, *geometry, isa, True)
+        planes = None if why else _conv_taps_planes(mod, w, desc, kernel[0] * kernel[1], nt)
+        if not why and planes is None:
+            why = mod.conv_int8_taps_refusal(desc, shape, x_strides, *geometry, isa, False)
         if not why:  # the implicit GEMM over images quantized into a zero frame: no patch matrix
             (ph, pw), (h, w_) = padding, x.shape[2:]
             images = torch.empty(x.shape[0], x.shape[1], h + 2 * ph, w_ + 2 * pw, dtype=torch.int8,
