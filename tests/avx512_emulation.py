@@ -157,3 +157,11 @@ def module():
             pytest.fail(f"{REQUIRE_ENV}=1 but {msg}", pytrace=False)
         pytest.skip(msg)
     return mod
+
+
+def module_for(isa: str):
+    """The extension that runs `isa`: the emulated one for an emulated ISA's name (module()),
+    else the native one."""
+    from slt_hw import _ext
+
+    return module() if isa in ISAS else _ext.require()

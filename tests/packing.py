@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import zlib
 
 import torch
@@ -29,3 +31,9 @@ def random_packed(fmt: str, dist: str, n: int, k: int, *, seed: int = 3, name: s
     else:
         raise ValueError(f"fmt: expected one of {FORMATS}, got {fmt!r}")
     return pw.to(device)
+
+
+def random_conv_packed(fmt: str, dist: str, shape: tuple[int, int, int, int], *, seed: int = 3, name: str = "conv"):
+    """A conv weight (out, in/groups, kh, kw): random_packed's (out, in/groups·kh·kw) masks."""
+    p = random_packed(fmt, dist, shape[0], math.prod(shape[1:]), seed=seed, name=name)
+    return dataclasses.replace(p, shape=tuple(shape))

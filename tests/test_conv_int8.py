@@ -5,7 +5,6 @@ quantize_activations, and its gather of per-image bytes against F.unfold + quant
 for bit."""
 
 import dataclasses
-import math
 
 import avx512_emulation
 import pytest
@@ -13,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from packing import random_packed
+from packing import random_conv_packed
 
 from slt_hw import _ext, _ops, dispatch, pack_binary
 from slt_hw.ops import (
@@ -29,9 +28,7 @@ CPP = pytest.mark.skipif("cpp" not in BACKENDS, reason="slt_hw._C not built")
 
 
 def packed(fmt, shape, seed, dist="signed_constant"):
-    """A conv weight (out, in/groups, kh, kw) of packing.random_packed's (out, in/groups·kh·kw) masks."""
-    p = random_packed(fmt, dist, shape[0], math.prod(shape[1:]), seed=seed, name="conv")
-    return dataclasses.replace(p, shape=tuple(shape))
+    return random_conv_packed(fmt, dist, shape, seed=seed)
 
 
 def layout(x, name):
@@ -126,10 +123,6 @@ def test_opcheck(fmt):
 GATHER_ISAS = [*(_ext.require().cpu_isas() if "cpp" in BACKENDS else []), "avx512-emulated"]
 
 
-def gather_module(isa):
-    return avx512_emulation.module() if isa in avx512_emulation.ISAS else _ext.require()
-
-
 def im2col_cpp(x, kernel, stride, padding, dilation, m0=0, m1=None, isa="auto", mod=None):
     if m1 is None:
         oh, ow = _ops.conv2d_output_size(x.shape[2], x.shape[3], kernel, stride, padding, dilation)
@@ -159,7 +152,7 @@ def test_patch_quantizer_has_the_reference_bits(isa, c, k, stride, padding, dila
         return
     cols = F.unfold(x, k, dilation, padding, stride).transpose(1, 2).reshape(-1, c * k[0] * k[1])
     want_q, want_s = quantize_activations(cols)
-    mod = gather_module(isa)
+    mod = avx512_emulation.module_for(isa)
     q, s = im2col_cpp(x, k, stride, padding, dilation, isa=isa, mod=mod)
     assert torch.equal(q, want_q) and torch.equal(s, want_s)
     m = q.shape[0]
@@ -208,7 +201,7 @@ def test_image_gather_has_the_reference_bytes(isa, c, k, stride, padding, dilati
     cols = F.unfold(want_images.float(), k, dilation, padding, stride)  # (exact: small integers)
     want_q = cols.transpose(1, 2).reshape(-1, c * k[0] * k[1]).to(torch.int8)
     want_s = want_scales.repeat_interleave(want_q.shape[0] // 3)
-    mod = gather_module(isa)
+    mod = avx512_emulation.module_for(isa)
     q, s, scales = im2col_int8_cpp(x, k, stride, padding, dilation, isa=isa, mod=mod)
     assert torch.equal(scales, want_scales)
     assert torch.equal(q, want_q) and torch.equal(s, want_s)
@@ -224,7 +217,7 @@ def test_images_quantized_in_slices_have_the_reference_bits(isa, batch, threads)
     """Fewer large rows (images) than threads: each is split into slices whose maxima make its
     scale; quantize_activations' bits, the largest value in any slice (here the last, past the
     64-value vectors), every byte written; rows further apart than their length (ldx)."""
-    mod = gather_module(isa)
+    mod = avx512_emulation.module_for(isa)
     n = 3 * 65536 + 37
     wide = torch.randn(batch, n + 7, generator=torch.Generator().manual_seed(batch + threads)) * 3.0
     wide[0, n - 5] = 1e3
@@ -254,7 +247,7 @@ def test_avx512_patch_permutes_have_the_reference_bits(isa, c, k, padding):
     x = layout(x, "channels_last")
     cols = F.unfold(x, k, (1, 1), padding, (1, 1)).transpose(1, 2).reshape(-1, c * k[0] * k[1])
     want_q, want_s = quantize_activations(cols)
-    mod = gather_module(isa)
+    mod = avx512_emulation.module_for(isa)
     if mod.patch_gather(c, True, list(k), isa) != "avx512-vbmi":
         pytest.skip(f"{isa}: this CPU has no AVX512-VBMI")
     q, s = im2col_cpp(x, k, (1, 1), padding, (1, 1), isa=isa, mod=mod)
@@ -286,7 +279,8 @@ def test_patch_gather_names_the_one_that_runs():
         assert mod.patch_gather(24, True, [3, 3], "avx2", True) == "scalar"
     with pytest.raises(ValueError, match="isa: expected one of"):
         mod.patch_gather(64, True, [3, 3], "sse9")
-    assert gather_module("avx512-emulated").patch_gather(16, True, [4, 4], "avx512-emulated") == "avx512-vbmi"
+    emulated = avx512_emulation.module_for("avx512-emulated")
+    assert emulated.patch_gather(16, True, [4, 4], "avx512-emulated") == "avx512-vbmi"
 
 
 def _cpu_flags():

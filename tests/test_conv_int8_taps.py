@@ -5,7 +5,6 @@ quantizer against F.pad of quantize_images; where the implicit GEMM declines, an
 arguments."""
 
 import dataclasses
-import math
 
 import avx512_emulation
 import pytest
@@ -13,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from packing import random_packed
+from packing import random_conv_packed, random_packed
 
 from slt_hw import _ext, _ops
 from slt_hw.backends import cpu
@@ -25,13 +24,11 @@ NATIVE_VNNI = "avx512vnni" in NATIVE_ISAS
 TAPS_ISAS = [*(["avx512vnni"] if NATIVE_VNNI else []), "avx512vnni-emulated"]
 
 
-def module(isa):
-    return avx512_emulation.module() if isa in avx512_emulation.ISAS else _ext.require()
+module = avx512_emulation.module_for
 
 
 def packed(shape, seed):
-    p = random_packed("binary", "signed_constant", shape[0], math.prod(shape[1:]), seed=seed, name="conv")
-    return dataclasses.replace(p, shape=tuple(shape))
+    return random_conv_packed("binary", "signed_constant", shape, seed=seed)
 
 
 def framed_images(mod, isa, x, padding):

@@ -24,8 +24,7 @@ NATIVE = [isa for isa in cpu.cpu_isas() if isa in ("avx512", "avx512vnni", "amx"
 ISAS = NATIVE + list(avx512_emulation.ISAS)
 
 
-def module(isa):
-    return avx512_emulation.module() if isa in avx512_emulation.ISAS else _ext.native()
+module = avx512_emulation.module_for
 
 
 binary = lut_calls.binary
