@@ -41,10 +41,13 @@ from slt_hw.backends import cpu
 from slt_hw.ops import slt_conv2d, slt_conv2d_int8
 
 # (name, in channels, out channels, input side): Conv4/Conv6 on CIFAR-10, ResNet-18's stages at 224
+# and on CIFAR-10's 32 x 32 (slt_hw.models.ResNet18: its last stage at 4 x 4)
 LAYERS = {
     "cifar": [("conv4.2", 64, 64, 32), ("conv4.4", 128, 128, 16), ("conv6.6", 256, 256, 8)],
     "resnet18": [("layer1", 64, 64, 56), ("layer2", 128, 128, 28), ("layer3", 256, 256, 14),
                  ("layer4", 512, 512, 7)],
+    "resnet18_cifar": [("layer1", 64, 64, 32), ("layer2", 128, 128, 16), ("layer3", 256, 256, 8),
+                       ("layer4", 512, 512, 4)],
 }
 
 
