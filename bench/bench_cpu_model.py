@@ -14,7 +14,9 @@ mapping, calibrated on the timed batch: convolutions fused with their ReLUs, act
 between layers), the int8 peer a user would pick for a CNN: its dynamic convolution loses most
 of the signal on non-negative inputs (pytorch/pytorch#70480); "vs static" is its time / this
 time, "rel err" ||y - y_fp32|| / ||y_fp32|| of the logits. "slt packed int8 image" runs the
-packed convolutions with act_scale="image" (one activation scale per image). The packed model's
+packed convolutions with act_scale="image" (one activation scale per image); "slt fused" is the
+same model after slt_hw.nn.fuse_epilogues (each convolution's BatchNorm, residual add and ReLU
+in its epilogue). The packed model's
 weight memory is its masks (1 bit per weight), plus, once a table lookup has run twice on them,
 its cached P/N planes (2 bits per weight, backends/layout_cache.py), and once the implicit int8
 GEMM has run twice on a convolution's, its tap-major P/N planes (2 bits per weight).
@@ -34,7 +36,7 @@ from utils import interleaved_times, report
 import slt_hw
 from slt_hw.backends import cpu
 from slt_hw.models import ConvNet, ResNet18
-from slt_hw.nn import set_int8_activations
+from slt_hw.nn import fuse_epilogues, set_int8_activations
 
 CNNS = {"conv6": lambda: ConvNet("conv6", (3, 32, 32), 10, seed=0, dense=True),
         "resnet18": lambda: ResNet18((3, 32, 32), 10, seed=0, dense=True)}
@@ -89,6 +91,7 @@ def bench_cnn(name: str, batches: list[int], stat: str) -> list[dict]:
     switched = set_int8_activations(packed8)
     packed8i = copy.deepcopy(packed)
     set_int8_activations(packed8i, act_scale="image")
+    fused = fuse_epilogues(packed8i)  # (shares packed8i's layers)
     dense.load_state_dict(slt_hw.export_dense(packed), strict=False)
     x = torch.randn(2, 3, 32, 32)
     with torch.inference_mode():
@@ -103,7 +106,7 @@ def bench_cnn(name: str, batches: list[int], stat: str) -> list[dict]:
            "torch int8 channels-last": weights, "torch static int8": weights,
            "torch static int8 channels-last": weights,
            "slt packed": weights / 8, "slt packed int8": weights / 8, "slt packed int8 channels-last": weights / 8,
-           "slt packed int8 image channels-last": weights / 8}
+           "slt packed int8 image channels-last": weights / 8, "slt fused int8 image channels-last": weights / 8}
     rows = []
     for b in batches:
         x = torch.randn(b, 3, 32, 32)
@@ -115,7 +118,8 @@ def bench_cnn(name: str, batches: list[int], stat: str) -> list[dict]:
                  "torch static int8 channels-last": lambda x=xc, q=qs: q(x),
                  "slt packed": lambda x=x: packed(x), "slt packed int8": lambda x=x: packed8(x),
                  "slt packed int8 channels-last": lambda x=xc: packed8(x),
-                 "slt packed int8 image channels-last": lambda x=xc: packed8i(x)}
+                 "slt packed int8 image channels-last": lambda x=xc: packed8i(x),
+                 "slt fused int8 image channels-last": lambda x=xc: fused(x)}
         with torch.inference_mode():
             ref = dense(x)
             err = {impl: float((f() - ref).norm() / ref.norm()) for impl, f in impls.items()}
@@ -123,7 +127,7 @@ def bench_cnn(name: str, batches: list[int], stat: str) -> list[dict]:
         best = min(times["dense fp32"], times["dense fp32 channels-last"])
         static = min(times["torch static int8"], times["torch static int8 channels-last"])
         models = {"slt packed": packed, "slt packed int8": packed8, "slt packed int8 channels-last": packed8,
-                  "slt packed int8 image channels-last": packed8i}
+                  "slt packed int8 image channels-last": packed8i, "slt fused int8 image channels-last": fused}
         for impl, t in times.items():
             q = times["torch int8 channels-last" if "channels-last" in impl else "torch int8 (quantize_dynamic)"]
             model = models.get(impl)  # (+ the layouts cached for its masks: the lookups' codes, the taps' planes)

@@ -443,8 +443,11 @@ PYBIND11_MODULE(_C, m) {
       [](const slt::WeightDesc& w, uintptr_t xq, std::vector<int64_t> shape, std::vector<int64_t> strides,
          std::vector<int64_t> kernel, std::vector<int64_t> stride, std::vector<int64_t> padding,
          std::vector<int64_t> dilation, uintptr_t y, int64_t ldy, int64_t row_begin, int64_t row_end, uintptr_t bias,
-         uintptr_t image_scale, int threads, const std::string& isa, uintptr_t planes, int64_t planes_bytes) {
+         uintptr_t image_scale, int threads, const std::string& isa, uintptr_t planes, int64_t planes_bytes,
+         uintptr_t scale, uintptr_t residual, int64_t ldr, bool relu) {
         const slt::cpu::ConvInput g = conv_input(shape, strides, kernel, stride, padding, dilation);
+        slt::cpu::Epilogue e;
+        e.scale = ptr<const float>(scale), e.residual = ptr<const float>(residual), e.ldr = ldr, e.relu = relu;
         slt::cpu::LinearProblem p;
         static_cast<slt::WeightDesc&>(p) = w;
         p.y = ptr<float>(y), p.ldy = ldy, p.row_begin = row_begin, p.row_end = row_end;
@@ -452,17 +455,20 @@ PYBIND11_MODULE(_C, m) {
         const slt::cpu::Isa which = parse_isa(isa);
         py::gil_scoped_release release;
         slt::cpu::conv2d_int8_taps(p, g, ptr<const int8_t>(xq), ptr<const float>(image_scale), threads, which,
-                                   ptr<const uint8_t>(planes), planes_bytes);
+                                   ptr<const uint8_t>(planes), planes_bytes, e);
       },
       "slt_conv2d_int8 (one group of x: shape (B, C, H, W)) with weight rows [row_begin, row_end) as an implicit "
       "GEMM, no patch matrix, over xq: x quantized per image (image_scale[b]) into a zero frame of the padding "
       "(quantize_images_padded), its first frame's corner, strides the framed images' (channels contiguous); "
       "y (B OH OW rows, ldy apart) float32, the same bits as im2col_int8 + slt_linear. planes: 0, or the weight's "
-      "tap-major planes (pack_conv_taps_planes). conv_int8_taps_refusal says where it runs.",
+      "tap-major planes (pack_conv_taps_planes). conv_int8_taps_refusal says where it runs. The epilogue, in the "
+      "output tiles' store: y = relu(y * scale[n] + bias[n] + residual[m][n]) (scale, residual: 0 for none; "
+      "residual rows as y's, ldr apart), float32 in that order.",
       py::arg("w"), py::arg("xq"), py::arg("shape"), py::arg("strides"), py::arg("kernel"), py::arg("stride"),
       py::arg("padding"), py::arg("dilation"), py::arg("y"), py::arg("ldy"), py::arg("row_begin"), py::arg("row_end"),
       py::arg("bias") = 0, py::arg("image_scale") = 0, py::arg("threads") = 0, py::arg("isa") = "auto",
-      py::arg("planes") = 0, py::arg("planes_bytes") = 0);
+      py::arg("planes") = 0, py::arg("planes_bytes") = 0, py::arg("scale") = 0, py::arg("residual") = 0,
+      py::arg("ldr") = 0, py::arg("relu") = false);
 
   m.def(
       "patch_gather",

@@ -212,7 +212,7 @@ def _n_w(fmt: str) -> int:
 
 _ROW_DEFAULTS = ("auto", 0, None)  # backend, row_begin, row_end
 _CONV_DEFAULTS = (None,) * 5 + ("auto",)  # kernel_size, stride, padding, dilation, groups (no default), backend
-_CONV_INT8_DEFAULTS = (*_CONV_DEFAULTS, "patch")  # ..., act_scale
+_CONV_INT8_DEFAULTS = (*_CONV_DEFAULTS, "patch", None, None, False)  # ..., act_scale, out_scale, residual, relu
 
 
 def _with_defaults(given: tuple, defaults: tuple) -> tuple:
@@ -273,14 +273,37 @@ def check_act_scale(act_scale) -> None:
         raise ValueError(f"act_scale: expected one of {', '.join(map(repr, ACT_SCALES))}, got {act_scale!r}")
 
 
+def check_epilogue(x, scale, residual, relu, n: int, out_shape: tuple, device) -> None:
+    """A convolution's epilogue (slt_conv2d_int8's out_scale, residual, relu) for its output of
+    out_shape: out_scale float32 (n,), residual x's dtype in out_shape, both on x's device."""
+    if scale is not None:
+        if not isinstance(scale, torch.Tensor) or scale.dtype != torch.float32 or tuple(scale.shape) != (n,):
+            got = f"{scale.dtype} {tuple(scale.shape)}" if isinstance(scale, torch.Tensor) else type(scale).__name__
+            raise ValueError(f"out_scale: expected a float32 tensor of shape ({n},), one per output channel, got {got}")
+        if scale.device != device:
+            raise ValueError(f"out_scale: expected device {device}, got {scale.device}")
+    if residual is not None:
+        if not isinstance(residual, torch.Tensor) or residual.dtype != x.dtype or tuple(residual.shape) != out_shape:
+            got = (f"{residual.dtype} {tuple(residual.shape)}" if isinstance(residual, torch.Tensor)
+                   else type(residual).__name__)
+            raise ValueError(f"residual: expected a {x.dtype} tensor of the output's shape {out_shape}, got {got}")
+        if residual.device != device:
+            raise ValueError(f"residual: expected device {device}, got {residual.device}")
+    if not isinstance(relu, bool):
+        raise TypeError(f"relu: expected a bool, got {type(relu).__name__}")
+
+
 def _conv_args(fmt: str, x, bias, rest, int8: bool = False):
-    """(weight block, (kernel, stride, padding, dilation, groups[, act_scale]), backend, rows N,
-    device), checked."""
+    """(weight block, (kernel, stride, padding, dilation, groups[, act_scale, out_scale,
+    residual, relu]), backend, rows N, device), checked."""
     w, conv = rest[:_n_w(fmt)], _with_defaults(rest[_n_w(fmt):], _CONV_INT8_DEFAULTS if int8 else _CONV_DEFAULTS)
     n, k, device = check_weight(fmt, w)
     check_conv(x, bias, n, k, device, *conv[:5])
     if int8:
         check_act_scale(conv[6])
+        if conv[7] is not None or conv[8] is not None or conv[9]:
+            oh, ow = conv2d_output_size(x.shape[2], x.shape[3], *conv[:4])
+            check_epilogue(x, *conv[7:], n, (x.shape[0], n, oh, ow), device)
     return w, (*conv[:5], *conv[6:]), conv[5], n, device
 
 
@@ -387,7 +410,8 @@ for _fmt, _w in WEIGHT.items():
     _define(f"materialize_{_fmt}", f"({_w}, {_ROWS}) -> Tensor", *_materialize_impl(f"materialize_{_fmt}", _fmt))
     _define(f"conv2d_{_fmt}", f"(Tensor x, Tensor? bias, {_w}, {_CONV}) -> Tensor",
             *_conv_impl(f"conv2d_{_fmt}", _fmt), _conv_backward, _weight_setup(_fmt, _CONV_DEFAULTS))
-    _define(f"conv2d_int8_{_fmt}", f"(Tensor x, Tensor? bias, {_w}, {_CONV}, str act_scale='patch') -> Tensor",
+    _define(f"conv2d_int8_{_fmt}", f"(Tensor x, Tensor? bias, {_w}, {_CONV}, str act_scale='patch', "
+            "Tensor? out_scale=None, Tensor? residual=None, bool relu=False) -> Tensor",
             *_conv_impl(f"conv2d_int8_{_fmt}", _fmt))
 _define("attention", "(Tensor q, Tensor k, Tensor v, Tensor? key_padding_mask, Tensor? attn_mask, bool causal, "
         "float scale, str backend='auto') -> Tensor", _attention_impl, _attention_fake)

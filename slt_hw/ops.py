@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from . import _ops
-from .backends.composite import dense_linear, im2col_conv2d
+from .backends.composite import conv_epilogue, dense_linear, im2col_conv2d
 from .formats import PackedWeight
 from .reference.quantize import dequantized_images, quantize_activations, quantize_images
 
@@ -88,7 +88,8 @@ def slt_conv2d(x: torch.Tensor, packed: PackedWeight, bias: torch.Tensor | None 
 
 
 def slt_conv2d_int8(x: torch.Tensor, packed: PackedWeight, bias: torch.Tensor | None = None, stride=1, padding=0,
-                    dilation=1, groups: int = 1, *, act_scale: str = "patch",
+                    dilation=1, groups: int = 1, *, act_scale: str = "patch", out_scale: torch.Tensor | None = None,
+                    residual: torch.Tensor | None = None, relu: bool = False,
                     backend: str | None = None) -> torch.Tensor:
     """Opt-in int8-activation slt_conv2d for signed-constant weights, as slt_linear_int8 over
     F.unfold's patch rows: the activations quantized dynamically and symmetrically, the ±1/0
@@ -100,44 +101,66 @@ def slt_conv2d_int8(x: torch.Tensor, packed: PackedWeight, bias: torch.Tensor | 
     the patch scales' error on CIFAR-10 ResNet-18 activations (bench/conv_int8_error.py), and the
     patches are then copied bytes, not quantized 9 times over (3 x 3).
 
+    The epilogue, fused: relu(conv · out_scale + bias + residual), each part optional and in
+    that order (out_scale: float32, one per output channel, the bias added after it; residual:
+    x's dtype and the output's shape; a BatchNorm folded into out_scale and bias, a ResNet
+    block's shortcut as residual: slt_hw.nn.fuse_epilogues), in float32 then rounded to x's
+    dtype. For float32 x the bits of those ops run one by one on the unfused output.
+
     On the CPU (backend "cpp") the patches are gathered (and quantized) in C++ and run by the
     int8 kernel; elsewhere the same arithmetic in PyTorch (the reference backend).
     """
     _check_conv_packed(packed)
     return conv2d(x, packed, bias, packed.shape[2:], stride, padding, dilation, groups, backend, int8=True,
-                  act_scale=act_scale)
+                  act_scale=act_scale, epilogue=(out_scale, residual, relu))
 
 
 def slt_conv2d_int8_reference(x, packed, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
-                              act_scale: str = "patch") -> torch.Tensor:
+                              act_scale: str = "patch", out_scale=None, residual=None,
+                              relu: bool = False) -> torch.Tensor:
     """The ground truth of slt_conv2d_int8: per group, F.unfold's patch rows quantized by
     quantize_activations (act_scale "image": x quantized per image by quantize_images), then
-    F.linear in float32 with the materialised weight; in x's dtype and F.conv2d's layout."""
+    F.linear in float32 with the materialised weight, then the epilogue (conv_epilogue); in x's
+    dtype and F.conv2d's layout."""
     _check_conv_packed(packed)
     _ops.check_act_scale(act_scale)
     kernel, stride, padding, dilation = list(packed.shape[2:]), _pair(stride), _pair(padding), _pair(dilation)
     n, k = packed.out_features, packed.in_features
     _ops.check_conv(x, bias, n, k, packed.device, kernel, stride, padding, dilation, groups)
+    oh, ow = _ops.conv2d_output_size(x.shape[2], x.shape[3], kernel, stride, padding, dilation)
+    _ops.check_epilogue(x, out_scale, residual, relu, n, (x.shape[0], n, oh, ow), packed.device)
     w = packed.materialize()
+    b = None if out_scale is not None else bias
     if act_scale == "image":
         xd = dequantized_images(x).contiguous(memory_format=_ops.conv2d_output_format(x))
-        y = im2col_conv2d(lambda cols, b, r0, r1: dense_linear(cols, w[r0:r1], b), xd, bias, n, kernel, stride,
+        y = im2col_conv2d(lambda cols, b, r0, r1: dense_linear(cols, w[r0:r1], b), xd, b, n, kernel, stride,
                           padding, dilation, groups)
+    else:
+        y = im2col_conv2d(lambda cols, b, r0, r1: dense_linear(cols, w[r0:r1], b, int8=True), x, b, n, kernel,
+                          stride, padding, dilation, groups)
+    if out_scale is None and residual is None and not relu:
         return y.to(x.dtype)
-    return im2col_conv2d(lambda cols, b, r0, r1: dense_linear(cols, w[r0:r1], b, int8=True), x, bias, n, kernel,
-                         stride, padding, dilation, groups)
+    return conv_epilogue(y.to(torch.float32), out_scale, None if b is not None else bias, residual, relu).to(x.dtype)
 
 
 def conv2d(x, packed: PackedWeight, bias, kernel_size, stride, padding, dilation, groups, backend,
-           int8: bool = False, act_scale: str = "patch") -> torch.Tensor:
+           int8: bool = False, act_scale: str = "patch", epilogue: tuple = (None, None, False)) -> torch.Tensor:
     """slt_conv2d (int8: slt_conv2d_int8 with act_scale) for a packed weight of any shape whose
-    in_features is in/groups·kh·kw (the packed layers keep theirs flattened to 2-D)."""
+    in_features is in/groups·kh·kw (the packed layers keep theirs flattened to 2-D); epilogue:
+    (out_scale, residual, relu), slt_conv2d_int8's, fused there, after slt_conv2d in torch."""
     fmt, w = _ops.weight_args(packed)
     args = (list(kernel_size), list(_pair(stride)), list(_pair(padding)), list(_pair(dilation)), groups,
             backend or "auto")
     if int8:
-        return _ops.call(f"conv2d_int8_{fmt}", x, bias, *w, *args, act_scale)
-    return _ops.call(f"conv2d_{fmt}", x, bias, *w, *args)
+        return _ops.call(f"conv2d_int8_{fmt}", x, bias, *w, *args, act_scale, *epilogue)
+    scale, residual, relu = epilogue
+    if scale is None and residual is None and not relu:
+        return _ops.call(f"conv2d_{fmt}", x, bias, *w, *args)
+    oh, ow = _ops.conv2d_output_size(x.shape[2], x.shape[3], args[0], *args[1:4])
+    _ops.check_epilogue(x, scale, residual, relu, packed.out_features, (x.shape[0], packed.out_features, oh, ow),
+                        packed.device)
+    y = _ops.call(f"conv2d_{fmt}", x, None if scale is not None else bias, *w, *args).to(torch.float32)
+    return conv_epilogue(y, scale, bias if scale is not None else None, residual, relu).to(x.dtype)
 
 
 def slt_conv2d_reference(x, packed, bias=None, stride=1, padding=0, dilation=1, groups=1) -> torch.Tensor:

@@ -50,14 +50,15 @@ def taps_planes(mod, p):
     return out
 
 
-def taps_conv(isa, x, p, bias, stride, padding, dilation, groups, planes=False):
+def taps_conv(isa, x, p, bias, stride, padding, dilation, groups, planes=False, epilogue=(None, None, False)):
     """slt_conv2d_int8(act_scale="image") as the cpp backend runs it through the implicit GEMM,
-    with `isa`'s module (planes: with the weight's tap-major planes): its output rows (b, oh,
-    ow), float32."""
+    with `isa`'s module (planes: with the weight's tap-major planes; epilogue: (scale, residual
+    as output rows, relu)): its output rows (b, oh, ow), float32."""
     mod = module(isa)
     _, w = _ops.weight_args(p)
     desc, _alive = _ext.weight_desc(mod, w)
     tp = taps_planes(mod, p) if planes else None
+    scale, residual, relu = epilogue
     kernel, (oh, ow) = list(p.shape[2:]), _ops.conv2d_output_size(x.shape[2], x.shape[3], p.shape[2:], stride,
                                                                   padding, dilation)
     n, cin_g = p.out_features, x.shape[1] // groups
@@ -71,7 +72,9 @@ def taps_conv(isa, x, p, bias, stride, padding, dilation, groups, planes=False):
         mod.conv2d_int8_taps(desc, images.data_ptr() + g * cin_g, shape, strides, *geometry,
                              y.data_ptr() + g * og * 4, n, g * og, (g + 1) * og,
                              0 if bias is None else bias.data_ptr() + g * og * 4, scales.data_ptr(), 2, isa,
-                             0 if tp is None else tp.data_ptr(), 0 if tp is None else tp.numel())
+                             0 if tp is None else tp.data_ptr(), 0 if tp is None else tp.numel(),
+                             0 if scale is None else scale.data_ptr() + g * og * 4,
+                             0 if residual is None else residual.data_ptr() + g * og * 4, n, relu)
     return y
 
 

@@ -195,7 +195,7 @@ struct Plan {
 }  // namespace
 
 void conv2d_int8_taps(const LinearProblem& p, const ConvInput& g, const int8_t* xq, const float* image_scale,
-                      int threads, Isa isa, const uint8_t* planes, int64_t planes_bytes) {
+                      int threads, Isa isa, const uint8_t* planes, int64_t planes_bytes, const Epilogue& e) {
   for (const std::string& e : {check_conv_input(g), check_weight(p, true), check_rows(p.N, p.row_begin, p.row_end)})
     if (!e.empty()) throw std::invalid_argument(e);
   if (p.K != g.C * g.kh * g.kw)
@@ -211,6 +211,8 @@ void conv2d_int8_taps(const LinearProblem& p, const ConvInput& g, const int8_t* 
     throw std::invalid_argument("xq/image_scale/y: null pointer");
   if (p.ldy < p.row_end - p.row_begin)
     throw std::invalid_argument("y: row stride smaller than the number of output rows");
+  if (e.residual != nullptr && e.ldr < p.row_end - p.row_begin)
+    throw std::invalid_argument("residual: row stride smaller than the number of output rows");
   if (p.row_end == p.row_begin) return;
 #if defined(SLT_HW_HAVE_AVX512)
   const int64_t OH = conv_out_h(g), OW = conv_out_w(g), M = g.B * OH * OW;
@@ -221,6 +223,7 @@ void conv2d_int8_taps(const LinearProblem& p, const ConvInput& g, const int8_t* 
   c.g = g, c.image = xq, c.image_scale = image_scale, c.OH = OH, c.OW = OW;
   c.column = plan.column.data(), c.pixels = plan.pixels.data(), c.tiles = plan.tiles.data(), c.tap = plan.taps.data();
   c.planes = planes ? reinterpret_cast<const uint32_t*>(planes + sizeof(LutPlanesHeader)) : nullptr;
+  c.epilogue = e;
   // Each output pixel's sum of x (u = t + 1: sum_k t x = sum_k u x - sum_k x), from its pixels'
   // channel sums (the frame's are zero).
   std::vector<int32_t> row_sums(static_cast<size_t>(M));

@@ -51,6 +51,7 @@ struct ConvTaps {
   const ConvTap* tap = nullptr;
   int64_t OH = 0, OW = 0;
   const uint32_t* planes = nullptr;    // or null: the weight's tap-major P/N words (pack_conv_taps_planes)
+  Epilogue epilogue;                   // around the bias, in the output tiles' store
 };
 
 // Output pixels from this many (batch OH OW) on: below it each task's panel permute costs more
@@ -84,10 +85,12 @@ std::string conv_int8_taps_refusal(const WeightDesc& w, const ConvInput& g, Isa 
 // g.sw the framed images' strides in bytes, channels contiguous; with weight rows [p.row_begin,
 // p.row_end): p.y, p.ldy, p.bias and the weight as slt_linear takes them (p.M, p.x, p.xq,
 // p.xscale unused); planes: null, or the weight's tap-major planes (pack_conv_taps_planes,
-// planes_bytes long). Throws std::invalid_argument where conv_int8_taps_refusal refuses or an
-// argument is bad (planes of another weight or kernel included).
+// planes_bytes long); e: the epilogue around the bias (its residual rows as y's, e.ldr apart).
+// Throws std::invalid_argument where conv_int8_taps_refusal refuses or an argument is bad
+// (planes of another weight or kernel included).
 void conv2d_int8_taps(const LinearProblem& p, const ConvInput& g, const int8_t* xq, const float* image_scale,
-                      int threads, Isa isa, const uint8_t* planes = nullptr, int64_t planes_bytes = 0);
+                      int threads, Isa isa, const uint8_t* planes = nullptr, int64_t planes_bytes = 0,
+                      const Epilogue& e = {});
 
 namespace avx512vnni {
 int64_t scratch_floats_conv_taps(int64_t K);

@@ -118,6 +118,17 @@ struct LutRows {
 LutRows lut_rows(Isa isa);
 
 // The weight (N, K, keys, masks) is the WeightDesc part; the rest is this call's.
+// What a convolution's output store applies after its bias, fused (slt_conv2d_int8's scale,
+// residual and relu): y = relu(y * scale[n] + bias[n] + residual[m][n]), each part optional, in
+// this order, in float32 and without contraction: the bits of the same ops run one by one.
+struct Epilogue {
+  const float* scale = nullptr;     // per output column (row_end - row_begin of the problem), or null
+  const float* residual = nullptr;  // per output row and column, rows ldr apart, or null
+  int64_t ldr = 0;
+  bool relu = false;
+  bool empty() const { return scale == nullptr && residual == nullptr && !relu; }
+};
+
 struct LinearProblem : WeightDesc {
   const float* x = nullptr;  // (M, K), row stride ldx
   const uint16_t* xb = nullptr;  // or bf16 activations (M, K), row stride ldx (read exactly as float)

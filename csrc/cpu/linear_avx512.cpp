@@ -652,14 +652,17 @@ constexpr MicroI8Panel kMicroI8Panel[kBfMr + 1][kBfNr + 1] = {
 
 // y rows rows[0 .. mr), weight rows [n0, n1) of a tile's int32 sums (kTaskRows a row) and its
 // rows' xsums: as rows_int8_impl, (g * float(sum - xsum)) * scale * xscale + b (+ 0.0f without a
-// bias), in that order (so its bits).
+// bias), in that order (so its bits); e (or null): a convolution's epilogue around the bias.
 void store_i8_tile(const LinearProblem& p, const int32_t* sums, const int32_t* xsums, const float* xscale,
-                   const int64_t* rows, int64_t mr, int64_t n0, int64_t n1) {
+                   const int64_t* rows, int64_t mr, int64_t n0, int64_t n1, const Epilogue* e) {
   const float g = p.coat_scales[0];
+  const float* es = e && e->scale ? e->scale + n0 - p.row_begin : nullptr;
+  const bool relu = e && e->relu;
   for (int64_t r = 0; r < mr; ++r) {
     const int32_t xsum = xsums[r];
     float* yr = p.y + rows[r] * p.ldy + n0 - p.row_begin;
     const float* br = p.bias ? p.bias + n0 - p.row_begin : nullptr;
+    const float* rr = e && e->residual ? e->residual + rows[r] * e->ldr + n0 - p.row_begin : nullptr;
     const int32_t* sr = sums + r * kTaskRows;
     int64_t n = 0;
 #if !defined(SLT_HW_AVX512_EMULATED)  // (SIMDe lacks _mm512_cvtepi32_ps)
@@ -667,11 +670,21 @@ void store_i8_tile(const LinearProblem& p, const int32_t* sums, const int32_t* x
     const __m512 vg = _mm512_set1_ps(g), vscale = _mm512_set1_ps(p.scale), vxs = _mm512_set1_ps(xscale[r]);
     for (; n + 16 <= n1 - n0; n += 16) {
       const __m512i d = _mm512_sub_epi32(_mm512_loadu_si512(reinterpret_cast<const void*>(sr + n)), vxsum);
-      const __m512 v = _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(vg, _mm512_cvtepi32_ps(d)), vscale), vxs);
-      _mm512_storeu_ps(yr + n, _mm512_add_ps(v, br ? _mm512_loadu_ps(br + n) : _mm512_setzero_ps()));
+      __m512 v = _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(vg, _mm512_cvtepi32_ps(d)), vscale), vxs);
+      if (es) v = _mm512_mul_ps(v, _mm512_loadu_ps(es + n));
+      v = _mm512_add_ps(v, br ? _mm512_loadu_ps(br + n) : _mm512_setzero_ps());
+      if (rr) v = _mm512_add_ps(v, _mm512_loadu_ps(rr + n));
+      if (relu) v = _mm512_max_ps(_mm512_setzero_ps(), v);  // (max returns its second operand on NaN, as torch.relu)
+      _mm512_storeu_ps(yr + n, v);
     }
 #endif
-    for (; n < n1 - n0; ++n) yr[n] = g * float(sr[n] - xsum) * p.scale * xscale[r] + (br ? br[n] : 0.0f);
+    for (; n < n1 - n0; ++n) {
+      float v = g * float(sr[n] - xsum) * p.scale * xscale[r];
+      if (es) v = v * es[n];
+      v = v + (br ? br[n] : 0.0f);
+      if (rr) v = v + rr[n];
+      yr[n] = relu && v < 0.0f ? 0.0f : v;
+    }
   }
 }
 
@@ -761,7 +774,7 @@ bool rows_int8_panel(const LinearProblem& p, const int8_t* xq, float* scratch, i
     const int64_t mr = p.M - m < kBfMr ? p.M - m : kBfMr;
     kMicroI8Panel[mr][(n1 - n0 + 15) / 16](xq + m * Kp, Kp, panel, sums, xsums);
     for (int64_t r = 0; r < mr; ++r) rows[r] = m + r;
-    store_i8_tile(p, sums, xsums, p.xscale + m, rows, mr, n0, n1);
+    store_i8_tile(p, sums, xsums, p.xscale + m, rows, mr, n0, n1, nullptr);
   }
   return true;
 }

@@ -62,13 +62,34 @@ def im2col_conv2d(rows_linear, x, bias, n: int, kernel, stride, padding, dilatio
 
 def conv2d_int8(linear_int8, linear, x, bias, *rest):
     """slt_conv2d_int8 from a backend's linears (rest: the weight block, kernel_size, stride,
-    padding, dilation, groups, act_scale): act_scale "patch", im2col over linear_int8 (each output
-    pixel's patch quantized as one row); "image", x quantized per image first, then im2col over
-    the float linear (exact: the int8 sums of q, scaled)."""
-    if rest[-1] == "patch":
-        return conv2d(linear_int8, x, bias, *rest[:-1])
-    xd = dequantized_images(x).contiguous(memory_format=conv2d_output_format(x))
-    return conv2d(linear, xd, bias, *rest[:-1]).to(x.dtype)
+    padding, dilation, groups, act_scale, out_scale, residual, relu): act_scale "patch", im2col over
+    linear_int8 (each output pixel's patch quantized as one row); "image", x quantized per image
+    first, then im2col over the float linear (exact: the int8 sums of q, scaled); then the
+    epilogue (conv_epilogue), in float32."""
+    rest, (act_scale, scale, residual, relu) = rest[:-4], rest[-4:]
+    fused = scale is not None or residual is not None or relu
+    b = None if scale is not None else bias  # (with a scale the bias comes after it)
+    if act_scale == "patch":
+        y = conv2d(linear_int8, x, b, *rest)
+    else:
+        xd = dequantized_images(x).contiguous(memory_format=conv2d_output_format(x))
+        y = conv2d(linear, xd, b, *rest)
+    if not fused:
+        return y.to(x.dtype)
+    return conv_epilogue(y.to(torch.float32), scale, None if b is not None else bias, residual, relu).to(x.dtype)
+
+
+def conv_epilogue(y: torch.Tensor, scale, bias, residual, relu: bool) -> torch.Tensor:
+    """relu(y * scale + bias + residual) over a convolution's float32 output (scale, bias: one
+    per channel; each part optional), in place where y is float32: these ops one by one, the
+    bits the fused kernels reproduce."""
+    if scale is not None:
+        y.mul_(scale.view(1, -1, 1, 1))
+    if bias is not None:
+        y.add_(bias.to(torch.float32).view(1, -1, 1, 1))
+    if residual is not None:
+        y.add_(residual.to(torch.float32))
+    return y.relu_() if relu else y
 
 
 def int8_ops(linear_int8, linear) -> dict:

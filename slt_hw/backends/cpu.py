@@ -244,17 +244,21 @@ CONV_INT8_CHUNK_BYTES = 4 << 20
 def conv2d_int8(x, bias, *rest, isa: str | None = None, threads: int | None = None,
                 lut: str | None = None) -> torch.Tensor:
     """slt_conv2d_int8 (rest: the weight block, kernel_size, stride, padding, dilation, groups,
-    act_scale): each output pixel's patch gathered from x (channels-last: a copy of an x that is
-    not) as one int8 row in C++, in chunks of rows, then the int8 kernel over the chunk, per group
+    act_scale, out_scale, residual, relu): each output pixel's patch gathered from x
+    (channels-last: a copy of an x that is not) as one int8 row in C++, in chunks of rows, then
+    the int8 kernel over the chunk, per group
     (threads split its weight rows and, where those are few, its pixel rows); in x's dtype and
     conv2d_output_format(x)'s layout. act_scale "patch": each patch quantized as it is gathered
     (im2col_quantize_int8: F.unfold's columns, quantize_activations' bits); "image": x quantized
     once per image (quantize_int8_isa, an image a row), the patches then its bytes (im2col_int8);
     or, where conv_int8_taps_refusal allows (and SLT_HW_CPU_CONV_INT8 is not "patches"), no patch
     matrix: the images quantized into a zero frame of the padding (quantize_images_padded), and
-    the implicit GEMM (conv2d_int8_taps) reads each pixel's taps in them, the same bits."""
+    the implicit GEMM (conv2d_int8_taps) reads each pixel's taps in them, the same bits. The
+    epilogue (out_scale, residual, relu: composite.conv_epilogue's bits) runs in the implicit GEMM's
+    store, after the patches' kernel in torch."""
     mod = _ext.require()
-    w, (kernel, stride, padding, dilation, groups, act_scale) = rest[:-6], rest[-6:]
+    w, (kernel, stride, padding, dilation, groups, act_scale) = rest[:-9], rest[-9:-3]
+    scale, residual, relu = rest[-3:]
     desc, _alive = _ext.weight_desc(mod, w)
     n, cin_g = desc.n, x.shape[1] // groups
     og, k = n // groups, desc.k
@@ -266,6 +270,8 @@ def conv2d_int8(x, bias, *rest, isa: str | None = None, threads: int | None = No
         x32 = _nchw_to_channels_last(mod, x32, nt)  # strided gather's speed, the conversion included
     y = torch.empty(m, n, dtype=torch.float32)  # rows (b, oh, ow): a channels-last output
     b = None if bias is None else bias.to(torch.float32).contiguous()
+    if residual is not None:  # (its rows as y's)
+        residual = residual.to(torch.float32).contiguous(memory_format=torch.channels_last)
     isa, lut = _isa(isa), _lut(lut)
     shape, geometry = [x.shape[0], cin_g, x.shape[2], x.shape[3]], (list(kernel), list(stride), list(padding),
                                                                      list(dilation))
@@ -288,10 +294,13 @@ def conv2d_int8(x, bias, *rest, isa: str | None = None, threads: int | None = No
                                        image_scale.data_ptr(), nt, isa)
             strides = list(images.stride())
             for g in range(groups):
+                at = g * og * 4  # (bytes to the group's first channel)
                 mod.conv2d_int8_taps(desc, images.data_ptr() + g * cin_g, shape, strides, *geometry,
-                                     y.data_ptr() + g * og * 4, n, g * og, (g + 1) * og,
-                                     0 if b is None else b.data_ptr() + g * og * 4, image_scale.data_ptr(), nt, isa,
-                                     _ptr(planes), 0 if planes is None else planes.numel())
+                                     y.data_ptr() + at, n, g * og, (g + 1) * og, 0 if b is None else b.data_ptr() + at,
+                                     image_scale.data_ptr(), nt, isa, _ptr(planes),
+                                     0 if planes is None else planes.numel(), 0 if scale is None else
+                                     scale.data_ptr() + at, 0 if residual is None else residual.data_ptr() + at, n,
+                                     relu)
             return _conv_output(mod, y, x, oh, ow, n, nt)
         images = torch.empty(x32.shape, dtype=torch.int8, memory_format=torch.channels_last)
         n_img = x32[0].numel() if x.shape[0] else 0
@@ -308,6 +317,7 @@ def conv2d_int8(x, bias, *rest, isa: str | None = None, threads: int | None = No
         def gather(g, m0, m1):
             mod.im2col_quantize_int8(x32.data_ptr() + g * cin_g * strides[1] * 4, shape, strides, *geometry, m0, m1,
                                      xq.data_ptr(), xs.data_ptr(), nt, isa)
+    fused_bias, b = (b, None) if scale is not None else (None, b)  # (a scale comes before the bias)
     chunk = max(1, min(m, CONV_INT8_CHUNK_BYTES // k))
     xq = torch.empty(chunk, k, dtype=torch.int8)
     xs = torch.empty(chunk, dtype=torch.float32)
@@ -319,6 +329,8 @@ def conv2d_int8(x, bias, *rest, isa: str | None = None, threads: int | None = No
             mod.slt_linear(desc, 0, rows, k, y.data_ptr() + (m0 * n + g * og) * 4, n, g * og, (g + 1) * og,
                            0 if b is None else b.data_ptr() + g * og * 4, xq.data_ptr(), xs.data_ptr(), isa, nt, lut,
                            0, _ptr(planes), 0 if planes is None else planes.numel())
+    if scale is not None or residual is not None or relu:
+        composite.conv_epilogue(y.view(x.shape[0], oh, ow, n).permute(0, 3, 1, 2), scale, fused_bias, residual, relu)
     return _conv_output(mod, y, x, oh, ow, n, nt)
 
 
