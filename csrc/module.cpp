@@ -439,6 +439,20 @@ PYBIND11_MODULE(_C, m) {
       "kh * kw), per row its P words then its N words, after a 64-byte header: conv2d_int8_taps's cache.",
       py::arg("w"), py::arg("taps"), py::arg("dst"), py::arg("bytes"), py::arg("threads") = 0);
   m.def(
+      "apply_epilogue",
+      [](uintptr_t y, int64_t M, int64_t N, int64_t ldy, uintptr_t bias, uintptr_t scale, uintptr_t residual,
+         int64_t ldr, bool relu, int threads) {
+        slt::cpu::Epilogue e;
+        e.scale = ptr<const float>(scale), e.residual = ptr<const float>(residual), e.ldr = ldr, e.relu = relu;
+        py::gil_scoped_release release;
+        slt::cpu::apply_epilogue(ptr<float>(y), M, N, ldy, ptr<const float>(bias), e, threads);
+      },
+      "y (M x N float32, rows ldy apart) = relu(y * scale[n] + bias[n] + residual[m][n]) in place (scale, bias, "
+      "residual: 0 for none; residual rows ldr apart): conv2d_int8_taps's epilogue, the same bits, for outputs "
+      "already stored.",
+      py::arg("y"), py::arg("M"), py::arg("N"), py::arg("ldy"), py::arg("bias") = 0, py::arg("scale") = 0,
+      py::arg("residual") = 0, py::arg("ldr") = 0, py::arg("relu") = false, py::arg("threads") = 0);
+  m.def(
       "conv2d_int8_taps",
       [](const slt::WeightDesc& w, uintptr_t xq, std::vector<int64_t> shape, std::vector<int64_t> strides,
          std::vector<int64_t> kernel, std::vector<int64_t> stride, std::vector<int64_t> padding,

@@ -138,8 +138,9 @@ def check_bias(bias: object, rows: int, device: torch.device) -> None:
 
 
 def conv2d_output_size(h: int, w: int, kernel, stride, padding, dilation) -> tuple[int, int]:
-    return tuple((size + 2 * p - d * (kk - 1) - 1) // s + 1
-                 for size, kk, s, p, d in zip((h, w), kernel, stride, padding, dilation, strict=True))
+    """(OH, OW) for pairs kernel, stride, padding, dilation (written out: every conv call runs it)."""
+    return ((h + 2 * padding[0] - dilation[0] * (kernel[0] - 1) - 1) // stride[0] + 1,
+            (w + 2 * padding[1] - dilation[1] * (kernel[1] - 1) - 1) // stride[1] + 1)
 
 
 def conv2d_output_format(x: torch.Tensor) -> torch.memory_format:

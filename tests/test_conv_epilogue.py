@@ -99,22 +99,23 @@ def test_implicit_gemm_store_has_the_unfused_ops_bits(isa, parts):
 
 
 @CPP
-def test_fused_epilogue_runs_in_the_implicit_gemm(monkeypatch):
-    """Where the implicit GEMM runs, the epilogue is its store's (no torch op after it), and the
-    patches give the same bits."""
+def test_taps_and_patches_epilogues_have_the_same_bits(monkeypatch):
+    """The epilogue in the implicit GEMM's store and apply_epilogue's pass after the patches:
+    the same bits; apply_epilogue's bad arguments."""
     gen = torch.Generator().manual_seed(1)
     p = packed((64, 16, 3, 3), 2)
     x = torch.randn(2, 16, 8, 8, generator=gen).contiguous(memory_format=torch.channels_last)
     scale, bias = torch.rand(64, generator=gen) + 0.5, torch.randn(64, generator=gen)
     residual = torch.randn(2, 64, 8, 8, generator=gen).contiguous(memory_format=torch.channels_last)
     conv = dict(padding=1, act_scale="image", out_scale=scale, residual=residual, relu=True, backend="cpp")
-    calls = []
-    monkeypatch.setattr(cpu.composite, "conv_epilogue", lambda *a: calls.append(a) or conv_epilogue(*a))
     got = slt_conv2d_int8(x, p, bias, **conv)
-    if "avx512vnni" in _ext.native().cpu_isas():  # (the taps ran: no epilogue after them)
-        assert not calls
     monkeypatch.setenv(cpu.CONV_INT8_ENV, "patches")
     assert torch.equal(slt_conv2d_int8(x, p, bias, **conv), got)
+    mod, y = _ext.require(), torch.zeros(3, 4)
+    with pytest.raises(ValueError, match=r"y: row stride smaller than the number of columns"):
+        mod.apply_epilogue(y.data_ptr(), 3, 4, 3)
+    with pytest.raises(ValueError, match=r"residual: row stride smaller"):
+        mod.apply_epilogue(y.data_ptr(), 3, 4, 4, 0, 0, y.data_ptr(), 2)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])

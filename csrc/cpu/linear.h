@@ -129,6 +129,10 @@ struct Epilogue {
   bool empty() const { return scale == nullptr && residual == nullptr && !relu; }
 };
 
+// y (M x N, rows ldy apart) = the epilogue e of y, with bias (N or null) after e's scale: for
+// outputs that kernels without an epilogue stored (epilogue.cpp).
+void apply_epilogue(float* y, int64_t M, int64_t N, int64_t ldy, const float* bias, const Epilogue& e, int threads);
+
 struct LinearProblem : WeightDesc {
   const float* x = nullptr;  // (M, K), row stride ldx
   const uint16_t* xb = nullptr;  // or bf16 activations (M, K), row stride ldx (read exactly as float)

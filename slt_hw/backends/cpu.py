@@ -246,16 +246,16 @@ def conv2d_int8(x, bias, *rest, isa: str | None = None, threads: int | None = No
     """slt_conv2d_int8 (rest: the weight block, kernel_size, stride, padding, dilation, groups,
     act_scale, out_scale, residual, relu): each output pixel's patch gathered from x
     (channels-last: a copy of an x that is not) as one int8 row in C++, in chunks of rows, then
-    the int8 kernel over the chunk, per group
-    (threads split its weight rows and, where those are few, its pixel rows); in x's dtype and
-    conv2d_output_format(x)'s layout. act_scale "patch": each patch quantized as it is gathered
-    (im2col_quantize_int8: F.unfold's columns, quantize_activations' bits); "image": x quantized
-    once per image (quantize_int8_isa, an image a row), the patches then its bytes (im2col_int8);
-    or, where conv_int8_taps_refusal allows (and SLT_HW_CPU_CONV_INT8 is not "patches"), no patch
-    matrix: the images quantized into a zero frame of the padding (quantize_images_padded), and
-    the implicit GEMM (conv2d_int8_taps) reads each pixel's taps in them, the same bits. The
-    epilogue (out_scale, residual, relu: composite.conv_epilogue's bits) runs in the implicit GEMM's
-    store, after the patches' kernel in torch."""
+    the int8 kernel over the chunk, per group (threads split its weight rows and, where those
+    are few, its pixel rows); in x's dtype and conv2d_output_format(x)'s layout. act_scale
+    "patch": each patch quantized as it is gathered (im2col_quantize_int8: F.unfold's columns,
+    quantize_activations' bits); "image": x quantized once per image (quantize_int8_isa, an
+    image a row), the patches then its bytes (im2col_int8); or, where conv_int8_taps_refusal
+    allows (and SLT_HW_CPU_CONV_INT8 is not "patches"), no patch matrix: the images quantized
+    into a zero frame of the padding (quantize_images_padded), and the implicit GEMM
+    (conv2d_int8_taps) reads each pixel's taps in them, the same bits. The
+    epilogue (out_scale, residual, relu: composite.conv_epilogue's bits) runs in the implicit
+    GEMM's store, after the patches' kernel in one pass (apply_epilogue)."""
     mod = _ext.require()
     w, (kernel, stride, padding, dilation, groups, act_scale) = rest[:-9], rest[-9:-3]
     scale, residual, relu = rest[-3:]
@@ -330,7 +330,7 @@ def conv2d_int8(x, bias, *rest, isa: str | None = None, threads: int | None = No
                            0 if b is None else b.data_ptr() + g * og * 4, xq.data_ptr(), xs.data_ptr(), isa, nt, lut,
                            0, _ptr(planes), 0 if planes is None else planes.numel())
     if scale is not None or residual is not None or relu:
-        composite.conv_epilogue(y.view(x.shape[0], oh, ow, n).permute(0, 3, 1, 2), scale, fused_bias, residual, relu)
+        mod.apply_epilogue(y.data_ptr(), m, n, n, _ptr(fused_bias), _ptr(scale), _ptr(residual), n, relu, nt)
     return _conv_output(mod, y, x, oh, ow, n, nt)
 
 

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from .._ops import conv2d_output_size
 from ..ops import conv2d
 from .packed_layers import SLTPackedLayer
 
@@ -36,35 +37,33 @@ class SLTFusedConv2d(nn.Module):
             raise TypeError(f"conv: expected a packed convolution (SLTPackedLayer of kind 'conv2d'), got "
                             f"{type(conv).__name__}")
         self.conv = conv
+        self.__dict__["_layer"] = conv  # (also plain: nn.Module's lookup of a submodule, ~1 µs, runs per call)
+        k = conv.conv
+        self._geometry = (k["kernel_size"], k["stride"], k["padding"], k["dilation"], k.get("groups", 1))
         self.register_buffer("out_scale", None if out_scale is None else
                              out_scale.detach().to(torch.float32).contiguous())
         self.register_buffer("bias", None if bias is None else bias.detach().to(torch.float32).contiguous())
         self.relu = bool(relu)
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
-        c = self.conv
-        lin, k = c.copies[c.mask_index], c.conv
-        late = residual is not None and not _fits(residual, x, c)
-        epilogue = (self.out_scale, None, False) if late else (self.out_scale, residual, self.relu)
-        y = conv2d(x, lin.packed, self.bias, k["kernel_size"],
-                   k["stride"], k["padding"], k["dilation"], k.get("groups", 1), lin.backend, int8=lin.int8,
-                   act_scale=c.act_scale, epilogue=epilogue)
+        c = self._layer
+        lin, out_scale = c.copies[c.mask_index], self.out_scale
+        late = residual is not None and not self._fits(residual, x)
+        epilogue = (out_scale, None, False) if late else (out_scale, residual, self.relu)
+        y = conv2d(x, lin.packed, self.bias, *self._geometry, lin.backend, int8=lin.int8, act_scale=c.act_scale,
+                   epilogue=epilogue)
         if late:  # (a residual that broadcasts, or of another dtype: the add as traced, then the ReLU)
             y = y + residual
             return torch.relu(y) if self.relu else y
         return y
 
+    def _fits(self, residual: torch.Tensor, x: torch.Tensor) -> bool:
+        """Whether residual is what the fused epilogue takes: x's dtype and the output's shape."""
+        oh, ow = conv2d_output_size(x.shape[2], x.shape[3], *self._geometry[:4])
+        return residual.dtype == x.dtype and tuple(residual.shape) == (x.shape[0], self._layer.weight_shape[0], oh, ow)
+
     def extra_repr(self) -> str:
         return f"out_scale={self.out_scale is not None}, bias={self.bias is not None}, relu={self.relu}"
-
-
-def _fits(residual: torch.Tensor, x: torch.Tensor, c: SLTPackedLayer) -> bool:
-    """Whether residual is what the fused epilogue takes: x's dtype and the output's shape."""
-    from .._ops import conv2d_output_size
-
-    k = c.conv
-    oh, ow = conv2d_output_size(x.shape[2], x.shape[3], k["kernel_size"], k["stride"], k["padding"], k["dilation"])
-    return residual.dtype == x.dtype and tuple(residual.shape) == (x.shape[0], c.weight_shape[0], oh, ow)
 
 
 class _Tracer(fx.Tracer):
