@@ -60,6 +60,12 @@ _ORDER: list[Backend] = []
 # (op, device) -> automatic choice. Reasons depend on the machine and the build, not on the
 # call, so the walk runs once per op and device (a few µs a call otherwise); register() resets.
 _AUTO: dict[tuple[str, torch.device], Backend | None] = {}
+_GENERATION = [0]  # register() counts up: a choice remembered beyond one call (a prepared call) checks it
+
+
+def generation() -> int:
+    """How many times the registry has changed: a remembered choice of backend holds while it stays."""
+    return _GENERATION[0]
 
 
 def register(backend: Backend) -> Backend:
@@ -71,6 +77,7 @@ def register(backend: Backend) -> Backend:
     _REGISTRY[backend.name] = backend
     _ORDER[:] = sorted(_REGISTRY.values(), key=lambda b: -b.priority)
     _AUTO.clear()
+    _GENERATION[0] += 1
     return backend
 
 

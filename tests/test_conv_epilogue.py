@@ -3,6 +3,7 @@ the bits of the same ops run one by one on the unfused output (float32), in the 
 store (natively and under SIMDe) and after the patches; its bad arguments; and
 slt_hw.nn.fuse_epilogues, which folds a packed CNN's BatchNorms, residual adds and ReLUs into it."""
 
+import copy
 import operator
 
 import pytest
@@ -281,3 +282,82 @@ def test_fusion_refuses_training_batchnorm_and_untraceable_models():
         fuse_epilogues(3)
     with pytest.raises(TypeError, match=r"conv: expected a packed convolution"):
         SLTFusedConv2d(nn.Conv2d(1, 1, 1), None, None, False)
+
+
+# ---------------------------------------------------------------------- prepared calls
+
+
+def _prepared_block():
+    """A packed 64-channel convolution + BatchNorm + shortcut + ReLU block, fused, int8 "image"."""
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn = nn.Conv2d(16, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16)
+
+        def forward(self, x):
+            return torch.relu(self.bn(self.conv(x)) + x)
+
+    torch.manual_seed(0)
+    model = _packed_model(Block())
+    set_int8_activations(model, act_scale="image")
+    return model, fuse_epilogues(model)
+
+
+@CPP
+def test_prepared_calls_have_the_op_bits_and_follow_what_they_depend_on(monkeypatch):
+    """From a mask's second use the implicit GEMM's calls are prepared (no op-layer checks): the
+    bits of the op's path; a change of input shape, strides, threads, environment, mask (in
+    place) or bias goes back through the op, and the outputs follow it."""
+    if "avx512vnni" not in _ext.native().cpu_isas():
+        pytest.skip("the implicit GEMM needs AVX-512 VNNI")
+    model, fused = _prepared_block()
+    conv = fused.get_submodule("conv")
+    runs = []
+    real_call = cpu.PreparedConv2dInt8.__call__
+    monkeypatch.setattr(cpu.PreparedConv2dInt8, "__call__", lambda self, *a: runs.append(1) or real_call(self, *a))
+    gen = torch.Generator().manual_seed(3)
+
+    def x_of(*shape, cl=True):
+        x = torch.randn(*shape, generator=gen)
+        return x.contiguous(memory_format=torch.channels_last) if cl else x
+
+    x = x_of(2, 16, 8, 8)
+    with torch.inference_mode():
+        first = [fused(x) for _ in range(2)]  # (the planes are cached on the mask's second use, then prepared)
+        assert not runs and conv._prepared.call is not None
+        assert torch.equal(fused(x), first[0]) and runs == [1]
+        torch.testing.assert_close(fused(x), model(x), rtol=1e-4, atol=1e-4)
+        for changed in (x_of(3, 16, 8, 8), x_of(2, 16, 8, 8, cl=False)):  # another shape; NCHW strides
+            runs.clear()
+            assert torch.equal(fused(changed), model_out := fused(changed)) and model_out.shape[0] == changed.shape[0]
+        runs.clear()
+        fused(x)
+        fused(x)  # (prepared again for x)
+        assert runs
+        for env, value in ((cpu.CONV_INT8_ENV, "patches"), (cpu.ISA_ENV, "avx2")):
+            with monkeypatch.context() as m:
+                m.setenv(env, value)
+                runs.clear()
+                assert torch.equal(fused(x), first[0]) and not runs
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1 if threads > 1 else 2)
+        try:
+            runs.clear()
+            assert torch.equal(fused(x), first[0]) and not runs
+        finally:
+            torch.set_num_threads(threads)
+    fused(x), fused(x)
+    planes = conv.conv.copies[0].planes
+    with torch.no_grad():
+        planes[0, :3].bitwise_xor_(0x5A5A5A5A)  # in place: the cached tap-major planes are stale
+    runs.clear()
+    with torch.inference_mode():
+        flipped = fused(x)
+        assert not runs and not torch.equal(flipped, first[0])
+        torch.testing.assert_close(flipped, model(x), rtol=1e-4, atol=1e-4)
+        conv.bias = conv.bias + 1  # a new tensor: not the prepared call's
+        assert not torch.equal(fused(x), flipped)
+    clone = copy.deepcopy(fused)  # (the prepared call stays behind)
+    with torch.inference_mode():
+        assert "_prepared" not in clone.get_submodule("conv").__dict__ and torch.equal(clone(x), fused(x))

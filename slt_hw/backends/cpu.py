@@ -21,7 +21,7 @@ import os
 import torch
 import torch.nn.functional as F
 
-from .. import _ext
+from .. import _ext, dispatch
 from .._ops import conv2d_output_format, conv2d_output_size
 from ..contract import Dist, Key, check_geometry, check_key, check_rows, check_scale, check_thresholds
 from ..dispatch import Backend, register
@@ -115,8 +115,9 @@ def conv_materializes(rows: int, mode: str | None = None) -> bool:
     return name == "materialize" or (name == "auto" and rows >= CONV_MATERIALIZE_ROWS)
 
 
-def _ptr(t: torch.Tensor | None) -> int:
-    return 0 if t is None else t.data_ptr()
+def _ptr(t: torch.Tensor | None, offset: int = 0) -> int:
+    """t's address plus offset bytes, 0 for None."""
+    return 0 if t is None else t.data_ptr() + offset
 
 
 # The table lookup's planes of masks used again unchanged (layout_cache.py)
@@ -148,10 +149,10 @@ def _lut_planes(mod, w: tuple, desc, m: int, isa: str, lut: str, int8: bool, thr
 CONV_TAPS_PLANES = LayoutCache()
 
 
-def _conv_taps_planes(mod, w: tuple, desc, taps: int, threads: int) -> torch.Tensor | None:
+def _conv_taps_planes(mod, w: tuple, desc, taps: int, threads: int, peek: bool = False) -> torch.Tensor | None:
     """The weight's tap-major planes (pack_conv_taps_planes) from its mask's second use on, else
-    None. For a weight conv_int8_taps_refusal takes (binary signed-constant); the caller holds
-    the tensor until the kernel returns."""
+    None (peek: those already stored, not counted as a use). For a weight conv_int8_taps_refusal
+    takes (binary signed-constant); the caller holds the tensor until the kernel returns."""
 
     def build() -> torch.Tensor:
         out = torch.empty(mod.conv_taps_planes_bytes(desc), dtype=torch.uint8)
@@ -160,7 +161,7 @@ def _conv_taps_planes(mod, w: tuple, desc, taps: int, threads: int) -> torch.Ten
 
     src = w[0]
     key = ("taps", taps, src.data_ptr(), tuple(src.shape), src.stride(), desc.n, desc.k, desc.k0, desc.k1)
-    return CONV_TAPS_PLANES.get(src, key, build)
+    return CONV_TAPS_PLANES.peek(src, key) if peek else CONV_TAPS_PLANES.get(src, key, build)
 
 
 def linear(x, bias, *rest, int8: bool = False, isa: str | None = None, threads: int | None = None,
@@ -268,40 +269,19 @@ def conv2d_int8(x, bias, *rest, isa: str | None = None, threads: int | None = No
     x32 = x if x.dtype == torch.float32 else x.to(torch.float32)
     if x32.stride(1) != 1 and x32.numel():  # channels contiguous: the gather's AVX2 transposes, ~3x the
         x32 = _nchw_to_channels_last(mod, x32, nt)  # strided gather's speed, the conversion included
-    y = torch.empty(m, n, dtype=torch.float32)  # rows (b, oh, ow): a channels-last output
     b = None if bias is None else bias.to(torch.float32).contiguous()
     if residual is not None:  # (its rows as y's)
         residual = residual.to(torch.float32).contiguous(memory_format=torch.channels_last)
-    isa, lut = _isa(isa), _lut(lut)
+    isa = _isa(isa)
     shape, geometry = [x.shape[0], cin_g, x.shape[2], x.shape[3]], (list(kernel), list(stride), list(padding),
                                                                      list(dilation))
     if act_scale == "image":
         if not x32.is_contiguous(memory_format=torch.channels_last):
             x32 = x32.contiguous(memory_format=torch.channels_last)
+        call = _taps_call(mod, w, desc, _alive, x32, geometry, groups, isa, nt)
+        if call is not None:  # the implicit GEMM over images quantized into a zero frame: no patch matrix
+            return _conv_output(mod, call.run(x32, b, scale, residual, relu), x, oh, ow, n, nt)
         image_scale = torch.empty(x.shape[0], dtype=torch.float32)
-        # (where the taps would run with the weight's planes: those, and the taps again without them)
-        x_strides = list(x32.stride())
-        why = "patches forced" if _conv_int8_mode() == "patches" else \
-            mod.conv_int8_taps_refusal(desc, shape, x_strides, *geometry, isa, True)
-        planes = None if why else _conv_taps_planes(mod, w, desc, kernel[0] * kernel[1], nt)
-        if not why and planes is None:
-            why = mod.conv_int8_taps_refusal(desc, shape, x_strides, *geometry, isa, False)
-        if not why:  # the implicit GEMM over images quantized into a zero frame: no patch matrix
-            (ph, pw), (h, w_) = padding, x.shape[2:]
-            images = torch.empty(x.shape[0], x.shape[1], h + 2 * ph, w_ + 2 * pw, dtype=torch.int8,
-                                 memory_format=torch.channels_last)
-            mod.quantize_images_padded(x32.data_ptr(), x.shape[0], h, w_, x.shape[1], ph, pw, images.data_ptr(),
-                                       image_scale.data_ptr(), nt, isa)
-            strides = list(images.stride())
-            for g in range(groups):
-                at = g * og * 4  # (bytes to the group's first channel)
-                mod.conv2d_int8_taps(desc, images.data_ptr() + g * cin_g, shape, strides, *geometry,
-                                     y.data_ptr() + at, n, g * og, (g + 1) * og, 0 if b is None else b.data_ptr() + at,
-                                     image_scale.data_ptr(), nt, isa, _ptr(planes),
-                                     0 if planes is None else planes.numel(), 0 if scale is None else
-                                     scale.data_ptr() + at, 0 if residual is None else residual.data_ptr() + at, n,
-                                     relu)
-            return _conv_output(mod, y, x, oh, ow, n, nt)
         images = torch.empty(x32.shape, dtype=torch.int8, memory_format=torch.channels_last)
         n_img = x32[0].numel() if x.shape[0] else 0
         mod.quantize_int8_isa(x32.data_ptr(), x.shape[0], n_img, n_img, images.data_ptr(), image_scale.data_ptr(), nt,
@@ -317,6 +297,7 @@ def conv2d_int8(x, bias, *rest, isa: str | None = None, threads: int | None = No
         def gather(g, m0, m1):
             mod.im2col_quantize_int8(x32.data_ptr() + g * cin_g * strides[1] * 4, shape, strides, *geometry, m0, m1,
                                      xq.data_ptr(), xs.data_ptr(), nt, isa)
+    y, lut = torch.empty(m, n, dtype=torch.float32), _lut(lut)  # y's rows (b, oh, ow): a channels-last output
     fused_bias, b = (b, None) if scale is not None else (None, b)  # (a scale comes before the bias)
     chunk = max(1, min(m, CONV_INT8_CHUNK_BYTES // k))
     xq = torch.empty(chunk, k, dtype=torch.int8)
@@ -332,6 +313,133 @@ def conv2d_int8(x, bias, *rest, isa: str | None = None, threads: int | None = No
     if scale is not None or residual is not None or relu:
         mod.apply_epilogue(y.data_ptr(), m, n, n, _ptr(fused_bias), _ptr(scale), _ptr(residual), n, relu, nt)
     return _conv_output(mod, y, x, oh, ow, n, nt)
+
+
+class TapsCall:
+    """conv2d_int8's implicit GEMM for one convolution and input shape ("image" scales, where
+    conv_int8_taps_refusal allows): what a call derives from its arguments (the weight's
+    descriptor and tap-major planes, the geometry, the ISA, the threads), kept so that
+    PreparedConv2dInt8 runs a call like it again without deriving them."""
+
+    __slots__ = ("mod", "desc", "alive", "planes", "shape", "geometry", "groups", "n", "oh", "ow", "isa", "threads",
+                 "framed")
+
+    def __init__(self, mod, desc, alive, planes, shape, geometry, groups, n, oh, ow, isa, threads):
+        self.mod, self.desc, self.alive, self.planes = mod, desc, alive, planes
+        self.shape, self.geometry, self.groups, self.n, self.oh, self.ow = shape, geometry, groups, n, oh, ow
+        self.isa, self.threads = isa, threads
+        (ph, pw), (b, c, h, w) = geometry[2], (shape[0], shape[1] * groups, shape[2], shape[3])
+        self.framed = (b, c, h + 2 * ph, w + 2 * pw)
+
+    def run(self, x32: torch.Tensor, bias, scale, residual, relu: bool) -> torch.Tensor:
+        """Output rows (b, oh, ow) in float32 of x32 (float32, channels-last, self.shape's), with
+        the epilogue: bias and scale float32 and contiguous, residual float32 channels-last, or
+        None."""
+        mod, (b, c, h, w), n, nt, isa = self.mod, x32.shape, self.n, self.threads, self.isa
+        (ph, pw), planes = self.geometry[2], self.planes
+        images = torch.empty(self.framed, dtype=torch.int8, memory_format=torch.channels_last)
+        image_scale = torch.empty(b, dtype=torch.float32)
+        y = torch.empty(b * self.oh * self.ow, n, dtype=torch.float32)  # rows (b, oh, ow): a channels-last output
+        mod.quantize_images_padded(x32.data_ptr(), b, h, w, c, ph, pw, images.data_ptr(), image_scale.data_ptr(), nt,
+                                   isa)
+        strides, og, cin_g = list(images.stride()), n // self.groups, c // self.groups
+        for g in range(self.groups):
+            at = g * og * 4  # (bytes to the group's first channel)
+            mod.conv2d_int8_taps(self.desc, images.data_ptr() + g * cin_g, self.shape, strides, *self.geometry,
+                                 y.data_ptr() + at, n, g * og, (g + 1) * og, _ptr(bias, at), image_scale.data_ptr(), nt,
+                                 isa, _ptr(planes), 0 if planes is None else planes.numel(), _ptr(scale, at),
+                                 _ptr(residual, at), n, relu)
+        return y
+
+
+def _taps_call(mod, w: tuple, desc, alive, x32: torch.Tensor, geometry: tuple, groups: int, isa: str,
+               threads: int, peek: bool = False) -> TapsCall | None:
+    """The implicit GEMM's call for channels-last float32 x32, or None where it declines
+    (SLT_HW_CPU_CONV_INT8=patches, conv_int8_taps_refusal); with the weight's tap-major planes
+    where they are cached (peek: not counted as a use of them), where the taps run with them."""
+    kernel = geometry[0]
+    shape = [x32.shape[0], x32.shape[1] // groups, x32.shape[2], x32.shape[3]]
+    x_strides = list(x32.stride())
+    why = "patches forced" if _conv_int8_mode() == "patches" else \
+        mod.conv_int8_taps_refusal(desc, shape, x_strides, *geometry, isa, True)
+    planes = None if why else _conv_taps_planes(mod, w, desc, kernel[0] * kernel[1], threads, peek)
+    if not why and planes is None:
+        why = mod.conv_int8_taps_refusal(desc, shape, x_strides, *geometry, isa, False)
+    if why:
+        return None
+    oh, ow = conv2d_output_size(shape[2], shape[3], *geometry)
+    return TapsCall(mod, desc, alive, planes, shape, geometry, groups, desc.n, oh, ow, isa, threads)
+
+
+def _environment() -> tuple:
+    """The environment a conv2d_int8 call's choices read (backend, ISA, implicit GEMM, planes cache)."""
+    get = os.environ.get
+    return get(dispatch.ENV_VAR), get(ISA_ENV), get(CONV_INT8_ENV), get(layout_cache.ENV)
+
+
+class PreparedConv2dInt8:
+    """A conv2d_int8 call ("image" scales, run by the implicit GEMM) prepared for calls like it:
+    __call__ skips the op layer's checks and the backend's choices, whose inputs matches()
+    compares instead (x's and the residual's shapes, strides and dtype, the threads, the
+    environment, the backend registry, the masks' versions). For an inference module that runs
+    one convolution on inputs of one shape again and again (SLTFusedConv2d): the checks and
+    choices are ~60 µs of Python a convolution, a third of a CIFAR ResNet-18 forward at batch 1.
+    Same C++ calls, same bits (TapsCall.run)."""
+
+    __slots__ = ("call", "masks", "versions", "x_key", "residual_key", "environment", "generation", "relu")
+
+    def __init__(self, call: TapsCall, masks: tuple, x: torch.Tensor, residual, relu: bool):
+        self.call, self.masks, self.relu = call, masks, relu
+        self.versions = tuple(t._version for t in masks)
+        self.x_key = (x.shape, x.stride())
+        self.residual_key = None if residual is None else (residual.shape, residual.stride())
+        self.environment, self.generation = _environment(), dispatch.generation()
+
+    def matches(self, x: torch.Tensor, residual: torch.Tensor | None) -> bool:
+        """Whether a call with x and residual (the same weight, bias, scale and settings: the
+        caller's to check) would make this one's choices."""
+        if type(x) is not torch.Tensor or x.dtype != torch.float32 or x.device.type != "cpu" or \
+                (x.shape, x.stride()) != self.x_key or torch.compiler.is_compiling():
+            return False
+        if residual is None:
+            if self.residual_key is not None:
+                return False
+        elif type(residual) is not torch.Tensor or residual.dtype != torch.float32 or \
+                residual.device.type != "cpu" or (residual.shape, residual.stride()) != self.residual_key:
+            return False
+        if torch.is_grad_enabled() and (x.requires_grad or (residual is not None and residual.requires_grad)):
+            return False  # (the op then says what autograd cannot do)
+        call = self.call
+        return (torch.get_num_threads() == call.threads and _environment() == self.environment
+                and dispatch.generation() == self.generation
+                and tuple(t._version for t in self.masks) == self.versions)
+
+    def __call__(self, x: torch.Tensor, bias, scale, residual) -> torch.Tensor:
+        c = self.call
+        y = c.run(x, bias, scale, residual, self.relu)
+        return y.view(x.shape[0], c.oh, c.ow, c.n).permute(0, 3, 1, 2)  # (a channels-last view)
+
+
+def prepare_conv2d_int8(x, bias, *rest) -> PreparedConv2dInt8 | None:
+    """A prepared call for conv2d_int8's arguments (as slt_hw._ops checked them; the call just
+    made with them by this backend) where the implicit GEMM runs it with the weight's tap-major
+    planes cached, on channels-last float32 x, a float32 bias and scale, a channels-last float32
+    residual, a channels-last output; else None (the op runs as it is)."""
+    w, (kernel, stride, padding, dilation, groups, act_scale) = rest[:-9], rest[-9:-3]
+    scale, residual, relu = rest[-3:]
+    if act_scale != "image" or x.dtype != torch.float32 or conv2d_output_format(x) != torch.channels_last or \
+            any(t is not None and (t.dtype != torch.float32 or not t.is_contiguous()) for t in (bias, scale)) or \
+            (residual is not None and (residual.dtype != torch.float32 or
+                                       not residual.is_contiguous(memory_format=torch.channels_last))) or \
+            any(t.is_inference() for t in w[:2]):
+        return None
+    mod = _ext.require()
+    desc, alive = _ext.weight_desc(mod, w)
+    geometry = (list(kernel), list(stride), list(padding), list(dilation))
+    call = _taps_call(mod, w, desc, alive, x, geometry, groups, _isa(None), torch.get_num_threads(), peek=True)
+    if call is None or (call.planes is None and CONV_TAPS_PLANES.enabled()):
+        return None  # (the planes are cached from a mask's second use on: prepared after that)
+    return PreparedConv2dInt8(call, tuple(w[:2]), x, residual, relu)
 
 
 def _conv_output(mod, y: torch.Tensor, x: torch.Tensor, oh: int, ow: int, n: int, threads: int) -> torch.Tensor:

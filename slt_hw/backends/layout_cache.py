@@ -65,6 +65,15 @@ class LayoutCache:
             entry.value = build()
         return entry.value
 
+    def peek(self, src: torch.Tensor, key: Hashable) -> torch.Tensor | None:
+        """The layout stored for src under key, if one is (not a use: nothing is counted or built)."""
+        if not self.enabled() or src.is_inference():
+            return None
+        entry = self._entries.get(id(src))
+        if entry is None or entry.ref() is not src or entry.version != src._version or entry.key != key:
+            return None
+        return entry.value
+
     def _forget(self, ident: int) -> Callable[[weakref.ref], None]:
         def drop(ref: weakref.ref) -> None:
             entry = self._entries.get(ident)
