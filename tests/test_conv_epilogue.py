@@ -260,7 +260,7 @@ def test_fusion_patterns():
     got = {n: (m.out_scale is not None, m.bias is not None, m.relu) for n, m in fused.named_modules()
            if isinstance(m, SLTFusedConv2d)}
     assert got == {"inner.c1": (True, True, True), "inner.c2": (False, True, True), "inner.c3": (False, False, True),
-                   "inner.c4": (False, False, False)}
+                   "inner.c4": (False, False, False), "inner.c5": (False, False, False)}
     x = torch.randn(2, 4, 6, 6, generator=torch.Generator().manual_seed(3))
     with torch.inference_mode():
         torch.testing.assert_close(fused(x), model(x), rtol=1e-5, atol=1e-5)

@@ -5,7 +5,8 @@ absorb a BatchNorm, but the epilogue can: eval-mode BatchNorm is a per-channel s
 
 On the CPU's implicit int8 GEMM the epilogue runs in the output tiles' store, so the BatchNorms,
 the ReLUs and the adds no longer read and write the activations once more each (a CIFAR
-ResNet-18 at batch 8: ~3.6 ms of torch ops in an ~18 ms forward, docs/benchmarks.md).
+ResNet-18 at batch 8: ~2 ms of torch ops in a ~15 ms forward, docs/benchmarks.md), and the
+fused modules' calls skip the op layer once prepared.
 """
 
 from __future__ import annotations
@@ -27,10 +28,15 @@ _ADD_FUNCTIONS = (operator.add, operator.iadd, torch.add)
 
 
 class SLTFusedConv2d(nn.Module):
-    """A packed convolution and its epilogue: relu(conv(x) · out_scale + bias + residual), each part
-    optional (slt_conv2d_int8's, fused there; with float activations, torch ops after
+    """A packed convolution and its epilogue: relu(conv(x) · out_scale + bias + residual), each
+    part optional (slt_conv2d_int8's, fused there; with float activations, torch ops after
     slt_conv2d). Shares `conv` (its masks, its int8 and act_scale settings) with the model it
-    came from. forward(x, residual=None)."""
+    came from. forward(x, residual=None).
+
+    With int8 "image" activations on the CPU its calls are prepared (cpu.prepare_conv2d_int8):
+    once a call has run through the op, calls like it (the same input shape and strides, the
+    same weight, settings, threads and environment) run the implicit GEMM directly, the same
+    bits, without the op layer's ~60 µs of checks and choices."""
 
     def __init__(self, conv: SLTPackedLayer, out_scale: torch.Tensor | None, bias: torch.Tensor | None,
                  relu: bool):
@@ -121,13 +127,13 @@ class _Tracer(fx.Tracer):
 
 
 def fuse_epilogues(model: nn.Module) -> fx.GraphModule:
-    """`model` (eval mode) traced by torch.fx, with every packed convolution followed by any of
-    an eval-mode BatchNorm2d, an add of another tensor, and a ReLU, in that order, replaced by
-    one SLTFusedConv2d (the BatchNorm folded into its out_scale and bias, the other tensor its
-    residual): an inference form of the model (the same outputs up to float rounding) sharing
-    its packed layers. Convolutions with nothing to fuse, and the rest of the model, run as
-    traced. Raises ValueError for a BatchNorm in training mode (call model.eval() first) and
-    for a model torch.fx cannot trace."""
+    """`model` (eval mode) traced by torch.fx, with every packed convolution replaced by an
+    SLTFusedConv2d together with what follows it of an eval-mode BatchNorm2d, an add of another
+    tensor and a ReLU, in that order (the BatchNorm folded into its out_scale and bias, the other
+    tensor its residual): an inference form of the model (the same outputs up to float rounding)
+    sharing its packed layers, whose int8 "image" convolutions' calls are prepared from their
+    masks' second use. The rest of the model runs as traced. Raises ValueError for a BatchNorm
+    in training mode (call model.eval() first) and for a model torch.fx cannot trace."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected an nn.Module, got {type(model).__name__}")
     try:
@@ -148,7 +154,8 @@ def fuse_epilogues(model: nn.Module) -> fx.GraphModule:
 
 
 def _fuse_at(gm: fx.GraphModule, modules: dict, node: fx.Node, conv: SLTPackedLayer) -> None:
-    """Fuses what follows the convolution at node, if anything."""
+    """The convolution at node as an SLTFusedConv2d with what follows it, if anything (with
+    nothing, still one: its calls are prepared)."""
     chain, last = [node], node
     scale, bias = None, None if conv.bias is None else conv.bias.detach().to(torch.float32)
     bn = _single_user(last)
@@ -171,8 +178,6 @@ def _fuse_at(gm: fx.GraphModule, modules: dict, node: fx.Node, conv: SLTPackedLa
     if fused_relu:
         chain.append(relu)
         last = relu
-    if len(chain) == 1:
-        return
     fused = SLTFusedConv2d(conv, scale, bias, fused_relu)
     with gm.graph.inserting_before(last):
         new = gm.graph.call_module(str(node.target), (node.args[0],) if residual is None else (node.args[0], residual))
