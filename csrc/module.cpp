@@ -387,16 +387,17 @@ PYBIND11_MODULE(_C, m) {
   m.def(
       "quantize_images_padded",
       [](uintptr_t x, int64_t B, int64_t H, int64_t W, int64_t C, int64_t pad_h, int64_t pad_w, uintptr_t q,
-         uintptr_t s, int threads, const std::string& isa) {
+         uintptr_t s, int threads, const std::string& isa, int64_t Cq) {
         const slt::cpu::Isa which = parse_isa(isa);
         py::gil_scoped_release release;
         slt::cpu::quantize_images_padded(ptr<const float>(x), B, H, W, C, pad_h, pad_w, ptr<int8_t>(q), ptr<float>(s),
-                                         threads, which);
+                                         threads, which, Cq);
       },
       "quantize_int8_isa of B channels-last float32 images (B x H x W x C, contiguous), an image a row, each "
-      "written inside a zero frame: q B x (H + 2 pad_h) x (W + 2 pad_w) x C int8, s (B) float32.",
+      "written inside a zero frame: q B x (H + 2 pad_h) x (W + 2 pad_w) x Cq int8 (Cq: -1 for C; channels past C "
+      "zero), s (B) float32.",
       py::arg("x"), py::arg("B"), py::arg("H"), py::arg("W"), py::arg("C"), py::arg("pad_h"), py::arg("pad_w"),
-      py::arg("q"), py::arg("s"), py::arg("threads") = 0, py::arg("isa") = "auto");
+      py::arg("q"), py::arg("s"), py::arg("threads") = 0, py::arg("isa") = "auto", py::arg("Cq") = -1);
   m.def(
       "im2col_int8",
       [](uintptr_t xq, std::vector<int64_t> shape, std::vector<int64_t> strides, std::vector<int64_t> kernel,
@@ -428,7 +429,10 @@ PYBIND11_MODULE(_C, m) {
       py::arg("w"), py::arg("shape"), py::arg("strides"), py::arg("kernel"), py::arg("stride"), py::arg("padding"),
       py::arg("dilation"), py::arg("isa") = "auto", py::arg("planes") = false);
   m.def("conv_taps_planes_bytes", &slt::cpu::conv_taps_planes_bytes,
-        "Bytes of the weight's tap-major P/N planes (pack_conv_taps_planes), header included.", py::arg("w"));
+        "Bytes of the weight's tap-major P/N planes for `taps` taps (pack_conv_taps_planes), header included.",
+        py::arg("w"), py::arg("taps"));
+  m.def("taps_channels", &slt::cpu::taps_channels,
+        "Channels a tap in the implicit GEMM's images: C rounded up to a multiple of 4.", py::arg("C"));
   m.def(
       "pack_conv_taps_planes",
       [](const slt::WeightDesc& w, int64_t taps, uintptr_t dst, int64_t bytes, int threads) {

@@ -31,21 +31,22 @@ def packed(shape, seed):
     return random_conv_packed("binary", "signed_constant", shape, seed=seed)
 
 
-def framed_images(mod, isa, x, padding):
+def framed_images(mod, isa, x, padding, cq=None):
     """x (float32) quantized per image by mod's quantize_images_padded: channels-last int8 images
-    inside a zero frame of `padding`, and their scales."""
+    inside a zero frame of `padding` (cq channels a pixel, those past x's zero), and their scales."""
     xc = x.contiguous(memory_format=torch.channels_last)
     (b, c, h, w), (ph, pw) = x.shape, padding
-    q = torch.full((b, c, h + 2 * ph, w + 2 * pw), 99, dtype=torch.int8).contiguous(memory_format=torch.channels_last)
+    cq = c if cq is None else cq
+    q = torch.full((b, cq, h + 2 * ph, w + 2 * pw), 99, dtype=torch.int8).contiguous(memory_format=torch.channels_last)
     s = torch.empty(b)
-    mod.quantize_images_padded(xc.data_ptr(), b, h, w, c, ph, pw, q.data_ptr(), s.data_ptr(), 2, isa)
+    mod.quantize_images_padded(xc.data_ptr(), b, h, w, c, ph, pw, q.data_ptr(), s.data_ptr(), 2, isa, cq)
     return q, s
 
 
 def taps_planes(mod, p):
     """p's tap-major P/N planes (pack_conv_taps_planes) from mod."""
     desc, _alive = _ext.weight_desc(mod, _ops.weight_args(p)[1])
-    out = torch.empty(mod.conv_taps_planes_bytes(desc), dtype=torch.uint8)
+    out = torch.empty(mod.conv_taps_planes_bytes(desc, p.shape[2] * p.shape[3]), dtype=torch.uint8)
     mod.pack_conv_taps_planes(desc, p.shape[2] * p.shape[3], out.data_ptr(), out.numel(), 2)
     return out
 
@@ -63,12 +64,14 @@ def taps_conv(isa, x, p, bias, stride, padding, dilation, groups, planes=False, 
                                                                   padding, dilation)
     n, cin_g = p.out_features, x.shape[1] // groups
     og = n // groups
-    images, scales = framed_images(mod, isa, x, padding)
+    images, scales = framed_images(mod, isa, x, padding, mod.taps_channels(cin_g) if groups == 1 else None)
     y = torch.full((x.shape[0] * oh * ow, n), float("nan"))
     shape, strides = [x.shape[0], cin_g, *x.shape[2:]], list(images.stride())
     geometry = (kernel, list(stride), list(padding), list(dilation))
     for g in range(groups):
-        assert mod.conv_int8_taps_refusal(desc, shape, strides, *geometry, isa, planes) == ""
+        c_all, h, w_ = x.shape[1:]
+        x_strides = [c_all * h * w_, 1, w_ * c_all, c_all]  # (the refusal's: channels-last x's)
+        assert mod.conv_int8_taps_refusal(desc, shape, x_strides, *geometry, isa, planes) == ""
         mod.conv2d_int8_taps(desc, images.data_ptr() + g * cin_g, shape, strides, *geometry,
                              y.data_ptr() + g * og * 4, n, g * og, (g + 1) * og,
                              0 if bias is None else bias.data_ptr() + g * og * 4, scales.data_ptr(), 2, isa,
@@ -90,7 +93,7 @@ def patches_conv(x, p, bias, stride, padding, dilation, groups, monkeypatch):
 @pytest.mark.parametrize("isa", TAPS_ISAS)
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                  HealthCheck.function_scoped_fixture])
-@given(cin_g=st.sampled_from([4, 8, 12, 20, 64, 68]), og=st.sampled_from([1, 5, 16, 17, 48, 50, 100]),
+@given(cin_g=st.sampled_from([1, 3, 4, 5, 8, 12, 20, 64, 68]), og=st.sampled_from([1, 5, 16, 17, 48, 50, 100]),
        groups=st.sampled_from([1, 2]), k=st.sampled_from([(1, 1), (3, 3), (2, 3), (5, 5)]),
        stride=st.sampled_from([(1, 1), (2, 2), (2, 1)]), padding=st.sampled_from([(0, 0), (1, 1), (2, 0)]),
        dilation=st.sampled_from([(1, 1), (2, 1)]), batch=st.sampled_from([1, 3]), seed=st.integers(0, 1000),
@@ -98,9 +101,12 @@ def patches_conv(x, p, bias, stride, padding, dilation, groups, monkeypatch):
 def test_taps_have_the_patch_matrix_bits(isa, cin_g, og, groups, k, stride, padding, dilation, batch, seed,
                                          with_bias, planes, monkeypatch):
     """Every output, bit for bit, whatever the geometry: one and several weight-row tasks (48
-    rows each, 16-row groups), channels a multiple of 4 but not of 16 or 64, tiles of fewer than 8
-    rows at the end, strides, dilations, a frame wider on one side, groups; the panels from the
-    sign hash and a permute, or from the weight's tap-major planes."""
+    rows each, 16-row groups), channels a multiple of 4 but not of 16 or 64 (or, one group, not
+    of 4: padded in the images), tiles of fewer than 8 rows at the end, strides, dilations, a
+    frame wider on one side, groups; the panels from the sign hash and a permute, or from the
+    weight's tap-major planes."""
+    if cin_g % 4 and groups > 1:
+        return  # (the patches run those: conv_int8_taps_refusal)
     side = 9 if k == (5, 5) else 7
     if min(_ops.conv2d_output_size(side, side + 1, k, stride, padding, dilation)) < 1:
         return
@@ -131,14 +137,16 @@ def test_tasks_shared_among_threads_have_the_same_bits(isa, out_channels, monkey
 
 
 @CPP
-@pytest.mark.parametrize("shape", [(20, 8, 3, 3), (33, 4, 1, 1), (7, 12, 2, 5)])
+@pytest.mark.parametrize("shape", [(20, 8, 3, 3), (33, 4, 1, 1), (7, 12, 2, 5), (20, 3, 3, 3), (5, 6, 1, 2)])
 def test_tap_major_planes_have_the_weights_bits(shape):
     """pack_conv_taps_planes: after the header, per weight row the bits of P = (w > 0) then of N =
-    (w < 0) of the materialised weight, column t C + c holding column c kh kw + t."""
+    (w < 0) of the materialised weight, column t Cp + c holding column c kh kw + t (C padded to
+    Cp, a multiple of 4, with zero columns)."""
     p = packed(shape, 3)
     mod = _ext.require()
     buf = taps_planes(mod, p)
     w = p.materialize().reshape(shape)  # (out, C, kh, kw)
+    w = F.pad(w, (0, 0, 0, 0, 0, mod.taps_channels(shape[1]) - shape[1]))
     tap_major = w.permute(0, 2, 3, 1).reshape(shape[0], -1)  # (out, (i, j, c))
     words = (tap_major.shape[1] + 31) // 32
     bits = torch.zeros(shape[0], 2, words * 32, dtype=torch.int64)
@@ -194,7 +202,7 @@ def test_slt_conv2d_int8_keeps_the_tap_major_planes_of_a_mask_used_again(monkeyp
     assert cpu.CONV_TAPS_PLANES.nbytes() == 0
     second = slt_conv2d_int8(x, p, padding=1, act_scale="image", backend="cpp")
     assert cpu.CONV_TAPS_PLANES.nbytes() == _ext.require().conv_taps_planes_bytes(
-        _ext.weight_desc(_ext.require(), _ops.weight_args(p)[1])[0])
+        _ext.weight_desc(_ext.require(), _ops.weight_args(p)[1])[0], 9)
     calls = []
     real = _ext.require().conv2d_int8_taps
     monkeypatch.setattr(_ext.require(), "conv2d_int8_taps", lambda *a: (calls.append(a[-2]), real(*a))[1])
@@ -220,9 +228,15 @@ def test_slt_conv2d_int8_runs_the_taps_where_they_apply(monkeypatch):
     assert torch.equal(slt_conv2d_int8(x, p, padding=1, act_scale="image", backend="cpp"), y) and calls
     monkeypatch.delenv(cpu.CONV_INT8_ENV)
     calls.clear()
-    x3 = torch.randn(4, 3, 6, 6)  # (3 channels: the patches)
-    slt_conv2d_int8(x3, packed((20, 3, 3, 3), 1), padding=1, act_scale="image", backend="cpp")
+    x3 = torch.randn(4, 3, 6, 6)  # (3 channels, one group: the taps, the images' channels padded to 4)
+    p3 = packed((20, 3, 3, 3), 1)
+    y3 = slt_conv2d_int8(x3, p3, padding=1, act_scale="image", backend="cpp")
+    assert not calls
+    x6 = torch.randn(4, 12, 6, 6)  # (two groups of 6 channels: the patches)
+    slt_conv2d_int8(x6, packed((20, 6, 3, 3), 1), padding=1, groups=2, act_scale="image", backend="cpp")
     assert calls
+    monkeypatch.setenv(cpu.CONV_INT8_ENV, "patches")
+    assert torch.equal(slt_conv2d_int8(x3, p3, padding=1, act_scale="image", backend="cpp"), y3)
     monkeypatch.setenv(cpu.CONV_INT8_ENV, "implicit")
     with pytest.raises(ValueError, match=r"SLT_HW_CPU_CONV_INT8: expected one of \['auto', 'patches'\], "
                                          r"got 'implicit'"):
@@ -232,18 +246,20 @@ def test_slt_conv2d_int8_runs_the_taps_where_they_apply(monkeypatch):
 @CPP
 @pytest.mark.parametrize("isa", [*NATIVE_ISAS, "avx512-emulated"])
 @settings(max_examples=20, deadline=None)
-@given(c=st.sampled_from([1, 4, 19, 64]), padding=st.sampled_from([(0, 0), (1, 1), (2, 0), (0, 3)]),
-       batch=st.sampled_from([1, 3]), seed=st.integers(0, 1000), scale_exp=st.integers(-20, 20))
-def test_framed_images_have_the_reference_bits(isa, c, padding, batch, seed, scale_exp):
+@given(c=st.sampled_from([1, 3, 4, 19, 64]), padding=st.sampled_from([(0, 0), (1, 1), (2, 0), (0, 3)]),
+       batch=st.sampled_from([1, 3]), seed=st.integers(0, 1000), scale_exp=st.integers(-20, 20),
+       extra=st.sampled_from([0, 1, 5]))
+def test_framed_images_have_the_reference_bits(isa, c, padding, batch, seed, scale_exp, extra):
     """quantize_images_padded: quantize_images' bytes and scales (every ISA's quantizer), inside
-    a frame of zeros (every byte written: q starts as 99s)."""
+    a frame of zeros, the channels past x's (extra of them) zero too (every byte written: q
+    starts as 99s)."""
     x = torch.randn(batch, c, 5, 7, generator=torch.Generator().manual_seed(seed)) * 2.0 ** scale_exp
     x[0] *= 100.0  # (images of different scales)
-    q, s = framed_images(module(isa), isa, x, padding)
+    q, s = framed_images(module(isa), isa, x, padding, c + extra)
     want_q, want_s = quantize_images(x)
     ph, pw = padding
     assert torch.equal(s, want_s)
-    assert torch.equal(q, F.pad(want_q, (pw, pw, ph, ph)))
+    assert torch.equal(q, F.pad(want_q, (pw, pw, ph, ph, 0, extra)))
 
 
 @CPP
@@ -260,7 +276,9 @@ def test_where_the_taps_decline_and_bad_arguments():
     why = m.conv_int8_taps_refusal
     assert why(desc, [4, 8, 6, 6], cl, *geometry, vnni) == ""
     assert "channels-contiguous" in why(desc, [4, 8, 6, 6], [288, 36, 6, 1], *geometry, vnni)
-    assert "multiple of 4" in why(desc, [4, 6, 6, 6], [216, 1, 36, 6], *geometry, vnni)
+    assert why(desc, [4, 6, 6, 6], [216, 1, 36, 6], *geometry, vnni) == ""  # (one group: padded to 8)
+    assert "multiple of 4 (6), or one group (then padded to 8)" in why(desc, [4, 6, 6, 6], [432, 1, 72, 12],
+                                                                      *geometry, vnni)
     assert "at least 64 output pixels (17 with the weight's tap-major planes)" in why(desc, [1, 8, 6, 6], cl,
                                                                                     *geometry, vnni)
     assert why(desc, [1, 8, 6, 6], cl, *geometry, vnni, True) == ""
@@ -290,3 +308,11 @@ def test_where_the_taps_decline_and_bad_arguments():
         run(desc, *args, y.data_ptr(), 20, 0, 21, 0, scales.data_ptr(), 1, vnni)
     with pytest.raises(ValueError, match=r"negative sizes or padding"):
         m.quantize_images_padded(0, 1, 2, 2, 4, -1, 0, 0, 0, 1, vnni)
+    with pytest.raises(ValueError, match=r"Cq: expected at least C = 4 channels a pixel"):
+        m.quantize_images_padded(0, 1, 2, 2, 4, 1, 0, 0, 0, 1, vnni, 3)
+    p3 = packed((20, 3, 3, 3), 1)
+    desc3, _alive3 = _ext.weight_desc(m, _ops.weight_args(p3)[1])
+    unpadded, scales3 = framed_images(m, vnni, torch.randn(4, 3, 6, 6), (1, 1))
+    with pytest.raises(ValueError, match=r"needs images of channels padded to 4 \(3 channels 3 bytes apart\)"):
+        run(desc3, unpadded.data_ptr(), [4, 3, 6, 6], list(unpadded.stride()), *geometry, y.data_ptr(), 20, 0, 20, 0,
+            scales3.data_ptr(), 1, vnni)

@@ -15,11 +15,13 @@
 namespace slt {
 namespace cpu {
 
-std::string conv_int8_taps_refusal(const WeightDesc& w, const ConvInput& g, Isa isa, bool planes) {
+namespace {
+
+// conv_int8_taps_refusal's reasons but the channels'.
+std::string refusal_but_channels(const WeightDesc& w, const ConvInput& g, Isa isa, bool planes) {
   if (isa != Isa::kAvx512Vnni || !isa_supported(isa))
     return "needs AVX-512 VNNI (isa " + std::string(isa_name(isa)) + ")";
   if (g.sc != 1) return "needs channels-contiguous (channels-last) images";
-  if (g.C % 4 != 0) return "needs channels a multiple of 4 (" + std::to_string(g.C) + ")";
   if (w.frozen() || w.C != 1 || w.dist != kSignedConstant) return "needs a binary signed-constant weight";
   if (g.kh > 64 || g.kw > 64) return "needs a kernel of at most 64 x 64 (its taps' masks are 64-bit)";
   const int64_t M = g.B * conv_out_h(g) * conv_out_w(g);
@@ -29,6 +31,17 @@ std::string conv_int8_taps_refusal(const WeightDesc& w, const ConvInput& g, Isa 
            (planes ? "" : " (" + std::to_string(kConvTapsMinRowsPlanes) + " with the weight's tap-major planes)");
   if (M > INT32_MAX) return "needs fewer than 2^31 output pixels";
   return "";
+}
+
+}  // namespace
+
+int64_t taps_channels(int64_t C) { return (C + 3) / 4 * 4; }
+
+std::string conv_int8_taps_refusal(const WeightDesc& w, const ConvInput& g, Isa isa, bool planes) {
+  if (g.C % 4 != 0 && g.sw != g.C)
+    return "needs channels a multiple of 4 (" + std::to_string(g.C) + "), or one group (then padded to " +
+           std::to_string(taps_channels(g.C)) + ")";
+  return refusal_but_channels(w, g, isa, planes);
 }
 
 namespace {
@@ -43,12 +56,16 @@ int64_t header_taps(const LutPlanesHeader& h) {
 }
 }  // namespace
 
-int64_t conv_taps_planes_bytes(const WeightDesc& w) {
-  return int64_t(sizeof(LutPlanesHeader)) + w.N * 2 * ((w.K + 31) / 32) * int64_t(sizeof(uint32_t));
+int64_t conv_taps_planes_bytes(const WeightDesc& w, int64_t taps) {
+  if (taps < 1 || w.K % taps != 0)
+    throw std::invalid_argument("taps: expected a divisor of in_features " + std::to_string(w.K) + ", got " +
+                                std::to_string(taps));
+  const int64_t Kt = taps * taps_channels(w.K / taps);
+  return int64_t(sizeof(LutPlanesHeader)) + w.N * 2 * ((Kt + 31) / 32) * int64_t(sizeof(uint32_t));
 }
 
 std::string check_conv_taps_planes(const WeightDesc& w, int64_t taps, const uint8_t* buf, int64_t bytes) {
-  const int64_t want = conv_taps_planes_bytes(w);
+  const int64_t want = conv_taps_planes_bytes(w, taps);
   if (buf == nullptr || bytes != want)
     return "planes: expected " + std::to_string(want) + " bytes (pack_conv_taps_planes of this weight), got " +
            std::to_string(bytes) + (buf ? "" : " (null)");
@@ -71,15 +88,12 @@ void pack_conv_taps_planes(const WeightDesc& w, int64_t taps, uint8_t* dst, int6
     if (!e.empty()) throw std::invalid_argument(e);
   if (w.frozen() || w.C != 1 || w.dist != kSignedConstant)
     throw std::invalid_argument("pack_conv_taps_planes: needs a binary-format signed_constant weight");
-  if (taps < 1 || w.K % taps != 0)
-    throw std::invalid_argument("taps: expected a divisor of in_features " + std::to_string(w.K) + ", got " +
-                                std::to_string(taps));
-  const int64_t want = conv_taps_planes_bytes(w);
+  const int64_t want = conv_taps_planes_bytes(w, taps);
   if (dst == nullptr || bytes != want)
     throw std::invalid_argument("dst: expected " + std::to_string(want) + " bytes, got " + std::to_string(bytes) +
                                 (dst ? "" : " (null)"));
   if (reinterpret_cast<uintptr_t>(dst) % 4 != 0) throw std::invalid_argument("dst: expected a 4-byte aligned buffer");
-  const int64_t W = (w.K + 31) / 32, C = w.K / taps;
+  const int64_t W = (w.K + 31) / 32, C = w.K / taps, Cp = taps_channels(C), Kt = taps * Cp, Wt = (Kt + 31) / 32;
   uint32_t* body = reinterpret_cast<uint32_t*>(dst + sizeof(LutPlanesHeader));
   const int nt = resolve_threads(threads);
   (void)nt;
@@ -88,16 +102,17 @@ void pack_conv_taps_planes(const WeightDesc& w, int64_t taps, uint8_t* dst, int6
 #endif
   for (int64_t n = 0; n < w.N; ++n) {
     const uint32_t* mask = reinterpret_cast<const uint32_t*>(w.planes) + n * W;
-    uint32_t* pos = body + n * 2 * W;
-    uint32_t* neg = pos + W;
+    uint32_t* pos = body + n * 2 * Wt;
+    uint32_t* neg = pos + Wt;
     std::vector<uint32_t> pn(static_cast<size_t>(2 * W));  // the row's P and N words, the contract's columns
     for (int64_t i = 0; i < W; ++i) {
       const uint32_t sg = sign_word(w.k0, w.k1, uint32_t(n), uint32_t(i), uint32_t(w.K));
       pn[size_t(i)] = mask[i] & ~sg, pn[size_t(W + i)] = mask[i] & sg;
     }
-    std::fill(pos, pos + 2 * W, 0u);
-    for (int64_t k2 = 0; k2 < w.K; ++k2) {  // (once per weight: a bit at a time)
-      const int64_t k = k2 % C * taps + k2 / C;
+    std::fill(pos, pos + 2 * Wt, 0u);
+    for (int64_t k2 = 0; k2 < Kt; ++k2) {  // (once per weight: a bit at a time; the padding's columns 0)
+      if (k2 % Cp >= C) continue;
+      const int64_t k = k2 % Cp * taps + k2 / Cp;
       pos[k2 / 32] |= (pn[size_t(k / 32)] >> (k % 32) & 1u) << (k2 % 32);
       neg[k2 / 32] |= (pn[size_t(W + k / 32)] >> (k % 32) & 1u) << (k2 % 32);
     }
@@ -143,9 +158,9 @@ struct Plan {
   std::vector<ConvTap> taps;
 
   Plan(const ConvInput& g, int64_t OH, int64_t OW) {
-    const int64_t T = g.kh * g.kw, M = g.B * OH * OW;
-    for (int64_t t = 0; t < T; ++t)
-      for (int64_t ch = 0; ch < g.C; ++ch) column.push_back(int32_t(ch * T + t));
+    const int64_t T = g.kh * g.kw, M = g.B * OH * OW, Cp = taps_channels(g.C);
+    for (int64_t t = 0; t < T; ++t)  // (the padding's channels: any column, their x are 0)
+      for (int64_t ch = 0; ch < Cp; ++ch) column.push_back(int32_t(ch < g.C ? ch * T + t : 0));
     std::vector<int64_t> row_class, col_class;
     const std::vector<uint64_t> rows_in = distinct(inside(OH, g.kh, g.stride_h, g.dil_h, g.pad_h, g.H), row_class);
     const std::vector<uint64_t> cols_in = distinct(inside(OW, g.kw, g.stride_w, g.dil_w, g.pad_w, g.W), col_class);
@@ -183,7 +198,7 @@ struct Plan {
         for (int64_t a = 0; a < g.kh; ++a)
           for (int64_t b = 0; b < g.kw; ++b)
             if ((rows >> a & 1) && (cols >> b & 1))
-              taps.push_back({a * g.dil_h * g.sh + b * g.dil_w * g.sw, (a * g.kw + b) * (g.C / 4) * kTaskRows});
+              taps.push_back({a * g.dil_h * g.sh + b * g.dil_w * g.sw, (a * g.kw + b) * (Cp / 4) * kTaskRows});
         sets.push_back({rows, cols, tap0, int64_t(taps.size()) - tap0});
         set = sets.end() - 1;
       }
@@ -201,7 +216,10 @@ void conv2d_int8_taps(const LinearProblem& p, const ConvInput& g, const int8_t* 
   if (p.K != g.C * g.kh * g.kw)
     throw std::invalid_argument("weight: expected in_features = channels * kh * kw = " +
                                 std::to_string(g.C * g.kh * g.kw) + ", got " + std::to_string(p.K));
-  const std::string why = conv_int8_taps_refusal(p, g, isa, planes != nullptr);
+  std::string why = refusal_but_channels(p, g, isa, planes != nullptr);
+  if (why.empty() && g.sw < taps_channels(g.C))
+    why = "needs images of channels padded to " + std::to_string(taps_channels(g.C)) + " (" + std::to_string(g.C) +
+          " channels " + std::to_string(g.sw) + " bytes apart)";
   if (!why.empty()) throw std::invalid_argument("conv2d_int8_taps: " + why);
   if (planes != nullptr) {
     const std::string bad = check_conv_taps_planes(p, g.kh * g.kw, planes, planes_bytes);
@@ -220,7 +238,7 @@ void conv2d_int8_taps(const LinearProblem& p, const ConvInput& g, const int8_t* 
   const int nt = resolve_threads(threads);
   const Plan plan(g, OH, OW);
   ConvTaps c;
-  c.g = g, c.image = xq, c.image_scale = image_scale, c.OH = OH, c.OW = OW;
+  c.g = g, c.image = xq, c.image_scale = image_scale, c.OH = OH, c.OW = OW, c.Cp = taps_channels(g.C);
   c.column = plan.column.data(), c.pixels = plan.pixels.data(), c.tiles = plan.tiles.data(), c.tap = plan.taps.data();
   c.planes = planes ? reinterpret_cast<const uint32_t*>(planes + sizeof(LutPlanesHeader)) : nullptr;
   c.epilogue = e;
@@ -252,7 +270,8 @@ void conv2d_int8_taps(const LinearProblem& p, const ConvInput& g, const int8_t* 
   const int64_t tasks = ranged ? per_range * nt : per_range;
   const int64_t parts = few ? std::max<int64_t>(1, std::min<int64_t>(nt, M / kChunkRows)) : 1;
   const bool parallel = tasks * parts > 1 && M * rows * p.K >= (int64_t(1) << 22);
-  const int64_t scratch_size = avx512vnni::scratch_floats_conv_taps(p.K), n_tiles = int64_t(plan.tiles.size());
+  const int64_t scratch_size = avx512vnni::scratch_floats_conv_taps(c.Cp * g.kh * g.kw);
+  const int64_t n_tiles = int64_t(plan.tiles.size());
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt) if (parallel)
 #endif

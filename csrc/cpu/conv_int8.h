@@ -50,6 +50,7 @@ struct ConvTaps {
   const ConvTile* tiles = nullptr;
   const ConvTap* tap = nullptr;
   int64_t OH = 0, OW = 0;
+  int64_t Cp = 0;                      // channels a tap in the images and the panel: g.C padded to 4
   const uint32_t* planes = nullptr;    // or null: the weight's tap-major P/N words (pack_conv_taps_planes)
   Epilogue epilogue;                   // around the bias, in the output tiles' store
 };
@@ -64,17 +65,23 @@ constexpr int64_t kConvTapsMinRows = 64;
 constexpr int64_t kConvTapsMinRowsPlanes = 17;
 
 // A binary signed-constant conv weight's planes P = mask & ~sign and N = mask & sign with its
-// columns tap-major (column t C + c holds the contract's c taps + t), per weight row its P words
+// columns tap-major (column t Cp + c holds the contract's c taps + t for c < C, channels C
+// padded to Cp = taps_channels(C); the padding's columns 0), per weight row its P words
 // then its N words, after a 64-byte header (LutPlanesHeader's, its own magic, the taps in it):
 // two bits per weight, a cache of the caller's (slt_hw/backends/cpu.py, a mask's second use
 // on), which spares each call the sign hash and the panels' permute.
-int64_t conv_taps_planes_bytes(const WeightDesc& w);
+int64_t conv_taps_planes_bytes(const WeightDesc& w, int64_t taps);
 void pack_conv_taps_planes(const WeightDesc& w, int64_t taps, uint8_t* dst, int64_t bytes, int threads);
 // "" where buf (bytes long) holds this weight's tap-major planes for `taps` taps, else what is wrong.
 std::string check_conv_taps_planes(const WeightDesc& w, int64_t taps, const uint8_t* buf, int64_t bytes);
 
+// Channels a tap in the implicit GEMM's images and panels: C rounded up to a multiple of 4, so
+// that a 4-byte group never spans two taps (the images' padding channels are zeros).
+int64_t taps_channels(int64_t C);
+
 // "" where conv2d_int8_taps runs this convolution on `isa` (AVX-512 VNNI; channels contiguous
-// and a multiple of 4, so that a 4-byte group never spans two taps; a binary signed-constant
+// and a multiple of 4, or one group (g.sw == g.C): the caller then frames the images with
+// channels padded to taps_channels(C); a binary signed-constant
 // weight; a kernel of at most 64 x 64; kConvTapsMinRows (kConvTapsMinRowsPlanes where the
 // weight's tap-major planes come with the call) to 2^31 - 1 output pixels), else why not. (g's
 // padding: any.)
@@ -82,7 +89,8 @@ std::string conv_int8_taps_refusal(const WeightDesc& w, const ConvInput& g, Isa 
 
 // y rows (b, oh, ow) = the convolution g of images quantized per image (image_scale[b]) into a
 // zero frame of g's padding (quantize_images_padded): xq their first frame's corner, g.sb, g.sh,
-// g.sw the framed images' strides in bytes, channels contiguous; with weight rows [p.row_begin,
+// g.sw the framed images' strides in bytes, channels contiguous and, for C not a multiple of 4,
+// padded with zeros to taps_channels(C) (g.sw at least that); with weight rows [p.row_begin,
 // p.row_end): p.y, p.ldy, p.bias and the weight as slt_linear takes them (p.M, p.x, p.xq,
 // p.xscale unused); planes: null, or the weight's tap-major planes (pack_conv_taps_planes,
 // planes_bytes long); e: the epilogue around the bias (its residual rows as y's, e.ldr apart).
@@ -93,7 +101,7 @@ void conv2d_int8_taps(const LinearProblem& p, const ConvInput& g, const int8_t* 
                       const Epilogue& e = {});
 
 namespace avx512vnni {
-int64_t scratch_floats_conv_taps(int64_t K);
+int64_t scratch_floats_conv_taps(int64_t Kt);  // (Kt: the tap-major columns, Cp kh kw)
 // Image b's patch sums of x, row_sums[oh OW + ow] (pixel_sums: the framed image's pixels, int32).
 void conv_row_sums(const ConvTaps& c, int64_t b, int32_t* pixel_sums, int32_t* row_sums);
 // Weight rows [n0, n1) (at most kTaskRows) of tiles [t0, t1).

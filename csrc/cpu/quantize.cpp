@@ -150,19 +150,26 @@ void quantize_int8_rows_isa(const float* x, int64_t M, int64_t K, int64_t ldx, i
 }
 
 void quantize_images_padded(const float* x, int64_t B, int64_t H, int64_t W, int64_t C, int64_t pad_h, int64_t pad_w,
-                            int8_t* q, float* s, int threads, Isa isa) {
+                            int8_t* q, float* s, int threads, Isa isa, int64_t Cq) {
+  if (Cq < 0) Cq = C;
   if (B < 0 || H < 0 || W < 0 || C < 0 || pad_h < 0 || pad_w < 0)
     throw std::invalid_argument("quantize_images_padded: negative sizes or padding");
-  const int64_t K = H * W * C, Wp = W + 2 * pad_w, image = (H + 2 * pad_h) * Wp * C;
+  if (Cq < C) throw std::invalid_argument("Cq: expected at least C = " + std::to_string(C) + " channels a pixel");
+  const int64_t K = H * W * C, Wp = W + 2 * pad_w, image = (H + 2 * pad_h) * Wp * Cq;
   if (B * image == 0) return;
   if (x == nullptr || q == nullptr || s == nullptr) throw std::invalid_argument("x/q/s: null pointer");
-  // the frame: whole rows above and below, pad_w pixels either side of the rows between
+  // the frame: whole rows above and below, pad_w pixels either side of the rows between (all
+  // of it where the pixels have channels past C)
   const int nt = resolve_threads(threads);
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(nt) schedule(static) if (B * image >= (1 << 18))
 #endif
   for (int64_t b = 0; b < B; ++b) {
     int8_t* qi = q + b * image;
+    if (Cq != C) {
+      std::fill(qi, qi + image, int8_t(0));
+      continue;
+    }
     std::fill(qi, qi + pad_h * Wp * C, int8_t(0));
     std::fill(qi + (pad_h + H) * Wp * C, qi + image, int8_t(0));
     for (int64_t h = 0; h < H && pad_w > 0; ++h) {
@@ -175,11 +182,14 @@ void quantize_images_padded(const float* x, int64_t B, int64_t H, int64_t W, int
     for (int64_t b = 0; b < B; ++b) s[b] = row_scale(0.0f);
     return;
   }
-  const int64_t run = W * C;
+  const int64_t run = Cq == C ? W * C : C;  // (contiguous values of q: an image row, or a pixel)
   quantize_rows_to(
       x, B, K, K, run,
-      [&](int64_t m, int64_t k) { return q + m * image + ((k / run + pad_h) * Wp + pad_w) * C + k % run; }, s,
-      threads, isa);
+      [&](int64_t m, int64_t k) {
+        return Cq == C ? q + m * image + ((k / run + pad_h) * Wp + pad_w) * C + k % run
+                       : q + m * image + ((k / (W * C) + pad_h) * Wp + pad_w + k % (W * C) / C) * Cq + k % C;
+      },
+      s, threads, isa);
 }
 
 namespace {

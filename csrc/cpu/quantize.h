@@ -28,9 +28,10 @@ void quantize_int8_rows_isa(const float* x, int64_t M, int64_t K, int64_t ldx, i
                             Isa isa);
 // quantize_int8_rows_isa of B channels-last images (x: B x H x W x C floats, contiguous), an
 // image a row, each written into the middle of a zero frame, q: B x (H + 2 pad_h) x (W + 2
-// pad_w) x C bytes (slt_conv2d_int8's implicit GEMM reads its taps without a padding test).
+// pad_w) x Cq bytes, Cq >= C channels a pixel, those past C zero (slt_conv2d_int8's implicit
+// GEMM reads its taps without a padding test, and 4 channels at a time).
 void quantize_images_padded(const float* x, int64_t B, int64_t H, int64_t W, int64_t C, int64_t pad_h, int64_t pad_w,
-                            int8_t* q, float* s, int threads, Isa isa);
+                            int8_t* q, float* s, int threads, Isa isa, int64_t Cq = -1);
 
 // Float activations as D int8 rows each (the Ozaki scheme's splitting, for the int8 table
 // lookup): row m is v = round(x[m, k] / s[m]) (|v| <= slice_half(D)), with s[m] the float

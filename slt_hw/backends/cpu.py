@@ -155,7 +155,7 @@ def _conv_taps_planes(mod, w: tuple, desc, taps: int, threads: int, peek: bool =
     takes (binary signed-constant); the caller holds the tensor until the kernel returns."""
 
     def build() -> torch.Tensor:
-        out = torch.empty(mod.conv_taps_planes_bytes(desc), dtype=torch.uint8)
+        out = torch.empty(mod.conv_taps_planes_bytes(desc, taps), dtype=torch.uint8)
         mod.pack_conv_taps_planes(desc, taps, out.data_ptr(), out.numel(), threads)
         return out
 
@@ -329,7 +329,8 @@ class TapsCall:
         self.shape, self.geometry, self.groups, self.n, self.oh, self.ow = shape, geometry, groups, n, oh, ow
         self.isa, self.threads = isa, threads
         (ph, pw), (b, c, h, w) = geometry[2], (shape[0], shape[1] * groups, shape[2], shape[3])
-        self.framed = (b, c, h + 2 * ph, w + 2 * pw)
+        # (one group of channels not a multiple of 4: padded to one, with zeros, in the images)
+        self.framed = (b, mod.taps_channels(c) if groups == 1 else c, h + 2 * ph, w + 2 * pw)
 
     def run(self, x32: torch.Tensor, bias, scale, residual, relu: bool) -> torch.Tensor:
         """Output rows (b, oh, ow) in float32 of x32 (float32, channels-last, self.shape's), with
@@ -341,7 +342,7 @@ class TapsCall:
         image_scale = torch.empty(b, dtype=torch.float32)
         y = torch.empty(b * self.oh * self.ow, n, dtype=torch.float32)  # rows (b, oh, ow): a channels-last output
         mod.quantize_images_padded(x32.data_ptr(), b, h, w, c, ph, pw, images.data_ptr(), image_scale.data_ptr(), nt,
-                                   isa)
+                                   isa, self.framed[1])
         strides, og, cin_g = list(images.stride()), n // self.groups, c // self.groups
         for g in range(self.groups):
             at = g * og * 4  # (bytes to the group's first channel)
