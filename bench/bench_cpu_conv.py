@@ -14,8 +14,9 @@ dequantizes). torch's dynamic convolution loses most of the signal on non-negati
 the static one is the int8 peer a user would pick.
 "slt auto" is slt_conv2d as shipped, "slt int8" slt_conv2d_int8 (each output pixel's patch
 quantized as one int8 row: torch's peer quantizes per tensor), "slt int8 image" the same with
-act_scale="image" (one scale per image: where channels are a multiple of 4 on AVX-512 VNNI, the
-implicit GEMM; "patches" forces the patch matrix, SLT_HW_CPU_CONV_INT8); "slt fused" and "slt
+act_scale="image" (one scale per image: on AVX-512 VNNI, the implicit GEMM; "patches" forces the
+patch matrix, SLT_HW_CPU_CONV_INT8), "+ BN + ReLU" with an eval BatchNorm's scale and shift and a
+ReLU fused into its epilogue (its error against the fp32 convolution's); "slt fused" and "slt
 materialize" force each of its two paths (SLT_HW_CPU_CONV): im2col + the fused linear (reads 1
 bit per weight, never writes one), or the weight materialised for the call by the vector kernels
 and run by F.conv2d. "vs best" is the fastest fp32 peer's time / this time, "vs int8" the
@@ -41,13 +42,13 @@ from slt_hw.backends import cpu
 from slt_hw.ops import slt_conv2d, slt_conv2d_int8
 
 # (name, in channels, out channels, input side): Conv4/Conv6 on CIFAR-10, ResNet-18's stages at 224
-# and on CIFAR-10's 32 x 32 (slt_hw.models.ResNet18: its last stage at 4 x 4)
+# and on CIFAR-10's 32 x 32 (slt_hw.models.ResNet18: its RGB stem, its last stage at 4 x 4)
 LAYERS = {
     "cifar": [("conv4.2", 64, 64, 32), ("conv4.4", 128, 128, 16), ("conv6.6", 256, 256, 8)],
     "resnet18": [("layer1", 64, 64, 56), ("layer2", 128, 128, 28), ("layer3", 256, 256, 14),
                  ("layer4", 512, 512, 7)],
-    "resnet18_cifar": [("layer1", 64, 64, 32), ("layer2", 128, 128, 16), ("layer3", 256, 256, 8),
-                       ("layer4", 512, 512, 4)],
+    "resnet18_cifar": [("stem", 3, 64, 32), ("layer1", 64, 64, 32), ("layer2", 128, 128, 16),
+                       ("layer3", 256, 256, 8), ("layer4", 512, 512, 4)],
 }
 
 
@@ -63,6 +64,8 @@ def bench_layer(name: str, cin: int, cout: int, side: int, batches: list[int], s
     with warnings.catch_warnings():  # (torch.ao.quantization's deprecation notice)
         warnings.simplefilter("ignore")
         q_int8 = qdyn.Conv2d.from_float(dense)
+    bn = torch.Generator().manual_seed(2)  # (an eval BatchNorm folded: the fused epilogue's scale and shift)
+    bn_scale, bn_shift = torch.rand(cout, generator=bn) + 0.5, torch.randn(cout, generator=bn)
     rows = []
     for b in batches:
         x = torch.randn(b, cin, side, side, generator=torch.Generator().manual_seed(1))
@@ -86,13 +89,19 @@ def bench_layer(name: str, cin: int, cout: int, side: int, batches: list[int], s
             "slt int8 image": lambda x=x: slt_conv2d_int8(x, packed, padding=1, act_scale="image", backend="cpp"),
             "slt int8 image channels-last": image_cl,
             "slt int8 image patches channels-last": with_env(cpu.CONV_INT8_ENV, "patches", image_cl),
+            "slt int8 image + BN + ReLU channels-last": lambda x=x_cl: slt_conv2d_int8(
+                x, packed, bn_shift, padding=1, act_scale="image", out_scale=bn_scale, relu=True, backend="cpp"),
             "slt fused": with_env(cpu.CONV_ENV, "fused", slt),
             "slt materialize": with_env(cpu.CONV_ENV, "materialize", slt),
         }
-        err = errors(impls, x)
+        def epilogue(y):
+            return torch.relu(y * bn_scale[:, None, None] + bn_shift[:, None, None])
+
+        err = errors(impls, x, epilogue)
         xr = torch.relu(x)
         q_relu = static_int8(dense, xr)
-        err_relu = errors({**impls, "torch static int8": q_relu, "torch static int8 channels-last": q_relu}, xr)
+        err_relu = errors({**impls, "torch static int8": q_relu, "torch static int8 channels-last": q_relu}, xr,
+                          epilogue)
         times = interleaved_times(impls, rounds=5, per_round=2, clock=clock, stat=stat)
         best = min(times["F.conv2d fp32"], times["F.conv2d fp32 channels-last"])
         best8 = min(t for impl, t in times.items() if impl.startswith("torch") and "int8" in impl)
@@ -124,8 +133,9 @@ def static_int8(dense: torch.nn.Conv2d, x: torch.Tensor) -> torch.nn.Module:
         return tq.convert(prepared)
 
 
-def errors(impls: dict, x: torch.Tensor) -> dict:
-    """||y - y_fp32|| / ||y_fp32|| of each impl (a function of its input) on x, in its layout."""
+def errors(impls: dict, x: torch.Tensor, epilogue) -> dict:
+    """||y - y_fp32|| / ||y_fp32|| of each impl (a function of its input) on x, in its layout;
+    y_fp32 through epilogue for the "+ BN + ReLU" rows."""
     lay = {False: x, True: x.contiguous(memory_format=torch.channels_last)}
     with torch.inference_mode():
         ref = impls["F.conv2d fp32"](x)
@@ -133,7 +143,8 @@ def errors(impls: dict, x: torch.Tensor) -> dict:
         for impl, f in impls.items():
             xi = lay["channels-last" in impl]
             y = f(xi.to(torch.bfloat16) if "bf16" in impl else xi).float()
-            out[impl] = float((y - ref).norm() / ref.norm())
+            want = epilogue(ref) if "+ BN + ReLU" in impl else ref
+            out[impl] = float((y - want).norm() / want.norm())
     return out
 
 

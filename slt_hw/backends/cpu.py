@@ -254,9 +254,9 @@ def conv2d_int8(x, bias, *rest, isa: str | None = None, threads: int | None = No
     image a row), the patches then its bytes (im2col_int8); or, where conv_int8_taps_refusal
     allows (and SLT_HW_CPU_CONV_INT8 is not "patches"), no patch matrix: the images quantized
     into a zero frame of the padding (quantize_images_padded), and the implicit GEMM
-    (conv2d_int8_taps) reads each pixel's taps in them, the same bits. The
-    epilogue (out_scale, residual, relu: composite.conv_epilogue's bits) runs in the implicit
-    GEMM's store, after the patches' kernel in one pass (apply_epilogue)."""
+    (conv2d_int8_taps, TapsCall) reads each pixel's taps in them, the same bits. The epilogue
+    (out_scale, residual, relu: composite.conv_epilogue's bits) runs in the implicit GEMM's
+    store, after the patches' kernel in one pass (apply_epilogue)."""
     mod = _ext.require()
     w, (kernel, stride, padding, dilation, groups, act_scale) = rest[:-9], rest[-9:-3]
     scale, residual, relu = rest[-3:]
@@ -566,9 +566,10 @@ def _describe() -> str:
             taps = f" ({CONV_INT8_ENV}=patches: never in place)"
         elif "avx512vnni" in cpu_isas() and _isa(None) in ("auto", "avx512vnni"):
             cache = "on" if LayoutCache.enabled() else "off"
-            taps = (" or, where channels are a multiple of 4, reads each pixel's taps in place in them (implicit "
-                    "GEMM, AVX-512 VNNI, from 64 output pixels; from 17 once a mask used twice keeps its tap-major "
-                    f"P/N planes, 2 bits/weight, {layout_cache.ENV}={cache})")
+            taps = (" or, where channels are a multiple of 4 or there is one group (padded to 4), reads each "
+                    "pixel's taps in place in them (implicit GEMM, AVX-512 VNNI, from 64 output pixels; from 17 once "
+                    f"a mask used twice keeps its tap-major P/N planes, 2 bits/weight, {layout_cache.ENV}={cache}; "
+                    "the epilogue fused in its store)")
         else:
             taps = ""
         conv = (f"; conv2d materialises the weight {conv} ({CONV_ENV}={mode}); conv2d_int8 gathers each output "
