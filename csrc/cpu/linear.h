@@ -117,8 +117,7 @@ struct LutRows {
 };
 LutRows lut_rows(Isa isa);
 
-// The weight (N, K, keys, masks) is the WeightDesc part; the rest is this call's.
-// What a convolution's output store applies after its bias, fused (slt_conv2d_int8's scale,
+// What a convolution's output store applies after its bias, fused (slt_conv2d_int8's out_scale,
 // residual and relu): y = relu(y * scale[n] + bias[n] + residual[m][n]), each part optional, in
 // this order, in float32 and without contraction: the bits of the same ops run one by one.
 struct Epilogue {
@@ -133,6 +132,7 @@ struct Epilogue {
 // outputs that kernels without an epilogue stored (epilogue.cpp).
 void apply_epilogue(float* y, int64_t M, int64_t N, int64_t ldy, const float* bias, const Epilogue& e, int threads);
 
+// The weight (N, K, keys, masks) is the WeightDesc part; the rest is this call's.
 struct LinearProblem : WeightDesc {
   const float* x = nullptr;  // (M, K), row stride ldx
   const uint16_t* xb = nullptr;  // or bf16 activations (M, K), row stride ldx (read exactly as float)
