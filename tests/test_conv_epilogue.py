@@ -287,8 +287,8 @@ def test_fusion_refuses_training_batchnorm_and_untraceable_models():
 # ---------------------------------------------------------------------- prepared calls
 
 
-def _prepared_block():
-    """A packed 64-channel convolution + BatchNorm + shortcut + ReLU block, fused, int8 "image"."""
+def _prepared_block(act_scale):
+    """A packed 16-channel convolution + BatchNorm + shortcut + ReLU block, fused, int8."""
 
     class Block(nn.Module):
         def __init__(self):
@@ -300,18 +300,22 @@ def _prepared_block():
 
     torch.manual_seed(0)
     model = _packed_model(Block())
-    set_int8_activations(model, act_scale="image")
+    set_int8_activations(model, act_scale=act_scale)
     return model, fuse_epilogues(model)
 
 
 @CPP
-def test_prepared_calls_have_the_op_bits_and_follow_what_they_depend_on(monkeypatch):
-    """From a mask's second use the implicit GEMM's calls are prepared (no op-layer checks): the
-    bits of the op's path; a change of input shape, strides, threads, environment, mask (in
-    place) or bias goes back through the op, and the outputs follow it."""
-    if "avx512vnni" not in _ext.native().cpu_isas():
+@pytest.mark.parametrize(("act_scale", "shape", "kind"), [("image", (2, 16, 8, 8), "TapsCall"),
+                                                          ("image", (1, 16, 4, 4), "PatchesCall"),
+                                                          ("patch", (2, 16, 8, 8), "PatchesCall")])
+def test_prepared_calls_have_the_op_bits_and_follow_what_they_depend_on(monkeypatch, act_scale, shape, kind):
+    """From a mask's second use a fused convolution's calls are prepared (no op-layer checks;
+    the implicit GEMM's, or the patches' with the table lookup's planes: 16 output pixels):
+    the bits of the op's path; a change of input shape, strides, threads, environment, mask
+    (in place) or bias goes back through the op, and the outputs follow it."""
+    if kind == "TapsCall" and "avx512vnni" not in _ext.native().cpu_isas():
         pytest.skip("the implicit GEMM needs AVX-512 VNNI")
-    model, fused = _prepared_block()
+    model, fused = _prepared_block(act_scale)
     conv = fused.get_submodule("conv")
     runs = []
     real_call = cpu.PreparedConv2dInt8.__call__
@@ -322,20 +326,21 @@ def test_prepared_calls_have_the_op_bits_and_follow_what_they_depend_on(monkeypa
         x = torch.randn(*shape, generator=gen)
         return x.contiguous(memory_format=torch.channels_last) if cl else x
 
-    x = x_of(2, 16, 8, 8)
+    x = x_of(*shape)
     with torch.inference_mode():
-        first = [fused(x) for _ in range(2)]  # (the planes are cached on the mask's second use, then prepared)
-        assert not runs and conv._prepared.call is not None
-        assert torch.equal(fused(x), first[0]) and runs == [1]
+        first = [fused(x) for _ in range(2)]  # (the layouts are cached on the mask's second use, then prepared)
+        assert type(conv._prepared.call.call).__name__ == kind
+        assert torch.equal(fused(x), first[0]) and runs and torch.equal(first[1], first[0])
         torch.testing.assert_close(fused(x), model(x), rtol=1e-4, atol=1e-4)
-        for changed in (x_of(3, 16, 8, 8), x_of(2, 16, 8, 8, cl=False)):  # another shape; NCHW strides
+        for changed in (x_of(shape[0] + 1, *shape[1:]), x_of(*shape, cl=False)):  # another shape; NCHW strides
             runs.clear()
-            assert torch.equal(fused(changed), model_out := fused(changed)) and model_out.shape[0] == changed.shape[0]
+            once = fused(changed)
+            assert not runs and torch.equal(fused(changed), once) and once.shape[0] == changed.shape[0]
         runs.clear()
         fused(x)
         fused(x)  # (prepared again for x)
         assert runs
-        for env, value in ((cpu.CONV_INT8_ENV, "patches"), (cpu.ISA_ENV, "avx2")):
+        for env, value in ((cpu.CONV_INT8_ENV, "patches"), (cpu.ISA_ENV, "avx2"), (cpu.LUT_ENV, "off")):
             with monkeypatch.context() as m:
                 m.setenv(env, value)
                 runs.clear()
@@ -350,7 +355,7 @@ def test_prepared_calls_have_the_op_bits_and_follow_what_they_depend_on(monkeypa
     fused(x), fused(x)
     planes = conv.conv.copies[0].planes
     with torch.no_grad():
-        planes[0, :3].bitwise_xor_(0x5A5A5A5A)  # in place: the cached tap-major planes are stale
+        planes[0, :3].bitwise_xor_(0x5A5A5A5A)  # in place: the cached layouts are stale
     runs.clear()
     with torch.inference_mode():
         flipped = fused(x)

@@ -125,11 +125,12 @@ LUT_PLANES = LayoutCache()
 
 
 def _lut_planes(mod, w: tuple, desc, m: int, isa: str, lut: str, int8: bool, threads: int,
-                bf16: bool = False) -> torch.Tensor | None:
+                bf16: bool = False, peek: bool = False) -> torch.Tensor | bool | None:
     """The weight's planes in the layout of the table lookup that runs this call (m rows of
     float, bf16 or int8 activations on `threads`) where it runs and they are cached, else None:
     that kernel then hashes and transposes itself. (The caller holds the tensor until the
-    kernel returns: another thread may drop it from the cache.)"""
+    kernel returns: another thread may drop it from the cache.) peek: those already stored (not
+    a use), False where the lookup runs and none are."""
     kind, nbytes = mod.lut_layout(desc, m, isa, lut, int8, threads, bf16)
     if not kind:
         return None
@@ -141,6 +142,9 @@ def _lut_planes(mod, w: tuple, desc, m: int, isa: str, lut: str, int8: bool, thr
 
     src = w[0]
     key = (kind, src.data_ptr(), tuple(src.shape), src.stride(), desc.n, desc.k, desc.k0, desc.k1)
+    if peek:
+        stored = LUT_PLANES.peek(src, key)
+        return False if stored is None and LUT_PLANES.enabled() else stored
     return LUT_PLANES.get(src, key, build)
 
 
@@ -261,10 +265,8 @@ def conv2d_int8(x, bias, *rest, isa: str | None = None, threads: int | None = No
     w, (kernel, stride, padding, dilation, groups, act_scale) = rest[:-9], rest[-9:-3]
     scale, residual, relu = rest[-3:]
     desc, _alive = _ext.weight_desc(mod, w)
-    n, cin_g = desc.n, x.shape[1] // groups
-    og, k = n // groups, desc.k
-    oh, ow = conv2d_output_size(x.shape[2], x.shape[3], kernel, stride, padding, dilation)
-    m = x.shape[0] * oh * ow
+    geometry = (list(kernel), list(stride), list(padding), list(dilation))
+    oh, ow = conv2d_output_size(x.shape[2], x.shape[3], *geometry)
     nt = torch.get_num_threads() if threads is None else threads
     x32 = x if x.dtype == torch.float32 else x.to(torch.float32)
     if x32.stride(1) != 1 and x32.numel():  # channels contiguous: the gather's AVX2 transposes, ~3x the
@@ -273,46 +275,80 @@ def conv2d_int8(x, bias, *rest, isa: str | None = None, threads: int | None = No
     if residual is not None:  # (its rows as y's)
         residual = residual.to(torch.float32).contiguous(memory_format=torch.channels_last)
     isa = _isa(isa)
-    shape, geometry = [x.shape[0], cin_g, x.shape[2], x.shape[3]], (list(kernel), list(stride), list(padding),
-                                                                     list(dilation))
+    call = None
     if act_scale == "image":
         if not x32.is_contiguous(memory_format=torch.channels_last):
             x32 = x32.contiguous(memory_format=torch.channels_last)
         call = _taps_call(mod, w, desc, _alive, x32, geometry, groups, isa, nt)
-        if call is not None:  # the implicit GEMM over images quantized into a zero frame: no patch matrix
-            return _conv_output(mod, call.run(x32, b, scale, residual, relu), x, oh, ow, n, nt)
-        image_scale = torch.empty(x.shape[0], dtype=torch.float32)
-        images = torch.empty(x32.shape, dtype=torch.int8, memory_format=torch.channels_last)
-        n_img = x32[0].numel() if x.shape[0] else 0
-        mod.quantize_int8_isa(x32.data_ptr(), x.shape[0], n_img, n_img, images.data_ptr(), image_scale.data_ptr(), nt,
-                              isa)
-        strides = list(images.stride())
+    if call is None:  # (the implicit GEMM declines: the patch matrix)
+        call = PatchesCall(mod, w, desc, _alive, x32, geometry, groups, act_scale, isa, _lut(lut), nt)
+    return _conv_output(mod, call.run(x32, b, scale, residual, relu), x, oh, ow, desc.n, nt)
 
-        def gather(g, m0, m1):
-            mod.im2col_int8(images.data_ptr() + g * cin_g * strides[1], shape, strides, *geometry, m0, m1,
-                            xq.data_ptr(), xs.data_ptr(), image_scale.data_ptr(), nt, isa)
-    else:
-        strides = list(x32.stride())
 
-        def gather(g, m0, m1):
-            mod.im2col_quantize_int8(x32.data_ptr() + g * cin_g * strides[1] * 4, shape, strides, *geometry, m0, m1,
-                                     xq.data_ptr(), xs.data_ptr(), nt, isa)
-    y, lut = torch.empty(m, n, dtype=torch.float32), _lut(lut)  # y's rows (b, oh, ow): a channels-last output
-    fused_bias, b = (b, None) if scale is not None else (None, b)  # (a scale comes before the bias)
-    chunk = max(1, min(m, CONV_INT8_CHUNK_BYTES // k))
-    xq = torch.empty(chunk, k, dtype=torch.int8)
-    xs = torch.empty(chunk, dtype=torch.float32)
-    for m0 in range(0, m, chunk):
-        rows = min(chunk, m - m0)
-        planes = _lut_planes(mod, w, desc, rows, isa, lut, True, nt)  # (where the table lookup runs)
-        for g in range(groups):
-            gather(g, m0, m0 + rows)
-            mod.slt_linear(desc, 0, rows, k, y.data_ptr() + (m0 * n + g * og) * 4, n, g * og, (g + 1) * og,
-                           0 if b is None else b.data_ptr() + g * og * 4, xq.data_ptr(), xs.data_ptr(), isa, nt, lut,
-                           0, _ptr(planes), 0 if planes is None else planes.numel())
-    if scale is not None or residual is not None or relu:
-        mod.apply_epilogue(y.data_ptr(), m, n, n, _ptr(fused_bias), _ptr(scale), _ptr(residual), n, relu, nt)
-    return _conv_output(mod, y, x, oh, ow, n, nt)
+class PatchesCall:
+    """conv2d_int8's patch-matrix path for one convolution and input shape and strides: each
+    output pixel's patch gathered as one int8 row (quantized as it is gathered, act_scale
+    "patch"; or the bytes of x quantized per image, "image"), in chunks of rows, then the int8
+    kernel over each chunk, per group, then the epilogue in one pass (apply_epilogue). What a
+    call derives from its arguments (the descriptor, the chunks, the table lookup's planes for
+    their rows) is kept, as TapsCall's."""
+
+    __slots__ = ("mod", "desc", "alive", "shape", "geometry", "groups", "n", "oh", "ow", "isa", "threads", "lut",
+                 "act_scale", "chunk", "planes")
+
+    def __init__(self, mod, w, desc, alive, x32, geometry, groups, act_scale, isa, lut, threads, peek=False):
+        self.mod, self.desc, self.alive, self.geometry, self.groups = mod, desc, alive, geometry, groups
+        self.shape = [x32.shape[0], x32.shape[1] // groups, x32.shape[2], x32.shape[3]]
+        self.n, (self.oh, self.ow) = desc.n, conv2d_output_size(x32.shape[2], x32.shape[3], *geometry)
+        self.isa, self.threads, self.lut, self.act_scale = isa, threads, lut, act_scale
+        m = x32.shape[0] * self.oh * self.ow
+        self.chunk = max(1, min(m, CONV_INT8_CHUNK_BYTES // desc.k))
+        # the table lookup's planes, per chunk size (where the lookup runs, while they are cached)
+        self.planes = {rows: _lut_planes(mod, w, desc, rows, isa, lut, True, threads, peek=peek)
+                       for rows in {min(self.chunk, m - m0) for m0 in range(0, m, self.chunk)}}
+
+    def ready(self) -> bool:
+        """Whether every chunk has the planes its lookup runs with (peek: not yet stored)."""
+        return all(p is not False for p in self.planes.values())
+
+    def run(self, x32: torch.Tensor, bias, scale, residual, relu: bool) -> torch.Tensor:
+        """Output rows (b, oh, ow) in float32 of x32 (float32, channels contiguous, this call's
+        shape and strides), with the epilogue (as TapsCall.run)."""
+        mod, nt, isa, n, groups = self.mod, self.threads, self.isa, self.n, self.groups
+        b_, k, m = x32.shape[0], self.desc.k, x32.shape[0] * self.oh * self.ow
+        og, cin_g, shape, geometry = n // groups, self.shape[1], self.shape, self.geometry
+        if self.act_scale == "image":
+            image_scale = torch.empty(b_, dtype=torch.float32)
+            images = torch.empty(x32.shape, dtype=torch.int8, memory_format=torch.channels_last)
+            n_img = x32[0].numel() if b_ else 0
+            mod.quantize_int8_isa(x32.data_ptr(), b_, n_img, n_img, images.data_ptr(), image_scale.data_ptr(), nt,
+                                  isa)
+            strides = list(images.stride())
+
+            def gather(g, m0, m1):
+                mod.im2col_int8(images.data_ptr() + g * cin_g * strides[1], shape, strides, *geometry, m0, m1,
+                                xq.data_ptr(), xs.data_ptr(), image_scale.data_ptr(), nt, isa)
+        else:
+            strides = list(x32.stride())
+
+            def gather(g, m0, m1):
+                mod.im2col_quantize_int8(x32.data_ptr() + g * cin_g * strides[1] * 4, shape, strides, *geometry, m0,
+                                         m1, xq.data_ptr(), xs.data_ptr(), nt, isa)
+        y = torch.empty(m, n, dtype=torch.float32)  # rows (b, oh, ow): a channels-last output
+        fused_bias, bias = (bias, None) if scale is not None else (None, bias)  # (a scale comes before the bias)
+        xq = torch.empty(self.chunk, k, dtype=torch.int8)
+        xs = torch.empty(self.chunk, dtype=torch.float32)
+        for m0 in range(0, m, self.chunk):
+            rows = min(self.chunk, m - m0)
+            planes = self.planes[rows] or None  # (where the table lookup runs)
+            for g in range(groups):
+                gather(g, m0, m0 + rows)
+                mod.slt_linear(self.desc, 0, rows, k, y.data_ptr() + (m0 * n + g * og) * 4, n, g * og, (g + 1) * og,
+                               _ptr(bias, g * og * 4), xq.data_ptr(), xs.data_ptr(), isa, nt, self.lut, 0,
+                               _ptr(planes), 0 if planes is None else planes.numel())
+        if scale is not None or residual is not None or relu:
+            mod.apply_epilogue(y.data_ptr(), m, n, n, _ptr(fused_bias), _ptr(scale), _ptr(residual), n, relu, nt)
+        return y
 
 
 class TapsCall:
@@ -373,23 +409,24 @@ def _taps_call(mod, w: tuple, desc, alive, x32: torch.Tensor, geometry: tuple, g
 
 
 def _environment() -> tuple:
-    """The environment a conv2d_int8 call's choices read (backend, ISA, implicit GEMM, planes cache)."""
+    """The environment a conv2d_int8 call's choices read (backend, ISA, implicit GEMM, table
+    lookup, layouts cache)."""
     get = os.environ.get
-    return get(dispatch.ENV_VAR), get(ISA_ENV), get(CONV_INT8_ENV), get(layout_cache.ENV)
+    return get(dispatch.ENV_VAR), get(ISA_ENV), get(CONV_INT8_ENV), get(LUT_ENV), get(layout_cache.ENV)
 
 
 class PreparedConv2dInt8:
-    """A conv2d_int8 call ("image" scales, run by the implicit GEMM) prepared for calls like it:
+    """A conv2d_int8 call (a TapsCall or a PatchesCall) prepared for calls like it:
     __call__ skips the op layer's checks and the backend's choices, whose inputs matches()
     compares instead (x's and the residual's shapes, strides and dtype, the threads, the
     environment, the backend registry, the masks' versions). For an inference module that runs
     one convolution on inputs of one shape again and again (SLTFusedConv2d): the checks and
     choices are ~60 µs of Python a convolution, a third of a CIFAR ResNet-18 forward at batch 1.
-    Same C++ calls, same bits (TapsCall.run)."""
+    Same C++ calls, same bits (the call's run)."""
 
     __slots__ = ("call", "masks", "versions", "x_key", "residual_key", "environment", "generation", "relu")
 
-    def __init__(self, call: TapsCall, masks: tuple, x: torch.Tensor, residual, relu: bool):
+    def __init__(self, call: TapsCall | PatchesCall, masks: tuple, x: torch.Tensor, residual, relu: bool):
         self.call, self.masks, self.relu = call, masks, relu
         self.versions = tuple(t._version for t in masks)
         self.x_key = (x.shape, x.stride())
@@ -423,12 +460,13 @@ class PreparedConv2dInt8:
 
 def prepare_conv2d_int8(x, bias, *rest) -> PreparedConv2dInt8 | None:
     """A prepared call for conv2d_int8's arguments (as slt_hw._ops checked them; the call just
-    made with them by this backend) where the implicit GEMM runs it with the weight's tap-major
-    planes cached, on channels-last float32 x, a float32 bias and scale, a channels-last float32
-    residual, a channels-last output; else None (the op runs as it is)."""
+    made with them by this backend), on channels-last float32 x, a float32 bias and scale, a
+    channels-last float32 residual and a channels-last output, once the layouts its kernels
+    run with are cached (the implicit GEMM's tap-major planes, the table lookup's planes: from
+    a mask's second use); else None (the op runs as it is)."""
     w, (kernel, stride, padding, dilation, groups, act_scale) = rest[:-9], rest[-9:-3]
     scale, residual, relu = rest[-3:]
-    if act_scale != "image" or x.dtype != torch.float32 or conv2d_output_format(x) != torch.channels_last or \
+    if x.dtype != torch.float32 or conv2d_output_format(x) != torch.channels_last or \
             any(t is not None and (t.dtype != torch.float32 or not t.is_contiguous()) for t in (bias, scale)) or \
             (residual is not None and (residual.dtype != torch.float32 or
                                        not residual.is_contiguous(memory_format=torch.channels_last))) or \
@@ -436,10 +474,14 @@ def prepare_conv2d_int8(x, bias, *rest) -> PreparedConv2dInt8 | None:
         return None
     mod = _ext.require()
     desc, alive = _ext.weight_desc(mod, w)
-    geometry = (list(kernel), list(stride), list(padding), list(dilation))
-    call = _taps_call(mod, w, desc, alive, x, geometry, groups, _isa(None), torch.get_num_threads(), peek=True)
-    if call is None or (call.planes is None and CONV_TAPS_PLANES.enabled()):
-        return None  # (the planes are cached from a mask's second use on: prepared after that)
+    geometry, isa, nt = (list(kernel), list(stride), list(padding), list(dilation)), _isa(None), torch.get_num_threads()
+    call = _taps_call(mod, w, desc, alive, x, geometry, groups, isa, nt, peek=True) if act_scale == "image" else None
+    if call is not None and call.planes is None and CONV_TAPS_PLANES.enabled():
+        return None
+    if call is None:
+        call = PatchesCall(mod, w, desc, alive, x, geometry, groups, act_scale, isa, _lut(None), nt, peek=True)
+        if not call.ready():
+            return None
     return PreparedConv2dInt8(call, tuple(w[:2]), x, residual, relu)
 
 

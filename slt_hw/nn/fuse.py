@@ -33,10 +33,10 @@ class SLTFusedConv2d(nn.Module):
     slt_conv2d). Shares `conv` (its masks, its int8 and act_scale settings) with the model it
     came from. forward(x, residual=None).
 
-    With int8 "image" activations on the CPU its calls are prepared (cpu.prepare_conv2d_int8):
-    once a call has run through the op, calls like it (the same input shape and strides, the
-    same weight, settings, threads and environment) run the implicit GEMM directly, the same
-    bits, without the op layer's ~60 µs of checks and choices."""
+    With int8 activations on the CPU its calls are prepared (cpu.prepare_conv2d_int8): once a
+    call has run through the op, calls like it (the same input shape and strides, the same
+    weight, settings, threads and environment) run its kernels directly, the same bits,
+    without the op layer's ~60 µs of checks and choices."""
 
     def __init__(self, conv: SLTPackedLayer, out_scale: torch.Tensor | None, bias: torch.Tensor | None,
                  relu: bool):
@@ -68,13 +68,13 @@ class SLTFusedConv2d(nn.Module):
         if late:  # (a residual that broadcasts, or of another dtype: the add as traced, then the ReLU)
             y = y + residual
             return torch.relu(y) if self.relu else y
-        if lin.int8 and c.act_scale == "image":
+        if lin.int8:
             self._prepare(prep, settings, x, residual)
         return y
 
     def _prepare(self, prep: _Prepared | None, settings: tuple, x: torch.Tensor, residual) -> None:
         """After a call through the op: prepares calls like it (cpu.prepare_conv2d_int8), where
-        the cpp backend ran it; gives up on a signature after a few tries (the patches run it)."""
+        the cpp backend ran it; gives up on a signature after a few tries."""
         signature = (x.shape, x.stride(), x.dtype, None if residual is None else (residual.shape, residual.stride()))
         if prep is None or not prep.owns(settings) or prep.signature != signature:
             prep = self.__dict__["_prepared"] = _Prepared(settings, signature)
@@ -88,8 +88,8 @@ class SLTFusedConv2d(nn.Module):
             return
         kernel, stride, padding, dilation, groups = self._geometry
         prep.call = cpu.prepare_conv2d_int8(x, bias, *w, list(_pair(kernel)), list(_pair(stride)),
-                                            list(_pair(padding)), list(_pair(dilation)), groups, "image", out_scale,
-                                            residual, self.relu)
+                                            list(_pair(padding)), list(_pair(dilation)), groups, settings[4],
+                                            out_scale, residual, self.relu)
 
     def __getstate__(self):  # (copies and pickles leave the prepared call behind: it holds pointers)
         state = super().__getstate__().copy()
@@ -131,9 +131,10 @@ def fuse_epilogues(model: nn.Module) -> fx.GraphModule:
     SLTFusedConv2d together with what follows it of an eval-mode BatchNorm2d, an add of another
     tensor and a ReLU, in that order (the BatchNorm folded into its out_scale and bias, the other
     tensor its residual): an inference form of the model (the same outputs up to float rounding)
-    sharing its packed layers, whose int8 "image" convolutions' calls are prepared from their
-    masks' second use. The rest of the model runs as traced. Raises ValueError for a BatchNorm
-    in training mode (call model.eval() first) and for a model torch.fx cannot trace."""
+    sharing its packed layers, whose int8 convolutions' calls are prepared from their masks'
+    second use. The rest of the model runs as traced. Raises ValueError for a BatchNorm
+    in training mode (call model.eval() first) and for a model torch.fx cannot trace.
+    Checkpoints: save and load the model itself (slt_hw.save / slt_hw.load), then fuse it."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected an nn.Module, got {type(model).__name__}")
     try:
