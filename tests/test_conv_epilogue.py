@@ -366,3 +366,31 @@ def test_prepared_calls_have_the_op_bits_and_follow_what_they_depend_on(monkeypa
     clone = copy.deepcopy(fused)  # (the prepared call stays behind)
     with torch.inference_mode():
         assert "_prepared" not in clone.get_submodule("conv").__dict__ and torch.equal(clone(x), fused(x))
+
+
+@CPP
+@pytest.mark.parametrize("threads", [1, 2])
+def test_patches_with_the_lookups_stored_planes(threads, fresh_cache):
+    """The patches' int8 kernel at 16 output rows: the table lookup's planes stored on the
+    mask's second use and run from then on, through the op and prepared: the same bits."""
+    p = packed((512, 128, 3, 3), 6)  # (a CIFAR ResNet-18's layer4 shape, fewer input channels)
+    x = torch.randn(1, 128, 4, 4, generator=torch.Generator().manual_seed(6)).contiguous(
+        memory_format=torch.channels_last)
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        mod = _ext.require()
+        desc, _alive = _ext.weight_desc(mod, _ops.weight_args(p)[1])
+        if not mod.lut_layout(desc, 16, "auto", "auto", True, threads, False)[0]:
+            pytest.skip("no int8 table lookup runs 16 rows here")
+        got = [slt_conv2d_int8(x, p, padding=1, act_scale="image", relu=True, backend="cpp") for _ in range(3)]
+        assert fresh_cache.nbytes() > 0
+        assert torch.equal(got[0], got[1]) and torch.equal(got[0], got[2])
+        block = SLTFusedConv2d(slt_hw.nn.SLTPackedLayer([p], kind="conv2d", conv=dict(
+            in_channels=128, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), dilation=(1, 1))), None, None, True)
+        block.conv.copies[0].int8, block.conv.act_scale = True, "image"
+        with torch.inference_mode():
+            outs = [block(x) for _ in range(3)]
+        assert block._prepared.call is not None and all(torch.equal(o, got[0]) for o in outs)
+    finally:
+        torch.set_num_threads(old)

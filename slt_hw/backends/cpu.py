@@ -340,7 +340,8 @@ class PatchesCall:
         xs = torch.empty(self.chunk, dtype=torch.float32)
         for m0 in range(0, m, self.chunk):
             rows = min(self.chunk, m - m0)
-            planes = self.planes[rows] or None  # (where the table lookup runs)
+            planes = self.planes[rows]  # (where the table lookup runs, and they are stored)
+            planes = planes if isinstance(planes, torch.Tensor) else None
             for g in range(groups):
                 gather(g, m0, m0 + rows)
                 mod.slt_linear(self.desc, 0, rows, k, y.data_ptr() + (m0 * n + g * og) * 4, n, g * og, (g + 1) * og,
