@@ -1,4 +1,4 @@
-"""slt_conv2d_int8's fused epilogue, relu(conv · scale + bias + residual): on every backend,
+"""slt_conv2d_int8's fused epilogue, relu(conv · out_scale + bias + residual): on every backend,
 the bits of the same ops run one by one on the unfused output (float32), in the implicit GEMM's
 store (natively and under SIMDe) and after the patches; its bad arguments; and
 slt_hw.nn.fuse_epilogues, which folds a packed CNN's BatchNorms, residual adds and ReLUs into it."""
