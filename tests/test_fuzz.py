@@ -146,6 +146,10 @@ def _check_case(c, backend, device):
     eps_w = EPS[dtype] if backend in TILE_CAST and dtype != torch.float32 else 0.0
     eps = (c["k"] + 2) * EPS[torch.float32] + eps_w + EPS[dtype]
     slack = TINY[dtype] * (1 + np.abs(x64).sum(1, keepdims=True))
+    if backend == "triton" and device == "cpu" and dtype == torch.bfloat16:
+        # Triton's interpreter rounds float32 to bfloat16 wrongly below bfloat16's smallest normal
+        # (2^-126): 1e-41 -> 8.7e-39, 2.2e-40 -> 2.1e-39 (its stores, not the kernel's sums)
+        slack = np.maximum(slack, 2.0**-126)
     _within(y.reshape(-1, c["n"]), want, mag, eps, slack, "y")
     if not c["grad"]:
         return
