@@ -274,9 +274,10 @@ def check_act_scale(act_scale) -> None:
         raise ValueError(f"act_scale: expected one of {', '.join(map(repr, ACT_SCALES))}, got {act_scale!r}")
 
 
-def check_epilogue(x, scale, residual, relu, n: int, out_shape: tuple, device) -> None:
-    """A convolution's epilogue (slt_conv2d_int8's out_scale, residual, relu) for its output of
-    out_shape: out_scale float32 (n,), residual x's dtype in out_shape, both on x's device."""
+def check_epilogue(x, scale, residual, relu, n: int, geometry, device) -> None:
+    """A convolution's epilogue (slt_conv2d_int8's out_scale, residual, relu) for its n output
+    channels of x under geometry (kernel, stride, padding, dilation): out_scale float32 (n,),
+    residual x's dtype in the output's shape, both on x's device."""
     if scale is not None:
         if not isinstance(scale, torch.Tensor) or scale.dtype != torch.float32 or tuple(scale.shape) != (n,):
             got = f"{scale.dtype} {tuple(scale.shape)}" if isinstance(scale, torch.Tensor) else type(scale).__name__
@@ -284,6 +285,7 @@ def check_epilogue(x, scale, residual, relu, n: int, out_shape: tuple, device) -
         if scale.device != device:
             raise ValueError(f"out_scale: expected device {device}, got {scale.device}")
     if residual is not None:
+        out_shape = (x.shape[0], n, *conv2d_output_size(x.shape[2], x.shape[3], *geometry))
         if not isinstance(residual, torch.Tensor) or residual.dtype != x.dtype or tuple(residual.shape) != out_shape:
             got = (f"{residual.dtype} {tuple(residual.shape)}" if isinstance(residual, torch.Tensor)
                    else type(residual).__name__)
@@ -302,9 +304,7 @@ def _conv_args(fmt: str, x, bias, rest, int8: bool = False):
     check_conv(x, bias, n, k, device, *conv[:5])
     if int8:
         check_act_scale(conv[6])
-        if conv[7] is not None or conv[8] is not None or conv[9]:
-            oh, ow = conv2d_output_size(x.shape[2], x.shape[3], *conv[:4])
-            check_epilogue(x, *conv[7:], n, (x.shape[0], n, oh, ow), device)
+        check_epilogue(x, *conv[7:], n, conv[:4], device)
     return w, (*conv[:5], *conv[6:]), conv[5], n, device
 
 

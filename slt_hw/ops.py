@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from . import _ops
-from .backends.composite import conv_epilogue, dense_linear, im2col_conv2d
+from .backends.composite import conv_epilogue, dense_linear, im2col_conv2d, split_bias
 from .formats import PackedWeight
 from .reference.quantize import dequantized_images, quantize_activations, quantize_images
 
@@ -127,10 +127,9 @@ def slt_conv2d_int8_reference(x, packed, bias=None, stride=1, padding=0, dilatio
     kernel, stride, padding, dilation = list(packed.shape[2:]), _pair(stride), _pair(padding), _pair(dilation)
     n, k = packed.out_features, packed.in_features
     _ops.check_conv(x, bias, n, k, packed.device, kernel, stride, padding, dilation, groups)
-    oh, ow = _ops.conv2d_output_size(x.shape[2], x.shape[3], kernel, stride, padding, dilation)
-    _ops.check_epilogue(x, out_scale, residual, relu, n, (x.shape[0], n, oh, ow), packed.device)
+    _ops.check_epilogue(x, out_scale, residual, relu, n, (kernel, stride, padding, dilation), packed.device)
     w = packed.materialize()
-    b = None if out_scale is not None else bias
+    b, late_bias = split_bias(bias, out_scale)
     if act_scale == "image":
         xd = dequantized_images(x).contiguous(memory_format=_ops.conv2d_output_format(x))
         y = im2col_conv2d(lambda cols, b, r0, r1: dense_linear(cols, w[r0:r1], b), xd, b, n, kernel, stride,
@@ -140,7 +139,7 @@ def slt_conv2d_int8_reference(x, packed, bias=None, stride=1, padding=0, dilatio
                           stride, padding, dilation, groups)
     if out_scale is None and residual is None and not relu:
         return y.to(x.dtype)
-    return conv_epilogue(y.to(torch.float32), out_scale, None if b is not None else bias, residual, relu).to(x.dtype)
+    return conv_epilogue(y.to(torch.float32), out_scale, late_bias, residual, relu).to(x.dtype)
 
 
 def conv2d(x, packed: PackedWeight, bias, kernel_size, stride, padding, dilation, groups, backend,
@@ -156,11 +155,10 @@ def conv2d(x, packed: PackedWeight, bias, kernel_size, stride, padding, dilation
     scale, residual, relu = epilogue
     if scale is None and residual is None and not relu:
         return _ops.call(f"conv2d_{fmt}", x, bias, *w, *args)
-    oh, ow = _ops.conv2d_output_size(x.shape[2], x.shape[3], args[0], *args[1:4])
-    _ops.check_epilogue(x, scale, residual, relu, packed.out_features, (x.shape[0], packed.out_features, oh, ow),
-                        packed.device)
-    y = _ops.call(f"conv2d_{fmt}", x, None if scale is not None else bias, *w, *args).to(torch.float32)
-    return conv_epilogue(y, scale, bias if scale is not None else None, residual, relu).to(x.dtype)
+    _ops.check_epilogue(x, scale, residual, relu, packed.out_features, args[:4], packed.device)
+    conv_bias, late_bias = split_bias(bias, scale)
+    y = _ops.call(f"conv2d_{fmt}", x, conv_bias, *w, *args).to(torch.float32)
+    return conv_epilogue(y, scale, late_bias, residual, relu).to(x.dtype)
 
 
 def slt_conv2d_reference(x, packed, bias=None, stride=1, padding=0, dilation=1, groups=1) -> torch.Tensor:

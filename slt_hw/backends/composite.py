@@ -67,16 +67,21 @@ def conv2d_int8(linear_int8, linear, x, bias, *rest):
     first, then im2col over the float linear (exact: the int8 sums of q, scaled); then the
     epilogue (conv_epilogue), in float32."""
     rest, (act_scale, scale, residual, relu) = rest[:-4], rest[-4:]
-    fused = scale is not None or residual is not None or relu
-    b = None if scale is not None else bias  # (with a scale the bias comes after it)
+    conv_bias, late_bias = split_bias(bias, scale)
     if act_scale == "patch":
-        y = conv2d(linear_int8, x, b, *rest)
+        y = conv2d(linear_int8, x, conv_bias, *rest)
     else:
         xd = dequantized_images(x).contiguous(memory_format=conv2d_output_format(x))
-        y = conv2d(linear, xd, b, *rest)
-    if not fused:
+        y = conv2d(linear, xd, conv_bias, *rest)
+    if scale is None and residual is None and not relu:
         return y.to(x.dtype)
-    return conv_epilogue(y.to(torch.float32), scale, None if b is not None else bias, residual, relu).to(x.dtype)
+    return conv_epilogue(y.to(torch.float32), scale, late_bias, residual, relu).to(x.dtype)
+
+
+def split_bias(bias, scale) -> tuple:
+    """(the bias the convolution adds, the one the epilogue adds): with an epilogue scale the
+    bias comes after it (conv · scale + bias), else in the convolution."""
+    return (None, bias) if scale is not None else (bias, None)
 
 
 def conv_epilogue(y: torch.Tensor, scale, bias, residual, relu: bool) -> torch.Tensor:

@@ -262,10 +262,8 @@ def conv2d_int8(x, bias, *rest, isa: str | None = None, threads: int | None = No
     (out_scale, residual, relu: composite.conv_epilogue's bits) runs in the implicit GEMM's
     store, after the patches' kernel in one pass (apply_epilogue)."""
     mod = _ext.require()
-    w, (kernel, stride, padding, dilation, groups, act_scale) = rest[:-9], rest[-9:-3]
-    scale, residual, relu = rest[-3:]
+    w, geometry, groups, act_scale, (scale, residual, relu) = _conv_int8_args(rest)
     desc, _alive = _ext.weight_desc(mod, w)
-    geometry = (list(kernel), list(stride), list(padding), list(dilation))
     oh, ow = conv2d_output_size(x.shape[2], x.shape[3], *geometry)
     nt = torch.get_num_threads() if threads is None else threads
     x32 = x if x.dtype == torch.float32 else x.to(torch.float32)
@@ -285,7 +283,28 @@ def conv2d_int8(x, bias, *rest, isa: str | None = None, threads: int | None = No
     return _conv_output(mod, call.run(x32, b, scale, residual, relu), x, oh, ow, desc.n, nt)
 
 
-class PatchesCall:
+def _conv_int8_args(rest: tuple) -> tuple:
+    """conv2d_int8's arguments after x and bias: (the weight block, (kernel, stride, padding,
+    dilation) as lists, groups, act_scale, (out_scale, residual, relu))."""
+    w, (kernel, stride, padding, dilation, groups, act_scale) = rest[:-9], rest[-9:-3]
+    return w, (list(kernel), list(stride), list(padding), list(dilation)), groups, act_scale, rest[-3:]
+
+
+class _ConvCall:
+    """What a conv2d_int8 call derives from its arguments and x's shape, whichever path runs it:
+    the weight's descriptor (and the tensors it points into), one group's input shape, the
+    geometry, the output's size, the ISA and the threads."""
+
+    __slots__ = ("mod", "desc", "alive", "shape", "geometry", "groups", "n", "oh", "ow", "isa", "threads")
+
+    def __init__(self, mod, desc, alive, x32, geometry, groups, isa, threads):
+        self.mod, self.desc, self.alive, self.geometry, self.groups = mod, desc, alive, geometry, groups
+        self.shape = [x32.shape[0], x32.shape[1] // groups, x32.shape[2], x32.shape[3]]
+        self.n, (self.oh, self.ow) = desc.n, conv2d_output_size(x32.shape[2], x32.shape[3], *geometry)
+        self.isa, self.threads = isa, threads
+
+
+class PatchesCall(_ConvCall):
     """conv2d_int8's patch-matrix path for one convolution and input shape and strides: each
     output pixel's patch gathered as one int8 row (quantized as it is gathered, act_scale
     "patch"; or the bytes of x quantized per image, "image"), in chunks of rows, then the int8
@@ -293,14 +312,11 @@ class PatchesCall:
     call derives from its arguments (the descriptor, the chunks, the table lookup's planes for
     their rows) is kept, as TapsCall's."""
 
-    __slots__ = ("mod", "desc", "alive", "shape", "geometry", "groups", "n", "oh", "ow", "isa", "threads", "lut",
-                 "act_scale", "chunk", "planes")
+    __slots__ = ("lut", "act_scale", "chunk", "planes")
 
     def __init__(self, mod, w, desc, alive, x32, geometry, groups, act_scale, isa, lut, threads, peek=False):
-        self.mod, self.desc, self.alive, self.geometry, self.groups = mod, desc, alive, geometry, groups
-        self.shape = [x32.shape[0], x32.shape[1] // groups, x32.shape[2], x32.shape[3]]
-        self.n, (self.oh, self.ow) = desc.n, conv2d_output_size(x32.shape[2], x32.shape[3], *geometry)
-        self.isa, self.threads, self.lut, self.act_scale = isa, threads, lut, act_scale
+        super().__init__(mod, desc, alive, x32, geometry, groups, isa, threads)
+        self.lut, self.act_scale = lut, act_scale
         m = x32.shape[0] * self.oh * self.ow
         self.chunk = max(1, min(m, CONV_INT8_CHUNK_BYTES // desc.k))
         # the table lookup's planes, per chunk size (where the lookup runs, while they are cached)
@@ -335,7 +351,7 @@ class PatchesCall:
                 mod.im2col_quantize_int8(x32.data_ptr() + g * cin_g * strides[1] * 4, shape, strides, *geometry, m0,
                                          m1, xq.data_ptr(), xs.data_ptr(), nt, isa)
         y = torch.empty(m, n, dtype=torch.float32)  # rows (b, oh, ow): a channels-last output
-        fused_bias, bias = (bias, None) if scale is not None else (None, bias)  # (a scale comes before the bias)
+        bias, late_bias = composite.split_bias(bias, scale)
         xq = torch.empty(self.chunk, k, dtype=torch.int8)
         xs = torch.empty(self.chunk, dtype=torch.float32)
         for m0 in range(0, m, self.chunk):
@@ -348,24 +364,22 @@ class PatchesCall:
                                _ptr(bias, g * og * 4), xq.data_ptr(), xs.data_ptr(), isa, nt, self.lut, 0,
                                _ptr(planes), 0 if planes is None else planes.numel())
         if scale is not None or residual is not None or relu:
-            mod.apply_epilogue(y.data_ptr(), m, n, n, _ptr(fused_bias), _ptr(scale), _ptr(residual), n, relu, nt)
+            mod.apply_epilogue(y.data_ptr(), m, n, n, _ptr(late_bias), _ptr(scale), _ptr(residual), n, relu, nt)
         return y
 
 
-class TapsCall:
+class TapsCall(_ConvCall):
     """conv2d_int8's implicit GEMM for one convolution and input shape ("image" scales, where
-    conv_int8_taps_refusal allows): what a call derives from its arguments (the weight's
-    descriptor and tap-major planes, the geometry, the ISA, the threads), kept so that
-    PreparedConv2dInt8 runs a call like it again without deriving them."""
+    conv_int8_taps_refusal allows): what a call derives from its arguments (_ConvCall's, the
+    weight's tap-major planes, the framed images' shape), kept so that PreparedConv2dInt8 runs
+    a call like it again without deriving them."""
 
-    __slots__ = ("mod", "desc", "alive", "planes", "shape", "geometry", "groups", "n", "oh", "ow", "isa", "threads",
-                 "framed")
+    __slots__ = ("planes", "framed")
 
-    def __init__(self, mod, desc, alive, planes, shape, geometry, groups, n, oh, ow, isa, threads):
-        self.mod, self.desc, self.alive, self.planes = mod, desc, alive, planes
-        self.shape, self.geometry, self.groups, self.n, self.oh, self.ow = shape, geometry, groups, n, oh, ow
-        self.isa, self.threads = isa, threads
-        (ph, pw), (b, c, h, w) = geometry[2], (shape[0], shape[1] * groups, shape[2], shape[3])
+    def __init__(self, mod, desc, alive, x32, geometry, groups, isa, threads, planes):
+        super().__init__(mod, desc, alive, x32, geometry, groups, isa, threads)
+        self.planes = planes
+        (ph, pw), (b, c, h, w) = geometry[2], x32.shape
         # (one group of channels not a multiple of 4: padded to one, with zeros, in the images)
         self.framed = (b, mod.taps_channels(c) if groups == 1 else c, h + 2 * ph, w + 2 * pw)
 
@@ -403,10 +417,7 @@ def _taps_call(mod, w: tuple, desc, alive, x32: torch.Tensor, geometry: tuple, g
     planes = None if why else _conv_taps_planes(mod, w, desc, kernel[0] * kernel[1], threads, peek)
     if not why and planes is None:
         why = mod.conv_int8_taps_refusal(desc, shape, x_strides, *geometry, isa, False)
-    if why:
-        return None
-    oh, ow = conv2d_output_size(shape[2], shape[3], *geometry)
-    return TapsCall(mod, desc, alive, planes, shape, geometry, groups, desc.n, oh, ow, isa, threads)
+    return None if why else TapsCall(mod, desc, alive, x32, geometry, groups, isa, threads, planes)
 
 
 def _environment() -> tuple:
@@ -465,8 +476,7 @@ def prepare_conv2d_int8(x, bias, *rest) -> PreparedConv2dInt8 | None:
     channels-last float32 residual and a channels-last output, once the layouts its kernels
     run with are cached (the implicit GEMM's tap-major planes, the table lookup's planes: from
     a mask's second use); else None (the op runs as it is)."""
-    w, (kernel, stride, padding, dilation, groups, act_scale) = rest[:-9], rest[-9:-3]
-    scale, residual, relu = rest[-3:]
+    w, geometry, groups, act_scale, (scale, residual, relu) = _conv_int8_args(rest)
     if x.dtype != torch.float32 or conv2d_output_format(x) != torch.channels_last or \
             any(t is not None and (t.dtype != torch.float32 or not t.is_contiguous()) for t in (bias, scale)) or \
             (residual is not None and (residual.dtype != torch.float32 or
@@ -475,7 +485,7 @@ def prepare_conv2d_int8(x, bias, *rest) -> PreparedConv2dInt8 | None:
         return None
     mod = _ext.require()
     desc, alive = _ext.weight_desc(mod, w)
-    geometry, isa, nt = (list(kernel), list(stride), list(padding), list(dilation)), _isa(None), torch.get_num_threads()
+    isa, nt = _isa(None), torch.get_num_threads()
     call = _taps_call(mod, w, desc, alive, x, geometry, groups, isa, nt, peek=True) if act_scale == "image" else None
     if call is not None and call.planes is None and CONV_TAPS_PLANES.enabled():
         return None
