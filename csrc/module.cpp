@@ -11,6 +11,7 @@
 
 #include "core/slt_contract.h"
 #include "cpu/conv_int8.h"
+#include "cpu/conv_plan.h"
 #include "cpu/generate.h"
 #include "cpu/im2col.h"
 #include "cpu/linear.h"
@@ -82,6 +83,14 @@ slt::cpu::Isa parse_isa(const std::string& isa) {
     throw py::value_error("isa: expected one of " + names + ", got " + isa);
   }
   return which;
+}
+
+// slt_linear's lut argument.
+slt::cpu::LutMode lut_mode(const std::string& lut) {
+  if (lut == "auto") return slt::cpu::LutMode::kAuto;
+  if (lut == "on") return slt::cpu::LutMode::kOn;
+  if (lut == "off") return slt::cpu::LutMode::kOff;
+  throw py::value_error("lut: expected 'auto', 'on' or 'off', got " + lut);
 }
 
 // A convolution's input geometry from the bindings' lists (x left null).
@@ -266,14 +275,7 @@ PYBIND11_MODULE(_C, m) {
     p.bias = ptr<const float>(bias);
     p.xq = ptr<const int8_t>(xq);
     p.xscale = ptr<const float>(xscale);
-    if (lut == "auto")
-      p.lut = slt::cpu::LutMode::kAuto;
-    else if (lut == "on")
-      p.lut = slt::cpu::LutMode::kOn;
-    else if (lut == "off")
-      p.lut = slt::cpu::LutMode::kOff;
-    else
-      throw py::value_error("lut: expected 'auto', 'on' or 'off', got " + lut);
+    p.lut = lut_mode(lut);
     return p;
   };
 
@@ -487,6 +489,61 @@ PYBIND11_MODULE(_C, m) {
       py::arg("bias") = 0, py::arg("image_scale") = 0, py::arg("threads") = 0, py::arg("isa") = "auto",
       py::arg("planes") = 0, py::arg("planes_bytes") = 0, py::arg("scale") = 0, py::arg("residual") = 0,
       py::arg("ldr") = 0, py::arg("relu") = false);
+
+  py::class_<slt::cpu::ConvInt8Plan, std::shared_ptr<slt::cpu::ConvInt8Plan>>(
+      m, "ConvInt8Plan", py::module_local(),
+      "A prepared slt_conv2d_int8 call for one input shape (conv_int8_plan): run(x, y, residual) runs the "
+      "kernels TapsCall.run / PatchesCall.run would, with the same arguments, in one call.")
+      .def_property_readonly("out_h", &slt::cpu::ConvInt8Plan::out_h)
+      .def_property_readonly("out_w", &slt::cpu::ConvInt8Plan::out_w)
+      .def(
+          "run",
+          [](const slt::cpu::ConvInt8Plan& plan, uintptr_t x, uintptr_t y, uintptr_t residual) {
+            py::gil_scoped_release release;
+            plan.run(ptr<const float>(x), ptr<float>(y), ptr<const float>(residual));
+          },
+          "y (B OH OW rows of N float32: a channels-last output) = the convolution of float32 x (the plan's shape "
+          "and strides) with its epilogue; residual: as y, or 0.",
+          py::arg("x"), py::arg("y"), py::arg("residual") = 0);
+  m.def(
+      "conv_int8_plan",
+      [](const slt::WeightDesc& w, std::vector<int64_t> shape, std::vector<int64_t> strides,
+         std::vector<int64_t> kernel, std::vector<int64_t> stride, std::vector<int64_t> padding,
+         std::vector<int64_t> dilation, int64_t groups, const std::string& path, const std::string& act_scale,
+         const std::string& isa, int threads, const std::string& lut, uintptr_t taps_planes,
+         int64_t taps_planes_bytes, int64_t chunk, std::vector<int64_t> lut_rows, std::vector<uintptr_t> lut_planes,
+         std::vector<int64_t> lut_planes_bytes, uintptr_t bias, uintptr_t scale, bool relu) {
+        slt::cpu::ConvInt8PlanSpec s;
+        s.w = w;
+        s.x = conv_input(shape, strides, kernel, stride, padding, dilation);
+        s.groups = groups;
+        if (path != "taps" && path != "patches")
+          throw py::value_error("path: expected 'taps' or 'patches', got '" + path + "'");
+        if (act_scale != "image" && act_scale != "patch")
+          throw py::value_error("act_scale: expected 'image' or 'patch', got '" + act_scale + "'");
+        if (path == "taps" && act_scale != "image")
+          throw py::value_error("act_scale: the implicit GEMM ('taps') quantizes per image, got '" + act_scale + "'");
+        s.taps = path == "taps", s.image = act_scale == "image";
+        s.isa = parse_isa(isa), s.isa_auto = isa == "auto", s.threads = threads;
+        s.lut = lut_mode(lut);
+        s.taps_planes = ptr<const uint8_t>(taps_planes), s.taps_planes_bytes = taps_planes_bytes;
+        s.chunk = chunk;
+        s.lut_rows = std::move(lut_rows), s.lut_planes_bytes = std::move(lut_planes_bytes);
+        for (uintptr_t p : lut_planes) s.lut_planes.push_back(ptr<const uint8_t>(p));
+        s.bias = ptr<const float>(bias), s.scale = ptr<const float>(scale), s.relu = relu;
+        return std::make_shared<slt::cpu::ConvInt8Plan>(std::move(s));
+      },
+      "A ConvInt8Plan: slt_conv2d_int8 of x (shape (B, C, H, W), element strides; float32) with this weight, "
+      "geometry and groups, on path 'taps' (conv2d_int8_taps, taps_planes: its tap-major planes or 0) or "
+      "'patches' (im2col_int8 or im2col_quantize_int8 as act_scale says, slt_linear over chunks of `chunk` "
+      "rows, lut_planes[i]: the table lookup's planes for chunks of lut_rows[i] rows), isa and lut as "
+      "slt_linear takes them, bias and the epilogue's scale (N float32 or 0) and relu. Every pointer is the "
+      "caller's to keep alive while the plan lives.",
+      py::arg("w"), py::arg("shape"), py::arg("strides"), py::arg("kernel"), py::arg("stride"), py::arg("padding"),
+      py::arg("dilation"), py::arg("groups"), py::arg("path"), py::arg("act_scale"), py::arg("isa"),
+      py::arg("threads"), py::arg("lut"), py::arg("taps_planes"), py::arg("taps_planes_bytes"), py::arg("chunk"),
+      py::arg("lut_rows"), py::arg("lut_planes"), py::arg("lut_planes_bytes"), py::arg("bias"), py::arg("scale"),
+      py::arg("relu"));
 
   m.def(
       "patch_gather",

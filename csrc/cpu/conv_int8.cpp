@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <stdexcept>
 #include <vector>
 
@@ -148,16 +149,21 @@ std::vector<uint64_t> distinct(const std::vector<uint64_t>& v, std::vector<int64
   return d;
 }
 
+}  // namespace
+
 // A call's tables but the row sums (ConvTaps): the tap-major columns' contract columns, the
 // output pixels class by class (a counting sort: each class in y's order), their tiles, and
 // each tile's taps (one list per set of kernel rows x kernel columns).
-struct Plan {
+struct ConvTapsPlan {
+  ConvInput g;  // what they were made for (g.x unused)
   std::vector<int32_t> column;
   std::vector<ConvPixel> pixels;
   std::vector<ConvTile> tiles;
   std::vector<ConvTap> taps;
 
-  Plan(const ConvInput& g, int64_t OH, int64_t OW) {
+  explicit ConvTapsPlan(const ConvInput& g_) : g(g_) {
+    g.x = nullptr;
+    const int64_t OH = conv_out_h(g), OW = conv_out_w(g);
     const int64_t T = g.kh * g.kw, M = g.B * OH * OW, Cp = taps_channels(g.C);
     for (int64_t t = 0; t < T; ++t)  // (the padding's channels: any column, their x are 0)
       for (int64_t ch = 0; ch < Cp; ++ch) column.push_back(int32_t(ch < g.C ? ch * T + t : 0));
@@ -207,12 +213,30 @@ struct Plan {
   }
 };
 
+namespace {
+
+// The geometry a plan was made for, against a call's.
+bool same_geometry(const ConvInput& a, const ConvInput& b) {
+  return a.B == b.B && a.C == b.C && a.H == b.H && a.W == b.W && a.sb == b.sb && a.sc == b.sc && a.sh == b.sh &&
+         a.sw == b.sw && a.kh == b.kh && a.kw == b.kw && a.stride_h == b.stride_h && a.stride_w == b.stride_w &&
+         a.pad_h == b.pad_h && a.pad_w == b.pad_w && a.dil_h == b.dil_h && a.dil_w == b.dil_w;
+}
+
 }  // namespace
 
+std::shared_ptr<const ConvTapsPlan> conv_taps_plan(const ConvInput& g) {
+  const std::string bad = check_conv_input(g);
+  if (!bad.empty()) throw std::invalid_argument(bad);
+  return std::make_shared<const ConvTapsPlan>(g);
+}
+
 void conv2d_int8_taps(const LinearProblem& p, const ConvInput& g, const int8_t* xq, const float* image_scale,
-                      int threads, Isa isa, const uint8_t* planes, int64_t planes_bytes, const Epilogue& e) {
+                      int threads, Isa isa, const uint8_t* planes, int64_t planes_bytes, const Epilogue& e,
+                      const ConvTapsPlan* plan) {
   for (const std::string& e : {check_conv_input(g), check_weight(p, true), check_rows(p.N, p.row_begin, p.row_end)})
     if (!e.empty()) throw std::invalid_argument(e);
+  if (plan != nullptr && !same_geometry(plan->g, g))
+    throw std::invalid_argument("plan: made for another input shape, strides or geometry (conv_taps_plan)");
   if (p.K != g.C * g.kh * g.kw)
     throw std::invalid_argument("weight: expected in_features = channels * kh * kw = " +
                                 std::to_string(g.C * g.kh * g.kw) + ", got " + std::to_string(p.K));
@@ -236,10 +260,12 @@ void conv2d_int8_taps(const LinearProblem& p, const ConvInput& g, const int8_t* 
   const int64_t OH = conv_out_h(g), OW = conv_out_w(g), M = g.B * OH * OW;
   const int64_t HWf = (g.H + 2 * g.pad_h) * (g.W + 2 * g.pad_w);
   const int nt = resolve_threads(threads);
-  const Plan plan(g, OH, OW);
+  std::unique_ptr<const ConvTapsPlan> made;  // (a call without a plan makes its own)
+  if (plan == nullptr) made = std::make_unique<const ConvTapsPlan>(g), plan = made.get();
   ConvTaps c;
   c.g = g, c.image = xq, c.image_scale = image_scale, c.OH = OH, c.OW = OW, c.Cp = taps_channels(g.C);
-  c.column = plan.column.data(), c.pixels = plan.pixels.data(), c.tiles = plan.tiles.data(), c.tap = plan.taps.data();
+  c.column = plan->column.data(), c.pixels = plan->pixels.data(), c.tiles = plan->tiles.data();
+  c.tap = plan->taps.data();
   c.planes = planes ? reinterpret_cast<const uint32_t*>(planes + sizeof(LutPlanesHeader)) : nullptr;
   c.epilogue = e;
   // Each output pixel's sum of x (u = t + 1: sum_k t x = sum_k u x - sum_k x), from its pixels'
@@ -271,7 +297,7 @@ void conv2d_int8_taps(const LinearProblem& p, const ConvInput& g, const int8_t* 
   const int64_t parts = few ? std::max<int64_t>(1, std::min<int64_t>(nt, M / kChunkRows)) : 1;
   const bool parallel = tasks * parts > 1 && M * rows * p.K >= (int64_t(1) << 22);
   const int64_t scratch_size = avx512vnni::scratch_floats_conv_taps(c.Cp * g.kh * g.kw);
-  const int64_t n_tiles = int64_t(plan.tiles.size());
+  const int64_t n_tiles = int64_t(plan->tiles.size());
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt) if (parallel)
 #endif

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "im2col.h"
@@ -96,9 +97,16 @@ std::string conv_int8_taps_refusal(const WeightDesc& w, const ConvInput& g, Isa 
 // planes_bytes long); e: the epilogue around the bias (its residual rows as y's, e.ldr apart).
 // Throws std::invalid_argument where conv_int8_taps_refusal refuses or an argument is bad
 // (planes of another weight or kernel included).
+// plan: conv_taps_plan(g)'s (a prepared call's, made once), or null: the call makes its own.
+struct ConvTapsPlan;
 void conv2d_int8_taps(const LinearProblem& p, const ConvInput& g, const int8_t* xq, const float* image_scale,
                       int threads, Isa isa, const uint8_t* planes = nullptr, int64_t planes_bytes = 0,
-                      const Epilogue& e = {});
+                      const Epilogue& e = {}, const ConvTapsPlan* plan = nullptr);
+// What conv2d_int8_taps derives from g alone (the tap-major columns' order, the output pixels
+// by padding class, their tiles and taps), for calls on inputs of g's shape, strides and
+// geometry (any data); conv2d_int8_taps refuses it for another g. Throws std::invalid_argument
+// for a bad g.
+std::shared_ptr<const ConvTapsPlan> conv_taps_plan(const ConvInput& g);
 
 namespace avx512vnni {
 int64_t scratch_floats_conv_taps(int64_t Kt);  // (Kt: the tap-major columns, Cp kh kw)

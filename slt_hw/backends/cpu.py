@@ -303,6 +303,17 @@ class _ConvCall:
         self.n, (self.oh, self.ow) = desc.n, conv2d_output_size(x32.shape[2], x32.shape[3], *geometry)
         self.isa, self.threads = isa, threads
 
+    def _plan(self, x32: torch.Tensor, path: str, act_scale: str, bias, scale, relu: bool, lut: str = "auto",
+              planes=None, chunk: int = 0, lut_planes: dict | None = None):
+        """The C++ plan (_C.ConvInt8Plan) of this call's run() on inputs of x32's shape and strides:
+        bias and scale float32 contiguous or None; the caller keeps them, and this call, alive."""
+        lut_planes = {r: p for r, p in (lut_planes or {}).items() if isinstance(p, torch.Tensor)}
+        return self.mod.conv_int8_plan(self.desc, list(x32.shape), list(x32.stride()), *self.geometry, self.groups,
+                                       path, act_scale, self.isa, self.threads, lut, _ptr(planes),
+                                       0 if planes is None else planes.numel(), chunk, list(lut_planes),
+                                       [t.data_ptr() for t in lut_planes.values()],
+                                       [t.numel() for t in lut_planes.values()], _ptr(bias), _ptr(scale), relu)
+
 
 class PatchesCall(_ConvCall):
     """conv2d_int8's patch-matrix path for one convolution and input shape and strides: each
@@ -326,6 +337,11 @@ class PatchesCall(_ConvCall):
     def ready(self) -> bool:
         """Whether every chunk has the planes its lookup runs with (peek: not yet stored)."""
         return all(p is not False for p in self.planes.values())
+
+    def plan(self, x32: torch.Tensor, bias, scale, relu: bool):
+        """run()'s kernel calls as one C++ plan (_ConvCall._plan)."""
+        return self._plan(x32, "patches", self.act_scale, bias, scale, relu, self.lut, chunk=self.chunk,
+                          lut_planes=self.planes)
 
     def run(self, x32: torch.Tensor, bias, scale, residual, relu: bool) -> torch.Tensor:
         """Output rows (b, oh, ow) in float32 of x32 (float32, channels contiguous, this call's
@@ -383,6 +399,10 @@ class TapsCall(_ConvCall):
         # (one group of channels not a multiple of 4: padded to one, with zeros, in the images)
         self.framed = (b, mod.taps_channels(c) if groups == 1 else c, h + 2 * ph, w + 2 * pw)
 
+    def plan(self, x32: torch.Tensor, bias, scale, relu: bool):
+        """run()'s kernel calls as one C++ plan (_ConvCall._plan)."""
+        return self._plan(x32, "taps", "image", bias, scale, relu, planes=self.planes)
+
     def run(self, x32: torch.Tensor, bias, scale, residual, relu: bool) -> torch.Tensor:
         """Output rows (b, oh, ow) in float32 of x32 (float32, channels-last, self.shape's), with
         the epilogue: bias and scale float32 and contiguous, residual float32 channels-last, or
@@ -420,30 +440,48 @@ def _taps_call(mod, w: tuple, desc, alive, x32: torch.Tensor, geometry: tuple, g
     return None if why else TapsCall(mod, desc, alive, x32, geometry, groups, isa, threads, planes)
 
 
+_ENV_NAMES = (dispatch.ENV_VAR, ISA_ENV, CONV_INT8_ENV, LUT_ENV, layout_cache.ENV)
+# os.environ's own dict (POSIX: kept in step with every os.environ change), read with its keys
+# encoded once: os.environ.get encodes the key and decodes the value, 5 of them ~3.5 µs, a
+# tenth of a prepared convolution's Python
+_ENV_DATA = getattr(os.environ, "_data", None)
+_ENV_KEYS = tuple(os.environ.encodekey(k) for k in _ENV_NAMES) if isinstance(_ENV_DATA, dict) and \
+    hasattr(os.environ, "encodekey") else None
+
+
 def _environment() -> tuple:
     """The environment a conv2d_int8 call's choices read (backend, ISA, implicit GEMM, table
-    lookup, layouts cache)."""
+    lookup, layouts cache), as compared between calls (not as read: the values may be bytes)."""
+    if _ENV_KEYS is not None:
+        get, (a, b, c, d, e) = _ENV_DATA.get, _ENV_KEYS
+        return get(a), get(b), get(c), get(d), get(e)
     get = os.environ.get
-    return get(dispatch.ENV_VAR), get(ISA_ENV), get(CONV_INT8_ENV), get(LUT_ENV), get(layout_cache.ENV)
+    return tuple(get(k) for k in _ENV_NAMES)
 
 
 class PreparedConv2dInt8:
-    """A conv2d_int8 call (a TapsCall or a PatchesCall) prepared for calls like it:
-    __call__ skips the op layer's checks and the backend's choices, whose inputs matches()
-    compares instead (x's and the residual's shapes, strides and dtype, the threads, the
-    environment, the backend registry, the masks' versions). For an inference module that runs
-    one convolution on inputs of one shape again and again (SLTFusedConv2d): the checks and
-    choices are ~60 µs of Python a convolution, a third of a CIFAR ResNet-18 forward at batch 1.
-    Same C++ calls, same bits (the call's run)."""
+    """A conv2d_int8 call (a TapsCall or a PatchesCall) prepared for calls like it, with its
+    bias, epilogue scale and ReLU: its kernel calls as one C++ plan (_C.ConvInt8Plan, run()'s
+    calls argument for argument: the same bits), made once. __call__ skips the op layer's
+    checks and the backend's choices, whose inputs matches() compares instead (x's and the
+    residual's shapes, strides and dtype, the threads, the environment, the backend registry,
+    the masks' versions). For an inference module that runs one convolution on inputs of one
+    shape again and again (SLTFusedConv2d): the op layer's checks and choices were ~60 µs of
+    Python a convolution, a third of a CIFAR ResNet-18 forward at batch 1, and the calls' own
+    Python and argument conversion ~40 µs more."""
 
-    __slots__ = ("call", "masks", "versions", "x_key", "residual_key", "environment", "generation", "relu")
+    __slots__ = ("call", "masks", "versions", "x_key", "residual_key", "environment", "generation", "plan",
+                 "keep", "out_shape")
 
-    def __init__(self, call: TapsCall | PatchesCall, masks: tuple, x: torch.Tensor, residual, relu: bool):
-        self.call, self.masks, self.relu = call, masks, relu
+    def __init__(self, call: TapsCall | PatchesCall, masks: tuple, x: torch.Tensor, residual, bias, scale,
+                 relu: bool):
+        self.call, self.masks = call, masks
         self.versions = tuple(t._version for t in masks)
         self.x_key = (x.shape, x.stride())
         self.residual_key = None if residual is None else (residual.shape, residual.stride())
         self.environment, self.generation = _environment(), dispatch.generation()
+        self.plan, self.keep = call.plan(x, bias, scale, relu), (bias, scale)  # (the plan points into them)
+        self.out_shape = (x.shape[0], call.n, call.oh, call.ow)
 
     def matches(self, x: torch.Tensor, residual: torch.Tensor | None) -> bool:
         """Whether a call with x and residual (the same weight, bias, scale and settings: the
@@ -459,15 +497,15 @@ class PreparedConv2dInt8:
             return False
         if torch.is_grad_enabled() and (x.requires_grad or (residual is not None and residual.requires_grad)):
             return False  # (the op then says what autograd cannot do)
-        call = self.call
-        return (torch.get_num_threads() == call.threads and _environment() == self.environment
+        return (torch.get_num_threads() == self.call.threads and _environment() == self.environment
                 and dispatch.generation() == self.generation
                 and tuple(t._version for t in self.masks) == self.versions)
 
-    def __call__(self, x: torch.Tensor, bias, scale, residual) -> torch.Tensor:
-        c = self.call
-        y = c.run(x, bias, scale, residual, self.relu)
-        return y.view(x.shape[0], c.oh, c.ow, c.n).permute(0, 3, 1, 2)  # (a channels-last view)
+    def __call__(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        """The convolution of x (matches(x, residual)) with the prepared epilogue, channels-last."""
+        y = torch.empty(self.out_shape, dtype=torch.float32, memory_format=torch.channels_last)
+        self.plan.run(x.data_ptr(), y.data_ptr(), 0 if residual is None else residual.data_ptr())
+        return y
 
 
 def prepare_conv2d_int8(x, bias, *rest) -> PreparedConv2dInt8 | None:
@@ -493,7 +531,7 @@ def prepare_conv2d_int8(x, bias, *rest) -> PreparedConv2dInt8 | None:
         call = PatchesCall(mod, w, desc, alive, x, geometry, groups, act_scale, isa, _lut(None), nt, peek=True)
         if not call.ready():
             return None
-    return PreparedConv2dInt8(call, tuple(w[:2]), x, residual, relu)
+    return PreparedConv2dInt8(call, tuple(w[:2]), x, residual, bias, scale, relu)
 
 
 def _conv_output(mod, y: torch.Tensor, x: torch.Tensor, oh: int, ow: int, n: int, threads: int) -> torch.Tensor:

@@ -1,0 +1,66 @@
+// A prepared slt_conv2d_int8 call: what slt_hw/backends/cpu.py's TapsCall or PatchesCall derives
+// for one convolution and one input shape (the weight, the geometry, the ISA and threads, the
+// cached layouts, the chunks, the epilogue's scale and bias), held in C++ and run with one call
+// a forward. The same C++ kernels in the same order as those Python calls, so the same bits; the
+// ~40 µs of Python and argument conversion a convolution they cost are gone (a CIFAR ResNet-18
+// at batch 1 had spent ~0.8 ms of its ~4 ms forward there, docs/benchmarks.md).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "conv_int8.h"
+#include "im2col.h"
+#include "linear.h"
+
+namespace slt {
+namespace cpu {
+
+struct ConvInt8PlanSpec {
+  WeightDesc w;        // the packed weight (its masks stay the caller's to keep alive, as every pointer here)
+  ConvInput x;         // x: float32, its shape (B, C, H, W) and element strides, the geometry (x.x unused)
+  int64_t groups = 1;
+  bool taps = false;   // the implicit GEMM (act_scale "image"), else the patch matrix
+  bool image = false;  // the patch matrix's act_scale: "image", else "patch"
+  Isa isa = Isa::kScalar;  // parse_isa's; isa_auto: the caller said "auto" (slt_linear's choice per chunk)
+  bool isa_auto = false;
+  LutMode lut = LutMode::kAuto;
+  int threads = 0;
+  const uint8_t* taps_planes = nullptr;  // the implicit GEMM's tap-major planes, or null
+  int64_t taps_planes_bytes = 0;
+  int64_t chunk = 0;  // the patch matrix's rows per chunk
+  // the table lookup's planes per chunk rows (the last chunk's may be fewer), where cached
+  std::vector<int64_t> lut_rows;
+  std::vector<const uint8_t*> lut_planes;
+  std::vector<int64_t> lut_planes_bytes;
+  const float* bias = nullptr;   // N, or null
+  const float* scale = nullptr;  // the epilogue's, N, or null
+  bool relu = false;
+};
+
+class ConvInt8Plan {
+ public:
+  // Throws std::invalid_argument where the spec is not one the op layer would run (the kernels'
+  // own checks, made once here).
+  explicit ConvInt8Plan(ConvInt8PlanSpec spec);
+  int64_t out_h() const { return OH_; }
+  int64_t out_w() const { return OW_; }
+  // y: (B OH OW) rows of N float32 (a channels-last output); residual: the same, or null. x:
+  // the spec's shape and strides. Safe to call from several threads at once (its scratch is
+  // the call's).
+  void run(const float* x, float* y, const float* residual) const;
+
+ private:
+  void run_taps(const float* x, float* y, const float* residual) const;
+  void run_patches(const float* x, float* y, const float* residual) const;
+
+  ConvInt8PlanSpec s_;
+  int64_t OH_ = 0, OW_ = 0, N_ = 0, og_ = 0, cin_g_ = 0;
+  ConvInput framed_;  // the implicit GEMM's: one group of the framed int8 images (byte strides)
+  int64_t framed_bytes_ = 0;
+  std::shared_ptr<const ConvTapsPlan> taps_plan_;
+};
+
+}  // namespace cpu
+}  // namespace slt
