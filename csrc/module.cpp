@@ -492,8 +492,8 @@ PYBIND11_MODULE(_C, m) {
 
   py::class_<slt::cpu::ConvInt8Plan, std::shared_ptr<slt::cpu::ConvInt8Plan>>(
       m, "ConvInt8Plan", py::module_local(),
-      "A prepared slt_conv2d_int8 call for one input shape (conv_int8_plan): run(x, y, residual) runs the "
-      "kernels TapsCall.run / PatchesCall.run would, with the same arguments, in one call.")
+      "slt_conv2d_int8's kernel calls for one input shape (conv_int8_plan): run(x, y, residual) runs them "
+      "in one call.")
       .def_property_readonly("out_h", &slt::cpu::ConvInt8Plan::out_h)
       .def_property_readonly("out_w", &slt::cpu::ConvInt8Plan::out_w)
       .def(

@@ -204,22 +204,22 @@ def test_slt_conv2d_int8_keeps_the_tap_major_planes_of_a_mask_used_again(monkeyp
     assert cpu.CONV_TAPS_PLANES.nbytes() == _ext.require().conv_taps_planes_bytes(
         _ext.weight_desc(_ext.require(), _ops.weight_args(p)[1])[0], 9)
     calls = []
-    real = _ext.require().conv2d_int8_taps
-    monkeypatch.setattr(_ext.require(), "conv2d_int8_taps", lambda *a: (calls.append(a[-2]), real(*a))[1])
+    real = _ext.require().conv_int8_plan
+    monkeypatch.setattr(_ext.require(), "conv_int8_plan", lambda *a: (calls.append(a[8:14]), real(*a))[1])
     third = slt_conv2d_int8(x, p, padding=1, act_scale="image", backend="cpp")
-    assert calls and calls[0] != 0  # (the planes' pointer)
+    assert calls and calls[0][0] == "taps" and calls[0][-1] != 0  # (the implicit GEMM, the planes' pointer)
     assert torch.equal(first, second) and torch.equal(second, third)
 
 
 @CPP
 @pytest.mark.skipif(not NATIVE_VNNI, reason="this CPU has no AVX-512 VNNI")
 def test_slt_conv2d_int8_runs_the_taps_where_they_apply(monkeypatch):
-    """slt_conv2d_int8(act_scale="image") on the cpp backend: the implicit GEMM (no im2col_int8
-    call) where conv_int8_taps_refusal says "", the patches otherwise; the same bits."""
+    """slt_conv2d_int8(act_scale="image") on the cpp backend: the implicit GEMM (no patches
+    plan) where conv_int8_taps_refusal says "", the patches otherwise; the same bits."""
     mod = _ext.require()
     calls = []
-    real = mod.im2col_int8
-    monkeypatch.setattr(mod, "im2col_int8", lambda *a: (calls.append(a), real(*a))[1])
+    real = mod.conv_int8_plan  # (records the plans made for the patches)
+    monkeypatch.setattr(mod, "conv_int8_plan", lambda *a: (a[8] == "patches" and calls.append(a), real(*a))[1])
     p = packed((20, 8, 3, 3), 1)
     x = torch.randn(4, 8, 6, 6)
     y = slt_conv2d_int8(x, p, padding=1, act_scale="image", backend="cpp")

@@ -1,7 +1,8 @@
-"""_C.ConvInt8Plan, a prepared int8 convolution's kernel calls held in C++ (what
-SLTFusedConv2d's prepared calls run): the bits of the Python calls it replaces (TapsCall.run,
-PatchesCall.run) on many shapes, groups, strides and epilogues, empty batches included; and its
-bad specs."""
+"""_C.ConvInt8Plan, slt_conv2d_int8's kernel calls for one input shape held in C++ (what the op
+runs, and what SLTFusedConv2d's prepared calls run again): on many shapes, groups, strides and
+epilogues, empty batches included, the implicit GEMM's plan gives the patches' bits, the fused
+epilogue the bits of torch's ops after the plain plan, both near the reference; and its bad
+specs."""
 
 import pytest
 import torch
@@ -11,6 +12,8 @@ from packing import random_conv_packed
 
 from slt_hw import _ext, _ops, dispatch
 from slt_hw.backends import cpu
+from slt_hw.backends.composite import conv_epilogue, split_bias
+from slt_hw.ops import slt_conv2d_int8_reference
 
 CPP = pytest.mark.skipif(bool(dispatch.reasons("cpu", "conv2d_int8_planes").get("cpp", "absent")),
                          reason="slt_hw._C not built")
@@ -28,36 +31,52 @@ def _call(p, x, geometry, groups, act_scale, path):
     return cpu.PatchesCall(mod, w, desc, alive, x, geometry, groups, act_scale, isa, cpu._lut(None), nt)
 
 
+def _run(call, x, bias=None, scale=None, residual=None, relu=False):
+    """call's plan run once, into a NaN-filled output (every element must be written)."""
+    plan = call.plan(x, bias, scale, relu)
+    assert (plan.out_h, plan.out_w) == (call.oh, call.ow)
+    y = torch.full((x.shape[0] * call.oh * call.ow, call.n), float("nan"))
+    plan.run(x.data_ptr(), y.data_ptr(), 0 if residual is None else residual.data_ptr())
+    return y
+
+
 @CPP
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cin=st.sampled_from([3, 4, 8, 20]), cout=st.sampled_from([2, 16, 50]), hw=st.sampled_from([(5, 4), (9, 9)]),
        batch=st.sampled_from([0, 1, 3]), groups=st.sampled_from([1, 2]), stride=st.sampled_from([1, 2]),
        padding=st.sampled_from([0, 1]), act_scale=st.sampled_from(["patch", "image"]),
-       path=st.sampled_from(["taps", "patches"]), parts=st.sampled_from(["", "b", "s", "sb", "sbr", "r", "br"]),
+       parts=st.sampled_from(["b", "s", "sb", "sbr", "r", "br"]),
        fmt=st.sampled_from(["binary", "multicoat", "frozen"]), seed=st.integers(0, 1000))
-def test_plan_has_the_python_calls_bits(cin, cout, hw, batch, groups, stride, padding, act_scale, path, parts, fmt,
-                                        seed):
+def test_plans_agree_and_fuse_the_epilogue_exactly(cin, cout, hw, batch, groups, stride, padding, act_scale, parts,
+                                                   fmt, seed):
     if cin % groups or cout % groups:
         groups = 1
-    if path == "taps":
-        act_scale = "image"
     gen = torch.Generator().manual_seed(seed)
     p = random_conv_packed(fmt, "signed_constant", (cout, cin // groups, 3, 3), seed=seed)
     x = torch.randn(batch, cin, *hw, generator=gen).contiguous(memory_format=torch.channels_last)
     geometry = ([3, 3], [stride, stride], [padding, padding], [1, 1])
-    call = _call(p, x, geometry, groups, act_scale, path)
-    if call is None:  # (the implicit GEMM declines this one: the patches' plan is tested on it)
-        call = _call(p, x, geometry, groups, act_scale, "patches")
-    bias = torch.randn(cout, generator=gen) if "b" in parts else None
-    scale = torch.rand(cout, generator=gen) + 0.5 if "s" in parts else None
+    patches = _call(p, x, geometry, groups, act_scale, "patches")
+    plain = _run(patches, x)
+    if act_scale == "image":  # the implicit GEMM, where it runs: the patches' bits
+        taps = _call(p, x, geometry, groups, act_scale, "taps")
+        if taps is not None:
+            assert torch.equal(_run(taps, x), plain)
+    m, n = plain.shape
+    bias = torch.randn(n, generator=gen) if "b" in parts else None
+    scale = torch.rand(n, generator=gen) + 0.5 if "s" in parts else None
     relu = "r" in parts
-    residual = torch.randn(batch * call.oh * call.ow, cout, generator=gen) if "r" in parts else None
-    want = call.run(x, bias, scale, residual, relu)
-    plan = call.plan(x, bias, scale, relu)
-    assert (plan.out_h, plan.out_w) == (call.oh, call.ow)
-    got = torch.full_like(want, float("nan"))
-    plan.run(x.data_ptr(), got.data_ptr(), 0 if residual is None else residual.data_ptr())
-    assert torch.equal(got, want)
+    residual = torch.randn(m, n, generator=gen) if "r" in parts else None
+    conv_bias, late_bias = split_bias(bias, scale)
+    y = conv_epilogue(_run(patches, x, conv_bias).view(batch, patches.oh, patches.ow, n).permute(0, 3, 1, 2), scale,
+                      late_bias, None if residual is None else residual.view(batch, patches.oh, patches.ow, n)
+                      .permute(0, 3, 1, 2), relu)
+    fused = _run(patches, x, bias, scale, residual, relu)
+    assert torch.equal(fused, y.permute(0, 2, 3, 1).reshape(m, n))
+    want = slt_conv2d_int8_reference(x, p, bias, stride=stride, padding=padding, groups=groups, act_scale=act_scale,
+                                     out_scale=scale, relu=relu, residual=None if residual is None else
+                                     residual.view(batch, patches.oh, patches.ow, n).permute(0, 3, 1, 2))
+    torch.testing.assert_close(fused, want.permute(0, 2, 3, 1).reshape(m, n), rtol=1e-4,
+                               atol=1e-4 * max(1.0, float(want.abs().max()) if want.numel() else 1.0))
 
 
 @CPP

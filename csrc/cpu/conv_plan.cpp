@@ -1,5 +1,6 @@
-// See conv_plan.h. Each run is TapsCall.run's or PatchesCall.run's sequence of kernel calls
-// (slt_hw/backends/cpu.py), argument for argument.
+// See conv_plan.h. run_taps: the images quantized into a zero frame of the padding, then the
+// implicit GEMM per group; run_patches: per chunk of output rows and group, the patch gather
+// and slt_linear's int8 kernel, then the epilogue in one pass.
 #include "conv_plan.h"
 
 #include <algorithm>

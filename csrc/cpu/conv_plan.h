@@ -1,9 +1,10 @@
-// A prepared slt_conv2d_int8 call: what slt_hw/backends/cpu.py's TapsCall or PatchesCall derives
-// for one convolution and one input shape (the weight, the geometry, the ISA and threads, the
-// cached layouts, the chunks, the epilogue's scale and bias), held in C++ and run with one call
-// a forward. The same C++ kernels in the same order as those Python calls, so the same bits; the
-// ~40 µs of Python and argument conversion a convolution they cost are gone (a CIFAR ResNet-18
-// at batch 1 had spent ~0.8 ms of its ~4 ms forward there, docs/benchmarks.md).
+// slt_conv2d_int8's kernel calls for one convolution and one input shape, in order: what
+// slt_hw/backends/cpu.py's TapsCall or PatchesCall derives (the weight, the geometry, the ISA
+// and threads, the cached layouts, the chunks, the epilogue's scale and bias), held in C++ and
+// run with one call. The op makes one per call; a prepared call (SLTFusedConv2d's) makes one
+// once and runs it every forward: the ~20 µs of Python and argument conversion a convolution
+// that the kernels' calls had cost from Python, and the implicit GEMM's pixel classes and tiles
+// (conv_taps_plan), are then spent once.
 #pragma once
 
 #include <cstdint>

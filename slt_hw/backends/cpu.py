@@ -293,7 +293,9 @@ def _conv_int8_args(rest: tuple) -> tuple:
 class _ConvCall:
     """What a conv2d_int8 call derives from its arguments and x's shape, whichever path runs it:
     the weight's descriptor (and the tensors it points into), one group's input shape, the
-    geometry, the output's size, the ISA and the threads."""
+    geometry, the output's size, the ISA and the threads. Its kernels' calls, in order, are a
+    C++ plan's (plan(): _C.ConvInt8Plan, csrc/cpu/conv_plan.h), made per call here and once by
+    a prepared call (PreparedConv2dInt8)."""
 
     __slots__ = ("mod", "desc", "alive", "shape", "geometry", "groups", "n", "oh", "ow", "isa", "threads")
 
@@ -303,10 +305,19 @@ class _ConvCall:
         self.n, (self.oh, self.ow) = desc.n, conv2d_output_size(x32.shape[2], x32.shape[3], *geometry)
         self.isa, self.threads = isa, threads
 
+    def run(self, x32: torch.Tensor, bias, scale, residual, relu: bool) -> torch.Tensor:
+        """Output rows (b, oh, ow) in float32 of x32 (float32, this call's shape and strides;
+        channels-last for act_scale "image"), with the epilogue: bias and scale float32 and
+        contiguous, residual float32 rows as the output's (channels-last), or None. One C++ call
+        of this call's plan (made for it: a prepared call keeps its own)."""
+        y = torch.empty(x32.shape[0] * self.oh * self.ow, self.n, dtype=torch.float32)
+        self.plan(x32, bias, scale, relu).run(x32.data_ptr(), y.data_ptr(), _ptr(residual))
+        return y
+
     def _plan(self, x32: torch.Tensor, path: str, act_scale: str, bias, scale, relu: bool, lut: str = "auto",
               planes=None, chunk: int = 0, lut_planes: dict | None = None):
-        """The C++ plan (_C.ConvInt8Plan) of this call's run() on inputs of x32's shape and strides:
-        bias and scale float32 contiguous or None; the caller keeps them, and this call, alive."""
+        """The C++ plan (_C.ConvInt8Plan) of this call on inputs of x32's shape and strides: bias
+        and scale float32 contiguous or None; the caller keeps them, and this call, alive."""
         lut_planes = {r: p for r, p in (lut_planes or {}).items() if isinstance(p, torch.Tensor)}
         return self.mod.conv_int8_plan(self.desc, list(x32.shape), list(x32.stride()), *self.geometry, self.groups,
                                        path, act_scale, self.isa, self.threads, lut, _ptr(planes),
@@ -339,89 +350,27 @@ class PatchesCall(_ConvCall):
         return all(p is not False for p in self.planes.values())
 
     def plan(self, x32: torch.Tensor, bias, scale, relu: bool):
-        """run()'s kernel calls as one C++ plan (_ConvCall._plan)."""
+        """The patches' plan: the gather, the int8 kernel over each chunk and group (with the
+        table lookup's planes for its rows), then apply_epilogue (_ConvCall._plan)."""
         return self._plan(x32, "patches", self.act_scale, bias, scale, relu, self.lut, chunk=self.chunk,
                           lut_planes=self.planes)
-
-    def run(self, x32: torch.Tensor, bias, scale, residual, relu: bool) -> torch.Tensor:
-        """Output rows (b, oh, ow) in float32 of x32 (float32, channels contiguous, this call's
-        shape and strides), with the epilogue (as TapsCall.run)."""
-        mod, nt, isa, n, groups = self.mod, self.threads, self.isa, self.n, self.groups
-        b_, k, m = x32.shape[0], self.desc.k, x32.shape[0] * self.oh * self.ow
-        og, cin_g, shape, geometry = n // groups, self.shape[1], self.shape, self.geometry
-        if self.act_scale == "image":
-            image_scale = torch.empty(b_, dtype=torch.float32)
-            images = torch.empty(x32.shape, dtype=torch.int8, memory_format=torch.channels_last)
-            n_img = x32[0].numel() if b_ else 0
-            mod.quantize_int8_isa(x32.data_ptr(), b_, n_img, n_img, images.data_ptr(), image_scale.data_ptr(), nt,
-                                  isa)
-            strides = list(images.stride())
-
-            def gather(g, m0, m1):
-                mod.im2col_int8(images.data_ptr() + g * cin_g * strides[1], shape, strides, *geometry, m0, m1,
-                                xq.data_ptr(), xs.data_ptr(), image_scale.data_ptr(), nt, isa)
-        else:
-            strides = list(x32.stride())
-
-            def gather(g, m0, m1):
-                mod.im2col_quantize_int8(x32.data_ptr() + g * cin_g * strides[1] * 4, shape, strides, *geometry, m0,
-                                         m1, xq.data_ptr(), xs.data_ptr(), nt, isa)
-        y = torch.empty(m, n, dtype=torch.float32)  # rows (b, oh, ow): a channels-last output
-        bias, late_bias = composite.split_bias(bias, scale)
-        xq = torch.empty(self.chunk, k, dtype=torch.int8)
-        xs = torch.empty(self.chunk, dtype=torch.float32)
-        for m0 in range(0, m, self.chunk):
-            rows = min(self.chunk, m - m0)
-            planes = self.planes[rows]  # (where the table lookup runs, and they are stored)
-            planes = planes if isinstance(planes, torch.Tensor) else None
-            for g in range(groups):
-                gather(g, m0, m0 + rows)
-                mod.slt_linear(self.desc, 0, rows, k, y.data_ptr() + (m0 * n + g * og) * 4, n, g * og, (g + 1) * og,
-                               _ptr(bias, g * og * 4), xq.data_ptr(), xs.data_ptr(), isa, nt, self.lut, 0,
-                               _ptr(planes), 0 if planes is None else planes.numel())
-        if scale is not None or residual is not None or relu:
-            mod.apply_epilogue(y.data_ptr(), m, n, n, _ptr(late_bias), _ptr(scale), _ptr(residual), n, relu, nt)
-        return y
 
 
 class TapsCall(_ConvCall):
     """conv2d_int8's implicit GEMM for one convolution and input shape ("image" scales, where
-    conv_int8_taps_refusal allows): what a call derives from its arguments (_ConvCall's, the
-    weight's tap-major planes, the framed images' shape), kept so that PreparedConv2dInt8 runs
-    a call like it again without deriving them."""
+    conv_int8_taps_refusal allows): _ConvCall's and the weight's tap-major planes (or None)."""
 
-    __slots__ = ("planes", "framed")
+    __slots__ = ("planes",)
 
     def __init__(self, mod, desc, alive, x32, geometry, groups, isa, threads, planes):
         super().__init__(mod, desc, alive, x32, geometry, groups, isa, threads)
         self.planes = planes
-        (ph, pw), (b, c, h, w) = geometry[2], x32.shape
-        # (one group of channels not a multiple of 4: padded to one, with zeros, in the images)
-        self.framed = (b, mod.taps_channels(c) if groups == 1 else c, h + 2 * ph, w + 2 * pw)
 
     def plan(self, x32: torch.Tensor, bias, scale, relu: bool):
-        """run()'s kernel calls as one C++ plan (_ConvCall._plan)."""
+        """The implicit GEMM's plan: the images quantized into a zero frame of the padding (one
+        group of channels not a multiple of 4: padded to one), then conv2d_int8_taps per group,
+        the epilogue in its store (_ConvCall._plan)."""
         return self._plan(x32, "taps", "image", bias, scale, relu, planes=self.planes)
-
-    def run(self, x32: torch.Tensor, bias, scale, residual, relu: bool) -> torch.Tensor:
-        """Output rows (b, oh, ow) in float32 of x32 (float32, channels-last, self.shape's), with
-        the epilogue: bias and scale float32 and contiguous, residual float32 channels-last, or
-        None."""
-        mod, (b, c, h, w), n, nt, isa = self.mod, x32.shape, self.n, self.threads, self.isa
-        (ph, pw), planes = self.geometry[2], self.planes
-        images = torch.empty(self.framed, dtype=torch.int8, memory_format=torch.channels_last)
-        image_scale = torch.empty(b, dtype=torch.float32)
-        y = torch.empty(b * self.oh * self.ow, n, dtype=torch.float32)  # rows (b, oh, ow): a channels-last output
-        mod.quantize_images_padded(x32.data_ptr(), b, h, w, c, ph, pw, images.data_ptr(), image_scale.data_ptr(), nt,
-                                   isa, self.framed[1])
-        strides, og, cin_g = list(images.stride()), n // self.groups, c // self.groups
-        for g in range(self.groups):
-            at = g * og * 4  # (bytes to the group's first channel)
-            mod.conv2d_int8_taps(self.desc, images.data_ptr() + g * cin_g, self.shape, strides, *self.geometry,
-                                 y.data_ptr() + at, n, g * og, (g + 1) * og, _ptr(bias, at), image_scale.data_ptr(), nt,
-                                 isa, _ptr(planes), 0 if planes is None else planes.numel(), _ptr(scale, at),
-                                 _ptr(residual, at), n, relu)
-        return y
 
 
 def _taps_call(mod, w: tuple, desc, alive, x32: torch.Tensor, geometry: tuple, groups: int, isa: str,
@@ -461,14 +410,14 @@ def _environment() -> tuple:
 
 class PreparedConv2dInt8:
     """A conv2d_int8 call (a TapsCall or a PatchesCall) prepared for calls like it, with its
-    bias, epilogue scale and ReLU: its kernel calls as one C++ plan (_C.ConvInt8Plan, run()'s
-    calls argument for argument: the same bits), made once. __call__ skips the op layer's
+    bias, epilogue scale and ReLU: its C++ plan (_C.ConvInt8Plan, the op's own: the same bits)
+    made once. __call__ skips the op layer's
     checks and the backend's choices, whose inputs matches() compares instead (x's and the
     residual's shapes, strides and dtype, the threads, the environment, the backend registry,
     the masks' versions). For an inference module that runs one convolution on inputs of one
     shape again and again (SLTFusedConv2d): the op layer's checks and choices were ~60 µs of
-    Python a convolution, a third of a CIFAR ResNet-18 forward at batch 1, and the calls' own
-    Python and argument conversion ~40 µs more."""
+    Python a convolution, a third of a CIFAR ResNet-18 forward at batch 1, and the kernel calls'
+    own Python and argument conversion ~20 µs more."""
 
     __slots__ = ("call", "masks", "versions", "x_key", "residual_key", "environment", "generation", "plan",
                  "keep", "out_shape")
