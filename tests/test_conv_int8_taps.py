@@ -93,32 +93,49 @@ def patches_conv(x, p, bias, stride, padding, dilation, groups, monkeypatch):
 @pytest.mark.parametrize("isa", TAPS_ISAS)
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                  HealthCheck.function_scoped_fixture])
-@given(cin_g=st.sampled_from([1, 3, 4, 5, 8, 12, 20, 64, 68]), og=st.sampled_from([1, 5, 16, 17, 48, 50, 100]),
-       groups=st.sampled_from([1, 2]), k=st.sampled_from([(1, 1), (3, 3), (2, 3), (5, 5)]),
-       stride=st.sampled_from([(1, 1), (2, 2), (2, 1)]), padding=st.sampled_from([(0, 0), (1, 1), (2, 0)]),
-       dilation=st.sampled_from([(1, 1), (2, 1)]), batch=st.sampled_from([1, 3]), seed=st.integers(0, 1000),
-       with_bias=st.booleans(), planes=st.booleans())
-def test_taps_have_the_patch_matrix_bits(isa, cin_g, og, groups, k, stride, padding, dilation, batch, seed,
+@given(cin_g=st.sampled_from([1, 3, 4, 5, 8, 12, 16, 20, 48, 64, 68]),
+       og=st.sampled_from([1, 5, 16, 17, 48, 50, 100]), groups=st.sampled_from([1, 2]),
+       k=st.sampled_from([(1, 1), (3, 3), (2, 3), (5, 5)]), stride=st.sampled_from([(1, 1), (2, 2), (2, 1)]),
+       padding=st.sampled_from([(0, 0), (1, 1), (2, 0)]), dilation=st.sampled_from([(1, 1), (2, 1)]),
+       batch=st.sampled_from([1, 3]), wide=st.booleans(), seed=st.integers(0, 1000), with_bias=st.booleans(),
+       planes=st.booleans())
+def test_taps_have_the_patch_matrix_bits(isa, cin_g, og, groups, k, stride, padding, dilation, batch, wide, seed,
                                          with_bias, planes, monkeypatch):
     """Every output, bit for bit, whatever the geometry: one and several weight-row tasks (48
     rows each, 16-row groups), channels a multiple of 4 but not of 16 or 64 (or, one group, not
     of 4: padded in the images), tiles of fewer than 8 rows at the end, strides, dilations, a
-    frame wider on one side, groups; the panels from the sign hash and a permute, or from the
-    weight's tap-major planes."""
+    frame wider on one side, groups, rows of 16 pixels and more (the row sums' vectors: four-
+    byte pixels, channels a multiple of 16, outputs along a row); the panels from the sign hash
+    and a permute, or from the weight's tap-major planes."""
     if cin_g % 4 and groups > 1:
         return  # (the patches run those: conv_int8_taps_refusal)
     side = 9 if k == (5, 5) else 7
-    if min(_ops.conv2d_output_size(side, side + 1, k, stride, padding, dilation)) < 1:
+    width = side + (20 if wide else 1)
+    if min(_ops.conv2d_output_size(side, width, k, stride, padding, dilation)) < 1:
         return
     gen = torch.Generator().manual_seed(seed)
-    x = torch.relu(torch.randn(batch, cin_g * groups, side, side + 1, generator=gen)) * 3
-    oh, ow = _ops.conv2d_output_size(side, side + 1, k, stride, padding, dilation)
+    x = torch.relu(torch.randn(batch, cin_g * groups, side, width, generator=gen)) * 3
+    oh, ow = _ops.conv2d_output_size(side, width, k, stride, padding, dilation)
     x = torch.cat([x] * -(-64 // (batch * oh * ow)))  # (kConvTapsMinRows: below it the implicit GEMM declines)
     p = packed((og * groups, cin_g, *k), seed)
     bias = torch.randn(og * groups, generator=gen) if with_bias else None
     got = taps_conv(isa, x, p, bias, stride, padding, dilation, groups, planes)
     want = patches_conv(x, p, bias, stride, padding, dilation, groups, monkeypatch)
     assert torch.equal(got, want)
+
+
+@CPP
+@pytest.mark.parametrize("isa", TAPS_ISAS)
+@pytest.mark.parametrize(("cin", "stride"), [(3, 1), (4, 2), (16, 1), (48, 1), (64, 2), (128, 1), (20, 1)])
+def test_row_sums_of_wide_rows_have_the_patch_matrix_bits(isa, cin, stride, monkeypatch):
+    """Rows of 16 pixels and more: each pixel's channel sum 16 pixels at a time (four-byte
+    pixels, one vpdpbusd; channels a multiple of 16, reduced together; else byte by byte) and
+    each output's 16 at a time along a row (stride 1): every output bit for bit."""
+    gen = torch.Generator().manual_seed(cin)
+    x = torch.relu(torch.randn(2, cin, 5, 37, generator=gen)) * 3 - 1
+    p = packed((20, cin, 3, 3), cin)
+    got = taps_conv(isa, x, p, None, (stride, stride), (1, 1), (1, 1), 1)
+    assert torch.equal(got, patches_conv(x, p, None, (stride, stride), (1, 1), (1, 1), 1, monkeypatch))
 
 
 @CPP

@@ -201,10 +201,22 @@ struct ConvTapsPlan {
                               [&](const TapSet& s) { return s.rows == rows && s.cols == cols; });
       if (set == sets.end()) {
         const int64_t tap0 = int64_t(taps.size());
+        // a kernel row's adjacent taps as one where their bytes follow each other in the image
+        // (dilation 1, a pixel's bytes the group's padded channels) as their panel blocks do:
+        // the stem's 4-byte taps had run one dword a tap, each tap's pointer set-up as its dot
+        // products' cost
+        const bool runs = g.dil_w == 1 && g.sw == Cp;
         for (int64_t a = 0; a < g.kh; ++a)
-          for (int64_t b = 0; b < g.kw; ++b)
-            if ((rows >> a & 1) && (cols >> b & 1))
-              taps.push_back({a * g.dil_h * g.sh + b * g.dil_w * g.sw, (a * g.kw + b) * (Cp / 4) * kTaskRows});
+          for (int64_t b = 0; b < g.kw; ++b) {
+            if (!(rows >> a & 1) || !(cols >> b & 1)) continue;
+            ConvTap* last = taps.size() > size_t(tap0) ? &taps.back() : nullptr;
+            if (runs && last != nullptr && b > 0 && (cols >> (b - 1) & 1) &&
+                last->panel + last->dwords * kTaskRows == (a * g.kw + b) * (Cp / 4) * kTaskRows) {
+              last->dwords += Cp / 4;  // (tap (a, b - 1) was the last pushed: the run goes on)
+              continue;
+            }
+            taps.push_back({a * g.dil_h * g.sh + b * g.dil_w * g.sw, (a * g.kw + b) * (Cp / 4) * kTaskRows, Cp / 4});
+          }
         sets.push_back({rows, cols, tap0, int64_t(taps.size()) - tap0});
         set = sets.end() - 1;
       }

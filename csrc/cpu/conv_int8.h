@@ -29,6 +29,7 @@ namespace cpu {
 struct ConvTap {
   int64_t offset = 0;  // bytes from the pixel's tap (0, 0)
   int64_t panel = 0;   // the tap's block of the tap-major panel (uint32: t C/4 kTaskRows)
+  int64_t dwords = 0;  // its 4-byte groups: C/4, or a run of a kernel row's adjacent taps' (contiguous in both)
 };
 struct ConvTile {
   int64_t begin = 0, end = 0;  // its pixels: [begin, end) of ConvTaps::pixels
