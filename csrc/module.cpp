@@ -11,7 +11,7 @@
 
 #include "core/slt_contract.h"
 #include "cpu/conv_int8.h"
-#include "cpu/conv_plan.h"
+#include "cpu/plans.h"
 #include "cpu/generate.h"
 #include "cpu/im2col.h"
 #include "cpu/linear.h"
@@ -490,6 +490,35 @@ PYBIND11_MODULE(_C, m) {
       py::arg("planes") = 0, py::arg("planes_bytes") = 0, py::arg("scale") = 0, py::arg("residual") = 0,
       py::arg("ldr") = 0, py::arg("relu") = false);
 
+  py::class_<slt::cpu::LinearPlan, std::shared_ptr<slt::cpu::LinearPlan>>(
+      m, "LinearPlan", py::module_local(),
+      "slt_linear's calls for one activation shape (linear_plan): run(x, y) runs them in one call.")
+      .def(
+          "run",
+          [](const slt::cpu::LinearPlan& plan, uintptr_t x, uintptr_t y) {
+            py::gil_scoped_release release;
+            plan.run(ptr<const float>(x), ptr<float>(y));
+          },
+          "y (M rows of row_end - row_begin float32) = x W_eff[row_begin:row_end]^T + bias, x: M rows of K "
+          "float32, contiguous.",
+          py::arg("x"), py::arg("y"));
+  m.def(
+      "linear_plan",
+      [](const slt::WeightDesc& w, int64_t M, int64_t row_begin, int64_t row_end, bool int8, const std::string& isa,
+         int threads, const std::string& lut, uintptr_t lut_planes, int64_t lut_planes_bytes, uintptr_t bias) {
+        slt::cpu::LinearPlanSpec s;
+        s.w = w, s.M = M, s.row_begin = row_begin, s.row_end = row_end, s.int8 = int8;
+        s.isa = parse_isa(isa), s.isa_auto = isa == "auto", s.threads = threads, s.lut = lut_mode(lut);
+        s.lut_planes = ptr<const uint8_t>(lut_planes), s.lut_planes_bytes = lut_planes_bytes;
+        s.bias = ptr<const float>(bias);
+        return std::make_shared<slt::cpu::LinearPlan>(std::move(s));
+      },
+      "A LinearPlan: slt_linear (int8: slt_linear_int8, x quantized per row first) of M rows with weight rows "
+      "[row_begin, row_end), isa and lut as slt_linear takes them, lut_planes: the table lookup's layout for "
+      "M rows (lut_layout, pack_lut_planes) or 0, bias (row_end - row_begin float32) or 0. Every pointer is "
+      "the caller's to keep alive while the plan lives.",
+      py::arg("w"), py::arg("M"), py::arg("row_begin"), py::arg("row_end"), py::arg("int8"), py::arg("isa"),
+      py::arg("threads"), py::arg("lut"), py::arg("lut_planes"), py::arg("lut_planes_bytes"), py::arg("bias"));
   py::class_<slt::cpu::ConvInt8Plan, std::shared_ptr<slt::cpu::ConvInt8Plan>>(
       m, "ConvInt8Plan", py::module_local(),
       "slt_conv2d_int8's kernel calls for one input shape (conv_int8_plan): run(x, y, residual) runs them "

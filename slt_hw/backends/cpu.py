@@ -205,6 +205,64 @@ def linear(x, bias, *rest, int8: bool = False, isa: str | None = None, threads: 
     return y if x.dtype == torch.float32 else y.to(x.dtype)
 
 
+class PreparedLinear:
+    """A linear() call on contiguous float32 x prepared for calls like it: its C++ plan
+    (_C.LinearPlan: the int8 path's quantizer, then slt_linear, the same calls as linear()'s,
+    the same bits) made once with the bias and the table lookup's planes for its rows.
+    __call__ skips the op layer's checks and the backend's choices, whose inputs matches()
+    compares instead (x's shape, strides and dtype, the threads, the environment, the backend
+    registry, the masks' versions): for an inference module that runs one layer on inputs of
+    one shape again and again (SLTPackedLinear at a decode step): ~25 µs of Python a call."""
+
+    __slots__ = ("plan", "masks", "versions", "x_key", "environment", "generation", "threads", "keep", "n")
+
+    def __init__(self, plan, masks: tuple, x: torch.Tensor, keep: tuple, n: int, threads: int):
+        self.plan, self.masks, self.keep, self.n, self.threads = plan, masks, keep, n, threads
+        self.versions = tuple(t._version for t in masks)
+        self.x_key = (x.shape, x.stride())
+        self.environment, self.generation = _environment(), dispatch.generation()
+
+    def matches(self, x: torch.Tensor) -> bool:
+        """Whether a call with x (the same weight, bias and settings: the caller's to check)
+        would make this one's choices."""
+        if type(x) is not torch.Tensor or x.dtype != torch.float32 or x.device.type != "cpu" or \
+                (x.shape, x.stride()) != self.x_key or torch.compiler.is_compiling() or \
+                (x.requires_grad and torch.is_grad_enabled()):
+            return False
+        return (torch.get_num_threads() == self.threads and _environment() == self.environment
+                and dispatch.generation() == self.generation
+                and tuple(t._version for t in self.masks) == self.versions)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """x W_effᵀ + bias for x that matches()."""
+        y = torch.empty(*x.shape[:-1], self.n, dtype=torch.float32)
+        self.plan.run(x.data_ptr(), y.data_ptr())
+        return y
+
+
+def prepare_linear(x, bias, *rest, int8: bool = False) -> PreparedLinear | None:
+    """A prepared call for linear()'s arguments (as slt_hw._ops checked them; the call just made
+    with them by this backend) on contiguous float32 x with a float32 contiguous bias (or none),
+    once the table lookup's planes its kernel runs with are cached (from a mask's second use);
+    else None (the op runs as it is). The masks must have version counters (not inference
+    tensors): an in-place edit of them must be seen."""
+    *w, r0, r1 = rest
+    if type(x) is not torch.Tensor or x.dtype != torch.float32 or x.device.type != "cpu" or \
+            not x.is_contiguous() or x.dim() < 1 or x.numel() == 0 or \
+            (bias is not None and (bias.dtype != torch.float32 or not bias.is_contiguous())) or \
+            any(t.is_inference() for t in w[:2]):
+        return None
+    mod = _ext.require()
+    desc, alive = _ext.weight_desc(mod, w)
+    isa, lut, nt, m = _isa(None), _lut(None), torch.get_num_threads(), x.numel() // desc.k
+    planes = _lut_planes(mod, w, desc, m, isa, lut, int8, nt, peek=True)
+    if planes is False:
+        return None
+    plan = mod.linear_plan(desc, m, r0, r1, int8, isa, nt, lut, _ptr(planes),
+                           0 if planes is None else planes.numel(), _ptr(bias))
+    return PreparedLinear(plan, tuple(w[:2]), x, (alive, planes, bias), r1 - r0, nt)
+
+
 def materialize(*args, out: torch.Tensor | None = None, threads: int | None = None,
                 isa: str | None = None, taps: int = 1) -> torch.Tensor:
     """W_eff[row_begin:row_end] float32 (args: the weight block, row_begin, row_end); `out`: a
@@ -294,7 +352,7 @@ class _ConvCall:
     """What a conv2d_int8 call derives from its arguments and x's shape, whichever path runs it:
     the weight's descriptor (and the tensors it points into), one group's input shape, the
     geometry, the output's size, the ISA and the threads. Its kernels' calls, in order, are a
-    C++ plan's (plan(): _C.ConvInt8Plan, csrc/cpu/conv_plan.h), made per call here and once by
+    C++ plan's (plan(): _C.ConvInt8Plan, csrc/cpu/plans.h), made per call here and once by
     a prepared call (PreparedConv2dInt8)."""
 
     __slots__ = ("mod", "desc", "alive", "shape", "geometry", "groups", "n", "oh", "ow", "isa", "threads")

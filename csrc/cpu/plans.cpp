@@ -1,7 +1,8 @@
-// See conv_plan.h. run_taps: the images quantized into a zero frame of the padding, then the
-// implicit GEMM per group; run_patches: per chunk of output rows and group, the patch gather
-// and slt_linear's int8 kernel, then the epilogue in one pass.
-#include "conv_plan.h"
+// See plans.h. LinearPlan: slt_hw/backends/cpu.py's linear() for contiguous float32 x.
+// ConvInt8Plan's run_taps: the images quantized into a zero frame of the padding, then the
+// implicit GEMM per group; run_patches: per chunk of output rows and group, the patch gather and
+// slt_linear's int8 kernel, then the epilogue in one pass.
+#include "plans.h"
 
 #include <algorithm>
 #include <cstdlib>
@@ -37,6 +38,31 @@ bool channels_last_contiguous(const ConvInput& g) {
 }
 
 }  // namespace
+
+LinearPlan::LinearPlan(LinearPlanSpec spec) : s_(std::move(spec)) {
+  for (const std::string& e : {check_weight(s_.w, true), check_rows(s_.w.N, s_.row_begin, s_.row_end)})
+    if (!e.empty()) throw std::invalid_argument(e);
+  if (s_.M < 0) throw std::invalid_argument("M: expected at least 0 rows, got " + std::to_string(s_.M));
+}
+
+void LinearPlan::run(const float* x, float* y) const {
+  if (s_.M == 0 || s_.row_end == s_.row_begin) return;
+  if (x == nullptr || y == nullptr) throw std::invalid_argument("x/y: null pointer");
+  const int64_t K = s_.w.K;
+  LinearProblem p;
+  static_cast<WeightDesc&>(p) = s_.w;
+  p.M = s_.M, p.ldx = K, p.y = y, p.ldy = s_.row_end - s_.row_begin;
+  p.row_begin = s_.row_begin, p.row_end = s_.row_end, p.bias = s_.bias, p.lut = s_.lut;
+  p.lut_planes = s_.lut_planes, p.lut_planes_bytes = s_.lut_planes_bytes;
+  const Scratch xq(s_.int8 ? s_.M * K : 0), xs(s_.int8 ? s_.M * int64_t(sizeof(float)) : 0);
+  if (s_.int8) {
+    quantize_int8_rows_isa(x, s_.M, K, K, xq.as<int8_t>(), xs.as<float>(), s_.threads, s_.isa);
+    p.xq = xq.as<int8_t>(), p.xscale = xs.as<float>();
+  } else {
+    p.x = x;
+  }
+  slt_linear(p, s_.isa_auto ? auto_isa(p, s_.threads) : s_.isa, s_.threads);
+}
 
 ConvInt8Plan::ConvInt8Plan(ConvInt8PlanSpec spec) : s_(std::move(spec)) {
   const ConvInput& g = s_.x;

@@ -1,10 +1,15 @@
-// slt_conv2d_int8's kernel calls for one convolution and one input shape, in order: what
-// slt_hw/backends/cpu.py's TapsCall or PatchesCall derives (the weight, the geometry, the ISA
-// and threads, the cached layouts, the chunks, the epilogue's scale and bias), held in C++ and
-// run with one call. The op makes one per call; a prepared call (SLTFusedConv2d's) makes one
-// once and runs it every forward: the ~20 µs of Python and argument conversion a convolution
-// that the kernels' calls had cost from Python, and the implicit GEMM's pixel classes and tiles
-// (conv_taps_plan), are then spent once.
+// Prepared calls' kernel sequences held in C++, made once per input shape and run with one call
+// from Python: a linear's (LinearPlan: the int8 path's quantizer, then slt_linear) and an int8
+// convolution's (ConvInt8Plan). Each runs the same kernels with the same arguments as the op's
+// Python path, so the same bits; what a call then costs in Python is its checks, the output's
+// allocation and one call (~25 µs of op layer and argument conversion a linear, ~60 + 20 µs a
+// convolution, otherwise).
+//
+// ConvInt8Plan: slt_conv2d_int8's kernel calls for one convolution and one input shape, in order:
+// what slt_hw/backends/cpu.py's TapsCall or PatchesCall derives (the weight, the geometry, the
+// ISA and threads, the cached layouts, the chunks, the epilogue's scale and bias). The op makes
+// one per call; a prepared call (SLTFusedConv2d's) makes one once and runs it every forward,
+// the implicit GEMM's pixel classes and tiles (conv_taps_plan) included.
 #pragma once
 
 #include <cstdint>
@@ -17,6 +22,32 @@
 
 namespace slt {
 namespace cpu {
+
+struct LinearPlanSpec {
+  WeightDesc w;  // the packed weight (its masks stay the caller's to keep alive, as every pointer here)
+  int64_t M = 0;  // activation rows, K floats each, contiguous
+  int64_t row_begin = 0, row_end = 0;
+  bool int8 = false;  // x quantized per row first (slt_linear_int8)
+  Isa isa = Isa::kScalar;  // parse_isa's; isa_auto: the caller said "auto" (auto_isa's choice)
+  bool isa_auto = false;
+  LutMode lut = LutMode::kAuto;
+  int threads = 0;
+  const uint8_t* lut_planes = nullptr;  // the table lookup's layout for M rows, or null
+  int64_t lut_planes_bytes = 0;
+  const float* bias = nullptr;  // row_end - row_begin, or null
+};
+
+class LinearPlan {
+ public:
+  // Throws std::invalid_argument for a bad weight, rows or M.
+  explicit LinearPlan(LinearPlanSpec spec);
+  // y (M rows of row_end - row_begin floats) = x W_eff[row_begin:row_end]^T + bias, x: M rows of
+  // K floats, contiguous. Safe to call from several threads at once (its scratch is the call's).
+  void run(const float* x, float* y) const;
+
+ private:
+  LinearPlanSpec s_;
+};
 
 struct ConvInt8PlanSpec {
   WeightDesc w;        // the packed weight (its masks stay the caller's to keep alive, as every pointer here)
