@@ -50,8 +50,8 @@ class Backend:
 
     def why_not(self, op: str | None, device: torch.device) -> list[str]:
         why = list(self.not_supported_reasons(device))
-        if op is not None and op not in self.ops:
-            why.append(f"does not implement {op}: {self.lacks[op]}")
+        if op is not None and op not in self.ops:  # (an op no backend knows: no reason to give, no KeyError)
+            why.append(f"does not implement {op}" + (f": {self.lacks[op]}" if op in self.lacks else ""))
         return why
 
 

@@ -30,6 +30,9 @@ def check(y, x, p, bias=None):
 
 def test_backends_here():
     assert "reference" in BACKENDS
+    # an op no backend implements (a typo) gets a reason from every backend, not a KeyError
+    assert all("does not implement linear_binary" in " ".join(why)
+               for why in dispatch.reasons("cpu", "linear_binary").values())
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
