@@ -469,13 +469,13 @@ def _environment() -> tuple:
 class PreparedConv2dInt8:
     """A conv2d_int8 call (a TapsCall or a PatchesCall) prepared for calls like it, with its
     bias, epilogue scale and ReLU: its C++ plan (_C.ConvInt8Plan, the op's own: the same bits)
-    made once. __call__ skips the op layer's
-    checks and the backend's choices, whose inputs matches() compares instead (x's and the
-    residual's shapes, strides and dtype, the threads, the environment, the backend registry,
-    the masks' versions). For an inference module that runs one convolution on inputs of one
-    shape again and again (SLTFusedConv2d): the op layer's checks and choices were ~60 µs of
-    Python a convolution, a third of a CIFAR ResNet-18 forward at batch 1, and the kernel calls'
-    own Python and argument conversion ~20 µs more."""
+    made once. __call__ skips the op layer's checks and the backend's choices, whose inputs
+    matches() compares instead (x's and the residual's shapes, strides and dtype, the threads,
+    the environment, the backend registry, the masks' versions). For an inference module that
+    runs one convolution on inputs of one shape again and again (SLTFusedConv2d): the op
+    layer's checks and choices were ~60 µs of Python a convolution, a third of a CIFAR
+    ResNet-18 forward at batch 1, and the kernel calls' own Python and argument conversion
+    ~20 µs more."""
 
     __slots__ = ("call", "masks", "versions", "x_key", "residual_key", "environment", "generation", "plan",
                  "keep", "out_shape")
