@@ -594,13 +594,15 @@ INT8_PANEL_ISAS = [isa for isa in ISAS if isa == "avx512vnni"] + ["avx512vnni-em
        m=st.sampled_from([1, 2, 5, 8, 9, 15, 16, 17, 70, 130]), seed=st.integers(0, 10_000),
        with_bias=st.booleans(), threads=st.sampled_from([1, 2]))
 @example(n=64, k=1025, m=130, seed=1, with_bias=True, threads=2)  # the activation-row split
+@example(n=160, k=100, m=20, seed=2, with_bias=True, threads=2)  # the weight-row ranges
 def test_vnni_int8_kernels_are_the_int8_path_bit_for_bit(isa, n, k, m, seed, with_bias, threads):
     """AVX-512 VNNI's int8 kernels for binary signed-constant weights: up to 8 rows three weight
     rows at a time sharing each load of x; past 8 rows the panels (48 rows of u = t + 1 bytes,
     vpdpbusd against broadcast x, each row's sum of x taken per tile). The exact int32 sums and
     the epilogue of every int8 kernel, so the scalar kernel's bits; weight-row tails (of 3 and of
-    48), column tails (1025, 2101: several mask blocks), batch tails of the 8-row tile, and 64
-    weight rows on 2 threads (a 48-row and a 16-row task: the activation rows split instead)."""
+    48), column tails (1025, 2101: several mask blocks), batch tails of the 8-row tile, 64
+    weight rows on 2 threads (a 48-row and a 16-row task: the activation rows split instead),
+    and 160 on 2 (four tasks not shared out evenly: two ranges of 80 rows, 48 + 32 each)."""
     p = packed("binary", n, k, seed, "signed_constant")
     g = torch.Generator().manual_seed(seed)
     x = 3 * torch.randn(m, k, generator=g)

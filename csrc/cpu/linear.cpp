@@ -562,7 +562,18 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
   const bool uneven = (p.row_end - p.row_begin) % (block * nt) != 0;  // some thread's rows are fewer
   if (blocked && !lut && !amx && !bf16dot && nt > 1 && uneven && tasks < 4 * nt)
     parts = nt < p.M / kChunkRows ? nt : p.M / kChunkRows;
-  const bool ok = parts <= 1
+  // The int8 panels' tasks that do not share out evenly (512 rows on 2 threads: 6 of 48 rows and
+  // 5): equal ranges of whole 16-row groups, one a thread, each in tasks of `block` rows, as
+  // conv2d_int8_taps shares its own.
+  const int64_t rows = p.row_end - p.row_begin;
+  const bool ranged = i8panel && parts <= 1 && nt > 1 && uneven && rows % (16 * nt) == 0;
+  const int64_t range = rows / nt, per_range = (range + block - 1) / block;
+  const bool ok = ranged
+      ? for_each_task(per_range * nt, scratch_size, threads, rows * p.K >= (1 << 14), [&](float* scratch, int64_t t) {
+          const int64_t first = p.row_begin + t / per_range * range, n0 = first + t % per_range * block;
+          return run(scratch, n0, n0 + block < first + range ? n0 + block : first + range);
+        })
+      : parts <= 1
       ? for_each_row_task(p.row_begin, p.row_end, block, p.K, scratch_size, threads, 1 << 14, run)
       : for_each_task(tasks * parts, scratch_size, threads, true, [&](float* scratch, int64_t t) {
           const int64_t part = t / tasks, n0 = p.row_begin + t % tasks * block;  // (a thread's: one part)
