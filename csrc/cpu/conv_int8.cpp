@@ -306,8 +306,8 @@ void conv2d_int8_taps(const LinearProblem& p, const ConvInput& g, const int8_t* 
   const int64_t rows = p.row_end - p.row_begin, whole = (rows + kTaskRows - 1) / kTaskRows;
   const bool even = rows % (kTaskRows * nt) == 0, few = !even && whole < 4 * nt;
   const bool ranged = !even && !few && rows % (16 * nt) == 0;
-  const int64_t range = ranged ? rows / nt : rows, per_range = (range + kTaskRows - 1) / kTaskRows;
-  const int64_t tasks = ranged ? per_range * nt : per_range;
+  const RowRanges split(p.row_begin, p.row_end, ranged ? nt : 1, kTaskRows);
+  const int64_t tasks = split.tasks();
   const int64_t parts = few ? std::max<int64_t>(1, std::min<int64_t>(nt, M / kChunkRows)) : 1;
   // (threads from 4 M products, or from 64 K outputs: a small-K layer's time is its stores'
   // and quantizer's, an RGB stem's at batch 1 0.054 -> 0.027 ms on two threads)
@@ -324,9 +324,9 @@ void conv2d_int8_taps(const LinearProblem& p, const ConvInput& g, const int8_t* 
 #pragma omp for schedule(static)
 #endif
     for (int64_t item = 0; item < tasks * parts; ++item) {
-      const int64_t part = item / tasks, task = item % tasks;
-      const int64_t first = p.row_begin + task / per_range * range, n0 = first + task % per_range * kTaskRows;
-      const int64_t n1 = std::min({n0 + kTaskRows, first + range, p.row_end});
+      const int64_t part = item / tasks;
+      int64_t n0, n1;
+      split.rows(item % tasks, &n0, &n1);
       avx512vnni::conv_rows_int8(p, c, buf.get(), n0, n1, n_tiles * part / parts, n_tiles * (part + 1) / parts);
     }
   }

@@ -216,14 +216,6 @@ bool for_each_row_task(int64_t row_begin, int64_t row_end, int64_t block, int64_
   });
 }
 
-// n elements, 64-byte aligned, in buf (allocated to hold them; not zeroed: the table builders write
-// every element they read, and zeroing a call's tables had cost as much as building them).
-template <class T>
-T* aligned64(std::unique_ptr<T[]>& buf, size_t n) {
-  buf.reset(new T[n + 64 / sizeof(T)]);
-  return align64<T>(buf.get());
-}
-
 // The ISAs whose kernels are linear_avx512*.cpp (kAmx runs them for what its tiles do not take).
 bool avx512_kernels(Isa isa) { return isa == Isa::kAvx512 || isa == Isa::kAvx512Vnni || isa == Isa::kAmx; }
 
@@ -567,11 +559,12 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
   // conv2d_int8_taps shares its own.
   const int64_t rows = p.row_end - p.row_begin;
   const bool ranged = i8panel && parts <= 1 && nt > 1 && uneven && rows % (16 * nt) == 0;
-  const int64_t range = rows / nt, per_range = (range + block - 1) / block;
+  const RowRanges split(p.row_begin, p.row_end, ranged ? nt : 1, block);
   const bool ok = ranged
-      ? for_each_task(per_range * nt, scratch_size, threads, rows * p.K >= (1 << 14), [&](float* scratch, int64_t t) {
-          const int64_t first = p.row_begin + t / per_range * range, n0 = first + t % per_range * block;
-          return run(scratch, n0, n0 + block < first + range ? n0 + block : first + range);
+      ? for_each_task(split.tasks(), scratch_size, threads, rows * p.K >= (1 << 14), [&](float* scratch, int64_t t) {
+          int64_t n0, n1;
+          split.rows(t, &n0, &n1);
+          return run(scratch, n0, n1);
         })
       : parts <= 1
       ? for_each_row_task(p.row_begin, p.row_end, block, p.K, scratch_size, threads, 1 << 14, run)

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 
 #include "../core/weight_desc.h"
 
@@ -35,6 +36,30 @@ template <typename T>
 inline T* align64(void* ptr) {
   return reinterpret_cast<T*>((reinterpret_cast<uintptr_t>(ptr) + 63) & ~uintptr_t(63));
 }
+
+// n elements, 64-byte aligned, in buf (allocated to hold them; not zeroed: the table builders write
+// every element they read, and zeroing a call's tables had cost as much as building them).
+template <class T>
+T* aligned64(std::unique_ptr<T[]>& buf, size_t n) {
+  buf.reset(new T[n + 64 / sizeof(T)]);
+  return align64<T>(buf.get());
+}
+
+// Weight rows [row_begin, row_end) as tasks of `block` rows in `ranges` equal ranges, task t's
+// rows [n0, n1): where the tasks would not share out evenly among the threads, a range a
+// thread (rows a multiple of 16 ranges: whole 16-row groups each; with schedule(static) a
+// thread's consecutive tasks are its range); one range: plain tasks.
+struct RowRanges {
+  RowRanges(int64_t row_begin, int64_t row_end, int64_t ranges, int64_t block)
+      : first(row_begin), range((row_end - row_begin) / ranges), block(block), ranges(ranges),
+        per_range(((row_end - row_begin) / ranges + block - 1) / block) {}
+  int64_t tasks() const { return per_range * ranges; }
+  void rows(int64_t t, int64_t* n0, int64_t* n1) const {
+    const int64_t begin = first + t / per_range * range, at = begin + t % per_range * block;
+    *n0 = at, *n1 = at + block < begin + range ? at + block : begin + range;
+  }
+  int64_t first, range, block, ranges, per_range;
+};
 
 constexpr int64_t kSmallBatch = 8;   // up to this many activation rows: weights in registers only
 constexpr int64_t kSmallBatchInt8 = 8;  // int8 (AVX-512 and scalar): the register kernels up to this many rows

@@ -5,7 +5,6 @@
 #include "plans.h"
 
 #include <algorithm>
-#include <cstdlib>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -17,19 +16,14 @@ namespace cpu {
 
 namespace {
 
-// A call's scratch, 64-byte aligned (as torch.empty's, which the Python calls used).
+// A call's scratch of `bytes`, 64-byte aligned (as torch.empty's, which the Python calls used).
 struct Scratch {
-  explicit Scratch(int64_t bytes)
-      : p(static_cast<uint8_t*>(std::aligned_alloc(64, size_t((std::max<int64_t>(bytes, 1) + 63) / 64 * 64)))) {
-    if (p == nullptr) throw std::bad_alloc();
-  }
-  ~Scratch() { std::free(p); }
-  Scratch(const Scratch&) = delete;
-  Scratch& operator=(const Scratch&) = delete;
+  explicit Scratch(int64_t bytes) : p(aligned64(buf, size_t(bytes))) {}
   template <typename T>
   T* as() const {
     return reinterpret_cast<T*>(p);
   }
+  std::unique_ptr<uint8_t[]> buf;
   uint8_t* p;
 };
 

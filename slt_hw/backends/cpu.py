@@ -205,33 +205,51 @@ def linear(x, bias, *rest, int8: bool = False, isa: str | None = None, threads: 
     return y if x.dtype == torch.float32 else y.to(x.dtype)
 
 
-class PreparedLinear:
+class _PreparedCall:
+    """What a prepared call's choices read besides its arguments, as they were when it was
+    made: the threads, the environment, the backend registry's generation and the masks'
+    version counters (chosen() compares them now)."""
+
+    __slots__ = ("masks", "versions", "threads", "environment", "generation")
+
+    def __init__(self, masks: tuple, threads: int):
+        self.masks, self.threads, self.versions = masks, threads, tuple(t._version for t in masks)
+        self.environment, self.generation = _environment(), dispatch.generation()
+
+    def chosen(self) -> bool:
+        """Whether a call now would make the same choices (given the same arguments)."""
+        return (torch.get_num_threads() == self.threads and _environment() == self.environment
+                and dispatch.generation() == self.generation
+                and tuple(t._version for t in self.masks) == self.versions)
+
+
+def _as_prepared(t, key: tuple) -> bool:
+    """Whether t is a plain CPU float32 tensor of the shape and strides in key, outside
+    torch.compile and autograd (a prepared call's input)."""
+    return type(t) is torch.Tensor and t.dtype == torch.float32 and t.device.type == "cpu" and \
+        (t.shape, t.stride()) == key and not torch.compiler.is_compiling() and \
+        not (t.requires_grad and torch.is_grad_enabled())
+
+
+class PreparedLinear(_PreparedCall):
     """A linear() call on contiguous float32 x prepared for calls like it: its C++ plan
     (_C.LinearPlan: the int8 path's quantizer, then slt_linear, the same calls as linear()'s,
     the same bits) made once with the bias and the table lookup's planes for its rows.
     __call__ skips the op layer's checks and the backend's choices, whose inputs matches()
-    compares instead (x's shape, strides and dtype, the threads, the environment, the backend
-    registry, the masks' versions): for an inference module that runs one layer on inputs of
-    one shape again and again (SLTPackedLinear at a decode step): ~25 µs of Python a call."""
+    compares instead (x's shape, strides and dtype, and _PreparedCall's): for an inference
+    module that runs one layer on inputs of one shape again and again (SLTPackedLinear at a
+    decode step): ~25 µs of Python a call."""
 
-    __slots__ = ("plan", "masks", "versions", "x_key", "environment", "generation", "threads", "keep", "n")
+    __slots__ = ("plan", "x_key", "keep", "n")
 
     def __init__(self, plan, masks: tuple, x: torch.Tensor, keep: tuple, n: int, threads: int):
-        self.plan, self.masks, self.keep, self.n, self.threads = plan, masks, keep, n, threads
-        self.versions = tuple(t._version for t in masks)
-        self.x_key = (x.shape, x.stride())
-        self.environment, self.generation = _environment(), dispatch.generation()
+        super().__init__(masks, threads)
+        self.plan, self.keep, self.n, self.x_key = plan, keep, n, (x.shape, x.stride())
 
     def matches(self, x: torch.Tensor) -> bool:
         """Whether a call with x (the same weight, bias and settings: the caller's to check)
         would make this one's choices."""
-        if type(x) is not torch.Tensor or x.dtype != torch.float32 or x.device.type != "cpu" or \
-                (x.shape, x.stride()) != self.x_key or torch.compiler.is_compiling() or \
-                (x.requires_grad and torch.is_grad_enabled()):
-            return False
-        return (torch.get_num_threads() == self.threads and _environment() == self.environment
-                and dispatch.generation() == self.generation
-                and tuple(t._version for t in self.masks) == self.versions)
+        return _as_prepared(x, self.x_key) and self.chosen()
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """x W_effᵀ + bias for x that matches()."""
@@ -466,47 +484,39 @@ def _environment() -> tuple:
     return tuple(get(k) for k in _ENV_NAMES)
 
 
-class PreparedConv2dInt8:
+class PreparedConv2dInt8(_PreparedCall):
     """A conv2d_int8 call (a TapsCall or a PatchesCall) prepared for calls like it, with its
     bias, epilogue scale and ReLU: its C++ plan (_C.ConvInt8Plan, the op's own: the same bits)
     made once. __call__ skips the op layer's checks and the backend's choices, whose inputs
-    matches() compares instead (x's and the residual's shapes, strides and dtype, the threads,
-    the environment, the backend registry, the masks' versions). For an inference module that
-    runs one convolution on inputs of one shape again and again (SLTFusedConv2d): the op
-    layer's checks and choices were ~60 µs of Python a convolution, a third of a CIFAR
-    ResNet-18 forward at batch 1, and the kernel calls' own Python and argument conversion
-    ~20 µs more."""
+    matches() compares instead (x's and the residual's shapes, strides and dtype, and
+    _PreparedCall's). For an inference module that runs one convolution on inputs of one
+    shape again and again (SLTFusedConv2d): the op layer's checks and choices were ~60 µs of
+    Python a convolution, a third of a CIFAR ResNet-18 forward at batch 1, and the kernel
+    calls' own Python and argument conversion ~20 µs more."""
 
-    __slots__ = ("call", "masks", "versions", "x_key", "residual_key", "environment", "generation", "plan",
-                 "keep", "out_shape")
+    __slots__ = ("call", "x_key", "residual_key", "plan", "keep", "out_shape")
 
     def __init__(self, call: TapsCall | PatchesCall, masks: tuple, x: torch.Tensor, residual, bias, scale,
                  relu: bool):
-        self.call, self.masks = call, masks
-        self.versions = tuple(t._version for t in masks)
+        super().__init__(masks, call.threads)
+        self.call = call
         self.x_key = (x.shape, x.stride())
         self.residual_key = None if residual is None else (residual.shape, residual.stride())
-        self.environment, self.generation = _environment(), dispatch.generation()
         self.plan, self.keep = call.plan(x, bias, scale, relu), (bias, scale)  # (the plan points into them)
         self.out_shape = (x.shape[0], call.n, call.oh, call.ow)
 
     def matches(self, x: torch.Tensor, residual: torch.Tensor | None) -> bool:
         """Whether a call with x and residual (the same weight, bias, scale and settings: the
-        caller's to check) would make this one's choices."""
-        if type(x) is not torch.Tensor or x.dtype != torch.float32 or x.device.type != "cpu" or \
-                (x.shape, x.stride()) != self.x_key or torch.compiler.is_compiling():
+        caller's to check) would make this one's choices. (With autograd on an input the op
+        then says what autograd cannot do.)"""
+        if not _as_prepared(x, self.x_key):
             return False
         if residual is None:
             if self.residual_key is not None:
                 return False
-        elif type(residual) is not torch.Tensor or residual.dtype != torch.float32 or \
-                residual.device.type != "cpu" or (residual.shape, residual.stride()) != self.residual_key:
+        elif not _as_prepared(residual, self.residual_key):
             return False
-        if torch.is_grad_enabled() and (x.requires_grad or (residual is not None and residual.requires_grad)):
-            return False  # (the op then says what autograd cannot do)
-        return (torch.get_num_threads() == self.call.threads and _environment() == self.environment
-                and dispatch.generation() == self.generation
-                and tuple(t._version for t in self.masks) == self.versions)
+        return self.chosen()
 
     def __call__(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
         """The convolution of x (matches(x, residual)) with the prepared epilogue, channels-last."""
