@@ -6,7 +6,11 @@ model in fp32 and bf16 and torch's quantize_dynamic of it (int8; the CNNs' convo
 as torch.ao.nn.quantized.dynamic.Conv2d), the CNNs also on channels-last input.
 
     .venv/bin/python bench/bench_cpu_model.py [--model mlp|conv6|resnet18] [--dims 4096x11008]
-        [--batches 1,4,8,64] [--threads 2]
+        [--blocks 4] [--batches 1,4,8,64] [--threads 2]
+
+With --blocks N the MLP model is N blocks in sequence: past the L3 (from 2 blocks at LLaMA's
+sizes), every layer's weights, or masks and cached layouts, come from DRAM on every forward, as
+in a real model; one block's repeated calls find its layouts in the L3.
 
 "vs int8" is torch quantize_dynamic's time / this time (the channels-last run's for
 channels-last rows). The CNNs also run torch's static int8 (FX graph mode, the "x86" qconfig
@@ -42,16 +46,17 @@ CNNS = {"conv6": lambda: ConvNet("conv6", (3, 32, 32), 10, seed=0, dense=True),
         "resnet18": lambda: ResNet18((3, 32, 32), 10, seed=0, dense=True)}
 
 
-def dense_mlp(d: int, h: int) -> nn.Module:
+def dense_mlp(d: int, h: int, blocks: int = 1) -> nn.Module:
     torch.manual_seed(0)
-    return nn.Sequential(nn.Linear(d, h, bias=False), nn.ReLU(), nn.Linear(h, d, bias=False)).eval()
+    layers = [m for _ in range(blocks) for m in (nn.Linear(d, h, bias=False), nn.ReLU(), nn.Linear(h, d, bias=False))]
+    return nn.Sequential(*layers).eval()
 
 
-def bench(d: int, h: int, batches: list[int], stat: str) -> list[dict]:
-    dense = dense_mlp(d, h)
+def bench(d: int, h: int, batches: list[int], stat: str, blocks: int = 1) -> list[dict]:
+    dense = dense_mlp(d, h, blocks)
     packed = slt_hw.pack(slt_hw.convert(dense, seed=0, sparsity=0.5)).eval()
     packed8 = copy.deepcopy(packed)
-    assert set_int8_activations(packed8) == 2
+    assert set_int8_activations(packed8) == 2 * blocks
     # the dense peers carry the found subnetwork's weights (what a user would run instead)
     weights = slt_hw.export_dense(packed)
     dense.load_state_dict(weights, strict=False)
@@ -61,8 +66,9 @@ def bench(d: int, h: int, batches: list[int], stat: str) -> list[dict]:
     with warnings.catch_warnings():  # torch deprecates its quantized tensors; still the peer asked for
         warnings.simplefilter("ignore")
         q8 = torch.ao.quantization.quantize_dynamic(copy.deepcopy(dense), {nn.Linear}, dtype=torch.qint8)
-    mask_bytes = 2 * d * h / 8
-    mem = {"dense fp32": 8 * d * h, "dense bf16": 4 * d * h, "torch int8 (quantize_dynamic)": 2 * d * h,
+    n_weights = 2 * d * h * blocks
+    mask_bytes = n_weights / 8
+    mem = {"dense fp32": 4 * n_weights, "dense bf16": 2 * n_weights, "torch int8 (quantize_dynamic)": n_weights,
            "slt packed": mask_bytes, "slt packed int8": mask_bytes}
     rows = []
     for b in batches:
@@ -76,7 +82,8 @@ def bench(d: int, h: int, batches: list[int], stat: str) -> list[dict]:
         for name, t in times.items():  # the table lookups' cached planes, where they have run twice
             model = {"slt packed": packed, "slt packed int8": packed8}.get(name)
             held = 0 if model is None else sum(cpu.LUT_PLANES.held(t) for t in model.buffers())
-            rows.append({"dims": f"{d}x{h}", "batch": b, "impl": name, "ms": f"{t * 1e3:.3f}",
+            dims = f"{d}x{h}" + (f" x{blocks}" if blocks > 1 else "")
+            rows.append({"dims": dims, "batch": b, "impl": name, "ms": f"{t * 1e3:.3f}",
                          "vs int8": f"{times['torch int8 (quantize_dynamic)'] / t:.2f}x",
                          "vs fp32": f"{times['dense fp32'] / t:.2f}x",
                          "weight MiB": f"{(mem[name] + held) / 2**20:.2f}"})
@@ -156,6 +163,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--model", default="mlp", choices=["mlp", *CNNS])
     ap.add_argument("--dims", default="4096x11008", help="in x hidden of the MLP block")
+    ap.add_argument("--blocks", type=int, default=1,
+                    help="MLP blocks in sequence: from 2 (4 x 11008 x 4096 weights, 40 MiB of codes) the model is "
+                         "larger than a 32 MiB L3 and each layer's weights come from DRAM, as in a real model")
     ap.add_argument("--batches", default="1,4,8,64")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--stat", default="min", choices=["median", "min"])
@@ -164,10 +174,11 @@ def main() -> None:
     batches = [int(b) for b in args.batches.split(",")]
     if args.model == "mlp":
         d, h = map(int, args.dims.split("x"))
-        rows = bench(d, h, batches, args.stat)
+        rows = bench(d, h, batches, args.stat, args.blocks)
     else:
         rows = bench_cnn(args.model, batches, args.stat)
-    report(f"cpu_model_{args.model}_{args.stat}", rows, list(rows[0]))
+    blocks = f"_x{args.blocks}" if args.model == "mlp" and args.blocks > 1 else ""
+    report(f"cpu_model_{args.model}{blocks}_{args.stat}", rows, list(rows[0]))
 
 
 if __name__ == "__main__":

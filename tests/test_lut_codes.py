@@ -90,6 +90,41 @@ def test_the_codes_are_what_is_read(isa):
     assert run(isa, x, p, r0=5).abs().sum() > 0
 
 
+def codes_offset(n_triples, blocks, b, t, group=16, chunk=16):
+    """Where block b's triple t lies in the codes layout, in 64-byte units past the header: the
+    blocks in groups of 16 (512 rows), a group's triples in chunks of 16, a chunk's blocks one
+    after another (linear_avx512lut8.cpp, Codes)."""
+    g, bi = divmod(b, group)
+    in_group = min(group, blocks - g * group)
+    c0 = t // chunk * chunk
+    return g * group * n_triples + c0 * in_group + bi * min(chunk, n_triples - c0) + t - c0
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_codes_lie_in_the_sweep_order(isa):
+    """Three groups of blocks (the last of 3) and two chunks of triples (the last of 7): zero
+    codes written where block 17's belong (the second group's second block) zero its 32 rows and
+    no others, and the layout gives the kernel's own bits on 1 and 2 threads, from a block's
+    start and off one."""
+    n, k = 1100, 200  # 35 blocks; 23 triples
+    p = binary(n, k, 4)
+    x = torch.randn(3, k, generator=torch.Generator().manual_seed(5))
+    n_triples, blocks = (k + 8) // 9, (n + 31) // 32
+    for threads in (1, 2):
+        layout = codes(isa, p, m=3, threads=threads)
+        for r0 in (0, 32, 5):
+            assert torch.equal(run(isa, x, p, layout, r0=r0, threads=threads), run(isa, x, p, r0=r0, threads=threads))
+    body = layout[64:].view(-1, 64)
+    zero = torch.tensor([13 | 13 << 5 | 13 << 10], dtype=torch.int16).view(torch.uint8).repeat(32)
+    for t in range(n_triples):
+        body[codes_offset(n_triples, blocks, 17, t)] = zero
+    y, own = run(isa, x, p, layout), run(isa, x, p)
+    rows = slice(17 * 32, 18 * 32)
+    assert torch.equal(y[:, rows], torch.zeros(3, 32)) and own[:, rows].abs().sum() > 0
+    y[:, rows] = own[:, rows]
+    assert torch.equal(y, own)
+
+
 @pytest.mark.parametrize("isa", ISAS)
 def test_codes_size_and_where_they_are_read(isa):
     """A 64-byte header, then per 32-row block 64 bytes per 9 columns (1.78 bits a weight); asked

@@ -291,6 +291,29 @@ def test_cache_follows_the_tensor(fresh_cache):
     assert len(fresh_cache) == 0 and fresh_cache.nbytes() == 0
 
 
+def test_cache_keeps_a_layout_per_key(fresh_cache):
+    """Two kernels reading one tensor in turn (two keys) each get theirs on its second use, and
+    keep it: one slot per tensor had each key evict the other, so that neither was ever built.
+    Past per_tensor layouts the least recently used goes."""
+    built = []
+
+    def build(tag):
+        return lambda: built.append(tag) or torch.full((4,), len(built), dtype=torch.uint8)
+
+    t = torch.zeros(4, dtype=torch.int32)
+    for _ in range(3):
+        a, b = fresh_cache.get(t, "a", build("a")), fresh_cache.get(t, "b", build("b"))
+    assert built == ["a", "b"] and a is not None and b is not None
+    assert len(fresh_cache) == 2 and fresh_cache.nbytes() == fresh_cache.held(t) == 8
+    assert fresh_cache.peek(t, "a") is a and fresh_cache.peek(t, "c") is None
+    small = layout_cache.LayoutCache(per_tensor=2)
+    for key in ("a", "b", "a", "b", "a", "c", "c"):  # c drops b, the least recently used
+        small.get(t, key, build(key))
+    assert small.peek(t, "a") is not None and small.peek(t, "c") is not None and small.peek(t, "b") is None
+    t.add_(1)  # in place: every layout of it is stale
+    assert small.peek(t, "a") is None and small.get(t, "a", build("a")) is None and len(small) == 0
+
+
 def test_inference_tensors_are_not_cached(fresh_cache, monkeypatch):
     """A mask made under torch.inference_mode has no version counter: run uncached, same bits."""
     monkeypatch.setenv(cpu.ISA_ENV, "avx2")
@@ -309,6 +332,8 @@ def test_inference_tensors_are_not_cached(fresh_cache, monkeypatch):
 def test_cache_arguments(monkeypatch):
     with pytest.raises(ValueError, match="min_uses"):
         layout_cache.LayoutCache(min_uses=0)
+    with pytest.raises(ValueError, match="per_tensor: expected an int >= 1, got 0"):
+        layout_cache.LayoutCache(per_tensor=0)
     monkeypatch.setenv(layout_cache.ENV, "sometimes")
     with pytest.raises(ValueError, match=r"SLT_HW_CPU_LAYOUT_CACHE: expected one of \['on', 'off'\]"):
         layout_cache.LayoutCache().get(torch.zeros(1), "k", lambda: torch.zeros(1))

@@ -147,7 +147,7 @@ void bf16_to_float(const uint16_t* src, int64_t K, float* dst) {
 }
 
 constexpr uint64_t kPlanesMagic = 0x31504c54554c54ULL;  // the bytes "TLUTLP1\0"
-constexpr int32_t kPlanesVersion = 1;
+constexpr int32_t kPlanesVersion = 2;  // (2: the codes in their sweep order)
 
 // "" where buf (bytes long) holds this weight's planes in `kind`'s layout, else what is wrong.
 std::string check_planes(const WeightDesc& w, LutLayout kind, const uint8_t* buf, int64_t bytes) {
@@ -327,7 +327,9 @@ void pack_lut_planes(const WeightDesc& w, LutLayout kind, uint8_t* dst, int64_t 
   if (pack_block != nullptr)
     for_each_row_task(0, w.N, kLutBlockRowsInt8, w.K, pack_floats, threads, 1 << 16,
                       [&](float* scratch, int64_t n0, int64_t n1) {
-                        pack_block(w, n0, n1, scratch, body + n0 / kLutBlockRowsInt8 * block_bytes);
+                        // (AVX2's planes block after block; the codes place each block themselves)
+                        pack_block(w, n0, n1, scratch,
+                                   kind == LutLayout::kCodes ? body : body + n0 / kLutBlockRowsInt8 * block_bytes);
                         return true;
                       });
   LutPlanesHeader h{};

@@ -206,8 +206,10 @@ void lut_i8_block(const LinearProblem& p, const uint8_t* tables, const void* src
     __m256i* pw = pn + 8 * (w % (kI8Ahead + 1));
     // (the planes copied to the ring first: read in place they made the general row loop, M
     // not a multiple of 4, 1.5-2x slower, 11008 x 4096)
-    if (kPlanes)
+    if (kPlanes) {
+      prefetch_ahead(planes + 8 * w, 4);  // (the blocks' planes are one stream: linear.h)
       for (int k = 0; k < 8; ++k) pw[k] = _mm256_load_si256(planes + 8 * w + k);
+    }
     if (kM) {
       word_rows<kM ? kM : 1>(tables, kM, w, 0, pw, d16);
     } else {

@@ -19,6 +19,13 @@
 // its blocks' codes first (the P/N words as the AVX-512 float lookup makes them, pn_words, then
 // 3-bit fields through a small table), which costs more than the lookups at few rows: chosen
 // automatically, the kernel runs only with the codes given (slt_linear).
+//
+// The codes' order (Codes below) follows the kernel's sweep, so that a task reads them as one
+// sequential stream: the 32-row blocks in groups of a task's most rows, within a group the
+// triples in chunks of kChunkTriples, within a chunk the group's blocks one after another. (Block
+// after block, each chunk read 16 short runs 29 KiB apart at 4096 columns, which the hardware
+// prefetchers do not follow: from DRAM, the case of a model larger than the L3, a call at
+// batch 1 ran 2.5x its time with the codes in the L3; it also reads ahead, prefetch_ahead.)
 #include <cstring>
 
 #include "../core/slt_contract.h"
@@ -36,24 +43,40 @@ using avx512common::pn_words;
 constexpr int kRows = int(kLutBlockRowsInt8);  // weight rows per block (int16 lanes), the layout's
 constexpr int kRowGroup = 8;              // activation rows per sweep (an accumulator each)
 constexpr int64_t kMaxTriples = 28;       // 84 groups: 84 x 384 < 32768, the int16 sums exact
+// The codes' chunks (and the most triples a sweep's tables hold: 8 rows' in kChunkTableBytes). At
+// 28 (kMaxTriples) 1-4 rows ran ~8 % faster and 8 rows, in two pieces a chunk, ~8 % slower.
+constexpr int64_t kChunkTriples = 16;
 constexpr int64_t kChunkTableBytes = 24 << 10;  // a column chunk's tables, in L1
-// From this many rows the next block's codes are prefetched (Zen 4, one thread, 11008 x 4096
-// and 4096 x 11008: 1.2-1.4x at 8-16 rows; at 1-4 rows the prefetches cost 4-8 % more than
-// they saved)
-constexpr int64_t kPrefetchRows = 8;
+constexpr int64_t kGroupBlocks = kLutTaskRowsInt8Avx512 / kRows;  // the codes' groups: a task's most blocks
 
 // Triples (9 columns) per column chunk: its tables for M rows within kChunkTableBytes.
 int64_t chunk_triples(int64_t M) {
   const int64_t t = kChunkTableBytes / (3 * 64 * M);
-  return t < 1 ? 1 : t > kMaxTriples ? kMaxTriples : t;
+  return t < 1 ? 1 : t > kChunkTriples ? kChunkTriples : t;
 }
 
 inline int64_t triples(int64_t K) { return (K + 8) / 9; }
 
-// The codes of rows [n0, n1) (at most 32; zero masks past them) into dst: per triple, 16 dwords,
-// dword d = the word of row d | the word of row 16 + d << 16 (so that the kernel's int32 sums come
-// out in row order from one vpmaddwd each). pn: scratch of 64 (W + 1) words.
-void make_codes(const WeightDesc& w, int64_t n0, int64_t n1, uint32_t* pn, uint16_t* dst) {
+// Codes of `blocks` 32-row blocks (in groups of kGroupBlocks) at base: at(b, t) is where block b's
+// triples of triple t's chunk start, less 32 t0 for the chunk's first triple t0, so that
+// at(b, t) + 32 t' addresses triple t' of that chunk. (Divisions by constants: this runs per
+// block and chunk, ~60 cycles of lookups at batch 1.)
+struct Codes {
+  uint16_t* base;
+  int64_t T3, blocks;
+
+  int64_t at(int64_t b, int64_t t) const {
+    const int64_t g = b / kGroupBlocks, bi = b % kGroupBlocks;
+    const int64_t nbg = blocks - g * kGroupBlocks < kGroupBlocks ? blocks - g * kGroupBlocks : kGroupBlocks;
+    const int64_t c0 = t / kChunkTriples * kChunkTriples, len = T3 - c0 < kChunkTriples ? T3 - c0 : kChunkTriples;
+    return (g * kGroupBlocks * T3 + c0 * nbg + bi * len - c0) * 32;
+  }
+};
+
+// The codes of rows [n0, n1) (at most 32; zero masks past them) as block b of out: per triple, 16
+// dwords, dword d = the word of row d | the word of row 16 + d << 16 (so that the kernel's int32
+// sums come out in row order from one vpmaddwd each). pn: scratch of 64 (W + 1) words.
+void make_codes(const WeightDesc& w, int64_t n0, int64_t n1, uint32_t* pn, const Codes& out, int64_t b) {
   const int64_t W = (w.K + 31) / 32, T3 = triples(w.K);
   // B(f) = f0 + 3 f1 + 9 f2: a 3-bit field of P (or N) as its base-3 weight
   const __m512i base3 = _mm512_setr_epi32(0, 1, 3, 4, 9, 10, 12, 13, 0, 1, 3, 4, 9, 10, 12, 13);
@@ -87,7 +110,7 @@ void make_codes(const WeightDesc& w, int64_t n0, int64_t n1, uint32_t* pn, uint1
         word[h] = _mm512_or_si512(word[h], _mm512_slli_epi32(c, 5 * j));
       }
     }
-    _mm512_storeu_si512(dst + 32 * t, _mm512_or_si512(word[0], _mm512_slli_epi32(word[1], 16)));
+    _mm512_storeu_si512(out.base + out.at(b, t) + 32 * t, _mm512_or_si512(word[0], _mm512_slli_epi32(word[1], 16)));
   }
 }
 
@@ -132,8 +155,9 @@ int64_t block_bytes(int64_t K) { return triples(K) * kRows * int64_t(sizeof(uint
 
 int64_t pack_scratch_floats(int64_t K) { return 64 * ((K + 31) / 32 + 1); }
 
-void pack_block(const WeightDesc& w, int64_t n0, int64_t n1, float* scratch, uint8_t* dst) {
-  make_codes(w, n0, n1, reinterpret_cast<uint32_t*>(scratch), reinterpret_cast<uint16_t*>(dst));
+void pack_block(const WeightDesc& w, int64_t n0, int64_t n1, float* scratch, uint8_t* body) {
+  const Codes codes{reinterpret_cast<uint16_t*>(body), triples(w.K), (w.N + kRows - 1) / kRows};
+  make_codes(w, n0, n1, reinterpret_cast<uint32_t*>(scratch), codes, n0 / kRows);
 }
 
 int64_t table_groups(int64_t K) { return 3 * triples(K); }
@@ -179,30 +203,33 @@ bool rows(const LinearProblem& p, const int16_t* tables, float* scratch, int64_t
   int32_t* acc = reinterpret_cast<int32_t*>(scratch);
   uint16_t* made = reinterpret_cast<uint16_t*>(scratch + blocks * kRows * p.M);
   uint32_t* pn = reinterpret_cast<uint32_t*>(scratch + blocks * kRows * p.M + blocks * bb / 4);
+  // the cached layout's codes (block b0 + b), or the task's own (block b; one group: a task has
+  // at most kGroupBlocks)
   const bool given = p.lut_planes != nullptr && n0 % kRows == 0;
-  const uint8_t* layout = given ? p.lut_planes + sizeof(LutPlanesHeader) + n0 / kRows * bb : nullptr;
-  const uint16_t* base = given ? reinterpret_cast<const uint16_t*>(layout) : made;
+  const int64_t b0 = given ? n0 / kRows : 0;
+  const Codes codes = given ? Codes{reinterpret_cast<uint16_t*>(const_cast<uint8_t*>(p.lut_planes + sizeof(LutPlanesHeader))),
+                                    T3, (p.N + kRows - 1) / kRows}
+                            : Codes{made, T3, blocks};
   if (!given)
     for (int64_t b = 0; b < blocks; ++b) {
       const int64_t n = n0 + kRows * b;
-      make_codes(p, n, n + kRows < n1 ? n + kRows : n1, pn, made + b * bb / 2);
+      make_codes(p, n, n + kRows < n1 ? n + kRows : n1, pn, codes, b);
     }
   const int64_t M = p.M, ct = chunk_triples(M);
   std::memset(acc, 0, size_t(blocks * kRows * M) * sizeof(int32_t));
-  for (int64_t t0 = 0; t0 < T3; t0 += ct) {
-    const int64_t t1 = t0 + ct < T3 ? t0 + ct : T3;
-    for (int64_t b = 0; b < blocks; ++b) {
-      // the next block's codes of this chunk, a line a triple: a block's are 29 KiB apart at
-      // 4096 columns, so each chunk reads short runs the hardware prefetchers do not follow
-      if (M >= kPrefetchRows && b + 1 < blocks)
-        for (int64_t t = t0; t < t1; ++t)
-          _mm_prefetch(reinterpret_cast<const char*>(base + (b + 1) * bb / 2 + 32 * t), _MM_HINT_T0);
-      for (int64_t m0 = 0; m0 < M; m0 += kRowGroup) {
-        const int R = M - m0 < kRowGroup ? int(M - m0) : kRowGroup;
-        kLookup[R](base + b * bb / 2, tables, M, m0, t0, t1, acc + (b * M + m0) * kRows);  // (acc: [block][row][32])
+  // the codes' chunks, each in pieces whose tables stay in L1 (ct triples)
+  for (int64_t c0 = 0; c0 < T3; c0 += kChunkTriples)
+    for (int64_t t0 = c0, c1 = c0 + kChunkTriples < T3 ? c0 + kChunkTriples : T3; t0 < c1; t0 += ct) {
+      const int64_t t1 = t0 + ct < c1 ? t0 + ct : c1;
+      for (int64_t b = 0; b < blocks; ++b) {
+        const uint16_t* cb = codes.base + codes.at(b0 + b, t0);
+        prefetch_ahead(cb + 32 * t0, t1 - t0);  // (the stream: from DRAM, batch 4 15.5 -> 7.9 ms)
+        for (int64_t m0 = 0; m0 < M; m0 += kRowGroup) {
+          const int R = M - m0 < kRowGroup ? int(M - m0) : kRowGroup;
+          kLookup[R](cb, tables, M, m0, t0, t1, acc + (b * M + m0) * kRows);  // (acc: [block][row][32])
+        }
       }
     }
-  }
   for (int64_t b = 0; b < blocks; ++b) {
     const int64_t n = n0 + kRows * b, nr = n1 - n < kRows ? n1 - n : kRows;
     const int32_t* s = acc + b * M * kRows;

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import weakref
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -25,23 +25,35 @@ MODES = ("on", "off")
 
 
 @dataclass
+class _Layout:
+    uses: int = 1
+    value: torch.Tensor | None = None
+
+
+@dataclass
 class _Entry:
     ref: weakref.ref
     version: int
-    key: Hashable
-    uses: int = 1
-    value: torch.Tensor | None = None
+    layouts: dict[Hashable, _Layout] = field(default_factory=dict)  # (oldest use first)
 
 
 class LayoutCache:
     """layout = cache.get(src, key, build): build() once src has been seen `min_uses` times
     with the same key and version, then the stored result; None before that or when disabled
-    (SLT_HW_CPU_LAYOUT_CACHE=off)."""
+    (SLT_HW_CPU_LAYOUT_CACHE=off).
 
-    def __init__(self, min_uses: int = 2):
+    A tensor keeps a layout per key, counted apart, up to `per_tensor` of them (the least
+    recently used dropped past that): a mask that two kernels read in turn (float activations
+    at 2 rows and at 4, say) keeps both layouts, where one slot per tensor had each key evict
+    the other and neither was ever built."""
+
+    def __init__(self, min_uses: int = 2, per_tensor: int = 4):
         if min_uses < 1:
             raise ValueError(f"min_uses: expected an int >= 1, got {min_uses!r}")
+        if per_tensor < 1:
+            raise ValueError(f"per_tensor: expected an int >= 1, got {per_tensor!r}")
         self.min_uses = min_uses
+        self.per_tensor = per_tensor
         self._entries: dict[int, _Entry] = {}
 
     @staticmethod
@@ -56,23 +68,30 @@ class LayoutCache:
             return None
         ident, version = id(src), src._version
         entry = self._entries.get(ident)
-        if entry is None or entry.ref() is not src or entry.version != version or entry.key != key:
-            entry = _Entry(weakref.ref(src, self._forget(ident)), version, key)
+        if entry is None or entry.ref() is not src or entry.version != version:
+            entry = _Entry(weakref.ref(src, self._forget(ident)), version)
             self._entries[ident] = entry
+        layout = entry.layouts.pop(key, None)
+        if layout is None:
+            layout = _Layout()
+            while len(entry.layouts) >= self.per_tensor:
+                del entry.layouts[next(iter(entry.layouts))]
         else:
-            entry.uses += 1
-        if entry.value is None and entry.uses >= self.min_uses:
-            entry.value = build()
-        return entry.value
+            layout.uses += 1
+        entry.layouts[key] = layout  # (now the most recently used)
+        if layout.value is None and layout.uses >= self.min_uses:
+            layout.value = build()
+        return layout.value
 
     def peek(self, src: torch.Tensor, key: Hashable) -> torch.Tensor | None:
         """The layout stored for src under key, if one is (not a use: nothing is counted or built)."""
         if not self.enabled() or src.is_inference():
             return None
         entry = self._entries.get(id(src))
-        if entry is None or entry.ref() is not src or entry.version != src._version or entry.key != key:
+        if entry is None or entry.ref() is not src or entry.version != src._version:
             return None
-        return entry.value
+        layout = entry.layouts.get(key)
+        return None if layout is None else layout.value
 
     def _forget(self, ident: int) -> Callable[[weakref.ref], None]:
         def drop(ref: weakref.ref) -> None:
@@ -85,15 +104,19 @@ class LayoutCache:
         """Drops every stored layout (they are rebuilt on later calls)."""
         self._entries.clear()
 
+    def _values(self, entries) -> list[torch.Tensor]:
+        return [lay.value for e in entries for lay in e.layouts.values() if lay.value is not None]
+
     def nbytes(self) -> int:
         """Memory the stored layouts hold."""
-        return sum(e.value.numel() * e.value.element_size() for e in self._entries.values() if e.value is not None)
+        return sum(v.numel() * v.element_size() for v in self._values(self._entries.values()))
 
     def held(self, src: torch.Tensor) -> int:
-        """Memory the layout stored for tensor `src` holds (0: none)."""
+        """Memory the layouts stored for tensor `src` hold (0: none)."""
         entry = self._entries.get(id(src))
-        ok = entry is not None and entry.value is not None and entry.ref() is src
-        return entry.value.numel() * entry.value.element_size() if ok else 0
+        ok = entry is not None and entry.ref() is src
+        return sum(v.numel() * v.element_size() for v in self._values([entry])) if ok else 0
 
     def __len__(self) -> int:
-        return sum(e.value is not None for e in self._entries.values())
+        """How many layouts are stored (a tensor may hold several)."""
+        return len(self._values(self._entries.values()))
