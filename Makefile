@@ -33,6 +33,7 @@ build: $(BUILT)
 # Benchmarks are not tests: they print tables, write bench/results/*.csv, and never gate CI.
 bench: $(BUILT)
 	$(PY) bench/bench_regenerate.py
+	$(PY) bench/bench_cpu_bounds.py
 	$(PY) bench/bench_cpu_linear.py
 	$(PY) bench/bench_cpu_conv.py
 	$(PY) bench/conv_int8_error.py
