@@ -49,103 +49,48 @@ double clock_hz() { return 4.0 * 20000000 / best_time(add_chain, 20000000); }
 // enough to cover a 4-6 cycle latency at two a cycle. (Unrolled, so that they stay in registers.)
 constexpr int kChains = 12;
 
-__attribute__((target("avx2"))) void vpshufb_ymm(long iters) {
-  __m256i acc[kChains], tab[kChains];
-  __m256i idx = _mm256_set1_epi8(3);
-  for (int c = 0; c < kChains; ++c) acc[c] = _mm256_setzero_si256(), tab[c] = _mm256_set1_epi8(char(c));
-  for (long i = 0; i < iters; ++i) {
-#pragma GCC unroll 12
-    for (int c = 0; c < kChains; ++c) acc[c] = _mm256_add_epi8(acc[c], _mm256_shuffle_epi8(tab[c], idx));
-    asm volatile("" : "+x"(idx));  // (a fresh index each step, as the kernel's next group)
+// A probe: kChains accumulators, acc[c] = STEP(acc[c], w[c], x) each step, x renewed every step
+// (as the kernel's next group or row), w[c] = W of the chain's c (a table or weights apiece, so
+// that no two chains' products are the same expression); the accumulators folded into `sink` so
+// that nothing is dropped.
+#define SLT_PROBE(NAME, TARGET, VEC, ZERO, W, X, STEP)                                         \
+  __attribute__((target(TARGET))) void NAME(long iters) {                                      \
+    VEC acc[kChains], w[kChains];                                                              \
+    VEC x = X;                                                                                 \
+    for (int c = 0; c < kChains; ++c) acc[c] = ZERO, w[c] = W;                                 \
+    for (long i = 0; i < iters; ++i) {                                                         \
+      _Pragma("GCC unroll 12") for (int c = 0; c < kChains; ++c) acc[c] = STEP(acc[c], w[c], x); \
+      asm volatile("" : "+v"(x));                                                              \
+    }                                                                                          \
+    uint64_t s = 0;                                                                            \
+    for (int c = 0; c < kChains; ++c) {                                                        \
+      uint64_t v;                                                                              \
+      std::memcpy(&v, &acc[c], sizeof v);                                                      \
+      s ^= v;                                                                                  \
+    }                                                                                          \
+    sink = s;                                                                                  \
   }
-  __m256i s = acc[0];
-  for (int c = 1; c < kChains; ++c) s = _mm256_xor_si256(s, acc[c]);
-  sink = uint64_t(_mm256_extract_epi64(s, 0));
-}
 
-__attribute__((target("avx2"))) void vpmaddubsw_ymm(long iters) {
-  __m256i acc[kChains], w[kChains];
-  __m256i x = _mm256_set1_epi8(3);
-  for (int c = 0; c < kChains; ++c) acc[c] = _mm256_setzero_si256(), w[c] = _mm256_set1_epi8(char(c));
-  for (long i = 0; i < iters; ++i) {
-#pragma GCC unroll 12
-    for (int c = 0; c < kChains; ++c) acc[c] = _mm256_add_epi16(acc[c], _mm256_maddubs_epi16(w[c], x));
-    asm volatile("" : "+x"(x));
-  }
-  __m256i s = acc[0];
-  for (int c = 1; c < kChains; ++c) s = _mm256_xor_si256(s, acc[c]);
-  sink = uint64_t(_mm256_extract_epi64(s, 0));
-}
+// (w: the table or the weights; x: the index or the activations)
+#define VPSHUFB(a, t, i) _mm256_add_epi8(a, _mm256_shuffle_epi8(t, i))
+#define VPMADDUBSW(a, w, x) _mm256_add_epi16(a, _mm256_maddubs_epi16(w, x))
+#define FMA_YMM(a, w, x) _mm256_fmadd_ps(w, x, a)
+#define VPERMW(a, t, i) _mm512_add_epi16(a, _mm512_permutexvar_epi16(i, t))
+#define VPDPBUSD(a, w, x) _mm512_dpbusd_epi32(a, w, x)
+#define VDPBF16PS(a, w, x) _mm512_dpbf16_ps(a, (__m512bh)(w), (__m512bh)(x))
+#define FMA_ZMM(a, w, x) _mm512_fmadd_ps(w, x, a)
 
-__attribute__((target("avx2,fma"))) void fma_ymm(long iters) {
-  __m256 acc[kChains];
-  __m256 x = _mm256_set1_ps(1.0f), w = _mm256_set1_ps(1e-9f);
-  for (int c = 0; c < kChains; ++c) acc[c] = _mm256_setzero_ps();
-  for (long i = 0; i < iters; ++i) {
-#pragma GCC unroll 12
-    for (int c = 0; c < kChains; ++c) acc[c] = _mm256_fmadd_ps(w, x, acc[c]);
-    asm volatile("" : "+x"(x));
-  }
-  __m256 s = acc[0];
-  for (int c = 1; c < kChains; ++c) s = _mm256_add_ps(s, acc[c]);
-  sink = uint64_t(_mm256_cvtss_f32(s));
-}
-
-__attribute__((target("avx512f,avx512bw"))) void vpermw_zmm(long iters) {
-  __m512i acc[kChains], tab[kChains];
-  __m512i idx = _mm512_set1_epi16(5);
-  for (int c = 0; c < kChains; ++c) acc[c] = _mm512_setzero_si512(), tab[c] = _mm512_set1_epi16(short(c));
-  for (long i = 0; i < iters; ++i) {
-#pragma GCC unroll 12
-    for (int c = 0; c < kChains; ++c) acc[c] = _mm512_add_epi16(acc[c], _mm512_permutexvar_epi16(idx, tab[c]));
-    asm volatile("" : "+v"(idx));
-  }
-  __m512i s = acc[0];
-  for (int c = 1; c < kChains; ++c) s = _mm512_xor_si512(s, acc[c]);
-  sink = uint64_t(_mm512_reduce_add_epi64(s));
-}
-
-__attribute__((target("avx512f,avx512bw,avx512vnni"))) void vpdpbusd_zmm(long iters) {
-  __m512i acc[kChains], w[kChains];
-  __m512i x = _mm512_set1_epi8(3);
-  for (int c = 0; c < kChains; ++c) acc[c] = _mm512_setzero_si512(), w[c] = _mm512_set1_epi8(char(c));
-  for (long i = 0; i < iters; ++i) {
-#pragma GCC unroll 12
-    for (int c = 0; c < kChains; ++c) acc[c] = _mm512_dpbusd_epi32(acc[c], w[c], x);
-    asm volatile("" : "+v"(x));
-  }
-  __m512i s = acc[0];
-  for (int c = 1; c < kChains; ++c) s = _mm512_xor_si512(s, acc[c]);
-  sink = uint64_t(_mm512_reduce_add_epi64(s));
-}
-
-__attribute__((target("avx512f,avx512bw,avx512bf16"))) void vdpbf16ps_zmm(long iters) {
-  __m512 acc[kChains];
-  __m512bh w = (__m512bh)_mm512_set1_epi16(0x3f80), x = (__m512bh)_mm512_set1_epi16(0x3000);
-  for (int c = 0; c < kChains; ++c) acc[c] = _mm512_setzero_ps();
-  for (long i = 0; i < iters; ++i) {
-#pragma GCC unroll 12
-    for (int c = 0; c < kChains; ++c) acc[c] = _mm512_dpbf16_ps(acc[c], w, x);
-    asm volatile("" : "+v"(x));
-  }
-  __m512 s = acc[0];
-  for (int c = 1; c < kChains; ++c) s = _mm512_add_ps(s, acc[c]);
-  sink = uint64_t(_mm512_reduce_add_ps(s));
-}
-
-__attribute__((target("avx512f"))) void fma_zmm(long iters) {
-  __m512 acc[kChains];
-  __m512 x = _mm512_set1_ps(1.0f), w = _mm512_set1_ps(1e-9f);
-  for (int c = 0; c < kChains; ++c) acc[c] = _mm512_setzero_ps();
-  for (long i = 0; i < iters; ++i) {
-#pragma GCC unroll 12
-    for (int c = 0; c < kChains; ++c) acc[c] = _mm512_fmadd_ps(w, x, acc[c]);
-    asm volatile("" : "+v"(x));
-  }
-  __m512 s = acc[0];
-  for (int c = 1; c < kChains; ++c) s = _mm512_add_ps(s, acc[c]);
-  sink = uint64_t(_mm512_reduce_add_ps(s));
-}
+SLT_PROBE(vpshufb_ymm, "avx2", __m256i, _mm256_setzero_si256(), _mm256_set1_epi8(char(c)), _mm256_set1_epi8(3), VPSHUFB)
+SLT_PROBE(vpmaddubsw_ymm, "avx2", __m256i, _mm256_setzero_si256(), _mm256_set1_epi8(char(c)), _mm256_set1_epi8(3),
+          VPMADDUBSW)
+SLT_PROBE(fma_ymm, "avx2,fma", __m256, _mm256_setzero_ps(), _mm256_set1_ps(1e-9f * c), _mm256_set1_ps(1.0f), FMA_YMM)
+SLT_PROBE(vpermw_zmm, "avx512f,avx512bw", __m512i, _mm512_setzero_si512(), _mm512_set1_epi16(short(c)),
+          _mm512_set1_epi16(5), VPERMW)
+SLT_PROBE(vpdpbusd_zmm, "avx512f,avx512bw,avx512vnni", __m512i, _mm512_setzero_si512(), _mm512_set1_epi8(char(c)),
+          _mm512_set1_epi8(3), VPDPBUSD)
+SLT_PROBE(vdpbf16ps_zmm, "avx512f,avx512bw,avx512bf16", __m512, _mm512_setzero_ps(),
+          _mm512_castsi512_ps(_mm512_set1_epi16(short(0x3f80 + c))), _mm512_castsi512_ps(_mm512_set1_epi16(0x3000)), VDPBF16PS)
+SLT_PROBE(fma_zmm, "avx512f", __m512, _mm512_setzero_ps(), _mm512_set1_ps(1e-9f * c), _mm512_set1_ps(1.0f), FMA_ZMM)
 
 struct Probe {
   const char* name;     // the instruction (and what it is paired with)
