@@ -314,6 +314,29 @@ def test_cache_keeps_a_layout_per_key(fresh_cache):
     assert small.peek(t, "a") is None and small.get(t, "a", build("a")) is None and len(small) == 0
 
 
+@pytest.mark.skipif(not {"avx512vnni", "avx512"} & set(cpu.cpu_isas()), reason="needs a native AVX-512 CPU")
+def test_one_mask_keeps_both_kernels_layouts(fresh_cache, monkeypatch):
+    """On an AVX-512 CPU int8 activations at 16 rows read AVX-512's codes and at 20 AVX2's planes
+    (chosen automatically, one thread, 1024 weight rows): called in turn, each gets its own."""
+    monkeypatch.delenv(cpu.ISA_ENV, raising=False)
+    monkeypatch.delenv(cpu.LUT_ENV, raising=False)
+    p = binary(1024, 256, 8)
+    mod = _ext.native()
+    desc, _alive = _ext.weight_desc(mod, _ops.weight_args(p)[1])
+    kinds = [mod.lut_layout(desc, m, cpu._isa(None), "auto", True, 1, False)[0] for m in (16, 20)]
+    if kinds != ["codes", "int8"]:
+        pytest.skip(f"the automatic choice here reads {kinds} at 16 and 20 rows")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    xs = [torch.randn(m, 256, generator=torch.Generator().manual_seed(m)) for m in (16, 20)]
+    try:
+        ys = [[slt_linear_int8(x, p, backend="cpp") for x in xs] for _ in range(3)]
+    finally:
+        torch.set_num_threads(threads)
+    assert len(fresh_cache) == 2
+    assert all(torch.equal(y[i], ys[0][i]) for y in ys for i in range(2))
+
+
 def test_inference_tensors_are_not_cached(fresh_cache, monkeypatch):
     """A mask made under torch.inference_mode has no version counter: run uncached, same bits."""
     monkeypatch.setenv(cpu.ISA_ENV, "avx2")
