@@ -2,7 +2,7 @@
 32-entry int16 tables looked up with vpermw. Its codes layout (pack_lut_planes kind 'codes':
 three codes a row per uint16, 32-row blocks) gives the same bits as the codes the kernel makes
 itself, and both the bits of the other int8 kernels (exact integer sums, scaled alike); float
-activations reach it as int8 slices up to 2 rows. Natively where the CPU has AVX-512, and always
+activations reach it as int8 slices up to 4 rows. Natively where the CPU has AVX-512, and always
 on the SIMDe-emulated build (tests/avx512_emulation.py)."""
 
 import pytest
@@ -62,10 +62,10 @@ def test_codes_give_the_int8_kernels_bits(isa, n, k, m, seed, rows, threads):
 
 
 @pytest.mark.parametrize("isa", ISAS)
-@pytest.mark.parametrize("m", [1, 2])
+@pytest.mark.parametrize("m", [1, 2, 4])
 @pytest.mark.parametrize("n, k", [(5, 8), (70, 100), (300, 1025)])
 def test_float_rows_as_slices(isa, m, n, k):
-    """Float activations at 1-2 rows: int8 slices through the lookup, the same bits with and
+    """Float activations at 1-4 rows: int8 slices through the lookup, the same bits with and
     without the codes, as accurate as the float kernels."""
     p = binary(n, k, 2)
     x = torch.randn(m, k)
@@ -129,7 +129,7 @@ def test_codes_lie_in_the_sweep_order(isa):
 def test_codes_size_and_where_they_are_read(isa):
     """A 64-byte header, then per 32-row block 64 bytes per 9 columns (1.78 bits a weight); asked
     for where the lookup runs: int8 activations up to 128 rows forced, 16 automatically with 512
-    weight rows a thread; float ones up to 2 rows (as slices; from 3 rows AVX-512's float lookup,
+    weight rows a thread; float ones up to 4 rows (as slices; from 5 rows AVX-512's float lookup,
     which reads none); never for another format. (AMX: its tiles take int8 activations from 16
     rows.)"""
     mod = module(isa)
@@ -140,15 +140,16 @@ def test_codes_size_and_where_they_are_read(isa):
     assert mod.lut_layout(desc, 1, isa, "on", True) == ("codes", size)
     assert mod.lut_layout(desc, 128, isa, "on", True) == (("", 0) if amx else ("codes", size))
     assert mod.lut_layout(desc, 129, isa, "on", True) == ("", 0)
-    assert mod.lut_layout(desc, 2, isa, "on", False) == ("codes", size)
-    assert mod.lut_layout(desc, 3, isa, "on", False) == ("", 0)
+    assert mod.lut_layout(desc, 4, isa, "on", False) == ("codes", size)
+    assert mod.lut_layout(desc, 5, isa, "on", False) == ("", 0)
     assert mod.lut_layout(desc, 1, isa, "off", True) == ("", 0)
     assert mod.lut_layout(desc, 1, isa, "auto", True, 1) == ("", 0)  # 70 rows: too few for its tables
     big = _ext.weight_desc(mod, _ops.weight_args(binary(1024, 100))[1])[0]
     size = 64 + 32 * 12 * 64
     for m, threads, int8, runs in [(1, 1, True, True), (15, 1, True, True), (16, 1, True, not amx),
                                    (17, 1, True, False), (1, 2, True, True), (1, 3, True, False),
-                                   (2, 2, False, True), (3, 1, False, False), (0, 1, True, False)]:
+                                   (2, 2, False, True), (4, 2, False, True), (5, 1, False, False),
+                                   (0, 1, True, False)]:
         assert mod.lut_layout(big, m, isa, "auto", int8, threads) == (("codes", size) if runs else ("", 0)), \
             (m, threads, int8)
     q = pack_multicoat(torch.randint(0, 3, (70, 100)), 2, seed=0, name="fc", dist="signed_constant")
@@ -215,7 +216,7 @@ def test_codes_show_in_the_backend_description(monkeypatch, isa):
         text = dispatch.get("cpp").describe()
     cached = " (its codes cached: a mask's second use on)"
     assert "int8 activations at batch <= 16, with >= 512 weight rows a thread" + cached in text
-    assert "float activations as int8 slices at batch <= 2 with >= 512 weight rows a thread" + cached in text
+    assert "float activations as int8 slices at batch <= 4 with >= 512 weight rows a thread" + cached in text
     assert "masks used twice kept as base-3 codes of 3 weights, 1.78 bits/weight" in text
 
 

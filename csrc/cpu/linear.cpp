@@ -374,7 +374,8 @@ bool run_sliced(const LinearProblem& p, Isa isa, int threads) {
   ps.M = p.M * D;
   ps.slices = D;
   ps.lut = LutMode::kOn;  // (p chose the table lookup; its slices may pass the auto table size)
-  slt_linear(ps, isa, threads);
+  // (AMX forced: its int8 tiles would take 16 slice rows and more; the slices are the lookup's)
+  slt_linear(ps, isa == Isa::kAmx ? Isa::kAvx512Vnni : isa, threads);
   return true;
 }
 

@@ -140,8 +140,11 @@ constexpr int64_t kLutTaskRowsAvx512 = 128;
 // to kLutMaxRowsInt8Avx512 int8 rows when forced, kLutAutoRowsInt8Avx512 chosen automatically.
 constexpr int64_t kLutMaxRowsInt8Avx512 = 128;
 // ... which also takes float activations up to this many rows, as int8 slices (sliced_applies;
-// Zen 4, one thread: 1.3-1.8x AVX-512's float lookup at 1-2 rows, 0.7-0.9x at 4-8).
-constexpr int64_t kLutSlicedRowsAvx512 = 2;
+// Zen 4, one thread: 1.3-1.8x AVX-512's float lookup at 1-2 rows; at 3-4 rows level with it where
+// a layer's layout sits in the L3 and 1.2-1.25x in a model larger than the L3 (8 layers of
+// 11008 x 4096 and 4096 x 11008: the codes stream, the float lookup's 16 mask rows do not); at
+// 8 rows 0.76x and 0.84x).
+constexpr int64_t kLutSlicedRowsAvx512 = 4;
 constexpr int64_t kLutTaskRowsInt8Avx512 = 512;
 constexpr int64_t kLutAutoRowsInt8Avx512 = 16;
 // AMX (linear_amx.cpp): bf16 activations from this many rows (a pair of 16-row tiles), weight
