@@ -257,8 +257,10 @@ bool sliced_applies(const LinearProblem& p, Isa isa, int threads) {
   return isa == Isa::kAvx2 || p.lut == LutMode::kOn || p.N >= kLutAutoRowsPerThreadInt8 * resolve_threads(threads);
 }
 
+// (never float activations' int8 slices: they are the table lookup's, and AMX's epilogue does not
+// join a row's slices; forced, 16 slice rows of 4 float rows had written past the output)
 bool amx_applies(const LinearProblem& p, Isa isa) {
-  return isa == Isa::kAmx && (p.xb != nullptr || p.xq != nullptr) && p.planes != nullptr && p.C == 1 &&
+  return isa == Isa::kAmx && p.slices == 0 && (p.xb != nullptr || p.xq != nullptr) && p.planes != nullptr && p.C == 1 &&
          p.dist == kSignedConstant && p.M >= kAmxMinRows;
 }
 
@@ -374,8 +376,7 @@ bool run_sliced(const LinearProblem& p, Isa isa, int threads) {
   ps.M = p.M * D;
   ps.slices = D;
   ps.lut = LutMode::kOn;  // (p chose the table lookup; its slices may pass the auto table size)
-  // (AMX forced: its int8 tiles would take 16 slice rows and more; the slices are the lookup's)
-  slt_linear(ps, isa == Isa::kAmx ? Isa::kAvx512Vnni : isa, threads);
+  slt_linear(ps, isa, threads);
   return true;
 }
 
