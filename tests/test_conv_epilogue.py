@@ -362,7 +362,15 @@ def test_prepared_calls_have_the_op_bits_and_follow_what_they_depend_on(monkeypa
         assert not runs and not torch.equal(flipped, first[0])
         torch.testing.assert_close(flipped, model(x), rtol=1e-4, atol=1e-4)
         conv.bias = conv.bias + 1  # a new tensor: not the prepared call's
-        assert not torch.equal(fused(x), flipped)
+        biased = fused(x)
+        assert not torch.equal(biased, flipped)
+        lin = conv.conv.copies[0]
+        new = lin.planes.clone()
+        new[0, :3].bitwise_xor_(0x5A5A5A5A)  # (the flip undone)
+        lin.planes = new  # a new mask tensor: not the prepared call's either
+        replaced = fused(x)
+        conv.__dict__.pop("_prepared", None)  # (the op's own result, unprepared)
+        assert not torch.equal(replaced, biased) and torch.equal(replaced, fused(x))
     clone = copy.deepcopy(fused)  # (the prepared call stays behind)
     with torch.inference_mode():
         assert "_prepared" not in clone.get_submodule("conv").__dict__ and torch.equal(clone(x), fused(x))

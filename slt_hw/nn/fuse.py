@@ -21,6 +21,7 @@ from .. import dispatch
 from .._ops import conv2d_output_size, weight_args
 from ..backends import cpu
 from ..ops import _pair, conv2d
+from .packed import MaskIdentity
 from .packed_layers import SLTPackedLayer
 
 _RELU_FUNCTIONS = (torch.relu, torch.relu_, F.relu)
@@ -116,9 +117,9 @@ class _Prepared:
         c = module._layer
         self.copies, self.key = c._modules["copies"]._modules, str(c.mask_index)
         self.lin = self.copies[self.key]
-        self.masks = tuple(n for n in ("planes", "coat_scales", "free_bits", "offsets") if n in self.lin._buffers)
-        self.objects = tuple(self.lin._buffers[n] for n in self.masks) + (module.out_scale, module.bias)
-        self.flags = (c.mask_index, self.lin._op, self.lin.backend, c.act_scale, module.relu)
+        self.masks = MaskIdentity(self.lin)  # (its mask buffers, int8 op and backend)
+        self.objects = (module.out_scale, module.bias)
+        self.flags = (c.mask_index, c.act_scale, module.relu)
 
     def owns(self, settings: tuple) -> bool:
         """The same weight, scale and bias (the same objects) and settings."""
@@ -129,14 +130,10 @@ class _Prepared:
         """owns() of module's settings as they are now, without building them (~1 µs against ~6:
         the same layer, its mask buffers, the module's out_scale and bias, the same objects; the
         same int8 op, backend, act_scale and relu)."""
-        c, lin = module._layer, self.lin
-        if self.copies.get(self.key) is not lin or (c.mask_index, lin._op, lin.backend, c.act_scale,
-                                                    module.relu) != self.flags:
-            return False
-        bufs, mine, objects = lin._buffers, module._buffers, self.objects
-        k = len(self.masks)
-        return all(bufs.get(n) is o for n, o in zip(self.masks, objects, strict=False)) and \
-            mine.get("out_scale") is objects[k] and mine.get("bias") is objects[k + 1]
+        c, lin, mine = module._layer, self.lin, module._buffers
+        return self.copies.get(self.key) is lin and (c.mask_index, c.act_scale, module.relu) == self.flags and \
+            self.masks.current(lin) and mine.get("out_scale") is self.objects[0] and \
+            mine.get("bias") is self.objects[1]
 
 
 class _Tracer(fx.Tracer):

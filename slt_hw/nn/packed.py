@@ -115,19 +115,33 @@ class SLTPackedLinear(nn.Module):
                 + (", int8=True" if self.int8 else ""))
 
 
-class _PreparedLinear:
-    """An SLTPackedLinear's prepared call (or None, while it has none) and what it was made for:
-    its mask buffers and bias (the same objects), its op and backend."""
+class MaskIdentity:
+    """An SLTPackedLinear's mask buffers (the objects), op and backend as they were; current()
+    says whether they still are (~0.3 µs: what a prepared call was made for, checked per call
+    by _PreparedLinear and fuse.py's prepared convolutions)."""
 
-    __slots__ = ("signature", "call", "tries", "names", "objects", "flags")
+    __slots__ = ("names", "objects", "flags")
 
-    def __init__(self, module: SLTPackedLinear, signature: tuple):
-        self.signature, self.call, self.tries = signature, None, 0
+    def __init__(self, module: SLTPackedLinear):
         self.names = ("free_bits", "offsets") if module.format is Format.FROZEN else ("planes", "coat_scales")
-        self.objects = (*(module._buffers.get(n) for n in self.names), module.bias)
+        self.objects = tuple(module._buffers.get(n) for n in self.names)
         self.flags = (module._op, module.backend)
 
     def current(self, module: SLTPackedLinear) -> bool:
-        bufs, (a, b, bias) = module._buffers, self.objects
-        return bufs.get(self.names[0]) is a and bufs.get(self.names[1]) is b and module.bias is bias and \
+        bufs, (a, b) = module._buffers, self.objects
+        return bufs.get(self.names[0]) is a and bufs.get(self.names[1]) is b and \
             (module._op, module.backend) == self.flags
+
+
+class _PreparedLinear:
+    """An SLTPackedLinear's prepared call (or None, while it has none) and what it was made for:
+    its masks, op and backend (MaskIdentity) and its bias (the same object)."""
+
+    __slots__ = ("signature", "call", "tries", "masks", "bias")
+
+    def __init__(self, module: SLTPackedLinear, signature: tuple):
+        self.signature, self.call, self.tries = signature, None, 0
+        self.masks, self.bias = MaskIdentity(module), module.bias
+
+    def current(self, module: SLTPackedLinear) -> bool:
+        return module.bias is self.bias and self.masks.current(module)
