@@ -318,22 +318,24 @@ PYBIND11_MODULE(_C, m) {
       },
       "(kind, bytes) of the planes layout slt_linear would read for M rows of float (int8=False; bf16=True: "
       "bf16) or int8 activations on `threads` (0: OpenMP's default) where given one (pack_lut_planes): ('', 0) "
-      "unless it runs an int8 table lookup: AVX2's reads the 'int8' layout (float activations too, as slices), "
-      "AVX-512's the 'codes' one.",
+      "unless it runs an int8 table lookup or AVX-512 VNNI's int8 panels: AVX2's lookup reads the 'int8' layout "
+      "(float activations too, as slices), AVX-512's the 'codes' one, the panels the 'panels' one.",
       py::arg("w"), py::arg("M"), py::arg("isa") = "auto", py::arg("lut") = "auto", py::arg("int8") = false,
       py::arg("threads") = 0, py::arg("bf16") = false);
 
   m.def(
       "pack_lut_planes",
       [](const slt::WeightDesc& w, const std::string& kind, uintptr_t dst, int64_t bytes, int threads) {
-        if (kind != "int8" && kind != "codes")
-          throw py::value_error("kind: expected 'int8' or 'codes' (lut_layout's), got '" + kind + "'");
-        const slt::cpu::LutLayout k = kind == "int8" ? slt::cpu::LutLayout::kInt8 : slt::cpu::LutLayout::kCodes;
+        if (kind != "int8" && kind != "codes" && kind != "panels")
+          throw py::value_error("kind: expected 'int8', 'codes' or 'panels' (lut_layout's), got '" + kind + "'");
+        const slt::cpu::LutLayout k = kind == "int8"    ? slt::cpu::LutLayout::kInt8
+                                      : kind == "codes" ? slt::cpu::LutLayout::kCodes
+                                                        : slt::cpu::LutLayout::kPanels;
         py::gil_scoped_release release;
         slt::cpu::pack_lut_planes(w, k, ptr<uint8_t>(dst), bytes, threads);
       },
-      "The binary signed-constant weight's planes (P = mask & ~sign, N = mask & sign) in the table lookup's "
-      "`kind` layout, into dst (lut_layout's bytes, 32-byte aligned).",
+      "The binary signed-constant weight's planes (P = mask & ~sign, N = mask & sign) in the `kind` layout "
+      "(a table lookup's or the VNNI panels'), into dst (lut_layout's bytes, 32-byte aligned).",
       py::arg("w"), py::arg("kind"), py::arg("dst"), py::arg("bytes"), py::arg("threads") = 0);
 
   m.def(

@@ -236,3 +236,34 @@ def test_env_backend_unknown(packed, monkeypatch):
     monkeypatch.setenv("SLT_HW_BACKEND", "nope")
     with pytest.raises(ValueError, match=r"backend: expected one of"):
         slt_linear(torch.ones(2, K), packed)
+
+
+@pytest.mark.parametrize("fmt", ["binary", "multicoat"])
+def test_padding_bits_set_in_place_are_ignored(fresh_cache, monkeypatch, fmt):
+    """Validation runs when a PackedWeight is made, not per call, so a mask edited in place may
+    set the padding bits past in_features: every kernel ignores them (the register kernels, the
+    table lookups and the VNNI panels, from the mask and from layouts cached after the edit), as
+    the reference does: the outputs of the clean mask, bit for bit."""
+    from packing import random_packed
+
+    from slt_hw import _ext
+    from slt_hw.backends import cpu
+    from slt_hw.ops import slt_linear_int8
+
+    backends = ["reference"] + ([] if _ext.native() is None else ["cpp"])
+    k = 97  # (the last word's bits 1..31 are padding)
+    p = random_packed(fmt, "signed_constant", 600, k, seed=2)
+    xs = [torch.randn(m, k, generator=torch.Generator().manual_seed(m)) for m in (1, 4, 24)]
+    runs = [(fn, backend, lut) for fn in (slt_linear, slt_linear_int8) for backend in backends
+            for lut in (["on", "off"] if backend == "cpp" else ["auto"])]
+
+    def outputs():
+        out = []
+        for fn, backend, lut in runs:
+            monkeypatch.setenv(cpu.LUT_ENV, lut)
+            out += [fn(x, p, backend=backend) for x in xs for _ in range(3)]  # (layouts from the 2nd call)
+        return out
+
+    clean = outputs()
+    p.planes[..., -1] |= torch.tensor(-2, dtype=torch.int32)  # bits 1..31 set, in place
+    assert all(torch.equal(a, b) for a, b in zip(outputs(), clean, strict=True))

@@ -338,9 +338,9 @@ def test_emulated_avx512_is_never_chosen_automatically():
 
 def test_automatic_isa_per_problem(monkeypatch):
     """'auto' picks the ISA per problem: the best this CPU has, except on an AVX-512 CPU, where
-    int8 activations past AVX-512's own table lookup (17-23 rows with binary weights; below
-    64 rows with the others) and float ones past batch 8 run AVX2's kernels (measured faster
-    there); the table lookup's planes layout follows the same choice, and a forced ISA stays
+    int8 activations with other formats than binary below 64 rows (without VNNI every int8
+    call past AVX-512's table lookup) and float ones past batch 8 run AVX2's kernels (measured
+    faster there); the layout a call reads follows the same choice, and a forced ISA stays
     forced."""
     monkeypatch.delenv("SLT_HW_CPU_ISA", raising=False)
     mod = _ext.native()
@@ -349,9 +349,9 @@ def test_automatic_isa_per_problem(monkeypatch):
     for int8, rows in [(False, 1), (False, 8), (False, 9), (False, 512), (True, 1), (True, 16), (True, 17),
                        (True, 23), (True, 24), (True, 63), (True, 64)]:
         for binary in (True, False):
-            # int8 from 24 rows (binary weights; other formats from 64) on AVX-512 VNNI's kernels,
-            # up to 16 (binary, 4096 weight rows) on AVX-512's table lookup
-            vnni = best == "avx512vnni" and int8 and rows >= (24 if binary else 64)
+            # int8 from 17 rows (binary weights: the panels; other formats from 64) on AVX-512
+            # VNNI's kernels, up to 16 (binary, 4096 weight rows) on AVX-512's table lookup
+            vnni = best == "avx512vnni" and int8 and rows >= (17 if binary else 64)
             lookup = int8 and binary and rows <= 16
             want = "avx2" if best.startswith("avx512") and (int8 or rows > 8) and not vnni and not lookup else best
             assert mod.cpu_auto_isa(int8, rows, False, binary) == cpu.chosen_isa(int8, rows, binary=binary) == want, \

@@ -131,15 +131,21 @@ def test_codes_size_and_where_they_are_read(isa):
     for where the lookup runs: int8 activations up to 128 rows forced, 16 automatically with 512
     weight rows a thread; float ones up to 4 rows (as slices; from 5 rows AVX-512's float lookup,
     which reads none); never for another format. (AMX: its tiles take int8 activations from 16
-    rows.)"""
+    rows. With VNNI, int8 rows past 8 that no lookup takes read the panels' layout instead,
+    test_vnni_panels.py.)"""
     mod = module(isa)
     amx = isa.startswith("amx")
+    vnni = amx or "vnni" in isa
+
+    def panels(n, m):  # (int8 rows: AMX's tiles from 16)
+        return ("panels", 64 + (n + 15) // 16 * 512) if vnni and 8 < m and not (amx and m >= 16) else ("", 0)
+
     p = binary(70, 100)
     desc, _alive = _ext.weight_desc(mod, _ops.weight_args(p)[1])
     size = 64 + 3 * 12 * 64
     assert mod.lut_layout(desc, 1, isa, "on", True) == ("codes", size)
     assert mod.lut_layout(desc, 128, isa, "on", True) == (("", 0) if amx else ("codes", size))
-    assert mod.lut_layout(desc, 129, isa, "on", True) == ("", 0)
+    assert mod.lut_layout(desc, 129, isa, "on", True) == panels(70, 129)
     assert mod.lut_layout(desc, 4, isa, "on", False) == ("codes", size)
     assert mod.lut_layout(desc, 5, isa, "on", False) == ("", 0)
     assert mod.lut_layout(desc, 1, isa, "off", True) == ("", 0)
@@ -150,7 +156,8 @@ def test_codes_size_and_where_they_are_read(isa):
                                    (17, 1, True, False), (1, 2, True, True), (1, 3, True, False),
                                    (2, 2, False, True), (4, 2, False, True), (5, 1, False, False),
                                    (0, 1, True, False)]:
-        assert mod.lut_layout(big, m, isa, "auto", int8, threads) == (("codes", size) if runs else ("", 0)), \
+        other = panels(1024, m) if int8 else ("", 0)
+        assert mod.lut_layout(big, m, isa, "auto", int8, threads) == (("codes", size) if runs else other), \
             (m, threads, int8)
     q = pack_multicoat(torch.randint(0, 3, (70, 100)), 2, seed=0, name="fc", dist="signed_constant")
     desc_q, _alive_q = _ext.weight_desc(mod, _ops.weight_args(q)[1])

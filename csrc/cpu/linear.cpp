@@ -64,8 +64,7 @@ Isa auto_isa(const LinearProblem& p, int threads) {
     if (lut_applies(p, best, threads)) return best;  // AVX-512's int8 table lookup (binary weights)
     if (best != Isa::kAvx512Vnni) return Isa::kAvx2;
     if (p.planes == nullptr || p.C != 1) return p.M >= kAutoRowsInt8BlockedAvx512 ? best : Isa::kAvx2;
-    // binary weights: AVX2's table lookup where it runs (or is forced), below the panels' rows
-    return p.M < kAutoRowsInt8PanelAvx512 && lut_applies(p, Isa::kAvx2, threads) ? Isa::kAvx2 : best;
+    return best;  // binary weights: the VNNI panels past AVX-512's own lookup
   }
   return p.M > kSmallBatch ? Isa::kAvx2 : best;
 }
@@ -272,12 +271,21 @@ const char* lut_layout_name(LutLayout kind) {
       return "int8";
     case LutLayout::kCodes:
       return "codes";
+    case LutLayout::kPanels:
+      return "panels";
   }
   return "unknown";
 }
 
+bool i8panel_applies(const LinearProblem& p, Isa isa) {
+  return p.xq != nullptr && !amx_applies(p, isa) && (isa == Isa::kAvx512Vnni || isa == Isa::kAmx) &&
+         p.planes != nullptr && p.C == 1 && p.M > kSmallBatchInt8;
+}
+
 LutLayout lut_layout(const LinearProblem& p, Isa isa, int threads) {
-  if (!isa_supported(isa) || amx_applies(p, isa) || !lut_applies(p, isa, threads)) return LutLayout::kNone;
+  if (!isa_supported(isa) || amx_applies(p, isa)) return LutLayout::kNone;
+  if (!lut_applies(p, isa, threads))
+    return i8panel_applies(p, isa) && p.dist == kSignedConstant ? LutLayout::kPanels : LutLayout::kNone;
   if (p.xq == nullptr && !sliced_applies(p, isa, threads)) return LutLayout::kNone;  // (AVX-512's float lookup)
   return isa == Isa::kAvx2 ? LutLayout::kInt8 : avx512_kernels(isa) ? LutLayout::kCodes : LutLayout::kNone;
 }
@@ -291,6 +299,7 @@ int64_t lut_planes_bytes(const WeightDesc& w, LutLayout kind) {
   if (kind == LutLayout::kCodes)
     return int64_t(sizeof(LutPlanesHeader)) +
            (w.N + kLutBlockRowsInt8 - 1) / kLutBlockRowsInt8 * avx512lut8::block_bytes(w.K);
+  if (kind == LutLayout::kPanels) return int64_t(sizeof(LutPlanesHeader)) + avx512vnni::panel_bits_bytes(w.N, w.K);
 #endif
   (void)w;
   return 0;
@@ -299,8 +308,9 @@ int64_t lut_planes_bytes(const WeightDesc& w, LutLayout kind) {
 void pack_lut_planes(const WeightDesc& w, LutLayout kind, uint8_t* dst, int64_t bytes, int threads) {
   for (const std::string& e : {check_weight(w, true), check_rows(w.N, 0, w.N)})
     if (!e.empty()) fail(e);
-  if (kind != LutLayout::kInt8 && kind != LutLayout::kCodes) fail("kind: expected the int8 or the codes layout");
-  const Isa needs = kind == LutLayout::kInt8 ? Isa::kAvx2 : Isa::kAvx512;
+  if (kind != LutLayout::kInt8 && kind != LutLayout::kCodes && kind != LutLayout::kPanels)
+    fail("kind: expected the int8, codes or panels layout");
+  const Isa needs = kind == LutLayout::kInt8 ? Isa::kAvx2 : kind == LutLayout::kCodes ? Isa::kAvx512 : Isa::kAvx512Vnni;
   if (w.planes == nullptr || w.C != 1 || w.dist != kSignedConstant || !isa_supported(needs))
     fail(std::string("pack_lut_planes: needs a binary-format (one mask plane) signed_constant weight and a CPU "
                      "with ") + isa_name(needs) + " (the " + lut_layout_name(kind) + " layout)");
@@ -324,14 +334,18 @@ void pack_lut_planes(const WeightDesc& w, LutLayout kind, uint8_t* dst, int64_t 
     pack_floats = avx512lut8::pack_scratch_floats(w.K);
     pack_block = avx512lut8::pack_block;
   }
+  if (kind == LutLayout::kPanels) {
+    pack_floats = avx512vnni::scratch_floats_i8_panel(w.K);
+    pack_block = avx512vnni::pack_panel_bits;
+  }
 #endif
   uint8_t* body = dst + sizeof(LutPlanesHeader);
   if (pack_block != nullptr)
-    for_each_row_task(0, w.N, kLutBlockRowsInt8, w.K, pack_floats, threads, 1 << 16,
-                      [&](float* scratch, int64_t n0, int64_t n1) {
-                        // (AVX2's planes block after block; the codes place each block themselves)
+    for_each_row_task(0, w.N, kind == LutLayout::kPanels ? kTaskRows : kLutBlockRowsInt8, w.K, pack_floats, threads,
+                      1 << 16, [&](float* scratch, int64_t n0, int64_t n1) {
+                        // (AVX2's planes block after block; the codes and panels place each block themselves)
                         pack_block(w, n0, n1, scratch,
-                                   kind == LutLayout::kCodes ? body : body + n0 / kLutBlockRowsInt8 * block_bytes);
+                                   kind == LutLayout::kInt8 ? body + n0 / kLutBlockRowsInt8 * block_bytes : body);
                         return true;
                       });
   LutPlanesHeader h{};
@@ -388,7 +402,7 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
   if (p.lut_planes != nullptr) {
     const LutLayout kind = lut_layout(p, isa, threads);
     if (kind == LutLayout::kNone)
-      fail(std::string("lut_planes: given, but this call does not run an int8 table lookup (isa ") + isa_name(isa) +
+      fail(std::string("lut_planes: given, but this call reads no layout (no int8 table lookup or VNNI panels; isa ") + isa_name(isa) +
            ", " + std::to_string(p.M) + " rows, lut mode, format; lut_layout says which calls do)");
     const std::string e = check_planes(p, kind, p.lut_planes, p.lut_planes_bytes);
     if (!e.empty()) fail(e);
@@ -399,7 +413,8 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
   // 11008 x 4096, one thread: more than the register kernels' whole call at 1-16 rows), so
   // unless forced on it runs only with the codes given (a mask's second use on:
   // layout_cache.py); without them the register kernels (int8) or the float lookup run.
-  const bool codes = p.lut_planes != nullptr || p.lut == LutMode::kOn || !avx512_kernels(isa);
+  const bool codes = (p.lut_planes != nullptr && lut_layout(p, isa, threads) == LutLayout::kCodes) ||
+                     p.lut == LutMode::kOn || !avx512_kernels(isa);
   // float activations as int8 slices through an int8 table lookup (where one of them declines:
   // the register kernels, which propagate NaN and infinity as F.linear does)
   const bool sliced = !amx && !bf16dot && codes && sliced_applies(p, isa, threads);
@@ -409,8 +424,7 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
   const bool lut512 = lut && avx512_kernels(isa) && !int8, lut8 = lut && avx512_kernels(isa) && int8;
   // VNNI int8 panels: past the register kernel's rows, one mask plane (int8 activations come with
   // signed-constant weights only: validate)
-  const bool i8panel = int8 && !amx && !lut8 && (isa == Isa::kAvx512Vnni || isa == Isa::kAmx) && p.planes != nullptr &&
-                       p.C == 1 && p.M > kSmallBatchInt8;
+  const bool i8panel = !lut8 && i8panel_applies(p, isa);
   const int64_t W = (p.K + 31) / 32, Kp = 32 * W;
   // x copied once into zero-padded rows: every 32-column word load is in bounds. bf16 becomes
   // float exactly (the AMX kernel takes it as it is, in whole 32-row tile pairs).

@@ -215,19 +215,16 @@ Isa best_isa();
 // The ISA whose kernels run a problem on `threads` when the caller leaves the choice to the
 // library ("auto"): best_isa(), except on an AVX-512 CPU for the problems where AVX2's kernels
 // measured faster (AMD Zen 4, docs/benchmarks.md, steps 10-11):
-// - int8 activations with binary signed-constant weights stay on AVX-512 where its own table
-//   lookup runs (up to kLutAutoRowsInt8Avx512 rows, enough weight rows a thread; lut_applies);
-//   else below kAutoRowsInt8PanelAvx512 rows, where AVX2's table lookup runs (or is forced on),
-//   AVX2's:
-//   it is 1.2-2.3x AVX-512 VNNI's register kernel at 1-4 rows and level at 6-16. Where it does
-//   not run (a small layer), AVX-512 VNNI's kernels are 1.1-1.7x AVX2's at every batch, and
-//   from kAutoRowsInt8PanelAvx512 rows its panels are 1.1-1.7x AVX2's anyway;
+// - int8 activations with binary signed-constant weights stay on AVX-512 VNNI: its table lookup
+//   (up to kLutAutoRowsInt8Avx512 rows, enough weight rows a thread; lut_applies), its register
+//   kernels (a small layer, or a one-off call; 1.1-1.7x AVX2's), and past them VNNI's panels
+//   (from their layout, 1.1-1.6x AVX2's table lookup at 17-23 rows, which ran there until the
+//   panels had a layout of their own: docs/benchmarks.md, step 18);
 // - int8 activations with the other formats below kAutoRowsInt8BlockedAvx512 rows (AVX-512
 //   VNNI's blocked kernel 1.05-1.7x AVX2's from there), and at every batch without VNNI;
 // - float activations past kSmallBatch rows (AVX2's panel GEMM: 1.2-2.3x AVX-512's dot
 //   products), unless they are bf16 ones that AVX512-BF16's kernel takes (bf16_dot_applies).
 // Float activations up to kSmallBatch rows stay on AVX-512 (its table lookup, mask registers).
-constexpr int64_t kAutoRowsInt8PanelAvx512 = 24;
 constexpr int64_t kAutoRowsInt8BlockedAvx512 = 64;
 Isa auto_isa(const LinearProblem& p, int threads);
 // Whether slt_linear runs this problem with AVX512-BF16 dot products: kAvx512Vnni (or kAmx
@@ -263,7 +260,10 @@ bool amx_applies(const LinearProblem& p, Isa isa);
 // buffer whose header does not match the problem it runs.
 //   kCodes: AVX-512's int8 lookup (linear_avx512lut8.cpp): 32-row blocks, per 9 columns the rows'
 //          uint16 words of three base-3 codes (1.78 bits per weight).
-enum class LutLayout : int { kNone = 0, kInt8 = 2, kCodes = 3 };
+//   kPanels: not a table lookup's: AVX-512 VNNI's int8 panels (past kSmallBatchInt8 rows,
+//          where no lookup runs; linear_avx512.cpp): per 16-row group and 4 columns, the byte
+//          masks of P and N in the panel's order (2 bits per weight).
+enum class LutLayout : int { kNone = 0, kInt8 = 2, kCodes = 3, kPanels = 4 };
 const char* lut_layout_name(LutLayout kind);
 struct LutPlanesHeader {
   uint64_t magic;
@@ -274,8 +274,13 @@ struct LutPlanesHeader {
 };
 static_assert(sizeof(LutPlanesHeader) == 64, "the planes start 64 bytes in");
 // The layout slt_linear reads for this problem (on `threads`) where given one: kNone unless it
-// runs an int8 table lookup (AVX2's, which float activations reach as slices, or AVX-512's).
+// runs an int8 table lookup (AVX2's, which float activations reach as slices, or AVX-512's) or
+// AVX-512 VNNI's int8 panels (i8panel_applies).
 LutLayout lut_layout(const LinearProblem& p, Isa isa, int threads);
+// Whether slt_linear runs this problem's int8 activations with AVX-512 VNNI's panels where no
+// table lookup runs: kAvx512Vnni (or kAmx where its tiles do not take it), more than
+// kSmallBatchInt8 rows, one mask plane (signed constant: int8 activations need it).
+bool i8panel_applies(const LinearProblem& p, Isa isa);
 // Bytes of that layout for this weight (0 for kNone).
 int64_t lut_planes_bytes(const WeightDesc& w, LutLayout kind);
 // The binary signed-constant weight's planes in that layout, header included, into dst
@@ -312,9 +317,15 @@ SLT_HW_ROW_KERNELS(avx512vnni)
 // And VNNI int8 panels for int8 activations past kSmallBatchInt8 rows, binary signed-constant
 // weights: xq copied to (M, Kp) as it is (not flipped; each tile sums its own rows); tasks of
 // kTaskRows rows, scratch_floats_i8_panel(K) floats each.
+// Given the panels' layout (p.lut_planes, kind kPanels), a task from a 16-row boundary builds
+// its panel from it. The layout: panel_bits_bytes(N, K) past the header, pack_panel_bits writing
+// the rows [n0, n1) of a task (n0 a multiple of kTaskRows) with scratch_floats_i8_panel(K)
+// floats of scratch.
 namespace avx512vnni {
 int64_t scratch_floats_i8_panel(int64_t K);
 bool rows_int8_panel(const LinearProblem& p, const int8_t* xq, float* scratch, int64_t n0, int64_t n1);
+int64_t panel_bits_bytes(int64_t N, int64_t K);
+void pack_panel_bits(const WeightDesc& w, int64_t n0, int64_t n1, float* scratch, uint8_t* body);
 int64_t scratch_floats_bf16(int64_t K);
 bool rows_bf16(const LinearProblem& p, const uint16_t* xb, float* scratch, int64_t n0, int64_t n1);
 }  // namespace avx512vnni

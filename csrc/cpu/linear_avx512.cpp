@@ -604,23 +604,50 @@ void build_panel_i8(const uint32_t* words_t, int64_t W, uint32_t* panel) {
     }
 }
 
+// The int8 panels' layout (LutLayout::kPanels) of a mask used again: per 16-row group of the
+// weight, per 4-column group c, the two byte masks of its panel zmm (byte 4 lane + j: row
+// 16 g + lane, column 4 c + j), u = 2 (P) then u = 0 (N): 2 bits a weight, the contract's sign
+// hash and the masks' transposes done once. From the mask as stored, the hash, a scalar
+// transpose and 8 vpermd a zmm had cost ~27 % of a 32-row call (11008 x 4096, one thread);
+// from the layout the first tile's pass makes the panel as it goes (two blends a zmm).
+inline int64_t group_bits_bytes(int64_t K) { return (K + 31) / 32 * 8 * 16; }
+
+// The panel zmm of 4-column group c from a group's masks (pn: its P and N mask pairs).
+inline __m512i panel_zmm(const uint64_t* pn, int64_t c) {
+  return _mm512_mask_blend_epi8(pn[2 * c + 1], _mm512_mask_blend_epi8(pn[2 * c], _mm512_set1_epi8(1),
+                                                                       _mm512_set1_epi8(2)),
+                                _mm512_setzero_si512());
+}
+
 // Rows [0, MR) of xq (Kp apart) against the panel's first NR 16-row groups (a task of fewer
 // rows, a convolution's 64 channels: 48 + 16, skips the empty ones): exact int32 sums
 // sum_k u x, kTaskRows a row; and each row's sum_k x (xsum), for u = t + 1. The kernel needs no
 // row sums from the caller, so any range of rows can run on its own. They are taken here, the
 // rows' chains side by side: taken a row after another, each row's chain of Kp / 64 vpdpbusd
 // ran at the instruction's latency (~1/8 of a convolution's GEMM, 64 channels at batch 8).
-template <int MR, int NR>
-void micro_i8_panel(const int8_t* x, int64_t Kp, const uint32_t* panel, int32_t* out /* MR x kTaskRows */,
-                    int32_t* xsum /* MR */) {
+// Expand: the panel made from the layout's masks (bits: the task's first group, groups
+// group_bits_bytes(Kp) apart) as the pass goes, and stored for the passes after it.
+template <int MR, int NR, bool Expand>
+void micro_i8_panel(const int8_t* x, int64_t Kp, uint32_t* panel, const uint8_t* bits,
+                    int32_t* out /* MR x kTaskRows */, int32_t* xsum /* MR */) {
   __m512i acc[MR][NR];
   for (int r = 0; r < MR; ++r)
     for (int j = 0; j < NR; ++j) acc[r][j] = _mm512_setzero_si512();
   const int64_t groups = Kp / 4;
+  const uint64_t* pn[NR];
+  for (int j = 0; j < NR; ++j) pn[j] = reinterpret_cast<const uint64_t*>(bits + j * group_bits_bytes(Kp));
   for (int64_t c = 0; c < groups; ++c) {
     __m512i wv[NR];
-    for (int j = 0; j < NR; ++j)
-      wv[j] = _mm512_load_si512(reinterpret_cast<const void*>(panel + c * kTaskRows + 16 * j));
+    for (int j = 0; j < NR; ++j) {
+      uint32_t* at = panel + c * kTaskRows + 16 * j;
+      if (Expand) {
+        if (c % 4 == 0) prefetch_ahead(pn[j] + 2 * c, 1);
+        wv[j] = panel_zmm(pn[j], c);
+        _mm512_store_si512(reinterpret_cast<void*>(at), wv[j]);
+      } else {
+        wv[j] = _mm512_load_si512(reinterpret_cast<const void*>(at));
+      }
+    }
     for (int r = 0; r < MR; ++r)
       for (int j = 0; j < NR; ++j) acc[r][j] = dpbusd_bcast(acc[r][j], wv[j], x + r * Kp + 4 * c);
   }
@@ -642,12 +669,15 @@ void micro_i8_panel(const int8_t* x, int64_t Kp, const uint32_t* panel, int32_t*
   for (int r = 0; r < MR; ++r) xsum[r] = hsum_epi32(xs[r]);
 }
 
-using MicroI8Panel = void (*)(const int8_t*, int64_t, const uint32_t*, int32_t*, int32_t*);
-#define SLT_I8_PANEL_ROW(mr) {nullptr, micro_i8_panel<mr, 1>, micro_i8_panel<mr, 2>, micro_i8_panel<mr, 3>}
+using MicroI8Panel = void (*)(const int8_t*, int64_t, uint32_t*, const uint8_t*, int32_t*, int32_t*);
+#define SLT_I8_PANEL_ROW(e, mr) {nullptr, micro_i8_panel<mr, 1, e>, micro_i8_panel<mr, 2, e>, micro_i8_panel<mr, 3, e>}
+#define SLT_I8_PANEL_ROWS(e)                                                                                       \
+  {{nullptr, nullptr, nullptr, nullptr}, SLT_I8_PANEL_ROW(e, 1), SLT_I8_PANEL_ROW(e, 2), SLT_I8_PANEL_ROW(e, 3), \
+   SLT_I8_PANEL_ROW(e, 4), SLT_I8_PANEL_ROW(e, 5), SLT_I8_PANEL_ROW(e, 6), SLT_I8_PANEL_ROW(e, 7),              \
+   SLT_I8_PANEL_ROW(e, 8)}
 static_assert(kBfNr == 3, "kMicroI8Panel's columns");
-constexpr MicroI8Panel kMicroI8Panel[kBfMr + 1][kBfNr + 1] = {
-    {nullptr, nullptr, nullptr, nullptr}, SLT_I8_PANEL_ROW(1), SLT_I8_PANEL_ROW(2), SLT_I8_PANEL_ROW(3),
-    SLT_I8_PANEL_ROW(4), SLT_I8_PANEL_ROW(5), SLT_I8_PANEL_ROW(6), SLT_I8_PANEL_ROW(7), SLT_I8_PANEL_ROW(8)};
+constexpr MicroI8Panel kMicroI8Panel[2][kBfMr + 1][kBfNr + 1] = {SLT_I8_PANEL_ROWS(false), SLT_I8_PANEL_ROWS(true)};
+#undef SLT_I8_PANEL_ROWS
 #undef SLT_I8_PANEL_ROW
 
 // y rows rows[0 .. mr), weight rows [n0, n1) of a tile's int32 sums (kTaskRows a row) and its
@@ -766,17 +796,45 @@ bool rows_int8_panel(const LinearProblem& p, const int8_t* xq, float* scratch, i
   uint32_t* panel = align64<uint32_t>(scratch);  // kTaskRows x Kp bytes
   uint32_t* words_t = panel + kTaskRows * W * 8;
   int32_t* sums = reinterpret_cast<int32_t*>(words_t + task_words_size(p.K));
-  task_words(p, n0, n1, words_t);
-  build_panel_i8(words_t, W, panel);
+  // the layout's 16-row groups (from one; else the panel made here)
+  const uint8_t* bits = p.lut_planes != nullptr && n0 % 16 == 0
+                            ? p.lut_planes + sizeof(LutPlanesHeader) + n0 / 16 * group_bits_bytes(p.K)
+                            : nullptr;
+  if (bits == nullptr) {
+    task_words(p, n0, n1, words_t);
+    build_panel_i8(words_t, W, panel);
+  }
   int32_t xsums[kBfMr];
   int64_t rows[kBfMr];
   for (int64_t m = 0; m < p.M; m += kBfMr) {
     const int64_t mr = p.M - m < kBfMr ? p.M - m : kBfMr;
-    kMicroI8Panel[mr][(n1 - n0 + 15) / 16](xq + m * Kp, Kp, panel, sums, xsums);
+    kMicroI8Panel[bits != nullptr && m == 0][mr][(n1 - n0 + 15) / 16](xq + m * Kp, Kp, panel, bits, sums, xsums);
     for (int64_t r = 0; r < mr; ++r) rows[r] = m + r;
     store_i8_tile(p, sums, xsums, p.xscale + m, rows, mr, n0, n1, nullptr);
   }
   return true;
+}
+
+int64_t panel_bits_bytes(int64_t N, int64_t K) { return (N + 15) / 16 * group_bits_bytes(K); }
+
+void pack_panel_bits(const WeightDesc& w, int64_t n0, int64_t n1, float* scratch, uint8_t* body) {
+  LinearProblem p;
+  static_cast<WeightDesc&>(p) = w;
+  p.row_end = w.N;
+  const int64_t W = (w.K + 31) / 32;
+  uint32_t* panel = align64<uint32_t>(scratch);
+  uint32_t* words_t = panel + kTaskRows * W * 8;
+  task_words(p, n0, n1, words_t);
+  build_panel_i8(words_t, W, panel);
+  const __m512i two = _mm512_set1_epi8(2), zero = _mm512_setzero_si512();
+  for (int64_t g = 0; g < (n1 - n0 + 15) / 16; ++g) {
+    uint64_t* pn = reinterpret_cast<uint64_t*>(body + (n0 / 16 + g) * group_bits_bytes(w.K));
+    for (int64_t c = 0; c < 8 * W; ++c) {
+      const __m512i u = _mm512_load_si512(reinterpret_cast<const void*>(panel + c * kTaskRows + 16 * g));
+      pn[2 * c] = _mm512_cmpeq_epi8_mask(u, two);
+      pn[2 * c + 1] = _mm512_cmpeq_epi8_mask(u, zero);
+    }
+  }
 }
 
 #include "conv_int8_vnni.inc"

@@ -691,12 +691,21 @@ def _describe() -> str:
     except (RuntimeError, ValueError):  # no extension, or a bad SLT_HW_CPU_ISA
         bf16 = ""
     try:
+        panels = ""
+        if "avx512vnni" in cpu_isas() and _isa(None) in ("auto", "avx512vnni", "amx"):
+            cache = "on" if LayoutCache.enabled() else "off"
+            panels = ("; int8 activations past batch 8 where no lookup runs (binary signed-constant weights): "
+                      "AVX-512 VNNI panels, masks used twice kept as their byte masks, 2 bits/weight "
+                      f"({layout_cache.ENV}={cache})")
+    except (RuntimeError, ValueError):  # no extension, or a bad SLT_HW_CPU_ISA
+        panels = ""
+    try:
         amx = ("; AMX tiles for bf16/int8 activations from batch 16 (binary signed-constant weights): "
                f"{ISA_ENV}=amx, not chosen automatically") if "amx" in cpu_isas() and isa != "amx" else ""
     except RuntimeError:  # no extension
         amx = ""
     return (f"slt_hw._C fused CPU kernel ({isa}, OpenMP{per_path}): weights regenerated in registers"
-            f"{table}{bf16}{conv}{amx}")
+            f"{table}{bf16}{panels}{conv}{amx}")
 
 
 _int8 = functools.partial(linear, int8=True)
