@@ -156,21 +156,24 @@ def test_tasks_shared_among_threads_have_the_same_bits(isa, out_channels, monkey
 @CPP
 @pytest.mark.parametrize("shape", [(20, 8, 3, 3), (33, 4, 1, 1), (7, 12, 2, 5), (20, 3, 3, 3), (5, 6, 1, 2)])
 def test_tap_major_planes_have_the_weights_bits(shape):
-    """pack_conv_taps_planes: after the header, per weight row the bits of P = (w > 0) then of N =
-    (w < 0) of the materialised weight, column t Cp + c holding column c kh kw + t (C padded to
-    Cp, a multiple of 4, with zero columns)."""
+    """pack_conv_taps_planes: after the header, the int8 panels' layout (linear.h, LutLayout::kPanels)
+    of the tap-major weight: per 16-row group g and 4 columns c, the byte masks of P = (w > 0)
+    then of N = (w < 0), bit 4 lane + j for row 16 g + lane and column 4 c + j, where column
+    t Cp + c holds the materialised weight's column c kh kw + t (C padded to Cp, a multiple of 4,
+    with zero columns; rows and columns past the weight's zero)."""
     p = packed(shape, 3)
     mod = _ext.require()
     buf = taps_planes(mod, p)
     w = p.materialize().reshape(shape)  # (out, C, kh, kw)
     w = F.pad(w, (0, 0, 0, 0, 0, mod.taps_channels(shape[1]) - shape[1]))
     tap_major = w.permute(0, 2, 3, 1).reshape(shape[0], -1)  # (out, (i, j, c))
-    words = (tap_major.shape[1] + 31) // 32
-    bits = torch.zeros(shape[0], 2, words * 32, dtype=torch.int64)
-    bits[:, 0, :tap_major.shape[1]] = (tap_major > 0).long()
-    bits[:, 1, :tap_major.shape[1]] = (tap_major < 0).long()
-    want = (bits.reshape(shape[0], 2, words, 32) << torch.arange(32)).sum(-1)
-    got = buf[64:].view(torch.int32).reshape(shape[0], 2, words).long() & 0xFFFFFFFF
+    groups, cols = (shape[0] + 15) // 16, (tap_major.shape[1] + 31) // 32 * 32
+    assert buf.numel() == 64 + groups * cols // 4 * 16
+    masks = buf[64:].view(groups, cols // 4, 2, 8)  # (group, c, P/N, 8 bytes)
+    bits = torch.stack([(masks.long() >> i) & 1 for i in range(8)], -1).flatten(-2)  # (group, c, 2, 64)
+    got = (bits[:, :, 0] - bits[:, :, 1]).view(groups, -1, 16, 4).permute(0, 2, 1, 3).reshape(16 * groups, cols)
+    want = torch.zeros_like(got)
+    want[:shape[0], :tap_major.shape[1]] = torch.sign(tap_major).long()
     assert torch.equal(got, want)
 
 
@@ -211,7 +214,7 @@ def test_tap_major_planes_of_another_weight_or_kernel_are_refused():
 @pytest.mark.skipif(not NATIVE_VNNI, reason="this CPU has no AVX-512 VNNI")
 def test_slt_conv2d_int8_keeps_the_tap_major_planes_of_a_mask_used_again(monkeypatch):
     """The cpp backend builds a mask's tap-major planes on its second use (layout_cache.py) and
-    runs from them on: the same bits; with them, from 17 output pixels rather than 64."""
+    runs from them on: the same bits; with them, at any number of output pixels rather than from 64."""
     monkeypatch.setattr(cpu, "CONV_TAPS_PLANES", type(cpu.CONV_TAPS_PLANES)())
     p = packed((20, 8, 3, 3), 4)
     x = torch.randn(1, 8, 5, 5)  # (25 output pixels)
@@ -296,10 +299,10 @@ def test_where_the_taps_decline_and_bad_arguments():
     assert why(desc, [4, 6, 6, 6], [216, 1, 36, 6], *geometry, vnni) == ""  # (one group: padded to 8)
     assert "multiple of 4 (6), or one group (then padded to 8)" in why(desc, [4, 6, 6, 6], [432, 1, 72, 12],
                                                                       *geometry, vnni)
-    assert "at least 64 output pixels (17 with the weight's tap-major planes)" in why(desc, [1, 8, 6, 6], cl,
-                                                                                    *geometry, vnni)
+    assert "at least 64 output pixels (any with the weight's tap-major planes)" in why(desc, [1, 8, 6, 6], cl,
+                                                                                      *geometry, vnni)
     assert why(desc, [1, 8, 6, 6], cl, *geometry, vnni, True) == ""
-    assert "at least 17 output pixels" in why(desc, [1, 8, 4, 4], [128, 1, 32, 8], *geometry, vnni, True)
+    assert why(desc, [1, 8, 1, 1], [8, 1, 8, 8], *geometry, vnni, True) == ""  # (one output pixel)
     assert "at most 64 x 64" in why(desc, [4, 8, 70, 6], [8 * 70 * 6, 1, 48, 8], [65, 1], [1, 1], [0, 0], [1, 1],
                                     vnni)
     multicoat = random_packed("multicoat", "signed_constant", 20, 72, seed=1, name="conv")

@@ -26,10 +26,10 @@ std::string refusal_but_channels(const WeightDesc& w, const ConvInput& g, Isa is
   if (w.frozen() || w.C != 1 || w.dist != kSignedConstant) return "needs a binary signed-constant weight";
   if (g.kh > 64 || g.kw > 64) return "needs a kernel of at most 64 x 64 (its taps' masks are 64-bit)";
   const int64_t M = g.B * conv_out_h(g) * conv_out_w(g);
-  const int64_t min_rows = planes ? kConvTapsMinRowsPlanes : kConvTapsMinRows;
-  if (M < min_rows)
-    return "needs at least " + std::to_string(min_rows) + " output pixels" +
-           (planes ? "" : " (" + std::to_string(kConvTapsMinRowsPlanes) + " with the weight's tap-major planes)");
+  if (M < 1) return "needs at least one output pixel";
+  if (!planes && M < kConvTapsMinRows)
+    return "needs at least " + std::to_string(kConvTapsMinRows) + " output pixels (any with the weight's tap-major "
+           "planes)";
   if (M > INT32_MAX) return "needs fewer than 2^31 output pixels";
   return "";
 }
@@ -47,7 +47,7 @@ std::string conv_int8_taps_refusal(const WeightDesc& w, const ConvInput& g, Isa 
 
 namespace {
 constexpr uint64_t kTapsPlanesMagic = 0x31504e5350415454ULL;  // the bytes "TTAPSNP1"
-constexpr int32_t kTapsPlanesVersion = 1;
+constexpr int32_t kTapsPlanesVersion = 2;  // (2: the panels' masks)
 
 // The header's taps (in its reserved bytes).
 int64_t header_taps(const LutPlanesHeader& h) {
@@ -62,7 +62,7 @@ int64_t conv_taps_planes_bytes(const WeightDesc& w, int64_t taps) {
     throw std::invalid_argument("taps: expected a divisor of in_features " + std::to_string(w.K) + ", got " +
                                 std::to_string(taps));
   const int64_t Kt = taps * taps_channels(w.K / taps);
-  return int64_t(sizeof(LutPlanesHeader)) + w.N * 2 * ((Kt + 31) / 32) * int64_t(sizeof(uint32_t));
+  return int64_t(sizeof(LutPlanesHeader)) + (w.N + 15) / 16 * ((Kt + 31) / 32) * 8 * 16;
 }
 
 std::string check_conv_taps_planes(const WeightDesc& w, int64_t taps, const uint8_t* buf, int64_t bytes) {
@@ -94,30 +94,47 @@ void pack_conv_taps_planes(const WeightDesc& w, int64_t taps, uint8_t* dst, int6
     throw std::invalid_argument("dst: expected " + std::to_string(want) + " bytes, got " + std::to_string(bytes) +
                                 (dst ? "" : " (null)"));
   if (reinterpret_cast<uintptr_t>(dst) % 4 != 0) throw std::invalid_argument("dst: expected a 4-byte aligned buffer");
+  if (!isa_supported(Isa::kAvx512Vnni))
+    throw std::invalid_argument("pack_conv_taps_planes: needs a CPU with AVX-512 VNNI (the implicit GEMM's panels)");
+#if defined(SLT_HW_HAVE_AVX512)
   const int64_t W = (w.K + 31) / 32, C = w.K / taps, Cp = taps_channels(C), Kt = taps * Cp, Wt = (Kt + 31) / 32;
-  uint32_t* body = reinterpret_cast<uint32_t*>(dst + sizeof(LutPlanesHeader));
+  uint8_t* body = dst + sizeof(LutPlanesHeader);
+  const int64_t tasks = (w.N + kTaskRows - 1) / kTaskRows;
   const int nt = resolve_threads(threads);
   (void)nt;
 #ifdef _OPENMP
-#pragma omp parallel for num_threads(nt) schedule(static) if (w.N * w.K >= (1 << 18))
+#pragma omp parallel num_threads(nt) if (w.N * w.K >= (1 << 18))
 #endif
-  for (int64_t n = 0; n < w.N; ++n) {
-    const uint32_t* mask = reinterpret_cast<const uint32_t*>(w.planes) + n * W;
-    uint32_t* pos = body + n * 2 * Wt;
-    uint32_t* neg = pos + Wt;
-    std::vector<uint32_t> pn(static_cast<size_t>(2 * W));  // the row's P and N words, the contract's columns
-    for (int64_t i = 0; i < W; ++i) {
-      const uint32_t sg = sign_word(w.k0, w.k1, uint32_t(n), uint32_t(i), uint32_t(w.K));
-      pn[size_t(i)] = mask[i] & ~sg, pn[size_t(W + i)] = mask[i] & sg;
-    }
-    std::fill(pos, pos + 2 * Wt, 0u);
-    for (int64_t k2 = 0; k2 < Kt; ++k2) {  // (once per weight: a bit at a time; the padding's columns 0)
-      if (k2 % Cp >= C) continue;
-      const int64_t k = k2 % Cp * taps + k2 / Cp;
-      pos[k2 / 32] |= (pn[size_t(k / 32)] >> (k % 32) & 1u) << (k2 % 32);
-      neg[k2 / 32] |= (pn[size_t(W + k / 32)] >> (k % 32) & 1u) << (k2 % 32);
+  {
+    std::vector<uint32_t> pn(size_t(W) * 2);  // a row's P and N words, the contract's columns
+    std::vector<uint32_t> rows_pn(size_t(kTaskRows * 2 * Wt));  // the task's, tap-major
+    std::vector<float> scratch(size_t(avx512vnni::scratch_floats_i8_panel(32 * Wt) + 16));
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+    for (int64_t t = 0; t < tasks; ++t) {
+      const int64_t n0 = t * kTaskRows, n1 = std::min<int64_t>(n0 + kTaskRows, w.N);
+      for (int64_t n = n0; n < n1; ++n) {
+        const uint32_t* mask = reinterpret_cast<const uint32_t*>(w.planes) + n * W;
+        for (int64_t i = 0; i < W; ++i) {
+          const uint32_t sg = sign_word(w.k0, w.k1, uint32_t(n), uint32_t(i), uint32_t(w.K));
+          pn[size_t(i)] = mask[i] & ~sg, pn[size_t(W + i)] = mask[i] & sg;
+        }
+        uint32_t* pos = rows_pn.data() + (n - n0) * 2 * Wt;
+        uint32_t* neg = pos + Wt;
+        std::fill(pos, pos + 2 * Wt, 0u);
+        for (int64_t k2 = 0; k2 < Kt; ++k2) {  // (once per weight: a bit at a time; the padding's columns 0)
+          if (k2 % Cp >= C) continue;
+          const int64_t k = k2 % Cp * taps + k2 / Cp;
+          pos[k2 / 32] |= (pn[size_t(k / 32)] >> (k % 32) & 1u) << (k2 % 32);
+          neg[k2 / 32] |= (pn[size_t(W + k / 32)] >> (k % 32) & 1u) << (k2 % 32);
+        }
+      }
+      avx512vnni::pack_panel_bits_words(rows_pn.data(), n1 - n0, Wt, scratch.data(),
+                                        body + n0 / 16 * Wt * 8 * 16);
     }
   }
+#endif
   LutPlanesHeader h{};
   h.magic = kTapsPlanesMagic, h.kind = 0, h.version = kTapsPlanesVersion;
   h.N = w.N, h.K = w.K, h.k0 = w.k0, h.k1 = w.k1;
@@ -278,7 +295,7 @@ void conv2d_int8_taps(const LinearProblem& p, const ConvInput& g, const int8_t* 
   c.g = g, c.image = xq, c.image_scale = image_scale, c.OH = OH, c.OW = OW, c.Cp = taps_channels(g.C);
   c.column = plan->column.data(), c.pixels = plan->pixels.data(), c.tiles = plan->tiles.data();
   c.tap = plan->taps.data();
-  c.planes = planes ? reinterpret_cast<const uint32_t*>(planes + sizeof(LutPlanesHeader)) : nullptr;
+  c.bits = planes ? planes + sizeof(LutPlanesHeader) : nullptr;
   c.epilogue = e;
   // Each output pixel's sum of x (u = t + 1: sum_k t x = sum_k u x - sum_k x), from its pixels'
   // channel sums (the frame's are zero).

@@ -53,25 +53,26 @@ struct ConvTaps {
   const ConvTap* tap = nullptr;
   int64_t OH = 0, OW = 0;
   int64_t Cp = 0;                      // channels a tap in the images and the panel: g.C padded to 4
-  const uint32_t* planes = nullptr;    // or null: the weight's tap-major P/N words (pack_conv_taps_planes)
+  const uint8_t* bits = nullptr;       // or null: the weight's tap-major panel masks (pack_conv_taps_planes)
   Epilogue epilogue;                   // around the bias, in the output tiles' store
 };
 
 // Output pixels from this many (batch OH OW) on: below it each task's panel permute costs more
 // than the patches' gather saves (Zen 4, one thread, 512 channels: 0.92x the patches at 7 x 7
 // and 49 pixels, 0.94x at 4 x 4 and 32; 1.03-1.12x at 64 and 98). With the weight's tap-major
-// planes given (no permute, no sign hash) from kConvTapsMinRowsPlanes: at 16 pixels and below
-// the patches reach the int8 table lookup (512 at 4 x 4, batch 1, one thread: 0.31 ms against
-// the planes' 0.34; 7 x 7 0.76 against 0.71).
+// panel masks given (no permute, no sign hash, two blends a panel zmm) at any number: 512
+// channels at 4 x 4, batch 1 (16 pixels), one thread, 0.27 ms against the patches' (and their
+// int8 table lookup's) 0.29-0.30.
 constexpr int64_t kConvTapsMinRows = 64;
-constexpr int64_t kConvTapsMinRowsPlanes = 17;
 
 // A binary signed-constant conv weight's planes P = mask & ~sign and N = mask & sign with its
 // columns tap-major (column t Cp + c holds the contract's c taps + t for c < C, channels C
-// padded to Cp = taps_channels(C); the padding's columns 0), per weight row its P words
-// then its N words, after a 64-byte header (LutPlanesHeader's, its own magic, the taps in it):
-// two bits per weight, a cache of the caller's (slt_hw/backends/cpu.py, a mask's second use
-// on), which spares each call the sign hash and the panels' permute.
+// padded to Cp = taps_channels(C); the padding's columns 0), in the int8 panels' layout of
+// those Kt = taps Cp columns (LutLayout::kPanels, linear.h: per 16-row group and 4 columns the
+// byte masks of P and N), after a 64-byte header (LutPlanesHeader's, its own magic, the taps in
+// it): two bits per weight, a cache of the caller's (slt_hw/backends/cpu.py, a mask's second
+// use on), which spares each call the sign hash, the panels' permute and their build (a task
+// from a 16-row group makes its panel with two blends a zmm).
 int64_t conv_taps_planes_bytes(const WeightDesc& w, int64_t taps);
 void pack_conv_taps_planes(const WeightDesc& w, int64_t taps, uint8_t* dst, int64_t bytes, int threads);
 // "" where buf (bytes long) holds this weight's tap-major planes for `taps` taps, else what is wrong.
@@ -84,7 +85,7 @@ int64_t taps_channels(int64_t C);
 // "" where conv2d_int8_taps runs this convolution on `isa` (AVX-512 VNNI; channels contiguous
 // and a multiple of 4, or one group (g.sw == g.C): the caller then frames the images with
 // channels padded to taps_channels(C); a binary signed-constant
-// weight; a kernel of at most 64 x 64; kConvTapsMinRows (kConvTapsMinRowsPlanes where the
+// weight; a kernel of at most 64 x 64; kConvTapsMinRows (any where the
 // weight's tap-major planes come with the call) to 2^31 - 1 output pixels), else why not. (g's
 // padding: any.)
 std::string conv_int8_taps_refusal(const WeightDesc& w, const ConvInput& g, Isa isa, bool planes = false);

@@ -619,6 +619,31 @@ inline __m512i panel_zmm(const uint64_t* pn, int64_t c) {
                                 _mm512_setzero_si512());
 }
 
+// A task's panel (W words a row) from the layout's masks of its `groups` 16-row groups (bits:
+// the first group's).
+void panel_from_bits(const uint8_t* bits, int64_t W, int64_t groups, uint32_t* panel) {
+  for (int64_t g = 0; g < groups; ++g) {
+    const uint64_t* pn = reinterpret_cast<const uint64_t*>(bits + g * group_bits_bytes(32 * W));
+    for (int64_t c = 0; c < 8 * W; ++c) {
+      if (c % 4 == 0) prefetch_ahead(pn + 2 * c, 1);
+      _mm512_store_si512(reinterpret_cast<void*>(panel + c * kTaskRows + 16 * g), panel_zmm(pn, c));
+    }
+  }
+}
+
+// The masks of a task's panel (build_panel_i8's) as the layout's groups (dst: the first's).
+void store_panel_masks(const uint32_t* panel, int64_t W, int64_t groups, uint8_t* dst) {
+  const __m512i two = _mm512_set1_epi8(2), zero = _mm512_setzero_si512();
+  for (int64_t g = 0; g < groups; ++g) {
+    uint64_t* pn = reinterpret_cast<uint64_t*>(dst + g * group_bits_bytes(32 * W));
+    for (int64_t c = 0; c < 8 * W; ++c) {
+      const __m512i u = _mm512_load_si512(reinterpret_cast<const void*>(panel + c * kTaskRows + 16 * g));
+      pn[2 * c] = _mm512_cmpeq_epi8_mask(u, two);
+      pn[2 * c + 1] = _mm512_cmpeq_epi8_mask(u, zero);
+    }
+  }
+}
+
 // Rows [0, MR) of xq (Kp apart) against the panel's first NR 16-row groups (a task of fewer
 // rows, a convolution's 64 channels: 48 + 16, skips the empty ones): exact int32 sums
 // sum_k u x, kTaskRows a row; and each row's sum_k x (xsum), for u = t + 1. The kernel needs no
@@ -826,15 +851,20 @@ void pack_panel_bits(const WeightDesc& w, int64_t n0, int64_t n1, float* scratch
   uint32_t* words_t = panel + kTaskRows * W * 8;
   task_words(p, n0, n1, words_t);
   build_panel_i8(words_t, W, panel);
-  const __m512i two = _mm512_set1_epi8(2), zero = _mm512_setzero_si512();
-  for (int64_t g = 0; g < (n1 - n0 + 15) / 16; ++g) {
-    uint64_t* pn = reinterpret_cast<uint64_t*>(body + (n0 / 16 + g) * group_bits_bytes(w.K));
-    for (int64_t c = 0; c < 8 * W; ++c) {
-      const __m512i u = _mm512_load_si512(reinterpret_cast<const void*>(panel + c * kTaskRows + 16 * g));
-      pn[2 * c] = _mm512_cmpeq_epi8_mask(u, two);
-      pn[2 * c + 1] = _mm512_cmpeq_epi8_mask(u, zero);
+  store_panel_masks(panel, W, (n1 - n0 + 15) / 16, body + n0 / 16 * group_bits_bytes(w.K));
+}
+
+void pack_panel_bits_words(const uint32_t* pn, int64_t rows, int64_t W, float* scratch, uint8_t* dst) {
+  uint32_t* panel = align64<uint32_t>(scratch);
+  uint32_t* pos = panel + kTaskRows * W * 8;
+  uint32_t* neg = pos + W * kTaskRows;
+  for (int64_t r = 0; r < kTaskRows; ++r)
+    for (int64_t w = 0; w < W; ++w) {
+      pos[w * kTaskRows + r] = r < rows ? pn[r * 2 * W + w] : 0u;
+      neg[w * kTaskRows + r] = r < rows ? pn[r * 2 * W + W + w] : 0u;
     }
-  }
+  build_panel_i8(pos, W, panel);
+  store_panel_masks(panel, W, (rows + 15) / 16, dst);
 }
 
 #include "conv_int8_vnni.inc"

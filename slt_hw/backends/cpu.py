@@ -148,7 +148,7 @@ def _lut_planes(mod, w: tuple, desc, m: int, isa: str, lut: str, int8: bool, thr
     return LUT_PLANES.get(src, key, build)
 
 
-# The implicit int8 GEMM's tap-major P/N planes of conv masks used again unchanged (its own
+# The implicit int8 GEMM's tap-major P/N planes (as its panels' masks) of conv masks used again unchanged (its own
 # cache: a mask whose small calls run the table lookup's layout keeps both)
 CONV_TAPS_PLANES = LayoutCache()
 
@@ -675,8 +675,8 @@ def _describe() -> str:
         elif "avx512vnni" in cpu_isas() and _isa(None) in ("auto", "avx512vnni"):
             cache = "on" if LayoutCache.enabled() else "off"
             taps = (" or, where channels are a multiple of 4 or there is one group (padded to 4), reads each "
-                    "pixel's taps in place in them (implicit GEMM, AVX-512 VNNI, from 64 output pixels; from 17 once "
-                    f"a mask used twice keeps its tap-major P/N planes, 2 bits/weight, {layout_cache.ENV}={cache}; "
+                    "pixel's taps in place in them (implicit GEMM, AVX-512 VNNI, from 64 output pixels; at any once "
+                    f"a mask used twice keeps its tap-major panel masks, 2 bits/weight, {layout_cache.ENV}={cache}; "
                     "the epilogue fused in its store)")
         else:
             taps = ""
