@@ -64,6 +64,20 @@ def test_matches_int8_reference(backend, fmt, groups, cin_g, og, k, stride, padd
         assert got.is_contiguous(memory_format=_ops.conv2d_output_format(x))
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("act_scale", ["patch", "image"])
+@pytest.mark.parametrize("channels", [1, 8])
+def test_an_empty_batch(backend, act_scale, channels):
+    """Batch 0, NCHW and channels-last (with one channel both at once): an empty output of the
+    float convolution's shape; the implicit GEMM's plan had refused the NCHW strides (found by
+    test_matches_int8_reference)."""
+    p = random_conv_packed("binary", "signed_constant", (4, channels, 3, 3), seed=1)
+    for x in (torch.randn(0, channels, 6, 6), torch.randn(0, channels, 6, 6).contiguous(
+            memory_format=torch.channels_last)):
+        y = slt_conv2d_int8(x, p, padding=1, act_scale=act_scale, backend=backend)
+        assert y.shape == (0, 4, 6, 6) and y.dtype == x.dtype
+
+
 def test_close_to_the_float_convolution_and_bf16():
     """Per-patch quantization: within a percent of the float convolution on Gaussian inputs
     (torch's per-tensor dynamic int8 convolution: ~4 %); bf16 in, bf16 out."""

@@ -342,6 +342,8 @@ def conv2d_int8(x, bias, *rest, isa: str | None = None, threads: int | None = No
     desc, _alive = _ext.weight_desc(mod, w)
     oh, ow = conv2d_output_size(x.shape[2], x.shape[3], *geometry)
     nt = torch.get_num_threads() if threads is None else threads
+    if x.shape[0] == 0:  # (no plan: an empty batch's strides need not be any layout's, which the plans check)
+        return _conv_output(mod, torch.empty(0, desc.n), x, oh, ow, desc.n, nt)
     x32 = x if x.dtype == torch.float32 else x.to(torch.float32)
     if x32.stride(1) != 1 and x32.numel():  # channels contiguous: the gather's AVX2 transposes, ~3x the
         x32 = _nchw_to_channels_last(mod, x32, nt)  # strided gather's speed, the conversion included
