@@ -402,8 +402,9 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
   if (p.lut_planes != nullptr) {
     const LutLayout kind = lut_layout(p, isa, threads);
     if (kind == LutLayout::kNone)
-      fail(std::string("lut_planes: given, but this call reads no layout (no int8 table lookup or VNNI panels; isa ") + isa_name(isa) +
-           ", " + std::to_string(p.M) + " rows, lut mode, format; lut_layout says which calls do)");
+      fail(std::string("lut_planes: given, but this call reads no layout (no int8 table lookup or VNNI panels; "
+                       "isa ") + isa_name(isa) + ", " + std::to_string(p.M) +
+           " rows, lut mode, format; lut_layout says which calls do)");
     const std::string e = check_planes(p, kind, p.lut_planes, p.lut_planes_bytes);
     if (!e.empty()) fail(e);
   }

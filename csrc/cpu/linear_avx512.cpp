@@ -660,7 +660,7 @@ void micro_i8_panel(const int8_t* x, int64_t Kp, uint32_t* panel, const uint8_t*
     for (int j = 0; j < NR; ++j) acc[r][j] = _mm512_setzero_si512();
   const int64_t groups = Kp / 4;
   const uint64_t* pn[NR];
-  for (int j = 0; j < NR; ++j) pn[j] = reinterpret_cast<const uint64_t*>(bits + j * group_bits_bytes(Kp));
+  for (int j = 0; j < NR; ++j) pn[j] = Expand ? reinterpret_cast<const uint64_t*>(bits + j * group_bits_bytes(Kp)) : nullptr;
   for (int64_t c = 0; c < groups; ++c) {
     __m512i wv[NR];
     for (int j = 0; j < NR; ++j) {
