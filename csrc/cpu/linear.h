@@ -218,7 +218,7 @@ Isa best_isa();
 // - int8 activations with binary signed-constant weights stay on AVX-512 VNNI: its table lookup
 //   (up to kLutAutoRowsInt8Avx512 rows, enough weight rows a thread; lut_applies), its register
 //   kernels (a small layer, or a one-off call; 1.1-1.7x AVX2's), and past them VNNI's panels
-//   (from their layout, 1.1-1.6x AVX2's table lookup at 17-23 rows, which ran there until the
+//   (from their layout, 1.4-1.6x AVX2's table lookup at 17-23 rows, which ran there until the
 //   panels had a layout of their own: docs/benchmarks.md, step 18);
 // - int8 activations with the other formats below kAutoRowsInt8BlockedAvx512 rows (AVX-512
 //   VNNI's blocked kernel 1.05-1.7x AVX2's from there), and at every batch without VNNI;
