@@ -399,13 +399,14 @@ bool run_sliced(const LinearProblem& p, Isa isa, int threads) {
 void slt_linear(const LinearProblem& p, Isa isa, int threads) {
   validate(p);
   if (!isa_supported(isa)) fail(std::string("isa: this CPU does not support ") + isa_name(isa));
+  // the layout given, the kind this call reads (checked against the buffer's header)
+  const LutLayout given = p.lut_planes != nullptr ? lut_layout(p, isa, threads) : LutLayout::kNone;
   if (p.lut_planes != nullptr) {
-    const LutLayout kind = lut_layout(p, isa, threads);
-    if (kind == LutLayout::kNone)
+    if (given == LutLayout::kNone)
       fail(std::string("lut_planes: given, but this call reads no layout (no int8 table lookup or VNNI panels; "
                        "isa ") + isa_name(isa) + ", " + std::to_string(p.M) +
            " rows, lut mode, format; lut_layout says which calls do)");
-    const std::string e = check_planes(p, kind, p.lut_planes, p.lut_planes_bytes);
+    const std::string e = check_planes(p, given, p.lut_planes, p.lut_planes_bytes);
     if (!e.empty()) fail(e);
   }
   if (p.M == 0 || p.row_end == p.row_begin) return;
@@ -414,8 +415,7 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
   // 11008 x 4096, one thread: more than the register kernels' whole call at 1-16 rows), so
   // unless forced on it runs only with the codes given (a mask's second use on:
   // layout_cache.py); without them the register kernels (int8) or the float lookup run.
-  const bool codes = (p.lut_planes != nullptr && lut_layout(p, isa, threads) == LutLayout::kCodes) ||
-                     p.lut == LutMode::kOn || !avx512_kernels(isa);
+  const bool codes = given == LutLayout::kCodes || p.lut == LutMode::kOn || !avx512_kernels(isa);
   // float activations as int8 slices through an int8 table lookup (where one of them declines:
   // the register kernels, which propagate NaN and infinity as F.linear does)
   const bool sliced = !amx && !bf16dot && codes && sliced_applies(p, isa, threads);

@@ -2,8 +2,9 @@
 
 A kernel may read a tensor faster in a form of its own: the CPU table lookups read a binary
 signed-constant weight as its two planes P = mask & ~sign and N = mask & sign, each word's rows
-side by side (csrc/cpu/linear_avx2lut.cpp), which costs them the contract's sign hash and the
-mask transposes on every call when they start from the mask as stored. Like a prepacked weight
+side by side (csrc/cpu/linear_avx2lut.cpp; AVX-512's as base-3 codes, AVX-512 VNNI's int8 panels
+and the implicit-GEMM convolutions as the panels' byte masks), which costs them the contract's
+sign hash and the mask transposes on every call when they start from the mask as stored. Like a prepacked weight
 in torch's quantized linear, the layout is built once and reused, but only for a mask that is
 used again unchanged: it is built on the second call that sees the same tensor at the same
 version (a mask made anew every call, as in training, never pays for it), and dropped when the
@@ -43,9 +44,10 @@ class LayoutCache:
     (SLT_HW_CPU_LAYOUT_CACHE=off).
 
     A tensor keeps a layout per key, counted apart, up to `per_tensor` of them (the least
-    recently used dropped past that): a mask that two kernels read in turn (on an AVX-512 CPU,
-    int8 activations at 16 rows and at 20: AVX-512's codes and AVX2's planes) keeps both
-    layouts, where one slot per tensor had each key evict the other and neither was built."""
+    recently used dropped past that): a mask that two kernels read in turn (on an AVX-512 VNNI
+    CPU, int8 activations at 16 rows and at 20: AVX-512's codes and the VNNI panels' masks)
+    keeps both layouts, where one slot per tensor had each key evict the other and neither was
+    built."""
 
     def __init__(self, min_uses: int = 2, per_tensor: int = 4):
         if min_uses < 1:
