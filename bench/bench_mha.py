@@ -11,8 +11,10 @@ flushed), round-robin over the implementations. Targets (issue 6, H100/H200 clas
 core >= 0.9x SDPA flash; the SLT block at decode >= 2x the dense-weight block.
 CPU (fp32, the composed path: C++ slt_linear + SDPA): smaller shapes, timed round-robin; with
 signed-constant weights also both blocks with int8 activations in their projections (slt_mha
-int8=True; the dense block with torch's dynamically quantized linears). "vs_best" is the
-fastest dense block's time (fp32 or int8) / this time.
+int8=True; the dense block with torch's dynamically quantized linears). "slt_layer" is the
+packed SLTMultiheadAttention module of the same weights (what a model runs: its projections
+through its packed layers' prepared calls, slt_mha's bits). "vs_best" is the fastest dense
+block's time (fp32 or int8) / this time.
 
 TFLOP/s counts 4·B·H·T·S·D for the attention core (half the square when causal) plus 2·rows·
 out·in per projection; GB/s counts weights (mask bits for SLT, dense weights otherwise) and
@@ -22,6 +24,7 @@ the KV cache read at decode.
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import sys
 import warnings
@@ -30,9 +33,11 @@ import torch
 import torch.nn.functional as F
 from utils import interleaved_times, report  # bench/ is the script's directory
 
+import slt_hw
 from slt_hw.contract import Dist, default_scale
 from slt_hw.formats import Format, PackedWeight
 from slt_hw.mha import KVCache, slt_mha
+from slt_hw.nn import SLTMultiheadAttention, set_int8_activations
 
 COLUMNS = ["mode", "batch", "T", "context", "heads", "head_dim", "impl", "ms", "TFLOP/s", "GB/s", "vs_dense", "vs_best"]
 
@@ -45,11 +50,19 @@ def _packed(n: int, k: int, dist: str, name: str, device: str) -> PackedWeight:
 
 
 class Block:
-    """One attention layer as packed weights and as the dense nn.MultiheadAttention equivalent."""
+    """One attention layer as packed weights and as the dense nn.MultiheadAttention equivalent;
+    on the CPU also as the packed SLTMultiheadAttention module whose weights they are (its
+    projections through its packed layers' prepared calls)."""
 
     def __init__(self, e: int, h: int, dist: str, dtype: torch.dtype, device: str):
         self.e, self.h, self.d = e, h, e // h
-        self.q, self.k, self.v, self.o = (_packed(e, e, dist, f"bench.{p}", device) for p in "qkvo")
+        self.layers = {}
+        if device == "cpu":
+            layer = slt_hw.pack(SLTMultiheadAttention(e, h, seed=1, name="bench", dist=dist).eval()).eval()
+            (self.q, self.k, self.v, self.o), *_ = layer._packed_weights()
+            self.layers[False] = layer
+        else:
+            self.q, self.k, self.v, self.o = (_packed(e, e, dist, f"bench.{p}", device) for p in "qkvo")
         self.in_proj = torch.cat([p.materialize() for p in (self.q, self.k, self.v)]).to(dtype)
         self.out_proj = self.o.materialize().to(dtype)
         self.weight_bytes = {"slt": 4 * e * e // 8, "dense": 4 * e * e * torch.finfo(dtype).bits // 8,
@@ -58,9 +71,14 @@ class Block:
         self.int8 = device == "cpu" and Dist.parse(dist) is Dist.SIGNED_CONSTANT
         if self.int8:
             self.in_proj8, self.out_proj8 = _dynamic_int8(self.in_proj), _dynamic_int8(self.out_proj)
+            self.layers[True] = copy.deepcopy(self.layers[False])
+            set_int8_activations(self.layers[True])
 
     def slt(self, x, cache=None, causal=False, int8=False):
         return slt_mha(x, self.q, self.k, self.v, self.o, self.h, cache=cache, causal=causal, int8=int8)
+
+    def layer(self, x, cache=None, causal=False, int8=False):
+        return self.layers[int8](x, is_causal=causal, cache=cache)[0]
 
     def dense(self, x, kv=None, causal=False, int8=False):
         """kv: (k_cache, v_cache, length) in (B, H, S, D) for decode; the new token goes at `length`.
@@ -82,6 +100,8 @@ class Block:
         fns = {"dense_block": dense(False), "slt_block": slt(False)}
         if self.int8:
             fns |= {"dense_block_int8": dense(True), "slt_block_int8": slt(True)}
+        for i8 in self.layers:
+            fns["slt_layer_int8" if i8 else "slt_layer"] = slt(i8, layer=True)
         return fns
 
 
@@ -133,7 +153,7 @@ def prefill(blk: Block, b: int, t: int, dtype, device, timer, rounds, core: bool
     x = torch.randn(b, t, e, dtype=dtype, device=device)
     attn_flops = 2 * b * h * t * t * d  # causal: half of 4·B·H·T²·D
     proj_flops = 2 * b * t * e * e * 4
-    fns = blk.variants(lambda i8: lambda: blk.slt(x, causal=True, int8=i8),
+    fns = blk.variants(lambda i8, layer=False: lambda: (blk.layer if layer else blk.slt)(x, causal=True, int8=i8),
                        lambda i8: lambda: blk.dense(x, causal=True, int8=i8))
     with torch.no_grad():
         for name in fns:
@@ -176,10 +196,10 @@ def decode(blk: Block, b: int, ctx: int, dtype, device, timer, rounds) -> list[d
     kc = cache.k[:, :ctx].transpose(1, 2).contiguous()  # the dense block keeps (B, H, S, D)
     vc = cache.v[:, :ctx].transpose(1, 2).contiguous()
 
-    def slt(int8):
+    def slt(int8, layer=False):
         def run():
             cache.length = ctx - 1  # every call decodes the same last position
-            return blk.slt(x, cache=cache, causal=True, int8=int8)
+            return (blk.layer if layer else blk.slt)(x, cache=cache, causal=True, int8=int8)
         return run
 
     fns = blk.variants(slt, lambda i8: lambda: blk.dense(x, (kc, vc, ctx - 1), int8=i8))

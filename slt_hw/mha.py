@@ -169,11 +169,14 @@ def _linear(x: torch.Tensor, p: PackedWeight, bias: torch.Tensor | None, backend
     return _ops.call(f"linear_int8_{fmt}" if int8 else f"linear_{fmt}", x, bias, *w, backend, 0, None)
 
 
-def _project(inputs, packed, biases, backend: str, int8: bool = False) -> list[torch.Tensor]:
-    """Q, K, V: one linear op each, or one "linear_grouped" call per distinct input where the
-    backend has that op (self-attention: one launch; cross-attention: two; float only)."""
+def _project(inputs, packed, biases, backend: str, int8: bool = False, layers=None) -> list[torch.Tensor]:
+    """Q, K, V: one linear op each (or the layers' calls, where given), or one "linear_grouped"
+    call per distinct input where the backend has that op (self-attention: one launch;
+    cross-attention: two; float only)."""
     grouped = None if int8 else dispatch.find("linear_grouped", inputs[0].device, backend)
     if grouped is None:
+        if layers is not None:
+            return [layer(x) for layer, x in zip(layers[:3], inputs, strict=True)]
         return [_linear(x, p, b, backend, int8) for x, p, b in zip(inputs, packed, biases, strict=True)]
     out: list[torch.Tensor | None] = [None] * len(inputs)
     for i, x in enumerate(inputs):
@@ -213,6 +216,16 @@ def slt_mha(x: torch.Tensor, q: PackedWeight, k: PackedWeight, v: PackedWeight, 
     (slt_linear_int8: signed-constant weights; the attention itself stays in x's dtype).
     Returns (B, T, o.out_features).
     """
+    return _mha(x, q, k, v, o, num_heads, key, value, bias, key_padding_mask, attn_mask, causal, cache,
+                softmax_scale, backend, int8)
+
+
+def _mha(x, q, k, v, o, num_heads, key, value, bias, key_padding_mask, attn_mask, causal, cache, softmax_scale,
+         backend, int8, layers=None) -> torch.Tensor:
+    """slt_mha; layers: None, or modules (q, k, v, o) computing the four projections of their
+    packed weights with their biases, called where no grouped op applies (SLTMultiheadAttention's
+    packed layers: their prepared calls on the CPU spare the op layer's Python, ~40 µs a
+    projection, half of a short-context decode step)."""
     if not isinstance(int8, bool):
         raise TypeError(f"int8: expected a bool, got {type(int8).__name__}")
     key, value, bias = _check(x, q, k, v, o, num_heads, key, value, bias, key_padding_mask, attn_mask, cache)
@@ -221,12 +234,12 @@ def slt_mha(x: torch.Tensor, q: PackedWeight, k: PackedWeight, v: PackedWeight, 
     backend = backend or dispatch.AUTO
     dispatch.requested(backend)  # an unknown name fails here, before any work
     b, t = x.shape[:2]
-    qh, kh, vh = (_heads(y, h) for y in _project((x, key, value), (q, k, v), bias[:3], backend, int8))
+    qh, kh, vh = (_heads(y, h) for y in _project((x, key, value), (q, k, v), bias[:3], backend, int8, layers))
     kpm = key_padding_mask
     if cache is not None:
         kh, vh, kpm = cache.append(kh, vh, kpm)
-    out = _ops.call("attention", qh, kh, vh, kpm, attn_mask, causal, scale, backend)
-    return _linear(out.reshape(b, t, v.out_features), o, bias[3], backend, int8)
+    out = _ops.call("attention", qh, kh, vh, kpm, attn_mask, causal, scale, backend).reshape(b, t, v.out_features)
+    return layers[3](out) if layers is not None else _linear(out, o, bias[3], backend, int8)
 
 
 def slt_mha_reference(x, q, k, v, o, num_heads, *, key=None, value=None, bias=None, key_padding_mask=None,

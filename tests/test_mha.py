@@ -127,8 +127,8 @@ def test_packed_block_uses_slt_mha_and_matches_search_form(kw, monkeypatch):
     calls = []
     import slt_hw.nn.attention as attn_mod
 
-    real = attn_mod.slt_mha
-    monkeypatch.setattr(attn_mod, "slt_mha", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = attn_mod._mha  # (slt_mha's body, with the layers' own calls for the projections)
+    monkeypatch.setattr(attn_mod, "_mha", lambda *a, **k: calls.append(1) or real(*a, **k))
     with torch.no_grad():
         want = blk(x)
         got = packed(x)
@@ -309,3 +309,45 @@ def test_set_int8_activations_switches_attention_projections_together():
                                              r"activations together"):
             packed(x)
         assert set_int8_activations(packed, enabled=False) == n and torch.equal(packed(x), y_float)
+
+
+@pytest.mark.skipif(bool(slt_hw.dispatch.reasons("cpu", "linear_planes").get("cpp", "absent")),
+                    reason="slt_hw._C not built")
+@pytest.mark.parametrize("int8", [False, True])
+def test_packed_attention_runs_its_layers_prepared_calls_with_slt_mhas_bits(int8, monkeypatch):
+    """The packed layer's projections are its packed layers' calls (prepared on the CPU from the
+    second on, without the op layer's Python): slt_mha's bits at every decode step, biases
+    included; projections set to different backends are refused."""
+    from slt_hw.backends import cpu
+    from slt_hw.nn import set_int8_activations
+
+    torch.manual_seed(0)
+    mha = SLTMultiheadAttention(40, 2, seed=3, name="a", bias=True, qk_dim=48, v_dim=32)
+    for m in mha.modules():
+        if hasattr(m, "scores"):
+            m.scores.data.normal_()
+        if getattr(m, "bias", None) is not None:
+            m.bias.data.normal_()
+    packed = slt_hw.pack(mha.eval(), backend="cpp").eval()
+    if int8:
+        set_int8_activations(packed)
+    (q, k, v, o), bias, _, _ = packed._packed_weights()
+    runs = []
+    real_call = cpu.PreparedLinear.__call__
+    monkeypatch.setattr(cpu.PreparedLinear, "__call__", lambda self, *a: runs.append(1) or real_call(self, *a))
+    x = torch.randn(2, 6, 40)
+    with torch.no_grad():
+        cache, ref = packed.new_cache(2, 6), KVCache(2, 2, 6, 24, 16)
+        for i in range(6):  # (the last step's input a strided slice: through the op)
+            xi = x[:, i:i + 1] if i == 5 else x[:, i:i + 1].contiguous()
+            got = packed(xi, cache=cache)[0]
+            want = slt_mha(xi, q, k, v, o, 2, bias=bias, cache=ref, softmax_scale=24 ** -0.5, backend="cpp",
+                           int8=int8)
+            assert torch.equal(got, want), i
+            if i == 4:
+                layers = (packed.q_proj, packed.k_proj, packed.v_proj, packed.out_proj)
+                assert len(runs) >= 8 and all(m.copies[0]._prepared.call is not None for m in layers)
+    packed.v_proj.copies[0].backend = "reference"
+    with torch.no_grad(), pytest.raises(ValueError, match=r"backend: the four projections of an attention layer "
+                                                          r"run on one backend"):
+        packed(x)

@@ -13,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-from ..mha import KVCache, slt_mha
+from ..mha import KVCache, _mha
 from ..reference.attention import allowed_mask
 from .base import SLTLinear
 from .packed_layers import SLTPackedLayer
@@ -79,6 +79,10 @@ class SLTMultiheadAttention(nn.Module):
         if any(int8) and not all(int8):
             raise ValueError(f"int8: the four projections of an attention layer run int8 activations together "
                              f"(set_int8_activations), got q, k, v, o = {int8}")
+        backends = {lin.backend for lin in lins}
+        if len(backends) > 1:
+            raise ValueError(f"backend: the four projections of an attention layer run on one backend, got q, k, "
+                             f"v, o = {[lin.backend for lin in lins]}")
         return [lin.packed for lin in lins], [m.bias for m in layers], lins[0].backend, int8[0]
 
     def forward(self, query: torch.Tensor, key: torch.Tensor | None = None, value: torch.Tensor | None = None,
@@ -88,8 +92,9 @@ class SLTMultiheadAttention(nn.Module):
         """cache: a KVCache (see new_cache) to decode: this call's keys and values are appended and
         its queries attend to all cached positions. A query with no key left gets zeros.
 
-        The packed form (after slt_hw.pack) runs slt_hw.mha.slt_mha (fused on CUDA), unless
-        need_weights is set; the search form runs the attention written out (with autograd)."""
+        The packed form (after slt_hw.pack) runs slt_hw.mha.slt_mha (fused on CUDA; elsewhere its
+        projections through this layer's packed layers, whose prepared calls skip the op layer),
+        unless need_weights is set; the search form runs the attention written out (with autograd)."""
         if not isinstance(query, torch.Tensor) or query.dim() != 3:
             raise ValueError(f"query: expected a 3-D tensor, got {getattr(query, 'shape', type(query))}")
         self_attn = (key is None or key is query) and (value is None or value is key or value is query)
@@ -101,10 +106,10 @@ class SLTMultiheadAttention(nn.Module):
         packed = self._packed_weights()
         if packed is not None and not need_weights and not (self.dropout and self.training):
             (q, k, v, o), bias, backend, int8 = packed
-            out = slt_mha(query, q, k, v, o, self.num_heads, key=None if self_attn else key,
-                          value=None if self_attn else value, bias=bias, key_padding_mask=kpm, attn_mask=attn_mask,
-                          causal=is_causal, cache=cache, softmax_scale=1.0 / math.sqrt(self.head_dim),
-                          backend=backend, int8=int8)
+            # (the projections through the layers themselves: their prepared calls, slt_mha's bits)
+            out = _mha(query, q, k, v, o, self.num_heads, None if self_attn else key, None if self_attn else value,
+                       bias, kpm, attn_mask, is_causal, cache, 1.0 / math.sqrt(self.head_dim), backend, int8,
+                       (self.q_proj, self.k_proj, self.v_proj, self.out_proj))
             weights = None
         else:
             out, weights = self._attend(query, key, value, kpm, need_weights, attn_mask, is_causal, cache)
