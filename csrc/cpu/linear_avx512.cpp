@@ -705,40 +705,66 @@ constexpr MicroI8Panel kMicroI8Panel[2][kBfMr + 1][kBfNr + 1] = {SLT_I8_PANEL_RO
 #undef SLT_I8_PANEL_ROWS
 #undef SLT_I8_PANEL_ROW
 
-// y rows rows[0 .. mr), weight rows [n0, n1) of a tile's int32 sums (kTaskRows a row) and its
-// rows' xsums: as rows_int8_impl, (g * float(sum - xsum)) * scale * xscale + b (+ 0.0f without a
-// bias), in that order (so its bits); e (or null): a convolution's epilogue around the bias.
-void store_i8_tile(const LinearProblem& p, const int32_t* sums, const int32_t* xsums, const float* xscale,
-                   const int64_t* rows, int64_t mr, int64_t n0, int64_t n1, const Epilogue* e) {
-  const float g = p.coat_scales[0];
-  const float* es = e && e->scale ? e->scale + n0 - p.row_begin : nullptr;
-  const bool relu = e && e->relu;
+// A tile's outputs: y rows rows[0 .. mr), weight rows [n0, n1), from int32 sums and the rows'
+// xsums as rows_int8_impl makes them, (g * float(sum - xsum)) * scale * xscale + b (+ 0.0f
+// without a bias), in that order (so its bits); e (or null): a convolution's epilogue around
+// the bias.
+struct I8TileOut {
+  I8TileOut(const LinearProblem& p_, const int32_t* xsums_, const float* xscale_, const int64_t* rows_,
+            int64_t n0_, int64_t n1_, const Epilogue* e_)
+      : p(p_), xsums(xsums_), xscale(xscale_), rows(rows_), n0(n0_), n1(n1_), g(p_.coat_scales[0]),
+        es(e_ && e_->scale ? e_->scale + n0_ - p_.row_begin : nullptr),
+        bias(p_.bias ? p_.bias + n0_ - p_.row_begin : nullptr), e(e_), relu(e_ && e_->relu) {}
+  float* y(int64_t r) const { return p.y + rows[r] * p.ldy + n0 - p.row_begin; }
+  const float* residual(int64_t r) const {
+    return e && e->residual ? e->residual + rows[r] * e->ldr + n0 - p.row_begin : nullptr;
+  }
+  const LinearProblem& p;
+  const int32_t* xsums;
+  const float* xscale;
+  const int64_t* rows;
+  int64_t n0, n1;
+  float g;
+  const float* es;    // the epilogue's scale at n0, or null
+  const float* bias;  // at n0, or null
+  const Epilogue* e;
+  bool relu;
+};
+
+#if !defined(SLT_HW_AVX512_EMULATED)  // (SIMDe lacks _mm512_cvtepi32_ps)
+// Row r's 16 outputs from column n (of the tile's n1 - n0) on, their sums in s: store_i8_tile's
+// step, and the convolution micro-kernel's from its accumulators (conv_int8_vnni.inc).
+inline void store_i8_vec(const I8TileOut& o, int64_t r, int64_t n, __m512i s) {
+  const __m512i d = _mm512_sub_epi32(s, _mm512_set1_epi32(o.xsums[r]));
+  __m512 v = _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(o.g), _mm512_cvtepi32_ps(d)),
+                                         _mm512_set1_ps(o.p.scale)),
+                           _mm512_set1_ps(o.xscale[r]));
+  if (o.es) v = _mm512_mul_ps(v, _mm512_loadu_ps(o.es + n));
+  v = _mm512_add_ps(v, o.bias ? _mm512_loadu_ps(o.bias + n) : _mm512_setzero_ps());
+  if (const float* rr = o.residual(r)) v = _mm512_add_ps(v, _mm512_loadu_ps(rr + n));
+  if (o.relu) v = _mm512_max_ps(_mm512_setzero_ps(), v);  // (max returns its second operand on NaN, as torch.relu)
+  _mm512_storeu_ps(o.y(r) + n, v);
+}
+#endif
+
+// The tile's outputs from its int32 sums (kTaskRows a row).
+void store_i8_tile(const I8TileOut& o, const int32_t* sums, int64_t mr) {
   for (int64_t r = 0; r < mr; ++r) {
-    const int32_t xsum = xsums[r];
-    float* yr = p.y + rows[r] * p.ldy + n0 - p.row_begin;
-    const float* br = p.bias ? p.bias + n0 - p.row_begin : nullptr;
-    const float* rr = e && e->residual ? e->residual + rows[r] * e->ldr + n0 - p.row_begin : nullptr;
+    const int32_t xsum = o.xsums[r];
+    float* yr = o.y(r);
+    const float* rr = o.residual(r);
     const int32_t* sr = sums + r * kTaskRows;
     int64_t n = 0;
-#if !defined(SLT_HW_AVX512_EMULATED)  // (SIMDe lacks _mm512_cvtepi32_ps)
-    const __m512i vxsum = _mm512_set1_epi32(xsum);
-    const __m512 vg = _mm512_set1_ps(g), vscale = _mm512_set1_ps(p.scale), vxs = _mm512_set1_ps(xscale[r]);
-    for (; n + 16 <= n1 - n0; n += 16) {
-      const __m512i d = _mm512_sub_epi32(_mm512_loadu_si512(reinterpret_cast<const void*>(sr + n)), vxsum);
-      __m512 v = _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(vg, _mm512_cvtepi32_ps(d)), vscale), vxs);
-      if (es) v = _mm512_mul_ps(v, _mm512_loadu_ps(es + n));
-      v = _mm512_add_ps(v, br ? _mm512_loadu_ps(br + n) : _mm512_setzero_ps());
-      if (rr) v = _mm512_add_ps(v, _mm512_loadu_ps(rr + n));
-      if (relu) v = _mm512_max_ps(_mm512_setzero_ps(), v);  // (max returns its second operand on NaN, as torch.relu)
-      _mm512_storeu_ps(yr + n, v);
-    }
+#if !defined(SLT_HW_AVX512_EMULATED)
+    for (; n + 16 <= o.n1 - o.n0; n += 16)
+      store_i8_vec(o, r, n, _mm512_loadu_si512(reinterpret_cast<const void*>(sr + n)));
 #endif
-    for (; n < n1 - n0; ++n) {
-      float v = g * float(sr[n] - xsum) * p.scale * xscale[r];
-      if (es) v = v * es[n];
-      v = v + (br ? br[n] : 0.0f);
+    for (; n < o.n1 - o.n0; ++n) {
+      float v = o.g * float(sr[n] - xsum) * o.p.scale * o.xscale[r];
+      if (o.es) v = v * o.es[n];
+      v = v + (o.bias ? o.bias[n] : 0.0f);
       if (rr) v = v + rr[n];
-      yr[n] = relu && v < 0.0f ? 0.0f : v;
+      yr[n] = o.relu && v < 0.0f ? 0.0f : v;
     }
   }
 }
@@ -835,7 +861,7 @@ bool rows_int8_panel(const LinearProblem& p, const int8_t* xq, float* scratch, i
     const int64_t mr = p.M - m < kBfMr ? p.M - m : kBfMr;
     kMicroI8Panel[bits != nullptr && m == 0][mr][(n1 - n0 + 15) / 16](xq + m * Kp, Kp, panel, bits, sums, xsums);
     for (int64_t r = 0; r < mr; ++r) rows[r] = m + r;
-    store_i8_tile(p, sums, xsums, p.xscale + m, rows, mr, n0, n1, nullptr);
+    store_i8_tile(I8TileOut(p, xsums, p.xscale + m, rows, n0, n1, nullptr), sums, mr);
   }
   return true;
 }
