@@ -9,7 +9,9 @@ GPU (bf16, the fused Triton path): prefill batch 4, T 1k-8k, 16 heads, head dim 
 decode batch 1-64, context 1k-32k, head dim 128. Timing: triton.testing.do_bench (median, L2
 flushed), round-robin over the implementations. Targets (issue 6, H100/H200 class): attention
 core >= 0.9x SDPA flash; the SLT block at decode >= 2x the dense-weight block.
-CPU (fp32, the composed path: C++ slt_linear + SDPA): smaller shapes, timed round-robin; with
+CPU (fp32, the composed path: C++ slt_linear and the cpp backend's attention op, whose decode
+steps (up to 16 queries) run its own kernel and the rest torch's SDPA; "decode-core" times that
+op alone against SDPA): smaller shapes, timed round-robin; with
 signed-constant weights also both blocks with int8 activations in their projections (slt_mha
 int8=True; the dense block with torch's dynamically quantized linears). "slt_layer" is the
 packed SLTMultiheadAttention module of the same weights (what a model runs: its projections
@@ -210,8 +212,19 @@ def decode(blk: Block, b: int, ctx: int, dtype, device, timer, rounds) -> list[d
     kv = 2 * b * ctx * e * x.element_size()
     flops = 4 * b * ctx * e + 2 * b * e * e * 4
     nbytes = {name: _weight_bytes(blk, name) + kv for name in fns}
-    return _rows({"mode": "decode", "batch": b, "T": 1, "context": ctx, "heads": h, "head_dim": d}, ms,
-                 dict.fromkeys(fns, flops), nbytes, "dense_block")
+    base = {"mode": "decode", "batch": b, "T": 1, "context": ctx, "heads": h, "head_dim": d}
+    rows = []
+    if device == "cpu":  # the attention core alone: the cpp backend's op (its decode kernel) against SDPA
+        from slt_hw.backends import composite, cpu
+
+        q = torch.randn(b, 1, h, d)
+        k, v = cache.k[:, :ctx], cache.v[:, :ctx]  # (the cache's head-major views, as slt_mha reads them)
+        core = {"sdpa": lambda: composite.sdpa_attention(q, k, v, None, None, True, d ** -0.5),
+                "slt_attention": lambda: cpu.attention(q, k, v, None, None, True, d ** -0.5)}
+        _check("slt_attention", core["slt_attention"](), core["sdpa"](), 1e-4)
+        rows += _rows({**base, "mode": "decode-core"}, timer(core, rounds), dict.fromkeys(core, 4 * b * ctx * e),
+                      dict.fromkeys(core, kv), "sdpa")
+    return rows + _rows(base, ms, dict.fromkeys(fns, flops), nbytes, "dense_block")
 
 
 def main(argv=None) -> int:
@@ -231,7 +244,7 @@ def main(argv=None) -> int:
         dec_hd = 128
     else:  # the composed path; shapes a 2-core CPU gets through in a minute or two
         pre = [(1, 128, 64), (1, 512, 64)]
-        dec = [(1, 1024), (1, 4096), (8, 1024)]
+        dec = [(1, 128), (1, 1024), (1, 4096), (8, 1024)]  # (128: the projections most of a step)
         dec_hd = 128  # embed 2048: 64 MB of fp32 dense weights, past this CPU's 32 MB L3
     if args.quick:
         pre, dec = pre[:1], dec[:1]
@@ -246,7 +259,7 @@ def main(argv=None) -> int:
         if gpu:
             torch.cuda.empty_cache()
     report(f"mha_{device}", rows, COLUMNS)
-    where = torch.cuda.get_device_name() if gpu else "CPU (composed path: C++ slt_linear + SDPA)"
+    where = torch.cuda.get_device_name() if gpu else "CPU (composed path: C++ slt_linear + the cpp attention op)"
     print(f"# {where}, dist {args.dist}, {dtype}, {heads} heads (embed = heads x head_dim)")
     return 0
 

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/slt_contract.h"
+#include "cpu/attention.h"
 #include "cpu/conv_int8.h"
 #include "cpu/plans.h"
 #include "cpu/generate.h"
@@ -446,6 +447,29 @@ PYBIND11_MODULE(_C, m) {
       "A binary signed-constant conv weight's planes P = mask & ~sign, N = mask & sign, columns tap-major (taps: "
       "kh * kw), per row its P words then its N words, after a 64-byte header: conv2d_int8_taps's cache.",
       py::arg("w"), py::arg("taps"), py::arg("dst"), py::arg("bytes"), py::arg("threads") = 0);
+  m.def(
+      "attention_decode",
+      [](uintptr_t q, uintptr_t k, uintptr_t v, uintptr_t key_padding, uintptr_t out, int64_t B, int64_t T,
+         int64_t S, int64_t H, int64_t D, int64_t DV, std::vector<int64_t> sq, std::vector<int64_t> sk,
+         std::vector<int64_t> sv, bool causal, float scale, int threads) {
+        slt::cpu::AttentionArgs a;
+        a.q = ptr<const float>(q), a.k = ptr<const float>(k), a.v = ptr<const float>(v);
+        a.key_padding = ptr<const bool>(key_padding), a.out = ptr<float>(out);
+        a.B = B, a.T = T, a.S = S, a.H = H, a.D = D, a.DV = DV, a.causal = causal, a.scale = scale;
+        for (const auto* st : {&sq, &sk, &sv})
+          if (st->size() != 3) throw std::invalid_argument("strides: expected 3 (batch, position, head)");
+        for (int i = 0; i < 3; ++i) a.sq[i] = sq[size_t(i)], a.sk[i] = sk[size_t(i)], a.sv[i] = sv[size_t(i)];
+        py::gil_scoped_release release;
+        slt::cpu::attention_decode(a, threads);
+      },
+      "out (B, T, H, DV) float32 contiguous = softmax(q k^T scale, masked) v: q (B, T, H, D), k (B, S, H, D), v "
+      "(B, S, H, DV) float32 with element strides (batch, position, head) and 1 along the head dim; key_padding "
+      "(B, S) bool contiguous or 0; causal bottom-right aligned; a query with no key left gets zeros. T <= "
+      "ATTENTION_DECODE_QUERIES (a decode step: one pass over the keys, one over the values).",
+      py::arg("q"), py::arg("k"), py::arg("v"), py::arg("key_padding"), py::arg("out"), py::arg("B"), py::arg("T"),
+      py::arg("S"), py::arg("H"), py::arg("D"), py::arg("DV"), py::arg("sq"), py::arg("sk"), py::arg("sv"),
+      py::arg("causal"), py::arg("scale"), py::arg("threads") = 0);
+  m.attr("ATTENTION_DECODE_QUERIES") = slt::cpu::kDecodeQueries;
   m.def(
       "apply_epilogue",
       [](uintptr_t y, int64_t M, int64_t N, int64_t ldy, uintptr_t bias, uintptr_t scale, uintptr_t residual,

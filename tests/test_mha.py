@@ -347,6 +347,11 @@ def test_packed_attention_runs_its_layers_prepared_calls_with_slt_mhas_bits(int8
             if i == 4:
                 layers = (packed.q_proj, packed.k_proj, packed.v_proj, packed.out_proj)
                 assert len(runs) >= 8 and all(m.copies[0]._prepared.call is not None for m in layers)
+        mem = torch.randn(2, 7, 40)  # cross-attention: q from x, k and v from mem, each through its layer
+        for _ in range(3):
+            got = packed(x, mem, mem)[0]
+            assert torch.equal(got, slt_mha(x, q, k, v, o, 2, key=mem, value=mem, bias=bias,
+                                            softmax_scale=24 ** -0.5, backend="cpp", int8=int8))
     packed.v_proj.copies[0].backend = "reference"
     with torch.no_grad(), pytest.raises(ValueError, match=r"backend: the four projections of an attention layer "
                                                           r"run on one backend"):

@@ -281,6 +281,29 @@ def prepare_linear(x, bias, *rest, int8: bool = False) -> PreparedLinear | None:
     return PreparedLinear(plan, tuple(w[:2]), x, (alive, planes, bias), r1 - r0, nt)
 
 
+def attention(q, k, v, key_padding_mask, attn_mask, causal: bool, scale: float) -> torch.Tensor:
+    """The attention op: a decode step (float32, at most ATTENTION_DECODE_QUERIES queries, no
+    attn_mask, outside autograd) by the C++ kernel, which reads each head's cached keys and values
+    once (csrc/cpu/attention.h; torch's SDPA read a 1024-key cache at a quarter of that rate on
+    one core); anything else by torch's SDPA (composite.sdpa_attention)."""
+    mod = _ext.require()
+    tensors = (q, k, v)
+    if (attn_mask is not None or q.shape[1] > mod.ATTENTION_DECODE_QUERIES
+            or any(t.dtype != torch.float32 or t.stride(-1) != 1 for t in tensors)
+            or (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))):
+        return composite.sdpa_attention(q, k, v, key_padding_mask, attn_mask, causal, scale)
+    b, t, h, d = q.shape
+    s, dv = k.shape[1], v.shape[3]
+    out = torch.empty(b, t, h, dv, dtype=torch.float32, device=q.device)
+    if out.numel() == 0:
+        return out
+    kpm = None if key_padding_mask is None else key_padding_mask.contiguous()
+    mod.attention_decode(q.data_ptr(), k.data_ptr(), v.data_ptr(), _ptr(kpm), out.data_ptr(), b, t, s, h, d, dv,
+                         list(q.stride()[:3]), list(k.stride()[:3]), list(v.stride()[:3]), bool(causal),
+                         float(scale), torch.get_num_threads())
+    return out
+
+
 def materialize(*args, out: torch.Tensor | None = None, threads: int | None = None,
                 isa: str | None = None, taps: int = 1) -> torch.Tensor:
     """W_eff[row_begin:row_end] float32 (args: the weight block, row_begin, row_end); `out`: a
@@ -706,15 +729,20 @@ def _describe() -> str:
                f"{ISA_ENV}=amx, not chosen automatically") if "amx" in cpu_isas() and isa != "amx" else ""
     except RuntimeError:  # no extension
         amx = ""
+    try:
+        attn = (f"; attention decode steps (float32, <= {_ext.require().ATTENTION_DECODE_QUERIES} queries, no "
+                "attn_mask): one pass over each head's keys and one over its values, else torch's SDPA")
+    except RuntimeError:  # no extension
+        attn = ""
     return (f"slt_hw._C fused CPU kernel ({isa}, OpenMP{per_path}): weights regenerated in registers"
-            f"{table}{bf16}{panels}{conv}{amx}")
+            f"{table}{bf16}{panels}{conv}{amx}{attn}")
 
 
 _int8 = functools.partial(linear, int8=True)
 
 register(Backend(
     name="cpp", priority=20, description=_describe, not_supported_reasons=_reasons,
-    ops={**composite.linear_ops(linear), "conv2d_planes": conv2d, "conv2d_frozen": conv2d,
+    ops={**composite.linear_ops(linear), "attention": attention, "conv2d_planes": conv2d, "conv2d_frozen": conv2d,
          **composite.int8_ops(_int8, linear), "conv2d_int8_planes": conv2d_int8, "conv2d_int8_frozen": conv2d_int8,
          "materialize_planes": materialize, "materialize_frozen": materialize},
     lacks={"linear_grouped": "no grouped kernel: slt_mha runs one linear per projection"},

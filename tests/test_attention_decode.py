@@ -1,0 +1,108 @@
+"""The cpp backend's attention op: decode steps (float32, up to ATTENTION_DECODE_QUERIES queries,
+no attn_mask) by the C++ kernel (csrc/cpu/attention.cpp), the rest by torch's SDPA; both against
+the reference (the softmax written out in float32) on many shapes: keys in a KV cache's head-major
+views, padding (rows with no key left: zeros), causal with T < S, odd head dims, empty batches."""
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from slt_hw import _ops, dispatch
+from slt_hw.backends import composite, cpu
+from slt_hw.reference.attention import attention as reference
+
+pytestmark = pytest.mark.skipif(bool(dispatch.reasons("cpu", "attention").get("cpp", "absent")),
+                                reason="slt_hw._C not built")
+
+
+def _kernel_runs(monkeypatch) -> list:
+    """Counts the calls that fall back to SDPA."""
+    fallbacks = []
+    real = composite.sdpa_attention
+    monkeypatch.setattr(composite, "sdpa_attention", lambda *a: fallbacks.append(1) or real(*a))
+    return fallbacks
+
+
+def _heads(b, s, h, d, cache, gen):
+    """(B, S, H, D): contiguous, or a KVCache-like head-major view of a longer buffer."""
+    if not cache:
+        return torch.randn(b, s, h, d, generator=gen)
+    return torch.randn(b, h, s + 3, d, generator=gen).transpose(1, 2)[:, :s]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(b=st.integers(0, 3), t=st.integers(1, 16), extra=st.integers(0, 40), h=st.sampled_from([1, 2, 5]),
+       d=st.sampled_from([1, 7, 16, 33, 128]), dv=st.sampled_from([1, 12, 40]), causal=st.booleans(),
+       padded=st.sampled_from([None, 0.3, 1.0]), cache=st.booleans(), q_strided=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_decode_kernel_matches_the_reference(b, t, extra, h, d, dv, causal, padded, cache, q_strided, seed,
+                                             monkeypatch):
+    fallbacks = _kernel_runs(monkeypatch)  # (patched again each example: the same wrapper's effect)
+    gen = torch.Generator().manual_seed(seed)
+    s = t + extra
+    q = torch.randn(b, h, t, d, generator=gen).transpose(1, 2) if q_strided else torch.randn(b, t, h, d, generator=gen)
+    k, v = _heads(b, s, h, d, cache, gen), _heads(b, s, h, dv, cache, gen)
+    kpm = None if padded is None else torch.rand(b, s, generator=gen) < padded
+    scale = d ** -0.5
+    got = cpu.attention(q, k, v, kpm, None, causal, scale)
+    want = reference(q, k, v, kpm, None, causal, scale)
+    assert not fallbacks and got.shape == (b, t, h, dv) and got.dtype == torch.float32
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    if padded == 1.0:  # every key padded: zeros, not NaN
+        assert torch.equal(got, torch.zeros_like(got))
+
+
+def test_no_keys_left_gives_zeros_and_the_rest_is_exact_softmax(monkeypatch):
+    """One query whose keys are all masked (causal and padding together) among others."""
+    fallbacks = _kernel_runs(monkeypatch)
+    gen = torch.Generator().manual_seed(3)
+    q, k, v = torch.randn(2, 3, 2, 8, generator=gen), torch.randn(2, 5, 2, 8, generator=gen), \
+        torch.randn(2, 5, 2, 4, generator=gen)
+    kpm = torch.tensor([[True, True, True, False, False], [False] * 5])
+    got = cpu.attention(q, k, v, kpm, None, True, 0.5)  # batch 0, query 0 sees keys 0-2: all padded
+    assert not fallbacks and torch.equal(got[0, 0], torch.zeros(2, 4)) and torch.isfinite(got).all()
+    torch.testing.assert_close(got, reference(q, k, v, kpm, None, True, 0.5), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("case", ["many_queries", "attn_mask", "bf16", "grad", "strided_last_dim"])
+def test_other_calls_go_to_sdpa(case, monkeypatch):
+    fallbacks = _kernel_runs(monkeypatch)
+    gen = torch.Generator().manual_seed(0)
+    t = cpu._ext.require().ATTENTION_DECODE_QUERIES + 1 if case == "many_queries" else 2
+    q, k, v = (torch.randn(1, n, 2, 8, generator=gen) for n in (t, 20, 20))
+    mask = torch.randn(t, 20, generator=gen) if case == "attn_mask" else None
+    if case == "bf16":
+        q, k, v = (x.to(torch.bfloat16) for x in (q, k, v))
+    if case == "grad":
+        q.requires_grad_()
+    if case == "strided_last_dim":
+        k = torch.randn(1, 20, 2, 16, generator=gen)[..., ::2]
+    got = cpu.attention(q, k, v, None, mask, False, 0.3)
+    assert fallbacks
+    want = reference(q.detach(), k, v, None, mask, False, 0.3)
+    torch.testing.assert_close(got.detach().float(), want, rtol=2e-2 if case == "bf16" else 1e-5,
+                               atol=2e-2 if case == "bf16" else 1e-5)
+
+
+def test_the_op_dispatches_to_it_and_bad_calls_are_refused(monkeypatch):
+    fallbacks = _kernel_runs(monkeypatch)
+    q, k, v = torch.randn(1, 1, 2, 8), torch.randn(1, 9, 2, 8), torch.randn(1, 9, 2, 8)
+    got = _ops.call("attention", q, k, v, None, None, True, 0.25, "cpp")
+    assert not fallbacks
+    torch.testing.assert_close(got, reference(q, k, v, None, None, True, 0.25), rtol=1e-5, atol=1e-6)
+    mod = cpu._ext.require()
+    out = torch.empty(1, 17, 2, 8)
+    with pytest.raises(ValueError, match="at most 16 queries, got 17"):
+        mod.attention_decode(q.data_ptr(), k.data_ptr(), v.data_ptr(), 0, out.data_ptr(), 1, 17, 9, 2, 8, 8,
+                             [16, 16, 8], [144, 16, 8], [144, 16, 8], False, 1.0)
+    with pytest.raises(ValueError, match="strides: expected 3"):
+        mod.attention_decode(q.data_ptr(), k.data_ptr(), v.data_ptr(), 0, out.data_ptr(), 1, 1, 9, 2, 8, 8,
+                             [16, 16], [144, 16, 8], [144, 16, 8], False, 1.0)
+    with pytest.raises(ValueError, match="causal needs T <= S"):
+        mod.attention_decode(q.data_ptr(), k.data_ptr(), v.data_ptr(), 0, out.data_ptr(), 1, 2, 1, 2, 8, 8,
+                             [32, 16, 8], [144, 16, 8], [144, 16, 8], True, 1.0)
+
+
+def test_slt_hw_info_names_it():
+    assert "attention decode steps (float32, <= 16 queries, no attn_mask)" in cpu._describe()
