@@ -106,3 +106,18 @@ def test_the_op_dispatches_to_it_and_bad_calls_are_refused(monkeypatch):
 
 def test_slt_hw_info_names_it():
     assert "attention decode steps (float32, <= 16 queries, no attn_mask)" in cpu._describe()
+
+
+def test_a_nan_query_gives_nan_for_that_query_only(monkeypatch):
+    """NaN in, NaN out (as SDPA), not a softmax over the other scores or a row of zeros."""
+    fallbacks = _kernel_runs(monkeypatch)
+    gen = torch.Generator().manual_seed(5)
+    q, k, v = torch.randn(2, 2, 3, 8, generator=gen), torch.randn(2, 6, 3, 8, generator=gen), \
+        torch.randn(2, 6, 3, 4, generator=gen)
+    q[1, 0, 2, 5] = float("nan")
+    got = cpu.attention(q, k, v, None, None, False, 0.5)
+    assert not fallbacks and torch.isnan(got[1, 0, 2]).all()
+    keep = torch.ones(2, 2, 3, dtype=torch.bool)
+    keep[1, 0, 2] = False
+    q_ok = torch.where(torch.isnan(q), 0.0, q)
+    torch.testing.assert_close(got[keep], reference(q_ok, k, v, None, None, False, 0.5)[keep], rtol=1e-5, atol=1e-6)

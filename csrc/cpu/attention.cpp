@@ -33,9 +33,10 @@ inline float dot(const float* __restrict a, const float* __restrict b, int64_t n
 }
 
 // exp(x) for x <= 0 (a score less its row's max), relative error ~2e-7; 0 below -87 (and for
-// -inf, a masked key). 2^n r's polynomial, n = round(x / ln 2), r = x - n ln 2 in [-ln2/2, ln2/2].
+// -inf, a masked key), NaN for NaN. 2^n r's polynomial, n = round(x / ln 2), r = x - n ln 2 in
+// [-ln2/2, ln2/2].
 inline float exp_nonpositive(float x) {
-  const float xc = x < -87.0f ? -87.0f : x;
+  const float xc = x > -87.0f ? x : -87.0f;  // (NaN too: the conversions below stay defined)
   const int32_t ni = -int32_t(0.5f - xc * 1.44269504f);  // (round(x / ln 2): truncation of a positive)
   const float n = float(ni);
   const float r = (xc - n * 0.693145752f) - n * 1.42860677e-6f;  // (ln 2 in two parts: r exact enough)
@@ -50,7 +51,8 @@ inline float exp_nonpositive(float x) {
   const int32_t bits = (ni + 127) << 23;
   float two_n;
   std::memcpy(&two_n, &bits, sizeof two_n);
-  return x < -87.0f ? 0.0f : p * two_n;
+  const float e = p * two_n;
+  return x >= -87.0f ? e : (x == x ? 0.0f : x);
 }
 
 // The (batch, head) pair bh: its T queries' scores over the S keys, their softmax, the weighted
@@ -78,7 +80,7 @@ void head(const AttentionArgs& a, int64_t bh, float* scores, float* acc) {
   for (int64_t t = 0; t < T; ++t) {  // softmax numerators, their sum
     float* st = scores + t * S;
     float m = neg_inf;
-    for (int64_t s = 0; s < S; ++s) m = st[s] > m ? st[s] : m;
+    for (int64_t s = 0; s < S; ++s) m = st[s] > m || st[s] != st[s] ? st[s] : m;  // (a NaN score: NaN out)
     float l = 0.0f;
     if (m != neg_inf)
       for (int64_t s = 0; s < S; ++s) {
