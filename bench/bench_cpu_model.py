@@ -1,12 +1,18 @@
 """A whole packed model on the CPU against the same dense model in torch, same run: an MLP block
-(in -> hidden -> ReLU -> in, LLaMA-7B's 4096 / 11008 by default) or a CNN (Edge-Popup's Conv6,
-the CIFAR ResNet-18, on 32 x 32 inputs), converted and packed with slt_hw, then run with float
+(in -> hidden -> ReLU -> in, LLaMA-7B's 4096 / 11008 by default), a CNN (Edge-Popup's Conv6,
+the CIFAR ResNet-18, on 32 x 32 inputs) or a decode step through transformer blocks
+(SLTTransformerBlock: attention over a KV cache and a ReLU FFN, no normalization; 2048 wide,
+FFN 5632, 16 heads, 1024 keys by default), converted and packed with slt_hw, then run with float
 activations and, after slt_hw.nn.set_int8_activations, with int8 ones; the peers are the dense
 model in fp32 and bf16 and torch's quantize_dynamic of it (int8; the CNNs' convolutions too,
-as torch.ao.nn.quantized.dynamic.Conv2d), the CNNs also on channels-last input.
+as torch.ao.nn.quantized.dynamic.Conv2d), the CNNs also on channels-last input. The transformer's
+dense peer (DenseBlock) is written as a torch user would: one in_proj GEMM, a (B, H, S, D) cache,
+SDPA, out_proj and the FFN, in fp32 and through quantize_dynamic (no bf16 there: this CPU has
+no native bf16 GEMM).
 
-    .venv/bin/python bench/bench_cpu_model.py [--model mlp|conv6|resnet18] [--dims 4096x11008]
-        [--blocks 4] [--batches 1,4,8,64] [--threads 2]
+    .venv/bin/python bench/bench_cpu_model.py [--model mlp|transformer|conv6|resnet18]
+        [--dims 4096x11008] [--blocks 4] [--batches 1,4,8,64] [--threads 2]
+        [--heads 16 --context 1024 (transformer)]
 
 With --blocks N the MLP model is N blocks in sequence: past the L3 (from 2 blocks at LLaMA's
 sizes), every layer's weights, or masks and cached layouts, come from DRAM on every forward, as
@@ -34,6 +40,7 @@ import warnings
 
 import torch
 import torch.ao.nn.quantized.dynamic as qdyn
+import torch.nn.functional as F
 from torch import nn
 from utils import interleaved_times, report
 
@@ -146,6 +153,97 @@ def bench_cnn(name: str, batches: list[int], stat: str) -> list[dict]:
     return rows
 
 
+class DenseBlock(nn.Module):
+    """The dense peer of a packed SLTTransformerBlock at a decode step, as a user would write it
+    with torch: one in_proj GEMM for Q, K, V, the step's keys and values written into a
+    (B, H, S, D) cache, SDPA, out_proj, the ReLU FFN, the residuals (no normalization)."""
+
+    def __init__(self, block: nn.Module, batch: int, ctx: int):
+        super().__init__()
+        attn = block.attn
+        self.h, e = attn.num_heads, attn.embed_dim
+        lin = {n: getattr(attn, n).copies[0].packed.materialize() for n in ("q_proj", "k_proj", "v_proj", "out_proj")}
+        self.in_proj = nn.Linear(e, 3 * e, bias=False)
+        self.in_proj.weight.data.copy_(torch.cat([lin["q_proj"], lin["k_proj"], lin["v_proj"]]))
+        self.out_proj = nn.Linear(e, e, bias=False)
+        self.out_proj.weight.data.copy_(lin["out_proj"])
+        self.fc1 = nn.Linear(e, block.fc1.weight_shape[0], bias=False)
+        self.fc1.weight.data.copy_(block.fc1.copies[0].packed.materialize())
+        self.fc2 = nn.Linear(block.fc1.weight_shape[0], e, bias=False)
+        self.fc2.weight.data.copy_(block.fc2.copies[0].packed.materialize())
+        self.k = torch.randn(batch, self.h, ctx, e // self.h)
+        self.v = torch.randn(batch, self.h, ctx, e // self.h)
+        self.length = ctx - 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, e = x.shape
+        qkv = self.in_proj(x).view(b, t, 3, self.h, e // self.h)
+        q, k, v = (qkv[:, :, i].transpose(1, 2) for i in range(3))
+        n = self.length
+        self.k[:, :, n:n + t], self.v[:, :, n:n + t] = k, v
+        y = F.scaled_dot_product_attention(q, self.k[:, :, :n + t], self.v[:, :, :n + t])
+        a = self.out_proj(y.transpose(1, 2).reshape(b, t, e)) + x
+        return self.fc2(torch.relu(self.fc1(a))) + a
+
+
+def bench_transformer(d: int, h: int, heads: int, blocks: int, ctx: int, batches: list[int],
+                      stat: str) -> list[dict]:
+    """A decode step (one new token, ctx - 1 cached) through `blocks` packed SLTTransformerBlocks
+    against their dense peers (DenseBlock: fp32, and torch's quantize_dynamic of its linears)."""
+    from slt_hw.nn import SLTTransformerBlock
+
+    torch.manual_seed(0)
+    search = nn.Sequential(*(SLTTransformerBlock(d, heads, h, seed=0, name=f"b{i}", causal=True)
+                             for i in range(blocks))).eval()
+    packed = slt_hw.pack(search).eval()
+    packed8 = copy.deepcopy(packed)
+    set_int8_activations(packed8)
+    n_weights = blocks * (4 * d * d + 2 * d * h)
+    rows = []
+    for b in batches:
+        dense = nn.Sequential(*(DenseBlock(m, b, ctx) for m in packed)).eval()
+        with warnings.catch_warnings():  # torch deprecates its quantized tensors; still the peer asked for
+            warnings.simplefilter("ignore")
+            q8 = torch.ao.quantization.quantize_dynamic(copy.deepcopy(dense), {nn.Linear}, dtype=torch.qint8)
+        caches = {}
+        for name, model, peer in (("slt packed", packed, dense), ("slt packed int8", packed8, q8)):
+            caches[name] = []
+            for m, p in zip(model, peer, strict=True):  # (the dense peer's cached keys and values)
+                c = m.new_cache(b, ctx)
+                c.k[:, :ctx - 1] = p.k[:, :, :ctx - 1].transpose(1, 2)
+                c.v[:, :ctx - 1] = p.v[:, :, :ctx - 1].transpose(1, 2)
+                caches[name].append(c)
+
+        def slt(model, cs, x):
+            def run():
+                y = x
+                for m, c in zip(model, cs, strict=True):
+                    c.length = ctx - 1  # every call decodes the same last position
+                    y = m(y, cache=c)
+                return y
+            return run
+
+        x = torch.randn(b, 1, d)
+        impls = {"dense fp32": lambda x=x, f=dense: f(x), "torch int8 (quantize_dynamic)": lambda x=x, f=q8: f(x),
+                 "slt packed": slt(packed, caches["slt packed"], x),
+                 "slt packed int8": slt(packed8, caches["slt packed int8"], x)}
+        with torch.inference_mode():
+            ref = dense(x)
+            err = {name: float((f() - ref).norm() / ref.norm()) for name, f in impls.items()}
+            times = interleaved_times(impls, stat=stat)
+        mem = {"dense fp32": 4 * n_weights, "torch int8 (quantize_dynamic)": n_weights, "slt packed": n_weights / 8,
+               "slt packed int8": n_weights / 8}
+        for name, t in times.items():
+            model = {"slt packed": packed, "slt packed int8": packed8}.get(name)
+            held = 0 if model is None else sum(cpu.LUT_PLANES.held(w) for w in model.buffers())
+            rows.append({"model": f"{blocks} x transformer {d}/{h}, {heads} heads, {ctx} keys", "batch": b,
+                         "impl": name, "ms": f"{t * 1e3:.3f}",
+                         "vs int8": f"{times['torch int8 (quantize_dynamic)'] / t:.2f}x",
+                         "vs fp32": f"{times['dense fp32'] / t:.2f}x", "rel err": f"{err[name]:.4f}",
+                         "weight MiB": f"{(mem[name] + held) / 2**20:.2f}"})
+    return rows
+
+
 def static_int8(dense: nn.Module, x: torch.Tensor) -> nn.Module:
     """dense statically quantized by torch's FX graph mode ("x86" mapping), calibrated on x."""
     from torch.ao.quantization import get_default_qconfig_mapping
@@ -161,8 +259,11 @@ def static_int8(dense: nn.Module, x: torch.Tensor) -> nn.Module:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--model", default="mlp", choices=["mlp", *CNNS])
-    ap.add_argument("--dims", default="4096x11008", help="in x hidden of the MLP block")
+    ap.add_argument("--model", default="mlp", choices=["mlp", "transformer", *CNNS])
+    ap.add_argument("--dims", default=None, help="in x hidden of the MLP block (4096x11008) or of the transformer "
+                                                 "blocks' FFN (2048x5632)")
+    ap.add_argument("--heads", type=int, default=16, help="transformer: attention heads")
+    ap.add_argument("--context", type=int, default=1024, help="transformer: keys a decode step attends to")
     ap.add_argument("--blocks", type=int, default=1,
                     help="MLP blocks in sequence: from 2 (4 x 11008 x 4096 weights, 40 MiB of codes) the model is "
                          "larger than a 32 MiB L3 and each layer's weights come from DRAM, as in a real model")
@@ -173,11 +274,14 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     batches = [int(b) for b in args.batches.split(",")]
     if args.model == "mlp":
-        d, h = map(int, args.dims.split("x"))
+        d, h = map(int, (args.dims or "4096x11008").split("x"))
         rows = bench(d, h, batches, args.stat, args.blocks)
+    elif args.model == "transformer":
+        d, h = map(int, (args.dims or "2048x5632").split("x"))
+        rows = bench_transformer(d, h, args.heads, args.blocks, args.context, batches, args.stat)
     else:
         rows = bench_cnn(args.model, batches, args.stat)
-    blocks = f"_x{args.blocks}" if args.model == "mlp" and args.blocks > 1 else ""
+    blocks = f"_x{args.blocks}" if args.model in ("mlp", "transformer") and args.blocks > 1 else ""
     report(f"cpu_model_{args.model}{blocks}_{args.stat}", rows, list(rows[0]))
 
 
