@@ -11,7 +11,8 @@ flushed), round-robin over the implementations. Targets (issue 6, H100/H200 clas
 core >= 0.9x SDPA flash; the SLT block at decode >= 2x the dense-weight block.
 CPU (fp32, the composed path: C++ slt_linear and the cpp backend's attention op, whose decode
 steps (up to 16 queries) run its own kernel and the rest torch's SDPA; "decode-core" times that
-op alone against SDPA): smaller shapes, timed round-robin; with
+op alone against SDPA, on a float32 cache and on a bfloat16 one): smaller shapes, timed
+round-robin; with
 signed-constant weights also both blocks with int8 activations in their projections (slt_mha
 int8=True; the dense block with torch's dynamically quantized linears). "slt_layer" is the
 packed SLTMultiheadAttention module of the same weights (what a model runs: its projections
@@ -217,13 +218,17 @@ def decode(blk: Block, b: int, ctx: int, dtype, device, timer, rounds) -> list[d
     if device == "cpu":  # the attention core alone: the cpp backend's op (its decode kernel) against SDPA
         from slt_hw.backends import composite, cpu
 
-        q = torch.randn(b, 1, h, d)
-        k, v = cache.k[:, :ctx], cache.v[:, :ctx]  # (the cache's head-major views, as slt_mha reads them)
-        core = {"sdpa": lambda: composite.sdpa_attention(q, k, v, None, None, True, d ** -0.5),
-                "slt_attention": lambda: cpu.attention(q, k, v, None, None, True, d ** -0.5)}
-        _check("slt_attention", core["slt_attention"](), core["sdpa"](), 1e-4)
-        rows += _rows({**base, "mode": "decode-core"}, timer(core, rounds), dict.fromkeys(core, 4 * b * ctx * e),
-                      dict.fromkeys(core, kv), "sdpa")
+        for dt in (torch.float32, torch.bfloat16):  # (a float32 cache, as slt_mha's above, and a bfloat16 one)
+            tag = "" if dt == torch.float32 else "_bf16"
+            q = torch.randn(b, 1, h, d, dtype=dt)
+            c16 = KVCache(b, h, ctx, d, dtype=dt)
+            c16.k.copy_(cache.k), c16.v.copy_(cache.v)
+            k, v = c16.k[:, :ctx], c16.v[:, :ctx]  # (the cache's head-major views, as slt_mha reads them)
+            core = {f"sdpa{tag}": lambda q=q, k=k, v=v: composite.sdpa_attention(q, k, v, None, None, True, d ** -0.5),
+                    f"slt_attention{tag}": lambda q=q, k=k, v=v: cpu.attention(q, k, v, None, None, True, d ** -0.5)}
+            _check(f"slt_attention{tag}", core[f"slt_attention{tag}"](), core[f"sdpa{tag}"](), 1e-2 if tag else 1e-4)
+            rows += _rows({**base, "mode": "decode-core"}, timer(core, rounds), dict.fromkeys(core, 4 * b * ctx * e),
+                          dict.fromkeys(core, kv // (1 if tag == "" else 2)), f"sdpa{tag}")
     return rows + _rows(base, ms, dict.fromkeys(fns, flops), nbytes, "dense_block")
 
 

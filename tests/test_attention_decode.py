@@ -1,7 +1,8 @@
-"""The cpp backend's attention op: decode steps (float32, up to ATTENTION_DECODE_QUERIES queries,
-no attn_mask) by the C++ kernel (csrc/cpu/attention.cpp), the rest by torch's SDPA; both against
-the reference (the softmax written out in float32) on many shapes: keys in a KV cache's head-major
-views, padding (rows with no key left: zeros), causal with T < S, odd head dims, empty batches."""
+"""The cpp backend's attention op: decode steps (float32 or bfloat16, up to
+ATTENTION_DECODE_QUERIES queries, no attn_mask) by the C++ kernel (csrc/cpu/attention.cpp), the
+rest by torch's SDPA; both against the reference (the softmax written out in float32) on many
+shapes: keys in a KV cache's head-major views, padding (rows with no key left: zeros), causal
+with T < S, odd head dims, empty batches."""
 
 import pytest
 import torch
@@ -24,6 +25,12 @@ def _kernel_runs(monkeypatch) -> list:
     return fallbacks
 
 
+def _same_strides(x, dtype):
+    """x in dtype, with x's strides (a view of a buffer laid out as x's)."""
+    out = torch.empty_strided(x.shape, x.stride(), dtype=dtype) if x.numel() else x.to(dtype)
+    return out.copy_(x) if x.numel() else out
+
+
 def _heads(b, s, h, d, cache, gen):
     """(B, S, H, D): contiguous, or a KVCache-like head-major view of a longer buffer."""
     if not cache:
@@ -35,20 +42,25 @@ def _heads(b, s, h, d, cache, gen):
 @given(b=st.integers(0, 3), t=st.integers(1, 16), extra=st.integers(0, 40), h=st.sampled_from([1, 2, 5]),
        d=st.sampled_from([1, 7, 16, 33, 128]), dv=st.sampled_from([1, 12, 40]), causal=st.booleans(),
        padded=st.sampled_from([None, 0.3, 1.0]), cache=st.booleans(), q_strided=st.booleans(),
-       seed=st.integers(0, 2**16))
-def test_decode_kernel_matches_the_reference(b, t, extra, h, d, dv, causal, padded, cache, q_strided, seed,
+       bf16=st.booleans(), seed=st.integers(0, 2**16))
+def test_decode_kernel_matches_the_reference(b, t, extra, h, d, dv, causal, padded, cache, q_strided, bf16, seed,
                                              monkeypatch):
     fallbacks = _kernel_runs(monkeypatch)  # (patched again each example: the same wrapper's effect)
     gen = torch.Generator().manual_seed(seed)
     s = t + extra
     q = torch.randn(b, h, t, d, generator=gen).transpose(1, 2) if q_strided else torch.randn(b, t, h, d, generator=gen)
     k, v = _heads(b, s, h, d, cache, gen), _heads(b, s, h, dv, cache, gen)
+    if bf16:  # (a bfloat16 cache: the same strides, half the bytes)
+        q, k, v = (x.to(torch.bfloat16) if x.is_contiguous() else _same_strides(x, torch.bfloat16) for x in (q, k, v))
     kpm = None if padded is None else torch.rand(b, s, generator=gen) < padded
     scale = d ** -0.5
     got = cpu.attention(q, k, v, kpm, None, causal, scale)
-    want = reference(q, k, v, kpm, None, causal, scale)
-    assert not fallbacks and got.shape == (b, t, h, dv) and got.dtype == torch.float32
-    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    want = reference(q, k, v, kpm, None, causal, scale)  # (float32 sums of the same inputs)
+    assert not fallbacks and got.shape == (b, t, h, dv) and got.dtype == q.dtype
+    if bf16:  # float32 sums, then one rounding to bfloat16 (half an ulp: 2^-9 relative)
+        torch.testing.assert_close(got.float(), want, rtol=2 ** -8, atol=1e-5)
+    else:
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
     if padded == 1.0:  # every key padded: zeros, not NaN
         assert torch.equal(got, torch.zeros_like(got))
 
@@ -65,15 +77,15 @@ def test_no_keys_left_gives_zeros_and_the_rest_is_exact_softmax(monkeypatch):
     torch.testing.assert_close(got, reference(q, k, v, kpm, None, True, 0.5), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("case", ["many_queries", "attn_mask", "bf16", "grad", "strided_last_dim"])
+@pytest.mark.parametrize("case", ["many_queries", "attn_mask", "fp16", "grad", "strided_last_dim"])
 def test_other_calls_go_to_sdpa(case, monkeypatch):
     fallbacks = _kernel_runs(monkeypatch)
     gen = torch.Generator().manual_seed(0)
     t = cpu._ext.require().ATTENTION_DECODE_QUERIES + 1 if case == "many_queries" else 2
     q, k, v = (torch.randn(1, n, 2, 8, generator=gen) for n in (t, 20, 20))
     mask = torch.randn(t, 20, generator=gen) if case == "attn_mask" else None
-    if case == "bf16":
-        q, k, v = (x.to(torch.bfloat16) for x in (q, k, v))
+    if case == "fp16":
+        q, k, v = (x.to(torch.float16) for x in (q, k, v))
     if case == "grad":
         q.requires_grad_()
     if case == "strided_last_dim":
@@ -81,8 +93,8 @@ def test_other_calls_go_to_sdpa(case, monkeypatch):
     got = cpu.attention(q, k, v, None, mask, False, 0.3)
     assert fallbacks
     want = reference(q.detach(), k, v, None, mask, False, 0.3)
-    torch.testing.assert_close(got.detach().float(), want, rtol=2e-2 if case == "bf16" else 1e-5,
-                               atol=2e-2 if case == "bf16" else 1e-5)
+    torch.testing.assert_close(got.detach().float(), want, rtol=2e-3 if case == "fp16" else 1e-5,
+                               atol=2e-3 if case == "fp16" else 1e-5)
 
 
 def test_the_op_dispatches_to_it_and_bad_calls_are_refused(monkeypatch):
@@ -105,7 +117,7 @@ def test_the_op_dispatches_to_it_and_bad_calls_are_refused(monkeypatch):
 
 
 def test_slt_hw_info_names_it():
-    assert "attention decode steps (float32, <= 16 queries, no attn_mask)" in cpu._describe()
+    assert "attention decode steps (float32 or bfloat16, <= 16 queries, no attn_mask)" in cpu._describe()
 
 
 def test_a_nan_query_gives_nan_for_that_query_only(monkeypatch):

@@ -16,11 +16,14 @@ namespace cpu {
 constexpr int64_t kDecodeQueries = 16;
 
 struct AttentionArgs {
-  const float* q = nullptr;  // (B, T, H, D), element strides sq (batch, position, head; 1 along D)
-  const float* k = nullptr;  // (B, S, H, D), strides sk
-  const float* v = nullptr;  // (B, S, H, DV), strides sv
+  // q, k, v: float32, or bfloat16 (as uint16 bits) where bf16 (a half-size KV cache: half the
+  // bytes a step streams); sums in float32 either way
+  const void* q = nullptr;  // (B, T, H, D), element strides sq (batch, position, head; 1 along D)
+  const void* k = nullptr;  // (B, S, H, D), strides sk
+  const void* v = nullptr;  // (B, S, H, DV), strides sv
+  bool bf16 = false;
   const bool* key_padding = nullptr;  // (B, S), rows S apart, true = ignore the key; or null
-  float* out = nullptr;      // (B, T, H, DV), contiguous
+  float* out = nullptr;      // (B, T, H, DV), contiguous, float32
   int64_t B = 0, T = 0, S = 0, H = 0, D = 0, DV = 0;
   int64_t sq[3] = {0, 0, 0}, sk[3] = {0, 0, 0}, sv[3] = {0, 0, 0};
   bool causal = false;  // query t sees keys up to S - T + t (bottom-right aligned)

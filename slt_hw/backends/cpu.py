@@ -282,26 +282,26 @@ def prepare_linear(x, bias, *rest, int8: bool = False) -> PreparedLinear | None:
 
 
 def attention(q, k, v, key_padding_mask, attn_mask, causal: bool, scale: float) -> torch.Tensor:
-    """The attention op: a decode step (float32, at most ATTENTION_DECODE_QUERIES queries, no
-    attn_mask, outside autograd) by the C++ kernel, which reads each head's cached keys and values
-    once (csrc/cpu/attention.h; torch's SDPA read a 1024-key cache at a quarter of that rate on
-    one core); anything else by torch's SDPA (composite.sdpa_attention)."""
+    """The attention op: a decode step (float32 or bfloat16, at most ATTENTION_DECODE_QUERIES
+    queries, no attn_mask, outside autograd) by the C++ kernel, which reads each head's cached
+    keys and values once (csrc/cpu/attention.h; torch's SDPA read a 1024-key float32 cache at a
+    quarter of that rate on one core, a bfloat16 one slower still); anything else by torch's SDPA
+    (composite.sdpa_attention)."""
     mod = _ext.require()
     tensors = (q, k, v)
     if (attn_mask is not None or q.shape[1] > mod.ATTENTION_DECODE_QUERIES
-            or any(t.dtype != torch.float32 or t.stride(-1) != 1 for t in tensors)
+            or q.dtype not in (torch.float32, torch.bfloat16) or any(t.stride(-1) != 1 for t in tensors)
             or (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))):
         return composite.sdpa_attention(q, k, v, key_padding_mask, attn_mask, causal, scale)
-    b, t, h, d = q.shape
+    b, t, h, d = q.shape  # (the op checked: k and v of q's dtype and device, their shapes)
     s, dv = k.shape[1], v.shape[3]
     out = torch.empty(b, t, h, dv, dtype=torch.float32, device=q.device)
-    if out.numel() == 0:
-        return out
-    kpm = None if key_padding_mask is None else key_padding_mask.contiguous()
-    mod.attention_decode(q.data_ptr(), k.data_ptr(), v.data_ptr(), _ptr(kpm), out.data_ptr(), b, t, s, h, d, dv,
-                         list(q.stride()[:3]), list(k.stride()[:3]), list(v.stride()[:3]), bool(causal),
-                         float(scale), torch.get_num_threads())
-    return out
+    if out.numel() > 0:
+        kpm = None if key_padding_mask is None else key_padding_mask.contiguous()
+        mod.attention_decode(q.data_ptr(), k.data_ptr(), v.data_ptr(), _ptr(kpm), out.data_ptr(), b, t, s, h, d, dv,
+                             list(q.stride()[:3]), list(k.stride()[:3]), list(v.stride()[:3]), bool(causal),
+                             float(scale), torch.get_num_threads(), q.dtype == torch.bfloat16)
+    return out.to(q.dtype)  # (float32 sums; bfloat16 rounded once, as torch rounds)
 
 
 def materialize(*args, out: torch.Tensor | None = None, threads: int | None = None,
@@ -730,8 +730,8 @@ def _describe() -> str:
     except RuntimeError:  # no extension
         amx = ""
     try:
-        attn = (f"; attention decode steps (float32, <= {_ext.require().ATTENTION_DECODE_QUERIES} queries, no "
-                "attn_mask): one pass over each head's keys and one over its values, else torch's SDPA")
+        attn = (f"; attention decode steps (float32 or bfloat16, <= {_ext.require().ATTENTION_DECODE_QUERIES} "
+                "queries, no attn_mask): one pass over each head's keys and one over its values, else torch's SDPA")
     except RuntimeError:  # no extension
         attn = ""
     return (f"slt_hw._C fused CPU kernel ({isa}, OpenMP{per_path}): weights regenerated in registers"
