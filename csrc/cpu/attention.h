@@ -1,10 +1,12 @@
-// Attention of a few queries over many keys (a decode step over a KV cache), float32, on the CPU.
+// Attention of a few queries over many keys (a decode step over a KV cache), float32 or bfloat16
+// inputs with float32 sums, on the CPU.
 //
 // torch's CPU scaled_dot_product_attention runs a decode step as its flash kernel's blocks of one
-// query row: on a Zen 4 core it read a 16-head cache of 1024 keys (16 MiB) at 8 GiB/s and one of
-// 4096 at 6.6, where the step is a stream over the keys and values. This kernel reads each
-// (batch, head)'s keys once for all its queries, then its values once: two sequential passes, the
-// scores of a head in a buffer between them (exact softmax, not an online one: the row is short).
+// query row: on a Zen 4 core it read a 16-head cache of 1024 keys (16 MiB) at 8-29 GiB/s from one
+// run to the next, one of 4096 at 6.6-8 (a bfloat16 one slower still), where the step is a stream
+// over the keys and values. This kernel reads each (batch, head)'s keys once for all its queries,
+// then its values once: two sequential passes, the scores of a head in a buffer between them (a
+// two-pass softmax, not an online one: the rows are short).
 #pragma once
 
 #include <cstdint>
