@@ -451,10 +451,12 @@ PYBIND11_MODULE(_C, m) {
       "attention_decode",
       [](uintptr_t q, uintptr_t k, uintptr_t v, uintptr_t key_padding, uintptr_t out, int64_t B, int64_t T,
          int64_t S, int64_t H, int64_t D, int64_t DV, std::vector<int64_t> sq, std::vector<int64_t> sk,
-         std::vector<int64_t> sv, bool causal, float scale, int threads, bool bf16) {
+         std::vector<int64_t> sv, bool causal, float scale, int threads, bool bf16, uintptr_t mask_bool,
+         uintptr_t mask_add) {
         slt::cpu::AttentionArgs a;
         a.q = ptr<const void>(q), a.k = ptr<const void>(k), a.v = ptr<const void>(v), a.bf16 = bf16;
         a.key_padding = ptr<const bool>(key_padding), a.out = ptr<float>(out);
+        a.mask_bool = ptr<const bool>(mask_bool), a.mask_add = ptr<const float>(mask_add);
         a.B = B, a.T = T, a.S = S, a.H = H, a.D = D, a.DV = DV, a.causal = causal, a.scale = scale;
         for (const auto* st : {&sq, &sk, &sv})
           if (st->size() != 3) throw std::invalid_argument("strides: expected 3 (batch, position, head)");
@@ -464,12 +466,14 @@ PYBIND11_MODULE(_C, m) {
       },
       "out (B, T, H, DV) float32 contiguous = softmax(q k^T scale, masked) v: q (B, T, H, D), k (B, S, H, D), v "
       "(B, S, H, DV) float32 (bfloat16 with bf16) with element strides (batch, position, head) and 1 along the "
-      "head dim; key_padding "
+      "head dim; attn_mask (T, S) contiguous as mask_bool (true = not allowed) or mask_add (float32 added to the "
+      "scaled scores), or 0; key_padding "
       "(B, S) bool contiguous or 0; causal bottom-right aligned; a query with no key left gets zeros. T <= "
       "ATTENTION_DECODE_QUERIES (a decode step: one pass over the keys, one over the values).",
       py::arg("q"), py::arg("k"), py::arg("v"), py::arg("key_padding"), py::arg("out"), py::arg("B"), py::arg("T"),
       py::arg("S"), py::arg("H"), py::arg("D"), py::arg("DV"), py::arg("sq"), py::arg("sk"), py::arg("sv"),
-      py::arg("causal"), py::arg("scale"), py::arg("threads") = 0, py::arg("bf16") = false);
+      py::arg("causal"), py::arg("scale"), py::arg("threads") = 0, py::arg("bf16") = false,
+      py::arg("mask_bool") = 0, py::arg("mask_add") = 0);
   m.attr("ATTENTION_DECODE_QUERIES") = slt::cpu::kDecodeQueries;
   m.def(
       "apply_epilogue",

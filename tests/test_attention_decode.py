@@ -1,8 +1,8 @@
 """The cpp backend's attention op: decode steps (float32 or bfloat16, up to
-ATTENTION_DECODE_QUERIES queries, no attn_mask) by the C++ kernel (csrc/cpu/attention.cpp), the
+ATTENTION_DECODE_QUERIES queries) by the C++ kernel (csrc/cpu/attention.cpp), the
 rest by torch's SDPA; both against the reference (the softmax written out in float32) on many
 shapes: keys in a KV cache's head-major views, padding (rows with no key left: zeros), causal
-with T < S, odd head dims, empty batches."""
+with T < S, bool and float attn_masks, odd head dims, empty batches."""
 
 import pytest
 import torch
@@ -42,9 +42,9 @@ def _heads(b, s, h, d, cache, gen):
 @given(b=st.integers(0, 3), t=st.integers(1, 16), extra=st.integers(0, 40), h=st.sampled_from([1, 2, 5]),
        d=st.sampled_from([1, 7, 16, 33, 128]), dv=st.sampled_from([1, 12, 40]), causal=st.booleans(),
        padded=st.sampled_from([None, 0.3, 1.0]), cache=st.booleans(), q_strided=st.booleans(),
-       bf16=st.booleans(), seed=st.integers(0, 2**16))
-def test_decode_kernel_matches_the_reference(b, t, extra, h, d, dv, causal, padded, cache, q_strided, bf16, seed,
-                                             monkeypatch):
+       bf16=st.booleans(), mask=st.sampled_from([None, "bool", "float", "float64"]), seed=st.integers(0, 2**16))
+def test_decode_kernel_matches_the_reference(b, t, extra, h, d, dv, causal, padded, cache, q_strided, bf16, mask,
+                                             seed, monkeypatch):
     fallbacks = _kernel_runs(monkeypatch)  # (patched again each example: the same wrapper's effect)
     gen = torch.Generator().manual_seed(seed)
     s = t + extra
@@ -53,9 +53,15 @@ def test_decode_kernel_matches_the_reference(b, t, extra, h, d, dv, causal, padd
     if bf16:  # (a bfloat16 cache: the same strides, half the bytes)
         q, k, v = (x.to(torch.bfloat16) if x.is_contiguous() else _same_strides(x, torch.bfloat16) for x in (q, k, v))
     kpm = None if padded is None else torch.rand(b, s, generator=gen) < padded
+    am = None
+    if mask == "bool":
+        am = torch.rand(t, s, generator=gen) < 0.3
+    elif mask is not None:  # (some keys at -inf: not allowed)
+        am = torch.randn(t, s, generator=gen).masked_fill(torch.rand(t, s, generator=gen) < 0.2, float("-inf"))
+        am = am.to(torch.float64 if mask == "float64" else torch.float32).t().contiguous().t()  # (strided too)
     scale = d ** -0.5
-    got = cpu.attention(q, k, v, kpm, None, causal, scale)
-    want = reference(q, k, v, kpm, None, causal, scale)  # (float32 sums of the same inputs)
+    got = cpu.attention(q, k, v, kpm, am, causal, scale)
+    want = reference(q, k, v, kpm, am, causal, scale)  # (float32 sums of the same inputs)
     assert not fallbacks and got.shape == (b, t, h, dv) and got.dtype == q.dtype
     if bf16:  # float32 sums, then one rounding to bfloat16 (half an ulp: 2^-9 relative)
         torch.testing.assert_close(got.float(), want, rtol=2 ** -8, atol=1e-5)
@@ -77,13 +83,13 @@ def test_no_keys_left_gives_zeros_and_the_rest_is_exact_softmax(monkeypatch):
     torch.testing.assert_close(got, reference(q, k, v, kpm, None, True, 0.5), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("case", ["many_queries", "attn_mask", "fp16", "grad", "strided_last_dim"])
+@pytest.mark.parametrize("case", ["many_queries", "fp16", "grad", "strided_last_dim"])
 def test_other_calls_go_to_sdpa(case, monkeypatch):
     fallbacks = _kernel_runs(monkeypatch)
     gen = torch.Generator().manual_seed(0)
     t = cpu._ext.require().ATTENTION_DECODE_QUERIES + 1 if case == "many_queries" else 2
     q, k, v = (torch.randn(1, n, 2, 8, generator=gen) for n in (t, 20, 20))
-    mask = torch.randn(t, 20, generator=gen) if case == "attn_mask" else None
+    mask = torch.randn(t, 20, generator=gen)
     if case == "fp16":
         q, k, v = (x.to(torch.float16) for x in (q, k, v))
     if case == "grad":
@@ -111,13 +117,17 @@ def test_the_op_dispatches_to_it_and_bad_calls_are_refused(monkeypatch):
     with pytest.raises(ValueError, match="strides: expected 3"):
         mod.attention_decode(q.data_ptr(), k.data_ptr(), v.data_ptr(), 0, out.data_ptr(), 1, 1, 9, 2, 8, 8,
                              [16, 16], [144, 16, 8], [144, 16, 8], False, 1.0)
+    with pytest.raises(ValueError, match="one attn_mask, bool or float, not both"):
+        mod.attention_decode(q.data_ptr(), k.data_ptr(), v.data_ptr(), 0, out.data_ptr(), 1, 1, 9, 2, 8, 8,
+                             [16, 16, 8], [144, 16, 8], [144, 16, 8], False, 1.0, mask_bool=q.data_ptr(),
+                             mask_add=q.data_ptr())
     with pytest.raises(ValueError, match="causal needs T <= S"):
         mod.attention_decode(q.data_ptr(), k.data_ptr(), v.data_ptr(), 0, out.data_ptr(), 1, 2, 1, 2, 8, 8,
                              [32, 16, 8], [144, 16, 8], [144, 16, 8], True, 1.0)
 
 
 def test_slt_hw_info_names_it():
-    assert "attention decode steps (float32 or bfloat16, <= 16 queries, no attn_mask)" in cpu._describe()
+    assert "attention decode steps (float32 or bfloat16, <= 16 queries)" in cpu._describe()
 
 
 def test_a_nan_query_gives_nan_for_that_query_only(monkeypatch):

@@ -84,8 +84,9 @@ __attribute__((always_inline)) inline void head(const AttentionArgs& a, int64_t 
   for (int64_t s = 0; s < S; ++s) {  // keys: one pass, every query's score
     const E* ks = kb + s * a.sk[1];
     for (int64_t t = 0; t < T; ++t) {
-      const bool masked = (pad && pad[s]) || (a.causal && s > S - T + t);
-      scores[t * S + s] = masked ? neg_inf : dot(qf + t * a.D, ks, a.D) * a.scale;
+      const bool masked = (pad && pad[s]) || (a.causal && s > S - T + t) || (a.mask_bool && a.mask_bool[t * S + s]);
+      const float add = a.mask_add ? a.mask_add[t * S + s] : 0.0f;  // (the reference's order: scaled, then added)
+      scores[t * S + s] = masked ? neg_inf : dot(qf + t * a.D, ks, a.D) * a.scale + add;
     }
   }
   float norm[kDecodeQueries];
@@ -141,6 +142,8 @@ void attention_decode(const AttentionArgs& a, int threads) {
                                 std::to_string(a.T));
   if (a.causal && a.T > a.S)
     throw std::invalid_argument("attention_decode: causal needs T <= S (the queries are the last T positions)");
+  if (a.mask_bool != nullptr && a.mask_add != nullptr)
+    throw std::invalid_argument("attention_decode: expected one attn_mask, bool or float, not both");
   if (a.B == 0) return;
   if (a.q == nullptr || a.out == nullptr || (a.S > 0 && (a.k == nullptr || a.v == nullptr)))
     throw std::invalid_argument("attention_decode: null pointer");

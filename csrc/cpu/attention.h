@@ -25,6 +25,10 @@ struct AttentionArgs {
   const void* v = nullptr;  // (B, S, H, DV), strides sv
   bool bf16 = false;
   const bool* key_padding = nullptr;  // (B, S), rows S apart, true = ignore the key; or null
+  // attn_mask (T, S), rows S apart, or null: bool (true = not allowed), or float32 added to the
+  // scaled scores (-inf: not allowed)
+  const bool* mask_bool = nullptr;
+  const float* mask_add = nullptr;
   float* out = nullptr;      // (B, T, H, DV), contiguous, float32
   int64_t B = 0, T = 0, S = 0, H = 0, D = 0, DV = 0;
   int64_t sq[3] = {0, 0, 0}, sk[3] = {0, 0, 0}, sv[3] = {0, 0, 0};

@@ -283,14 +283,15 @@ def prepare_linear(x, bias, *rest, int8: bool = False) -> PreparedLinear | None:
 
 def attention(q, k, v, key_padding_mask, attn_mask, causal: bool, scale: float) -> torch.Tensor:
     """The attention op: a decode step (float32 or bfloat16, at most ATTENTION_DECODE_QUERIES
-    queries, no attn_mask, outside autograd) by the C++ kernel, which reads each head's cached
-    keys and values once (csrc/cpu/attention.h; torch's SDPA read a 1024-key float32 cache at a
-    quarter of that rate on one core, a bfloat16 one slower still); anything else by torch's SDPA
+    queries, outside autograd) by the C++ kernel, which reads each head's cached keys and values
+    once (csrc/cpu/attention.h; torch's SDPA read a 1024-key float32 cache at a quarter of that
+    rate on one core, a bfloat16 one slower still); anything else by torch's SDPA
     (composite.sdpa_attention)."""
     mod = _ext.require()
     tensors = (q, k, v)
-    if (attn_mask is not None or q.shape[1] > mod.ATTENTION_DECODE_QUERIES
+    if (q.shape[1] > mod.ATTENTION_DECODE_QUERIES
             or q.dtype not in (torch.float32, torch.bfloat16) or any(t.stride(-1) != 1 for t in tensors)
+            or (attn_mask is not None and attn_mask.device.type != "cpu")
             or (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))):
         return composite.sdpa_attention(q, k, v, key_padding_mask, attn_mask, causal, scale)
     b, t, h, d = q.shape  # (the op checked: k and v of q's dtype and device, their shapes)
@@ -298,9 +299,13 @@ def attention(q, k, v, key_padding_mask, attn_mask, causal: bool, scale: float) 
     out = torch.empty(b, t, h, dv, dtype=torch.float32, device=q.device)
     if out.numel() > 0:
         kpm = None if key_padding_mask is None else key_padding_mask.contiguous()
+        mask = None if attn_mask is None else attn_mask.contiguous() if attn_mask.dtype == torch.bool else \
+            attn_mask.to(torch.float32).contiguous()  # (float: added in float32, as the reference adds it)
+        is_bool = mask is not None and mask.dtype == torch.bool
         mod.attention_decode(q.data_ptr(), k.data_ptr(), v.data_ptr(), _ptr(kpm), out.data_ptr(), b, t, s, h, d, dv,
                              list(q.stride()[:3]), list(k.stride()[:3]), list(v.stride()[:3]), bool(causal),
-                             float(scale), torch.get_num_threads(), q.dtype == torch.bfloat16)
+                             float(scale), torch.get_num_threads(), q.dtype == torch.bfloat16,
+                             _ptr(mask) if is_bool else 0, 0 if mask is None or is_bool else _ptr(mask))
     return out.to(q.dtype)  # (float32 sums; bfloat16 rounded once, as torch rounds)
 
 
@@ -731,7 +736,7 @@ def _describe() -> str:
         amx = ""
     try:
         attn = (f"; attention decode steps (float32 or bfloat16, <= {_ext.require().ATTENTION_DECODE_QUERIES} "
-                "queries, no attn_mask): one pass over each head's keys and one over its values, else torch's SDPA")
+                "queries): one pass over each head's keys and one over its values, else torch's SDPA")
     except RuntimeError:  # no extension
         attn = ""
     return (f"slt_hw._C fused CPU kernel ({isa}, OpenMP{per_path}): weights regenerated in registers"
