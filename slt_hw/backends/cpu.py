@@ -284,9 +284,8 @@ def prepare_linear(x, bias, *rest, int8: bool = False) -> PreparedLinear | None:
 def attention(q, k, v, key_padding_mask, attn_mask, causal: bool, scale: float) -> torch.Tensor:
     """The attention op: a decode step (float32 or bfloat16, at most ATTENTION_DECODE_QUERIES
     queries, outside autograd) by the C++ kernel, which reads each head's cached keys and values
-    once (csrc/cpu/attention.h; torch's SDPA read a 1024-key float32 cache at a quarter of that
-    rate on one core, a bfloat16 one slower still); anything else by torch's SDPA
-    (composite.sdpa_attention)."""
+    once (csrc/cpu/attention.h; torch's SDPA took 1.1-3.3x its time on one Zen 4 core, 5-7x on a
+    bfloat16 cache); anything else by torch's SDPA (composite.sdpa_attention)."""
     mod = _ext.require()
     tensors = (q, k, v)
     if (q.shape[1] > mod.ATTENTION_DECODE_QUERIES
