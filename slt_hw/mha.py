@@ -3,9 +3,11 @@
 One function whose steps dispatch like slt_linear: the projections (the linear ops, or the
 "linear_grouped" op where the backend has one: Triton's Q/K/V of one input in one launch,
 kernels/linear_grouped.py), the attention op on the projected heads (Triton: flash attention,
-kernels/attention.py; cpp/cuda/cupy: torch's scaled_dot_product_attention; reference: the
-softmax written out in float32), then the O projection. Automatic on CUDA this is the fused
-Triton path, on CPU the C++ kernel's projections and SDPA.
+kernels/attention.py; cpp: a decode step of up to 16 queries by csrc/cpu/attention.cpp, one
+pass over each head's cached keys and one over its values, else torch's
+scaled_dot_product_attention, which cuda/cupy run; reference: the softmax written out in
+float32), then the O projection. Automatic on CUDA this is the fused Triton path, on CPU the
+C++ kernels.
 
 Inference only: inputs that require grad raise (train with SLTMultiheadAttention's search
 form). A `KVCache`, owned by the caller, turns a call into a decode step: the new keys and
@@ -211,8 +213,8 @@ def slt_mha(x: torch.Tensor, q: PackedWeight, k: PackedWeight, v: PackedWeight, 
     logits (Triton runs it through SDPA: the flash kernel takes none). causal: query i attends to
     keys up to its position.
     cache: a KVCache for decode. A query with no key left gets a zero output, not NaN.
-    backend: "auto" (default, or SLT_HW_BACKEND: fused Triton on CUDA, the C++ kernel and SDPA on
-    CPU) or a backend name for every step. int8: the four projections with int8 activations
+    backend: "auto" (default, or SLT_HW_BACKEND: fused Triton on CUDA, the C++ kernels (SDPA past
+    16 queries) on CPU) or a backend name for every step. int8: the four projections with int8 activations
     (slt_linear_int8: signed-constant weights; the attention itself stays in x's dtype).
     Returns (B, T, o.out_features).
     """
