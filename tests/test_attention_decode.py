@@ -143,3 +143,27 @@ def test_a_nan_query_gives_nan_for_that_query_only(monkeypatch):
     keep[1, 0, 2] = False
     q_ok = torch.where(torch.isnan(q), 0.0, q)
     torch.testing.assert_close(got[keep], reference(q_ok, k, v, None, None, False, 0.5)[keep], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_the_build_without_clones_agrees(bf16):
+    """The kernel as the emulation build compiles it: without target_clones, the portable loops
+    (what a compiler or OS without them runs; here the AVX-512 clone is the one picked)."""
+    import avx512_emulation
+
+    mod = avx512_emulation.module()
+    gen = torch.Generator().manual_seed(7)
+    dt = torch.bfloat16 if bf16 else torch.float32
+    q = torch.randn(2, 3, 4, 33, generator=gen).to(dt)
+    k = torch.randn(2, 4, 50, 33, generator=gen).to(dt).transpose(1, 2)
+    v = torch.randn(2, 4, 50, 20, generator=gen).to(dt).transpose(1, 2)
+    kpm = torch.rand(2, 50, generator=gen) < 0.3
+    mask = torch.randn(3, 50, generator=gen)
+    out = torch.empty(2, 3, 4, 20)
+    mod.attention_decode(q.data_ptr(), k.data_ptr(), v.data_ptr(), kpm.data_ptr(), out.data_ptr(), 2, 3, 50, 4, 33, 20,
+                         list(q.stride()[:3]), list(k.stride()[:3]), list(v.stride()[:3]), True, 0.2, 2, bf16, 0,
+                         mask.data_ptr())
+    want = reference(q, k, v, kpm, mask, True, 0.2)
+    torch.testing.assert_close(out, want, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(cpu.attention(q, k, v, kpm, mask, True, 0.2).float(), want,
+                               rtol=2 ** -8 if bf16 else 1e-5, atol=1e-5)
