@@ -10,7 +10,7 @@ decode batch 1-64, context 1k-32k, head dim 128. Timing: triton.testing.do_bench
 flushed), round-robin over the implementations. Targets (issue 6, H100/H200 class): attention
 core >= 0.9x SDPA flash; the SLT block at decode >= 2x the dense-weight block.
 CPU (fp32, the composed path: C++ slt_linear and the cpp backend's attention op, whose decode
-steps (up to 16 queries) run its own kernel and the rest torch's SDPA; "decode-core" times that
+steps (up to 4 queries) run its own kernel and the rest torch's SDPA; "decode-core" times that
 op alone against SDPA, on a float32 cache and on a bfloat16 one): smaller shapes, timed
 round-robin; with
 signed-constant weights also both blocks with int8 activations in their projections (slt_mha

@@ -3,7 +3,7 @@
 One function whose steps dispatch like slt_linear: the projections (the linear ops, or the
 "linear_grouped" op where the backend has one: Triton's Q/K/V of one input in one launch,
 kernels/linear_grouped.py), the attention op on the projected heads (Triton: flash attention,
-kernels/attention.py; cpp: a decode step of up to 16 queries by csrc/cpu/attention.cpp, one
+kernels/attention.py; cpp: a decode step of up to 4 queries by csrc/cpu/attention.cpp, one
 pass over each head's cached keys and one over its values, else torch's
 scaled_dot_product_attention, which cuda/cupy run; reference: the softmax written out in
 float32), then the O projection. Automatic on CUDA this is the fused Triton path, on CPU the
@@ -214,7 +214,7 @@ def slt_mha(x: torch.Tensor, q: PackedWeight, k: PackedWeight, v: PackedWeight, 
     keys up to its position.
     cache: a KVCache for decode. A query with no key left gets a zero output, not NaN.
     backend: "auto" (default, or SLT_HW_BACKEND: fused Triton on CUDA, the C++ kernels (SDPA past
-    16 queries) on CPU) or a backend name for every step. int8: the four projections with int8 activations
+    4 queries) on CPU) or a backend name for every step. int8: the four projections with int8 activations
     (slt_linear_int8: signed-constant weights; the attention itself stays in x's dtype).
     Returns (B, T, o.out_features).
     """
