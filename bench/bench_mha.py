@@ -221,9 +221,11 @@ def decode(blk: Block, b: int, ctx: int, dtype, device, timer, rounds) -> list[d
         for dt in (torch.float32, torch.bfloat16):  # (a float32 cache, as slt_mha's above, and a bfloat16 one)
             tag = "" if dt == torch.float32 else "_bf16"
             q = torch.randn(b, 1, h, d, dtype=dt)
-            c16 = KVCache(b, h, ctx, d, dtype=dt)
-            c16.k.copy_(cache.k), c16.v.copy_(cache.v)
-            k, v = c16.k[:, :ctx], c16.v[:, :ctx]  # (the cache's head-major views, as slt_mha reads them)
+            c = cache
+            if dt != cache.k.dtype:  # (the same keys and values, rounded)
+                c = KVCache(b, h, ctx, d, dtype=dt)
+                c.k.copy_(cache.k), c.v.copy_(cache.v)
+            k, v = c.k[:, :ctx], c.v[:, :ctx]  # (the cache's head-major views, as slt_mha reads them)
             core = {f"sdpa{tag}": lambda q=q, k=k, v=v: composite.sdpa_attention(q, k, v, None, None, True, d ** -0.5),
                     f"slt_attention{tag}": lambda q=q, k=k, v=v: cpu.attention(q, k, v, None, None, True, d ** -0.5)}
             _check(f"slt_attention{tag}", core[f"slt_attention{tag}"](), core[f"sdpa{tag}"](), 1e-2 if tag else 1e-4)

@@ -110,13 +110,19 @@ def test_prefill_then_decode_equals_one_prefill(backend):
     assert cache.length == 0
 
 
-def _block(**kw):
-    torch.manual_seed(0)
-    blk = SLTTransformerBlock(24, 2, 40, seed=5, name="blk", causal=True, **kw)
-    for m in blk.modules():
+def _random_scores(module, biases=False):
+    """module with its supermask scores (and, with biases, its biases) drawn at random."""
+    for m in module.modules():
         if hasattr(m, "scores"):
             m.scores.data.normal_()
-    return blk.eval()
+        if biases and getattr(m, "bias", None) is not None:
+            m.bias.data.normal_()
+    return module
+
+
+def _block(**kw):
+    torch.manual_seed(0)
+    return _random_scores(SLTTransformerBlock(24, 2, 40, seed=5, name="blk", causal=True, **kw)).eval()
 
 
 @pytest.mark.parametrize("kw", [{}, {"num_coats": 2}, {"p_prune": 0.2, "p_lock": 0.2}])
@@ -322,12 +328,7 @@ def test_packed_attention_runs_its_layers_prepared_calls_with_slt_mhas_bits(int8
     from slt_hw.nn import set_int8_activations
 
     torch.manual_seed(0)
-    mha = SLTMultiheadAttention(40, 2, seed=3, name="a", bias=True, qk_dim=48, v_dim=32)
-    for m in mha.modules():
-        if hasattr(m, "scores"):
-            m.scores.data.normal_()
-        if getattr(m, "bias", None) is not None:
-            m.bias.data.normal_()
+    mha = _random_scores(SLTMultiheadAttention(40, 2, seed=3, name="a", bias=True, qk_dim=48, v_dim=32), biases=True)
     packed = slt_hw.pack(mha.eval(), backend="cpp").eval()
     if int8:
         set_int8_activations(packed)
