@@ -70,6 +70,24 @@ def test_float_planes_give_the_same_bits(n, k, m, seed, rows, threads):
     torch.testing.assert_close(own, want, rtol=1e-4, atol=1e-4 * max(1.0, float(want.abs().max())))
 
 
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(n=st.integers(1, 150), k=st.sampled_from([1, 5, 31, 64, 97, 200, 1025]), m=st.integers(2, 40),
+       seed=st.integers(0, 10_000), planes=st.booleans(), extreme=st.booleans())
+def test_each_row_gets_the_bits_it_gets_alone(n, k, m, seed, planes, extreme):
+    """The lookup's sums are exact integers whatever rows run together (1-4 rows in locals, more
+    in its row groups): every row of an m-row call is the bits of that row run alone, with or
+    without the planes, with rows at the int8 extremes (the int16 sums at their largest) too."""
+    p = binary(n, k, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    x = 3 * torch.randn(m, k, generator=g)
+    if extreme:  # rows of 127 or of -127
+        x = torch.where(torch.arange(m)[:, None] % 2 == 0, 1.0, -1.0).expand(m, k).contiguous()
+    layout_ = layout(p) if planes else None
+    y = run(x, p, layout_)
+    for r in range(m):
+        assert torch.equal(y[r:r + 1], run(x[r:r + 1], p, layout_)), r
+
+
 @pytest.mark.parametrize("int8", [True, False])
 def test_the_planes_are_what_is_read(int8):
     """Empty planes (a valid header, zero bodies) give zeros where blocks start on a block
