@@ -62,13 +62,14 @@ void gather_patch_int8(const int8_t* const* tap, int64_t C, int64_t taps, int8_t
     }
     transpose16x16_epi8(r);
     // channel c's 16 bytes (its taps, then zeros) stored whole, in order, so the next channel's
-    // store overwrites the zeros; the row's last channel exactly (a row may end another
-    // thread's rows)
+    // store overwrites the zeros; exactly where 16 bytes would pass the row's end (a row may end
+    // another thread's rows: with fewer than 8 taps the last two or more channels' stores had
+    // reached into the next row, which another thread may have written already)
     for (int h = 0; h < (two ? 2 : 1); ++h)
       for (int j = 0; j < 16; ++j) {
         const int64_t c = c0 + 16 * h + j;
         const __m128i v = h == 0 ? _mm256_castsi256_si128(r[j]) : _mm256_extracti128_si256(r[j], 1);
-        if (c + 1 < C) {
+        if (c * taps + 16 <= C * taps) {
           _mm_storeu_si128(reinterpret_cast<__m128i*>(q + c * taps), v);
         } else {
           alignas(16) int8_t last[16];
