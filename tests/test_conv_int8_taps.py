@@ -1,6 +1,7 @@
 """slt_conv2d_int8's implicit GEMM (act_scale "image"; csrc/cpu/conv_int8.h): each output
 pixel's taps read in place in images quantized into a zero frame give the patch matrix's bits
-(im2col_int8 + slt_linear), natively where the CPU has AVX-512 VNNI and under SIMDe; the framed
+(im2col_int8 + slt_linear), natively where the CPU has AVX-512 VNNI or AVX2 (from the weight's
+tap-major planes) and under SIMDe; the framed
 quantizer against F.pad of quantize_images; where the implicit GEMM declines, and bad
 arguments."""
 
@@ -21,7 +22,8 @@ from slt_hw.ops import quantize_images, slt_conv2d_int8
 NATIVE_ISAS = list(_ext.native().cpu_isas()) if _ext.native() is not None else []
 CPP = pytest.mark.skipif(not NATIVE_ISAS, reason="slt_hw._C not built")
 NATIVE_VNNI = "avx512vnni" in NATIVE_ISAS
-TAPS_ISAS = [*(["avx512vnni"] if NATIVE_VNNI else []), "avx512vnni-emulated"]
+TAPS_ISAS = [*(["avx512vnni"] if NATIVE_VNNI else []), *(["avx2"] if "avx2" in NATIVE_ISAS else []),
+             "avx512vnni-emulated"]
 
 
 module = avx512_emulation.module_for
@@ -54,8 +56,9 @@ def taps_planes(mod, p):
 def taps_conv(isa, x, p, bias, stride, padding, dilation, groups, planes=False, epilogue=(None, None, False)):
     """slt_conv2d_int8(act_scale="image") as the cpp backend runs it through the implicit GEMM,
     with `isa`'s module (planes: with the weight's tap-major planes; epilogue: (scale, residual
-    as output rows, relu)): its output rows (b, oh, ow), float32."""
+    as output rows, relu)): its output rows (b, oh, ow), float32. AVX2 runs from the planes only."""
     mod = module(isa)
+    planes = planes or isa == "avx2"
     _, w = _ops.weight_args(p)
     desc, _alive = _ext.weight_desc(mod, w)
     tp = taps_planes(mod, p) if planes else None
@@ -211,10 +214,11 @@ def test_tap_major_planes_of_another_weight_or_kernel_are_refused():
 
 
 @CPP
-@pytest.mark.skipif(not NATIVE_VNNI, reason="this CPU has no AVX-512 VNNI")
+@pytest.mark.skipif(not NATIVE_VNNI and "avx2" not in NATIVE_ISAS, reason="this CPU has neither AVX-512 VNNI nor AVX2")
 def test_slt_conv2d_int8_keeps_the_tap_major_planes_of_a_mask_used_again(monkeypatch):
     """The cpp backend builds a mask's tap-major planes on its second use (layout_cache.py) and
-    runs from them on: the same bits; with them, at any number of output pixels rather than from 64."""
+    runs from them on: the same bits; with them, at any number of output pixels rather than from
+    64 (AVX-512 VNNI), and only with them (AVX2: the first call runs the patches)."""
     monkeypatch.setattr(cpu, "CONV_TAPS_PLANES", type(cpu.CONV_TAPS_PLANES)())
     p = packed((20, 8, 3, 3), 4)
     x = torch.randn(1, 8, 5, 5)  # (25 output pixels)
@@ -289,7 +293,11 @@ def test_where_the_taps_decline_and_bad_arguments():
     desc, _alive = _ext.weight_desc(mod, _ops.weight_args(p)[1])
     cl = [8 * 6 * 6, 1, 6 * 8, 8]  # (channels-last strides of (B, 8, 6, 6))
     geometry = ([3, 3], [1, 1], [1, 1], [1, 1])
-    assert "needs AVX-512 VNNI" in mod.conv_int8_taps_refusal(desc, [4, 8, 6, 6], cl, *geometry, "scalar")
+    assert "needs AVX-512 VNNI or AVX2" in mod.conv_int8_taps_refusal(desc, [4, 8, 6, 6], cl, *geometry, "scalar")
+    if "avx2" in NATIVE_ISAS:
+        assert "needs the weight's tap-major planes on AVX2" in mod.conv_int8_taps_refusal(
+            desc, [4, 8, 6, 6], cl, *geometry, "avx2")
+        assert mod.conv_int8_taps_refusal(desc, [4, 8, 6, 6], cl, *geometry, "avx2", True) == ""
     vnni = "avx512vnni" if NATIVE_VNNI else "avx512vnni-emulated"
     m = module(vnni)
     desc, _alive = _ext.weight_desc(m, _ops.weight_args(p)[1])

@@ -20,10 +20,13 @@ namespace {
 
 // conv_int8_taps_refusal's reasons but the channels'.
 std::string refusal_but_channels(const WeightDesc& w, const ConvInput& g, Isa isa, bool planes) {
-  if (isa != Isa::kAvx512Vnni || !isa_supported(isa))
-    return "needs AVX-512 VNNI (isa " + std::string(isa_name(isa)) + ")";
+  if ((isa != Isa::kAvx512Vnni && isa != Isa::kAvx2) || !isa_supported(isa))
+    return "needs AVX-512 VNNI or AVX2 (isa " + std::string(isa_name(isa)) + ")";
   if (g.sc != 1) return "needs channels-contiguous (channels-last) images";
   if (w.frozen() || w.C != 1 || w.dist != kSignedConstant) return "needs a binary signed-constant weight";
+  // (AVX2's panels come from the planes only: from the mask it would need the sign hash and a
+  // byte permute per call, which its patches' path does no worse)
+  if (isa == Isa::kAvx2 && !planes) return "needs the weight's tap-major planes on AVX2 (a mask's second use on)";
   if (g.kh > 64 || g.kw > 64) return "needs a kernel of at most 64 x 64 (its taps' masks are 64-bit)";
   const int64_t M = g.B * conv_out_h(g) * conv_out_w(g);
   if (M < 1) return "needs at least one output pixel";
@@ -94,12 +97,12 @@ void pack_conv_taps_planes(const WeightDesc& w, int64_t taps, uint8_t* dst, int6
     throw std::invalid_argument("dst: expected " + std::to_string(want) + " bytes, got " + std::to_string(bytes) +
                                 (dst ? "" : " (null)"));
   if (reinterpret_cast<uintptr_t>(dst) % 4 != 0) throw std::invalid_argument("dst: expected a 4-byte aligned buffer");
-  if (!isa_supported(Isa::kAvx512Vnni))
-    throw std::invalid_argument("pack_conv_taps_planes: needs a CPU with AVX-512 VNNI (the implicit GEMM's panels)");
-#if defined(SLT_HW_HAVE_AVX512)
+  // Per 16-row group g and 4 tap-major columns c: the P mask then the N mask, bit 4 lane + j
+  // for row 16 g + lane and column 4 c + j (the VNNI panels' layout, which AVX2 reads 8 rows
+  // at a time), in portable C++: once per weight, a cache.
   const int64_t W = (w.K + 31) / 32, C = w.K / taps, Cp = taps_channels(C), Kt = taps * Cp, Wt = (Kt + 31) / 32;
   uint8_t* body = dst + sizeof(LutPlanesHeader);
-  const int64_t tasks = (w.N + kTaskRows - 1) / kTaskRows;
+  const int64_t groups = (w.N + 15) / 16, group_words = Wt * 8 * 2;
   const int nt = resolve_threads(threads);
   (void)nt;
 #ifdef _OPENMP
@@ -107,34 +110,36 @@ void pack_conv_taps_planes(const WeightDesc& w, int64_t taps, uint8_t* dst, int6
 #endif
   {
     std::vector<uint32_t> pn(size_t(W) * 2);  // a row's P and N words, the contract's columns
-    std::vector<uint32_t> rows_pn(size_t(kTaskRows * 2 * Wt));  // the task's, tap-major
-    std::vector<float> scratch(size_t(avx512vnni::scratch_floats_i8_panel(32 * Wt) + 16));
+    std::vector<uint32_t> tp(size_t(Wt) * 2);  // ... tap-major
+    std::vector<uint64_t> group(static_cast<size_t>(group_words));  // (copied out: dst is 4-byte aligned)
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
-    for (int64_t t = 0; t < tasks; ++t) {
-      const int64_t n0 = t * kTaskRows, n1 = std::min<int64_t>(n0 + kTaskRows, w.N);
-      for (int64_t n = n0; n < n1; ++n) {
+    for (int64_t gr = 0; gr < groups; ++gr) {
+      std::fill(group.begin(), group.end(), uint64_t(0));
+      for (int64_t n = 16 * gr; n < std::min<int64_t>(16 * gr + 16, w.N); ++n) {
         const uint32_t* mask = reinterpret_cast<const uint32_t*>(w.planes) + n * W;
         for (int64_t i = 0; i < W; ++i) {
           const uint32_t sg = sign_word(w.k0, w.k1, uint32_t(n), uint32_t(i), uint32_t(w.K));
           pn[size_t(i)] = mask[i] & ~sg, pn[size_t(W + i)] = mask[i] & sg;
         }
-        uint32_t* pos = rows_pn.data() + (n - n0) * 2 * Wt;
-        uint32_t* neg = pos + Wt;
-        std::fill(pos, pos + 2 * Wt, 0u);
-        for (int64_t k2 = 0; k2 < Kt; ++k2) {  // (once per weight: a bit at a time; the padding's columns 0)
+        std::fill(tp.begin(), tp.end(), 0u);
+        for (int64_t k2 = 0; k2 < Kt; ++k2) {  // (a bit at a time; the padding's columns 0)
           if (k2 % Cp >= C) continue;
           const int64_t k = k2 % Cp * taps + k2 / Cp;
-          pos[k2 / 32] |= (pn[size_t(k / 32)] >> (k % 32) & 1u) << (k2 % 32);
-          neg[k2 / 32] |= (pn[size_t(W + k / 32)] >> (k % 32) & 1u) << (k2 % 32);
+          tp[size_t(k2 / 32)] |= (pn[size_t(k / 32)] >> (k % 32) & 1u) << (k2 % 32);
+          tp[size_t(Wt + k2 / 32)] |= (pn[size_t(W + k / 32)] >> (k % 32) & 1u) << (k2 % 32);
+        }
+        const int lane = int(n % 16);
+        for (int64_t c = 0; c < 8 * Wt; ++c) {  // (column group c: a nibble of word c / 8)
+          const int shift = int(4 * (c % 8));
+          group[size_t(2 * c)] |= uint64_t(tp[size_t(c / 8)] >> shift & 0xFu) << (4 * lane);
+          group[size_t(2 * c + 1)] |= uint64_t(tp[size_t(Wt + c / 8)] >> shift & 0xFu) << (4 * lane);
         }
       }
-      avx512vnni::pack_panel_bits_words(rows_pn.data(), n1 - n0, Wt, scratch.data(),
-                                        body + avx512vnni::panel_bits_bytes(n0, Kt));
+      std::memcpy(body + gr * group_words * 8, group.data(), size_t(group_words) * 8);
     }
   }
-#endif
   LutPlanesHeader h{};
   h.magic = kTapsPlanesMagic, h.kind = 0, h.version = kTapsPlanesVersion;
   h.N = w.N, h.K = w.K, h.k0 = w.k0, h.k1 = w.k1;
@@ -259,6 +264,27 @@ std::shared_ptr<const ConvTapsPlan> conv_taps_plan(const ConvInput& g) {
   return std::make_shared<const ConvTapsPlan>(g);
 }
 
+void conv_row_sums_portable(const ConvTaps& c, int64_t b, int32_t* pixel_sums, int32_t* row_sums) {
+  const ConvInput& g = c.g;
+  const int64_t H = g.H + 2 * g.pad_h, W = g.W + 2 * g.pad_w;  // (the frame's pixels sum to 0)
+  const int8_t* image = c.image + b * g.sb;
+  for (int64_t ih = 0; ih < H; ++ih)
+    for (int64_t iw = 0; iw < W; ++iw) {
+      const int8_t* px = image + ih * g.sh + iw * g.sw;
+      int32_t sum = 0;
+      for (int64_t ch = 0; ch < g.C; ++ch) sum += px[ch];
+      pixel_sums[ih * W + iw] = sum;
+    }
+  for (int64_t oh = 0; oh < c.OH; ++oh)
+    for (int64_t ow = 0; ow < c.OW; ++ow) {
+      const int32_t* p0 = pixel_sums + oh * g.stride_h * W + ow * g.stride_w;
+      int32_t sum = 0;
+      for (int64_t i = 0; i < g.kh; ++i)
+        for (int64_t j = 0; j < g.kw; ++j) sum += p0[i * g.dil_h * W + j * g.dil_w];
+      row_sums[oh * c.OW + ow] = sum;
+    }
+}
+
 void conv2d_int8_taps(const LinearProblem& p, const ConvInput& g, const int8_t* xq, const float* image_scale,
                       int threads, Isa isa, const uint8_t* planes, int64_t planes_bytes, const Epilogue& e,
                       const ConvTapsPlan* plan) {
@@ -285,7 +311,8 @@ void conv2d_int8_taps(const LinearProblem& p, const ConvInput& g, const int8_t* 
   if (e.residual != nullptr && e.ldr < p.row_end - p.row_begin)
     throw std::invalid_argument("residual: row stride smaller than the number of output rows");
   if (p.row_end == p.row_begin) return;
-#if defined(SLT_HW_HAVE_AVX512)
+#if defined(SLT_HW_HAVE_AVX2)
+  const bool avx2 = isa == Isa::kAvx2;
   const int64_t OH = conv_out_h(g), OW = conv_out_w(g), M = g.B * OH * OW;
   const int64_t HWf = (g.H + 2 * g.pad_h) * (g.W + 2 * g.pad_w);
   const int nt = resolve_threads(threads);
@@ -311,7 +338,14 @@ void conv2d_int8_taps(const LinearProblem& p, const ConvInput& g, const int8_t* 
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
-    for (int64_t b = 0; b < g.B; ++b) avx512vnni::conv_row_sums(c, b, pixel_sums.get(), row_sums.get() + b * OH * OW);
+    for (int64_t b = 0; b < g.B; ++b) {
+      int32_t* out = row_sums.get() + b * OH * OW;
+      if (avx2) {
+        conv_row_sums_portable(c, b, pixel_sums.get(), out);
+      } else {
+        avx512vnni::conv_row_sums(c, b, pixel_sums.get(), out);
+      }
+    }
   }
   // Weight-row tasks, a thread's contiguous. Where they do not share out evenly among the
   // threads: few tasks (64 channels: a 48-row task and a 16-row one), each thread takes every
@@ -330,7 +364,9 @@ void conv2d_int8_taps(const LinearProblem& p, const ConvInput& g, const int8_t* 
   // and quantizer's, an RGB stem's at batch 1 0.054 -> 0.027 ms on two threads)
   const bool parallel =
       tasks * parts > 1 && (M * rows * p.K >= (int64_t(1) << 22) || M * rows >= (int64_t(1) << 16));
-  const int64_t scratch_size = avx512vnni::scratch_floats_conv_taps(c.Cp * g.kh * g.kw);
+  const int64_t Kt = c.Cp * g.kh * g.kw;
+  const int64_t scratch_size =
+      avx2 ? avx2::scratch_floats_conv_taps(Kt) : avx512vnni::scratch_floats_conv_taps(Kt);
   const int64_t n_tiles = int64_t(plan->tiles.size());
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt) if (parallel)
@@ -344,7 +380,12 @@ void conv2d_int8_taps(const LinearProblem& p, const ConvInput& g, const int8_t* 
       const int64_t part = item / tasks;
       int64_t n0, n1;
       split.rows(item % tasks, &n0, &n1);
-      avx512vnni::conv_rows_int8(p, c, buf.get(), n0, n1, n_tiles * part / parts, n_tiles * (part + 1) / parts);
+      const int64_t t0 = n_tiles * part / parts, t1 = n_tiles * (part + 1) / parts;
+      if (avx2) {
+        avx2::conv_rows_int8(p, c, buf.get(), n0, n1, t0, t1);
+      } else {
+        avx512vnni::conv_rows_int8(p, c, buf.get(), n0, n1, t0, t1);
+      }
     }
   }
   (void)parallel;

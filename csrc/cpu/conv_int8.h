@@ -82,7 +82,8 @@ std::string check_conv_taps_planes(const WeightDesc& w, int64_t taps, const uint
 // that a 4-byte group never spans two taps (the images' padding channels are zeros).
 int64_t taps_channels(int64_t C);
 
-// "" where conv2d_int8_taps runs this convolution on `isa` (AVX-512 VNNI; channels contiguous
+// "" where conv2d_int8_taps runs this convolution on `isa` (AVX-512 VNNI, or AVX2 with the
+// weight's tap-major planes; channels contiguous
 // and a multiple of 4, or one group (g.sw == g.C): the caller then frames the images with
 // channels padded to taps_channels(C); a binary signed-constant
 // weight; a kernel of at most 64 x 64; kConvTapsMinRows (any where the
@@ -109,6 +110,16 @@ void conv2d_int8_taps(const LinearProblem& p, const ConvInput& g, const int8_t* 
 // geometry (any data); conv2d_int8_taps refuses it for another g. Throws std::invalid_argument
 // for a bad g.
 std::shared_ptr<const ConvTapsPlan> conv_taps_plan(const ConvInput& g);
+
+// Image b's patch sums of x (as avx512vnni::conv_row_sums), in portable C++: AVX2's.
+void conv_row_sums_portable(const ConvTaps& c, int64_t b, int32_t* pixel_sums, int32_t* row_sums);
+
+// AVX2 (conv_int8_avx2.cpp): from the weight's tap-major planes only (c.bits), any n0.
+namespace avx2 {
+int64_t scratch_floats_conv_taps(int64_t Kt);
+void conv_rows_int8(const LinearProblem& p, const ConvTaps& c, float* scratch, int64_t n0, int64_t n1, int64_t t0,
+                    int64_t t1);
+}  // namespace avx2
 
 namespace avx512vnni {
 int64_t scratch_floats_conv_taps(int64_t Kt);  // (Kt: the tap-major columns, Cp kh kw)

@@ -39,8 +39,9 @@ CONV_MODES = ("auto", "fused", "materialize")
 # below this the fused kernel (1 bit per weight read) wins (512x512 3x3 at 7x7, batch 1: 49 rows).
 CONV_MATERIALIZE_ROWS = 64
 # conv2d_int8 with act_scale "image": "auto" reads each output pixel's taps in place in the
-# quantized images where the kernel can (conv_int8_taps_refusal: AVX-512 VNNI, channels a multiple
-# of 4), "patches" always gathers the patch matrix first (im2col_int8; the same bits either way).
+# quantized images where the kernel can (conv_int8_taps_refusal: AVX-512 VNNI, or AVX2 once the
+# weight's tap-major planes are cached; channels a multiple of 4), "patches" always gathers the
+# patch matrix first (im2col_int8; the same bits either way).
 CONV_INT8_ENV = "SLT_HW_CPU_CONV_INT8"
 CONV_INT8_MODES = ("auto", "patches")
 
@@ -484,14 +485,19 @@ def _taps_call(mod, w: tuple, desc, alive, x32: torch.Tensor, geometry: tuple, g
     (SLT_HW_CPU_CONV_INT8=patches, conv_int8_taps_refusal); with the weight's tap-major planes
     where they are cached (peek: not counted as a use of them), where the taps run with them."""
     kernel = geometry[0]
-    shape = [x32.shape[0], x32.shape[1] // groups, x32.shape[2], x32.shape[3]]
-    x_strides = list(x32.stride())
-    why = "patches forced" if _conv_int8_mode() == "patches" else \
-        mod.conv_int8_taps_refusal(desc, shape, x_strides, *geometry, isa, True)
+    why = _taps_refusal(mod, desc, x32, geometry, groups, isa, True)
     planes = None if why else _conv_taps_planes(mod, w, desc, kernel[0] * kernel[1], threads, peek)
     if not why and planes is None:
-        why = mod.conv_int8_taps_refusal(desc, shape, x_strides, *geometry, isa, False)
+        why = _taps_refusal(mod, desc, x32, geometry, groups, isa, False)
     return None if why else TapsCall(mod, desc, alive, x32, geometry, groups, isa, threads, planes)
+
+
+def _taps_refusal(mod, desc, x32: torch.Tensor, geometry: tuple, groups: int, isa: str, planes: bool) -> str:
+    """Why the implicit GEMM declines x32 (with the weight's tap-major planes or without), or ""."""
+    if _conv_int8_mode() == "patches":
+        return "patches forced"
+    shape = [x32.shape[0], x32.shape[1] // groups, x32.shape[2], x32.shape[3]]
+    return mod.conv_int8_taps_refusal(desc, shape, list(x32.stride()), *geometry, isa, planes)
 
 
 _ENV_NAMES = (dispatch.ENV_VAR, ISA_ENV, CONV_INT8_ENV, LUT_ENV, layout_cache.ENV)
@@ -571,7 +577,9 @@ def prepare_conv2d_int8(x, bias, *rest) -> PreparedConv2dInt8 | None:
     desc, alive = _ext.weight_desc(mod, w)
     isa, nt = _isa(None), torch.get_num_threads()
     call = _taps_call(mod, w, desc, alive, x, geometry, groups, isa, nt, peek=True) if act_scale == "image" else None
-    if call is not None and call.planes is None and CONV_TAPS_PLANES.enabled():
+    # (where the implicit GEMM runs, or runs only, from the tap-major planes (AVX2), prepared once they are cached)
+    if act_scale == "image" and CONV_TAPS_PLANES.enabled() and (
+            call.planes is None if call is not None else not _taps_refusal(mod, desc, x, geometry, groups, isa, True)):
         return None
     if call is None:
         call = PatchesCall(mod, w, desc, alive, x, geometry, groups, act_scale, isa, _lut(None), nt, peek=True)
@@ -707,6 +715,12 @@ def _describe() -> str:
                     "pixel's taps in place in them (implicit GEMM, AVX-512 VNNI, from 64 output pixels; at any once "
                     f"a mask used twice keeps its tap-major panel masks, 2 bits/weight, {layout_cache.ENV}={cache}; "
                     "the epilogue fused in its store)")
+        elif "avx2" in cpu_isas() and _isa(None) in ("auto", "avx2"):
+            cache = "on" if LayoutCache.enabled() else "off"
+            taps = (" or, once a mask used twice keeps its tap-major panel masks (2 bits/weight, "
+                    f"{layout_cache.ENV}={cache}), where channels are a multiple of 4 or there is one group (padded "
+                    "to 4), reads each pixel's taps in place in them (implicit GEMM, AVX2 vpmaddubsw; the epilogue "
+                    "fused in its store)")
         else:
             taps = ""
         conv = (f"; conv2d materialises the weight {conv} ({CONV_ENV}={mode}); conv2d_int8 gathers each output "
