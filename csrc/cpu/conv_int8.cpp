@@ -1,6 +1,7 @@
-// See conv_int8.h. Portable: the checks, the call's plan (the tap-major column order, the
-// output pixels by padding class, their tiles and taps) and the tasks; the row sums and the
-// kernel are linear_avx512.cpp's VNNI build's (conv_int8_vnni.inc).
+// See conv_int8.h. Portable: the checks, the tap-major planes' packer, the call's plan (the
+// tap-major column order, the output pixels by padding class, their tiles and taps) and the
+// tasks; the row sums and the kernel are linear_avx512.cpp's VNNI build's (conv_int8_vnni.inc)
+// or, on AVX2, conv_int8_avx2.cpp's (the row sums here).
 #include "conv_int8.h"
 
 #include <algorithm>

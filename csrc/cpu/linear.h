@@ -326,9 +326,6 @@ int64_t scratch_floats_i8_panel(int64_t K);
 bool rows_int8_panel(const LinearProblem& p, const int8_t* xq, float* scratch, int64_t n0, int64_t n1);
 int64_t panel_bits_bytes(int64_t N, int64_t K);
 void pack_panel_bits(const WeightDesc& w, int64_t n0, int64_t n1, float* scratch, uint8_t* body);
-// The same masks for `rows` (<= kTaskRows) rows given as their P then N words (W each, pn: 2 W a
-// row; a convolution's tap-major words), into dst (their first group's place).
-void pack_panel_bits_words(const uint32_t* pn, int64_t rows, int64_t W, float* scratch, uint8_t* dst);
 int64_t scratch_floats_bf16(int64_t K);
 bool rows_bf16(const LinearProblem& p, const uint16_t* xb, float* scratch, int64_t n0, int64_t n1);
 }  // namespace avx512vnni

@@ -880,19 +880,6 @@ void pack_panel_bits(const WeightDesc& w, int64_t n0, int64_t n1, float* scratch
   store_panel_masks(panel, W, (n1 - n0 + 15) / 16, body + n0 / 16 * group_bits_bytes(w.K));
 }
 
-void pack_panel_bits_words(const uint32_t* pn, int64_t rows, int64_t W, float* scratch, uint8_t* dst) {
-  uint32_t* panel = align64<uint32_t>(scratch);
-  uint32_t* pos = panel + kTaskRows * W * 8;
-  uint32_t* neg = pos + W * kTaskRows;
-  for (int64_t r = 0; r < kTaskRows; ++r)
-    for (int64_t w = 0; w < W; ++w) {
-      pos[w * kTaskRows + r] = r < rows ? pn[r * 2 * W + w] : 0u;
-      neg[w * kTaskRows + r] = r < rows ? pn[r * 2 * W + W + w] : 0u;
-    }
-  build_panel_i8(pos, W, panel);
-  store_panel_masks(panel, W, (rows + 15) / 16, dst);
-}
-
 #include "conv_int8_vnni.inc"
 
 int64_t scratch_floats_bf16(int64_t K) {
