@@ -106,6 +106,19 @@ def test_image_scales_close_to_the_float_convolution():
     assert torch.equal(got2[0], got[0]) and torch.equal(got2[2], got[2])
 
 
+@pytest.mark.parametrize("shape", [(4, 64, 1, 1), (1, 8, 1, 1), (3, 16, 1, 2), (3, 16, 2, 1)])
+def test_image_scales_on_a_single_pixel_row_or_column(shape):
+    """act_scale "image" on a channels-last x with sides of 1 (a pooled feature map's 1 x 1
+    convolution), whose strides torch gives as (C, 1, 1, 1): not refused as non-contiguous (it
+    had been), the reference's values, the same bits on a mask's first, second and third use
+    (the patches, then the implicit GEMM where the CPU runs it)."""
+    p = packed("binary", (12, shape[1], 1, 1), 3)
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(5)).contiguous(memory_format=torch.channels_last)
+    ys = [slt_conv2d_int8(x, p, act_scale="image", backend="cpp") for _ in range(3)]
+    assert all(torch.equal(y, ys[0]) for y in ys)
+    torch.testing.assert_close(ys[0], slt_conv2d_int8_reference(x, p, act_scale="image"), rtol=1e-5, atol=1e-5)
+
+
 def test_bad_arguments():
     x = torch.randn(1, 4, 8, 8)
     with pytest.raises(ValueError, match=r"act_scale: expected one of 'patch', 'image', got 'tensor'"):

@@ -27,8 +27,11 @@ struct Scratch {
   uint8_t* p;
 };
 
+// (a dimension of size 1 never steps, so its stride is any: torch gives a channels-last
+// (B, C, 1, 1) tensor the strides (C, 1, 1, 1))
 bool channels_last_contiguous(const ConvInput& g) {
-  return g.sc == 1 && g.sw == g.C && g.sh == g.W * g.C && g.sb == g.H * g.W * g.C;
+  return (g.C == 1 || g.sc == 1) && (g.W == 1 || g.sw == g.C) && (g.H == 1 || g.sh == g.W * g.C) &&
+         (g.B == 1 || g.sb == g.H * g.W * g.C);
 }
 
 }  // namespace
@@ -73,6 +76,8 @@ ConvInt8Plan::ConvInt8Plan(ConvInt8PlanSpec spec) : s_(std::move(spec)) {
   OH_ = conv_out_h(g), OW_ = conv_out_w(g);
   if ((s_.taps || s_.image) && !channels_last_contiguous(g))
     throw std::invalid_argument("x: expected contiguous channels-last strides for act_scale 'image'");
+  if (s_.taps || s_.image)  // (the kernels below read x as these strides say)
+    s_.x.sc = 1, s_.x.sw = g.C, s_.x.sh = g.W * g.C, s_.x.sb = g.H * g.W * g.C;
   if (s_.taps) {
     const int64_t Cq = s_.groups == 1 ? taps_channels(g.C) : g.C;
     const int64_t Hf = g.H + 2 * g.pad_h, Wf = g.W + 2 * g.pad_w;
