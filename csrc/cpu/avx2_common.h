@@ -1,7 +1,7 @@
-// What the AVX2 kernels share: the contract hash (docs/rng.md §2) on eight 32-bit lanes and an
-// 8 x 8 transpose in registers. Include it only from translation units compiled with -mavx2
-// (linear_avx2.cpp, linear_avx2lut.cpp, im2col_avx2.cpp); internal linkage, so each keeps its own copy behind its
-// runtime CPU check.
+// What the AVX2 kernels share: the contract hash (docs/rng.md §2) on eight 32-bit lanes, a
+// word's bits as byte masks and an 8 x 8 transpose in registers. Include it only from
+// translation units compiled with -mavx2 (linear_avx2.cpp, linear_avx2lut.cpp, im2col_avx2.cpp,
+// conv_int8_avx2.cpp); internal linkage, so each keeps its own copy behind its runtime CPU check.
 #pragma once
 
 #include <immintrin.h>
@@ -31,6 +31,17 @@ static inline __m256i hash_v(__m256i c, __m256i k0, __m256i k1) {
 static inline void hash_v4(const __m256i c[4], __m256i k0, __m256i k1, __m256i h[4]) {
   for (int j = 0; j < 4; ++j) h[j] = lowbias32_v(_mm256_xor_si256(c[j], k0));
   for (int j = 0; j < 4; ++j) h[j] = lowbias32_v(_mm256_xor_si256(h[j], k1));
+}
+
+// Byte j of the result is 0xFF iff bit j of the 32 bits at p is set. Broadcast straight from
+// memory: a load-port µop, where a word already in a register costs two shuffle-port µops
+// (vmovd + vpbroadcastd) on the ports the expansion itself needs (measured: docs/benchmarks.md).
+static inline __m256i expand_bytes(const void* p) {
+  const __m256i shuf = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3,
+                                        3, 3, 3, 3, 3, 3);
+  const __m256i bitsel = _mm256_set1_epi64x(int64_t(0x8040201008040201ull));
+  const __m256i all = _mm256_castps_si256(_mm256_broadcast_ss(static_cast<const float*>(p)));
+  return _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(all, shuf), bitsel), bitsel);
 }
 
 // out[j] lane i = r[i] lane j: the rows of an 8 x 8 tile of 32-bit values become its columns.

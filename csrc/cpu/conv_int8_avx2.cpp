@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "avx2_common.h"
 #include "conv_int8.h"
 
 namespace slt {
@@ -20,19 +21,12 @@ namespace cpu {
 namespace avx2 {
 namespace {
 
+using avx2common::expand_bytes;
+
 constexpr int kMr = 4;                // pixels a micro-tile (a plan tile of 8: two)
 constexpr int kNr = 2;                // 8-row blocks of weight rows a micro-tile
 constexpr int64_t kStepsInt16 = 64;   // dwords summed in int16: |pair sums| <= 2 * 2 * 127 = 508 a step
 constexpr int64_t kGroupBytes16(int64_t Kt) { return (Kt + 31) / 32 * 8 * 16; }  // (a 16-row group's masks)
-
-// Byte i of the result is 0xFF iff bit i of the 32 bits at p is set.
-inline __m256i expand_bits(const void* p) {
-  const __m256i shuf = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3,
-                                        3, 3, 3, 3, 3, 3);
-  const __m256i bitsel = _mm256_set1_epi64x(int64_t(0x8040201008040201ull));
-  const __m256i all = _mm256_castps_si256(_mm256_broadcast_ss(static_cast<const float*>(p)));
-  return _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(all, shuf), bitsel), bitsel);
-}
 
 // The task's panel, [Kt / 4][kTaskRows] dwords (row n0 + i at dword i: its 4 columns' u), from
 // the layout's masks (bits: the body; per 16-row group, per 4 columns c, the P then the N
@@ -45,7 +39,8 @@ void panel_from_bits(const uint8_t* bits, int64_t Kt, int64_t n0, int64_t n1, ui
     if (r0 % 8 == 0) {  // (8 rows: one half of a group's masks)
       const uint8_t* pn = bits + r0 / 16 * gbytes + 4 * (r0 % 16 / 8);
       for (int64_t c = 0; c < C4; ++c) {
-        const __m256i u = _mm256_add_epi8(_mm256_sub_epi8(one, expand_bits(pn + 16 * c)), expand_bits(pn + 16 * c + 8));
+        const __m256i u =
+            _mm256_add_epi8(_mm256_sub_epi8(one, expand_bytes(pn + 16 * c)), expand_bytes(pn + 16 * c + 8));
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + c * kTaskRows), u);
       }
       continue;
@@ -93,7 +88,8 @@ void micro_taps(const int8_t* const* base, const ConvTap* tap, int64_t taps, con
       steps += end - c;
       for (; c < end; ++c) {
         __m256i wv[NR];
-        for (int j = 0; j < NR; ++j) wv[j] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(pt + c * kTaskRows + 8 * j));
+        for (int j = 0; j < NR; ++j)
+          wv[j] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(pt + c * kTaskRows + 8 * j));
         for (int r = 0; r < MR; ++r) {
           int32_t four;
           std::memcpy(&four, x[r] + 4 * c, 4);
@@ -140,20 +136,16 @@ void conv_rows_int8(const LinearProblem& p, const ConvTaps& c, float* scratch, i
       for (int64_t j0 = 0; j0 < rows; j0 += 8 * kNr) {
         const int64_t nr = rows - j0 <= 8 ? 1 : kNr, cols = rows - j0 < 8 * nr ? rows - j0 : 8 * nr;
         kMicroTaps[mr][nr](base, c.tap + tile.tap0, tile.taps, panel + j0, s);
-        // store_i8_tile's arithmetic, output by output (the same roundings: no contraction here)
+        // store_i8_tile's step (int8_output), output by output
         for (int64_t r = 0; r < mr; ++r) {
           const ConvPixel& px = c.pixels[p0 + r];
           const int32_t xsum = c.row_sums[px.m];
           const float xscale = c.image_scale[px.b];
           float* y = p.y + px.m * p.ldy + n0 - p.row_begin + j0;
           const float* res = e && e->residual ? e->residual + px.m * e->ldr + n0 - p.row_begin + j0 : nullptr;
-          for (int64_t n = 0; n < cols; ++n) {
-            float v = g * float(s[r][n] - xsum) * scale * xscale;
-            if (es) v = v * es[j0 + n];
-            v = v + (bias ? bias[j0 + n] : 0.0f);
-            if (res) v = v + res[n];
-            y[n] = relu && v < 0.0f ? 0.0f : v;
-          }
+          for (int64_t n = 0; n < cols; ++n)
+            y[n] = int8_output(g, s[r][n] - xsum, scale, xscale, es ? es + j0 : nullptr, bias ? bias + j0 : nullptr,
+                               res, n, relu);
         }
       }
     }

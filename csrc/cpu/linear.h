@@ -171,6 +171,18 @@ struct Epilogue {
   bool empty() const { return scale == nullptr && residual == nullptr && !relu; }
 };
 
+// One int8 output from its exact sum d = sum_k t x: relu(g float(d) scale xscale (* es[n]) +
+// bias[n] (+ res[n])), float32 in that order (es, bias, res: null for none), the int8 panels'
+// and the implicit GEMM's store on any ISA (store_i8_tile's step, AVX2's convolution).
+inline float int8_output(float g, int32_t d, float scale, float xscale, const float* es, const float* bias,
+                         const float* res, int64_t n, bool relu) {
+  float v = g * float(d) * scale * xscale;
+  if (es) v = v * es[n];
+  v = v + (bias ? bias[n] : 0.0f);
+  if (res) v = v + res[n];
+  return relu && v < 0.0f ? 0.0f : v;
+}
+
 // y (M x N, rows ldy apart) = the epilogue e of y, with bias (N or null) after e's scale: for
 // outputs that kernels without an epilogue stored (epilogue.cpp).
 void apply_epilogue(float* y, int64_t M, int64_t N, int64_t ldy, const float* bias, const Epilogue& e, int threads);

@@ -69,17 +69,7 @@ inline int32_t hsum_epi32(__m256i v) {
   return _mm_cvtsi128_si32(s);
 }
 
-// Byte j of the result is 0xFF iff bit j of *word is set. Broadcast straight from memory: a
-// load-port µop, where a word already in a register costs two shuffle-port µops (vmovd +
-// vpbroadcastd) on the ports the expansion itself needs (measured: docs/benchmarks.md).
-inline __m256i expand_bytes(const uint32_t* word) {
-  const __m256i shuf = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3,
-                                        3, 3, 3, 3, 3, 3);
-  const __m256i bitsel = _mm256_set1_epi64x(int64_t(0x8040201008040201ull));
-  const __m256i all = _mm256_castps_si256(_mm256_broadcast_ss(reinterpret_cast<const float*>(word)));
-  const __m256i v = _mm256_shuffle_epi8(all, shuf);
-  return _mm256_cmpeq_epi8(_mm256_and_si256(v, bitsel), bitsel);
-}
+using avx2common::expand_bytes;
 
 // Int8 activations, kI8Rows rows per pass (rows [m0, m0 + M) of the call's Mt). Weights
 // t in {-1, 0, +1} enter as u = t + 1 in {0, 1, 2} (unsigned bytes), one vpmaddubsw per 32

@@ -759,13 +759,8 @@ void store_i8_tile(const I8TileOut& o, const int32_t* sums, int64_t mr) {
     for (; n + 16 <= o.n1 - o.n0; n += 16)
       store_i8_vec(o, r, n, _mm512_loadu_si512(reinterpret_cast<const void*>(sr + n)));
 #endif
-    for (; n < o.n1 - o.n0; ++n) {
-      float v = o.g * float(sr[n] - xsum) * o.p.scale * o.xscale[r];
-      if (o.es) v = v * o.es[n];
-      v = v + (o.bias ? o.bias[n] : 0.0f);
-      if (rr) v = v + rr[n];
-      yr[n] = o.relu && v < 0.0f ? 0.0f : v;
-    }
+    for (; n < o.n1 - o.n0; ++n)
+      yr[n] = int8_output(o.g, sr[n] - xsum, o.p.scale, o.xscale[r], o.es, o.bias, rr, n, o.relu);
   }
 }
 
