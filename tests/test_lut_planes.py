@@ -103,9 +103,10 @@ def test_the_planes_are_what_is_read(int8):
 
 def test_layout_size_and_where_it_is_read():
     """A 64-byte header, then 2 bits per weight in 32-row blocks (256 bytes per 32-column word);
-    asked for only where the table lookup runs: int8 activations up to 512 rows, float ones up to
-    24 automatically, 128 forced (4 slices of each within the int8 kernel's 512); automatically
-    only with enough weight rows per thread for its tables (512 int8, 128 per float row)."""
+    asked for only where the table lookup runs: int8 activations up to 512 rows forced, 63
+    automatically (then AVX2's panels: test_avx2_panels.py), float ones up to 24 automatically,
+    128 forced (4 slices of each within the int8 kernel's 512); automatically only with enough
+    weight rows per thread for its tables (512 int8, 128 per float row)."""
     p = binary(70, 100)
     _, w = _ops.weight_args(p)
     desc, _alive = _ext.weight_desc(MOD, w)
@@ -119,12 +120,13 @@ def test_layout_size_and_where_it_is_read():
     assert MOD.lut_layout(desc, 1, "scalar", "on", True) == ("", 0)
     big = _ext.weight_desc(MOD, _ops.weight_args(binary(1024, 100))[1])
     size = 64 + 32 * 4 * 256
-    for m, threads, int8, runs in [(1, 1, True, True), (512, 1, True, True), (1, 2, True, True),
+    for m, threads, int8, runs in [(1, 1, True, True), (63, 1, True, True), (1, 2, True, True),
                                    (1, 3, True, False), (1, 1, False, True), (8, 1, False, True),
                                    (9, 1, False, False), (4, 2, False, True), (5, 2, False, False),
                                    (25, 1, False, False), (0, 1, False, False)]:
         assert MOD.lut_layout(big[0], m, "avx2", "auto", int8, threads) == (("int8", size) if runs else ("", 0)), \
             (m, threads, int8)
+    assert MOD.lut_layout(big[0], 64, "avx2", "auto", True, 1)[0] == "panels"
     tall = _ext.weight_desc(MOD, _ops.weight_args(binary(3200, 32))[1])[0]  # 128 x 25 rows: the row limit
     assert MOD.lut_layout(tall, 24, "avx2", "auto", False, 1)[0] == "int8"  # is the float lookup's own
     assert MOD.lut_layout(tall, 25, "avx2", "auto", False, 1) == ("", 0)

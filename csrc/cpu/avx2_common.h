@@ -1,7 +1,7 @@
 // What the AVX2 kernels share: the contract hash (docs/rng.md §2) on eight 32-bit lanes, a
 // word's bits as byte masks and an 8 x 8 transpose in registers. Include it only from
 // translation units compiled with -mavx2 (linear_avx2.cpp, linear_avx2lut.cpp, im2col_avx2.cpp,
-// conv_int8_avx2.cpp); internal linkage, so each keeps its own copy behind its runtime CPU check.
+// conv_int8_avx2.cpp, linear_avx2panel.cpp, via avx2_panel.h); internal linkage, so each keeps its own copy behind its runtime CPU check.
 #pragma once
 
 #include <immintrin.h>

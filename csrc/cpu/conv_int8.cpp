@@ -88,21 +88,11 @@ std::string check_conv_taps_planes(const WeightDesc& w, int64_t taps, const uint
   return "";
 }
 
-void pack_conv_taps_planes(const WeightDesc& w, int64_t taps, uint8_t* dst, int64_t bytes, int threads) {
-  for (const std::string& e : {check_weight(w, true), check_rows(w.N, 0, w.N)})
-    if (!e.empty()) throw std::invalid_argument(e);
-  if (w.frozen() || w.C != 1 || w.dist != kSignedConstant)
-    throw std::invalid_argument("pack_conv_taps_planes: needs a binary-format signed_constant weight");
-  const int64_t want = conv_taps_planes_bytes(w, taps);
-  if (dst == nullptr || bytes != want)
-    throw std::invalid_argument("dst: expected " + std::to_string(want) + " bytes, got " + std::to_string(bytes) +
-                                (dst ? "" : " (null)"));
-  if (reinterpret_cast<uintptr_t>(dst) % 4 != 0) throw std::invalid_argument("dst: expected a 4-byte aligned buffer");
+void pack_panel_masks(const WeightDesc& w, int64_t taps, uint8_t* body, int threads) {
   // Per 16-row group g and 4 tap-major columns c: the P mask then the N mask, bit 4 lane + j
   // for row 16 g + lane and column 4 c + j (the VNNI panels' layout, which AVX2 reads 8 rows
   // at a time), in portable C++: once per weight, a cache.
   const int64_t W = (w.K + 31) / 32, C = w.K / taps, Cp = taps_channels(C), Kt = taps * Cp, Wt = (Kt + 31) / 32;
-  uint8_t* body = dst + sizeof(LutPlanesHeader);
   const int64_t groups = (w.N + 15) / 16, group_words = Wt * 8 * 2;
   const int nt = resolve_threads(threads);
   (void)nt;
@@ -149,6 +139,19 @@ void pack_conv_taps_planes(const WeightDesc& w, int64_t taps, uint8_t* dst, int6
       std::memcpy(body + gr * group_words * 8, group.data(), size_t(group_words) * 8);
     }
   }
+}
+
+void pack_conv_taps_planes(const WeightDesc& w, int64_t taps, uint8_t* dst, int64_t bytes, int threads) {
+  for (const std::string& e : {check_weight(w, true), check_rows(w.N, 0, w.N)})
+    if (!e.empty()) throw std::invalid_argument(e);
+  if (w.frozen() || w.C != 1 || w.dist != kSignedConstant)
+    throw std::invalid_argument("pack_conv_taps_planes: needs a binary-format signed_constant weight");
+  const int64_t want = conv_taps_planes_bytes(w, taps);
+  if (dst == nullptr || bytes != want)
+    throw std::invalid_argument("dst: expected " + std::to_string(want) + " bytes, got " + std::to_string(bytes) +
+                                (dst ? "" : " (null)"));
+  if (reinterpret_cast<uintptr_t>(dst) % 4 != 0) throw std::invalid_argument("dst: expected a 4-byte aligned buffer");
+  pack_panel_masks(w, taps, dst + sizeof(LutPlanesHeader), threads);
   LutPlanesHeader h{};
   h.magic = kTapsPlanesMagic, h.kind = 0, h.version = kTapsPlanesVersion;
   h.N = w.N, h.K = w.K, h.k0 = w.k0, h.k1 = w.k1;

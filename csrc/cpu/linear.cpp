@@ -278,12 +278,16 @@ const char* lut_layout_name(LutLayout kind) {
 }
 
 bool i8panel_applies(const LinearProblem& p, Isa isa) {
-  return p.xq != nullptr && !amx_applies(p, isa) && (isa == Isa::kAvx512Vnni || isa == Isa::kAmx) &&
-         p.planes != nullptr && p.C == 1 && p.M > kSmallBatchInt8;
+  if (p.xq == nullptr || p.planes == nullptr || p.C != 1) return false;
+#if defined(SLT_HW_HAVE_AVX2)
+  if (isa == Isa::kAvx2) return p.lut != LutMode::kOn && p.M >= kPanelRowsInt8Avx2;  // (run: with the layout only)
+#endif
+  return !amx_applies(p, isa) && (isa == Isa::kAvx512Vnni || isa == Isa::kAmx) && p.M > kSmallBatchInt8;
 }
 
 LutLayout lut_layout(const LinearProblem& p, Isa isa, int threads) {
   if (!isa_supported(isa) || amx_applies(p, isa)) return LutLayout::kNone;
+  if (isa == Isa::kAvx2 && i8panel_applies(p, isa) && p.dist == kSignedConstant) return LutLayout::kPanels;
   if (!lut_applies(p, isa, threads))
     return i8panel_applies(p, isa) && p.dist == kSignedConstant ? LutLayout::kPanels : LutLayout::kNone;
   if (p.xq == nullptr && !sliced_applies(p, isa, threads)) return LutLayout::kNone;  // (AVX-512's float lookup)
@@ -299,8 +303,8 @@ int64_t lut_planes_bytes(const WeightDesc& w, LutLayout kind) {
   if (kind == LutLayout::kCodes)
     return int64_t(sizeof(LutPlanesHeader)) +
            (w.N + kLutBlockRowsInt8 - 1) / kLutBlockRowsInt8 * avx512lut8::block_bytes(w.K);
-  if (kind == LutLayout::kPanels) return int64_t(sizeof(LutPlanesHeader)) + avx512vnni::panel_bits_bytes(w.N, w.K);
 #endif
+  if (kind == LutLayout::kPanels) return int64_t(sizeof(LutPlanesHeader)) + panel_layout_bytes(w.N, w.K);
   (void)w;
   return 0;
 }
@@ -310,7 +314,7 @@ void pack_lut_planes(const WeightDesc& w, LutLayout kind, uint8_t* dst, int64_t 
     if (!e.empty()) fail(e);
   if (kind != LutLayout::kInt8 && kind != LutLayout::kCodes && kind != LutLayout::kPanels)
     fail("kind: expected the int8, codes or panels layout");
-  const Isa needs = kind == LutLayout::kInt8 ? Isa::kAvx2 : kind == LutLayout::kCodes ? Isa::kAvx512 : Isa::kAvx512Vnni;
+  const Isa needs = kind == LutLayout::kCodes ? Isa::kAvx512 : Isa::kAvx2;  // (the panels: AVX2's or VNNI's)
   if (w.planes == nullptr || w.C != 1 || w.dist != kSignedConstant || !isa_supported(needs))
     fail(std::string("pack_lut_planes: needs a binary-format (one mask plane) signed_constant weight and a CPU "
                      "with ") + isa_name(needs) + " (the " + lut_layout_name(kind) + " layout)");
@@ -334,12 +338,13 @@ void pack_lut_planes(const WeightDesc& w, LutLayout kind, uint8_t* dst, int64_t 
     pack_floats = avx512lut8::pack_scratch_floats(w.K);
     pack_block = avx512lut8::pack_block;
   }
-  if (kind == LutLayout::kPanels) {
+  if (kind == LutLayout::kPanels && isa_supported(Isa::kAvx512Vnni)) {  // (faster than the portable packer)
     pack_floats = avx512vnni::scratch_floats_i8_panel(w.K);
     pack_block = avx512vnni::pack_panel_bits;
   }
 #endif
   uint8_t* body = dst + sizeof(LutPlanesHeader);
+  if (kind == LutLayout::kPanels && pack_block == nullptr) pack_panel_masks(w, 1, body, threads);
   if (pack_block != nullptr)
     for_each_row_task(0, w.N, kind == LutLayout::kPanels ? kTaskRows : kLutBlockRowsInt8, w.K, pack_floats, threads,
                       1 << 16, [&](float* scratch, int64_t n0, int64_t n1) {
@@ -421,11 +426,13 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
   const bool sliced = !amx && !bf16dot && codes && sliced_applies(p, isa, threads);
   if (sliced && run_sliced(p, isa, threads)) return;
   // table-lookup kernels: AVX2's (int8), AVX-512's float one (lut512) or int8 one (lut8)
-  const bool lut = !amx && !bf16dot && !sliced && (codes || !int8) && lut_applies(p, isa, threads);
+  // AVX2's int8 panels: where the caller gives their layout (else the lookup or the blocked kernel)
+  const bool avx2panel = isa == Isa::kAvx2 && given == LutLayout::kPanels;
+  const bool lut = !amx && !bf16dot && !sliced && !avx2panel && (codes || !int8) && lut_applies(p, isa, threads);
   const bool lut512 = lut && avx512_kernels(isa) && !int8, lut8 = lut && avx512_kernels(isa) && int8;
   // VNNI int8 panels: past the register kernel's rows, one mask plane (int8 activations come with
   // signed-constant weights only: validate)
-  const bool i8panel = !lut8 && i8panel_applies(p, isa);
+  const bool i8panel = isa == Isa::kAvx2 ? avx2panel : !lut8 && i8panel_applies(p, isa);
   const int64_t W = (p.K + 31) / 32, Kp = 32 * W;
   // x copied once into zero-padded rows: every 32-column word load is in bounds. bf16 becomes
   // float exactly (the AMX kernel takes it as it is, in whole 32-row tile pairs).
@@ -540,9 +547,10 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
     if (lut512) return avx512lut::rows(q, tables, scratch, n0, n1);
     if (lut8) return avx512lut8::rows(q, tables8, scratch, n0, n1);
     if (bf16dot) return avx512vnni::rows_bf16(q, xb.data(), scratch, n0, n1);
-    if (i8panel) return avx512vnni::rows_int8_panel(q, xq_data + m0 * ldq, scratch, n0, n1);
+    if (i8panel && isa != Isa::kAvx2) return avx512vnni::rows_int8_panel(q, xq_data + m0 * ldq, scratch, n0, n1);
 #endif
 #if defined(SLT_HW_HAVE_AVX2)
+    if (i8panel) return avx2::rows_int8_panel(q, xq_data + m0 * ldq, scratch, n0, n1);
     if (lut) return avx2lut::rows_int8(q, tables_i8.get(), scratch, n0, n1);
 #endif
     return int8 ? kernel_i8(q, xq_run + m0 * ldq, scratch, n0, n1) : kernel(q, xp.data() + m0 * Kp, scratch, n0, n1);
@@ -557,9 +565,10 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
         avx512lut8::scratch_floats(p.K, p.M, block, p.lut_planes != nullptr && p.row_begin % kLutBlockRowsInt8 == 0);
   if (amx) lut_scratch = amx::scratch_floats(p.K);
   if (bf16dot) lut_scratch = avx512vnni::scratch_floats_bf16(p.K);
-  if (i8panel) lut_scratch = avx512vnni::scratch_floats_i8_panel(p.K);
+  if (i8panel && isa != Isa::kAvx2) lut_scratch = avx512vnni::scratch_floats_i8_panel(p.K);
 #endif
 #if defined(SLT_HW_HAVE_AVX2)
+  if (i8panel && isa == Isa::kAvx2) lut_scratch = avx2::scratch_floats_i8_panel(p.K);
   if (lut && !lut512 && !lut8) lut_scratch = avx2lut::scratch_floats_int8(p.K, p.M);
 #endif
   if (lut_scratch > scratch_size || lut8) scratch_size = lut_scratch;  // (lut8: its own only, zeroed per call)

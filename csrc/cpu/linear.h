@@ -114,6 +114,10 @@ inline int64_t held_tile_floats(int64_t K, int64_t coats, int64_t M) {
 // every 32-row block) fit kLutAutoTableBytesInt8: past that it lost to the blocked kernel on
 // a 16 MiB L3 (4096 x 11008 at batch 256: 22 MiB of tables).
 constexpr int64_t kLutMaxRowsInt8 = 512;
+// AVX2's int8 panels (below) instead of the table lookup, chosen automatically from this many
+// rows (Zen 3, 4096 and 11008 x 4096, the lookup's time / the panels': 0.9-1.15x at 24-48 rows,
+// within the VM's noise, 1.0-1.15x at 64, 1.2x at 128, 1.2-1.4x at 256; docs/benchmarks.md).
+constexpr int64_t kPanelRowsInt8Avx2 = 64;
 constexpr int64_t kLutMaxRowsSliced = kLutMaxRowsInt8 / 4;  // (4: kMaxSlices)
 constexpr int64_t kLutAutoRowsSliced = 24;
 constexpr int64_t kLutAutoSliceRows = 3 * kLutAutoRowsSliced;  // automatically: slices in all (rows times 3 or 4)
@@ -333,6 +337,17 @@ SLT_HW_ROW_KERNELS(avx512vnni)
 // its panel from it. The layout: panel_bits_bytes(N, K) past the header, pack_panel_bits writing
 // the rows [n0, n1) of a task (n0 a multiple of kTaskRows) with scratch_floats_i8_panel(K)
 // floats of scratch.
+// The panels' layout body in portable C++ (with taps > 1 a convolution's tap-major columns:
+// pack_conv_taps_planes), panel_layout_bytes(N, K) bytes for one tap. AVX2 reads it with
+// vpmaddubsw (linear_avx2panel.cpp): int8 activations from kPanelRowsInt8Avx2 rows on, binary
+// signed-constant weights, only with the layout given (without it: the table lookup or the
+// blocked kernel); tasks of kTaskRows rows, scratch_floats_i8_panel(K) floats each.
+inline int64_t panel_layout_bytes(int64_t N, int64_t K) { return (N + 15) / 16 * ((K + 31) / 32) * 8 * 16; }
+void pack_panel_masks(const WeightDesc& w, int64_t taps, uint8_t* body, int threads);
+namespace avx2 {
+int64_t scratch_floats_i8_panel(int64_t K);
+bool rows_int8_panel(const LinearProblem& p, const int8_t* xq, float* scratch, int64_t n0, int64_t n1);
+}  // namespace avx2
 namespace avx512vnni {
 int64_t scratch_floats_i8_panel(int64_t K);
 bool rows_int8_panel(const LinearProblem& p, const int8_t* xq, float* scratch, int64_t n0, int64_t n1);

@@ -740,6 +740,11 @@ def _describe() -> str:
             panels = ("; int8 activations past batch 8 where no lookup runs (binary signed-constant weights): "
                       "AVX-512 VNNI panels, masks used twice kept as their byte masks, 2 bits/weight "
                       f"({layout_cache.ENV}={cache})")
+        elif "avx2" in cpu_isas() and _isa(None) in ("auto", "avx2") and _lut(None) != "on":
+            cache = "on" if LayoutCache.enabled() else "off"
+            panels = ("; int8 activations from batch 64 (binary signed-constant weights), once a mask used twice "
+                      "keeps its panels' byte masks (2 bits/weight, "
+                      f"{layout_cache.ENV}={cache}): AVX2 vpmaddubsw panels in place of the lookup")
     except (RuntimeError, ValueError):  # no extension, or a bad SLT_HW_CPU_ISA
         panels = ""
     try:
