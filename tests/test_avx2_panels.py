@@ -2,17 +2,17 @@
 (64) rows on, read from the panels' layout (pack_lut_planes kind 'panels', the VNNI panels' own,
 packed here in portable C++). They give the table lookup's bits for any rows, columns, row range
 and threads; the layout is the VNNI packer's and the 1 x 1 convolution's, byte for byte; it is
-asked for where the panels run and a wrong one is refused; the public op builds it on a mask's
-second use."""
+asked for where the panels run and a wrong one is refused; the public ops (a linear, a
+convolution's patch rows) build it on a mask's second use."""
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from slt_hw import _ext, _ops
+from slt_hw import _ext, _ops, pack_binary
 from slt_hw.backends import cpu
-from slt_hw.ops import slt_linear_int8, slt_linear_int8_reference
+from slt_hw.ops import slt_conv2d_int8, slt_conv2d_int8_reference, slt_linear_int8, slt_linear_int8_reference
 
 if _ext.native() is None:
     pytest.skip("slt_hw._C not built", allow_module_level=True)
@@ -46,6 +46,8 @@ def group_bytes(k):
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(n=st.integers(1, 200), k=st.sampled_from([1, 3, 31, 33, 97, 1025]), m=st.sampled_from([64, 67, 131]),
        seed=st.integers(0, 10_000), r0=st.sampled_from([0, 5, 8, 16, 48]), threads=st.sampled_from([1, 2]))
+@example(n=64, k=97, m=64, seed=1, r0=0, threads=2)  # 48 + 16 rows on 2 threads: equal 32-row ranges
+@example(n=64, k=33, m=131, seed=2, r0=0, threads=2)  # ... or the activation rows split in two
 def test_panels_give_the_lookups_bits(n, k, m, seed, r0, threads):
     """n not a multiple of 8, 16 or 48 (a last group of fewer rows), k not a multiple of 4 or 32,
     m not a multiple of the micro-tile's 4 rows, row ranges from off an 8-row boundary (the panel
@@ -117,3 +119,19 @@ def test_public_ops_cache_the_panels(fresh_cache, monkeypatch):
     x = torch.randn(ROWS, 300)
     lut_calls.built_on_second_use(fresh_cache, lambda: slt_linear_int8(x, p, backend="cpp"),
                                   64 + 7 * group_bytes(300))
+
+
+def test_patch_convolutions_read_the_panels(fresh_cache, monkeypatch):
+    """A convolution's patch rows (act_scale "patch", 100 output pixels) are int8 rows of the
+    linear: from the mask's second use they run from the panels' layout, the same bits, close to
+    the reference."""
+    monkeypatch.delenv(cpu.ISA_ENV, raising=False)
+    monkeypatch.delenv(cpu.LUT_ENV, raising=False)
+    g = torch.Generator().manual_seed(5)
+    p = pack_binary(torch.rand(20, 8, 3, 3, generator=g) < 0.5, seed=5, name="conv", dist="signed_constant")
+    x = torch.randn(1, 8, 10, 10, generator=g)
+    lut_calls.built_on_second_use(fresh_cache, lambda: slt_conv2d_int8(x, p, padding=1, backend="cpp"),
+                                  64 + 2 * group_bytes(72))
+    want = slt_conv2d_int8_reference(x, p, padding=1)
+    got = slt_conv2d_int8(x, p, padding=1, backend="cpp")
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * float(want.abs().max()))
