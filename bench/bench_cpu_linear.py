@@ -41,9 +41,12 @@ def lut_rows(fmt: str, dist: str) -> tuple[int, int]:
         info = cpu.lut_info()
     except (RuntimeError, ValueError):
         return 0, 0
-    if fmt != "binary" or dist != "signed_constant":
+    if fmt not in ("binary", "multicoat") or dist != "signed_constant":
         return 0, 0
-    return (info["max_rows"] if info["available"] else 0, info["max_rows_int8"] if info["available_int8"] else 0)
+    # (multicoat weights: AVX2's lookup only)
+    float_ok = info["available"] and (fmt == "binary" or info["isa"] == "avx2")
+    int8_ok = info["available_int8"] and (fmt == "binary" or info["isa_int8"] == "avx2")
+    return (info["max_rows"] if float_ok else 0, info["max_rows_int8"] if int8_ok else 0)
 
 
 def held_planes(packed, name: str, batch: int) -> int:

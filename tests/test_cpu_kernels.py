@@ -477,9 +477,9 @@ def test_lut_is_the_path_that_runs(isa):
     """Forced on and off, the float sums come out in different orders, so some bits differ; both
     match the reference. Auto runs it up to auto_rows and not beyond (AVX2: one thread, 128
     weight rows a float activation row: its own rule, test_lut_planes.py; AVX-512's float rows
-    up to 2 as int8 slices with 512 weight rows a thread, else its float lookup); other formats
-    keep the old path. Int8 activations: the same bits either way (both paths' integer sums are
-    exact, then scaled alike), with or without an int8 table lookup."""
+    up to 2 as int8 slices with 512 weight rows a thread, else its float lookup); multicoat
+    weights only on AVX2 (test_lut_multicoat.py). Int8 activations: the same bits either way
+    (both paths' integer sums are exact, then scaled alike), with or without an int8 table lookup."""
     info = lut_limits(isa)
     p = packed("binary", 64, 4000, 9, "signed_constant")
     tall = packed("binary", 512, 4000, 9, "signed_constant")
@@ -498,9 +498,12 @@ def test_lut_is_the_path_that_runs(isa):
     for m in sorted({1, 3, max(info["max_rows_int8"], 1)}):
         x = torch.randn(m, 4000)
         assert torch.equal(lut(x, p, isa, int8=True, mode="on"), lut(x, p, isa, int8=True, mode="off"))
-    q = packed("multicoat", 64, 4000, 9, "signed_constant")  # not a binary weight: never a table lookup
+    q = packed("multicoat", 64, 4000, 9, "signed_constant")  # AVX2's lookup only (a pass per coat)
     x = torch.randn(1, 4000)
-    assert torch.equal(lut(x, q, isa, mode="on"), lut(x, q, isa, mode="off"))
+    on, off = lut(x, q, isa, mode="on"), lut(x, q, isa, mode="off")
+    assert torch.equal(on, off) != (isa == "avx2")
+    close(on, slt_linear_reference(x, q))
+    assert torch.equal(lut(x, q, isa, int8=True, mode="on"), lut(x, q, isa, int8=True, mode="off"))
 
 
 def test_lut_limits_per_isa():

@@ -163,7 +163,7 @@ def test_codes_size_and_where_they_are_read(isa):
     desc_q, _alive_q = _ext.weight_desc(mod, _ops.weight_args(q)[1])
     assert mod.lut_layout(desc_q, 1, isa, "on", True) == ("", 0)
     out = torch.empty(size, dtype=torch.uint8)
-    with pytest.raises(ValueError, match=r"binary-format \(one mask plane\) signed_constant weight"):
+    with pytest.raises(ValueError, match=r"signed_constant weight in the binary format \(or multicoat, for the int8"):
         mod.pack_lut_planes(desc_q, "codes", out.data_ptr(), size, 1)
 
 

@@ -132,7 +132,7 @@ def test_layout_size_and_where_it_is_read():
     assert MOD.lut_layout(tall, 25, "avx2", "auto", False, 1) == ("", 0)
     q = pack_multicoat(torch.randint(0, 3, (70, 100)), 2, seed=0, name="fc", dist="signed_constant")
     desc_q, _alive_q = _ext.weight_desc(MOD, _ops.weight_args(q)[1])
-    assert MOD.lut_layout(desc_q, 1, "avx2", "on", True) == ("", 0)
+    assert MOD.lut_layout(desc_q, 1, "avx2", "on", True) == ("int8", 64 + 2 * 3 * 4 * 256)  # (a block per coat)
 
 
 def test_a_wrong_layout_is_refused():
@@ -162,8 +162,10 @@ def test_a_wrong_layout_is_refused():
         MOD.pack_lut_planes(desc, "float", packed.data_ptr(), 3136, 1)
     q = pack_multicoat(torch.randint(0, 3, (70, 100)), 2, seed=0, name="fc", dist="signed_constant")
     desc_q, _alive_q = _ext.weight_desc(MOD, _ops.weight_args(q)[1])
-    with pytest.raises(ValueError, match=r"binary-format .* signed_constant weight"):
+    with pytest.raises(ValueError, match=r"dst: expected 6208 bytes, got 3136"):  # (two coats: two blocks' planes)
         MOD.pack_lut_planes(desc_q, "int8", packed.data_ptr(), 3136, 1)
+    with pytest.raises(ValueError, match=r"signed_constant weight in the binary format \(or multicoat, for the int8"):
+        MOD.pack_lut_planes(desc_q, "panels", packed.data_ptr(), 3136, 1)
 
 
 ACTIVATIONS = {  # what float activations look like, tame to outlier-heavy

@@ -236,7 +236,9 @@ LutRows lut_rows(Isa isa) {
 }
 
 bool lut_applies(const LinearProblem& p, Isa isa, int threads) {
-  if (p.lut == LutMode::kOff || p.planes == nullptr || p.C != 1 || p.dist != kSignedConstant) return false;
+  // (multicoat weights: AVX2's lookup only, a pass over the tables per coat)
+  if (p.lut == LutMode::kOff || p.planes == nullptr || (p.C != 1 && isa != Isa::kAvx2) || p.dist != kSignedConstant)
+    return false;
   const LutRows r = lut_rows(isa);
   const bool on = p.lut == LutMode::kOn, int8 = p.xq != nullptr;
 #if defined(SLT_HW_HAVE_AVX2)  // (AVX2's int8 table lookup)
@@ -251,6 +253,7 @@ bool lut_applies(const LinearProblem& p, Isa isa, int threads) {
 
 bool sliced_applies(const LinearProblem& p, Isa isa, int threads) {
   if (p.xq != nullptr || !lut_applies(p, isa, threads) || p.M > lut_rows(isa).sliced) return false;
+  if (p.C > 1 && p.lut != LutMode::kOn && p.M * 3 * p.C > kLutAutoSliceCoatRows) return false;  // (3: slices at least)
   // AVX-512: automatically, the int8 lookup's rule of weight rows a thread too (AVX2's float
   // rows have their own, in lut_applies)
   return isa == Isa::kAvx2 || p.lut == LutMode::kOn || p.N >= kLutAutoRowsPerThreadInt8 * resolve_threads(threads);
@@ -297,7 +300,8 @@ LutLayout lut_layout(const LinearProblem& p, Isa isa, int threads) {
 int64_t lut_planes_bytes(const WeightDesc& w, LutLayout kind) {
 #if defined(SLT_HW_HAVE_AVX2)
   if (kind == LutLayout::kInt8)
-    return int64_t(sizeof(LutPlanesHeader)) + (w.N + kLutBlockRowsInt8 - 1) / kLutBlockRowsInt8 * avx2lut::plane_block_bytes(w.K);
+    return int64_t(sizeof(LutPlanesHeader)) +
+           (w.N + kLutBlockRowsInt8 - 1) / kLutBlockRowsInt8 * w.C * avx2lut::plane_block_bytes(w.K);
 #endif
 #if defined(SLT_HW_HAVE_AVX512)
   if (kind == LutLayout::kCodes)
@@ -315,9 +319,11 @@ void pack_lut_planes(const WeightDesc& w, LutLayout kind, uint8_t* dst, int64_t 
   if (kind != LutLayout::kInt8 && kind != LutLayout::kCodes && kind != LutLayout::kPanels)
     fail("kind: expected the int8, codes or panels layout");
   const Isa needs = kind == LutLayout::kCodes ? Isa::kAvx512 : Isa::kAvx2;  // (the panels: AVX2's or VNNI's)
-  if (w.planes == nullptr || w.C != 1 || w.dist != kSignedConstant || !isa_supported(needs))
-    fail(std::string("pack_lut_planes: needs a binary-format (one mask plane) signed_constant weight and a CPU "
-                     "with ") + isa_name(needs) + " (the " + lut_layout_name(kind) + " layout)");
+  if (w.planes == nullptr || (w.C != 1 && kind != LutLayout::kInt8) || w.dist != kSignedConstant ||
+      !isa_supported(needs))
+    fail(std::string("pack_lut_planes: needs a signed_constant weight in the binary format (or multicoat, for "
+                     "the int8 layout) and a CPU with ") + isa_name(needs) + " (the " + lut_layout_name(kind) +
+         " layout)");
   const int64_t want = lut_planes_bytes(w, kind);
   if (dst == nullptr || bytes != want)
     fail("dst: expected " + std::to_string(want) + " bytes, got " + std::to_string(bytes) + (dst ? "" : " (null)"));
@@ -327,7 +333,7 @@ void pack_lut_planes(const WeightDesc& w, LutLayout kind, uint8_t* dst, int64_t 
   void (*pack_block)(const WeightDesc&, int64_t, int64_t, float*, uint8_t*) = nullptr;
 #if defined(SLT_HW_HAVE_AVX2)
   if (kind == LutLayout::kInt8) {
-    block_bytes = avx2lut::plane_block_bytes(w.K);
+    block_bytes = w.C * avx2lut::plane_block_bytes(w.K);
     pack_floats = avx2lut::pack_scratch_floats(w.K);
     pack_block = avx2lut::pack_block_int8;
   }
@@ -369,8 +375,9 @@ namespace {
 // Float (or bf16) activations through AVX2's int8 table lookup, as D = slice_count int8 rows
 // each (slice_int8_rows: rounding x no worse for the sums than float32 accumulation is; the
 // kernel's integer sums are exact and recombine in rows_int8). False where a row holds a NaN or
-// an infinity, or, chosen automatically, where 4 slices a row pass kLutAutoSliceRows: the
-// caller runs the float kernels (which propagate NaN and infinity as F.linear does).
+// an infinity, or, chosen automatically, where 4 slices a row pass kLutAutoSliceRows (slices
+// times coats past kLutAutoSliceCoatRows, multicoat): the caller runs the float kernels (which
+// propagate NaN and infinity as F.linear does).
 bool run_sliced(const LinearProblem& p, Isa isa, int threads) {
   std::vector<float> xf;
   const float* x = p.x;
@@ -382,7 +389,8 @@ bool run_sliced(const LinearProblem& p, Isa isa, int threads) {
     ldx = p.K;
   }
   const int D = slice_count(x, p.M, p.K, ldx);
-  if (D == 0 || (p.lut == LutMode::kAuto && p.M * D > kLutAutoSliceRows)) return false;
+  const int64_t passes = p.M * D * p.C, limit = p.C > 1 ? kLutAutoSliceCoatRows : kLutAutoSliceRows;
+  if (D == 0 || (p.lut == LutMode::kAuto && passes > limit)) return false;
   std::vector<int8_t> q(size_t(p.M * D * p.K));
   std::vector<float> s(size_t(p.M));
   slice_int8_rows(x, p.M, p.K, ldx, D, q.data(), s.data());
@@ -421,14 +429,18 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
   // unless forced on it runs only with the codes given (a mask's second use on:
   // layout_cache.py); without them the register kernels (int8) or the float lookup run.
   const bool codes = given == LutLayout::kCodes || p.lut == LutMode::kOn || !avx512_kernels(isa);
+  // AVX2's lookup of multicoat weights likewise: hashing and transposing a pass per coat, it lost
+  // to the register kernels (3 coats, 11008 x 4096, one row: 6.2 against 4.3 ms; 2.3 with them)
+  const bool coats = p.C == 1 || given == LutLayout::kInt8 || p.lut == LutMode::kOn;
   // float activations as int8 slices through an int8 table lookup (where one of them declines:
   // the register kernels, which propagate NaN and infinity as F.linear does)
-  const bool sliced = !amx && !bf16dot && codes && sliced_applies(p, isa, threads);
+  const bool sliced = !amx && !bf16dot && codes && coats && sliced_applies(p, isa, threads);
   if (sliced && run_sliced(p, isa, threads)) return;
   // table-lookup kernels: AVX2's (int8), AVX-512's float one (lut512) or int8 one (lut8)
   // AVX2's int8 panels: where the caller gives their layout (else the lookup or the blocked kernel)
   const bool avx2panel = isa == Isa::kAvx2 && given == LutLayout::kPanels;
-  const bool lut = !amx && !bf16dot && !sliced && !avx2panel && (codes || !int8) && lut_applies(p, isa, threads);
+  const bool lut =
+      !amx && !bf16dot && !sliced && !avx2panel && coats && (codes || !int8) && lut_applies(p, isa, threads);
   const bool lut512 = lut && avx512_kernels(isa) && !int8, lut8 = lut && avx512_kernels(isa) && int8;
   // VNNI int8 panels: past the register kernel's rows, one mask plane (int8 activations come with
   // signed-constant weights only: validate)
@@ -569,7 +581,7 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
 #endif
 #if defined(SLT_HW_HAVE_AVX2)
   if (i8panel && isa == Isa::kAvx2) lut_scratch = avx2::scratch_floats_i8_panel(p.K);
-  if (lut && !lut512 && !lut8) lut_scratch = avx2lut::scratch_floats_int8(p.K, p.M);
+  if (lut && !lut512 && !lut8) lut_scratch = avx2lut::scratch_floats_int8(p.K, p.M, p.C);
 #endif
   if (lut_scratch > scratch_size || lut8) scratch_size = lut_scratch;  // (lut8: its own only, zeroed per call)
   // Weight-row tasks that do not share out evenly among few threads (a convolution's 64 output

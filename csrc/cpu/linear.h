@@ -121,6 +121,11 @@ constexpr int64_t kPanelRowsInt8Avx2 = 64;
 constexpr int64_t kLutMaxRowsSliced = kLutMaxRowsInt8 / 4;  // (4: kMaxSlices)
 constexpr int64_t kLutAutoRowsSliced = 24;
 constexpr int64_t kLutAutoSliceRows = 3 * kLutAutoRowsSliced;  // automatically: slices in all (rows times 3 or 4)
+// Multicoat weights (a lookup pass per coat; the register kernels share each weight's sign and x
+// loads among the coats): automatically while slices times coats stay within this many (3
+// coats, 4096 and 11008 x 4096, Zen 3, one thread: the slices 2.7-2.8x the register kernels'
+// speed at 1 row, 1.4-1.5x at 2, 0.9x at 4, 0.5-0.64x at 8; docs/benchmarks.md, step 21).
+constexpr int64_t kLutAutoSliceCoatRows = 18;
 constexpr int64_t kLutAutoRowsInt8 = 512;
 constexpr int64_t kLutAutoTableBytesInt8 = int64_t(12) << 20;
 // Chosen automatically, it also needs enough weight rows per thread to pay for its tables,
@@ -396,12 +401,12 @@ void pack_int8(const int8_t* xq, int64_t Kp, int64_t M, int8_t* dst);
 
 // The table-lookup kernel (linear_avx2lut.cpp): per call, tables of the activations' partial
 // sums (build_tables_int8, table_bytes_int8 bytes); then per task of rows (scratch:
-// scratch_floats_int8(K, M) floats).
+// scratch_floats_int8(K, M, C) floats, C coats).
 namespace avx2lut {
 int64_t table_bytes_int8(int64_t K, int64_t M);
-int64_t scratch_floats_int8(int64_t K, int64_t M);
-// The planes' layout (LutLayout::kInt8; plane_block_bytes per block of kLutBlockRowsInt8 rows)
-// and one block of it (pack_scratch_floats(K) floats of scratch).
+int64_t scratch_floats_int8(int64_t K, int64_t M, int64_t C);
+// The planes' layout (LutLayout::kInt8; C plane_block_bytes per block of kLutBlockRowsInt8 rows,
+// its coats one after another) and one block of it (pack_scratch_floats(K) floats of scratch).
 int64_t plane_block_bytes(int64_t K);
 int64_t pack_scratch_floats(int64_t K);
 void pack_block_int8(const WeightDesc& w, int64_t n0, int64_t n1, float* scratch, uint8_t* dst);

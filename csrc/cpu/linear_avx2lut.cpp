@@ -1,5 +1,6 @@
 // Table-lookup (T-MAC / bitnet.cpp style) AVX2 kernel of the fused linear (linear.h), for the
-// binary format (one plane) with signed-constant weights and int8 activations (float
+// binary and multicoat formats (a P/N pair of planes per coat, their lookups sharing one call's
+// tables) with signed-constant weights and int8 activations (float
 // activations come as int8 slices: slt_linear, quantize.h). Compiled with -mavx2 -mfma only in
 // this TU and called only after a runtime CPU check (linear.cpp).
 //
@@ -99,6 +100,15 @@ void transpose_block_masks(const WeightDesc& p, int64_t n0, int64_t n1, uint32_t
     const int64_t a = n0 + 8 * q < n1 ? n0 + 8 * q : n1, b = n0 + 8 * q + 8 < n1 ? n0 + 8 * q + 8 : n1;
     transpose_masks(p, a, b, mt + 8 * q, kI8Rows, 0, (p.K + 31) / 32);
   }
+}
+
+// Coat c of a multicoat weight as a weight of one coat (its mask plane; the signs are every coat's).
+inline WeightDesc coat_desc(const WeightDesc& w, int64_t c) {
+  WeightDesc d = w;
+  d.planes = w.planes + c * w.N * ((w.K + 31) / 32);
+  d.C = 1;
+  d.coat_scales = w.coat_scales + c;
+  return d;
 }
 
 // c[q]: the sign counters of rows n0 + 8q .. n0 + 8q + 7 at word 0 (row * W, lanes = rows).
@@ -272,39 +282,51 @@ int64_t plane_block_bytes(int64_t K) { return ((K + 31) / 32) * 8 * 32; }
 
 int64_t pack_scratch_floats(int64_t K) { return 32 * ((K + 31) / 32); }
 
-// Rows [n0, min(n0 + 32, n1)) (zero masks past them): dst + 256 w holds make_pn's 8 ymm of word w.
+// Rows [n0, min(n0 + 32, n1)) (zero masks past them), coat after coat: dst + c plane_block_bytes(K)
+// + 256 w holds make_pn's 8 ymm of word w of coat c.
 void pack_block_int8(const WeightDesc& p, int64_t n0, int64_t n1, float* scratch, uint8_t* dst) {
   const int64_t W = (p.K + 31) / 32;
   uint32_t* mt = reinterpret_cast<uint32_t*>(scratch);
-  transpose_block_masks(p, n0, n1, mt);
   const __m256i k0 = _mm256_set1_epi32(int32_t(p.k0)), k1 = _mm256_set1_epi32(int32_t(p.k1));
   __m256i c[4], pn[8];
   block_counters(n0, W, c);
-  for (int64_t w = 0; w < W; ++w) {
-    make_pn(mt + 32 * w, c, k0, k1, w, pn);
-    for (int k = 0; k < 8; ++k) _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 256 * w + 32 * k), pn[k]);
+  for (int64_t coat = 0; coat < p.C; ++coat) {
+    transpose_block_masks(coat_desc(p, coat), n0, n1, mt);
+    uint8_t* out = dst + coat * plane_block_bytes(p.K);
+    for (int64_t w = 0; w < W; ++w) {
+      make_pn(mt + 32 * w, c, k0, k1, w, pn);
+      for (int k = 0; k < 8; ++k) _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 256 * w + 32 * k), pn[k]);
+    }
   }
 }
 
-int64_t scratch_floats_int8(int64_t K, int64_t M) { return 32 * ((K + 31) / 32) + 8 + 8 * 6 * M + kI8Rows * M; }
+int64_t scratch_floats_int8(int64_t K, int64_t M, int64_t C) {
+  return 32 * ((K + 31) / 32) + 8 + 8 * 6 * M + kI8Rows * M * C;
+}
 
 bool rows_int8(const LinearProblem& p, const uint8_t* tables, float* scratch, int64_t n0, int64_t n1) {
-  // scratch: a block's mask words (unless given packed), its sums (6 M ymm, 32-byte aligned), its results
-  const int64_t W = (p.K + 31) / 32;
+  // scratch: a block's mask words (unless given packed), its sums (6 M ymm, 32-byte aligned), its
+  // results (per coat: the coats' lookups share the tables, their sums join in the store)
+  const int64_t W = (p.K + 31) / 32, C = p.C, coat_sums = kI8Rows * p.M;
   uint32_t* mt = reinterpret_cast<uint32_t*>(scratch);
   __m256i* work = reinterpret_cast<__m256i*>((reinterpret_cast<uintptr_t>(mt + 32 * W) + 31) & ~uintptr_t(31));
   int32_t* sums = reinterpret_cast<int32_t*>(work + 6 * p.M);
   const int fixed = p.M <= kI8RowGroup ? int(p.M) : 0;
   for (int64_t n = n0; n < n1; n += kI8Rows) {
     const int64_t nr = n1 - n < kI8Rows ? n1 - n : kI8Rows;
-    if (p.lut_planes != nullptr && n % kI8Rows == 0) {
-      const uint8_t* planes = p.lut_planes + sizeof(LutPlanesHeader) + (n / kI8Rows) * plane_block_bytes(p.K);
-      kLutI8Block[1][fixed](p, tables, planes, n, work, sums);
-    } else {
-      transpose_block_masks(p, n, n + nr, mt);
-      kLutI8Block[0][fixed](p, tables, mt, n, work, sums);
+    for (int64_t c = 0; c < C; ++c) {
+      if (p.lut_planes != nullptr && n % kI8Rows == 0) {
+        const uint8_t* planes =
+            p.lut_planes + sizeof(LutPlanesHeader) + ((n / kI8Rows) * C + c) * plane_block_bytes(p.K);
+        kLutI8Block[1][fixed](p, tables, planes, n, work, sums + c * coat_sums);
+      } else {
+        transpose_block_masks(coat_desc(p, c), n, n + nr, mt);
+        kLutI8Block[0][fixed](p, tables, mt, n, work, sums + c * coat_sums);
+      }
     }
-    store_int8_sums(p, n, nr, [&](int64_t r, int64_t i) { return sums[kI8Rows * r + byte_of_row(int(i))]; });
+    store_int8_sums(p, n, nr, [&](int64_t c, int64_t r, int64_t i) {
+      return sums[c * coat_sums + kI8Rows * r + byte_of_row(int(i))];
+    });
   }
   return true;
 }

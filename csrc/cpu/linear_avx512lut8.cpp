@@ -241,7 +241,7 @@ bool rows(const LinearProblem& p, const int16_t* tables, float* scratch, int64_t
     const bool vector = !p.slices;
 #endif
     if (!vector) {
-      store_int8_sums(p, n, nr, [&](int64_t r, int64_t i) { return s[r * kRows + i]; });
+      store_int8_sums(p, n, nr, [&](int64_t, int64_t r, int64_t i) { return s[r * kRows + i]; });
       continue;
     }
 #if !defined(SLT_HW_AVX512_EMULATED)

@@ -11,22 +11,30 @@
 namespace slt {
 namespace cpu {
 
-// Weight rows [n, n + nr) of y; sum(r, i): the int32 sum of activation row r and weight row
-// n + i. Sliced float activations (p.slices = D): a y row from its D slice rows' sums, the exact
-// integer first, then one rounding; else y = (g * float(sum)) * scale * xscale + b.
+// Weight rows [n, n + nr) of y; sum(c, r, i): the int32 sum of coat c (p.C coats: AVX2's
+// lookup takes multicoat weights, AVX-512's binary ones), activation row r and weight row n + i.
+// Sliced float activations (p.slices = D): a y row from its D slice rows' sums, the exact
+// integer per coat first, then one rounding (in double over the coats); else y = (g *
+// float(sum)) * scale * xscale + b, with coats acc = 0, acc += g_c * float(sum_c) first, as the
+// register kernel (rows_int8_impl) adds them.
 template <class Sum>
 inline void store_int8_sums(const LinearProblem& p, int64_t n, int64_t nr, Sum sum) {
-  const float g = p.coat_scales[0];
   const float* bias = p.bias ? p.bias + n - p.row_begin : nullptr;
+  const int64_t C = p.C;
   if (p.slices) {
     const int D = p.slices;
     for (int64_t r = 0; r < p.M / D; ++r) {
       float* y = p.y + r * p.ldy + n - p.row_begin;
-      const double f = double(g) * double(p.scale) * double(p.xscale[r]);
+      const double f = double(p.coat_scales[0]) * double(p.scale) * double(p.xscale[r]);
+      const double fc = double(p.scale) * double(p.xscale[r]);  // (coats: after their sum)
       for (int64_t i = 0; i < nr; ++i) {
-        int64_t v = 0;
-        for (int d = 0; d < D; ++d) v += int64_t(sum(r * D + d, i)) * slice_weight(d, D);
-        y[i] = float(double(v) * f) + (bias ? bias[i] : 0.0f);
+        double acc = 0.0;
+        for (int64_t c = 0; c < C; ++c) {
+          int64_t v = 0;
+          for (int d = 0; d < D; ++d) v += int64_t(sum(c, r * D + d, i)) * slice_weight(d, D);
+          acc = C == 1 ? double(v) * f : acc + double(v) * double(p.coat_scales[c]);
+        }
+        y[i] = float(C == 1 ? acc : acc * fc) + (bias ? bias[i] : 0.0f);
       }
     }
     return;
@@ -34,7 +42,11 @@ inline void store_int8_sums(const LinearProblem& p, int64_t n, int64_t nr, Sum s
   for (int64_t r = 0; r < p.M; ++r) {
     float* y = p.y + r * p.ldy + n - p.row_begin;
     for (int64_t i = 0; i < nr; ++i) {
-      const float acc = g * float(sum(r, i));
+      float acc = p.coat_scales[0] * float(sum(0, r, i));
+      if (C > 1) {
+        acc = 0.0f;
+        for (int64_t c = 0; c < C; ++c) acc += p.coat_scales[c] * float(sum(c, r, i));
+      }
       y[i] = acc * p.scale * p.xscale[r] + (bias ? bias[i] : 0.0f);
     }
   }

@@ -83,9 +83,10 @@ def _lut(lut: str | None) -> str:
 
 
 def lut_info(isa: str | None = None) -> dict:
-    """The table-lookup kernels (binary format, signed-constant weights, few activation rows) of
-    `isa` (default: those slt_linear runs with: isa for float activations, isa_int8 for int8
-    ones, which differ where chosen_isa does): whether this CPU runs them (available,
+    """The table-lookup kernels (binary format, and on AVX2 multicoat; signed-constant weights,
+    few activation rows) of `isa` (default: those slt_linear runs with: isa for float
+    activations, isa_int8 for int8 ones, which differ where chosen_isa does): whether this CPU
+    runs them (available,
     available_int8), up to how many rows they run automatically / when SLT_HW_CPU_LUT=on forces
     them (auto_rows, max_rows; *_int8 for int8 activations; 0: never), and the mode in force
     (SLT_HW_CPU_LUT: auto, on, off). AVX2's is an int8 kernel that takes float activations as 3
@@ -695,7 +696,8 @@ def _describe() -> str:
             if any(u.startswith(("avx512", "amx")) for u in used):
                 parts.append(f"masks used twice kept as base-3 codes of 3 weights, 1.78 bits/weight "
                              f"({layout_cache.ENV}={cache})")
-        table = (f"; binary signed-constant weights: table lookup for {'; '.join(parts)} ({LUT_ENV}={info['mode']})"
+        weights = "binary (on avx2 also multicoat)" if "avx2" in (info["isa"], info["isa_int8"]) else "binary"
+        table = (f"; {weights} signed-constant weights: table lookup for {'; '.join(parts)} ({LUT_ENV}={info['mode']})"
                  if parts else "")
     except (RuntimeError, ValueError) as e:  # no extension, or a bad SLT_HW_CPU_LUT / _LAYOUT_CACHE
         table = f"; table lookup unknown: {e}"
