@@ -193,6 +193,15 @@ PYBIND11_MODULE(_C, m) {
       "kernels (scalar: the portable loop); bit-identical whichever. taps > 1: each row tap-major, "
       "[t * (K / taps) + c] = W_eff[c * taps + t] (a conv weight's channels-last order).");
   m.def(
+      "frozen_mask_planes",
+      [](const slt::WeightDesc& w, uintptr_t out, int threads) {
+        py::gil_scoped_release nogil;
+        slt::cpu::frozen_mask_planes(w, ptr<int32_t>(out), threads);
+      },
+      py::arg("w"), py::arg("out"), py::arg("threads") = 0,
+      "A frozen weight's effective mask as the (N, ceil(K/32)) int32 plane of the binary weight of the "
+      "same weights (its keys, scale and distribution).");
+  m.def(
       "freeze_states",
       [](uintptr_t out, const slt::WeightDesc& w, int threads) {
         py::gil_scoped_release nogil;

@@ -409,6 +409,24 @@ bool run_sliced(const LinearProblem& p, Isa isa, int threads) {
 
 }  // namespace
 
+void frozen_mask_planes(const WeightDesc& w, int32_t* out, int threads) {
+  for (const std::string& e : {check_weight(w, true), check_rows(w.N, 0, w.N)})
+    if (!e.empty()) fail(e);
+  if (!w.frozen()) fail("frozen_mask_planes: expected a frozen-format weight");
+  if (out == nullptr) fail("out: null pointer");
+  LinearProblem p;
+  static_cast<WeightDesc&>(p) = w;
+  p.row_end = w.N;
+  const int64_t W = (w.K + 31) / 32;
+  const bool ok = for_each_row_task(0, w.N, 64, w.K, 16 * W + 16, threads, 1 << 16, [&](float* scratch, int64_t n0,
+                                                                                       int64_t n1) {
+    return scalar::frozen_mask_rows(p, n0, n1, reinterpret_cast<uint32_t*>(scratch), out);
+  });
+  if (!ok)
+    fail("free_bits/offsets: the free-bit stream does not match the freeze pattern (a row's stream index is "
+         "negative or past the end of free_bits)");
+}
+
 void slt_linear(const LinearProblem& p, Isa isa, int threads) {
   validate(p);
   if (!isa_supported(isa)) fail(std::string("isa: this CPU does not support ") + isa_name(isa));

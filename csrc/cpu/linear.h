@@ -308,6 +308,16 @@ int64_t lut_planes_bytes(const WeightDesc& w, LutLayout kind);
 // (lut_planes_bytes bytes, 32-byte aligned), with `threads` threads.
 void pack_lut_planes(const WeightDesc& w, LutLayout kind, uint8_t* dst, int64_t bytes, int threads);
 
+// A frozen weight's effective mask (locked | its free bits) as the one plane of a binary weight
+// with the same keys, scale and distribution, out (N, W) int32 words: every kernel of the binary
+// format then gives that weight's outputs (slt_hw/backends/cpu.py runs frozen weights so once the
+// plane is cached: the frozen register kernels hash every weight's freeze state per call).
+// Throws std::invalid_argument for a weight that is not frozen or a stream that does not match.
+void frozen_mask_planes(const WeightDesc& w, int32_t* out, int threads);
+namespace scalar {
+bool frozen_mask_rows(const LinearProblem& p, int64_t n0, int64_t n1, uint32_t* h, int32_t* out);
+}
+
 // Validates, then runs with `threads` OpenMP threads (<= 0: the OpenMP default).
 // Throws std::invalid_argument on bad arguments or a free-bit stream that does not match.
 void slt_linear(const LinearProblem& p, Isa isa, int threads);

@@ -80,6 +80,13 @@ bool rows_int8(const LinearProblem& p, const int8_t* xq, float* scratch, int64_t
   return rows_int8_impl(p, xq, scratch, n0, n1);
 }
 
+bool frozen_mask_rows(const LinearProblem& p, int64_t n0, int64_t n1, uint32_t* h, int32_t* out) {
+  const uint32_t W = words_per_row(uint32_t(p.K));
+  for (int64_t n = n0; n < n1; ++n)
+    if (!frozen_mask_words(p, n, 0, W, h, reinterpret_cast<uint32_t*>(out + n * W))) return false;
+  return true;
+}
+
 }  // namespace scalar
 }  // namespace cpu
 }  // namespace slt

@@ -150,6 +150,36 @@ def _lut_planes(mod, w: tuple, desc, m: int, isa: str, lut: str, int8: bool, thr
     return LUT_PLANES.get(src, key, build)
 
 
+# Frozen weights as the binary weights of the same effective mask (C++ frozen_mask_planes), from a
+# mask's second use: the frozen format's kernels hash every weight's freeze state on every call
+# (4096 x 4096, one thread: 55 ms int8 at batch 1, 0.37 ms for the binary int8 lookup), and every
+# binary kernel and layout then serves them. Keyed by the free-bit stream (its version seen).
+FROZEN_PLANES = LayoutCache()
+_ONE = torch.ones(1)
+
+
+def _as_binary(mod, w: tuple, peek: bool = False) -> tuple | None:
+    """w, or for a frozen weight's block the binary block of the same weights once its plane
+    (1 bit a weight) is cached; the outputs are the frozen weight's (the effective weights are
+    the same numbers, the int8 sums the same integers). peek: the plane only if already stored
+    (not a use), else None."""
+    if w[0].dim() == 3:
+        return w
+    free_bits, _offsets, k0, k1, fk0, fk1, k, dist, scale, prune, lock = w
+
+    def build() -> torch.Tensor:
+        desc, _alive = _ext.weight_desc(mod, w)
+        out = torch.empty(1, desc.n, (k + 31) // 32, dtype=torch.int32)
+        mod.frozen_mask_planes(desc, out.data_ptr(), torch.get_num_threads())
+        return out
+
+    key = ("frozen", free_bits.data_ptr(), tuple(free_bits.shape), k0, k1, fk0, fk1, k, prune, lock)
+    planes = FROZEN_PLANES.peek(free_bits, key) if peek else FROZEN_PLANES.get(free_bits, key, build)
+    if planes is None:
+        return None if peek else w
+    return planes, _ONE, k0, k1, k, dist, scale
+
+
 # The implicit int8 GEMM's tap-major P/N planes (as its panels' masks) of conv masks used again unchanged (its own
 # cache: a mask whose small calls run the table lookup's layout keeps both)
 CONV_TAPS_PLANES = LayoutCache()
@@ -179,6 +209,7 @@ def linear(x, bias, *rest, int8: bool = False, isa: str | None = None, threads: 
     automatically also needs enough weight rows a thread: csrc/cpu/linear.h)."""
     mod = _ext.require()
     *w, r0, r1 = rest
+    w = _as_binary(mod, w)
     desc, _alive = _ext.weight_desc(mod, w)  # the tensors behind desc's pointers
     k = desc.k
     bf16 = x.dtype == torch.bfloat16 and not int8  # the kernel reads bf16 as it is (exactly)
@@ -273,14 +304,17 @@ def prepare_linear(x, bias, *rest, int8: bool = False) -> PreparedLinear | None:
             any(t.is_inference() for t in w[:2]):
         return None
     mod = _ext.require()
-    desc, alive = _ext.weight_desc(mod, w)
+    wb = _as_binary(mod, w, peek=True)  # (frozen: prepared once its binary plane is cached)
+    if wb is None:
+        return None
+    desc, alive = _ext.weight_desc(mod, wb)
     isa, lut, nt, m = _isa(None), _lut(None), torch.get_num_threads(), x.numel() // desc.k
-    planes = _lut_planes(mod, w, desc, m, isa, lut, int8, nt, peek=True)
+    planes = _lut_planes(mod, wb, desc, m, isa, lut, int8, nt, peek=True)
     if planes is False:
         return None
     plan = mod.linear_plan(desc, m, r0, r1, int8, isa, nt, lut, _ptr(planes),
                            0 if planes is None else planes.numel(), _ptr(bias))
-    return PreparedLinear(plan, tuple(w[:2]), x, (alive, planes, bias), r1 - r0, nt)
+    return PreparedLinear(plan, tuple(w[:2]), x, (alive, planes, bias), r1 - r0, nt)  # (w's masks: their versions)
 
 
 def attention(q, k, v, key_padding_mask, attn_mask, causal: bool, scale: float) -> torch.Tensor:
@@ -319,7 +353,7 @@ def materialize(*args, out: torch.Tensor | None = None, threads: int | None = No
     (out, in, kh, kw) stored as (out, kh, kw, in): channels-last)."""
     mod = _ext.require()
     *w, r0, r1 = args
-    desc, _alive = _ext.weight_desc(mod, w)  # the tensors behind desc's pointers
+    desc, _alive = _ext.weight_desc(mod, _as_binary(mod, w))  # the tensors behind desc's pointers
     out = _output(out, r1 - r0, desc.k)
     mod.materialize(out.data_ptr(), desc, r0, r1, torch.get_num_threads() if threads is None else threads, _isa(isa),
                     taps)
@@ -368,6 +402,7 @@ def conv2d_int8(x, bias, *rest, isa: str | None = None, threads: int | None = No
     store, after the patches' kernel in one pass (apply_epilogue)."""
     mod = _ext.require()
     w, geometry, groups, act_scale, (scale, residual, relu) = _conv_int8_args(rest)
+    w = _as_binary(mod, w)
     desc, _alive = _ext.weight_desc(mod, w)
     oh, ow = conv2d_output_size(x.shape[2], x.shape[3], *geometry)
     nt = torch.get_num_threads() if threads is None else threads
@@ -575,18 +610,21 @@ def prepare_conv2d_int8(x, bias, *rest) -> PreparedConv2dInt8 | None:
             any(t.is_inference() for t in w[:2]):
         return None
     mod = _ext.require()
-    desc, alive = _ext.weight_desc(mod, w)
+    wb = _as_binary(mod, w, peek=True)  # (frozen: prepared once its binary plane is cached)
+    if wb is None:
+        return None
+    desc, alive = _ext.weight_desc(mod, wb)
     isa, nt = _isa(None), torch.get_num_threads()
-    call = _taps_call(mod, w, desc, alive, x, geometry, groups, isa, nt, peek=True) if act_scale == "image" else None
+    call = _taps_call(mod, wb, desc, alive, x, geometry, groups, isa, nt, peek=True) if act_scale == "image" else None
     # (where the implicit GEMM runs, or runs only, from the tap-major planes (AVX2), prepared once they are cached)
     if act_scale == "image" and CONV_TAPS_PLANES.enabled() and (
             call.planes is None if call is not None else not _taps_refusal(mod, desc, x, geometry, groups, isa, True)):
         return None
     if call is None:
-        call = PatchesCall(mod, w, desc, alive, x, geometry, groups, act_scale, isa, _lut(None), nt, peek=True)
+        call = PatchesCall(mod, wb, desc, alive, x, geometry, groups, act_scale, isa, _lut(None), nt, peek=True)
         if not call.ready():
             return None
-    return PreparedConv2dInt8(call, tuple(w[:2]), x, residual, bias, scale, relu)
+    return PreparedConv2dInt8(call, tuple(w[:2]), x, residual, bias, scale, relu)  # (w's masks: their versions)
 
 
 def _conv_output(mod, y: torch.Tensor, x: torch.Tensor, oh: int, ow: int, n: int, threads: int) -> torch.Tensor:
@@ -759,8 +797,10 @@ def _describe() -> str:
                 "queries): one pass over each head's keys and one over its values, else torch's SDPA")
     except RuntimeError:  # no extension
         attn = ""
+    frozen = ("; frozen-format weights run as the binary weight of their effective mask from its second use "
+              f"(1 bit/weight kept, {layout_cache.ENV}={'on' if LayoutCache.enabled() else 'off'})")
     return (f"slt_hw._C fused CPU kernel ({isa}, OpenMP{per_path}): weights regenerated in registers"
-            f"{table}{bf16}{panels}{conv}{amx}{attn}")
+            f"{table}{bf16}{panels}{conv}{amx}{attn}{frozen}")
 
 
 _int8 = functools.partial(linear, int8=True)
