@@ -797,8 +797,11 @@ def _describe() -> str:
                 "queries): one pass over each head's keys and one over its values, else torch's SDPA")
     except RuntimeError:  # no extension
         attn = ""
-    frozen = ("; frozen-format weights run as the binary weight of their effective mask from its second use "
-              f"(1 bit/weight kept, {layout_cache.ENV}={'on' if LayoutCache.enabled() else 'off'})")
+    try:
+        frozen = ("; frozen-format weights run as the binary weight of their effective mask from its second use "
+                  f"(1 bit/weight kept, {layout_cache.ENV}={'on' if LayoutCache.enabled() else 'off'})")
+    except ValueError:  # a bad SLT_HW_CPU_LAYOUT_CACHE (the table lookup's part says so)
+        frozen = ""
     return (f"slt_hw._C fused CPU kernel ({isa}, OpenMP{per_path}): weights regenerated in registers"
             f"{table}{bf16}{panels}{conv}{amx}{attn}{frozen}")
 
