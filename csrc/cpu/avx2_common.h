@@ -1,7 +1,8 @@
 // What the AVX2 kernels share: the contract hash (docs/rng.md §2) on eight 32-bit lanes, a
-// word's bits as byte masks and an 8 x 8 transpose in registers. Include it only from
-// translation units compiled with -mavx2 (linear_avx2.cpp, linear_avx2lut.cpp, im2col_avx2.cpp,
-// conv_int8_avx2.cpp, linear_avx2panel.cpp, via avx2_panel.h); internal linkage, so each keeps its own copy behind its runtime CPU check.
+// word's bits as byte masks, a horizontal sum and an 8 x 8 transpose in registers. Include it
+// only from translation units compiled with -mavx2 (linear_avx2.cpp, linear_avx2lut.cpp,
+// im2col_avx2.cpp, conv_int8_avx2.cpp, linear_avx2panel.cpp via avx2_panel.h); internal
+// linkage, so each keeps its own copy behind its runtime CPU check.
 #pragma once
 
 #include <immintrin.h>
@@ -42,6 +43,14 @@ static inline __m256i expand_bytes(const void* p) {
   const __m256i bitsel = _mm256_set1_epi64x(int64_t(0x8040201008040201ull));
   const __m256i all = _mm256_castps_si256(_mm256_broadcast_ss(static_cast<const float*>(p)));
   return _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(all, shuf), bitsel), bitsel);
+}
+
+// The sum of v's eight int32 lanes.
+static inline int32_t hsum_epi32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+  return _mm_cvtsi128_si32(s);
 }
 
 // out[j] lane i = r[i] lane j: the rows of an 8 x 8 tile of 32-bit values become its columns.

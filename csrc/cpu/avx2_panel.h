@@ -27,13 +27,12 @@ namespace {
 constexpr int kMr = 4;                // activation rows (pixels) a micro-tile
 constexpr int kNr = 2;                // 8-row blocks of weight rows a micro-tile
 constexpr int64_t kStepsInt16 = 64;   // dwords summed in int16: |pair sums| <= 2 * 2 * 127 = 508 a step
-constexpr int64_t kGroupBytes16(int64_t Kt) { return (Kt + 31) / 32 * 8 * 16; }  // (a 16-row group's masks)
 
 // The task's panel, [Kt / 4][kTaskRows] dwords (row n0 + i at dword i: its 4 columns' u), from
 // the layout's masks (bits: the body; per 16-row group, per 4 columns c, the P then the N
 // 64-bit masks, bit 4 lane + j for row 16 g + lane, column 4 c + j). Rows past n1 get u = 1.
 inline void panel_from_bits(const uint8_t* bits, int64_t Kt, int64_t n0, int64_t n1, uint32_t* panel) {
-  const int64_t C4 = Kt / 4, gbytes = kGroupBytes16(Kt);
+  const int64_t C4 = Kt / 4, gbytes = panel_group_bytes(Kt);
   const __m256i one = _mm256_set1_epi8(1);
   for (int64_t r0 = n0; r0 < n1; r0 += 8) {
     uint32_t* dst = panel + (r0 - n0);

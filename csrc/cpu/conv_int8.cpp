@@ -66,7 +66,7 @@ int64_t conv_taps_planes_bytes(const WeightDesc& w, int64_t taps) {
     throw std::invalid_argument("taps: expected a divisor of in_features " + std::to_string(w.K) + ", got " +
                                 std::to_string(taps));
   const int64_t Kt = taps * taps_channels(w.K / taps);
-  return int64_t(sizeof(LutPlanesHeader)) + (w.N + 15) / 16 * ((Kt + 31) / 32) * 8 * 16;  // (panel_bits_bytes(N, Kt))
+  return int64_t(sizeof(LutPlanesHeader)) + panel_layout_bytes(w.N, Kt);
 }
 
 std::string check_conv_taps_planes(const WeightDesc& w, int64_t taps, const uint8_t* buf, int64_t bytes) {

@@ -349,7 +349,7 @@ SLT_HW_ROW_KERNELS(avx512vnni)
 // weights: xq copied to (M, Kp) as it is (not flipped; each tile sums its own rows); tasks of
 // kTaskRows rows, scratch_floats_i8_panel(K) floats each.
 // Given the panels' layout (p.lut_planes, kind kPanels), a task from a 16-row boundary builds
-// its panel from it. The layout: panel_bits_bytes(N, K) past the header, pack_panel_bits writing
+// its panel from it. The layout: panel_layout_bytes(N, K) past the header, pack_panel_bits writing
 // the rows [n0, n1) of a task (n0 a multiple of kTaskRows) with scratch_floats_i8_panel(K)
 // floats of scratch.
 // The panels' layout body in portable C++ (with taps > 1 a convolution's tap-major columns:
@@ -357,7 +357,8 @@ SLT_HW_ROW_KERNELS(avx512vnni)
 // vpmaddubsw (linear_avx2panel.cpp): int8 activations from kPanelRowsInt8Avx2 rows on, binary
 // signed-constant weights, only with the layout given (without it: the table lookup or the
 // blocked kernel); tasks of kTaskRows rows, scratch_floats_i8_panel(K) floats each.
-inline int64_t panel_layout_bytes(int64_t N, int64_t K) { return (N + 15) / 16 * ((K + 31) / 32) * 8 * 16; }
+inline int64_t panel_group_bytes(int64_t K) { return (K + 31) / 32 * 8 * 16; }  // (a 16-row group's masks)
+inline int64_t panel_layout_bytes(int64_t N, int64_t K) { return (N + 15) / 16 * panel_group_bytes(K); }
 void pack_panel_masks(const WeightDesc& w, int64_t taps, uint8_t* body, int threads);
 namespace avx2 {
 int64_t scratch_floats_i8_panel(int64_t K);
@@ -366,7 +367,6 @@ bool rows_int8_panel(const LinearProblem& p, const int8_t* xq, float* scratch, i
 namespace avx512vnni {
 int64_t scratch_floats_i8_panel(int64_t K);
 bool rows_int8_panel(const LinearProblem& p, const int8_t* xq, float* scratch, int64_t n0, int64_t n1);
-int64_t panel_bits_bytes(int64_t N, int64_t K);
 void pack_panel_bits(const WeightDesc& w, int64_t n0, int64_t n1, float* scratch, uint8_t* body);
 int64_t scratch_floats_bf16(int64_t K);
 bool rows_bf16(const LinearProblem& p, const uint16_t* xb, float* scratch, int64_t n0, int64_t n1);

@@ -62,14 +62,8 @@ inline uint32_t simd_values(const uint32_t* h, uint32_t count, int dist, float s
 
 constexpr int64_t kI8Rows = 8;  // activation rows per int8 pass (one int16 accumulator each)
 
-inline int32_t hsum_epi32(__m256i v) {
-  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
-  return _mm_cvtsi128_si32(s);
-}
-
 using avx2common::expand_bytes;
+using avx2common::hsum_epi32;
 
 // Int8 activations, kI8Rows rows per pass (rows [m0, m0 + M) of the call's Mt). Weights
 // t in {-1, 0, +1} enter as u = t + 1 in {0, 1, 2} (unsigned bytes), one vpmaddubsw per 32

@@ -28,14 +28,12 @@ int32_t row_sum(const int8_t* x, int64_t Kp) {
     const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + k));
     acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, v), ones16));
   }
-  const __m128i h = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
-  const __m128i q = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4E));
-  return _mm_cvtsi128_si32(_mm_add_epi32(q, _mm_shuffle_epi32(q, 0xB1)));
+  return avx2common::hsum_epi32(acc);
 }
 
 }  // namespace
 
-int64_t scratch_floats_i8_panel(int64_t K) { return kTaskRows * ((K + 31) / 32) * 8 + 16; }
+int64_t scratch_floats_i8_panel(int64_t K) { return scratch_floats_conv_taps((K + 31) / 32 * 32); }  // (one tap)
 
 bool rows_int8_panel(const LinearProblem& p, const int8_t* xq, float* scratch, int64_t n0, int64_t n1) {
   using avx2panel::kMr;

@@ -610,7 +610,6 @@ void build_panel_i8(const uint32_t* words_t, int64_t W, uint32_t* panel) {
 // hash and the masks' transposes done once. From the mask as stored, the hash, a scalar
 // transpose and 8 vpermd a zmm had cost ~27 % of a 32-row call (11008 x 4096, one thread);
 // from the layout the first tile's pass makes the panel as it goes (two blends a zmm).
-inline int64_t group_bits_bytes(int64_t K) { return (K + 31) / 32 * 8 * 16; }
 
 // The panel zmm of 4-column group c from a group's masks (pn: its P and N mask pairs).
 inline __m512i panel_zmm(const uint64_t* pn, int64_t c) {
@@ -623,7 +622,7 @@ inline __m512i panel_zmm(const uint64_t* pn, int64_t c) {
 // the first group's).
 void panel_from_bits(const uint8_t* bits, int64_t W, int64_t groups, uint32_t* panel) {
   for (int64_t g = 0; g < groups; ++g) {
-    const uint64_t* pn = reinterpret_cast<const uint64_t*>(bits + g * group_bits_bytes(32 * W));
+    const uint64_t* pn = reinterpret_cast<const uint64_t*>(bits + g * panel_group_bytes(32 * W));
     for (int64_t c = 0; c < 8 * W; ++c) {
       if (c % 4 == 0) prefetch_ahead(pn + 2 * c, 1);
       _mm512_store_si512(reinterpret_cast<void*>(panel + c * kTaskRows + 16 * g), panel_zmm(pn, c));
@@ -635,7 +634,7 @@ void panel_from_bits(const uint8_t* bits, int64_t W, int64_t groups, uint32_t* p
 void store_panel_masks(const uint32_t* panel, int64_t W, int64_t groups, uint8_t* dst) {
   const __m512i two = _mm512_set1_epi8(2), zero = _mm512_setzero_si512();
   for (int64_t g = 0; g < groups; ++g) {
-    uint64_t* pn = reinterpret_cast<uint64_t*>(dst + g * group_bits_bytes(32 * W));
+    uint64_t* pn = reinterpret_cast<uint64_t*>(dst + g * panel_group_bytes(32 * W));
     for (int64_t c = 0; c < 8 * W; ++c) {
       const __m512i u = _mm512_load_si512(reinterpret_cast<const void*>(panel + c * kTaskRows + 16 * g));
       pn[2 * c] = _mm512_cmpeq_epi8_mask(u, two);
@@ -651,7 +650,7 @@ void store_panel_masks(const uint32_t* panel, int64_t W, int64_t groups, uint8_t
 // rows' chains side by side: taken a row after another, each row's chain of Kp / 64 vpdpbusd
 // ran at the instruction's latency (~1/8 of a convolution's GEMM, 64 channels at batch 8).
 // Expand: the panel made from the layout's masks (bits: the task's first group, groups
-// group_bits_bytes(Kp) apart) as the pass goes, and stored for the passes after it.
+// panel_group_bytes(Kp) apart) as the pass goes, and stored for the passes after it.
 template <int MR, int NR, bool Expand>
 void micro_i8_panel(const int8_t* x, int64_t Kp, uint32_t* panel, const uint8_t* bits,
                     int32_t* out /* MR x kTaskRows */, int32_t* xsum /* MR */) {
@@ -660,7 +659,7 @@ void micro_i8_panel(const int8_t* x, int64_t Kp, uint32_t* panel, const uint8_t*
     for (int j = 0; j < NR; ++j) acc[r][j] = _mm512_setzero_si512();
   const int64_t groups = Kp / 4;
   const uint64_t* pn[NR];
-  for (int j = 0; j < NR; ++j) pn[j] = Expand ? reinterpret_cast<const uint64_t*>(bits + j * group_bits_bytes(Kp)) : nullptr;
+  for (int j = 0; j < NR; ++j) pn[j] = Expand ? reinterpret_cast<const uint64_t*>(bits + j * panel_group_bytes(Kp)) : nullptr;
   for (int64_t c = 0; c < groups; ++c) {
     __m512i wv[NR];
     for (int j = 0; j < NR; ++j) {
@@ -844,7 +843,7 @@ bool rows_int8_panel(const LinearProblem& p, const int8_t* xq, float* scratch, i
   int32_t* sums = reinterpret_cast<int32_t*>(words_t + task_words_size(p.K));
   // the layout's 16-row groups (from one; else the panel made here)
   const uint8_t* bits = p.lut_planes != nullptr && n0 % 16 == 0
-                            ? p.lut_planes + sizeof(LutPlanesHeader) + n0 / 16 * group_bits_bytes(p.K)
+                            ? p.lut_planes + sizeof(LutPlanesHeader) + n0 / 16 * panel_group_bytes(p.K)
                             : nullptr;
   if (bits == nullptr) {
     task_words(p, n0, n1, words_t);
@@ -861,8 +860,6 @@ bool rows_int8_panel(const LinearProblem& p, const int8_t* xq, float* scratch, i
   return true;
 }
 
-int64_t panel_bits_bytes(int64_t N, int64_t K) { return (N + 15) / 16 * group_bits_bytes(K); }
-
 void pack_panel_bits(const WeightDesc& w, int64_t n0, int64_t n1, float* scratch, uint8_t* body) {
   LinearProblem p;
   static_cast<WeightDesc&>(p) = w;
@@ -872,7 +869,7 @@ void pack_panel_bits(const WeightDesc& w, int64_t n0, int64_t n1, float* scratch
   uint32_t* words_t = panel + kTaskRows * W * 8;
   task_words(p, n0, n1, words_t);
   build_panel_i8(words_t, W, panel);
-  store_panel_masks(panel, W, (n1 - n0 + 15) / 16, body + n0 / 16 * group_bits_bytes(w.K));
+  store_panel_masks(panel, W, (n1 - n0 + 15) / 16, body + n0 / 16 * panel_group_bytes(w.K));
 }
 
 #include "conv_int8_vnni.inc"

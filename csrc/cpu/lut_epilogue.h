@@ -42,11 +42,8 @@ inline void store_int8_sums(const LinearProblem& p, int64_t n, int64_t nr, Sum s
   for (int64_t r = 0; r < p.M; ++r) {
     float* y = p.y + r * p.ldy + n - p.row_begin;
     for (int64_t i = 0; i < nr; ++i) {
-      float acc = p.coat_scales[0] * float(sum(0, r, i));
-      if (C > 1) {
-        acc = 0.0f;
-        for (int64_t c = 0; c < C; ++c) acc += p.coat_scales[c] * float(sum(c, r, i));
-      }
+      float acc = C == 1 ? p.coat_scales[0] * float(sum(0, r, i)) : 0.0f;
+      for (int64_t c = 0; C > 1 && c < C; ++c) acc += p.coat_scales[c] * float(sum(c, r, i));
       y[i] = acc * p.scale * p.xscale[r] + (bias ? bias[i] : 0.0f);
     }
   }

@@ -86,8 +86,7 @@ def lut_info(isa: str | None = None) -> dict:
     """The table-lookup kernels (binary format, and on AVX2 multicoat; signed-constant weights,
     few activation rows) of `isa` (default: those slt_linear runs with: isa for float
     activations, isa_int8 for int8 ones, which differ where chosen_isa does): whether this CPU
-    runs them (available,
-    available_int8), up to how many rows they run automatically / when SLT_HW_CPU_LUT=on forces
+    runs them (available, available_int8), up to how many rows they run automatically / when SLT_HW_CPU_LUT=on forces
     them (auto_rows, max_rows; *_int8 for int8 activations; 0: never), and the mode in force
     (SLT_HW_CPU_LUT: auto, on, off). AVX2's is an int8 kernel that takes float activations as 3
     or 4 exact int8 slices each (csrc/cpu/quantize.h); AVX-512 has an int8 kernel (base-3 codes,
