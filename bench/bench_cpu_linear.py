@@ -4,6 +4,7 @@
     .venv/bin/python bench/bench_cpu_linear.py --threads 1 --cpu-time   # steadier on a busy machine
     .venv/bin/python bench/bench_cpu_linear.py --stat min               # fastest call of each, not the median
     .venv/bin/python bench/bench_cpu_linear.py --format multicoat --dist uniform   # 3 coats, scales 1, 0.37, 0.11
+    .venv/bin/python bench/bench_cpu_linear.py --format multicoat-levels   # 3 coats, scales 1 (the search's)
 
 Baselines: F.linear with dense fp32 and bf16 weights, torch's dynamically quantized int8 linear;
 also the reference backend (materialises the weight each call). "slt cpp int8" is the opt-in
@@ -41,7 +42,7 @@ def lut_rows(fmt: str, dist: str) -> tuple[int, int]:
         info = cpu.lut_info()
     except (RuntimeError, ValueError):
         return 0, 0
-    if fmt not in ("binary", "multicoat") or dist != "signed_constant":
+    if fmt not in ("binary", "multicoat", "multicoat-levels") or dist != "signed_constant":
         return 0, 0
     # (multicoat weights: AVX2's lookup only)
     float_ok = info["available"] and (fmt == "binary" or info["isa"] == "avx2")
@@ -64,9 +65,11 @@ def bench_shape(n: int, k: int, batches: list[int], density: float, with_referen
                 clock=time.perf_counter, dist: str = "signed_constant", stat: str = "median",
                 fmt: str = "binary") -> list[dict]:
     u = torch.rand(n, k, generator=torch.Generator().manual_seed(0))
-    if fmt == "multicoat":  # three coats nested inside the kept fraction, scales not powers of two
+    if fmt.startswith("multicoat"):  # three coats nested inside the kept fraction
         levels = (u < density).long() + (u < density / 2).long() + (u < density / 4).long()
-        packed = pack_multicoat(levels, 3, seed=0, name="bench", dist=dist, coat_scales=torch.tensor([1.0, 0.37, 0.11]))
+        # scales not powers of two, or all 1 (levels 0..3, what the search exports: coat_levels)
+        scales = torch.ones(3) if fmt == "multicoat-levels" else torch.tensor([1.0, 0.37, 0.11])
+        packed = pack_multicoat(levels, 3, seed=0, name="bench", dist=dist, coat_scales=scales)
     else:
         packed = pack_binary(u < density, seed=0, name="bench", dist=dist)
     sc = dist == "signed_constant"  # the int8 path needs signed-constant weights
@@ -135,8 +138,9 @@ def main() -> None:
                          "CPU away now and then: every implementation gets the same treatment)")
     ap.add_argument("--dist", default="signed_constant", choices=["signed_constant", "uniform", "normal"],
                     help="the SLT weights' distribution (the int8 path only for signed_constant)")
-    ap.add_argument("--format", default="binary", choices=["binary", "multicoat"],
-                    help="the mask format (multicoat: 3 nested coats, coat scales 1, 0.37, 0.11)")
+    ap.add_argument("--format", default="binary", choices=["binary", "multicoat", "multicoat-levels"],
+                    help="the mask format (multicoat: 3 nested coats, coat scales 1, 0.37, 0.11; "
+                         "multicoat-levels: the same coats, scales 1, as the search exports them)")
     ap.add_argument("--no-reference", action="store_true", help="skip the (slow) reference backend")
     ap.add_argument("--cpu-time", action="store_true",
                     help="time with this process's CPU time (all threads) instead of wall time; with --threads 1, "

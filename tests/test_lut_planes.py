@@ -164,7 +164,9 @@ def test_a_wrong_layout_is_refused():
     desc_q, _alive_q = _ext.weight_desc(MOD, _ops.weight_args(q)[1])
     with pytest.raises(ValueError, match=r"dst: expected 6208 bytes, got 3136"):  # (two coats: two blocks' planes)
         MOD.pack_lut_planes(desc_q, "int8", packed.data_ptr(), 3136, 1)
-    with pytest.raises(ValueError, match=r"signed_constant weight in the binary format \(or multicoat, for the int8"):
+    with pytest.raises(ValueError, match=r"binary format \(or multicoat, for the int8 and panels layouts\)"):
+        MOD.pack_lut_planes(desc_q, "codes", packed.data_ptr(), 3136, 1)
+    with pytest.raises(ValueError, match=r"dst: expected 5184 bytes, got 3136"):  # (two coats' panel masks)
         MOD.pack_lut_planes(desc_q, "panels", packed.data_ptr(), 3136, 1)
 
 

@@ -31,16 +31,21 @@ constexpr int64_t kStepsInt16 = 64;   // dwords summed in int16: |pair sums| <= 
 // The task's panel, [Kt / 4][kTaskRows] dwords (row n0 + i at dword i: its 4 columns' u), from
 // the layout's masks (bits: the body; per 16-row group, per 4 columns c, the P then the N
 // 64-bit masks, bit 4 lane + j for row 16 g + lane, column 4 c + j). Rows past n1 get u = 1.
-inline void panel_from_bits(const uint8_t* bits, int64_t Kt, int64_t n0, int64_t n1, uint32_t* panel) {
+// Coats sharing a scale (coat_levels; `coats` layouts, coat_bytes apart): u = sum of the coats'
+// u = coats + t, t = +-level (u <= 2 coats: micro_taps' steps16 shrinks to match).
+inline void panel_from_bits(const uint8_t* bits, int64_t Kt, int64_t n0, int64_t n1, uint32_t* panel,
+                            int64_t coats = 1, int64_t coat_bytes = 0) {
   const int64_t C4 = Kt / 4, gbytes = panel_group_bytes(Kt);
-  const __m256i one = _mm256_set1_epi8(1);
+  const __m256i base = _mm256_set1_epi8(int8_t(coats));
   for (int64_t r0 = n0; r0 < n1; r0 += 8) {
     uint32_t* dst = panel + (r0 - n0);
     if (r0 % 8 == 0) {  // (8 rows: one half of a group's masks)
       const uint8_t* pn = bits + r0 / 16 * gbytes + 4 * (r0 % 16 / 8);
       for (int64_t c = 0; c < C4; ++c) {
-        const __m256i u = _mm256_add_epi8(_mm256_sub_epi8(one, avx2common::expand_bytes(pn + 16 * c)),
-                                          avx2common::expand_bytes(pn + 16 * c + 8));
+        __m256i u = base;
+        for (int64_t l = 0; l < coats; ++l)
+          u = _mm256_add_epi8(_mm256_sub_epi8(u, avx2common::expand_bytes(pn + l * coat_bytes + 16 * c)),
+                              avx2common::expand_bytes(pn + l * coat_bytes + 16 * c + 8));
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + c * kTaskRows), u);
       }
       continue;
@@ -48,11 +53,11 @@ inline void panel_from_bits(const uint8_t* bits, int64_t Kt, int64_t n0, int64_t
     for (int64_t i = 0; i < 8; ++i) {  // (a task off an 8-row boundary: a group of odd size, row by row)
       const int64_t n = r0 + i;
       for (int64_t c = 0; c < C4; ++c) {
-        uint32_t word = 0x01010101u;
-        if (n < n1) {
+        uint32_t word = 0x01010101u * uint32_t(coats);
+        for (int64_t l = 0; l < coats && n < n1; ++l) {
           uint64_t p, q;
-          std::memcpy(&p, bits + n / 16 * gbytes + 16 * c, 8);
-          std::memcpy(&q, bits + n / 16 * gbytes + 16 * c + 8, 8);
+          std::memcpy(&p, bits + l * coat_bytes + n / 16 * gbytes + 16 * c, 8);
+          std::memcpy(&q, bits + l * coat_bytes + n / 16 * gbytes + 16 * c + 8, 8);
           for (int j = 0; j < 4; ++j)
             word += ((uint32_t(p >> (4 * (n % 16) + j)) & 1u) - (uint32_t(q >> (4 * (n % 16) + j)) & 1u)) << (8 * j);
         }
@@ -63,10 +68,12 @@ inline void panel_from_bits(const uint8_t* bits, int64_t Kt, int64_t n0, int64_t
 }
 
 // Rows (pixels) [0, MR) (base: each one's tap (0, 0)) against NR 8-row blocks of the panel:
-// s[r][8 j + i] = sum_k u x of row r and weight row 8 j + i, exact. A linear is one tap.
+// s[r][8 j + i] = sum_k u x of row r and weight row 8 j + i, exact. A linear is one tap. The
+// int16 sums are widened every steps16 dwords: kStepsInt16 for u <= 2, kStepsInt16 / C for
+// coats' levels (u <= 2 C).
 template <int MR, int NR>
 void micro_taps(const int8_t* const* base, const ConvTap* tap, int64_t taps, const uint32_t* panel,
-                int32_t (*s)[kNr * 8]) {
+                int32_t (*s)[kNr * 8], int64_t steps16) {
   const __m256i zero = _mm256_setzero_si256(), ones = _mm256_set1_epi16(1);
   __m256i acc[MR][NR], wide[MR][NR];
   for (int r = 0; r < MR; ++r)
@@ -84,7 +91,7 @@ void micro_taps(const int8_t* const* base, const ConvTap* tap, int64_t taps, con
     for (int r = 0; r < MR; ++r) x[r] = base[r] + tap[t].offset;
     const uint32_t* pt = panel + tap[t].panel;
     for (int64_t c = 0, C4 = tap[t].dwords; c < C4;) {
-      const int64_t end = C4 - c < kStepsInt16 - steps ? C4 : c + (kStepsInt16 - steps);
+      const int64_t end = C4 - c < steps16 - steps ? C4 : c + (steps16 - steps);
       steps += end - c;
       for (; c < end; ++c) {
         __m256i wv[NR];
@@ -97,7 +104,7 @@ void micro_taps(const int8_t* const* base, const ConvTap* tap, int64_t taps, con
           for (int j = 0; j < NR; ++j) acc[r][j] = _mm256_add_epi16(acc[r][j], _mm256_maddubs_epi16(wv[j], xv));
         }
       }
-      if (steps == kStepsInt16) widen();
+      if (steps == steps16) widen();
     }
   }
   widen();
@@ -105,7 +112,8 @@ void micro_taps(const int8_t* const* base, const ConvTap* tap, int64_t taps, con
     for (int j = 0; j < NR; ++j) _mm256_storeu_si256(reinterpret_cast<__m256i*>(s[r] + 8 * j), wide[r][j]);
 }
 
-using MicroTaps = void (*)(const int8_t* const*, const ConvTap*, int64_t, const uint32_t*, int32_t (*)[kNr * 8]);
+using MicroTaps = void (*)(const int8_t* const*, const ConvTap*, int64_t, const uint32_t*, int32_t (*)[kNr * 8],
+                          int64_t);
 constexpr MicroTaps kMicroTaps[kMr + 1][kNr + 1] = {{nullptr, nullptr, nullptr},
                                                     {nullptr, micro_taps<1, 1>, micro_taps<1, 2>},
                                                     {nullptr, micro_taps<2, 1>, micro_taps<2, 2>},

@@ -44,7 +44,7 @@ void conv_rows_int8(const LinearProblem& p, const ConvTaps& c, float* scratch, i
       for (int64_t r = 0; r < mr; ++r) base[r] = c.image + c.pixels[p0 + r].offset;
       for (int64_t j0 = 0; j0 < rows; j0 += 8 * kNr) {
         const int64_t nr = rows - j0 <= 8 ? 1 : kNr, cols = rows - j0 < 8 * nr ? rows - j0 : 8 * nr;
-        kMicroTaps[mr][nr](base, c.tap + tile.tap0, tile.taps, panel + j0, s);
+        kMicroTaps[mr][nr](base, c.tap + tile.tap0, tile.taps, panel + j0, s, avx2panel::kStepsInt16);
         // store_i8_tile's step (int8_output), eight outputs at a time
         for (int64_t r = 0; r < mr; ++r) {
           const ConvPixel& px = c.pixels[p0 + r];

@@ -248,6 +248,8 @@ bool lut_applies(const LinearProblem& p, Isa isa, int threads) {
   // enough weight rows a thread to pay for the tables
   const int64_t per_thread = int8 ? kLutAutoRowsPerThreadInt8 : kLutAutoRowsPerThreadSliced * p.M;
   if (!on && (isa == Isa::kAvx2 || int8) && p.N < per_thread * resolve_threads(threads)) return false;
+  // coats sharing a scale: a lookup pass each against the register kernel's one pass over levels
+  if (!on && int8 && coat_levels(p) && p.M > kLutAutoRowsInt8Levels) return false;
   return p.M >= 1 && p.M <= (int8 ? (on ? r.max_int8 : r.auto_int8) : (on ? r.max_float : r.auto_float));
 }
 
@@ -281,10 +283,12 @@ const char* lut_layout_name(LutLayout kind) {
 }
 
 bool i8panel_applies(const LinearProblem& p, Isa isa) {
-  if (p.xq == nullptr || p.planes == nullptr || p.C != 1) return false;
+  if (p.xq == nullptr || p.planes == nullptr) return false;
 #if defined(SLT_HW_HAVE_AVX2)
-  if (isa == Isa::kAvx2) return p.lut != LutMode::kOn && p.M >= kPanelRowsInt8Avx2;  // (run: with the layout only)
+  // (run: with the layout only; coats sharing a scale as their levels, a panel built of their sum)
+  if (isa == Isa::kAvx2) return (p.C == 1 || coat_levels(p)) && p.lut != LutMode::kOn && p.M >= kPanelRowsInt8Avx2;
 #endif
+  if (p.C != 1) return false;
   return !amx_applies(p, isa) && (isa == Isa::kAvx512Vnni || isa == Isa::kAmx) && p.M > kSmallBatchInt8;
 }
 
@@ -308,7 +312,8 @@ int64_t lut_planes_bytes(const WeightDesc& w, LutLayout kind) {
     return int64_t(sizeof(LutPlanesHeader)) +
            (w.N + kLutBlockRowsInt8 - 1) / kLutBlockRowsInt8 * avx512lut8::block_bytes(w.K);
 #endif
-  if (kind == LutLayout::kPanels) return int64_t(sizeof(LutPlanesHeader)) + panel_layout_bytes(w.N, w.K);
+  if (kind == LutLayout::kPanels)  // (multicoat: each coat's, one after another)
+    return int64_t(sizeof(LutPlanesHeader)) + (w.planes ? w.C : 1) * panel_layout_bytes(w.N, w.K);
   (void)w;
   return 0;
 }
@@ -319,11 +324,11 @@ void pack_lut_planes(const WeightDesc& w, LutLayout kind, uint8_t* dst, int64_t 
   if (kind != LutLayout::kInt8 && kind != LutLayout::kCodes && kind != LutLayout::kPanels)
     fail("kind: expected the int8, codes or panels layout");
   const Isa needs = kind == LutLayout::kCodes ? Isa::kAvx512 : Isa::kAvx2;  // (the panels: AVX2's or VNNI's)
-  if (w.planes == nullptr || (w.C != 1 && kind != LutLayout::kInt8) || w.dist != kSignedConstant ||
+  if (w.planes == nullptr || (w.C != 1 && kind == LutLayout::kCodes) || w.dist != kSignedConstant ||
       !isa_supported(needs))
     fail(std::string("pack_lut_planes: needs a signed_constant weight in the binary format (or multicoat, for "
-                     "the int8 layout) and a CPU with ") + isa_name(needs) + " (the " + lut_layout_name(kind) +
-         " layout)");
+                     "the int8 and panels layouts) and a CPU with ") + isa_name(needs) + " (the " +
+         lut_layout_name(kind) + " layout)");
   const int64_t want = lut_planes_bytes(w, kind);
   if (dst == nullptr || bytes != want)
     fail("dst: expected " + std::to_string(want) + " bytes, got " + std::to_string(bytes) + (dst ? "" : " (null)"));
@@ -350,15 +355,21 @@ void pack_lut_planes(const WeightDesc& w, LutLayout kind, uint8_t* dst, int64_t 
   }
 #endif
   uint8_t* body = dst + sizeof(LutPlanesHeader);
-  if (kind == LutLayout::kPanels && pack_block == nullptr) pack_panel_masks(w, 1, body, threads);
-  if (pack_block != nullptr)
-    for_each_row_task(0, w.N, kind == LutLayout::kPanels ? kTaskRows : kLutBlockRowsInt8, w.K, pack_floats, threads,
-                      1 << 16, [&](float* scratch, int64_t n0, int64_t n1) {
-                        // (AVX2's planes block after block; the codes and panels place each block themselves)
-                        pack_block(w, n0, n1, scratch,
-                                   kind == LutLayout::kInt8 ? body + n0 / kLutBlockRowsInt8 * block_bytes : body);
-                        return true;
-                      });
+  // (the panels: each coat's layout, one after another; the others hold their coats per block)
+  const int64_t parts = kind == LutLayout::kPanels ? w.C : 1;
+  for (int64_t c = 0; c < parts; ++c) {
+    const WeightDesc wc = parts > 1 ? coat_desc(w, c) : w;
+    uint8_t* bc = body + c * panel_layout_bytes(w.N, w.K);
+    if (kind == LutLayout::kPanels && pack_block == nullptr) pack_panel_masks(wc, 1, bc, threads);
+    if (pack_block != nullptr)
+      for_each_row_task(0, w.N, kind == LutLayout::kPanels ? kTaskRows : kLutBlockRowsInt8, w.K, pack_floats, threads,
+                        1 << 16, [&](float* scratch, int64_t n0, int64_t n1) {
+                          // (AVX2's planes block after block; the codes and panels place each block themselves)
+                          pack_block(wc, n0, n1, scratch,
+                                     kind == LutLayout::kInt8 ? bc + n0 / kLutBlockRowsInt8 * block_bytes : bc);
+                          return true;
+                        });
+  }
   LutPlanesHeader h{};
   h.magic = kPlanesMagic;
   h.kind = int32_t(kind);
@@ -587,7 +598,7 @@ void slt_linear(const LinearProblem& p, Isa isa, int threads) {
   };
   auto run = [&](float* scratch, int64_t n0, int64_t n1) { return run_rows(p, 0, scratch, n0, n1); };
   int64_t scratch_size = scratch_floats(p.K, blocked), lut_scratch = 0;
-  if (int8 && blocked) scratch_size += held_tile_floats(p.K, p.planes == nullptr ? 1 : p.C, p.M);
+  if (int8 && blocked) scratch_size += held_tile_floats(p.K, tile_passes(p), p.M);
 #if defined(SLT_HW_HAVE_AVX512)
   if (lut512) lut_scratch = avx512lut::scratch_floats(p.M);
   if (lut8)

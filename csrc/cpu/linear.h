@@ -85,6 +85,22 @@ inline const int32_t* int8_row_sums(const int8_t* xq, int64_t Kp, int64_t M) {
   return reinterpret_cast<const int32_t*>(xq + M * Kp + 64);
 }
 constexpr int64_t kSmallBatchInt8Avx2 = 32;  // int8, AVX2: the bit-sliced register kernel, 8 rows a pass
+// Multicoat weights whose coats share one scale g (what slt_hw's search exports: levels
+// 0..C, coat_scales all 1) are g * (+-1) * level, an integer times g. The int8 kernels then
+// join the coats as integers, y = (g * float(sum_c S_c)) * scale * xscale + b (a binary
+// weight's rounding, with sum_c S_c as its sum). AVX2's register kernel and the blocked
+// kernels go further: they build the weights' level bytes once and multiply them in one pass
+// instead of a pass per coat. Only while the int32 sums of (x + 128) * level stay exact
+// (255 C Kp < 2^31) and for up to kMaxLevelCoats coats (the blocked kernels' int16 pair sums,
+// kI8TileCols / C columns a micro-kernel call: at least one 64-byte step).
+constexpr int64_t kMaxLevelCoats = 32;
+inline bool coat_levels(const WeightDesc& w) {
+  if (w.planes == nullptr || w.C < 2 || w.C > kMaxLevelCoats || w.coat_scales == nullptr) return false;
+  if (255 * w.C * (32 * ((w.K + 31) / 32)) >= (int64_t(1) << 31)) return false;
+  for (int64_t c = 1; c < w.C; ++c)
+    if (!(w.coat_scales[c] == w.coat_scales[0])) return false;
+  return true;
+}
 constexpr int64_t kTaskRows = 48;    // weight rows per thread task above it (a multiple of 3)
 constexpr int64_t kBlockWords = 32;  // large-batch column block: the frozen offset table's 1024
 constexpr int64_t kBlockCols = 32 * kBlockWords;
@@ -98,6 +114,16 @@ constexpr int64_t kBlockDescFloats = 2 * kBlockWords + 16 * kBlockWords + kBlock
 // per chunk (the contract's sign hash and the byte expansion: ~10 % of a 3136-row call).
 // held_tile_floats: the scratch floats this adds to scratch_floats (0: not held).
 constexpr int64_t kHeldTilesMax = 256 << 10;
+// Coat c of a multicoat weight as a weight of one coat (its mask plane; the signs are every coat's).
+inline WeightDesc coat_desc(const WeightDesc& w, int64_t c) {
+  WeightDesc d = w;
+  d.planes = w.planes + c * w.N * ((w.K + 31) / 32);
+  d.C = 1;
+  d.coat_scales = w.coat_scales + c;
+  return d;
+}
+// (the blocked int8 kernel's passes over its tiles: one per coat, one for coats as levels)
+inline int64_t tile_passes(const WeightDesc& w) { return w.planes == nullptr || coat_levels(w) ? 1 : w.C; }
 inline int64_t held_tile_bytes(int64_t K, int64_t coats, int64_t M) {
   const int64_t bytes = coats * ((K + kBlockCols - 1) / kBlockCols) * kTaskRows * kBlockCols;
   return M > kChunkRows && bytes <= kHeldTilesMax ? bytes : 0;
@@ -126,6 +152,10 @@ constexpr int64_t kLutAutoSliceRows = 3 * kLutAutoRowsSliced;  // automatically:
 // coats, 4096 and 11008 x 4096, Zen 3, one thread: the slices 2.7-2.8x the register kernels'
 // speed at 1 row, 1.4-1.5x at 2, 0.9x at 4, 0.5-0.64x at 8; docs/benchmarks.md, step 21).
 constexpr int64_t kLutAutoSliceCoatRows = 18;
+// ... and int8 ones of coats sharing a scale (coat_levels: the register kernels take them in one
+// pass over their levels) up to this many rows (3 coats, 4096 x 4096, 11008 x 4096 and 4096 x
+// 11008, Zen 3, one thread: the lookup 1.1-1.2x the register kernel at 2 rows, 0.75-0.98x at 4).
+constexpr int64_t kLutAutoRowsInt8Levels = 2;
 constexpr int64_t kLutAutoRowsInt8 = 512;
 constexpr int64_t kLutAutoTableBytesInt8 = int64_t(12) << 20;
 // Chosen automatically, it also needs enough weight rows per thread to pay for its tables,

@@ -149,6 +149,76 @@ inline void dot_i8(const int8_t* xq, int64_t Kp, int64_t Mt, int64_t m0, int64_t
   }
 }
 
+// Coats sharing a scale (coat_levels): the coats' codes summed, u = sum_c u_c = C + t with
+// t = +-level in [-C, C], and one vpmaddubsw pass: sum_k x t = sum_k x u - C sum_k x. Each
+// coat's codes (block_codes) are split into two 4-bit fields a byte, the codes of bits 0 and
+// 2 (e) and of bits 1 and 3 (o), and summed there (u <= 2C <= 14 fits); a slice is then a
+// shift and an and of a sum, as for one coat. The codes cost ~24 instructions per coat and
+// 256 weights; the products, the part that grows with the rows, one pass in all. Pair sums
+// |x0 u0 + x1 u1| <= 512 C stay in int16 for kI8StretchBlocks / C blocks: up to
+// kI8StretchBlocks coats.
+template <int M>
+void dot_i8_levels_m(const int8_t* xq, int64_t Mt, int64_t m0, const uint32_t* sw, const uint32_t* planes,
+                     int64_t stride, int64_t C, int64_t W, int32_t* out) {
+  const __m256i pairs = _mm256_set1_epi8(0x33), lo4 = _mm256_set1_epi8(0x0F), ones16 = _mm256_set1_epi16(1);
+  const int64_t blocks = (W + 7) / 8, stretch = kI8StretchBlocks / C;
+  alignas(32) uint32_t tail_m[8] = {}, tail_s[8] = {};  // a last, partial block (its x is zero past W)
+  if (W % 8) std::memcpy(tail_s, sw + 8 * (blocks - 1), size_t(W % 8) * 4);
+  int32_t sums[M] = {};
+  for (int64_t b0 = 0; b0 < blocks; b0 += stretch) {
+    const int64_t b1 = b0 + stretch < blocks ? b0 + stretch : blocks;
+    __m256i acc16[M];
+    for (int r = 0; r < M; ++r) acc16[r] = _mm256_setzero_si256();
+    for (int64_t b = b0; b < b1; ++b) {
+      const bool part = 8 * b + 8 > W;
+      const __m256i s = load8(part ? tail_s : sw + 8 * b);
+      __m256i e[2], o[2];
+      for (int64_t c = 0; c < C; ++c) {
+        const uint32_t* mw = planes + c * stride + 8 * b;
+        if (part) std::memcpy(tail_m, mw, size_t(W % 8) * 4);
+        __m256i cc[2];
+        block_codes(load8(part ? tail_m : mw), s, cc);
+        for (int h = 0; h < 2; ++h) {
+          const __m256i ce = _mm256_and_si256(cc[h], pairs), co = _mm256_and_si256(_mm256_srli_epi16(cc[h], 2), pairs);
+          e[h] = c ? _mm256_add_epi8(e[h], ce) : ce;
+          o[h] = c ? _mm256_add_epi8(o[h], co) : co;
+        }
+      }
+      const int8_t* xs = xq + 256 * Mt * b + 32 * m0;
+#pragma GCC unroll 8
+      for (int q = 0; q < 8; ++q, xs += 32 * Mt) {
+        const __m256i f = q % 2 ? o[q / 4] : e[q / 4];
+        const __m256i u = _mm256_and_si256(q % 4 >= 2 ? _mm256_srli_epi16(f, 4) : f, lo4);
+        for (int r = 0; r < M; ++r) {
+          const __m256i x = _mm256_load_si256(reinterpret_cast<const __m256i*>(xs + 32 * r));
+          acc16[r] = _mm256_add_epi16(_mm256_maddubs_epi16(u, x), acc16[r]);
+          __asm__("" : "+x"(acc16[r]));
+        }
+      }
+    }
+    for (int r = 0; r < M; ++r) sums[r] += hsum_epi32(_mm256_madd_epi16(acc16[r], ones16));
+  }
+  const int32_t* xsum = reinterpret_cast<const int32_t*>(xq + 256 * Mt * blocks) + m0;
+  for (int r = 0; r < M; ++r) out[r] = sums[r] - int32_t(C) * xsum[r];
+}
+inline bool dot_i8_levels(const int8_t* xq, int64_t Kp, int64_t Mt, int64_t m0, int64_t mb, const uint32_t* sw,
+                          const uint32_t* planes, int64_t stride, int64_t C, int64_t W, int32_t* out) {
+  (void)Kp;
+  if (C > kI8StretchBlocks) return false;
+  switch (mb) {
+    case 1: dot_i8_levels_m<1>(xq, Mt, m0, sw, planes, stride, C, W, out); break;
+    case 2: dot_i8_levels_m<2>(xq, Mt, m0, sw, planes, stride, C, W, out); break;
+    case 3: dot_i8_levels_m<3>(xq, Mt, m0, sw, planes, stride, C, W, out); break;
+    case 4: dot_i8_levels_m<4>(xq, Mt, m0, sw, planes, stride, C, W, out); break;
+    case 5: dot_i8_levels_m<5>(xq, Mt, m0, sw, planes, stride, C, W, out); break;
+    case 6: dot_i8_levels_m<6>(xq, Mt, m0, sw, planes, stride, C, W, out); break;
+    case 7: dot_i8_levels_m<7>(xq, Mt, m0, sw, planes, stride, C, W, out); break;
+    default: dot_i8_levels_m<8>(xq, Mt, m0, sw, planes, stride, C, W, out); break;
+  }
+  return true;
+}
+
+#define SLT_HW_DOT_I8_LEVELS
 #include "linear_rowdesc.inc"
 
 inline float hsum(__m256 v) {
@@ -402,6 +472,7 @@ bool build_block(const LinearProblem& p, int64_t n, uint32_t w0, uint32_t w1, ui
 // Int8: weights t in {-1, 0, +1} per byte; maddubs(xq + 128, t) pair sums (|.| <= 510) stay in
 // int16 over a whole 1024-column block (32 steps: |sum| <= 16320), widened once at its end.
 constexpr int64_t kMrI8 = 4, kNrI8 = 2;
+constexpr int64_t kI8TileCols = 2048;  // columns of weights |t| <= 1 whose pair sums int16 holds (64 steps)
 
 template <int MR, int NR>
 void micro_i8(const int8_t* xq, int64_t Kp, const int8_t* tb, int64_t len, int32_t* out /* MR x NR */) {

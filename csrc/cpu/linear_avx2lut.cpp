@@ -102,15 +102,6 @@ void transpose_block_masks(const WeightDesc& p, int64_t n0, int64_t n1, uint32_t
   }
 }
 
-// Coat c of a multicoat weight as a weight of one coat (its mask plane; the signs are every coat's).
-inline WeightDesc coat_desc(const WeightDesc& w, int64_t c) {
-  WeightDesc d = w;
-  d.planes = w.planes + c * w.N * ((w.K + 31) / 32);
-  d.C = 1;
-  d.coat_scales = w.coat_scales + c;
-  return d;
-}
-
 // c[q]: the sign counters of rows n0 + 8q .. n0 + 8q + 7 at word 0 (row * W, lanes = rows).
 inline void block_counters(int64_t n0, int64_t W, __m256i c[4]) {
   for (int q = 0; q < 4; ++q)

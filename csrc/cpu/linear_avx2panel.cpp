@@ -39,8 +39,11 @@ bool rows_int8_panel(const LinearProblem& p, const int8_t* xq, float* scratch, i
   using avx2panel::kMr;
   using avx2panel::kNr;
   const int64_t Kp = (p.K + 31) / 32 * 32, rows = n1 - n0;
+  // (coats sharing a scale, i8panel_applies: one panel of their levels, u = C + t)
+  const int64_t coats = p.C, steps16 = avx2panel::kStepsInt16 / coats;
   uint32_t* panel = align64<uint32_t>(scratch);
-  avx2panel::panel_from_bits(p.lut_planes + sizeof(LutPlanesHeader), Kp, n0, n1, panel);
+  avx2panel::panel_from_bits(p.lut_planes + sizeof(LutPlanesHeader), Kp, n0, n1, panel, coats,
+                             panel_layout_bytes(p.N, p.K));
   const ConvTap tap{0, 0, Kp / 4};  // (one tap: the whole row)
   const float g = p.coat_scales[0];
   const float* bias = p.bias ? p.bias + n0 - p.row_begin : nullptr;
@@ -51,11 +54,11 @@ bool rows_int8_panel(const LinearProblem& p, const int8_t* xq, float* scratch, i
     const int64_t mr = p.M - m0 < kMr ? p.M - m0 : kMr;
     for (int64_t r = 0; r < mr; ++r) {
       base[r] = xq + (m0 + r) * Kp;
-      xsum[r] = row_sum(base[r], Kp);  // (u = t + 1: sum u x - sum x)
+      xsum[r] = int32_t(coats) * row_sum(base[r], Kp);  // (u = t + C: sum u x - C sum x)
     }
     for (int64_t j0 = 0; j0 < rows; j0 += 8 * kNr) {
       const int64_t nr = rows - j0 <= 8 ? 1 : kNr, cols = rows - j0 < 8 * nr ? rows - j0 : 8 * nr;
-      avx2panel::kMicroTaps[mr][nr](base, &tap, 1, panel + j0, s);
+      avx2panel::kMicroTaps[mr][nr](base, &tap, 1, panel + j0, s, steps16);
       for (int64_t r = 0; r < mr; ++r)
         avx2panel::store_int8_row(p.y + (m0 + r) * p.ldy + n0 - p.row_begin + j0, s[r], cols, xsum[r], g, p.scale,
                                   p.xscale[m0 + r], nullptr, bias ? bias + j0 : nullptr, nullptr, false);

@@ -467,6 +467,8 @@ bool build_block(const LinearProblem& p, int64_t n, uint32_t w0, uint32_t w1, ui
 // Int8, 64 bytes per step: a 1024-column block is 16 steps, so int16 pair sums (|.| <= 510)
 // cannot overflow before the block's end. 8 x 3: 24 accumulators of the 32 zmm.
 constexpr int64_t kMrI8 = 8, kNrI8 = 3;
+// columns of weights |t| <= 1 a micro-kernel call holds: VNNI's int32 sums any, int16 pair sums 64 steps
+constexpr int64_t kI8TileCols = kVnni ? int64_t(1) << 30 : 64 * 64;
 
 template <int MR, int NR>
 void micro_i8(const int8_t* xq, int64_t Kp, const int8_t* tb, int64_t len, int32_t* out /* MR x NR */) {

@@ -781,7 +781,8 @@ def _describe() -> str:
                       f"({layout_cache.ENV}={cache})")
         elif "avx2" in cpu_isas() and _isa(None) in ("auto", "avx2") and _lut(None) != "on":
             cache = "on" if LayoutCache.enabled() else "off"
-            panels = ("; int8 activations from batch 64 (binary signed-constant weights), once a mask used twice "
+            panels = ("; int8 activations from batch 64 (binary signed-constant weights, and multicoat ones whose "
+                      "coats share a scale, as their levels), once a mask used twice "
                       "keeps its panels' byte masks (2 bits/weight, "
                       f"{layout_cache.ENV}={cache}): AVX2 vpmaddubsw panels in place of the lookup")
     except (RuntimeError, ValueError):  # no extension, or a bad SLT_HW_CPU_ISA
@@ -801,8 +802,10 @@ def _describe() -> str:
                   f"(1 bit/weight kept, {layout_cache.ENV}={'on' if LayoutCache.enabled() else 'off'})")
     except ValueError:  # a bad SLT_HW_CPU_LAYOUT_CACHE (the table lookup's part says so)
         frozen = ""
+    levels = ("; multicoat weights whose coats share one scale (the search's levels): int8 activations summed "
+              "over the coats as integers, AVX2's register and every blocked kernel in one pass over the levels")
     return (f"slt_hw._C fused CPU kernel ({isa}, OpenMP{per_path}): weights regenerated in registers"
-            f"{table}{bf16}{panels}{conv}{amx}{attn}{frozen}")
+            f"{table}{bf16}{panels}{conv}{amx}{attn}{frozen}{levels}")
 
 
 _int8 = functools.partial(linear, int8=True)
