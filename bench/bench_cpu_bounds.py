@@ -36,7 +36,7 @@ import sys
 import torch
 import torch.nn.functional as F
 from bench_cpu_model import CNNS, static_int8
-from utils import RESULTS, interleaved_times, report
+from utils import RESULTS, dynamic_int8_linear, interleaved_times, report
 
 import slt_hw
 from slt_hw import pack_binary
@@ -106,9 +106,7 @@ def linear_rows(n: int, k: int, batches: list[int], ghz: float, probes: dict, th
     mask = torch.rand(n, k, generator=torch.Generator().manual_seed(0)) < 0.5
     packed = pack_binary(mask, seed=0, name="bounds")
     w = packed.materialize()
-    lin = torch.nn.Linear(k, n, bias=False)
-    lin.weight.data.copy_(w)
-    q8 = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(lin), {torch.nn.Linear}, dtype=torch.qint8)
+    q8 = dynamic_int8_linear(w)
     w16 = w.to(torch.bfloat16)
     rows = []
     for b in batches:

@@ -12,10 +12,9 @@ times the register and blocked kernels alone (the lookup runs up to 2 rows for t
 from __future__ import annotations
 
 import argparse
-import warnings
 
 import torch
-from utils import interleaved_times, report, with_env
+from utils import dynamic_int8_linear, interleaved_times, report, with_env
 
 from slt_hw import pack_binary, pack_multicoat
 from slt_hw.backends import cpu
@@ -35,11 +34,7 @@ def weights(n: int, k: int) -> dict:
 
 def bench_shape(n: int, k: int, batches: list[int], stat: str, lut: str | None) -> list[dict]:
     packed = weights(n, k)
-    lin = torch.nn.Linear(k, n, bias=False)
-    lin.weight.data.copy_(packed["binary"].materialize())
-    with warnings.catch_warnings():  # torch deprecates its quantized tensors; still the baseline asked for
-        warnings.simplefilter("ignore")
-        q8 = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(lin), {torch.nn.Linear}, dtype=torch.qint8)
+    q8 = dynamic_int8_linear(packed["binary"].materialize())
     rows = []
     for b in batches:
         x = torch.randn(b, k)

@@ -12,11 +12,10 @@ SLT_HW_CPU_LAYOUT_CACHE=off: the frozen kernels (what ran before).
 from __future__ import annotations
 
 import argparse
-import warnings
 
 import torch
 import torch.nn.functional as F
-from utils import interleaved_times, report, with_env
+from utils import dynamic_int8_linear, interleaved_times, report, with_env
 
 from slt_hw import pack_frozen, slt_linear
 from slt_hw.backends import layout_cache
@@ -27,11 +26,7 @@ def bench_shape(n: int, k: int, batches: list[int], stat: str) -> list[dict]:
     u = torch.rand(n, k, generator=torch.Generator().manual_seed(0))
     packed = pack_frozen(u < 0.5, seed=0, name="bench", p_prune=0.3, p_lock=0.2)
     w32 = packed.materialize()
-    lin = torch.nn.Linear(k, n, bias=False)
-    lin.weight.data.copy_(w32)
-    with warnings.catch_warnings():  # torch deprecates its quantized tensors; still the baseline asked for
-        warnings.simplefilter("ignore")
-        q8 = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(lin), {torch.nn.Linear}, dtype=torch.qint8)
+    q8 = dynamic_int8_linear(w32)
     rows = []
     for b in batches:
         x = torch.randn(b, k)

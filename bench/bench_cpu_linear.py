@@ -24,11 +24,10 @@ from __future__ import annotations
 
 import argparse
 import time
-import warnings
 
 import torch
 import torch.nn.functional as F
-from utils import interleaved_times, median_seconds, report, with_env
+from utils import dynamic_int8_linear, interleaved_times, median_seconds, report, with_env
 
 from slt_hw import _ext, _ops, pack_binary, pack_multicoat, slt_linear
 from slt_hw.backends import cpu, layout_cache
@@ -75,11 +74,7 @@ def bench_shape(n: int, k: int, batches: list[int], density: float, with_referen
     sc = dist == "signed_constant"  # the int8 path needs signed-constant weights
     w32 = packed.materialize()
     w16 = w32.to(torch.bfloat16)
-    lin = torch.nn.Linear(k, n, bias=False)
-    lin.weight.data.copy_(w32)
-    with warnings.catch_warnings():  # torch deprecates its quantized tensors; still the baseline asked for
-        warnings.simplefilter("ignore")
-        q8 = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(lin), {torch.nn.Linear}, dtype=torch.qint8)
+    q8 = dynamic_int8_linear(w32)
     slt_bytes = (packed.mask_bits() + 64) / 8
     mem = {"F.linear fp32": 4 * n * k, "F.linear bf16": 2 * n * k, "dynamic int8": n * k + 4 * n,
            "slt reference": slt_bytes}

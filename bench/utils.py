@@ -8,11 +8,22 @@ import pathlib
 import platform
 import statistics
 import time
+import warnings
 from collections.abc import Callable
 
 import torch
 
 RESULTS = pathlib.Path(__file__).parent / "results"
+
+
+def dynamic_int8_linear(weight: torch.Tensor) -> torch.nn.Module:
+    """torch's dynamically quantized int8 linear (fbgemm) of a float32 (out, in) weight, no bias:
+    the peer a user would pick for an int8 linear on the CPU."""
+    lin = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=False)
+    lin.weight.data.copy_(weight)
+    with warnings.catch_warnings():  # torch deprecates its quantized tensors; still the baseline asked for
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(lin), {torch.nn.Linear}, dtype=torch.qint8)
 
 
 def median_seconds(fn: Callable[[], object], repeat: int = 7, warmup: int = 2) -> float:
